@@ -1,0 +1,1 @@
+"""Training recipes for the models nodegraph ships (needs the `train` extra)."""
