@@ -1,0 +1,262 @@
+"""The `nodegraph` command: run, validate, nodes, show.
+
+Exit codes: 0 success, 1 a node failed or an output could not be written, 2 invalid graph / input /
+usage, 130 cancelled (Ctrl-C). Bad input never shows a Python traceback; NODEGRAPH_DEBUG=1 shows one for
+internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import sys
+import warnings
+from typing import Any, Optional
+
+EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 1, 2, 130
+
+
+def _set_value(raw: str, ptype) -> Any:
+    """Parse one `--set` value by the input's declared type (lists and Any: YAML, e.g. `[1, 2]`)."""
+    import yaml
+
+    if ptype.name == "int":
+        return int(raw)
+    if ptype.name == "float":
+        return float(raw)
+    if ptype.name == "bool":
+        words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+        if raw.lower() not in words:
+            raise ValueError("expected true or false")
+        return words[raw.lower()]
+    if ptype.name == "str":
+        return raw
+    if ptype.name in ("list", "Any"):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    raise ValueError(f"an input of type {ptype} cannot be given on the command line")
+
+
+def parse_sets(graph, sets: list[str]) -> tuple[dict[str, Any], list]:
+    """`NAME=VALUE` strings -> values by declared type, plus the problems found (all of them)."""
+    from nodegraph.spec.errors import GraphError
+
+    values: dict[str, Any] = {}
+    issues: list[GraphError] = []
+    for item in sets:
+        name, eq, raw = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            issues.append(GraphError("bad_set", f"--set {item}", f"`--set {item}` is not NAME=VALUE",
+                                     "e.g. `--set steps=20`", "<command line>"))
+            continue
+        ptype = graph.input_types.get(name)
+        if ptype is None:
+            values[name] = raw  # reported as an unknown input, with a did-you-mean, by the value check
+            continue
+        try:
+            values[name] = _set_value(raw, ptype)
+        except ValueError as exc:
+            message = str(exc) if "command line" in str(exc) or "expected" in str(exc) else f"expected {ptype}"
+            issues.append(GraphError("invalid_value", f"--set {name}", f"`--set {name}={raw}`: {message}",
+                                     f"`{name}` is declared as {ptype}", "<command line>"))
+    return values, issues
+
+
+def _bind(graph, sets: list[str], require_all: bool) -> dict[str, Any]:
+    from nodegraph.spec.values import bind_input_values
+
+    values, issues = parse_sets(graph, sets)
+    return bind_input_values(graph.checked, values, origin="--set", require_all=require_all, issues=issues)
+
+
+def _print_warnings(graph) -> None:
+    for warning in graph.warnings:
+        print(warning, file=sys.stderr)
+
+
+def _summary(value: Any) -> Any:
+    """A small JSON-able description of a non-file output."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_summary(v) for v in value[:20]] + (["..."] if len(value) > 20 else [])
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        described = {"shape": list(shape), "dtype": str(getattr(value, "dtype", "?")).replace("torch.", "")}
+        if getattr(value, "numel", lambda: 0)() == 1:
+            described["value"] = value.item()
+        return described
+    return repr(value)[:200]
+
+
+def cmd_run(args) -> int:
+    from nodegraph.exec.executor import run_graph
+    from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook
+    from nodegraph.exec.writers import OutputInfo, writer_for
+    from nodegraph.spec.loader import load_graph
+
+    graph = load_graph(args.graph)
+    _print_warnings(graph)
+    values = _bind(graph, args.set, require_all=True)
+    out_dir = pathlib.Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
+        return EXIT_INVALID
+    cancel = CancelToken()
+    hooks = [ProgressHook(disable=True if args.quiet else None)] + ([LogHook()] if args.verbose else [])
+
+    def on_sigint(signum, frame):
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\ncancelling at the next step (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=cancel)
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        report: dict[str, Any] = {}
+        for name, value in outputs.items():
+            ptype = graph.output_types[name]
+            writer = writer_for(ptype, value)
+            if writer is None:
+                report[name] = _summary(value)
+                continue
+            out_dir.mkdir(parents=True, exist_ok=True)
+            info = OutputInfo(name, ptype, graph, values, args.device, args.dtype)
+            report[name] = [str(p) for p in writer.write(value, out_dir, info)]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(json.dumps(report, indent=2, default=repr))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from nodegraph.spec.loader import load_graph
+
+    graph = load_graph(args.graph)
+    _bind(graph, args.set, require_all=False)
+    _print_warnings(graph)
+    details = [f"{len(graph.spec.nodes)} nodes", f"outputs: {', '.join(graph.spec.outputs) or 'none'}"]
+    if graph.warnings:
+        details.append(f"{len(graph.warnings)} warning{'s' if len(graph.warnings) > 1 else ''}")
+    print(f"{args.graph}: valid ({', '.join(details)})")
+    return 0
+
+
+def cmd_nodes(args) -> int:
+    from nodegraph.core.registry import REGISTRY
+
+    types = [t for t in REGISTRY.all() if not args.names or t.name in args.names or t.label in args.names]
+    if args.names and not types and "repeat" not in args.names:
+        print(f"error: no node type named {', '.join(args.names)} (`nodegraph nodes` lists them all)",
+              file=sys.stderr)
+        return EXIT_INVALID
+    blocks = []
+    for t in types:
+        lines = [t.label, *(f"  {line}".rstrip() for line in t.doc.splitlines())]
+        lines.append("  inputs:" if t.inputs else "  inputs: none")
+        for port in t.inputs.values():
+            extra = f"  — {port.description}" if port.description else ""
+            lines.append(f"    {port.name}: {port.describe()}{'' if not port.required else '  (required)'}{extra}")
+        lines.append("  outputs:")
+        for port, ptype in t.outputs.items():
+            doc = t.output_docs.get(port)
+            lines.append(f"    {port}: {ptype}{f'  — {doc}' if doc else ''}")
+        blocks.append("\n".join(lines))
+    if not args.names or "repeat" in args.names:
+        blocks.append("repeat\n  Runs a body subgraph once per element of `over`, carrying `state` through `next`\n"
+                      "  (see docs/graphs.md). Keys: over, state, nodes, next, collect.")
+    print("\n\n".join(blocks))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from nodegraph.spec.loader import load_graph
+    from nodegraph.spec.mermaid import to_mermaid
+
+    print(to_mermaid(load_graph(args.graph).checked), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nodegraph import __version__
+
+    parser = argparse.ArgumentParser(prog="nodegraph", description="Run and inspect nodegraph YAML graphs.")
+    parser.add_argument("--version", action="version", version=f"nodegraph {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sets = dict(action="append", default=[], metavar="NAME=VALUE",
+                help="set a graph input (repeatable); lists are YAML, e.g. --set sizes=[1,2]")
+
+    run = sub.add_parser("run", help="run a graph and write its outputs")
+    run.add_argument("graph", metavar="GRAPH")
+    run.add_argument("--set", **sets)
+    run.add_argument("--out", default="out", metavar="DIR", help="folder for image outputs (default: out)")
+    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when present)")
+    run.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="default: fp32")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    run.add_argument("-v", "--verbose", action="store_true", help="log every node as it starts and ends")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check a graph (and --set values) without running it")
+    validate.add_argument("graph", metavar="GRAPH")
+    validate.add_argument("--set", **sets)
+    validate.set_defaults(func=cmd_validate)
+
+    nodes = sub.add_parser("nodes", help="list node types with their ports, parameters and help")
+    nodes.add_argument("names", nargs="*", metavar="NAME", help="only these types")
+    nodes.set_defaults(func=cmd_nodes)
+
+    show = sub.add_parser("show", help="print the graph as Mermaid flowchart text")
+    show.add_argument("graph", metavar="GRAPH")
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from nodegraph.core.context import DeviceError
+    from nodegraph.exec.hooks import RunCancelledError
+    from nodegraph.exec.steps import NodeExecutionError
+    from nodegraph.exec.writers import OutputError
+    from nodegraph.spec.errors import ValidationFailed
+
+    warnings.showwarning = _show_warning
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValidationFailed as exc:
+        print(exc.report(), file=sys.stderr)
+        return EXIT_INVALID
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except NodeExecutionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (RunCancelledError, KeyboardInterrupt):
+        print("cancelled; no outputs were written", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception as exc:
+        if os.environ.get("NODEGRAPH_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc}\n  this is a bug in nodegraph; rerun with "
+              "NODEGRAPH_DEBUG=1 to see the traceback and report it", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Running a graph: bind and check the input values, take the (cached) plan, run it, report events."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any, Optional, Sequence, Union
+
+from nodegraph.core.context import RunContext, check_dtype_name
+from nodegraph.exec.events import RunCancelled, RunFailed, RunFinished, RunStarted
+from nodegraph.exec.hooks import CancelToken, Hook, RunCancelledError
+from nodegraph.exec.plan import Plan
+from nodegraph.exec.steps import run_steps
+
+
+@dataclass
+class RunOptions:
+    """How to run: `device` (None = CUDA when present, else CPU), `dtype` (None = fp32; fp16, bf16),
+    `hooks` (callables receiving events), `cancel` (a CancelToken scoped to this run)."""
+
+    device: Any = None
+    dtype: Any = None
+    hooks: Sequence[Hook] = field(default_factory=tuple)
+    cancel: Optional[CancelToken] = None
+
+
+def execute_plan(plan: Plan, values: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Run a plan with already-checked graph-input values; emit run-level events."""
+    slots: list = [None] * plan.n_slots
+    for name, slot in plan.input_slots.items():
+        slots[slot] = values[name]
+    if ctx.hooks:
+        ctx.emit(RunStarted(plan.graph, plan.outputs))
+    started = perf_counter()
+    try:
+        run_steps(plan.steps, slots, ctx)
+    except RunCancelledError:
+        if ctx.hooks:
+            ctx.emit(RunCancelled(plan.graph, ctx.node_id))
+        raise
+    except KeyboardInterrupt:
+        if ctx.hooks:
+            ctx.emit(RunCancelled(plan.graph, ctx.node_id))
+        raise
+    except BaseException as exc:
+        if ctx.hooks:
+            ctx.emit(RunFailed(plan.graph, exc))
+        raise
+    result = {name: slots[slot] for name, slot in plan.output_slots.items()}
+    if ctx.hooks:
+        ctx.emit(RunFinished(plan.graph, perf_counter() - started, result))
+    return result
+
+
+def run_graph(graph: Union[str, os.PathLike, Any], inputs: Optional[dict[str, Any]] = None, *,
+              outputs: Optional[Sequence[str]] = None, device: Any = None, dtype: Any = None,
+              hooks: Sequence[Hook] = (), cancel: Optional[CancelToken] = None,
+              options: Optional[RunOptions] = None) -> dict[str, Any]:
+    """Run a graph (a `Graph` or a path to a YAML file) and return {output name: value}.
+
+    `inputs` are checked like `--set` values (type, choices, range, and every node port they feed);
+    problems raise ValidationFailed. A node that raises becomes NodeExecutionError; cancellation through
+    `cancel` raises RunCancelledError at the next node or iteration boundary.
+    """
+    from nodegraph.spec.graph import Graph
+    from nodegraph.spec.loader import load_graph
+    from nodegraph.spec.values import bind_input_values
+
+    if not isinstance(graph, Graph):
+        graph = load_graph(graph)
+    options = options or RunOptions(device, dtype, tuple(hooks), cancel)
+    values = bind_input_values(graph.checked, dict(inputs or {}))
+    plan = graph.plan(tuple(outputs) if outputs is not None else None)
+    check_dtype_name(options.dtype)
+    ctx = RunContext(options.device, options.dtype, hooks=tuple(options.hooks), cancel=options.cancel)
+    if options.device is not None:
+        ctx.check_device()
+    return execute_plan(plan, values, ctx)

@@ -1,0 +1,88 @@
+"""Cross-cutting concerns that subscribe to executor events: cancellation and progress bars.
+
+A hook is any callable taking one event. No node prints and no node knows about tqdm.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Callable
+
+from nodegraph.exec.events import (NodeFinished, NodeStarted, RepeatFinished, RepeatIteration, RepeatStarted,
+                                   RunCancelled, RunFailed, RunFinished)
+
+Hook = Callable[[Any], None]
+
+
+class RunCancelledError(Exception):
+    """The run was cancelled; raised at the next node or iteration boundary after `CancelToken.cancel()`."""
+
+    def __init__(self, node_id: str | None = None):
+        super().__init__(f"run cancelled{f' before node `{node_id}`' if node_id else ''}")
+        self.node_id = node_id
+
+
+class CancelToken:
+    """Cancels one run: the executor checks it between nodes and between repeat iterations.
+
+    `cancel()` is safe to call from a signal handler or another thread.
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self, node_id: str | None = None) -> None:
+        if self._event.is_set():
+            raise RunCancelledError(node_id)
+
+
+class ProgressHook:
+    """A tqdm bar per running `repeat` node (nested repeats get nested bars that vanish when done)."""
+
+    def __init__(self, file=None, disable: bool | None = None):
+        self._file = file or sys.stderr
+        self._disable = disable
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, RepeatStarted):
+            from tqdm import tqdm
+
+            self._bars[event.node_id] = tqdm(total=event.total, desc=event.node_id, file=self._file,
+                                             disable=self._disable, leave=not self._bars,
+                                             position=len(self._bars), dynamic_ncols=True)
+        elif isinstance(event, RepeatIteration):
+            bar = self._bars.get(event.node_id)
+            if bar is not None:
+                bar.update(1)
+        elif isinstance(event, RepeatFinished):
+            bar = self._bars.pop(event.node_id, None)
+            if bar is not None:
+                bar.close()
+        elif isinstance(event, (RunFinished, RunFailed, RunCancelled)):
+            for bar in reversed(list(self._bars.values())):
+                bar.close()
+            self._bars.clear()
+
+
+class LogHook:
+    """Prints one line per node start/finish (the CLI's `--verbose`)."""
+
+    def __init__(self, file=None):
+        self._file = file or sys.stderr
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, NodeStarted):
+            print(f"started {event.node_id} ({event.node_type})", file=self._file, flush=True)
+        elif isinstance(event, NodeFinished):
+            print(f"finished {event.node_id} in {event.seconds:.3f}s", file=self._file, flush=True)
