@@ -1,0 +1,101 @@
+"""Loader nodes: a checkpoint (local folder, hub repo id or `builtin:NAME`) → model components.
+
+Models are kept in the process-wide component cache keyed by (source, revision, component, dtype, device),
+so a second run in the same process does not load them again. Schedulers are never cached: each run gets a
+fresh scheduler object, so two runs never share its step state.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from nodegraph.core import Field, Node, Ports, RunContext, node
+from nodegraph.core.types import VAE, Scheduler, TextEncoder, Tokenizer, UNet
+
+MODEL_HELP = "a pipeline folder, a component folder, a hub repo id (org/name) or builtin:NAME"
+
+
+class CheckpointInputs(Ports):
+    model: str = Field(description=MODEL_HELP, min_length=1)
+    revision: Optional[str] = Field(None, description="hub revision (branch, tag or commit)")
+    variant: Optional[str] = Field(None, description="weights variant, e.g. fp16 (file.fp16.safetensors)")
+    allow_pickle: bool = Field(False, description="allow .bin (pickle) weights; loaded with weights_only=True")
+
+
+def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed: bool = True):
+    from nodegraph.models.loading import load_component
+
+    device, dtype = (ctx.device, ctx.dtype) if placed else (None, None)
+    key = ("component", i.model, i.revision, i.variant, component, str(dtype), str(device))
+
+    def load():
+        kwargs = {"dtype": dtype, "device": device} if placed else {}
+        return load_component(i.model, component, revision=i.revision, variant=i.variant,
+                              allow_pickle=i.allow_pickle, **kwargs)
+
+    return ctx.components.get_or_load(key, load)
+
+
+@node("LoadUNet", version=1)
+class LoadUNet(Node):
+    """Load the denoising UNet (UNet2DModel or UNet2DConditionModel) of a checkpoint."""
+
+    Inputs = CheckpointInputs
+
+    class Outputs(Ports):
+        unet: UNet
+
+    def run(self, i, ctx):
+        return {"unet": load_cached(i, "unet", ctx)}
+
+
+@node("LoadVAE", version=1)
+class LoadVAE(Node):
+    """Load the AutoencoderKL of a checkpoint (images ↔ latents)."""
+
+    Inputs = CheckpointInputs
+
+    class Outputs(Ports):
+        vae: VAE
+
+    def run(self, i, ctx):
+        return {"vae": load_cached(i, "vae", ctx)}
+
+
+@node("LoadCLIP", version=1)
+class LoadCLIP(Node):
+    """Load the CLIP text encoder and its tokenizer of a checkpoint."""
+
+    Inputs = CheckpointInputs
+
+    class Outputs(Ports):
+        text_encoder: TextEncoder
+        tokenizer: Tokenizer
+
+    def run(self, i, ctx):
+        return {"text_encoder": load_cached(i, "text_encoder", ctx),
+                "tokenizer": load_cached(i, "tokenizer", ctx, placed=False)}
+
+
+@node("LoadScheduler", version=1)
+class LoadScheduler(Node):
+    """Make a fresh scheduler from a checkpoint's scheduler config, optionally as another scheduler class.
+
+    `scheduler` names the class by short name (ddpm, ddim, pndm, unipc, euler, euler_a, dpmpp_2m, lms) or
+    diffusers class name; empty keeps the checkpoint's own. A swap follows diffusers' `from_config`: settings
+    the checkpoint's json does not state take the new class's defaults. `sd_pipeline` applies
+    StableDiffusionPipeline's corrections of old configs (steps_offset=1, clip_sample=False).
+    """
+
+    class Inputs(CheckpointInputs):
+        scheduler: str = Field("", description="scheduler class to use; empty = the checkpoint's own")
+        sd_pipeline: bool = Field(False, description="apply StableDiffusionPipeline's scheduler-config fixes")
+
+    class Outputs(Ports):
+        scheduler: Scheduler
+
+    def run(self, i, ctx):
+        from nodegraph.nodes._diffusion import make_scheduler
+
+        config = load_cached(i, "scheduler", ctx, placed=False)
+        return {"scheduler": make_scheduler(config, i.scheduler or None, sd_pipeline=i.sd_pipeline)}

@@ -1,0 +1,54 @@
+"""VAE nodes: latents ↔ images through the AutoencoderKL, with its `scaling_factor`."""
+
+from __future__ import annotations
+
+from nodegraph.core import Field, Node, Ports, node
+from nodegraph.core.types import VAE, Generator, Image, Latent
+
+
+@node("VAEDecode", version=1)
+class VAEDecode(Node):
+    """Decode latents to images in [0, 1] (float32 on the CPU, ready to save)."""
+
+    class Inputs(Ports):
+        vae: VAE
+        latents: Latent
+
+    class Outputs(Ports):
+        image: Image
+
+    def run(self, i, ctx):
+        import torch
+
+        vae = i.vae
+        with torch.no_grad():
+            x = vae.decode(i.latents.to(vae.dtype) / vae.config.scaling_factor)  # (B, 3, H, W) in ~[-1, 1]
+        return {"image": (x / 2 + 0.5).clamp(0, 1).float().cpu()}
+
+
+@node("VAEEncode", version=1)
+class VAEEncode(Node):
+    """Encode images in [0, 1] to scaled latents, sampling the posterior with `generator` (img2img).
+
+    The image batch is repeated up to `batch_size` after encoding, as diffusers does for one init image.
+    """
+
+    class Inputs(Ports):
+        vae: VAE
+        image: Image
+        generator: Generator
+        batch_size: int = Field(1, ge=1, le=64)
+
+    class Outputs(Ports):
+        latents: Latent
+
+    def run(self, i, ctx):
+        import torch
+
+        vae = i.vae
+        x = i.image.to(device=ctx.device, dtype=ctx.dtype) * 2 - 1  # (B, 3, H, W) in [-1, 1]
+        with torch.no_grad():
+            latents = vae.encode(x).sample(generator=i.generator) * vae.config.scaling_factor
+        if i.batch_size % latents.shape[0]:
+            raise ValueError(f"`batch_size` {i.batch_size} is not a multiple of the {latents.shape[0]} images given")
+        return {"latents": torch.cat([latents] * (i.batch_size // latents.shape[0]))}

@@ -1,0 +1,18 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_pipelines import save_tiny_ddpm, save_tiny_sd  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    return save_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_ddpm(tmp_path_factory) -> Path:
+    return save_tiny_ddpm(tmp_path_factory.mktemp("models") / "tiny-ddpm")
