@@ -68,11 +68,39 @@ def parse_sets(graph, sets: list[str]) -> tuple[dict[str, Any], list]:
     return values, issues
 
 
-def _bind(graph, sets: list[str], require_all: bool) -> dict[str, Any]:
+def _bind(graph, sets: list[str], require_all: bool, base: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Input values from `--set` over `base` (the values recorded in a PNG being re-run)."""
     from nodegraph.spec.values import bind_input_values
 
     values, issues = parse_sets(graph, sets)
+    values = {**(base or {}), **values}
     return bind_input_values(graph.checked, values, origin="--set", require_all=require_all, issues=issues)
+
+
+def _load_run_target(target: str, scratch: pathlib.Path):
+    """GRAPH is a graph file, or a PNG written by `nodegraph run` (its embedded graph and input values)."""
+    from nodegraph.spec.loader import load_graph
+
+    if not target.lower().endswith(".png"):
+        return load_graph(target), None
+    from nodegraph.exec.png_metadata import read_recipe
+    from nodegraph.spec.bundle import unbundle
+
+    recipe = read_recipe(target)
+    main = unbundle(recipe["graph"], scratch)
+    return load_graph(main), recipe["inputs"]
+
+
+def _inputs_feeding(graph, node_id: str, values: dict[str, Any]) -> str:
+    """`name = value` of the graph inputs wired into a (top-level) node: what the user may need to change."""
+    from nodegraph.spec.document import Ref
+
+    spec = graph.spec.nodes.get(node_id.split("/")[0])
+    if spec is None:
+        return ""
+    wired = spec.inputs if hasattr(spec, "inputs") else {}
+    names = [v.name for v in wired.values() if isinstance(v, Ref) and v.scope == "inputs"]
+    return ", ".join(f"{n} = {values.get(n)!r}" for n in names)
 
 
 def _print_warnings(graph) -> None:
@@ -96,14 +124,23 @@ def _summary(value: Any) -> Any:
 
 
 def cmd_run(args) -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nodegraph-") as scratch:
+        return _run(args, pathlib.Path(scratch))
+
+
+def _run(args, scratch: pathlib.Path) -> int:
+    from nodegraph.exec import png_metadata
     from nodegraph.exec.executor import run_graph
     from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook
+    from nodegraph.exec.steps import NodeExecutionError
     from nodegraph.exec.writers import OutputInfo, writer_for
-    from nodegraph.spec.loader import load_graph
 
-    graph = load_graph(args.graph)
+    png_metadata.install()
+    graph, recorded = _load_run_target(args.graph, scratch)
     _print_warnings(graph)
-    values = _bind(graph, args.set, require_all=True)
+    values = _bind(graph, args.set, require_all=True, base=recorded)
     out_dir = pathlib.Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
@@ -119,7 +156,11 @@ def cmd_run(args) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=cancel)
+        try:
+            outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=cancel)
+        except NodeExecutionError as exc:
+            exc.fed_by = _inputs_feeding(graph, exc.node_id, values)
+            raise
         if cancel.cancelled:
             raise KeyboardInterrupt
         report: dict[str, Any] = {}
@@ -196,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="set a graph input (repeatable); lists are YAML, e.g. --set sizes=[1,2]")
 
     run = sub.add_parser("run", help="run a graph and write its outputs")
-    run.add_argument("graph", metavar="GRAPH")
+    run.add_argument("graph", metavar="GRAPH", help="a graph file, or a PNG written by `nodegraph run` to re-run")
     run.add_argument("--set", **sets)
     run.add_argument("--out", default="out", metavar="DIR", help="folder for image outputs (default: out)")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when present)")
@@ -228,7 +269,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     from nodegraph.core.context import DeviceError
     from nodegraph.exec.hooks import RunCancelledError
     from nodegraph.exec.steps import NodeExecutionError
+    from nodegraph.exec.png_metadata import RecipeError
     from nodegraph.exec.writers import OutputError
+    from nodegraph.spec.bundle import BundleError
     from nodegraph.spec.errors import ValidationFailed
 
     warnings.showwarning = _show_warning
@@ -242,11 +285,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except NodeExecutionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        fed_by = getattr(exc, "fed_by", "")
+        print(f"error: {exc}" + (f"\n  the node's graph inputs: {fed_by}" if fed_by else ""), file=sys.stderr)
         return EXIT_FAILED
     except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except (RecipeError, BundleError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     except (RunCancelledError, KeyboardInterrupt):
         print("cancelled; no outputs were written", file=sys.stderr)
         return EXIT_CANCELLED

@@ -36,6 +36,7 @@ class OutputInfo:
     inputs: dict[str, Any] = field(default_factory=dict)  # the input values the run used
     device: Optional[str] = None
     dtype: Optional[str] = None
+    size: Optional[tuple[int, int]] = None  # (width, height) of an image output, set by the image writer
 
 
 class OutputWriter(Protocol):
@@ -107,6 +108,7 @@ class ImageWriter:
         from PIL.PngImagePlugin import PngInfo
 
         images = to_pil_images(value, info.output)
+        info.size = images[0].size if images else None
         paths = free_names(out_dir, info.output, len(images), ".png")
         for index, (image, path) in enumerate(zip(images, paths)):
             text = PngInfo()

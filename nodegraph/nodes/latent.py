@@ -39,8 +39,8 @@ class RandomLatent(Node):
         vae: Optional[VAE] = None
         scheduler: Optional[Scheduler] = None
         batch_size: int = Field(1, ge=1, le=64)
-        height: Optional[int] = Field(None, gt=0, le=8192, description="image height in pixels")
-        width: Optional[int] = Field(None, gt=0, le=8192, description="image width in pixels")
+        height: Optional[int] = Field(None, gt=0, le=8192, multiple_of=8, description="image height in pixels")
+        width: Optional[int] = Field(None, gt=0, le=8192, multiple_of=8, description="image width in pixels")
 
     class Outputs(Ports):
         latents: Latent

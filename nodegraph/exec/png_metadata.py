@@ -1,0 +1,92 @@
+"""PNG metadata for image outputs: an A1111-style `parameters` text and a `nodegraph` chunk to re-run from.
+
+`parameters` is the line tools such as A1111 and civitai read (prompt, negative prompt, steps, sampler, CFG
+scale, seed, size, model), filled from the graph inputs of those names. `nodegraph` is JSON holding the graph
+bundle (the graph file and its includes) and every input value the run used, so `nodegraph run image.png`
+makes the same image again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from nodegraph.exec.writers import IMAGE_WRITER, OutputInfo
+
+RECIPE_KEY = "nodegraph"
+PARAMETERS_KEY = "parameters"
+SAMPLER_NAMES = {  # A1111's names, by short name and by diffusers class
+    "ddpm": "DDPM", "ddim": "DDIM", "pndm": "PLMS", "unipc": "UniPC", "euler": "Euler", "euler_a": "Euler a",
+    "dpmpp_2m": "DPM++ 2M", "lms": "LMS",
+}
+
+
+class RecipeError(ValueError):
+    """An image without (readable) nodegraph metadata."""
+
+
+def _sampler(inputs: dict[str, Any]) -> str:
+    name = inputs.get("scheduler") or ""
+    if not name and inputs.get("model"):
+        try:  # the checkpoint's own scheduler: a small json read
+            from nodegraph.models.loading import load_component
+            from nodegraph.schedulers import scheduler_class
+
+            name = scheduler_class(load_component(inputs["model"], "scheduler")["_class_name"]).short_name
+        except Exception:
+            return ""
+    return SAMPLER_NAMES.get(name, name)
+
+
+def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None) -> str:
+    lines = [str(inputs.get("prompt", ""))]
+    if inputs.get("negative_prompt"):
+        lines.append(f"Negative prompt: {inputs['negative_prompt']}")
+    fields = [("Steps", inputs.get("steps")), ("Sampler", _sampler(inputs)),
+              ("CFG scale", inputs.get("guidance_scale")), ("Seed", inputs.get("seed")),
+              ("Size", f"{size[0]}x{size[1]}" if size else None), ("Model", inputs.get("model")),
+              ("Strength", inputs.get("strength"))]
+    lines.append(", ".join(f"{k}: {v}" for k, v in fields if v not in (None, "")))
+    return "\n".join(lines)
+
+
+def recipe(info: OutputInfo) -> dict[str, Any]:
+    from nodegraph.spec.bundle import BUNDLE_FORMAT, bundle_graph
+
+    graph_file = getattr(info.graph, "file", None)
+    if graph_file and os.path.isfile(graph_file):
+        bundle = bundle_graph(graph_file)
+    else:  # built in Python: its YAML form is self-contained
+        bundle = {"format": BUNDLE_FORMAT, "main": "graph.yaml", "files": {"graph.yaml": info.graph.to_yaml()}}
+    return {"graph": bundle, "inputs": info.inputs, "output": info.output, "dtype": info.dtype}
+
+
+def metadata_hook(info: OutputInfo, index: int) -> dict[str, str]:
+    return {PARAMETERS_KEY: parameters_text(info.inputs, info.size),
+            RECIPE_KEY: json.dumps(recipe(info), default=repr)}
+
+
+def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """The `nodegraph` chunk of a PNG written by `nodegraph run`; RecipeError says why when there is none."""
+    import PIL.Image
+
+    try:
+        with PIL.Image.open(path) as img:
+            raw = img.text.get(RECIPE_KEY) if hasattr(img, "text") else None
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"{path}: cannot read it as an image ({exc})") from None
+    if raw is None:
+        raise RecipeError(f"{path} has no nodegraph metadata; only PNGs written by `nodegraph run` can be re-run")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RecipeError(f"{path}: its nodegraph metadata is damaged ({exc})") from None
+    if not isinstance(data, dict) or not data.get("graph") or not isinstance(data.get("inputs"), dict):
+        raise RecipeError(f"{path}: its nodegraph metadata holds no graph to re-run")
+    return data
+
+
+def install() -> None:
+    if metadata_hook not in IMAGE_WRITER.metadata_hooks:
+        IMAGE_WRITER.metadata_hooks.append(metadata_hook)
