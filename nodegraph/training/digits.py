@@ -34,13 +34,13 @@ class Recipe:
     """Training settings; the defaults are the ones the shipped weights were trained with."""
 
     seed: int = 0
-    vae_steps: int = 400
+    vae_steps: int = 300
     vae_lr: float = 2e-3
-    unet_steps: int = 2400
+    unet_steps: int = 2600
     unet_lr: float = 1e-3
     batch_size: int = 64
     min_snr_gamma: float = 5.0
-    ema_decay: float = 0.999
+    ema_decay: float = 0.998
     threads: int = 2
 
 
@@ -69,7 +69,7 @@ def train_vae(images: torch.Tensor, recipe: Recipe, report: Report):
         x = images[torch.randint(len(images), (recipe.batch_size,), generator=gen)]  # (B, 3, 32, 32)
         posterior = vae.encode(x)
         recon = vae.decode(posterior.sample(generator=gen))
-        kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+        kl = 0.5 * (posterior.mean.pow(2) + posterior.std.pow(2) - 1.0 - posterior.logvar).mean()
         loss = F.mse_loss(recon, x) + F.l1_loss(recon, x) + 1e-6 * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()

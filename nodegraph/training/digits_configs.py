@@ -15,6 +15,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from nodegraph.models.autoencoder_kl import AutoencoderKL
+from nodegraph.models.unet_2d_condition import UNet2DConditionModel
 
 DIFFUSERS_VERSION = "0.42.1"  # the format version the configs follow
 
@@ -105,21 +109,15 @@ MODEL_INDEX = {
 }
 
 
-def build_vae(config: dict):
-    from nodegraph.models.autoencoder_kl import AutoencoderKL
-
+def build_vae(config: dict) -> AutoencoderKL:
     return AutoencoderKL.from_config(config)
 
 
-def build_unet(config: dict):
-    from nodegraph.models.unet_2d_condition import UNet2DConditionModel
-
+def build_unet(config: dict) -> UNet2DConditionModel:
     return UNet2DConditionModel.from_config(config)
 
 
-def build_text_encoder(config: dict):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
+def build_text_encoder(config: dict) -> CLIPTextModel:
     fields = {k: v for k, v in config.items() if k not in ("architectures", "model_type")}
     return CLIPTextModel(CLIPTextConfig(**fields))
 
