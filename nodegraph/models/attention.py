@@ -1,0 +1,152 @@
+"""Attention layers, all through `F.scaled_dot_product_attention`.
+
+`SpatialSelfAttention` is the single-block self-attention of UNet2DModel and the VAE mid block (diffusers'
+`Attention` built with `_from_deprecated_attn_block`); `Transformer2D` is Stable Diffusion's spatial transformer
+(diffusers' `Transformer2DModel` with continuous input). Attribute names match diffusers' state-dict keys.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nodegraph.models.base import Conv2d, GroupNorm, LayerNorm, Linear
+
+
+def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """q (B, N, heads·d), k/v (B, M, heads·d) → (B, N, heads·d); softmax(q·kᵀ/√d)·v per head."""
+    B, N, inner = q.shape
+    d = inner // heads
+    q, k, v = (x.view(B, -1, heads, d).transpose(1, 2) for x in (q, k, v))  # (B, heads, N|M, d)
+    out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
+    return out.transpose(1, 2).reshape(B, N, heads * d)
+
+
+class SpatialSelfAttention(nn.Module):
+    """GroupNorm → self-attention over the H·W positions → + input, divided by `rescale_output_factor`."""
+
+    def __init__(self, channels: int, head_dim: int, groups: int, eps: float, rescale_output_factor: float = 1.0):
+        super().__init__()
+        self.heads = channels // head_dim
+        inner = self.heads * head_dim
+        self.group_norm = GroupNorm(groups, channels, eps=eps)
+        self.to_q = Linear(channels, inner)
+        self.to_k = Linear(channels, inner)
+        self.to_v = Linear(channels, inner)
+        self.to_out = nn.ModuleList([Linear(inner, channels)])  # `to_out.0`: diffusers' name
+        self.rescale_output_factor = rescale_output_factor
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        B, C, H, W = x.shape
+        h = self.group_norm(x).view(B, C, H * W).transpose(1, 2)  # (B, HW, C)
+        h = multi_head_attention(self.to_q(h), self.to_k(h), self.to_v(h), self.heads)
+        h = self.to_out[0](h).transpose(1, 2).reshape(B, C, H, W)
+        return (h + x) / self.rescale_output_factor
+
+
+class Attention(nn.Module):
+    """Multi-head attention of the transformer blocks: self-attention, or cross-attention on `context`."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.heads = heads
+        inner = heads * head_dim
+        self.to_q = Linear(dim, inner, bias=False)
+        self.to_k = Linear(context_dim or dim, inner, bias=False)
+        self.to_v = Linear(context_dim or dim, inner, bias=False)
+        self.to_out = nn.ModuleList([Linear(inner, dim)])  # `to_out.0`: diffusers' name
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = x if context is None else context  # (B, M, context_dim)
+        h = multi_head_attention(self.to_q(x), self.to_k(context), self.to_v(context), self.heads)
+        return F.dropout(self.to_out[0](h), self.dropout, self.training)
+
+
+class GEGLU(nn.Module):
+    """Gated GELU (Shazeer, 2020): one projection to 2×inner, the second half gates the first."""
+
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.proj = Linear(dim, inner * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, gate = self.proj(x).chunk(2, dim=-1)
+        return h * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, dropout: float = 0.0, mult: int = 4):
+        super().__init__()
+        # `net.0`, `net.2`: the key names of diffusers' Sequential-like ModuleList
+        self.net = nn.ModuleList([GEGLU(dim, dim * mult), nn.Dropout(dropout), Linear(dim * mult, dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class BasicTransformerBlock(nn.Module):
+    """Pre-LayerNorm block: self-attention, cross-attention on the text, GEGLU feed-forward, each residual.
+
+    With `only_cross_attention` the first attention reads the text too (diffusers' option of that name).
+    """
+
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int, only_cross_attention: bool = False,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.only_cross_attention = only_cross_attention
+        self.norm1 = LayerNorm(dim)
+        self.attn1 = Attention(dim, heads, head_dim, context_dim if only_cross_attention else None, dropout)
+        self.norm2 = LayerNorm(dim)
+        self.attn2 = Attention(dim, heads, head_dim, context_dim, dropout)
+        self.norm3 = LayerNorm(dim)
+        self.ff = FeedForward(dim, dropout)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = self.attn1(self.norm1(x), context if self.only_cross_attention else None) + x  # (B, HW, dim)
+        x = self.attn2(self.norm2(x), context) + x
+        return self.ff(self.norm3(x)) + x
+
+
+class Transformer2D(nn.Module):
+    """GroupNorm → proj_in → transformer blocks over the H·W positions → proj_out → + input.
+
+    The projections are 1×1 convs (SD1) or Linear layers (SD2, `use_linear_projection`); both act per pixel,
+    the difference is only where the (B, C, H, W) ↔ (B, HW, C) reshape happens, which the key shapes record.
+    """
+
+    def __init__(self, channels: int, heads: int, context_dim: int, groups: int, num_layers: int = 1,
+                 use_linear_projection: bool = False, only_cross_attention: bool = False, dropout: float = 0.0):
+        super().__init__()
+        head_dim = channels // heads
+        inner = heads * head_dim
+        self.use_linear_projection = use_linear_projection
+        self.norm = GroupNorm(groups, channels, eps=1e-6)
+        if use_linear_projection:
+            self.proj_in, self.proj_out = Linear(channels, inner), Linear(inner, channels)
+        else:
+            self.proj_in, self.proj_out = Conv2d(channels, inner, 1), Conv2d(inner, channels, 1)
+        self.transformer_blocks = nn.ModuleList(
+            BasicTransformerBlock(inner, heads, head_dim, context_dim, only_cross_attention, dropout)
+            for _ in range(num_layers)
+        )
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        B, C, H, W = x.shape
+        h = self.norm(x)
+        if not self.use_linear_projection:
+            h = self.proj_in(h)
+        h = h.permute(0, 2, 3, 1).reshape(B, H * W, -1)  # (B, HW, inner)
+        if self.use_linear_projection:
+            h = self.proj_in(h)
+        for block in self.transformer_blocks:
+            h = block(h, context)
+        if self.use_linear_projection:
+            h = self.proj_out(h)
+        h = h.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous()  # (B, C|inner, H, W)
+        if not self.use_linear_projection:
+            h = self.proj_out(h)
+        return h + x

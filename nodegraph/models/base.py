@@ -1,0 +1,68 @@
+"""What every nodegraph model shares: layers that skip initialising meta tensors, the dtype/device properties,
+and installing loaded weights.
+
+Models are built on the meta device and then given their checkpoint's tensors, so the random initialisation
+that torch's layers run in their constructors is wasted work: `Linear`, `Conv2d`, `GroupNorm` and `LayerNorm`
+here are torch's, except that they skip it for meta weights (a per-instance check, so unlike patching
+`torch.nn.init` it cannot leave another thread's layers uninitialised). Built on a real device they initialise
+as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Linear(nn.Linear):
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
+class Conv2d(nn.Conv2d):
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
+class GroupNorm(nn.GroupNorm):
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
+class LayerNorm(nn.LayerNorm):
+    def reset_parameters(self) -> None:
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
+
+class Model(nn.Module):
+    config: Any
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def install_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Make `state`'s tensors the model's parameters and buffers, frozen (gradients off), without copying.
+
+    The keys must already have been checked against the model (`checkpoint.fit`); this is
+    `load_state_dict(assign=True)` without its per-key bookkeeping, which costs more than the rest of a load.
+    """
+    modules = dict(model.named_modules())
+    for key, tensor in state.items():
+        owner, _, name = key.rpartition(".")
+        module = modules[owner]
+        if name in module._parameters:
+            setattr(module, name, nn.Parameter(tensor, requires_grad=False))
+        else:
+            setattr(module, name, tensor)

@@ -1,0 +1,267 @@
+"""Weight files: finding them, reading them, and fitting their keys to a model, strictly.
+
+Finding: safetensors before pickle, one file before an index of shards, `<stem>.<variant>.<ext>` for a variant.
+Reading: safetensors headers are parsed here, so a truncated or corrupt file is reported before any data is read;
+tensors are then mapped or read (see `read_tensors`).
+Fitting: legacy and prefixed keys are renamed, then every key must match the model and every shape must agree;
+anything else is a `CheckpointError` that names the keys and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from nodegraph.models.errors import CheckpointError
+from nodegraph.models.sources import Source
+
+DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model", "diffusion_pytorch_model")  # stems of (.safetensors, .bin)
+TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
+
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+_MAX_HEADER = 100 << 20
+
+
+@dataclass(frozen=True)
+class WeightFiles:
+    """One component's weights: a single file or the shards an index names (paths relative to the source)."""
+
+    paths: tuple[str, ...]
+    pickle: bool
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tensor of a checkpoint, not yet read."""
+
+    file: str  # as shown in messages
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    local: Path | None = None  # safetensors: the file and the tensor's byte range
+    start: int = 0
+    end: int = 0
+    tensor: torch.Tensor | None = None  # pickle: already loaded (memory-mapped)
+
+
+def find_weights(src: Source, folder: str, stems: tuple[str, str], variant: str | None,
+                 allow_pickle: bool) -> WeightFiles:
+    """The weight files of the component in `folder`; `stems` are the names before .safetensors and .bin."""
+    names = src.files(folder)
+    join = (lambda n: f"{folder}/{n}") if folder else (lambda n: n)
+    tag = f".{variant}" if variant else ""
+    for stem, ext, pickle in ((stems[0], "safetensors", False), (stems[1], "bin", True)):
+        single, index = f"{stem}{tag}.{ext}", f"{stem}.{ext}.index{tag}.json"
+        if single not in names and index not in names:
+            continue
+        found = single if single in names else index
+        if pickle and not allow_pickle:
+            raise CheckpointError(
+                f"{src.where(join(found))} is a pickle (.bin) checkpoint, and loading a pickle can run code. "
+                f"If you trust the source, pass allow_pickle=True (it is then read with "
+                f"torch.load(weights_only=True)); better, convert it to safetensors.")
+        if found == single:
+            return WeightFiles((join(single),), pickle)
+        weight_map = src.read_json(join(index)).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{src.where(join(index))} has no `weight_map`; re-save the checkpoint.")
+        return WeightFiles(tuple(join(shard) for shard in sorted(set(weight_map.values()))), pickle)
+    weights = [n for n in names if n.endswith((".safetensors", ".bin")) or ".index" in n]
+    stem_pattern = "|".join(map(re.escape, stems))
+    pattern = re.compile(rf"^(?:{stem_pattern})(?:\.([^.-]+)(?:-\d+-of-\d+)?\.(?:safetensors|bin)"
+                         rf"|\.(?:safetensors|bin)\.index\.([^.]+)\.json)$")
+    variants = sorted({v for n in weights if (m := pattern.match(n)) for v in m.groups() if v})
+    hint = f" Variants present: {', '.join(variants)} (pass `variant=` to pick one)." if variants else ""
+    raise CheckpointError(
+        f"no {f'`{variant}` variant ' if variant else ''}weights in {src.where(folder) if folder else src.name}: "
+        f"expected {stems[0]}{tag}.safetensors (or a sharded index{', or a .bin' if allow_pickle else ''}); "
+        f"the folder holds {', '.join(weights) or 'no weight files'}.{hint}")
+
+
+def read_entries(src: Source, weights: WeightFiles) -> dict[str, Entry]:
+    """Every tensor's key, shape and dtype, from the headers only (pickles are memory-mapped instead)."""
+    entries: dict[str, Entry] = {}
+    for path in weights.paths:
+        local, shown = src.fetch(path), src.where(path)
+        found = _read_pickle(local, shown) if weights.pickle else _read_safetensors_header(local, shown)
+        for key, entry in found.items():
+            if key in entries:
+                raise CheckpointError(f"`{key}` is stored twice, in {entries[key].file} and {shown}.")
+            entries[key] = entry
+    return entries
+
+
+def _read_safetensors_header(local: Path, shown: str) -> dict[str, Entry]:
+    size = local.stat().st_size
+    with open(local, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 0 or n > min(size - 8, _MAX_HEADER):
+            raise CheckpointError(f"{shown} is truncated or is not a safetensors file ({size} bytes); "
+                                  f"re-download or re-save it.")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"{shown} has a corrupt safetensors header; re-download or re-save it.") from None
+    entries = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = _DTYPES.get(info["dtype"]), tuple(info["shape"]), info["data_offsets"]
+            nbytes = math.prod(shape) * (dtype.itemsize if dtype else 0)
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{shown} has a corrupt safetensors header entry for `{key}`.") from None
+        if dtype is None:
+            raise CheckpointError(f"{shown}: tensor `{key}` has dtype {info['dtype']}, which nodegraph cannot read.")
+        if not 0 <= start <= end or end - start != nbytes:
+            raise CheckpointError(f"{shown} has a corrupt safetensors header entry for `{key}`.")
+        if 8 + n + end > size:
+            raise CheckpointError(f"{shown} is truncated: tensor `{key}` ends at byte {8 + n + end} but the file has "
+                                  f"{size} bytes; re-download or re-save it.")
+        entries[key] = Entry(shown, shape, dtype, local, 8 + n + start, 8 + n + end)
+    return entries
+
+
+def _read_pickle(local: Path, shown: str) -> dict[str, Entry]:
+    try:
+        try:
+            state = torch.load(local, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            state = torch.load(local, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
+    except Exception as e:
+        raise CheckpointError(f"{shown} could not be read as a weights-only torch checkpoint: {e}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{shown} holds a {type(state).__name__}, not a state dict.")
+    return {k: Entry(shown, tuple(t.shape), t.dtype, tensor=t) for k, t in state.items() if torch.is_tensor(t)}
+
+
+def fit(entries: dict[str, Entry], model: nn.Module, rename: Callable[[str], str], what: str) -> dict[str, Entry]:
+    """Rename the checkpoint's keys to the model's; every key must match and every shape must agree.
+
+    Keys of the model's non-persistent buffers (which a checkpoint may carry, e.g. CLIP's `position_ids`) are
+    dropped. `what` names the model for messages, e.g. "the UNet2DConditionModel of unet/config.json".
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    non_persistent = {name for name, _ in model.named_buffers()} - set(expected)
+    fitted: dict[str, Entry] = {}
+    for key, entry in entries.items():
+        new = rename(key)
+        if new in non_persistent:
+            continue
+        if new in fitted:
+            raise CheckpointError(f"{entry.file} holds `{new}` twice, under two names (one legacy); keep one.")
+        fitted[new] = entry
+    missing = [k for k in expected if k not in fitted]
+    unexpected = [k for k in fitted if k not in expected]
+    mismatched = [f"{k} is {list(e.shape)} in the file but {list(expected[k])} in the model"
+                  for k, e in fitted.items() if k in expected and e.shape != expected[k]]
+    if missing or unexpected or mismatched:
+        files = sorted({e.file for e in entries.values()})
+        problems = [_count(missing, "missing key"), _count(unexpected, "unexpected key"),
+                    _count(mismatched, "shape mismatch")]
+        raise CheckpointError(
+            f"{', '.join(files) if len(files) < 4 else f'{files[0]} and {len(files) - 1} more shards'} does not "
+            f"fit {what}: {'; '.join(p for p in problems if p)}. The weights and the config.json beside them must "
+            f"come from the same model.")
+    return fitted
+
+
+def _count(items: list[str], noun: str, shown: int = 8) -> str:
+    if not items:
+        return ""
+    more = f", … and {len(items) - shown} more" if len(items) > shown else ""
+    plural = ("es" if noun.endswith("h") else "s") if len(items) > 1 else ""
+    return f"{len(items)} {noun}{plural} ({', '.join(items[:shown])}{more})"
+
+
+def read_tensors(entries: dict[str, Entry], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """Read every entry onto `device`, floating-point ones in `dtype`.
+
+    A tensor already stored in the wanted dtype, wanted on the CPU, becomes a copy-on-write view of the file's
+    memory map: nothing is read until it is used, and its pages are the page cache's, shared, not a second copy
+    (diffusers loads the same way). Any other tensor is read into one reused staging buffer and converted or
+    moved from there, so that a conversion costs the converted weights plus the largest tensor, not the file too.
+    """
+    state: dict[str, torch.Tensor] = {}
+    by_file: dict[Path, list[tuple[str, Entry]]] = {}
+    for key, entry in entries.items():
+        if entry.tensor is not None:
+            state[key] = entry.tensor.to(device=device, dtype=_target(entry.dtype, dtype), copy=True)
+        else:
+            by_file.setdefault(entry.local, []).append((key, entry))
+    staged = [e for items in by_file.values() for _, e in items if not _mappable(e, dtype, device)]
+    staging = torch.empty(max((e.end - e.start for e in staged), default=0), dtype=torch.uint8)
+    for local, items in by_file.items():
+        with open(local, "rb", buffering=0) as f:
+            # copy-on-write: writing to a weight copies its page and never touches the file
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) \
+                if any(_mappable(e, dtype, device) for _, e in items) else None
+            for key, entry in sorted(items, key=lambda item: item[1].start):  # sequential reads
+                if mapped is not None and _mappable(entry, dtype, device):
+                    t = torch.frombuffer(mapped, dtype=entry.dtype, count=_numel(entry), offset=entry.start)
+                    state[key] = t.reshape(entry.shape)
+                    continue
+                raw = staging[: entry.end - entry.start]
+                f.seek(entry.start)
+                _read_exactly(f, raw.numpy(), entry.file)
+                t = raw.view(entry.dtype).reshape(entry.shape)
+                state[key] = t.to(device=device, dtype=_target(entry.dtype, dtype), copy=True)
+    return {key: state[key] for key in entries}
+
+
+def _target(stored: torch.dtype, wanted: torch.dtype) -> torch.dtype:
+    return wanted if stored.is_floating_point else stored  # integer buffers keep their dtype
+
+
+def _numel(entry: Entry) -> int:
+    return (entry.end - entry.start) // entry.dtype.itemsize
+
+
+def _mappable(entry: Entry, dtype: torch.dtype, device: torch.device) -> bool:
+    # A view needs the tensor aligned to its element size (safetensors writers align; hand-made files may not).
+    return (device.type == "cpu" and entry.end > entry.start and entry.start % entry.dtype.itemsize == 0
+            and _target(entry.dtype, dtype) == entry.dtype)
+
+
+def _read_exactly(f, buffer, shown: str) -> None:
+    view, done = memoryview(buffer), 0
+    while done < len(view):
+        n = f.readinto(view[done:])
+        if not n:
+            raise CheckpointError(f"{shown} ended early (was it truncated while loading?); re-download or re-save it.")
+        done += n
+
+
+_LEGACY_ATTENTION = re.compile(r"^(.*\battentions\.\d+)\.(query|key|value|proj_attn)\.(weight|bias)$")
+_LEGACY_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def legacy_attention_name(key: str) -> str:
+    """Attention keys of checkpoints saved before diffusers 0.14 (ddpm-*, SD1.x VAE): `attentions.N.query`,
+    `.key`, `.value`, `.proj_attn` → `.to_q`, `.to_k`, `.to_v`, `.to_out.0`."""
+    m = _LEGACY_ATTENTION.match(key)
+    return f"{m[1]}.{_LEGACY_NAMES[m[2]]}.{m[3]}" if m else key
+
+
+def default_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """A torch dtype, or its name: "float32"/"fp32", "float16"/"fp16"/"half", "bfloat16"/"bf16"."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32, "float16": torch.float16,
+             "fp16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in names:
+        raise ValueError(f"`dtype` is {dtype!r}; use a torch.dtype or one of {', '.join(names)}.")
+    return names[dtype]
+

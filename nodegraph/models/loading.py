@@ -1,0 +1,101 @@
+"""`load_component`: one entry point for every component of a diffusers-format pipeline.
+
+Layouts: a pipeline folder (`model_index.json` + one subfolder per component), a flat folder (old google/ddpm-*
+repos: the component's files at the root), or a single component's folder. Sources: local folders, hub repos
+(`org/name`, through huggingface_hub's cache) and `builtin:<name>`. Models are built on the meta device, so no
+time goes into random initialisation, and take their weights straight in the requested dtype and device.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from nodegraph.models.autoencoder_kl import AutoencoderKL
+from nodegraph.models.base import install_weights
+from nodegraph.models.checkpoint import (DIFFUSERS_WEIGHTS, default_dtype, find_weights, fit, legacy_attention_name,
+                                         read_entries, read_tensors)
+from nodegraph.models.config import AutoencoderKLConfig, UNet2DConditionConfig, UNet2DConfig, parse_config
+from nodegraph.models.errors import CheckpointError
+from nodegraph.models.sources import Source, resolve_source
+from nodegraph.models.text import TEXT_ENCODERS, TOKENIZERS, load_text_encoder, load_tokenizer
+from nodegraph.models.unet_2d import UNet2DModel
+from nodegraph.models.unet_2d_condition import UNet2DConditionModel
+
+__all__ = ["CheckpointError", "load_component", "resolve_source", "Source", "MODELS"]
+
+MODELS = {  # diffusers class name → (nodegraph model, its config)
+    "UNet2DModel": (UNet2DModel, UNet2DConfig),
+    "UNet2DConditionModel": (UNet2DConditionModel, UNet2DConditionConfig),
+    "AutoencoderKL": (AutoencoderKL, AutoencoderKLConfig),
+}
+# What the conventional component names must hold, so that `vae` pointing at a UNet fails early and clearly.
+EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("AutoencoderKL",), "text_encoder": TEXT_ENCODERS}
+
+
+def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
+                   device: torch.device | str = "cpu", revision: str | None = None, variant: str | None = None,
+                   allow_pickle: bool = False) -> Any:
+    """Load component `name` ("unet", "vae", "text_encoder", "tokenizer", "scheduler", …) of `source`.
+
+    Returns a model in eval mode with gradients off (UNet2DModel, UNet2DConditionModel, AutoencoderKL, or
+    transformers' CLIPTextModel), a CLIPTokenizer, or for a scheduler the dict of scheduler_config.json as written.
+    `source`: a folder, `org/name` on the hub, `builtin:<name>`, or a `Source` from `resolve_source` (reuse one
+    to list a hub repo once for several components). `dtype` (a torch dtype or "fp16", "bf16", …) applies to
+    floating-point weights; `revision` to hub repos only; `variant` picks `<weights>.<variant>.safetensors`
+    (e.g. "fp16") and is an error where absent; `allow_pickle` permits `.bin` weights.
+    Every failure is a `CheckpointError` that names the file.
+    """
+    src = resolve_source(source, revision)
+    folder, declared = _locate(src, name)
+    join = (lambda n: f"{folder}/{n}") if folder else (lambda n: n)
+    if name == "scheduler" or declared.endswith("Scheduler"):
+        return src.read_json(join("scheduler_config.json"))
+    if name.startswith("tokenizer") or declared in TOKENIZERS:
+        return load_tokenizer(src, folder)
+
+    raw = src.read_json(join("config.json"))
+    kind = raw.get("_class_name") or (raw.get("architectures") or [None])[0] or \
+        ("CLIPTextModel" if raw.get("model_type") == "clip_text_model" else None)
+    where = src.where(join("config.json"))
+    if declared and kind != declared:
+        raise CheckpointError(f"model_index.json declares `{name}` a {declared}, but {where} describes a {kind}.")
+    if name in EXPECTED and kind not in EXPECTED[name]:
+        raise CheckpointError(f"{where} describes a {kind}, but component `{name}` must be "
+                              f"{' or '.join(EXPECTED[name])}: is this the right folder?")
+    dtype, device = default_dtype(dtype), torch.device(device)
+    if kind in TEXT_ENCODERS:
+        return load_text_encoder(src, folder, raw, dtype, device, variant, allow_pickle)
+    if kind not in MODELS:
+        raise CheckpointError(f"{where}: nodegraph cannot load a {kind}; it loads "
+                              f"{', '.join([*MODELS, *TEXT_ENCODERS])}.")
+    model_class, config_class = MODELS[kind]
+    config = parse_config(config_class, raw, where)
+    with torch.device("meta"):
+        model = model_class(config)
+    weights = find_weights(src, folder, DIFFUSERS_WEIGHTS, variant, allow_pickle)
+    fitted = fit(read_entries(src, weights), model, legacy_attention_name, f"the {kind} of {where}")
+    install_weights(model, read_tensors(fitted, dtype, device))
+    return model.eval()
+
+
+def _locate(src: Source, name: str) -> tuple[str, str]:
+    """The folder holding component `name` ("" for the root) and the class model_index.json declares ("" if none)."""
+    index = src.read_json("model_index.json") if "model_index.json" in src.files("") else None
+    in_folder = src.has_folder(name)
+    if index is None:
+        return (name if in_folder else ""), ""
+    entry = index.get(name)
+    if entry is None and name not in index:
+        if in_folder:
+            return name, ""
+        listed = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list)]
+        raise CheckpointError(f"{src.where('model_index.json')} lists no component `{name}`; it lists "
+                              f"{', '.join(listed) or 'none'}.")
+    if not (isinstance(entry, list) and len(entry) == 2):
+        raise CheckpointError(f"{src.where('model_index.json')}: `{name}` should be [library, class], not {entry!r}.")
+    if entry[1] is None:
+        raise CheckpointError(f"{src.where('model_index.json')} sets `{name}` to None: this pipeline has no {name}.")
+    return (name if in_folder else ""), entry[1]

@@ -1,0 +1,72 @@
+"""CLIP text encoder and tokenizer, through transformers (the model class is theirs; the loading is nodegraph's,
+with the same strict key, dtype and pickle rules as the diffusion models)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nodegraph.models.base import install_weights
+from nodegraph.models.checkpoint import TRANSFORMERS_WEIGHTS, find_weights, fit, read_entries, read_tensors
+from nodegraph.models.errors import CheckpointError
+from nodegraph.models.sources import Source
+
+TEXT_ENCODERS = ("CLIPTextModel",)
+TOKENIZERS = ("CLIPTokenizer", "CLIPTokenizerFast")
+_TEXT_PREFIX = "text_model."  # checkpoints saved by transformers 4 (every SD hub repo) nest the model under it
+
+
+def build_text_encoder(raw_config: dict[str, Any], where: str = "config.json"):
+    """An uninitialised CLIPTextModel on the meta device, from a text encoder's config.json."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    model_type = raw_config.get("model_type", "clip_text_model")
+    if model_type != "clip_text_model":
+        raise CheckpointError(f"{where}: `model_type` is {model_type!r}, but nodegraph supports 'clip_text_model' "
+                              f"(a CLIPTextModel) only.")
+    config = CLIPTextConfig.from_dict(raw_config)
+    with torch.device("meta"):
+        return CLIPTextModel(config)
+
+
+def load_text_encoder(src: Source, folder: str, raw_config: dict[str, Any], dtype: torch.dtype,
+                      device: torch.device, variant: str | None, allow_pickle: bool):
+    config_path = f"{folder}/config.json" if folder else "config.json"
+    model = build_text_encoder(raw_config, src.where(config_path))
+    weights = find_weights(src, folder, TRANSFORMERS_WEIGHTS, variant, allow_pickle)
+    fitted = fit(read_entries(src, weights), model, _strip_prefix, f"the CLIPTextModel of {src.where(config_path)}")
+    install_weights(model, read_tensors(fitted, dtype, device))
+    _materialize_buffers(model, device)
+    return model.eval()
+
+
+def _strip_prefix(key: str) -> str:
+    return key[len(_TEXT_PREFIX):] if key.startswith(_TEXT_PREFIX) else key
+
+
+def _materialize_buffers(model: torch.nn.Module, device: torch.device) -> None:
+    """Non-persistent buffers are not in the checkpoint, so they are still on the meta device: rebuild them."""
+    embeddings = model.embeddings
+    if embeddings.position_ids.is_meta:
+        positions = torch.arange(embeddings.position_embedding.num_embeddings, device=device).expand((1, -1))
+        embeddings.register_buffer("position_ids", positions, persistent=False)
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # a transformers version with new buffers: fail here rather than in the first forward
+        raise RuntimeError(f"CLIPTextModel tensors left uninitialised after loading: {', '.join(left)}")
+
+
+def load_tokenizer(src: Source, folder: str):
+    """CLIPTokenizer from `vocab.json` + `merges.txt` (transformers 4 layout) or `tokenizer.json` (transformers 5)."""
+    from transformers import CLIPTokenizer
+
+    names = src.files(folder)
+    where = src.where(folder) if folder else src.name
+    if not ({"vocab.json", "merges.txt"} <= set(names) or "tokenizer.json" in names):
+        raise CheckpointError(f"no tokenizer in {where}: expected vocab.json and merges.txt, or tokenizer.json; "
+                              f"the folder holds {', '.join(names) or 'nothing'}.")
+    local = [src.fetch(f"{folder}/{n}" if folder else n) for n in names if n.endswith((".json", ".txt"))]
+    try:
+        return CLIPTokenizer.from_pretrained(local[0].parent)
+    except Exception as e:
+        raise CheckpointError(f"the tokenizer in {where} could not be read: {e}") from None

@@ -1,0 +1,91 @@
+"""Text-conditioned UNet of Stable Diffusion 1.x/2.x (Rombach et al., 2022), matching diffusers'
+`UNet2DConditionModel`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from nodegraph.models.attention import Transformer2D
+from nodegraph.models.base import Conv2d, GroupNorm, Model
+from nodegraph.models.config import UNet2DConditionConfig, parse_config
+from nodegraph.models.embeddings import TimestepEmbedding, activation, batch_timesteps, timestep_embedding
+from nodegraph.models.unet_blocks import DownBlock, MidBlock, ResnetArgs, UpBlock
+
+
+class UNet2DConditionModel(Model):
+    """ε- (or v-) prediction UNet: `forward(sample (B, C, H, W), timestep, encoder_hidden_states (B, L, D))`.
+
+    `CrossAttn*Block2D` add a `Transformer2D` after each resnet; `attention_head_dim[i]` is the number of heads
+    of block i (diffusers' legacy name), the head size being channels // heads.
+    """
+
+    def __init__(self, config: UNet2DConditionConfig):
+        super().__init__()
+        self.config = c = config
+        ch, n = c.block_out_channels, len(c.block_out_channels)
+        heads, context_dims = c.per_block("attention_head_dim"), c.per_block("cross_attention_dim")
+        layers, depths = c.per_block("layers_per_block"), c.per_block("transformer_layers_per_block")
+        only_cross = c.per_block("only_cross_attention")
+        temb = c.time_embedding_dim or ch[0] * 4
+        resnet = ResnetArgs(temb, c.norm_num_groups, c.norm_eps, c.act_fn, c.dropout)
+
+        def transformer(block_type: str | None, i: int, only_cross_attention: bool = False):
+            if block_type not in ("CrossAttnDownBlock2D", "CrossAttnUpBlock2D", "UNetMidBlock2DCrossAttn"):
+                return None
+            return lambda channels: Transformer2D(channels, heads[i], context_dims[i], c.norm_num_groups, depths[i],
+                                                  c.use_linear_projection, only_cross_attention, c.dropout)
+
+        self.conv_in = Conv2d(c.in_channels, ch[0], c.conv_in_kernel, padding=(c.conv_in_kernel - 1) // 2)
+        self.time_embedding = TimestepEmbedding(ch[0], temb, c.act_fn)
+        self.down_blocks = nn.ModuleList(
+            DownBlock(ch[max(i - 1, 0)], ch[i], layers[i], resnet, transformer(kind, i, only_cross[i]),
+                      c.downsample_padding if i < n - 1 else None)
+            for i, kind in enumerate(c.down_block_types)
+        )
+        self.mid_block = None
+        if c.mid_block_type is not None:
+            mid = ResnetArgs(temb, c.norm_num_groups, c.norm_eps, c.act_fn, c.dropout, c.mid_block_scale_factor)
+            self.mid_block = MidBlock(ch[-1], mid, transformer(c.mid_block_type, n - 1))
+        # the up path mirrors the down path: block i of it uses the per-block settings of down block n-1-i
+        rev = ch[::-1]
+        self.up_blocks = nn.ModuleList(
+            UpBlock(rev[max(i - 1, 0)], rev[i], [rev[i]] * layers[n - 1 - i] + [rev[min(i + 1, n - 1)]], resnet,
+                    transformer(kind, n - 1 - i, only_cross[n - 1 - i]), add_upsample=i < n - 1)
+            for i, kind in enumerate(c.up_block_types)
+        )
+        self.conv_norm_out = GroupNorm(c.norm_num_groups, ch[0], eps=c.norm_eps)
+        self.conv_act = activation(c.act_fn)
+        self.conv_out = Conv2d(ch[0], c.out_channels, c.conv_out_kernel, padding=(c.conv_out_kernel - 1) // 2)
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any]) -> "UNet2DConditionModel":
+        return cls(parse_config(UNet2DConditionConfig, raw))
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
+                encoder_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        if encoder_hidden_states is None:
+            raise ValueError(f"this UNet2DConditionModel needs `encoder_hidden_states` (B, tokens, "
+                             f"{c.per_block('cross_attention_dim')[-1]}), the text encoder's output.")
+        # Sizes not divisible by 2^(number of upsamplers) make the up path resize to each skip's exact size.
+        upsample_size = any(s % 2 ** (len(self.up_blocks) - 1) for s in sample.shape[-2:])
+        if c.center_input_sample:
+            sample = 2 * sample - 1.0
+        t = batch_timesteps(timestep, sample.shape[0], sample.device)  # (B,)
+        t_features = timestep_embedding(t, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift)
+        temb = self.time_embedding(t_features.to(sample.dtype))  # (B, 4·C0)
+        context = encoder_hidden_states  # (B, L, D)
+
+        x = self.conv_in(sample)
+        skips = [x]
+        for block in self.down_blocks:
+            x, states = block(x, temb, context)
+            skips += states
+        if self.mid_block is not None:
+            x = self.mid_block(x, temb, context)
+        for block in self.up_blocks:
+            x = block(x, skips, temb, context, upsample_size)
+        return self.conv_out(self.conv_act(self.conv_norm_out(x)))
