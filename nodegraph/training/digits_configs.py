@@ -93,6 +93,11 @@ SAMPLING_SCHEDULER_CONFIG = {
     "algorithm_type": "dpmsolver++",
     "timestep_spacing": "leading",
     "steps_offset": 1,
+    # Stated for the classes a user may swap in (as SD checkpoints state them): x0 clipping to [-1, 1] would
+    # wreck latents, and PNDM should skip its Runge-Kutta warm-up.
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
 }
 
 MODEL_INDEX = {
@@ -144,7 +149,7 @@ def save_pipeline(out: Path, *, unet, vae, text_encoder, tokenizer_dir: Path, sc
         _write_json(tmp / "vae" / "config.json",
                     {**VAE_CONFIG, "scaling_factor": round(scaling_factor, 5), "_diffusers_version": DIFFUSERS_VERSION})
         save_file(_fp16_state(vae), str(tmp / "vae" / "diffusion_pytorch_model.safetensors"))
-        _write_json(tmp / "text_encoder" / "config.json", {**TEXT_ENCODER_CONFIG, "torch_dtype": "float16"})
+        _write_json(tmp / "text_encoder" / "config.json", TEXT_ENCODER_CONFIG)
         # transformers 4's key layout (`text_model.` prefix), as on the hub SD repos.
         te_state = {k if k.startswith("text_model.") else f"text_model.{k}": v
                     for k, v in _fp16_state(text_encoder).items() if not k.endswith("position_ids")}

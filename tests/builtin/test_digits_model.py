@@ -51,3 +51,33 @@ def test_the_prompt_decides_which_digit_is_drawn(judge):
               for p in ("the number three", "the number eight")]
     assert not torch.equal(images[0], images[1])
     assert judge.classify(torch.cat(images)) == [3, 8]
+
+
+@pytest.mark.parametrize("scheduler", ["pndm", "ddim", "unipc", "euler", "euler_a", "dpmpp_2m", "lms"])
+def test_every_sampler_draws_the_prompted_digits(judge, scheduler):
+    from nodegraph import run_graph
+
+    wrong = []
+    for digit in range(10):
+        out = run_graph(SD_GRAPH, inputs={"model": "builtin:digits", "prompt": f"the number {digit}",
+                                          "seed": 7000 + digit, "batch_size": 2, "scheduler": scheduler}, device="cpu")
+        wrong += [(digit, p) for p in judge.classify(out["image"]) if p != digit]
+    assert len(wrong) <= 1, wrong  # at most 1 of 20
+
+
+def test_diffusers_draws_the_same_image_from_the_shipped_folder():
+    """The shipped folder is an ordinary diffusers pipeline, and our graph matches it pixel for pixel."""
+    import diffusers
+
+    from nodegraph import run_graph
+    from nodegraph.models.sources import resolve_source
+
+    folder = resolve_source("builtin:digits").root
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe("a handwritten digit 2", num_inference_steps=25, guidance_scale=7.5,
+                  generator=torch.Generator("cpu").manual_seed(3), output_type="pt").images  # (1, 3, 32, 32)
+    ours = run_graph(SD_GRAPH, inputs={"model": "builtin:digits", "prompt": "a handwritten digit 2", "seed": 3},
+                     device="cpu")["image"]
+    diff = ((ours * 255).round() - (theirs * 255).round()).abs().max().item()
+    assert diff <= 1, diff
