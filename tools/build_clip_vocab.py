@@ -1,3 +1,11 @@
+"""Build CLIP's tokenizer files (vocab.json + merges.txt) from OpenAI's BPE merge list.
+
+    pip download --no-deps open-clip-torch -d /tmp/oc && unzip /tmp/oc/*.whl 'open_clip/*.gz' -d /tmp/oc
+    python tools/build_clip_vocab.py /tmp/oc/open_clip/bpe_simple_vocab_16e6.txt.gz nodegraph/builtin/clip_tokenizer
+
+The vocabulary is the 256 byte symbols, the same with `</w>`, one token per merge (lines 1..48894 of the file)
+and the two specials: 49,408 ids, so "a photo of a cat" → [49406, 320, 1125, 539, 320, 2368, 49407].
+"""
 import gzip, json, sys
 src, out = sys.argv[1], sys.argv[2]
 

@@ -140,6 +140,7 @@ def save_pipeline(out: Path, *, unet, vae, text_encoder, tokenizer_dir: Path, sc
     """Write a diffusers-layout pipeline folder in fp16; built beside `out` and swapped in whole at the end."""
     out = Path(out)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent if out.parent.exists() else None))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is a shared, read-only model folder
     try:
         _write_json(tmp / "model_index.json", MODEL_INDEX)
         _write_json(tmp / "scheduler" / "scheduler_config.json",
