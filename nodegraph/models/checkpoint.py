@@ -186,30 +186,40 @@ def _count(items: list[str], noun: str, shown: int = 8) -> str:
     return f"{len(items)} {noun}{plural} ({', '.join(items[:shown])}{more})"
 
 
-def read_tensors(entries: dict[str, Entry], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
-    """Read every entry onto `device`, floating-point ones in `dtype`.
+def read_tensors(entries: dict[str, Entry], dtype: torch.dtype, device: torch.device,
+                 channels_last: bool = False) -> dict[str, torch.Tensor]:
+    """Read every entry onto `device`, floating-point ones in `dtype`; with `channels_last`, 4-D ones (conv
+    kernels) in channels-last memory order.
 
     A tensor already stored in the wanted dtype, wanted on the CPU, becomes a copy-on-write view of the file's
     memory map: nothing is read until it is used, and its pages are the page cache's, shared, not a second copy
     (diffusers loads the same way). Any other tensor is read into one reused staging buffer and converted or
     moved from there, so that a conversion costs the converted weights plus the largest tensor, not the file too.
+    A channels-last kernel is such a conversion (a permuted copy): staging it rather than mapping it keeps the
+    file's pages of it out of the process, so the weights are still resident once, not twice.
     """
+    def mappable(entry: Entry) -> bool:
+        return _mappable(entry, dtype, device) and not (channels_last and len(entry.shape) == 4)
+
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+
     state: dict[str, torch.Tensor] = {}
     by_file: dict[Path, list[tuple[str, Entry]]] = {}
     for key, entry in entries.items():
         if entry.tensor is not None:
-            state[key] = entry.tensor.to(device=device, dtype=_target(entry.dtype, dtype), copy=True)
+            state[key] = entry.tensor.to(device=device, dtype=_target(entry.dtype, dtype), copy=True,
+                                         memory_format=layout if entry.tensor.dim() == 4 else torch.preserve_format)
         else:
             by_file.setdefault(entry.local, []).append((key, entry))
-    staged = [e for items in by_file.values() for _, e in items if not _mappable(e, dtype, device)]
+    staged = [e for items in by_file.values() for _, e in items if not mappable(e)]
     staging = torch.empty(max((e.end - e.start for e in staged), default=0), dtype=torch.uint8)
     for local, items in by_file.items():
         with open(local, "rb", buffering=0) as f:
             # copy-on-write: writing to a weight copies its page and never touches the file
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) \
-                if any(_mappable(e, dtype, device) for _, e in items) else None
+                if any(mappable(e) for _, e in items) else None
             for key, entry in sorted(items, key=lambda item: item[1].start):  # sequential reads
-                if mapped is not None and _mappable(entry, dtype, device):
+                if mapped is not None and mappable(entry):
                     t = torch.frombuffer(mapped, dtype=entry.dtype, count=_numel(entry), offset=entry.start)
                     state[key] = t.reshape(entry.shape)
                     continue
@@ -217,7 +227,8 @@ def read_tensors(entries: dict[str, Entry], dtype: torch.dtype, device: torch.de
                 f.seek(entry.start)
                 _read_exactly(f, raw.numpy(), entry.file)
                 t = raw.view(entry.dtype).reshape(entry.shape)
-                state[key] = t.to(device=device, dtype=_target(entry.dtype, dtype), copy=True)
+                state[key] = t.to(device=device, dtype=_target(entry.dtype, dtype), copy=True,
+                                  memory_format=layout if t.dim() == 4 else torch.preserve_format)
     return {key: state[key] for key in entries}
 
 

@@ -37,7 +37,7 @@ EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("Autoencode
 
 def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
                    device: torch.device | str = "cpu", revision: str | None = None, variant: str | None = None,
-                   allow_pickle: bool = False) -> Any:
+                   allow_pickle: bool = False, channels_last: bool = False) -> Any:
     """Load component `name` ("unet", "vae", "text_encoder", "tokenizer", "scheduler", …) of `source`.
 
     Returns a model in eval mode with gradients off (UNet2DModel, UNet2DConditionModel, AutoencoderKL, or
@@ -45,7 +45,9 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     `source`: a folder, `org/name` on the hub, `builtin:<name>`, or a `Source` from `resolve_source` (reuse one
     to list a hub repo once for several components). `dtype` (a torch dtype or "fp16", "bf16", …) applies to
     floating-point weights; `revision` to hub repos only; `variant` picks `<weights>.<variant>.safetensors`
-    (e.g. "fp16") and is an error where absent; `allow_pickle` permits `.bin` weights.
+    (e.g. "fp16") and is an error where absent; `allow_pickle` permits `.bin` weights; `channels_last` stores
+    the conv kernels of a UNet or VAE channels-last, which makes oneDNN's CPU convolutions faster (and their
+    activations follow), at a last-bits difference in the results.
     Every failure is a `CheckpointError` that names the file.
     """
     src = resolve_source(source, revision)
@@ -77,7 +79,7 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         model = model_class(config)
     weights = find_weights(src, folder, DIFFUSERS_WEIGHTS, variant, allow_pickle)
     fitted = fit(read_entries(src, weights), model, legacy_attention_name, f"the {kind} of {where}")
-    install_weights(model, read_tensors(fitted, dtype, device))
+    install_weights(model, read_tensors(fitted, dtype, device, channels_last=channels_last))
     return model.eval()
 
 

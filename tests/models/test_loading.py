@@ -263,3 +263,17 @@ def test_text_encoder_pickle_of_transformers_4_loads_only_when_allowed(saved, tm
     with pytest.raises(CheckpointError, match=r"pytorch_model\.bin is a pickle"):
         load_component(tmp_path, "text_encoder")
     assert same_weights(load_component(tmp_path, "text_encoder", allow_pickle=True), saved("text_encoder")[0])
+
+
+def test_channels_last_loading_gives_the_same_unet_output(sd_pipeline):
+    """The opt-in channels-last layout changes memory order only: fp32 outputs agree with the default load."""
+    import torch
+
+    from nodegraph.models.loading import load_component
+
+    plain = load_component(sd_pipeline, "unet")
+    fast = load_component(sd_pipeline, "unet", channels_last=True)
+    assert fast.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    context = torch.randn(1, 5, plain.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(fast(x, 10, context), plain(x, 10, context), atol=1e-5, rtol=1e-5)
