@@ -295,6 +295,15 @@ class SigmaScheduler(IndexedScheduler):
     def add_noise(self, original: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         return original + noise * self._noise_sigmas(original, timesteps)
 
+    def _denoised(self, model_output: torch.Tensor, sample: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The model's estimate of x0 at noise level sigma, whatever it was trained to predict."""
+        pred = self.config.prediction_type
+        if pred == "epsilon":
+            return sample - sigma * model_output
+        if pred == "v_prediction":
+            return model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1)
+        return model_output
+
     def _full_sigmas(self) -> None:
         """Before set_timesteps: every training sigma, descending, then 0 (what diffusers starts from)."""
         sig = train_sigmas(self.alphas_cumprod)

@@ -74,13 +74,7 @@ class EulerDiscreteScheduler(SigmaScheduler):
         i = self._ensure_step_index(timestep)
         sample = sample.to(torch.float32)
         sigma = self.sigmas[i]
-        pred = self.config.prediction_type
-        if pred == "epsilon":
-            x0 = sample - sigma * model_output
-        elif pred == "v_prediction":
-            x0 = model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1)
-        else:
-            x0 = model_output
+        x0 = self._denoised(model_output, sample, sigma)
         derivative = (sample - x0) / sigma  # dx/dsigma of the probability-flow ODE
         prev = sample + derivative * (self.sigmas[i + 1] - sigma)
         self._step_index += 1

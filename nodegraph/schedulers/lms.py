@@ -66,13 +66,7 @@ class LMSDiscreteScheduler(SigmaScheduler):
              generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
         i = self._ensure_step_index(timestep)
         sigma = self.sigmas[i]
-        pred = self.config.prediction_type
-        if pred == "epsilon":
-            x0 = sample - sigma * model_output
-        elif pred == "v_prediction":
-            x0 = model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1)
-        else:
-            x0 = model_output
+        x0 = self._denoised(model_output, sample, sigma)
         self.derivatives.append((sample - x0) / sigma)
         if len(self.derivatives) > MAX_ORDER:
             self.derivatives.pop(0)
