@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# children import nodegraph from this checkout, and whatever the caller's PYTHONPATH adds
+CHILD_PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 GRAPH = REPO / "graphs" / "stable_diffusion.yaml"
 PROMPT, NEGATIVE, SEED, GUIDANCE = "a photograph of an astronaut riding a horse", "", 0, 7.5
 # sd15 runs take ~30 s each: one process a side there
@@ -118,7 +120,7 @@ def measure(name: str, root: Path, dtype: str, threads: int, repeats: int) -> di
 
 def timed_worker(args: list[str], threads: int) -> dict:
     """One worker process; its RESULT plus its own peak RSS (ru_maxrss of that child, from os.wait4)."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=CHILD_PYTHONPATH, HF_HUB_OFFLINE="1")
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, __file__, "--worker", *args, str(threads)], env=env, cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=err, text=True)

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# children import nodegraph from this checkout, and whatever the caller's PYTHONPATH adds
+CHILD_PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 CONFIGS = REPO / "tests" / "models" / "data" / "reference" / "real-configs.json"  # SD1.4 = SD1.5 architecture
 COMPONENTS = ("unet", "vae", "text_encoder")
 GB = 1e9
@@ -123,8 +125,8 @@ def worker(args: list[str]) -> None:
     kind, rest = args[0], args[1:]
     if kind == "make":
         make_checkpoint(Path(rest[0]))
-        return
-    if kind == "load":
+        result = {}
+    elif kind == "load":
         result = measure_load(rest[0], Path(rest[1]), rest[2].split(","), int(rest[3]))
     else:
         result = measure_step(rest[0], Path(rest[1]), int(rest[2]))
@@ -132,7 +134,7 @@ def worker(args: list[str]) -> None:
 
 
 def run_worker(*args: str, threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=CHILD_PYTHONPATH, HF_HUB_OFFLINE="1",
                TRANSFORMERS_VERBOSITY="error", DIFFUSERS_VERBOSITY="error")
     done = subprocess.run([sys.executable, __file__, "--worker", *args], env=env, capture_output=True, text=True)
     if done.returncode:

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# children import nodegraph from this checkout, and whatever the caller's PYTHONPATH adds
+CHILD_PYTHONPATH = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 PROMPT = "a photograph of an astronaut riding a horse"
 STEPS, SEED = 4, 0
 SIZES = {"sd15": 256, "tiny": 64}  # tiny: a VAE factor of 2, so 64 px are 32×32 latents as for sd15
@@ -85,7 +87,7 @@ def command(lib: str, model: Path, dtype: str, device: str, size: int, out: Path
 
 def timed_run(argv: list[str], threads: int) -> tuple[float, int]:
     """Wall seconds from process start to exit, and the child's peak RSS in bytes."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1",
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=CHILD_PYTHONPATH, HF_HUB_OFFLINE="1",
                TRANSFORMERS_VERBOSITY="error", DIFFUSERS_VERBOSITY="error")
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -153,7 +155,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", choices=["tiny", "sd15"], default=None)
-    parser.add_argument("--dtypes", default="fp32,bf16", help="CPU dtypes, comma-separated")
+    parser.add_argument("--dtypes", default="fp32,bf16", help="CPU dtypes, comma-separated ('' for none: CUDA only)")
     args = parser.parse_args()
     import torch
 
@@ -162,7 +164,7 @@ def main() -> None:
         checkpoints["tiny"] = tiny_checkpoint(args.cache)
     if args.only in (None, "sd15"):
         checkpoints["sd15"] = sd15_checkpoint(args.cache, args.threads)
-    cases = [(d, "cpu") for d in args.dtypes.split(",")] + ([("fp16", "cuda")] if torch.cuda.is_available() else [])
+    cases = [(d, "cpu") for d in args.dtypes.split(",") if d] + ([("fp16", "cuda")] if torch.cuda.is_available() else [])
     rows = []
     for name, root in checkpoints.items():
         warm_page_cache(root)
