@@ -53,6 +53,7 @@ def write_atomic(path: pathlib.Path, write: Callable[[Any], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes files private; outputs get the user's mode
         try:
             os.link(tmp, path)  # atomic, and fails if `path` exists
         except FileExistsError:
@@ -64,6 +65,12 @@ def write_atomic(path: pathlib.Path, write: Callable[[Any], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def free_names(out_dir: pathlib.Path, name: str, count: int, suffix: str) -> list[pathlib.Path]:

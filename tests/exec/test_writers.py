@@ -54,3 +54,17 @@ def test_a_value_that_is_no_image_is_refused_clearly(tmp_path):
     with pytest.raises(OutputError, match="declared Image"):
         IMAGE_WRITER.write(torch.zeros(1, 4, 2, 2), tmp_path, info())
     assert writer_for(PortType("float"), 1.0) is None
+
+
+def test_outputs_get_the_users_file_mode_not_the_temporary_files(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        path = IMAGE_WRITER.write(torch.ones(1, 3, 2, 2), tmp_path, info())[0]
+        os.umask(0o077)
+        private = IMAGE_WRITER.write(torch.ones(1, 3, 2, 2), tmp_path, info())[0]
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert private.stat().st_mode & 0o777 == 0o600
