@@ -8,7 +8,8 @@ RSS), alternately: once cold (graph file to image, loading included; imports exc
 warm (models already loaded: the executor's component cache on the graph side, the loop's own variables on the
 other), where fixed costs cannot hide the per-step overhead. Both must produce the same image.
 Cases: the tiny SD checkpoint with many steps (overhead dominates) and the SD1.5-architecture one with 4 steps.
-Goal (issue 7): overhead ≤ 1 %.
+A third run puts both sides in one process and alternates them warm (tiny only), so that machine drift hits
+both alike; it prints the median of the per-pair ratios. Goal (issue 7): overhead ≤ 1 %.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def loop_side(root: Path, steps: int, size: int, dtype_name: str):
 
     def run():
         if not models:  # the first call loads, as the graph's first run does
-            layout = dict(channels_last=dtype.itemsize == 2)  # the loader nodes' default: both run the same kernels
-            models.update(unet=load_component(root, "unet", dtype=dtype, **layout),
-                          vae=load_component(root, "vae", dtype=dtype, **layout),
+            # channels_last off, as in the loader nodes' default: both sides run the same kernels
+            models.update(unet=load_component(root, "unet", dtype=dtype, channels_last=False),
+                          vae=load_component(root, "vae", dtype=dtype, channels_last=False),
                           text_encoder=load_component(root, "text_encoder", dtype=dtype),
                           tokenizer=load_component(root, "tokenizer"), config=load_component(root, "scheduler"))
         unet, vae, te, tok = models["unet"], models["vae"], models["text_encoder"], models["tokenizer"]
@@ -101,6 +102,26 @@ def worker(side: str, root: str, steps: int, size: int, dtype: str, repeats: int
     print("RESULT " + json.dumps({"cold": cold, "warm": statistics.median(warm)}))
 
 
+def interleaved_worker(root: str, steps: int, size: int, dtype: str, pairs: int, threads: int) -> None:
+    """Both sides in one process, warm, run alternately: machine drift hits both alike, and the median of the
+    per-pair ratios is what is left of the graph's own cost."""
+    import torch
+
+    torch.set_num_threads(threads)
+    sides = {"graph": graph_side(Path(root), steps, size, dtype), "loop": loop_side(Path(root), steps, size, dtype)}
+    for run in sides.values():
+        run()
+    ratios, times = [], {"graph": [], "loop": []}
+    for i in range(pairs):
+        for name in (("graph", "loop") if i % 2 else ("loop", "graph")):
+            start = time.perf_counter()
+            sides[name]()
+            times[name].append(time.perf_counter() - start)
+        ratios.append(times["graph"][-1] / times["loop"][-1])
+    print("RESULT " + json.dumps({"ratio": statistics.median(ratios), "ratios": ratios,
+                                  **{k: statistics.median(v) for k, v in times.items()}}))
+
+
 def measure(name: str, root: Path, dtype: str, threads: int, repeats: int) -> dict:
     import torch
 
@@ -141,6 +162,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", choices=sorted(CASES), default=None)
     parser.add_argument("--dtype", default="fp32")
+    parser.add_argument("--pairs", type=int, default=15, help="alternating warm pairs in the one-process run")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_time_to_image import sd15_checkpoint, tiny_checkpoint, warm_page_cache
@@ -150,6 +172,10 @@ def main() -> None:
         root = tiny_checkpoint(args.cache) if name == "tiny" else sd15_checkpoint(args.cache, args.threads)
         warm_page_cache(root)
         rows.append(measure(name, root, args.dtype, args.threads, args.repeats))
+        if name == "tiny":  # sd15 would hold two copies of every model
+            steps, size = CASES[name]["steps"], CASES[name]["size"]
+            rows[-1]["interleaved"] = timed_worker(["interleaved", str(root), str(steps), str(size), args.dtype,
+                                                    str(args.pairs)], args.threads)
     per_side = ", ".join(f"{k}: {v['processes']}" for k, v in CASES.items())
     print(f"\nexecutor overhead: graphs/stable_diffusion.yaml vs the hand-written loop over the same nodegraph models; "
           f"{args.threads} thread(s); cold = first run in a fresh process (load included, imports not), "
@@ -165,10 +191,19 @@ def main() -> None:
               f"{(g['warm'] - lp['warm']) / lp['warm']:>10.1%}{g['rss'] / GB:>14.2f}{lp['rss'] / GB:>13.2f}"
               f"{r['diff']:>15.2e}")
     print("goal: overhead = (graph − loop) / loop ≤ 1 %")
+    for r in rows:
+        if "interleaved" in r:
+            it = r["interleaved"]
+            print(f"{r['case']}, warm, both sides in one process, {len(it['ratios'])} alternating pairs: graph "
+                  f"{it['graph']:.3f} s, loop {it['loop']:.3f} s; median per-pair overhead {it['ratio'] - 1:+.2%} "
+                  f"(pairs from {min(it['ratios']) - 1:+.1%} to {max(it['ratios']) - 1:+.1%})")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+    if len(sys.argv) > 2 and sys.argv[1:3] == ["--worker", "interleaved"]:
+        root, steps, size, dtype, pairs, threads = sys.argv[3:9]
+        interleaved_worker(root, int(steps), int(size), dtype, int(pairs), int(threads))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--worker":
         side, root, steps, size, dtype, repeats, out, threads = sys.argv[2:10]
         worker(side, root, int(steps), int(size), dtype, int(repeats), out, int(threads))
     else:
