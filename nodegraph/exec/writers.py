@@ -68,7 +68,14 @@ def write_atomic(path: pathlib.Path, write: Callable[[Any], None]) -> None:
 
 
 def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
+    try:  # Linux shows it without changing it (another thread may be creating files right now)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)  # elsewhere the only way to read it is to set it
     os.umask(mask)
     return mask
 
