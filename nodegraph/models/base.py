@@ -16,28 +16,28 @@ import torch
 from torch import nn
 
 
-class Linear(nn.Linear):
+class _NoInitOnMeta:
+    """Skips torch's random init while the module is built on the meta device (the checkpoint fills it)."""
+
     def reset_parameters(self) -> None:
         if not self.weight.is_meta:
             super().reset_parameters()
 
 
-class Conv2d(nn.Conv2d):
-    def reset_parameters(self) -> None:
-        if not self.weight.is_meta:
-            super().reset_parameters()
+class Linear(_NoInitOnMeta, nn.Linear):
+    pass
 
 
-class GroupNorm(nn.GroupNorm):
-    def reset_parameters(self) -> None:
-        if not self.weight.is_meta:
-            super().reset_parameters()
+class Conv2d(_NoInitOnMeta, nn.Conv2d):
+    pass
 
 
-class LayerNorm(nn.LayerNorm):
-    def reset_parameters(self) -> None:
-        if not self.weight.is_meta:
-            super().reset_parameters()
+class GroupNorm(_NoInitOnMeta, nn.GroupNorm):
+    pass
+
+
+class LayerNorm(_NoInitOnMeta, nn.LayerNorm):
+    pass
 
 
 class Model(nn.Module):

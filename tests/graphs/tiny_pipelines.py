@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from tests.models.tiny_checkpoints import perturbed
+
 REPO = Path(__file__).resolve().parents[2]
 CLIP_TOKENIZER = REPO / "nodegraph" / "builtin" / "clip_tokenizer"
 # CompVis/stable-diffusion-v1-4's scheduler_config.json as published (no `timestep_spacing` key, so a scheduler
@@ -19,12 +21,7 @@ SD14_SCHEDULER_JSON = {
 
 
 def _perturb(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    # diffusers initialises norms to 1/0 and some projections to 0; noise makes every weight matter.
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=gen))
-    return model.eval()
+    return perturbed(model, seed, scale=0.05)
 
 
 def save_tiny_sd(folder: Path) -> Path:

@@ -50,13 +50,15 @@ TEXT_ENCODER = dict(hidden_size=16, intermediate_size=37, num_attention_heads=2,
                     max_position_embeddings=77, bos_token_id=54, eos_token_id=55, pad_token_id=55)
 
 
-def _randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Perturb every parameter: diffusers' init leaves norms at 1/0, which would hide swapped weights."""
+def perturbed(model: torch.nn.Module, seed: int, scale: float = 0.1) -> torch.nn.Module:
+    """Add seeded noise to every parameter: diffusers' init leaves norms at 1/0 and some projections at 0,
+    which would hide swapped weights. Returns the model in eval mode."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=generator))
+            p.add_(scale * torch.randn(p.shape, generator=generator))
     return model.eval()
+
 
 
 def build_reference(name: str) -> torch.nn.Module:
@@ -75,7 +77,7 @@ def build_reference(name: str) -> torch.nn.Module:
         model = CLIPTextModel(CLIPTextConfig(**TEXT_ENCODER))
     else:
         raise KeyError(name)
-    return _randomise(model, seed=len(name))
+    return perturbed(model, seed=len(name))
 
 
 def reference_configs() -> dict:
