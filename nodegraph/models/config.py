@@ -91,11 +91,17 @@ class UNet2DConditionConfig:
     use_linear_projection: bool = False  # SD2: proj_in/proj_out are Linear, not 1×1 conv
     # Kept for fidelity: SD2.1 sets it to avoid fp16 overflow in QKᵀ. diffusers' SDPA path ignores it, and so
     # does nodegraph: the fused SDPA kernels accumulate the softmax in float32 anyway.
-    upcast_attention: bool = False
+    upcast_attention: bool | None = False  # SDXL's files write null
     mid_block_only_cross_attention: bool | None = None  # unused by UNetMidBlock2DCrossAttn (as in diffusers)
     time_embedding_dim: int | None = None
     conv_in_kernel: int = 3
     conv_out_kernel: int = 3
+    # SDXL's micro-conditioning: "text_time" adds MLP(cat(pooled text, sinusoids of the time ids)) to the
+    # timestep embedding; the time ids are sizes and crops (base) or sizes, crop and aesthetic score (refiner).
+    addition_embed_type: str | None = None
+    addition_time_embed_dim: int | None = None  # sinusoid width per time id (256 in SDXL)
+    projection_class_embeddings_input_dim: int | None = None  # pooled width + ids × addition_time_embed_dim
+    addition_embed_type_num_heads: int = 64  # read by diffusers' "text" embedding only, kept for fidelity
 
     _CLASS: ClassVar[str] = "UNet2DConditionModel"
     _CHOICES: ClassVar[dict[str, tuple]] = {
@@ -103,17 +109,15 @@ class UNet2DConditionConfig:
         "mid_block_type": ("UNetMidBlock2DCrossAttn", None),
         "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
         "act_fn": ACTIVATIONS,
+        "addition_embed_type": (None, "text_time"),
     }
     _ONLY: ClassVar[dict[str, tuple]] = {
         "num_attention_heads": (None,),  # diffusers itself refuses it: heads come from attention_head_dim
         "dual_cross_attention": (False,),
         "class_embed_type": (None,),
         "num_class_embeds": (None,),
-        "addition_embed_type": (None,),
-        "addition_time_embed_dim": (None,),
         "encoder_hid_dim": (None,),
         "encoder_hid_dim_type": (None,),
-        "projection_class_embeddings_input_dim": (None,),
         "class_embeddings_concat": (False,),
         "reverse_transformer_layers_per_block": (None,),
         "resnet_time_scale_shift": ("default",),
@@ -210,6 +214,10 @@ def _check_lengths(config: Any, fail) -> None:
                     "transformer_layers_per_block", "attention_head_dim"):
             if len(config.per_block(key)) != n:
                 raise fail(key, getattr(config, key), f"a single value or one per block ({n})")
+    if isinstance(config, UNet2DConditionConfig) and config.addition_embed_type == "text_time":
+        for key in ("addition_time_embed_dim", "projection_class_embeddings_input_dim"):
+            if not isinstance(getattr(config, key), int) or getattr(config, key) <= 0:
+                raise fail(key, getattr(config, key), "a positive integer when `addition_embed_type` is 'text_time'")
     groups = config.norm_num_groups
     if groups <= 0 or any(c % groups for c in config.block_out_channels):
         raise fail("norm_num_groups", groups,

@@ -1,5 +1,5 @@
-"""Text-conditioned UNet of Stable Diffusion 1.x/2.x (Rombach et al., 2022), matching diffusers'
-`UNet2DConditionModel`."""
+"""Text-conditioned UNet of Stable Diffusion 1.x/2.x (Rombach et al., 2022) and SDXL (Podell et al., 2023),
+matching diffusers' `UNet2DConditionModel`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ class UNet2DConditionModel(Model):
 
     `CrossAttn*Block2D` add a `Transformer2D` after each resnet; `attention_head_dim[i]` is the number of heads
     of block i (diffusers' legacy name), the head size being channels // heads.
+
+    SDXL (`addition_embed_type="text_time"`, Podell et al. 2023, §2.2 "micro-conditioning") also takes
+    `text_embeds` (B, pooled) and `time_ids` (B, n_ids); both are required then.
     """
 
     def __init__(self, config: UNet2DConditionConfig):
@@ -40,6 +43,9 @@ class UNet2DConditionModel(Model):
 
         self.conv_in = Conv2d(c.in_channels, ch[0], c.conv_in_kernel, padding=(c.conv_in_kernel - 1) // 2)
         self.time_embedding = TimestepEmbedding(ch[0], temb, c.act_fn)
+        self.add_embedding = None
+        if c.addition_embed_type == "text_time":
+            self.add_embedding = TimestepEmbedding(c.projection_class_embeddings_input_dim, temb, c.act_fn)
         self.down_blocks = nn.ModuleList(
             DownBlock(ch[max(i - 1, 0)], ch[i], layers[i], resnet, transformer(kind, i, only_cross[i]),
                       c.downsample_padding if i < n - 1 else None)
@@ -65,11 +71,15 @@ class UNet2DConditionModel(Model):
         return cls(parse_config(UNet2DConditionConfig, raw))
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
-                encoder_hidden_states: torch.Tensor | None = None) -> torch.Tensor:
+                encoder_hidden_states: torch.Tensor | None = None, text_embeds: torch.Tensor | None = None,
+                time_ids: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
         if encoder_hidden_states is None:
             raise ValueError(f"this UNet2DConditionModel needs `encoder_hidden_states` (B, tokens, "
                              f"{c.per_block('cross_attention_dim')[-1]}), the text encoder's output.")
+        if self.add_embedding is not None and (text_embeds is None or time_ids is None):
+            raise ValueError("this is an SDXL UNet (`addition_embed_type` 'text_time'): it needs `text_embeds` "
+                             "(the pooled text embedding) and `time_ids` (sizes, crop, [aesthetic score]).")
         # Sizes not divisible by 2^(number of upsamplers) make the up path resize to each skip's exact size.
         upsample_size = any(s % 2 ** (len(self.up_blocks) - 1) for s in sample.shape[-2:])
         if c.center_input_sample:
@@ -77,6 +87,8 @@ class UNet2DConditionModel(Model):
         t = batch_timesteps(timestep, sample.shape[0], sample.device)  # (B,)
         t_features = timestep_embedding(t, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift)
         temb = self.time_embedding(t_features.to(sample.dtype))  # (B, 4·C0)
+        if self.add_embedding is not None:
+            temb = temb + self._added_embedding(text_embeds, time_ids, temb.dtype)
         context = encoder_hidden_states  # (B, L, D)
 
         x = self.conv_in(sample)
@@ -89,3 +101,18 @@ class UNet2DConditionModel(Model):
         for block in self.up_blocks:
             x = block(x, skips, temb, context, upsample_size)
         return self.conv_out(self.conv_act(self.conv_norm_out(x)))
+
+    def _added_embedding(self, text_embeds: torch.Tensor, time_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """MLP(cat(pooled text (B, P), sinusoids of each time id (B, n_ids·D))) → (B, 4·C0)."""
+        c = self.config
+        B = text_embeds.shape[0]
+        ids = time_ids.reshape(-1)  # (B·n_ids,)
+        features = timestep_embedding(ids, c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift)
+        features = features.reshape(B, -1)  # (B, n_ids·D)
+        expected = c.projection_class_embeddings_input_dim
+        if text_embeds.shape[-1] + features.shape[-1] != expected:
+            raise ValueError(f"the SDXL UNet's added embedding takes {expected} features, but the pooled text "
+                             f"({text_embeds.shape[-1]}) and {time_ids.shape[-1]} time ids × "
+                             f"{c.addition_time_embed_dim} give {text_embeds.shape[-1] + features.shape[-1]}: "
+                             f"base models take 6 time ids, refiners 5.")
+        return self.add_embedding(torch.cat([text_embeds, features], dim=-1).to(dtype))
