@@ -30,6 +30,14 @@ class NodeFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeCached:
+    """The node did not run: its outputs came from the run's node cache (see exec/cache.py)."""
+
+    node_id: str
+    node_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class RepeatStarted:
     node_id: str
     total: int

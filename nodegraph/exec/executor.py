@@ -17,16 +17,20 @@ from nodegraph.exec.steps import run_steps
 @dataclass
 class RunOptions:
     """How to run: `device` (None = CUDA when present, else CPU), `dtype` (None = fp32; fp16, bf16),
-    `hooks` (callables receiving events), `cancel` (a CancelToken scoped to this run)."""
+    `hooks` (callables receiving events), `cancel` (a CancelToken scoped to this run), `cache` (a node-output
+    cache, see exec/cache.py; None runs every node)."""
 
     device: Any = None
     dtype: Any = None
     hooks: Sequence[Hook] = field(default_factory=tuple)
     cancel: Optional[CancelToken] = None
+    cache: Any = None
 
 
-def execute_plan(plan: Plan, values: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
-    """Run a plan with already-checked graph-input values; emit run-level events."""
+def execute_plan(plan: Plan, values: dict[str, Any], ctx: RunContext, cache: Any = None) -> dict[str, Any]:
+    """Run a plan with already-checked graph-input values; emit run-level events.
+
+    With a `cache` (exec/cache.py), steps whose signature it holds are served from it instead of run."""
     slots: list = [None] * plan.n_slots
     for name, slot in plan.input_slots.items():
         slots[slot] = values[name]
@@ -34,7 +38,12 @@ def execute_plan(plan: Plan, values: dict[str, Any], ctx: RunContext) -> dict[st
         ctx.emit(RunStarted(plan.graph, plan.outputs))
     started = perf_counter()
     try:
-        run_steps(plan.steps, slots, ctx)
+        if cache is None:
+            run_steps(plan.steps, slots, ctx)
+        else:
+            from nodegraph.exec.cache import run_steps_cached
+
+            run_steps_cached(plan, slots, values, ctx, cache)
     except RunCancelledError:
         if ctx.hooks:
             ctx.emit(RunCancelled(plan.graph, ctx.node_id))
@@ -55,7 +64,7 @@ def execute_plan(plan: Plan, values: dict[str, Any], ctx: RunContext) -> dict[st
 
 def run_graph(graph: Union[str, os.PathLike, Any], inputs: Optional[dict[str, Any]] = None, *,
               outputs: Optional[Sequence[str]] = None, device: Any = None, dtype: Any = None,
-              hooks: Sequence[Hook] = (), cancel: Optional[CancelToken] = None,
+              hooks: Sequence[Hook] = (), cancel: Optional[CancelToken] = None, cache: Any = None,
               options: Optional[RunOptions] = None) -> dict[str, Any]:
     """Run a graph (a `Graph` or a path to a YAML file) and return {output name: value}.
 
@@ -69,11 +78,11 @@ def run_graph(graph: Union[str, os.PathLike, Any], inputs: Optional[dict[str, An
 
     if not isinstance(graph, Graph):
         graph = load_graph(graph)
-    options = options or RunOptions(device, dtype, tuple(hooks), cancel)
+    options = options or RunOptions(device, dtype, tuple(hooks), cancel, cache)
     values = bind_input_values(graph.checked, dict(inputs or {}))
     plan = graph.plan(tuple(outputs) if outputs is not None else None)
     check_dtype_name(options.dtype)
     ctx = RunContext(options.device, options.dtype, hooks=tuple(options.hooks), cancel=options.cancel)
     if options.device is not None:
         ctx.check_device()
-    return execute_plan(plan, values, ctx)
+    return execute_plan(plan, values, ctx, options.cache)

@@ -26,6 +26,7 @@ class Plan:
     input_slots: dict[str, int]
     output_slots: dict[str, int]
     outputs: tuple[str, ...] = field(default=())
+    checked: Any = field(default=None, repr=False)  # the CheckedGraph it was planned from (for caching)
 
     @property
     def order(self) -> list[str]:
@@ -53,7 +54,7 @@ def build_plan(checked: CheckedGraph, outputs: tuple[str, ...], prefix: str = ""
     input_slots = {name: slots.index[Ref("inputs", name)] for name in checked.spec.inputs
                    if Ref("inputs", name) in slots.index}
     output_slots = {name: slots.index[checked.spec.outputs[name]] for name in outputs}
-    return Plan(checked.source.file, len(slots.index), steps, input_slots, output_slots, tuple(outputs))
+    return Plan(checked.source.file, len(slots.index), steps, input_slots, output_slots, tuple(outputs), checked)
 
 
 def _plan_scope(nodes: dict[str, CheckedNode], sinks: list, slots: _Slots, keep: set[int], prefix: str) -> list:

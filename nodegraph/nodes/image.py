@@ -16,6 +16,8 @@ class LoadImage(Node):
     does for a VAE's scale factor); `width`/`height` resize it first.
     """
 
+    pure = False  # the file may change between runs: never served from a node cache (exec/cache.py)
+
     class Inputs(Ports):
         path: str = Field(min_length=1, description="image file (PNG, JPEG, WebP, …)")
         width: Optional[int] = Field(None, gt=0, le=8192)
