@@ -77,18 +77,21 @@ def _bind(graph, sets: list[str], require_all: bool, base: Optional[dict[str, An
     return bind_input_values(graph.checked, values, origin="--set", require_all=require_all, issues=issues)
 
 
-def _load_run_target(target: str, scratch: pathlib.Path):
+def _load_run_target(target: str, scratch: pathlib.Path, args=None):
     """GRAPH is a graph file, or a PNG written by `nodegraph run` (its embedded graph and input values)."""
     from nodegraph.spec.loader import load_graph
 
+    allow = getattr(args, "allow_includes_outside", False)
     if not target.lower().endswith(".png"):
-        return load_graph(target), None
+        return load_graph(target, allow_includes_outside=allow), None
     from nodegraph.exec.png_metadata import read_recipe
     from nodegraph.spec.bundle import unbundle
 
     recipe = read_recipe(target)
+    if str(recipe.get("source", "")).startswith("hf://"):  # a Hub graph, pinned to the commit that ran
+        return load_graph(recipe["source"]), recipe["inputs"]
     main = unbundle(recipe["graph"], scratch)
-    return load_graph(main), recipe["inputs"]
+    return load_graph(main, include_root=scratch), recipe["inputs"]
 
 
 def _inputs_feeding(graph, node_id: str, values: dict[str, Any]) -> str:
@@ -142,7 +145,7 @@ def _run(args, scratch: pathlib.Path) -> int:
         from nodegraph.exec.heap import reuse_freed_heap
 
         reuse_freed_heap()
-    graph, recorded = _load_run_target(args.graph, scratch)
+    graph, recorded = _load_run_target(args.graph, scratch, args)
     _print_warnings(graph)
     values = _bind(graph, args.set, require_all=True, base=recorded)
     out_dir = pathlib.Path(args.out)
@@ -186,7 +189,7 @@ def _run(args, scratch: pathlib.Path) -> int:
 def cmd_validate(args) -> int:
     from nodegraph.spec.loader import load_graph
 
-    graph = load_graph(args.graph)
+    graph = load_graph(args.graph, allow_includes_outside=args.allow_includes_outside)
     _bind(graph, args.set, require_all=False)
     _print_warnings(graph)
     details = [f"{len(graph.spec.nodes)} nodes", f"outputs: {', '.join(graph.spec.outputs) or 'none'}"]
@@ -227,7 +230,7 @@ def cmd_show(args) -> int:
     from nodegraph.spec.loader import load_graph
     from nodegraph.spec.mermaid import to_mermaid
 
-    print(to_mermaid(load_graph(args.graph).checked), end="")
+    print(to_mermaid(load_graph(args.graph, allow_includes_outside=args.allow_includes_outside).checked), end="")
     return 0
 
 
@@ -239,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sets = dict(action="append", default=[], metavar="NAME=VALUE",
                 help="set a graph input (repeatable); lists are YAML, e.g. --set sizes=[1,2]")
+    outside = dict(action="store_true", help="let local includes point outside the graph's folder (absolute "
+                   "paths, `..`); only for graphs you trust")
 
     run = sub.add_parser("run", help="run a graph and write its outputs")
     run.add_argument("graph", metavar="GRAPH", help="a graph file, or a PNG written by `nodegraph run` to re-run")
@@ -251,11 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave the C allocator's defaults (by default freed tensor memory is kept for reuse, "
                           "which avoids page faults on every CPU step)")
     run.add_argument("-v", "--verbose", action="store_true", help="log every node as it starts and ends")
+    run.add_argument("--allow-includes-outside", **outside)
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a graph (and --set values) without running it")
     validate.add_argument("graph", metavar="GRAPH")
     validate.add_argument("--set", **sets)
+    validate.add_argument("--allow-includes-outside", **outside)
     validate.set_defaults(func=cmd_validate)
 
     nodes = sub.add_parser("nodes", help="list node types with their ports, parameters and help")
@@ -264,7 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print the graph as Mermaid flowchart text")
     show.add_argument("graph", metavar="GRAPH")
+    show.add_argument("--allow-includes-outside", **outside)
     show.set_defaults(func=cmd_show)
+
+    from nodegraph.batch.command import add_batch_parser  # implementation: nodegraph/batch/
+
+    add_batch_parser(sub, sets)
     return parser
 
 

@@ -23,7 +23,7 @@ def bundle_graph(path: str | os.PathLike) -> dict[str, Any]:
     from nodegraph.spec.loader import Includes, check_file
 
     main = pathlib.Path(path).resolve()
-    includes = Includes(REGISTRY)
+    includes = Includes(REGISTRY, allow_outside=True)  # the run already accepted these files
     check_file(main, REGISTRY, includes)
     files = [main, *includes.cache]
     root = pathlib.Path(os.path.commonpath([f.parent for f in files]))

@@ -18,12 +18,18 @@ from nodegraph.spec.yaml_io import Marks
 
 @dataclass(eq=False)
 class Source:
-    """Where a graph came from: display name, line:col marks (None when built in Python), include base."""
+    """Where a graph came from: display name, line:col marks (None when built in Python), include base.
+
+    `root`: the folder local includes must stay inside; `hub`: the HubFile (repo, commit) of a graph read
+    from an hf:// address, whose includes come from the same repo at the same commit.
+    """
 
     file: str
     marks: Optional[Marks] = None
     base_dir: pathlib.Path = field(default_factory=pathlib.Path.cwd)
     path: Optional[pathlib.Path] = None
+    root: Optional[pathlib.Path] = None
+    hub: Any = None
 
 
 @dataclass(eq=False)

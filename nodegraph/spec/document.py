@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nodegraph.spec.errors import Path, Reporter
+from nodegraph.spec.limits import DEFAULT_LIMITS, Limits
 
 FORMAT_VERSION = 1
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -136,8 +137,11 @@ def escape_literal(value: Any) -> Any:
 class DocumentParser:
     """Turns loaded YAML data into a GraphSpec, reporting every structural problem (not just the first)."""
 
-    def __init__(self, reporter: Reporter):
+    def __init__(self, reporter: Reporter, limits: Limits = DEFAULT_LIMITS):
         self.r = reporter
+        self.limits = limits
+        self.node_count = 0
+        self.repeat_depth = 0
 
     def graph(self, data: Any) -> GraphSpec:
         if data is None:
@@ -189,6 +193,12 @@ class DocumentParser:
         nodes: dict[str, AnyNodeSpec] = {}
         for node_id, raw in raw_nodes.items():
             node_path = path + (node_id,)
+            self.node_count += 1
+            if self.node_count > self.limits.max_nodes:
+                if self.node_count == self.limits.max_nodes + 1:  # reported once; the rest is not parsed
+                    self.r.error("too_many_nodes", node_path, f"the graph has more than {self.limits.max_nodes:,} nodes",
+                                 "split it into graph files used as nodes", at_key=True)
+                break
             if not self._identifier(node_id, node_path, "node id"):
                 continue
             if node_id in RESERVED_IDS:
@@ -205,8 +215,15 @@ class DocumentParser:
                 self.r.error("missing_field", node_path, f"node `{node_id}` has no `type`",
                              "add `type: <NodeType>` (see `nodegraph nodes`)", at_key=True)
                 continue
-            if node_type == "repeat":
-                nodes[node_id] = self._repeat(raw, node_path)
+            if node_type == "repeat" and self.repeat_depth >= self.limits.max_repeat_nesting:
+                self.r.error("repeat_too_deep", node_path, f"repeat `{node_id}` nests more than "
+                             f"{self.limits.max_repeat_nesting} repeats deep", "flatten the loops", at_key=True)
+            elif node_type == "repeat":
+                self.repeat_depth += 1
+                try:
+                    nodes[node_id] = self._repeat(raw, node_path)
+                finally:
+                    self.repeat_depth -= 1
             else:
                 inputs = {k: self._value(v, node_path + (k,)) for k, v in raw.items() if k != "type"}
                 nodes[node_id] = NodeSpec(type=node_type, inputs=inputs)

@@ -1,6 +1,8 @@
 """Reading graph files (and the files they include) into validated graphs.
 
-`load_graph(path)` returns a `Graph` or raises `ValidationFailed` listing every problem, in every file.
+`load_graph(path)` returns a `Graph` or raises `ValidationFailed` listing every problem, in every file. The
+path may be an `hf://` address (nodegraph.hub.resolve). Loading reads data only: it never imports or runs
+anything a document names, stays inside the size limits of spec/limits.py and keeps includes in their tree.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from nodegraph.spec.check import GraphChecker
 from nodegraph.spec.checked import CheckedGraph, Source
 from nodegraph.spec.document import DocumentParser, GraphSpec
 from nodegraph.spec.errors import GraphError, Path, Reporter, ValidationFailed
+from nodegraph.spec.limits import DEFAULT_LIMITS, Limits
 from nodegraph.spec.yaml_io import YamlProblem, load_yaml
 
 PathLike = Union[str, os.PathLike]
@@ -29,15 +32,25 @@ def display_name(path: pathlib.Path) -> str:
 
 
 class Includes:
-    """Loads included graph files once each, and detects include cycles."""
+    """Loads included graph files once each; keeps includes inside their tree, under the limits, acyclic.
 
-    def __init__(self, registry: Registry):
+    A local include must resolve (symlinks followed) inside the folder of the graph being loaded, its `root`,
+    unless `allow_outside`; an include inside a Hub graph stays in that repo, at the commit its includer came
+    from. Nothing outside is even looked at, so a graph cannot probe the disk with its error messages.
+    """
+
+    def __init__(self, registry: Registry, *, limits: Limits = DEFAULT_LIMITS, allow_outside: bool = False):
         self.registry = registry
+        self.limits = limits
+        self.allow_outside = allow_outside
         self.cache: dict[pathlib.Path, CheckedGraph] = {}
         self.stack: list[pathlib.Path] = []
 
     def load(self, node_type: str, including: Source, r: Reporter, path: Path) -> Optional[CheckedGraph]:
-        target = (including.base_dir / node_type).resolve()
+        found = self._find(node_type, including, r, path)
+        if found is None:
+            return None
+        target, hub, display = found
         if target in self.stack:
             ring = self.stack[self.stack.index(target):] + [target]
             r.error("include_cycle", path, f"including `{node_type}` makes a cycle: "
@@ -46,21 +59,57 @@ class Includes:
             return None
         if target in self.cache:
             return self.cache[target]
-        if not target.is_file():
-            r.error("file_not_found", path, f"included graph `{node_type}` not found (looked for {target})",
-                    "the path is relative to the folder of the including file")
+        if len(self.stack) > self.limits.max_include_depth:
+            r.error("include_too_deep", path, f"including `{node_type}` nests graph files more than "
+                    f"{self.limits.max_include_depth} deep", "flatten the chain of includes")
             return None
-        sub = check_file(target, self.registry, self)
+        root = None if hub is not None else (including.root or including.base_dir.resolve())
+        sub = check_file(target, self.registry, self, display=display, hub=hub, root=root)
         self.cache[target] = sub
         r.issues.extend(sub.issues)  # the included file's problems point into that file
         return sub
 
+    def _find(self, node_type: str, including: Source, r: Reporter, path: Path):
+        """(local file, HubFile or None, display name) of an include, or None after reporting why not."""
+        from nodegraph.hub.resolve import HubError, fetch, is_hub_address, parse_address
+
+        if is_hub_address(node_type) or including.hub is not None:
+            try:
+                address = (parse_address(node_type) if is_hub_address(node_type)
+                           else including.hub.pinned.sibling(node_type))
+                hub = fetch(address)
+            except HubError as exc:
+                r.error(exc.code, path, exc.message, exc.hint)
+                return None
+            return hub.local_path, hub, str(hub.address)
+        root = including.root or including.base_dir.resolve()
+        outside_hint = ("includes stay inside the folder of the graph being loaded; to allow this one, pass "
+                        "--allow-includes-outside (or allow_includes_outside=True)")
+        if (os.path.isabs(node_type) or node_type.startswith("~")) and not self.allow_outside:
+            r.error("include_outside", path, f"`{node_type}`: an include cannot be an absolute path",
+                    "write the path relative to the including file; " + outside_hint)
+            return None
+        target = (including.base_dir / node_type).resolve()
+        if not self.allow_outside and target != root and root not in target.parents:
+            r.error("include_outside", path, f"`{node_type}` points outside {display_name(root)}", outside_hint)
+            return None
+        if not target.is_file():
+            r.error("file_not_found", path, f"included graph `{node_type}` not found (looked for {target})",
+                    "the path is relative to the folder of the including file")
+            return None
+        return target, None, display_name(target)
+
 
 def check_file(path: pathlib.Path, registry: Registry, includes: Includes,
-               display: Optional[str] = None) -> CheckedGraph:
+               display: Optional[str] = None, *, hub=None, root: Optional[pathlib.Path] = None) -> CheckedGraph:
+    """Validate one graph file. `root`: the folder local includes must stay in (default: the file's own)."""
     display = display or display_name(path)
-    source = Source(display, None, path.parent, path)
+    source = Source(display, None, path.parent, path, root=root or path.parent, hub=hub)
+    limit = includes.limits.max_document_bytes
     try:
+        if path.stat().st_size > limit:  # before reading: a huge file is never loaded into memory
+            return _failed(source, "document_too_large", f"{display} is {path.stat().st_size:,} bytes, over "
+                           f"the limit of {limit:,} for a graph file", "a graph file is a few kilobytes")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return _failed(source, "file_not_found", f"no such file: {display}", "check the path")
@@ -77,18 +126,19 @@ def check_file(path: pathlib.Path, registry: Registry, includes: Includes,
 
 def check_text(text: str, source: Source, registry: Registry, includes: Includes) -> CheckedGraph:
     try:
-        data, marks, issues = load_yaml(text, source.file)
+        data, marks, issues = load_yaml(text, source.file, includes.limits)
     except YamlProblem as exc:
         return CheckedGraph(GraphSpec(), source, issues=list(exc.errors))
     source.marks = marks
     reporter = Reporter(source.file, marks, issues)
-    spec = DocumentParser(reporter).graph(data)
+    spec = DocumentParser(reporter, includes.limits).graph(data)
     return GraphChecker(spec, source, registry, includes, reporter).run()
 
 
 def check_spec(spec: GraphSpec, source: Source, registry: Registry) -> CheckedGraph:
     """Validate a graph built in Python (no file, so errors carry paths but no line:col)."""
     includes = Includes(registry)
+    source.root = source.root or source.base_dir.resolve()
     return GraphChecker(spec, source, registry, includes, Reporter(source.file)).run()
 
 
@@ -96,21 +146,41 @@ def _failed(source: Source, code: str, message: str, hint: str) -> CheckedGraph:
     return CheckedGraph(GraphSpec(), source, issues=[GraphError(code, "", message, hint, source.file)])
 
 
-def load_graph(path: PathLike, registry: Optional[Registry] = None):
-    """Load and validate a graph file; raise ValidationFailed with every problem found."""
+def load_graph(path: PathLike, registry: Optional[Registry] = None, *, limits: Limits = DEFAULT_LIMITS,
+               allow_includes_outside: bool = False, include_root: Optional[PathLike] = None):
+    """Load and validate a graph file or `hf://OWNER/REPO[@REV]/PATH.yaml`; raise ValidationFailed listing
+    every problem found.
+
+    Local includes must stay inside `include_root` (default: the graph's folder) unless
+    `allow_includes_outside`; `limits` bound what a hostile document can cost (see spec/limits.py).
+    """
+    from nodegraph.hub.resolve import HubError, fetch, is_hub_address, parse_address
     from nodegraph.spec.graph import Graph
 
     registry = registry or REGISTRY
-    file = pathlib.Path(path)
-    checked = check_file(file.resolve(), registry, Includes(registry), display=str(path))
+    includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside)
+    if is_hub_address(str(path)):
+        try:
+            hub = fetch(parse_address(str(path)))
+        except HubError as exc:
+            raise ValidationFailed([GraphError(exc.code, "", exc.message, exc.hint, str(path))], str(path)) from None
+        checked = check_file(hub.local_path, registry, includes, display=str(path), hub=hub)
+    else:
+        file = pathlib.Path(path).resolve()
+        root = pathlib.Path(include_root).resolve() if include_root is not None else file.parent
+        checked = check_file(file, registry, includes, display=str(path), root=root)
     return Graph.from_checked(checked, registry)
 
 
 def loads_graph(text: str, *, file: str = "<string>", base_dir: Optional[PathLike] = None,
-                registry: Optional[Registry] = None):
-    """Load and validate a graph from YAML text; includes resolve against `base_dir` (default: cwd)."""
+                registry: Optional[Registry] = None, limits: Limits = DEFAULT_LIMITS,
+                allow_includes_outside: bool = False):
+    """Load and validate a graph from YAML text; includes resolve against (and stay inside) `base_dir`
+    (default: cwd)."""
     from nodegraph.spec.graph import Graph
 
     registry = registry or REGISTRY
-    source = Source(file, None, pathlib.Path(base_dir or os.getcwd()).resolve())
-    return Graph.from_checked(check_text(text, source, registry, Includes(registry)), registry)
+    base = pathlib.Path(base_dir or os.getcwd()).resolve()
+    source = Source(file, None, base, root=base)
+    includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside)
+    return Graph.from_checked(check_text(text, source, registry, includes), registry)

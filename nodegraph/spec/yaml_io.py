@@ -2,6 +2,8 @@
 
 Only `yaml.SafeLoader` is used (no tags that build Python objects): loading a graph never runs code.
 PyYAML silently keeps the last of two equal keys; here the duplicate is an error and the first one stays.
+A hostile document is refused before it costs memory or stack: its size is checked before parsing, nesting
+while composing (PyYAML composes recursively) and alias expansion while building values (see limits.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 import yaml
 
 from nodegraph.spec.errors import GraphError, Path, dotted
+from nodegraph.spec.limits import DEFAULT_LIMITS, Limits
 
 
 class Marks:
@@ -53,11 +56,62 @@ def _is_node_map(path: Path) -> bool:
     return len(path) % 2 == 1 and all(path[i] == "nodes" for i in range(0, len(path), 2))
 
 
-def load_yaml(text: str, file: str) -> tuple[Any, Marks, list[GraphError]]:
+class _TooBig(Exception):
+    def __init__(self, code: str, message: str, hint: str, mark):
+        super().__init__(message)
+        self.code, self.message, self.hint, self.mark = code, message, hint, mark
+
+
+class _GraphLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than the limit while composing, before recursion gets deep."""
+
+    def __init__(self, text: str, limits: Limits):
+        super().__init__(text)
+        self.limits, self.depth = limits, 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > self.limits.max_depth:
+                raise _TooBig("too_deep", f"the document nests more than {self.limits.max_depth} levels deep",
+                              "a graph needs only a few levels; flatten the structure", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _too_big_error(exc: _TooBig, file: str) -> YamlProblem:
+    line, col = (exc.mark.line + 1, exc.mark.column + 1) if exc.mark else (1, 1)
+    return YamlProblem([GraphError(exc.code, "", exc.message, exc.hint, file, line, col)])
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem, plus where the construct it was reading began (its `context_mark`).
+
+    The parser gives up where it notices the problem, often far below an unclosed `[`, `{` or quote; the
+    place the construct began is the one to look at.
+    """
+    problem = str(exc.problem or exc.context or "")
+    if not exc.context or not exc.context_mark or exc.context_mark == exc.problem_mark:
+        return problem
+    what = exc.context.removeprefix("while ").replace("parsing ", "").replace("scanning ", "")
+    where = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+    closable = any(word in what for word in ("flow", "quoted", "block scalar"))
+    return f"{problem}, in {what} that began at {where}" + (" (is it closed?)" if closable else "")
+
+
+def load_yaml(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, Marks, list[GraphError]]:
     """Parse `text`; return (data, marks, duplicate-key errors). A syntax error raises YamlProblem."""
     marks = Marks()
     errors: list[GraphError] = []
-    loader = yaml.SafeLoader(text)
+    if len(text) > limits.max_document_bytes:
+        raise YamlProblem([GraphError(
+            "document_too_large", "", f"the document is {len(text):,} characters, over the limit of "
+            f"{limits.max_document_bytes:,}", "a graph file is a few kilobytes; keep data out of it", file, 1, 1)])
+    loader = _GraphLoader(text, limits)
+    built = [0]
     try:
         root = loader.get_single_node()
         if root is None:
@@ -67,6 +121,14 @@ def load_yaml(text: str, file: str) -> tuple[Any, Marks, list[GraphError]]:
             if id(node) in active:
                 raise yaml.constructor.ConstructorError(None, None, "a YAML alias refers to itself",
                                                         node.start_mark)
+            built[0] += 1
+            if built[0] > limits.max_yaml_values:
+                raise _TooBig("too_many_values", f"the document expands to more than {limits.max_yaml_values:,} "
+                              "values (YAML aliases repeat what they name)",
+                              "an alias bomb looks like this; use fewer `*alias` references", node.start_mark)
+            if len(path) > limits.max_depth:
+                raise _TooBig("too_deep", f"the document nests more than {limits.max_depth} levels deep "
+                              "(counting what aliases expand to)", "flatten the structure", node.start_mark)
             marks.values[path] = _mark(node)
             if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
                 raise yaml.constructor.ConstructorError(None, None, f"the YAML tag {node.tag} is not allowed "
@@ -101,11 +163,15 @@ def load_yaml(text: str, file: str) -> tuple[Any, Marks, list[GraphError]]:
             return loader.construct_object(node)
 
         return build(root, (), frozenset()), marks, errors
+    except _TooBig as exc:
+        raise _too_big_error(exc, file) from None
+    except RecursionError:  # a guard behind the depth limit: never a traceback
+        raise YamlProblem([GraphError("too_deep", "", "the document nests too deeply to read", "", file, 1, 1)]) \
+            from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise YamlProblem([GraphError("yaml_syntax", "", f"YAML syntax error: {message}",
+        raise YamlProblem([GraphError("yaml_syntax", "", f"YAML syntax error: {_syntax_message(exc)}",
                                       "check indentation, colons and quotes around this position",
                                       file, line, col)]) from None
     except yaml.YAMLError as exc:
