@@ -1,0 +1,1 @@
+"""Sharing graphs: hf:// addresses, `pack`, the editor JSON Schema and `upgrade` (node-version migrations)."""
