@@ -1,0 +1,270 @@
+"""LoRA files (kohya/A1111 and diffusers/peft `.safetensors`) → one delta form → a patched copy of a model.
+
+Both formats hold, per adapted layer, a down projection A (r, in[, kh, kw]) and an up projection B (out, r[, 1, 1])
+and a scale `alpha / r` (kohya stores `alpha` per layer; peft files store it in their `lora_adapter_metadata`
+or not at all, which means alpha = r, scale 1: diffusers' reading, `lora_conversion_utils.py`,
+`utils/peft_utils.py:get_peft_kwargs`). Applied with strength s the layer computes, as peft's LoRA layers do,
+
+    y = base(x) + B(A(x)) · s · alpha / r                (A with the base conv's kernel, stride and padding)
+
+either unfused (a wrapper layer: exactly that arithmetic) or fused into a new weight
+W' = W + s · alpha / r · (B ⊗ A) (diffusers' `fuse_lora`; equal up to float rounding, and no cost per step).
+The model given is never modified: `patch.replace_modules` builds a copy-on-write tree.
+
+Kohya names are module paths with "." written "_" (`lora_unet_down_blocks_0_attentions_0_proj_in`,
+`lora_te_text_model_encoder_layers_0_mlp_fc1`): they are matched by writing each layer's path the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nodegraph.models.adapters.patch import replace_modules, with_weight
+from nodegraph.models.errors import CheckpointError
+
+KOHYA_PARTS = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
+               "lora_te2_": "text_encoder_2"}
+KOHYA_SUFFIXES = {".lora_down.weight": "down", ".lora_up.weight": "up", ".alpha": "alpha"}
+PEFT_PARTS = ("unet", "text_encoder", "text_encoder_2")
+PEFT_SUFFIXES = {".lora_A.weight": "down", ".lora_B.weight": "up"}
+SHOWN = 3  # keys quoted in an error
+
+
+@dataclass
+class LoraLayer:
+    down: torch.Tensor  # (r, in) or (r, in, kh, kw)
+    up: torch.Tensor  # (out, r) or (out, r, 1, 1)
+    alpha: float | None = None  # None: alpha = r
+
+    @property
+    def scale(self) -> float:
+        return 1.0 if self.alpha is None else self.alpha / self.down.shape[0]
+
+
+@dataclass
+class LoraFile:
+    path: str
+    style: str  # "kohya" (names with "_") or "peft" (module paths)
+    parts: dict[str, dict[str, LoraLayer]]  # "unet" / "text_encoder" / "text_encoder_2" → layer name → layer
+
+    @property
+    def name(self) -> str:
+        return os.path.splitext(os.path.basename(self.path))[0]
+
+
+def read_lora(path: str) -> LoraFile:
+    """Read a LoRA `.safetensors` file; CheckpointError says what is wrong with any other file."""
+    from safetensors import SafetensorError, safe_open
+
+    if not os.path.isfile(path):
+        raise CheckpointError(f"LoRA file {path!r} does not exist; give the path of a .safetensors LoRA")
+    if not path.endswith(".safetensors"):
+        raise CheckpointError(f"{path}: LoRA files are read as .safetensors only (pickled .pt/.ckpt files can run "
+                              f"code when loaded); convert it to .safetensors")
+    try:
+        with safe_open(path, framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({exc})") from None
+    if not tensors:
+        raise CheckpointError(f"{path} holds no tensors; it is not a LoRA")
+    keys = list(tensors)
+    if all(k.startswith(tuple(KOHYA_PARTS)) for k in keys):
+        return LoraFile(path, "kohya", _group(path, tensors, _kohya_split))
+    if any(k.endswith(tuple(PEFT_SUFFIXES)) for k in keys):
+        parts = _group(path, tensors, _peft_split)
+        _apply_peft_alphas(parts, metadata)
+        return LoraFile(path, "peft", parts)
+    if not any("lora" in k.lower() for k in keys):
+        raise CheckpointError(f"{path} holds no LoRA layers ({len(keys)} tensors such as {_few(keys)}): it looks "
+                              f"like a model checkpoint. Load it as the graph's `model`, and give `lora` a LoRA file")
+    raise CheckpointError(f"{path}: unrecognised LoRA layout (keys such as {_few(keys)}); nodegraph reads kohya/A1111 "
+                          f"(lora_unet_*/lora_te*_ … lora_down/lora_up) and diffusers/peft (unet.… lora_A/lora_B)")
+
+
+def _kohya_split(key: str) -> tuple[str, str, str] | None:
+    for prefix, part in KOHYA_PARTS.items():
+        if key.startswith(prefix):
+            for suffix, role in KOHYA_SUFFIXES.items():
+                if key.endswith(suffix):
+                    return part, key[len(prefix):-len(suffix)], role
+    return None
+
+
+def _peft_split(key: str) -> tuple[str, str, str] | None:
+    part, _, rest = key.partition(".")
+    if part not in PEFT_PARTS:
+        return None
+    for suffix, role in PEFT_SUFFIXES.items():
+        if rest.endswith(suffix):
+            name = rest[:-len(suffix)]
+            return part, name.removeprefix("text_model."), role
+    return None
+
+
+def _group(path: str, tensors: dict[str, torch.Tensor], split) -> dict[str, dict[str, LoraLayer]]:
+    found: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    unknown = []
+    for key, tensor in tensors.items():
+        parsed = split(key)
+        if parsed is None:
+            unknown.append(key)
+            continue
+        part, name, role = parsed
+        found.setdefault((part, name), {})[role] = tensor
+    if unknown:
+        raise CheckpointError(f"{path}: {len(unknown)} keys are not plain LoRA layers (e.g. {_few(unknown)}); "
+                              f"LoHa/LoKr/DoRA layers are not supported, only lora_down/lora_up (lora_A/lora_B)")
+    parts: dict[str, dict[str, LoraLayer]] = {}
+    for (part, name), roles in found.items():
+        if "down" not in roles or "up" not in roles:
+            raise CheckpointError(f"{path}: layer {name!r} ({part}) lacks its "
+                                  f"{'down (A)' if 'down' not in roles else 'up (B)'} matrix; the file is incomplete")
+        alpha = float(roles["alpha"]) if "alpha" in roles else None
+        parts.setdefault(part, {})[name] = LoraLayer(roles["down"], roles["up"], alpha)
+    return parts
+
+
+def _apply_peft_alphas(parts: dict[str, dict[str, LoraLayer]], metadata: dict[str, str]) -> None:
+    """diffusers writes each part's LoraConfig in `lora_adapter_metadata` ({"unet.lora_alpha": …} flattened)."""
+    raw = metadata.get("lora_adapter_metadata")
+    if not raw:
+        return
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError:
+        return
+    for part, layers in parts.items():
+        alpha = config.get(f"{part}.lora_alpha", config.get("lora_alpha"))
+        pattern = config.get(f"{part}.alpha_pattern", config.get("alpha_pattern")) or {}
+        for name, layer in layers.items():
+            chosen = next((a for suffix, a in pattern.items() if name == suffix or name.endswith("." + suffix)),
+                          alpha)
+            if chosen is not None:
+                layer.alpha = float(chosen)
+
+
+def _few(keys) -> str:
+    keys = list(keys)
+    return ", ".join(repr(k) for k in keys[:SHOWN]) + (f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
+
+
+class LoraWrapped(nn.Module):
+    """A Linear/Conv2d layer plus LoRA, unfused: `base(x) + B(A(x)) · scale`, peft's order of operations."""
+
+    def __init__(self, base: nn.Module, down: torch.Tensor, up: torch.Tensor, scale: float):
+        super().__init__()
+        self.base, self.scale = base, scale
+        self.register_buffer("down", down, persistent=False)
+        self.register_buffer("up", up, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base(x)
+        conv = _innermost(self.base)
+        if isinstance(conv, nn.Conv2d):
+            h = F.conv2d(x, self.down, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+            return result + F.conv2d(h, self.up) * self.scale
+        return result + F.linear(F.linear(x, self.down), self.up) * self.scale
+
+
+def _innermost(layer: nn.Module) -> nn.Module:
+    while isinstance(layer, LoraWrapped):
+        layer = layer.base
+    return layer
+
+
+def adaptable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every Linear/Conv2d layer (or one already LoRA-wrapped) by module path, not looking inside wrappers."""
+    found: dict[str, nn.Module] = {}
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            path = f"{prefix}{name}"
+            if isinstance(child, (nn.Linear, nn.Conv2d, LoraWrapped)):
+                found[path] = child
+            else:
+                walk(child, path + ".")
+
+    walk(model, "")
+    return found
+
+
+def match_layers(lora: LoraFile, part: str, model: nn.Module, what: str) -> dict[str, tuple[nn.Module, LoraLayer]]:
+    """Module path → (layer, LoRA layer) for every layer of `part`; CheckpointError when any name or shape does
+    not fit `model` (a LoRA for another family must fail loudly, never apply half or nothing)."""
+    layers = adaptable_layers(model)
+    by_name = layers if lora.style == "peft" else {p.replace(".", "_"): p for p in layers}
+    matched, unmatched, misfit = {}, [], []
+    for name, lora_layer in lora.parts.get(part, {}).items():
+        key = name.removeprefix("text_model_") if lora.style == "kohya" else name
+        path = by_name.get(key) if lora.style == "kohya" else (key if key in layers else None)
+        if path is None:
+            unmatched.append(name)
+            continue
+        layer = _innermost(layers[path])
+        if not _fits(layer, lora_layer):
+            misfit.append(f"{name} ({_shape(lora_layer)} vs the layer's {_layer_shape(layer)})")
+            continue
+        matched[path] = (layers[path], lora_layer)
+    total = len(lora.parts.get(part, {}))
+    if unmatched:
+        raise CheckpointError(f"{lora.path}: {len(unmatched)} of {total} {part} LoRA layers match no layer of {what} "
+                              f"(e.g. {_few(unmatched)}); the LoRA is probably for another model family (an SDXL "
+                              f"LoRA on SD 1.x, or the reverse). Use a LoRA trained for this model")
+    if misfit:
+        raise CheckpointError(f"{lora.path}: {len(misfit)} of {total} {part} LoRA layers do not fit {what}'s shapes "
+                              f"(e.g. {'; '.join(misfit[:SHOWN])}); the LoRA is for another model (SD 1.x and SD 2.x "
+                              f"differ in width). Use a LoRA trained for this model")
+    return matched
+
+
+def _fits(layer: nn.Module, lora: LoraLayer) -> bool:
+    down, up = lora.down, lora.up
+    if down.shape[0] != up.shape[1]:
+        return False
+    if isinstance(layer, nn.Conv2d):
+        return (down.dim() == 4 and up.dim() == 4 and down.shape[1] == layer.in_channels
+                and tuple(down.shape[2:]) == tuple(layer.kernel_size) and up.shape[0] == layer.out_channels
+                and tuple(up.shape[2:]) == (1, 1))
+    return down.dim() == 2 and up.dim() == 2 and down.shape[1] == layer.in_features and up.shape[0] == layer.out_features
+
+
+def _shape(lora: LoraLayer) -> str:
+    return f"A {tuple(lora.down.shape)}, B {tuple(lora.up.shape)}"
+
+
+def _layer_shape(layer: nn.Module) -> str:
+    return str(tuple(layer.weight.shape))
+
+
+def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]], strength: float,
+               fuse: bool) -> nn.Module:
+    """A patched copy of `model` (which is left as it was); strength 0 or no layers returns `model` itself."""
+    if strength == 0 or not matched:
+        return model
+    replacements = {}
+    for path, (layer, lora) in matched.items():
+        scale = strength * lora.scale
+        weight = _innermost(layer).weight
+        down = lora.down.to(device=weight.device, dtype=weight.dtype)
+        up = lora.up.to(device=weight.device, dtype=weight.dtype)
+        if fuse and not isinstance(layer, LoraWrapped):
+            replacements[path] = with_weight(layer, _fused(layer.weight, lora, scale))
+        else:
+            replacements[path] = LoraWrapped(layer, down, up, scale)
+    return replace_modules(model, replacements)
+
+
+def _fused(weight: torch.Tensor, lora: LoraLayer, scale: float) -> torch.Tensor:
+    """W + scale · (B ⊗ A), computed in float32: for a k×k conv, Σ_r B[o, r] · A[r, i, :, :]."""
+    down = lora.down.to(device=weight.device, dtype=torch.float32)
+    up = lora.up.to(device=weight.device, dtype=torch.float32)
+    delta = up.flatten(1) @ down.flatten(1)  # (out, in·kh·kw)
+    return (weight.float() + delta.reshape(weight.shape) * scale).to(weight.dtype)
