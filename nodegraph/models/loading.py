@@ -24,7 +24,7 @@ from nodegraph.models.text import TEXT_ENCODERS, TOKENIZERS, load_text_encoder, 
 from nodegraph.models.unet_2d import UNet2DModel
 from nodegraph.models.unet_2d_condition import UNet2DConditionModel
 
-__all__ = ["CheckpointError", "load_component", "resolve_source", "Source", "MODELS"]
+__all__ = ["CheckpointError", "load_component", "read_config", "resolve_source", "Source", "MODELS"]
 
 MODELS = {  # diffusers class name → (nodegraph model, its config)
     "UNet2DModel": (UNet2DModel, UNet2DConfig),
@@ -32,12 +32,13 @@ MODELS = {  # diffusers class name → (nodegraph model, its config)
     "AutoencoderKL": (AutoencoderKL, AutoencoderKLConfig),
 }
 # What the conventional component names must hold, so that `vae` pointing at a UNet fails early and clearly.
-EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("AutoencoderKL",), "text_encoder": TEXT_ENCODERS}
+EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("AutoencoderKL",), "text_encoder": TEXT_ENCODERS,
+            "text_encoder_2": TEXT_ENCODERS}
 
 
 def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
                    device: torch.device | str = "cpu", revision: str | None = None, variant: str | None = None,
-                   allow_pickle: bool = False, channels_last: bool = False) -> Any:
+                   allow_pickle: bool = False, channels_last: bool = False, config: str | None = None) -> Any:
     """Load component `name` ("unet", "vae", "text_encoder", "tokenizer", "scheduler", …) of `source`.
 
     Returns a model in eval mode with gradients off (UNet2DModel, UNet2DConditionModel, AutoencoderKL, or
@@ -48,8 +49,16 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     (e.g. "fp16") and is an error where absent; `allow_pickle` permits `.bin` weights; `channels_last` stores
     the conv kernels of a UNet or VAE channels-last, which makes oneDNN's CPU convolutions faster (and their
     activations follow), at a last-bits difference in the results.
+    `source` may also be one single-file checkpoint (`.safetensors`, or with `allow_pickle` `.ckpt`) in the
+    original LDM/SGM layout; `config` (a diffusers folder or hub repo) then overrides its built-in configs,
+    tokenizers and scheduler (see nodegraph.models.single_file).
     Every failure is a `CheckpointError` that names the file.
     """
+    from nodegraph.models.single_file import is_single_file, load_single_file
+
+    if is_single_file(source):
+        return load_single_file(source, name, dtype=default_dtype(dtype), device=device, config=config or None,
+                                allow_pickle=allow_pickle, channels_last=channels_last)
     src = resolve_source(source, revision)
     folder, declared = _locate(src, name)
     join = (lambda n: f"{folder}/{n}") if folder else (lambda n: n)
@@ -81,6 +90,17 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     fitted = fit(read_entries(src, weights), model, legacy_attention_name, f"the {kind} of {where}")
     install_weights(model, read_tensors(fitted, dtype, device, channels_last=channels_last))
     return model.eval()
+
+
+def read_config(source: str | os.PathLike | Source, name: str, revision: str | None = None) -> dict[str, Any]:
+    """Component `name`'s config.json (scheduler_config.json for a scheduler) as written, without loading weights;
+    `name` "model_index" gives model_index.json ({} when the source has none)."""
+    src = resolve_source(source, revision)
+    if name == "model_index":
+        return src.read_json("model_index.json") if "model_index.json" in src.files("") else {}
+    folder, declared = _locate(src, name)
+    file = "scheduler_config.json" if name == "scheduler" or declared.endswith("Scheduler") else "config.json"
+    return src.read_json(f"{folder}/{file}" if folder else file)
 
 
 def _locate(src: Source, name: str) -> tuple[str, str]:

@@ -7,12 +7,13 @@ fresh scheduler object, so two runs never share its step state.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, RunContext, node
 from nodegraph.core.types import VAE, Scheduler, TextEncoder, Tokenizer, UNet
 
-MODEL_HELP = "a pipeline folder, a component folder, a hub repo id (org/name) or builtin:NAME"
+MODEL_HELP = ("a pipeline folder, a component folder, a hub repo id (org/name), builtin:NAME, or a single-file "
+              "checkpoint (.safetensors in the original SD/SDXL layout)")
 
 
 class CheckpointInputs(Ports):
@@ -20,6 +21,8 @@ class CheckpointInputs(Ports):
     revision: Optional[str] = Field(None, description="hub revision (branch, tag or commit)")
     variant: Optional[str] = Field(None, description="weights variant, e.g. fp16 (file.fp16.safetensors)")
     allow_pickle: bool = Field(False, description="allow .bin (pickle) weights; loaded with weights_only=True")
+    config: Optional[str] = Field(None, description="single-file checkpoints: a diffusers folder or hub repo whose "
+                                                    "configs, tokenizers and scheduler replace the built-in ones")
 
 
 class ModelInputs(CheckpointInputs):
@@ -34,12 +37,13 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
 
     device, dtype = (ctx.device, ctx.dtype) if placed else (None, None)
     channels_last = getattr(i, "channels_last", False)
-    key = ("component", i.model, i.revision, i.variant, component, str(dtype), str(device), channels_last)
+    config = getattr(i, "config", None) or None
+    key = ("component", i.model, i.revision, i.variant, component, str(dtype), str(device), channels_last, config)
 
     def load():
         kwargs = {"dtype": dtype, "device": device, "channels_last": channels_last} if placed else {}
         return load_component(i.model, component, revision=i.revision, variant=i.variant,
-                              allow_pickle=i.allow_pickle, **kwargs)
+                              allow_pickle=i.allow_pickle, config=config, **kwargs)
 
     return ctx.components.get_or_load(key, load)
 
@@ -59,14 +63,23 @@ class LoadUNet(Node):
 
 @node("LoadVAE", version=1)
 class LoadVAE(Node):
-    """Load the AutoencoderKL of a checkpoint (images ↔ latents)."""
+    """Load the AutoencoderKL of a checkpoint (images ↔ latents), or the one `override` names instead."""
 
-    Inputs = ModelInputs
+    class Inputs(ModelInputs):
+        override: str = Field("", description="a VAE file (.safetensors) or folder to use instead of the "
+                                              "checkpoint's own; empty = the checkpoint's")
 
     class Outputs(Ports):
         vae: VAE
 
     def run(self, i, ctx):
+        if i.override:
+            from nodegraph.models.single_file.vae_override import load_override
+
+            key = ("vae-override", i.override, i.model, i.config, str(ctx.dtype), str(ctx.device), i.channels_last)
+            return {"vae": ctx.components.get_or_load(key, lambda: load_override(
+                i.override, i.model, config=i.config or None, dtype=ctx.dtype, device=ctx.device,
+                allow_pickle=i.allow_pickle, channels_last=i.channels_last))}
         return {"vae": load_cached(i, "vae", ctx)}
 
 
@@ -98,6 +111,8 @@ class LoadScheduler(Node):
     class Inputs(CheckpointInputs):
         scheduler: str = Field("", description="scheduler class to use; empty = the checkpoint's own")
         sd_pipeline: bool = Field(False, description="apply StableDiffusionPipeline's scheduler-config fixes")
+        prediction_type: Literal["", "epsilon", "v_prediction", "sample"] = Field("", description="epsilon, v_prediction or sample, replacing the config's "
+                                                     "(SD2.x single files cannot tell ε from v); empty = as loaded")
 
     class Outputs(Ports):
         scheduler: Scheduler
@@ -106,4 +121,6 @@ class LoadScheduler(Node):
         from nodegraph.nodes._diffusion import make_scheduler
 
         config = load_cached(i, "scheduler", ctx, placed=False)
+        if i.prediction_type:
+            config = dict(config, prediction_type=i.prediction_type)
         return {"scheduler": make_scheduler(config, i.scheduler or None, sd_pipeline=i.sd_pipeline)}
