@@ -129,6 +129,11 @@ def _summary(value: Any) -> Any:
 def cmd_run(args) -> int:
     import tempfile
 
+    if args.server:  # run on a `nodegraph serve` server instead (nodegraph/serve/remote.py)
+        from nodegraph.serve.remote import run_remote
+
+        return run_remote(args)
+
     with tempfile.TemporaryDirectory(prefix="nodegraph-") as scratch:
         return _run(args, pathlib.Path(scratch))
 
@@ -256,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave the C allocator's defaults (by default freed tensor memory is kept for reuse, "
                           "which avoids page faults on every CPU step)")
     run.add_argument("-v", "--verbose", action="store_true", help="log every node as it starts and ends")
+    run.add_argument("--server", default=None, metavar="URL", help="run on a `nodegraph serve` server")
+    run.add_argument("--token", default=None, help="the server's token (default: $NODEGRAPH_TOKEN)")
     run.add_argument("--allow-includes-outside", **outside)
     run.set_defaults(func=cmd_run)
 
@@ -273,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("graph", metavar="GRAPH")
     show.add_argument("--allow-includes-outside", **outside)
     show.set_defaults(func=cmd_show)
+
+    from nodegraph.serve.main import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
 
     from nodegraph.batch.command import add_batch_parser  # implementation: nodegraph/batch/
 

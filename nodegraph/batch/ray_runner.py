@@ -1,0 +1,178 @@
+"""The Ray runner: a pool of actors, each loading the graph's models once, fed items one by one as they free up.
+
+Ray's batch-inference pattern: an actor loads the model in its `__init__` (here: on its first item, through
+the component cache) and then takes work. Items are handed out dynamically (at most `DEPTH` queued per
+actor), so a slow worker never holds up the rest. Only inputs go out and only PNG bytes come back.
+
+When an actor dies (its process is killed, its node leaves), every item it held goes back to the front of
+the queue and runs on another actor; an item whose worker died `retries + 1` times is recorded as failed.
+A dead actor is replaced by a new one, so the pool keeps its size while the cluster has room. An item that
+fails by itself (a node error) is recorded at once and never retried: it would fail again.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+from typing import Any, Callable, Optional, Union
+
+from nodegraph.batch.grid import Item
+from nodegraph.batch.item import FAILED, ItemResult, load_bundled_graph, run_item, worker_name
+
+DEPTH = 2  # items queued on an actor: the next one is already there when the current one ends
+START_TIMEOUT_S = 300  # a worker that cannot start in this time (no room on the cluster) is given up
+
+
+class RayBatchError(RuntimeError):
+    """Ray is missing, unreachable, or cannot start any worker."""
+
+
+class ItemWorker:
+    """One Ray actor: the graph, loaded from its bundle; its models stay loaded between items."""
+
+    def __init__(self, bundle: dict, device: Any, dtype: Any):
+        from nodegraph.exec import png_metadata
+
+        png_metadata.install()
+        self._folder = tempfile.TemporaryDirectory(prefix="nodegraph-batch-graph-")
+        self.graph = load_bundled_graph(bundle, self._folder.name)
+        self.device, self.dtype = device, dtype
+        self.name = worker_name("ray")
+
+    def identity(self) -> tuple[str, int]:
+        return self.name, os.getpid()
+
+    def run(self, index: int, inputs: dict) -> ItemResult:
+        return run_item(self.graph, index, inputs, device=self.device, dtype=self.dtype, worker=self.name)
+
+
+def connect(address: Union[bool, str, None], workers: Optional[int]) -> bool:
+    """`ray.init` on `address` (True / "local": a new local cluster); True when this call started Ray."""
+    try:
+        import ray
+    except ImportError:
+        raise RayBatchError("`--ray` needs Ray: pip install 'nodegraph[ray]'") from None
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    local = address in (True, None, "", "local")
+    try:
+        if local:
+            ray.init(num_cpus=workers, **options)
+        else:
+            ray.init(address=address, **options)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise RayBatchError(f"cannot connect to the Ray cluster at {address!r}: {exc}; start one with "
+                            "`ray start --head`, or drop ADDRESS to start a local one") from None
+    return True
+
+
+def pool_shape(workers: Optional[int]) -> tuple[int, dict]:
+    """How many actors and what each asks for: one per GPU when the cluster has GPUs, else one per CPU."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+    if gpus:
+        return (workers or gpus), {"num_gpus": 1, "num_cpus": 1}
+    if cpus < 1:
+        raise RayBatchError(f"the Ray cluster offers no CPU or GPU (resources: {resources})")
+    return (workers or cpus), {"num_cpus": 1}
+
+
+def run_ray(graph_bundle: dict, items: list[Item], *, address: Union[bool, str, None], workers: Optional[int],
+            retries: int, device: Any, dtype: Any, on_start: Callable[[int, str], None],
+            on_result: Callable[[ItemResult, int], None]) -> None:
+    """Run `items` on a Ray actor pool; `on_result(result, attempts)` is called exactly once per item."""
+    import ray
+
+    started_ray = connect(address, workers)
+    try:
+        _Pool(graph_bundle, device, dtype, retries, on_start, on_result).run(items, *pool_shape(workers))
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+class _Pool:
+    def __init__(self, bundle, device, dtype, retries, on_start, on_result):
+        import ray
+
+        self.actor_class = ray.remote(max_restarts=0, max_concurrency=1)(ItemWorker)
+        self.bundle, self.device, self.dtype = bundle, device, dtype
+        self.retries, self.on_start, self.on_result = retries, on_start, on_result
+        self.names: dict[Any, str] = {}  # actor -> worker name
+        self.inflight: dict[Any, tuple[Any, Item]] = {}  # object ref -> (actor, item)
+        self.attempts: collections.Counter = collections.Counter()
+        self.queue: collections.deque[Item] = collections.deque()
+
+    def _start_actors(self, count: int, resources: dict) -> list:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        actors = [self.actor_class.options(**resources).remote(self.bundle, self.device, self.dtype)
+                  for _ in range(count)]
+        live = []
+        for actor in actors:  # wait for each to load the graph; its models load with its first item
+            try:
+                name, _ = ray.get(actor.identity.remote(), timeout=START_TIMEOUT_S)
+            except (GetTimeoutError, RayActorError):
+                ray.kill(actor)
+                continue
+            self.names[actor] = name
+            live.append(actor)
+        return live
+
+    def _feed(self, actor) -> None:
+        while self.queue and sum(1 for a, _ in self.inflight.values() if a is actor) < DEPTH:
+            item = self.queue.popleft()
+            self.attempts[item.index] += 1
+            ref = actor.run.remote(item.index, item.inputs)
+            self.inflight[ref] = (actor, item)
+            self.on_start(item.index, self.names[actor])
+
+    def run(self, items: list[Item], count: int, resources: dict) -> None:
+        import ray
+        from ray.exceptions import RayActorError
+
+        self.queue.extend(items)
+        actors = self._start_actors(min(count, len(items)) if items else 0, resources)
+        if items and not actors:
+            raise RayBatchError(f"no Ray worker could start within {START_TIMEOUT_S} s (each asks for "
+                                f"{resources}; the cluster has {ray.cluster_resources()})")
+        for actor in actors:
+            self._feed(actor)
+        while self.inflight:
+            [ref], _ = ray.wait(list(self.inflight), num_returns=1)
+            actor, item = self.inflight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except RayActorError as exc:
+                self._lost(actor, item, exc, actors, resources)
+                continue
+            self.on_result(result, self.attempts[item.index])
+            self._feed(actor)
+
+    def _lost(self, actor, item: Item, exc: Exception, actors: list, resources: dict) -> None:
+        """The actor holding `item` died: retry the item elsewhere (or record it failed) and replace the actor."""
+        if self.attempts[item.index] > self.retries:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.on_result(ItemResult(item.index, FAILED, worker=self.names.get(actor, "ray:?"),
+                                      error=f"its Ray worker died {self.attempts[item.index]} times ({reason})"),
+                           self.attempts[item.index])
+        else:
+            self.queue.appendleft(item)
+        if actor in actors:  # first of its items to come back: replace it once
+            import ray
+
+            actors.remove(actor)
+            ray.kill(actor)
+            actors.extend(self._start_actors(1, resources) if self.queue else [])
+        for live in actors:
+            self._feed(live)
+        if self.queue and not actors and not self.inflight:
+            for lost in list(self.queue):
+                self.on_result(ItemResult(lost.index, FAILED, error="no Ray worker left to run it"),
+                               self.attempts[lost.index])
+            self.queue.clear()

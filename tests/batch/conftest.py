@@ -1,0 +1,50 @@
+"""Batch test helpers: the shipped SD graph on `builtin:digits` (2 steps, 32 px), the CLI in a subprocess, and
+one uninterrupted one-process batch that the resume and Ray tests compare their images with."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SD_GRAPH = REPO / "graphs" / "stable_diffusion.yaml"
+DIGITS = {"model": "builtin:digits", "steps": 2}
+# 8 items: 2 prompts x 4 seeds. One torch thread everywhere (CLI, Ray actors): a different thread count
+# may round a pixel differently, and the tests compare images byte for byte.
+GRID_ARGS = ["--set", "model=builtin:digits", "--set", "steps=2", "--grid", "prompt=a 7,the number four",
+             "--grid", "seed=0..3"]
+N_ITEMS = 8
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def batch_command(*args) -> list[str]:
+    return [sys.executable, "-m", "nodegraph.cli", "batch", str(SD_GRAPH), *map(str, args)]
+
+
+def batch_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(batch_command(*args), capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300)
+
+
+def pngs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).glob("*.png"))}
+
+
+@pytest.fixture(scope="session")
+def reference_batch(tmp_path_factory) -> Path:
+    """`nodegraph batch` over GRID_ARGS, run once, uninterrupted, in one process."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    result = batch_cli(*GRID_ARGS, "--out", out, "-q")
+    assert result.returncode == 0, result.stderr
+    assert len(pngs(out)) == N_ITEMS
+    return out
+
+
+@pytest.fixture
+def sd_graph():
+    from nodegraph import load_graph
+
+    return load_graph(SD_GRAPH)
