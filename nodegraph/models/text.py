@@ -12,22 +12,29 @@ from nodegraph.models.checkpoint import TRANSFORMERS_WEIGHTS, find_weights, fit,
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.sources import Source
 
-TEXT_ENCODERS = ("CLIPTextModel",)
+TEXT_ENCODERS = ("CLIPTextModel", "CLIPTextModelWithProjection")  # the second is SDXL's `text_encoder_2`
 TOKENIZERS = ("CLIPTokenizer", "CLIPTokenizerFast")
 _TEXT_PREFIX = "text_model."  # checkpoints saved by transformers 4 (every SD hub repo) nest the model under it
 
 
 def build_text_encoder(raw_config: dict[str, Any], where: str = "config.json"):
-    """An uninitialised CLIPTextModel on the meta device, from a text encoder's config.json."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+    """An uninitialised CLIPTextModel (or CLIPTextModelWithProjection, when the config's `architectures` names
+    it) on the meta device, from a text encoder's config.json."""
+    import transformers
+    from transformers import CLIPTextConfig
 
     model_type = raw_config.get("model_type", "clip_text_model")
     if model_type != "clip_text_model":
         raise CheckpointError(f"{where}: `model_type` is {model_type!r}, but nodegraph supports 'clip_text_model' "
-                              f"(a CLIPTextModel) only.")
+                              f"(a CLIPTextModel or CLIPTextModelWithProjection) only.")
     config = CLIPTextConfig.from_dict(raw_config)
     with torch.device("meta"):
-        return CLIPTextModel(config)
+        return getattr(transformers, text_encoder_class(raw_config))(config)
+
+
+def text_encoder_class(raw_config: dict[str, Any]) -> str:
+    architectures = raw_config.get("architectures") or ["CLIPTextModel"]
+    return architectures[0] if architectures[0] in TEXT_ENCODERS else "CLIPTextModel"
 
 
 def load_text_encoder(src: Source, folder: str, raw_config: dict[str, Any], dtype: torch.dtype,
@@ -35,7 +42,10 @@ def load_text_encoder(src: Source, folder: str, raw_config: dict[str, Any], dtyp
     config_path = f"{folder}/config.json" if folder else "config.json"
     model = build_text_encoder(raw_config, src.where(config_path))
     weights = find_weights(src, folder, TRANSFORMERS_WEIGHTS, variant, allow_pickle)
-    fitted = fit(read_entries(src, weights), model, _strip_prefix, f"the CLIPTextModel of {src.where(config_path)}")
+    # transformers keeps the `text_model.` prefix in a CLIPTextModelWithProjection's own state dict
+    rename = _strip_prefix if hasattr(model, "embeddings") else (lambda key: key)
+    what = f"the {type(model).__name__} of {src.where(config_path)}"
+    fitted = fit(read_entries(src, weights), model, rename, what)
     install_weights(model, read_tensors(fitted, dtype, device))
     _materialize_buffers(model, device)
     return model.eval()
@@ -47,13 +57,13 @@ def _strip_prefix(key: str) -> str:
 
 def _materialize_buffers(model: torch.nn.Module, device: torch.device) -> None:
     """Non-persistent buffers are not in the checkpoint, so they are still on the meta device: rebuild them."""
-    embeddings = model.embeddings
+    embeddings = model.embeddings if hasattr(model, "embeddings") else model.text_model.embeddings
     if embeddings.position_ids.is_meta:
         positions = torch.arange(embeddings.position_embedding.num_embeddings, device=device).expand((1, -1))
         embeddings.register_buffer("position_ids", positions, persistent=False)
     left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:  # a transformers version with new buffers: fail here rather than in the first forward
-        raise RuntimeError(f"CLIPTextModel tensors left uninitialised after loading: {', '.join(left)}")
+        raise RuntimeError(f"{type(model).__name__} tensors left uninitialised after loading: {', '.join(left)}")
 
 
 def load_tokenizer(src: Source, folder: str):

@@ -8,19 +8,28 @@ from nodegraph.core.types import VAE, Generator, Image, Latent
 
 @node("VAEDecode", version=1)
 class VAEDecode(Node):
-    """Decode latents to images in [0, 1] (float32 on the CPU, ready to save)."""
+    """Decode latents to images in [0, 1] (float32 on the CPU, ready to save).
+
+    With `force_upcast`, a float16 VAE whose config sets `force_upcast` (SD and SDXL VAEs overflow in float16)
+    decodes in float32, as the SDXL pipelines do; other dtypes are left as they are.
+    """
 
     class Inputs(Ports):
         vae: VAE
         latents: Latent
+        force_upcast: bool = Field(False, description="decode in float32 when the VAE is float16 and asks for it")
 
     class Outputs(Ports):
         image: Image
 
     def run(self, i, ctx):
+        import copy
+
         import torch
 
         vae = i.vae
+        if i.force_upcast and vae.dtype == torch.float16 and vae.config.force_upcast:
+            vae = copy.deepcopy(vae).float()  # the cached fp16 VAE stays as it is for other users
         with torch.no_grad():
             x = vae.decode(i.latents.to(vae.dtype) / vae.config.scaling_factor)  # (B, 3, H, W) in ~[-1, 1]
         return {"image": (x / 2 + 0.5).clamp(0, 1).float().cpu()}

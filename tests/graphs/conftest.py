@@ -16,3 +16,12 @@ def tiny_sd(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ddpm(tmp_path_factory) -> Path:
     return save_tiny_ddpm(tmp_path_factory.mktemp("models") / "tiny-ddpm")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> tuple[Path, Path]:
+    """(base, refiner) folders of a tiny random SDXL pair saved by diffusers."""
+    from tiny_sdxl import save_tiny_sdxl
+
+    root = tmp_path_factory.mktemp("sdxl")
+    return save_tiny_sdxl(root / "tiny-sdxl-base", root / "tiny-sdxl-refiner")

@@ -1,0 +1,38 @@
+"""Which kind of SDXL checkpoint a source holds, from its config files alone (no weights are read)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from nodegraph.models.errors import CheckpointError
+from nodegraph.models.loading import read_config
+
+Role = Literal["base", "refiner", "sd"]
+
+
+def sdxl_role(source: str | os.PathLike, revision: str | None = None) -> tuple[Role, dict[str, Any]]:
+    """("base" | "refiner" | "sd", model_index.json) for a pipeline folder or hub repo.
+
+    "sd" is any UNet without SDXL's `text_time` added embedding (Stable Diffusion 1.x/2.x). Base and refiner
+    are told apart by how many time ids the added embedding takes: (its input width − the pooled text width)
+    / `addition_time_embed_dim` is 6 for a base (sizes, crop, target size) and 5 for a refiner (sizes, crop,
+    aesthetic score). A refiner also ships no first text encoder.
+    """
+    index = read_config(source, "model_index", revision)
+    unet = read_config(source, "unet", revision)
+    if unet.get("addition_embed_type") != "text_time":
+        return "sd", index
+    te2 = read_config(source, "text_encoder_2", revision)
+    pooled = te2.get("projection_dim")
+    width, per_id = unet.get("projection_class_embeddings_input_dim"), unet.get("addition_time_embed_dim")
+    if not all(isinstance(v, int) and v > 0 for v in (pooled, width, per_id)):
+        raise CheckpointError(f"{source}: the SDXL UNet's `projection_class_embeddings_input_dim` ({width}), "
+                              f"`addition_time_embed_dim` ({per_id}) or text_encoder_2's `projection_dim` "
+                              f"({pooled}) is missing; the config files are incomplete.")
+    ids, rest = divmod(width - pooled, per_id)
+    if rest or ids not in (5, 6):
+        raise CheckpointError(f"{source}: the SDXL UNet's added embedding takes {width} features, which fits "
+                              f"neither a base (pooled {pooled} + 6 × {per_id}) nor a refiner (pooled + 5 × "
+                              f"{per_id}).")
+    return ("base" if ids == 6 else "refiner"), index
