@@ -162,7 +162,8 @@ def resolve_source(source: str | os.PathLike | Source, revision: str | None = No
         return LocalSource(path.resolve(), text)
     if path.exists():
         raise CheckpointError(f"{path} is a file; pass the folder that holds the model (a diffusers pipeline folder "
-                              f"or a component folder). Single-file checkpoints are not supported.")
+                              f"or a component folder). A single-file checkpoint is loaded by `load_component`, "
+                              f"not read as a folder.")
     if not _REPO_ID.match(text) or text.startswith((".", "~")):
         raise CheckpointError(f"no such folder: {path.resolve()} (and `{text}` is not a hub repo id like `org/name`).")
     return HubSource(text, revision)
