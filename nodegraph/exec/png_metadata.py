@@ -3,7 +3,8 @@
 `parameters` is the line tools such as A1111 and civitai read (prompt, negative prompt, steps, sampler, CFG
 scale, seed, size, model), filled from the graph inputs of those names. `nodegraph` is JSON holding the graph
 bundle (the graph file and its includes) and every input value the run used, so `nodegraph run image.png`
-makes the same image again.
+makes the same image again; for a graph read from the Hub it also holds `source`, the hf:// address pinned
+to the commit that ran, which the re-run loads.
 """
 
 from __future__ import annotations
@@ -54,12 +55,18 @@ def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None) -> str
 def recipe(info: OutputInfo) -> dict[str, Any]:
     from nodegraph.spec.bundle import BUNDLE_FORMAT, bundle_graph
 
+    from nodegraph.hub.resolve import hub_bundle, pinned_source
+
     graph_file = getattr(info.graph, "file", None)
-    if graph_file and os.path.isfile(graph_file):
+    source = pinned_source(info.graph)  # a Hub graph: re-run from the exact commit that made the image
+    if source is not None:
+        bundle = hub_bundle(info.graph)
+    elif graph_file and os.path.isfile(graph_file):
         bundle = bundle_graph(graph_file)
     else:  # built in Python: its YAML form is self-contained
         bundle = {"format": BUNDLE_FORMAT, "main": "graph.yaml", "files": {"graph.yaml": info.graph.to_yaml()}}
-    return {"graph": bundle, "inputs": info.inputs, "output": info.output, "dtype": info.dtype}
+    record = {"graph": bundle, "inputs": info.inputs, "output": info.output, "dtype": info.dtype}
+    return {**record, "source": source} if source else record
 
 
 def metadata_hook(info: OutputInfo, index: int) -> dict[str, str]:

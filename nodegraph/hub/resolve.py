@@ -106,14 +106,14 @@ def fetch(address: HubAddress) -> HubFile:
     except RevisionNotFoundError:
         raise HubError("hub_not_found", f"`{address}`: the repo has no revision `{revision}`",
                        "use a branch, tag or commit hash of that repo") from None
-    except EntryNotFoundError:
-        raise HubError("hub_not_found", f"`{address}`: the repo has no file {address.path} at `{revision}`",
-                       "check the path (it is relative to the repo root)") from None
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: first)
         why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
         raise HubError("hub_offline", f"`{address}`: {why} and huggingface_hub's cache ({constants.HF_HUB_CACHE}) "
                        f"has no copy of {address.path} at `{revision}`",
                        "fetch it once while online, or pin a revision that is cached") from None
+    except EntryNotFoundError:
+        raise HubError("hub_not_found", f"`{address}`: the repo has no file {address.path} at `{revision}`",
+                       "check the path (it is relative to the repo root)") from None
     except (OSError, ValueError) as exc:  # network failures, malformed repo ids
         raise HubError("hub_error", f"`{address}`: {exc}", "") from None
     return HubFile(address, _commit_of(local, address.path), local)
@@ -125,3 +125,35 @@ def _commit_of(local: pathlib.Path, path: str) -> str:
     if snapshot.parent.name != "snapshots" or not _COMMIT.match(snapshot.name):
         raise HubError("hub_error", f"cannot tell which commit {local} comes from", "")
     return snapshot.name
+
+
+def pinned_source(graph) -> Optional[str]:
+    """`hf://OWNER/REPO@<commit>/PATH.yaml` for a graph loaded from the Hub (None for any other graph)."""
+    hub = getattr(getattr(getattr(graph, "checked", None), "source", None), "hub", None)
+    return str(hub.pinned) if hub is not None else None
+
+
+def hub_bundle(graph) -> dict:
+    """The Hub graph and the files it includes from its own repo, keyed by their paths in the repo.
+
+    Kept in PNG metadata next to the pinned address, so the recipe can be read even without the Hub.
+    """
+    from nodegraph.spec.bundle import BUNDLE_FORMAT
+
+    main = graph.checked.source.hub
+    files: dict[str, str] = {}
+
+    def visit(checked) -> None:
+        hub = checked.source.hub
+        if hub is not None and hub.address.repo_id == main.address.repo_id and hub.address.path not in files:
+            files[hub.address.path] = hub.local_path.read_text(encoding="utf-8")
+        nodes = list(checked.nodes.values())
+        while nodes:
+            node = nodes.pop()
+            if node.subgraph is not None:
+                visit(node.subgraph)
+            if node.body is not None:
+                nodes.extend(node.body.nodes.values())
+
+    visit(graph.checked)
+    return {"format": BUNDLE_FORMAT, "main": main.address.path, "files": files}
