@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import TextEncoder, UNet
+from nodegraph.core.types import TextEncoder, Tokenizer, UNet
 
 STRENGTH = dict(ge=-10.0, le=10.0)  # beyond ±10 a LoRA only produces noise; refuse it at validation time
 
@@ -58,3 +58,39 @@ class LoadLoRA(Node):
             out[part] = model if model is None else apply_lora(model, match_layers(lora, part, model, what),
                                                                 strength, i.fuse)
         return out
+
+
+@node("LoadEmbedding", version=1)
+class LoadEmbedding(Node):
+    """Add a textual-inversion embedding to a text encoder and tokenizer: write its `token` in the prompt to use it.
+
+    `token` defaults to the token the file names (diffusers' files) or else the file's name without extension
+    (A1111's convention). An n-vector embedding adds `token`, `token_1`, … like diffusers' `load_textual_inversion`.
+    An empty `embedding` passes the handles through unchanged.
+    """
+
+    class Inputs(Ports):
+        text_encoder: TextEncoder
+        tokenizer: Tokenizer
+        embedding: str = Field("", description="path of an embedding .safetensors (or .pt with allow_pickle)")
+        token: str = Field("", description="the word that stands for it in prompts; empty = the file's own")
+        allow_pickle: bool = Field(False, description="allow A1111 .pt files (loaded with weights_only=True)")
+
+    class Outputs(Ports):
+        text_encoder: TextEncoder
+        tokenizer: Tokenizer
+
+    def run(self, i, ctx):
+        import os
+
+        from nodegraph.models.adapters.textual_inversion import add_embedding, read_embedding
+
+        if not i.embedding:
+            return {"text_encoder": i.text_encoder, "tokenizer": i.tokenizer}
+        named, vectors = read_embedding(i.embedding, i.allow_pickle)
+        if "" not in vectors:
+            raise ValueError(f"{i.embedding} is an SDXL embedding (clip_l + clip_g); this node serves SD 1.x/2.x "
+                             f"text encoders")
+        token = i.token or named or os.path.splitext(os.path.basename(i.embedding))[0]
+        encoder, tokenizer = add_embedding(i.text_encoder, i.tokenizer, token, vectors[""], i.embedding)
+        return {"text_encoder": encoder, "tokenizer": tokenizer}
