@@ -19,7 +19,7 @@ FORMAT_VERSION = 1
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_IDS = {"inputs", "state", "loop"}
 REPEAT_KEYS = ("over", "state", "nodes", "next", "collect", "description")
-TOP_KEYS = ("nodegraph", "description", "inputs", "nodes", "outputs")
+TOP_KEYS = ("nodegraph", "description", "requires", "inputs", "nodes", "outputs")
 
 
 class _NoDefault:
@@ -97,6 +97,7 @@ class RepeatSpec(BaseModel):
 class GraphSpec(BaseModel):
     nodegraph: int = FORMAT_VERSION
     description: str = ""
+    requires: list[str] = Field(default_factory=list)
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     nodes: dict[str, Union[RepeatSpec, NodeSpec]] = Field(default_factory=dict)
     outputs: dict[str, Any] = Field(default_factory=dict)
@@ -155,7 +156,10 @@ class DocumentParser:
         if version != FORMAT_VERSION:
             self.r.error("unsupported_format", ("nodegraph",), f"format version {version!r} is not supported",
                          f"this nodegraph reads `nodegraph: {FORMAT_VERSION}`")
-        spec = GraphSpec(description=self._text(data, "description", ()))
+        from nodegraph.spec.requires import parse_requires
+
+        spec = GraphSpec(description=self._text(data, "description", ()),
+                         requires=parse_requires(data.get("requires"), self.r))
         for name, raw in self._mapping(data, "inputs", ()).items():
             if self._identifier(name, ("inputs", name), "graph input name"):
                 spec.inputs[name] = self._input(raw, ("inputs", name))

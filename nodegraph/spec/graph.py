@@ -112,6 +112,8 @@ def spec_to_data(spec: GraphSpec) -> dict:
     data: dict[str, Any] = {"nodegraph": spec.nodegraph}
     if spec.description:
         data["description"] = spec.description
+    if spec.requires:
+        data["requires"] = list(spec.requires)
     if spec.inputs:
         data["inputs"] = {}
         for name, decl in spec.inputs.items():

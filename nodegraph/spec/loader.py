@@ -17,6 +17,7 @@ from nodegraph.spec.checked import CheckedGraph, Source
 from nodegraph.spec.document import DocumentParser, GraphSpec
 from nodegraph.spec.errors import GraphError, Path, Reporter, ValidationFailed
 from nodegraph.spec.limits import DEFAULT_LIMITS, Limits
+from nodegraph.spec.requires import check_requires
 from nodegraph.spec.yaml_io import YamlProblem, load_yaml
 
 PathLike = Union[str, os.PathLike]
@@ -132,6 +133,8 @@ def check_text(text: str, source: Source, registry: Registry, includes: Includes
     source.marks = marks
     reporter = Reporter(source.file, marks, issues)
     spec = DocumentParser(reporter, includes.limits).graph(data)
+    if not check_requires(spec.requires, reporter):  # a missing plugin: say so, not "unknown node type" N times
+        return CheckedGraph(spec, source, issues=reporter.issues)
     return GraphChecker(spec, source, registry, includes, reporter).run()
 
 
