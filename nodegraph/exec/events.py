@@ -45,11 +45,13 @@ class RepeatStarted:
 
 @dataclass(frozen=True, slots=True)
 class RepeatIteration:
-    """Sent after iteration `index` (0-based) of `total` has finished."""
+    """Sent after iteration `index` (0-based) of `total` has finished; `state`: the carried values (in the
+    order of the repeat's `state`) the next iteration starts from, e.g. for a latent preview."""
 
     node_id: str
     index: int
     total: int
+    state: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ class RepeatStep:
             for values_so_far, slot in zip(collected, body.collect):
                 values_so_far.append(inner[slot])
             if hooks:
-                ctx.emit(RepeatIteration(node_id, index, total))
+                ctx.emit(RepeatIteration(node_id, index, total, tuple(state)))
         ctx.node_id = node_id
         if hooks:
             ctx.emit(RepeatFinished(node_id, total))

@@ -1,0 +1,317 @@
+"""What a request may submit, checked before anything is queued.
+
+A run names a graph from the `--graphs` folders, or carries a whole document: YAML/JSON text (its includes
+resolve inside the first graphs folder) or a bundle `{"format": 1, "main": ..., "files": {...}}` as PNG
+metadata holds it (its includes resolve inside the bundle). Either way the document and its includes are
+stored as one bundle, addressed by its sha256, and run from `<data>/documents/<digest>/`, so a queued run
+survives a restart unchanged and its PNG metadata can make the image again.
+
+The server's own rules, on top of the spec's (size limits, includes kept in their tree, nothing executed):
+* a `model` (any port named `model` or ending in `_model`) is `builtin:NAME`, a hub repo id `org/name`, or a
+  folder inside a `--models` folder; a hub id that is also a folder on the server is refused;
+* a file port (a name containing `path`, `file`, `dir` or `lora`) takes an absolute path inside a graphs, models or
+  `<data>/inputs` folder; no relative paths, no `..`;
+* at most `max_nodes` nodes, counting included graphs and repeat bodies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Any, Optional
+
+from nodegraph.spec.errors import GraphError, ValidationFailed
+
+GRAPH_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SHIPPED_GRAPHS = pathlib.Path(__file__).resolve().parents[2] / "graphs"
+SUBMITTED = "submitted.yaml"
+
+
+class Rejected(Exception):
+    """A submission the server will not queue: HTTP `status` with located errors."""
+
+    def __init__(self, status: int, errors: list[GraphError], file: str = ""):
+        self.status, self.errors, self.file = status, errors, file
+        super().__init__(ValidationFailed(errors, file).report() if errors else "rejected")
+
+    def as_json(self) -> dict:
+        return {"message": str(self), "errors": [error_json(e) for e in self.errors]}
+
+
+def error_json(error: GraphError) -> dict:
+    return {"code": error.code, "path": error.path, "message": error.message, "hint": error.hint,
+            "file": error.file, "line": error.line, "col": error.col}
+
+
+def reject(code: str, path: str, message: str, hint: str = "", status: int = 422) -> Rejected:
+    return Rejected(status, [GraphError(code, path, message, hint, "<request>")])
+
+
+def digest_of(bundle: dict) -> str:
+    return hashlib.sha256(json.dumps(bundle, sort_keys=True).encode()).hexdigest()
+
+
+def is_model_port(name: str) -> bool:
+    return name == "model" or name.endswith("_model")
+
+
+def is_file_port(name: str) -> bool:
+    return any(word in name for word in ("path", "file", "dir", "lora"))
+
+
+class Documents:
+    """Resolves submissions to validated graphs; keeps recently used graphs loaded (plans included)."""
+
+    def __init__(self, data_dir: pathlib.Path, graph_dirs: list[pathlib.Path], model_dirs: list[pathlib.Path],
+                 store, max_nodes: int = 500):
+        self.root = data_dir / "documents"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.inputs_dir = data_dir / "inputs"
+        self.graph_dirs = [p.resolve() for p in graph_dirs] or [SHIPPED_GRAPHS]
+        self.model_dirs = [p.resolve() for p in model_dirs]
+        self.store = store
+        self.max_nodes = max_nodes
+        self._graphs: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # listing
+    def graph_files(self) -> dict[str, pathlib.Path]:
+        found: dict[str, pathlib.Path] = {}
+        for folder in self.graph_dirs:
+            for path in sorted(folder.glob("*.y*ml")):
+                found.setdefault(path.stem, path)
+        return found
+
+    def describe_graphs(self) -> list[dict]:
+        from nodegraph.spec.loader import load_graph
+
+        described = []
+        for name, path in self.graph_files().items():
+            try:
+                graph = load_graph(path)
+            except ValidationFailed:
+                continue
+            if not graph.spec.outputs:
+                continue
+            described.append({"name": name, "description": graph.description.strip(),
+                              "inputs": describe_inputs(graph), "outputs": list(graph.spec.outputs)})
+        return described
+
+    # submissions
+    def submit(self, graph: Optional[str], document: Any) -> tuple[Any, str, str]:
+        """(Graph, digest, display name) for a submission, or Rejected."""
+        if (graph is None) == (document is None):
+            raise reject("bad_request", "graph", "give either `graph` (a name) or `document` (a whole graph)",
+                         "GET /graphs lists the names", status=400)
+        if graph is not None:
+            bundle, name = self._named(graph), graph
+        elif isinstance(document, str):
+            bundle, name = self._text(document), SUBMITTED
+        elif isinstance(document, dict):
+            bundle, name = document, str(document.get("main", "document"))
+        else:
+            raise reject("bad_request", "document", "`document` must be YAML/JSON text or a bundle "
+                         "{format, main, files}", status=400)
+        digest = digest_of(bundle)
+        loaded = self.graph(digest, bundle)
+        self._check_size(loaded)
+        return loaded, digest, name
+
+    def _named(self, name: str) -> dict:
+        from nodegraph.spec.bundle import bundle_graph
+
+        stem = name[:-5] if name.endswith(".yaml") else name[:-4] if name.endswith(".yml") else name
+        path = self.graph_files().get(stem) if GRAPH_NAME.match(name) else None
+        if path is None:
+            raise reject("unknown_graph", "graph", f"no graph named `{name}`",
+                         f"graphs here: {', '.join(self.graph_files()) or 'none'} (GET /graphs)", status=404)
+        return bundle_graph(path)
+
+    def _text(self, text: str) -> dict:
+        """Validate text against the first graphs folder (for its includes); bundle it with them."""
+        from nodegraph.spec.loader import loads_graph
+
+        base = self.graph_dirs[0]
+        try:
+            graph = loads_graph(text, file=SUBMITTED, base_dir=base)
+        except ValidationFailed as exc:
+            raise Rejected(422, exc.issues, SUBMITTED) from None
+        files = {SUBMITTED: text}
+        for path in included_files(graph.checked):
+            relative = path.relative_to(base).as_posix() if base in path.parents else None
+            if relative is None or relative == SUBMITTED:
+                raise reject("include_outside", "document", f"an include resolves outside {base.name}/",
+                             "submitted documents may include only files of the server's graphs folders")
+            files[relative] = path.read_text(encoding="utf-8")
+        return {"format": 1, "main": SUBMITTED, "files": files}
+
+    def graph(self, digest: str, bundle: Optional[dict] = None):
+        """The loaded graph of a stored (or just submitted) bundle."""
+        from nodegraph.spec.bundle import BundleError, unbundle
+        from nodegraph.spec.loader import load_graph
+
+        with self._lock:
+            if digest in self._graphs:
+                self._graphs.move_to_end(digest)
+                return self._graphs[digest]
+        bundle = bundle if bundle is not None else self.store.document(digest)
+        folder = self.root / digest
+        if not folder.is_dir():
+            scratch = self.root / f".{uuid.uuid4().hex}"
+            try:
+                unbundle(bundle, scratch)
+                os.replace(scratch, folder) if not folder.exists() else None
+            except BundleError as exc:
+                raise reject("bad_bundle", "document", str(exc), "a bundle is {format: 1, main, files}") from None
+            except OSError:
+                if not folder.is_dir():
+                    raise
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            graph = load_graph(folder / bundle["main"])
+        except ValidationFailed as exc:
+            raise Rejected(422, [relative(e, folder) for e in exc.issues], bundle["main"]) from None
+        self.store.put_document(digest, bundle)
+        with self._lock:
+            self._graphs[digest] = graph
+            while len(self._graphs) > 64:
+                self._graphs.popitem(last=False)
+        return graph
+
+    def _check_size(self, graph) -> None:
+        count = count_nodes(graph.checked)
+        if count > self.max_nodes:
+            raise reject("graph_too_large", "nodes", f"the graph has {count} nodes (includes and repeat bodies "
+                         f"counted); this server runs at most {self.max_nodes}", "split the graph")
+
+    # the server's rules on values
+    def check_values(self, graph, values: dict[str, Any]) -> None:
+        """Refuse models and files outside what this server allows; every problem reported at once."""
+        problems: list[GraphError] = []
+        for port, value, where in string_values(graph.checked, values):
+            if not value:  # empty: "none" for optional models and files
+                continue
+            if is_model_port(port):
+                problem = self._model_problem(value)
+            elif is_file_port(port):
+                problem = self._file_problem(value)
+            else:
+                continue
+            if problem:
+                problems.append(GraphError(problem[0], where, f"`{port}` {value!r}: {problem[1]}", problem[2],
+                                           "<request>"))
+        if problems:
+            raise Rejected(422, problems, "<request>")
+
+    def _inside(self, value: str, roots: list[pathlib.Path]) -> bool:
+        path = pathlib.Path(value).resolve()
+        return any(path == root or root in path.parents for root in roots)
+
+    def _model_problem(self, value: str):
+        if value.startswith("builtin:"):
+            return None
+        if os.path.isabs(value):
+            if ".." not in pathlib.PurePath(value).parts and self._inside(value, self.model_dirs):
+                return None
+            return ("model_not_allowed", "this server loads local models only from its --models folders",
+                    f"models folders: {', '.join(map(str, self.model_dirs)) or 'none'}; or use builtin:NAME "
+                    "or a hub repo id")
+        if HUB_ID.match(value) and ".." not in value.split("/") and not os.path.exists(value):
+            return None
+        return ("model_not_allowed", "not builtin:NAME, a hub repo id (org/name) or an absolute path inside a "
+                "--models folder", "give one of those")
+
+    def _file_problem(self, value: str):
+        roots = [*self.graph_dirs, *self.model_dirs, self.inputs_dir.resolve()]
+        if os.path.isabs(value) and ".." not in pathlib.PurePath(value).parts and self._inside(value, roots):
+            return None
+        return ("path_not_allowed", "files must be absolute paths inside the server's graphs, models or "
+                "inputs folders", f"allowed: {', '.join(map(str, roots))}")
+
+
+def relative(error: GraphError, folder: pathlib.Path) -> GraphError:
+    """The error with the document's own file names, not the server's folders."""
+    prefixes = (str(folder) + os.sep, os.path.relpath(folder) + os.sep)
+
+    def strip(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix, "")
+        return text
+
+    return dataclasses.replace(error, file=strip(error.file), message=strip(error.message), hint=strip(error.hint))
+
+
+def describe_inputs(graph) -> dict[str, dict]:
+    from nodegraph.spec.document import NO_DEFAULT
+
+    described = {}
+    for name, decl in graph.inputs.items():
+        item = {"type": str(graph.input_types.get(name, decl.type)), "description": decl.description,
+                "required": decl.default is NO_DEFAULT}
+        if decl.default is not NO_DEFAULT:
+            item["default"] = decl.default
+        for key in ("choices", "min", "max"):
+            if getattr(decl, key) is not None:
+                item[key] = getattr(decl, key)
+        described[name] = item
+    return described
+
+
+def _walk(nodes: dict):
+    for node in nodes.values():
+        yield node
+        if node.kind == "repeat" and node.body is not None:
+            yield from _walk(node.body.nodes)
+
+
+def included_files(checked, seen: Optional[set] = None) -> list[pathlib.Path]:
+    seen = set() if seen is None else seen
+    found = []
+    for node in _walk(checked.nodes):
+        if node.kind == "graph" and node.subgraph is not None:
+            path = node.subgraph.source.path
+            if path is not None and path not in seen:
+                seen.add(path)
+                found.append(path)
+                found += included_files(node.subgraph, seen)
+    return found
+
+
+def count_nodes(checked) -> int:
+    total = 0
+    for node in _walk(checked.nodes):
+        total += 1
+        if node.kind == "graph" and node.subgraph is not None:
+            total += count_nodes(node.subgraph)
+    return total
+
+
+def string_values(checked, values: dict[str, Any], prefix: str = ""):
+    """(port name, string, where) for every string reaching a node port: literals, and input values by
+    the ports they feed (through included graphs too)."""
+    from nodegraph.spec.document import Ref
+
+    for name, value in values.items():
+        if isinstance(value, str):
+            for consumer in checked.consumers.get(name, ()):
+                yield consumer.port.name, value, f"{prefix}inputs.{name}"
+    for node in _walk(checked.nodes):
+        for port, value in node.values.items():
+            if isinstance(value, str):
+                yield port, value, f"{prefix}nodes.{node.id}.{port}"
+        if node.kind == "graph" and node.subgraph is not None:
+            inner = {k: v for k, v in node.values.items() if not isinstance(v, Ref)}
+            passed = {k: values[v.name] for k, v in node.values.items()
+                      if isinstance(v, Ref) and v.scope == "inputs" and v.name in values}
+            yield from string_values(node.subgraph, {**node.subgraph.defaults, **inner, **passed},
+                                     f"{prefix}nodes.{node.id}/")

@@ -1,0 +1,140 @@
+"""Per-run event logs: the worker appends, Server-Sent-Event streams follow, late clients replay.
+
+An event is a small JSON-able dict with a `type`:
+  queued, started                              the run's life
+  node_started {node, node_type}              a top-level node began
+  node_finished {node, node_type, seconds, cached}   ... ended (cached: served from the node cache)
+  progress {node, index, total, preview?}     iteration `index` (1-based) of repeat `node` finished;
+                                              `preview`: a small PNG data URL of the current latents
+  finished {outputs}, failed {error}, cancelled {error}   the end; nothing follows
+
+Logs of running and recent runs live in memory; the store keeps every finished run's events (previews
+left out), so a client connecting after a restart still gets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Optional
+
+from nodegraph.exec import events as ev
+
+TERMINAL = ("finished", "failed", "cancelled")
+KEEP_LOGS = 256  # finished runs whose logs stay in memory
+
+
+class EventLog:
+    def __init__(self, events: Optional[list[dict]] = None):
+        self.events: list[dict] = list(events or [])
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    @property
+    def done(self) -> bool:
+        return bool(self.events) and self.events[-1]["type"] in TERMINAL
+
+    def append(self, event: dict) -> None:
+        event.setdefault("time", time.time())
+        with self._lock:
+            event["seq"] = len(self.events)
+            self.events.append(event)
+            waiters, self._waiters = self._waiters, []
+        for loop, flag in waiters:
+            try:
+                loop.call_soon_threadsafe(flag.set)
+            except RuntimeError:  # that client's loop is gone
+                pass
+
+    async def follow(self, start: int = 0):
+        """Yield events from index `start` on, waiting for new ones, until the terminal event."""
+        index = start
+        while True:
+            with self._lock:
+                new = self.events[index:]
+                if not new:
+                    flag = asyncio.Event()
+                    self._waiters.append((asyncio.get_running_loop(), flag))
+            if new:
+                for event in new:
+                    yield event
+                    if event["type"] in TERMINAL:
+                        return
+                index += len(new)
+                continue
+            try:
+                await asyncio.wait_for(flag.wait(), timeout=15)
+            except asyncio.TimeoutError:
+                yield None  # the caller sends a keep-alive comment
+
+
+class EventLogs:
+    """Logs by run id: live ones, plus the most recent finished ones."""
+
+    def __init__(self):
+        self._logs: OrderedDict[str, EventLog] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(self, run_id: str) -> EventLog:
+        with self._lock:
+            log = self._logs.get(run_id)
+            if log is None:
+                log = self._logs[run_id] = EventLog()
+            self._trim()
+            return log
+
+    def get(self, run_id: str) -> Optional[EventLog]:
+        with self._lock:
+            return self._logs.get(run_id)
+
+    def _trim(self) -> None:
+        done = [k for k, log in self._logs.items() if log.done]
+        for key in done[:max(0, len(done) - KEEP_LOGS)]:
+            del self._logs[key]
+
+
+class RunHook:
+    """Executor hook turning events into the server's JSON events for one run.
+
+    Only top-level nodes are reported as nodes (a repeat's body runs once per iteration: its progress is
+    the `progress` event); every repeat reports its iterations. Counts executed and cached nodes.
+    """
+
+    def __init__(self, log: EventLog, preview: bool = False):
+        self.log, self.preview = log, preview
+        self.executed = self.cached = 0
+        self._depth = 0
+
+    def __call__(self, event: Any) -> None:
+        kind = type(event)
+        if kind is ev.RepeatIteration:
+            item = {"type": "progress", "node": event.node_id, "index": event.index + 1, "total": event.total}
+            if self.preview and event.state:
+                from nodegraph.serve.preview import latent_preview
+
+                image = latent_preview(event.state[0])
+                if image:
+                    item["preview"] = image
+            self.log.append(item)
+        elif kind is ev.RepeatStarted:
+            self._depth += 1
+        elif kind is ev.RepeatFinished:
+            self._depth -= 1
+        elif self._depth or "/" in getattr(event, "node_id", ""):
+            return
+        elif kind is ev.NodeStarted:
+            self.log.append({"type": "node_started", "node": event.node_id, "node_type": event.node_type})
+        elif kind is ev.NodeFinished:
+            self.executed += 1
+            self.log.append({"type": "node_finished", "node": event.node_id, "node_type": event.node_type,
+                             "seconds": round(event.seconds, 6), "cached": False})
+        elif kind is ev.NodeCached:
+            self.cached += 1
+            self.log.append({"type": "node_finished", "node": event.node_id, "node_type": event.node_type,
+                             "seconds": 0.0, "cached": True})
+
+
+def without_previews(events: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "preview"} for e in events]

@@ -1,0 +1,83 @@
+"""The `nodegraph serve` command: options, then uvicorn on the app (imported only when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import re
+import sys
+
+TOKEN_ENV = "NODEGRAPH_TOKEN"
+UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def memory_size(text: str) -> int:
+    """`8G`, `512M`, `1048576` -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 8G, 512M or a number of bytes")
+    return int(float(match.group(1)) * UNITS[match.group(2)])
+
+
+def default_data_dir() -> pathlib.Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return pathlib.Path(base) / "nodegraph" / "serve"
+
+
+def add_parser(sub) -> None:
+    serve = sub.add_parser("serve", help="run the HTTP server: a persistent queue, live progress, cached re-runs",
+                           description="Serve graphs over HTTP (see docs/server.md). Binds 127.0.0.1 unless "
+                                       "--host says otherwise.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8188, help="default: 8188")
+    serve.add_argument("--data", type=pathlib.Path, default=None, metavar="DIR",
+                       help=f"queue database and outputs (default: {default_data_dir()})")
+    serve.add_argument("--graphs", type=pathlib.Path, action="append", default=[], metavar="DIR",
+                       help="folder of graphs runs may name (repeatable; default: the shipped graphs)")
+    serve.add_argument("--models", type=pathlib.Path, action="append", default=[], metavar="DIR",
+                       help="folder local models may be loaded from (repeatable; hub ids and builtin: always work)")
+    serve.add_argument("--token", default=None,
+                       help=f"require `Authorization: Bearer TOKEN` on every route (default: ${TOKEN_ENV} if set)")
+    serve.add_argument("--max-model-memory", type=memory_size, default=None, metavar="SIZE",
+                       help="loaded models kept, least recently used dropped first (default: half the memory)")
+    serve.add_argument("--max-cache-memory", type=memory_size, default=memory_size("1G"), metavar="SIZE",
+                       help="node outputs kept for re-runs (default: 1G)")
+    serve.add_argument("--max-request-bytes", type=memory_size, default=memory_size("2M"), metavar="SIZE")
+    serve.add_argument("--max-nodes", type=int, default=500, help="largest graph accepted (default: 500 nodes)")
+    serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
+    serve.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="default: fp32")
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from nodegraph.serve.app import create_app
+        from nodegraph.serve.service import ServeConfig
+    except ImportError as exc:
+        print(f"error: the server needs the `serve` extra ({exc.name} is missing); "
+              "install it with: pip install 'nodegraph[serve]'", file=sys.stderr)
+        return 2
+    for folder in [*args.graphs, *args.models]:
+        if not folder.is_dir():
+            print(f"error: {folder} is not a folder", file=sys.stderr)
+            return 2
+    if args.device is not None:
+        from nodegraph.core.context import resolve_device
+
+        resolve_device(args.device)  # a bad --device fails now, not in the first run
+    from nodegraph.exec.heap import reuse_freed_heap
+
+    reuse_freed_heap()
+    config = ServeConfig(data=(args.data or default_data_dir()).resolve(), graphs=args.graphs, models=args.models,
+                         token=args.token or os.environ.get(TOKEN_ENV) or None,
+                         max_request_bytes=args.max_request_bytes, max_nodes=args.max_nodes,
+                         max_model_memory=args.max_model_memory, max_cache_memory=args.max_cache_memory,
+                         device=args.device, dtype=args.dtype)
+    app = create_app(config)
+    print(f"nodegraph serve: http://{args.host}:{args.port} (data in {config.data}; API page /docs)",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,142 @@
+"""The server's parts put together: store, documents, worker, caches; what each route asks of them."""
+
+from __future__ import annotations
+
+import pathlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from nodegraph.serve.documents import Documents, Rejected, reject, relative
+
+
+@dataclass
+class ServeConfig:
+    data: pathlib.Path
+    graphs: list[pathlib.Path] = field(default_factory=list)
+    models: list[pathlib.Path] = field(default_factory=list)
+    token: Optional[str] = None
+    max_request_bytes: int = 2_000_000
+    max_nodes: int = 500
+    max_model_memory: Optional[int] = None  # bytes; None: half the machine's (or GPU's) memory
+    max_cache_memory: int = 1 << 30  # bytes of node outputs kept
+    device: Any = None
+    dtype: Any = None
+
+
+class Service:
+    def __init__(self, config: ServeConfig):
+        from nodegraph.exec import png_metadata
+        from nodegraph.serve.cache import ModelCache, OutputCache, default_model_budget
+        from nodegraph.serve.events import EventLogs
+        from nodegraph.serve.queue import RunStore
+        from nodegraph.serve.worker import Worker
+
+        png_metadata.install()
+        self.config = config
+        config.data.mkdir(parents=True, exist_ok=True)
+        self.out_dir = config.data / "outputs"
+        self.out_dir.mkdir(exist_ok=True)
+        _remove_partial_files(self.out_dir)
+        self.store = RunStore(config.data / "runs.sqlite")
+        self.interrupted = self.store.fail_interrupted()
+        self.documents = Documents(config.data, config.graphs, config.models, self.store, config.max_nodes)
+        self.logs = EventLogs()
+        self.outputs_cache = OutputCache(config.max_cache_memory)
+        self.models = ModelCache(config.max_model_memory or default_model_budget(),
+                                 on_evict=self.outputs_cache.drop_holding)
+        self.worker = Worker(self.store, self.documents, self.logs, self.models, self.outputs_cache,
+                             self.out_dir, config.device, config.dtype)
+        queued, _ = self.store.page(["queued"], 1_000_000, None)
+        for run in queued:  # accepted before a restart: their event logs start again
+            self.logs.open(run["id"]).append({"type": "queued"})
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.store.close()
+
+    def submit(self, *, graph: Optional[str], document: Any, inputs: dict, priority: int,
+               outputs: Optional[list[str]], preview: bool, requeued_from: Optional[str] = None) -> dict:
+        """Validate everything, then queue; Rejected (nothing queued) when anything is wrong."""
+        from nodegraph.spec.errors import GraphError, ValidationFailed
+        from nodegraph.spec.values import bind_input_values
+
+        loaded, digest, name = self.documents.submit(graph, document)
+        if not isinstance(inputs, dict):
+            raise reject("bad_request", "inputs", "`inputs` must be an object {name: value}", status=400)
+        try:
+            values = bind_input_values(loaded.checked, inputs)
+        except ValidationFailed as exc:
+            folder = self.documents.root / digest
+            raise Rejected(422, [relative(e, folder) for e in exc.issues], name) from None
+        if outputs is not None:
+            unknown = [o for o in outputs if o not in loaded.spec.outputs]
+            if unknown:
+                raise Rejected(422, [GraphError("unknown_output", f"outputs.{o}", f"the graph has no output `{o}`",
+                                                f"its outputs: {', '.join(loaded.spec.outputs)}", "<request>")
+                                     for o in unknown], name)
+        self.documents.check_values(loaded, values)
+        run_id = uuid.uuid4().hex[:16]
+        self.store.add(run_id, graph=name, digest=digest, inputs=values, priority=priority, wanted=outputs,
+                       preview=preview, requeued_from=requeued_from)
+        self.logs.open(run_id).append({"type": "queued"})
+        self.worker.wake()
+        return self.store.get(run_id)
+
+    def cancel(self, run_id: str) -> Optional[dict]:
+        run = self.store.get(run_id)
+        if run is None:
+            return None
+        if run["status"] == "queued" and self.store.cancel_queued(run_id):
+            self.logs.open(run_id).append({"type": "cancelled", "error": "cancelled before it started"})
+        elif run["status"] in ("queued", "running"):  # it started meanwhile, or was running
+            self.worker.cancel(run_id)
+        return self.store.get(run_id)
+
+    def requeue(self, run_id: str) -> Optional[dict]:
+        run = self.store.get(run_id)
+        if run is None:
+            return None
+        if run["status"] not in ("failed", "cancelled"):
+            raise reject("not_requeueable", "status", f"run {run_id} is {run['status']}",
+                         "only failed or cancelled runs are re-queued", status=409)
+        bundle = self.store.document(run["digest"])
+        return self.submit(graph=None, document=bundle, inputs=run["inputs"], priority=run["priority"],
+                           outputs=run["wanted"], preview=run["preview"], requeued_from=run_id)
+
+    def free(self) -> dict:
+        import gc
+
+        freed = {"models": self.models.clear(), "node_outputs": self.outputs_cache.clear()}
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+        return freed
+
+    def run_json(self, run: dict, base: str = "") -> dict:
+        """A run as the API shows it: outputs with URLs, no internals."""
+        outputs = {}
+        for name, item in (run.get("outputs") or {}).items():
+            if "files" in item:
+                outputs[name] = [{"file": f, "url": f"{base}/outputs/{run['id']}/{f}"} for f in item["files"]]
+            else:
+                outputs[name] = item
+        shown = {k: run.get(k) for k in ("id", "status", "priority", "graph", "inputs", "created", "started",
+                                        "finished", "run_seconds", "error", "executed", "cached", "requeued_from")}
+        shown["outputs"] = outputs
+        shown["requested_outputs"] = run.get("wanted")
+        return shown
+
+
+def _remove_partial_files(out_dir: pathlib.Path) -> None:
+    """A server killed while writing leaves the writer's temporary `.NAME.*.part` files: never outputs."""
+    for path in out_dir.glob("*/.*.part"):
+        path.unlink(missing_ok=True)

@@ -1,0 +1,147 @@
+"""The one worker thread: takes the next queued run (priority, then arrival), runs it, writes its outputs.
+
+Models stay loaded across runs (the model cache) and node outputs are reused (the node cache), so a run
+whose inputs changed only in part re-runs only that part. Output files go to `<data>/outputs/<run id>/`,
+written atomically by the core's writers (never overwritten, never half-written).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+import time
+import traceback
+from typing import Any, Optional
+
+from nodegraph.serve.events import EventLogs, RunHook, without_previews
+
+
+class Worker:
+    def __init__(self, store, documents, logs: EventLogs, models, outputs_cache, out_dir: pathlib.Path,
+                 device: Any = None, dtype: Any = None):
+        self.store, self.documents, self.logs = store, documents, logs
+        self.models, self.outputs_cache = models, outputs_cache
+        self.out_dir, self.device, self.dtype = out_dir, device, dtype
+        self.running: Optional[str] = None
+        self._cancel = None
+        self._cancel_requested: set[str] = set()  # running in the store, not yet picked up by this thread
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="nodegraph-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            if self._cancel is not None:
+                self._cancel.cancel()
+        self._thread.join(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run marked running; it stops at the next node or iteration boundary."""
+        with self._lock:
+            if self.running == run_id and self._cancel is not None:
+                self._cancel.cancel()
+            else:
+                self._cancel_requested.add(run_id)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            run = self.store.claim_next()
+            if run is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            try:
+                self.execute(run)
+            except Exception:  # a bug here must not stop the queue; the run is marked failed
+                self.store.finish(run["id"], "failed", error="internal error: " + traceback.format_exc(limit=3))
+
+    def execute(self, run: dict) -> None:
+        from nodegraph.core.context import RunContext
+        from nodegraph.exec.executor import execute_plan
+        from nodegraph.exec.hooks import CancelToken, RunCancelledError
+        from nodegraph.exec.steps import NodeExecutionError
+        from nodegraph.spec.errors import ValidationFailed
+        from nodegraph.spec.values import bind_input_values
+
+        run_id = run["id"]
+        log = self.logs.open(run_id)
+        cancel = CancelToken()
+        with self._lock:
+            self.running, self._cancel = run_id, cancel
+            if run_id in self._cancel_requested:
+                self._cancel_requested.discard(run_id)
+                cancel.cancel()
+        hook = RunHook(log, preview=run["preview"])
+        log.append({"type": "started"})
+        status, error, outputs, seconds = "failed", None, None, None
+        try:
+            graph = self.documents.graph(run["digest"])
+            values = bind_input_values(graph.checked, run["inputs"])
+            plan = graph.plan(tuple(run["wanted"]) if run["wanted"] else None)
+            ctx = RunContext(self.device, self.dtype, components=self.models, hooks=(hook,), cancel=cancel)
+            started = time.perf_counter()
+            result = execute_plan(plan, values, ctx, cache=self.outputs_cache)
+            seconds = time.perf_counter() - started
+            if cancel.cancelled:
+                raise RunCancelledError()
+            outputs = self._write(run_id, graph, values, result)
+            status = "finished"
+        except RunCancelledError as exc:
+            status, error = "cancelled", str(exc)
+        except NodeExecutionError as exc:
+            error = str(exc)
+        except ValidationFailed as exc:
+            error = exc.report()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                self.running = self._cancel = None
+        end: dict = {"type": status}
+        if status == "finished":
+            end["outputs"] = outputs
+        else:
+            end["error"] = error
+        log.append(end)
+        self.store.finish(run_id, status, error=error, outputs=outputs, executed=hook.executed, cached=hook.cached,
+                          run_seconds=seconds, events=without_previews(log.events))
+
+    def _write(self, run_id: str, graph, values: dict, result: dict) -> dict:
+        from nodegraph.exec.writers import OutputInfo, writer_for
+
+        written: dict[str, Any] = {}
+        folder = self.out_dir / run_id
+        for name, value in result.items():
+            ptype = graph.output_types[name]
+            writer = writer_for(ptype, value)
+            if writer is None:
+                written[name] = {"value": summary(value)}
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            info = OutputInfo(name, ptype, graph, values, self.device, self.dtype)
+            written[name] = {"files": [path.name for path in writer.write(value, folder, info)]}
+        return written
+
+
+def summary(value: Any) -> Any:
+    """A small JSON-able description of a non-file output."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [summary(v) for v in value[:20]] + (["..."] if len(value) > 20 else [])
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        described = {"shape": list(shape), "dtype": str(getattr(value, "dtype", "?")).replace("torch.", "")}
+        if getattr(value, "numel", lambda: 0)() == 1:
+            described["value"] = value.item()
+        return described
+    return repr(value)[:200]
