@@ -1,8 +1,9 @@
 """The Ray runner: a pool of actors, each loading the graph's models once, fed items one by one as they free up.
 
 Ray's batch-inference pattern: an actor loads the model in its `__init__` (here: on its first item, through
-the component cache) and then takes work. Items are handed out dynamically (at most `DEPTH` queued per
-actor), so a slow worker never holds up the rest. Only inputs go out and only PNG bytes come back.
+the component cache) and then takes work. Items are handed out dynamically, one per actor at a time (as
+Ray's `ActorPool` does), so a slow worker never holds up the rest and a dead one takes only its current item
+with it. Only inputs go out and only PNG bytes come back.
 
 When an actor dies (its process is killed, its node leaves), every item it held goes back to the front of
 the queue and runs on another actor; an item whose worker died `retries + 1` times is recorded as failed.
@@ -20,7 +21,6 @@ from typing import Any, Callable, Optional, Union
 from nodegraph.batch.grid import Item
 from nodegraph.batch.item import FAILED, ItemResult, load_bundled_graph, run_item, worker_name
 
-DEPTH = 2  # items queued on an actor: the next one is already there when the current one ends
 START_TIMEOUT_S = 300  # a worker that cannot start in this time (no room on the cluster) is given up
 
 
@@ -96,83 +96,110 @@ def run_ray(graph_bundle: dict, items: list[Item], *, address: Union[bool, str, 
 
 
 class _Pool:
+    """The driver's loop: actors starting, items in flight (one per actor), the queue, attempts per item."""
+
     def __init__(self, bundle, device, dtype, retries, on_start, on_result):
         import ray
 
         self.actor_class = ray.remote(max_restarts=0, max_concurrency=1)(ItemWorker)
         self.bundle, self.device, self.dtype = bundle, device, dtype
         self.retries, self.on_start, self.on_result = retries, on_start, on_result
-        self.names: dict[Any, str] = {}  # actor -> worker name
-        self.inflight: dict[Any, tuple[Any, Item]] = {}  # object ref -> (actor, item)
+        self.names: dict[Any, str] = {}  # live actor -> worker name
+        self.starting: dict[Any, Any] = {}  # identity ref -> actor still loading the graph
+        self.inflight: dict[Any, tuple[Any, Item]] = {}  # result ref -> (actor, item)
         self.attempts: collections.Counter = collections.Counter()
         self.queue: collections.deque[Item] = collections.deque()
+        self.idle: list = []  # live actors that found the queue empty
+        self.start_error = ""
 
-    def _start_actors(self, count: int, resources: dict) -> list:
-        import ray
-        from ray.exceptions import GetTimeoutError, RayActorError
-
-        actors = [self.actor_class.options(**resources).remote(self.bundle, self.device, self.dtype)
-                  for _ in range(count)]
-        live = []
-        for actor in actors:  # wait for each to load the graph; its models load with its first item
-            try:
-                name, _ = ray.get(actor.identity.remote(), timeout=START_TIMEOUT_S)
-            except (GetTimeoutError, RayActorError):
-                ray.kill(actor)
-                continue
-            self.names[actor] = name
-            live.append(actor)
-        return live
+    def _start(self, resources: dict) -> None:
+        """Start an actor without waiting: the loop feeds it once it has loaded the graph."""
+        actor = self.actor_class.options(**resources).remote(self.bundle, self.device, self.dtype)
+        self.starting[actor.identity.remote()] = actor
 
     def _feed(self, actor) -> None:
-        while self.queue and sum(1 for a, _ in self.inflight.values() if a is actor) < DEPTH:
-            item = self.queue.popleft()
-            self.attempts[item.index] += 1
-            ref = actor.run.remote(item.index, item.inputs)
-            self.inflight[ref] = (actor, item)
-            self.on_start(item.index, self.names[actor])
+        """One item at a time per actor (as Ray's ActorPool does): more would hide the driver's round trip
+        (milliseconds, against items of a tenth of a second and more) but a dying actor would take them all."""
+        if not self.queue:
+            self.idle.append(actor)
+            return
+        item = self.queue.popleft()
+        self.attempts[item.index] += 1
+        self.inflight[actor.run.remote(item.index, item.inputs)] = (actor, item)
+        self.on_start(item.index, self.names[actor])
 
     def run(self, items: list[Item], count: int, resources: dict) -> None:
         import ray
-        from ray.exceptions import RayActorError
 
         self.queue.extend(items)
-        actors = self._start_actors(min(count, len(items)) if items else 0, resources)
-        if items and not actors:
-            raise RayBatchError(f"no Ray worker could start within {START_TIMEOUT_S} s (each asks for "
-                                f"{resources}; the cluster has {ray.cluster_resources()})")
-        for actor in actors:
-            self._feed(actor)
-        while self.inflight:
-            [ref], _ = ray.wait(list(self.inflight), num_returns=1)
-            actor, item = self.inflight.pop(ref)
-            try:
-                result = ray.get(ref)
-            except RayActorError as exc:
-                self._lost(actor, item, exc, actors, resources)
-                continue
-            self.on_result(result, self.attempts[item.index])
-            self._feed(actor)
-
-    def _lost(self, actor, item: Item, exc: Exception, actors: list, resources: dict) -> None:
-        """The actor holding `item` died: retry the item elsewhere (or record it failed) and replace the actor."""
-        if self.attempts[item.index] > self.retries:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.on_result(ItemResult(item.index, FAILED, worker=self.names.get(actor, "ray:?"),
-                                      error=f"its Ray worker died {self.attempts[item.index]} times ({reason})"),
-                           self.attempts[item.index])
-        else:
-            self.queue.appendleft(item)
-        if actor in actors:  # first of its items to come back: replace it once
-            import ray
-
-            actors.remove(actor)
-            ray.kill(actor)
-            actors.extend(self._start_actors(1, resources) if self.queue else [])
-        for live in actors:
-            self._feed(live)
-        if self.queue and not actors and not self.inflight:
+        for _ in range(min(count, len(items))):
+            self._start(resources)
+        try:
+            while self.inflight or (self.queue and self.starting):
+                ready, _ = ray.wait([*self.inflight, *self.starting], num_returns=1, timeout=START_TIMEOUT_S)
+                if not ready:
+                    if not self.inflight:
+                        raise RayBatchError(f"no Ray worker started within {START_TIMEOUT_S} s (each asks for "
+                                            f"{resources}; the cluster has {ray.cluster_resources()})")
+                    continue  # items still running: long ones are fine
+                if ready[0] in self.starting:
+                    self._started(ready[0])
+                else:
+                    self._finished(ready[0], resources)
             for lost in list(self.queue):
-                self.on_result(ItemResult(lost.index, FAILED, error="no Ray worker left to run it"),
+                self.on_result(ItemResult(lost.index, FAILED, error="no Ray worker could run it"
+                                          + (f" ({self.start_error})" if self.start_error else "")),
                                self.attempts[lost.index])
             self.queue.clear()
+        finally:
+            for actor in [*self.names, *self.starting.values()]:
+                ray.kill(actor)
+
+    def _started(self, ref) -> None:
+        import ray
+        from ray.exceptions import RayActorError
+
+        actor = self.starting.pop(ref)
+        try:
+            name, _ = ray.get(ref)
+        except RayActorError as exc:  # e.g. nodegraph missing on its node: not replaced, it would fail again
+            self.start_error = _first_line(exc)
+            ray.kill(actor)
+            return
+        self.names[actor] = name
+        self._feed(actor)
+
+    def _finished(self, ref, resources: dict) -> None:
+        import ray
+        from ray.exceptions import RayActorError
+
+        actor, item = self.inflight.pop(ref)
+        try:
+            result = ray.get(ref)
+        except RayActorError as exc:
+            self._lost(actor, item, exc, resources)
+            return
+        self.on_result(result, self.attempts[item.index])
+        self._feed(actor)
+
+    def _lost(self, actor, item: Item, exc: Exception, resources: dict) -> None:
+        """The actor holding `item` died: run the item again elsewhere (or record it failed); replace the actor."""
+        import ray
+
+        if self.attempts[item.index] > self.retries:
+            self.on_result(ItemResult(item.index, FAILED, worker=self.names.get(actor, "ray:?"),
+                                      error=f"its Ray worker died {self.attempts[item.index]} times "
+                                            f"({_first_line(exc)})"), self.attempts[item.index])
+        else:
+            self.queue.appendleft(item)
+        self.names.pop(actor, None)
+        ray.kill(actor)
+        while self.queue and self.idle:
+            self._feed(self.idle.pop())
+        if self.queue:  # keep the pool's size while there is work
+            self._start(resources)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
