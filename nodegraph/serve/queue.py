@@ -140,8 +140,10 @@ class RunStore:
 
     def fail_interrupted(self) -> int:
         """At start-up: runs left `running` by a server that stopped mid-run are failed, not run again."""
-        return self._write("UPDATE runs SET status = 'failed', finished = ?, error = 'server stopped' "
-                           "WHERE status = 'running'", (time.time(),))
+        now = time.time()
+        events = json.dumps([{"type": "failed", "error": "server stopped", "time": now, "seq": 0}])
+        return self._write("UPDATE runs SET status = 'failed', finished = ?, error = 'server stopped', events = ? "
+                           "WHERE status = 'running'", (now, events))
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -111,9 +111,11 @@ class Worker:
             end["outputs"] = outputs
         else:
             end["error"] = error
-        log.append(end)
+        end.update(time=time.time(), seq=len(log.events))
+        # stored first: a client that sees the last event and then asks for the run finds it final
         self.store.finish(run_id, status, error=error, outputs=outputs, executed=hook.executed, cached=hook.cached,
-                          run_seconds=seconds, events=without_previews(log.events))
+                          run_seconds=seconds, events=without_previews([*log.events, end]))
+        log.append(end)
 
     def _write(self, run_id: str, graph, values: dict, result: dict) -> dict:
         from nodegraph.exec.writers import OutputInfo, writer_for
