@@ -34,20 +34,32 @@ def _sampler(inputs: dict[str, Any]) -> str:
             from nodegraph.models.loading import load_component
             from nodegraph.schedulers import scheduler_class
 
-            name = scheduler_class(load_component(inputs["model"], "scheduler")["_class_name"]).short_name
+            config = load_component(inputs["model"], "scheduler", config=inputs.get("config") or None)
+            name = scheduler_class(config["_class_name"]).short_name
         except Exception:
             return ""
     return SAMPLER_NAMES.get(name, name)
 
 
+def _model_hash(inputs: dict[str, Any], which: int) -> str | None:
+    """A single-file model's 10-hex short hash (which=0, A1111's `Model hash`) or full sha256 (which=1)."""
+    from nodegraph.models.single_file.hashing import model_hashes
+
+    hashes = model_hashes(inputs)
+    return hashes[which] if hashes else None
+
+
 def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None) -> str:
-    lines = [str(inputs.get("prompt", ""))]
+    from nodegraph.prompts.parameters import fields as conditioning_fields, prompt_suffix
+
+    lines = [str(inputs.get("prompt", "")) + prompt_suffix(inputs)]
     if inputs.get("negative_prompt"):
         lines.append(f"Negative prompt: {inputs['negative_prompt']}")
     fields = [("Steps", inputs.get("steps")), ("Sampler", _sampler(inputs)),
               ("CFG scale", inputs.get("guidance_scale")), ("Seed", inputs.get("seed")),
-              ("Size", f"{size[0]}x{size[1]}" if size else None), ("Model", inputs.get("model")),
-              ("Strength", inputs.get("strength"))]
+              ("Size", f"{size[0]}x{size[1]}" if size else None), ("Model hash", _model_hash(inputs, 0)),
+              ("Model", inputs.get("model")),
+              ("Strength", inputs.get("strength")), *conditioning_fields(inputs)]
     lines.append(", ".join(f"{k}: {v}" for k, v in fields if v not in (None, "")))
     return "\n".join(lines)
 
@@ -66,6 +78,8 @@ def recipe(info: OutputInfo) -> dict[str, Any]:
     else:  # built in Python: its YAML form is self-contained
         bundle = {"format": BUNDLE_FORMAT, "main": "graph.yaml", "files": {"graph.yaml": info.graph.to_yaml()}}
     record = {"graph": bundle, "inputs": info.inputs, "output": info.output, "dtype": info.dtype}
+    if _model_hash(info.inputs, 1):
+        record["model_sha256"] = _model_hash(info.inputs, 1)
     return {**record, "source": source} if source else record
 
 

@@ -70,7 +70,9 @@ def encode_plain(encoder, tokenizer, prompt: str, clip_skip: int = 0) -> Encoded
 def encode_a1111(encoder, tokenizer, prompt: str, clip_skip: int = 0) -> Encoded:
     import torch
 
-    parsed = parse(expand_embedding_tokens(prompt, tokenizer))
+    parsed = parse(prompt)  # columns in warnings refer to the prompt as the user wrote it
+    for fragment in parsed.fragments:
+        fragment.text = expand_embedding_tokens(fragment.text, tokenizer)
     comma = tokenizer.convert_tokens_to_ids(",</w>")
     chunks = chunk_tokens(parsed, lambda text: tokenizer(text, add_special_tokens=False).input_ids,
                           bos=tokenizer.bos_token_id, eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id,

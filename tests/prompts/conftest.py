@@ -18,3 +18,10 @@ def clip():
         hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3, vocab_size=49408,
         max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
     return perturbed(encoder, 5), CLIPTokenizer.from_pretrained(CLIP_TOKENIZER)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    from tests.graphs.tiny_pipelines import save_tiny_sd
+
+    return save_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
