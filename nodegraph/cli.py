@@ -281,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--allow-includes-outside", **outside)
     show.set_defaults(func=cmd_show)
 
+    from nodegraph.hub import commands as hub  # sharing: upgrade, schema, pack (implemented in nodegraph/hub)
+
+    upgrade = sub.add_parser("upgrade", help="rewrite a graph file for the installed node versions; print a diff")
+    upgrade.add_argument("graph", metavar="GRAPH")
+    upgrade.add_argument("--dry-run", action="store_true", help="print the diff, leave the file unchanged")
+    upgrade.set_defaults(func=hub.cmd_upgrade)
+
     from nodegraph.serve.main import add_parser as add_serve_parser
 
     add_serve_parser(sub)
@@ -288,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     from nodegraph.batch.command import add_batch_parser  # implementation: nodegraph/batch/
 
     add_batch_parser(sub, sets)
+
+    from nodegraph.models.single_file.inspect import add_inspect_parser  # implementation: models/single_file/
+
+    add_inspect_parser(sub)
     return parser
 
 

@@ -112,6 +112,7 @@ class NodeType:
     inputs: dict[str, InputPort]
     outputs: dict[str, PortType]
     output_docs: dict[str, str] = field(default_factory=dict)
+    migrations: tuple = ()  # core.migration.Migration: how graphs written for older versions are carried over
 
     @property
     def label(self) -> str:
@@ -151,7 +152,7 @@ def _read_ports(owner: str, ports: type[Ports], side: str) -> dict[str, tuple[An
     return dict(ports.model_fields)
 
 
-def define_node_type(cls: type, name: str, version: int) -> NodeType:
+def define_node_type(cls: type, name: str, version: int, migrations=()) -> NodeType:
     """Read a node class into a NodeType, or raise NodeDefinitionError saying what to fix."""
     owner = getattr(cls, "__qualname__", repr(cls))
     if not (isinstance(cls, type) and issubclass(cls, Node)):
@@ -182,17 +183,25 @@ def define_node_type(cls: type, name: str, version: int) -> NodeType:
     except UnsupportedType as exc:
         raise NodeDefinitionError(f"{owner}: {exc}") from None
     output_docs = {p: i.description or "" for p, i in cls.Outputs.model_fields.items()}
-    return NodeType(name, version, cls, doc, inputs, outputs, output_docs)
+    for migration in migrations:
+        if migration.to_version > version:
+            raise NodeDefinitionError(f"{owner}: a migration to version {migration.to_version} is declared on "
+                                      f"version {version}")
+        unknown = set(migration.rename.values()) - set(inputs) if migration.to_version == version else set()
+        if unknown:
+            raise NodeDefinitionError(f"{owner}: migration renames to {sorted(unknown)}, which are not inputs")
+    return NodeType(name, version, cls, doc, inputs, outputs, output_docs, tuple(migrations))
 
 
-def node(name: str, version: int = 1, *, register: bool = True):
+def node(name: str, version: int = 1, *, register: bool = True, migrations=()):
     """Class decorator declaring a node type with a stable name and version.
 
     The class is added to the default registry unless `register=False` (then add it to a Registry yourself).
+    `migrations`: `core.migration.Migration`s that carry graphs written for older versions over to this one.
     """
 
     def decorate(cls):
-        cls.node_type = define_node_type(cls, name, version)
+        cls.node_type = define_node_type(cls, name, version, migrations)
         if register:
             from nodegraph.core.registry import REGISTRY
 

@@ -32,6 +32,7 @@ class Registry:
 
     def __init__(self, *, builtins: bool = True, plugins: bool = True):
         self._types: dict[str, dict[int, NodeType]] = {}
+        self._migrations: dict[str, dict[int, object]] = {}  # name -> from_version -> Migration
         self._want_builtins, self._want_plugins = builtins, plugins
         self._loaded = False
         self._lock = threading.RLock()
@@ -50,6 +51,8 @@ class Registry:
                     f"node type {info.label} is defined twice: by {_where(existing.cls)} and by {_where(cls)}; "
                     "give one of them another name or a new version")
             versions[info.version] = info
+            for migration in info.migrations:
+                self._migrations.setdefault(info.name, {})[migration.from_version] = migration
         return info
 
     def get(self, spec: str) -> NodeType:
@@ -72,6 +75,57 @@ class Registry:
             raise UnknownNodeType("unknown_node_version", f"node type `{name}` has no version `{pinned}`",
                                   f"available: {have}")
         return versions[int(pinned)]
+
+    def resolve(self, spec: str, input_names=()) -> tuple[NodeType, list]:
+        """The node type a graph's `type:` runs as, and the migrations its inputs need first.
+
+        `Name@N` with version N installed: that version, no migration. `Name@N` with N gone: the newest
+        version the migrations from N lead to. `Name` whose inputs fit the latest version: the latest. `Name`
+        whose inputs fit only an older version (written before a change): that version's migrations.
+        Raises UnknownNodeType when nothing fits.
+        """
+        name, _, pinned = spec.partition("@")
+        if not pinned:
+            return self.resolve_unpinned(name, input_names)
+        try:
+            return self.get(spec), []
+        except UnknownNodeType:
+            if not (pinned.isdigit() and self._migrations.get(name)):
+                raise
+        chain = self.migration_chain(name, int(pinned))
+        if not chain:
+            raise UnknownNodeType("unknown_node_version", f"node type `{name}` has no version `{pinned}` and no "
+                                  f"migration from it", "available: " + ", ".join(
+                                      f"{name}@{v}" for v in sorted(self._types[name])))
+        return self._types[name][chain[-1].to_version], chain
+
+    def resolve_unpinned(self, name: str, input_names) -> tuple[NodeType, list]:
+        """For `Name` written without a version: migrations when only an older version's inputs fit."""
+        latest = self.get(name)
+        names = list(input_names)
+        if all(n in latest.inputs for n in names):
+            return latest, []
+        for old in sorted(self._migrations.get(name, {}), reverse=True):
+            chain = self.migration_chain(name, old)
+            if not chain or chain[-1].to_version != latest.version:
+                continue
+            keys = names
+            for migration in chain:
+                keys = migration.keys(keys)
+            if all(k in latest.inputs for k in keys):
+                return latest, chain
+        return latest, []
+
+    def migration_chain(self, name: str, from_version: int) -> list:
+        """Migrations from `from_version` to the newest installed version they reach ([] if none)."""
+        self._ensure_loaded()
+        steps, version, chain = self._migrations.get(name, {}), from_version, []
+        while version in steps and len(chain) < 1000:
+            chain.append(steps[version])
+            version = steps[version].to_version
+        while chain and chain[-1].to_version not in self._types.get(name, {}):
+            chain.pop()  # stop at the last version actually installed
+        return chain
 
     def names(self) -> list[str]:
         self._ensure_loaded()
