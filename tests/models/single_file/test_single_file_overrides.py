@@ -1,0 +1,86 @@
+"""A separate VAE (file or folder) replaces the checkpoint's own; fp16 storage loads into float32; the EMA copy
+is read only when asked for."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ldm_layout import vae_to_ldm
+from nodegraph.models.loading import load_component
+from test_single_file_sd1 import diffusers_image, nodegraph_image
+
+
+@pytest.fixture(scope="module")
+def other_vae(sd1_folder, tmp_path_factory):
+    """(a diffusers VAE folder, the same VAE as a VAE-only file in the original key names), not the model's VAE."""
+    from diffusers import AutoencoderKL
+
+    from tests.models.tiny_checkpoints import perturbed
+
+    root = tmp_path_factory.mktemp("vae")
+    vae = perturbed(AutoencoderKL.from_pretrained(sd1_folder / "vae"), 31, 0.05)
+    vae.save_pretrained(root / "fixed-vae")
+    levels = len(vae.config.block_out_channels)
+    save_file({k: v.contiguous() for k, v in vae_to_ldm(vae.state_dict(), levels, prefix="").items()},
+              root / "fixed-vae.safetensors")
+    return root / "fixed-vae", root / "fixed-vae.safetensors"
+
+
+def test_vae_override_from_file_or_folder_matches_diffusers_with_that_vae(sd1_file, sd1_folder, other_vae,
+                                                                          sd1_images):
+    import diffusers
+
+    folder, file = other_vae
+    from_file = diffusers.AutoencoderKL.from_single_file(str(file), config=str(sd1_folder), subfolder="vae",
+                                                         local_files_only=True)
+    expected = diffusers.AutoencoderKL.from_pretrained(folder).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in from_file.state_dict().items()), "fixture"
+    pipe = diffusers.StableDiffusionPipeline.from_single_file(
+        str(sd1_file), config=str(sd1_folder), local_files_only=True, safety_checker=None, vae=from_file)
+    theirs = diffusers_image(pipe)
+    assert (theirs.int() - sd1_images[1].int()).abs().max().item() > 1, "the VAE swap must change the image"
+    for vae in (file, folder):
+        ours = nodegraph_image(model=str(sd1_file), config=str(sd1_folder), vae=str(vae))
+        assert (ours.int() - theirs.int()).abs().max().item() <= 1, vae
+
+
+def test_vae_file_takes_its_config_from_the_model_it_is_used_with(sd1_file, sd1_folder, other_vae):
+    from nodegraph.models.single_file.vae_override import vae_config_for
+
+    assert vae_config_for(str(sd1_folder), None)["block_out_channels"] == [16, 32]
+    assert vae_config_for(str(sd1_file), str(sd1_folder))["block_out_channels"] == [16, 32]
+    # a real-size SD file without `config`: the family's built-in VAE config (SD1: scaling 0.18215)
+    assert vae_config_for(str(sd1_file), None)["scaling_factor"] == 0.18215
+
+
+def test_fp16_storage_loads_into_float32_like_diffusers(sd1_file, sd1_folder, tmp_path):
+    import diffusers
+
+    half = tmp_path / "half.safetensors"
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(sd1_file).items()}, half)
+    theirs = diffusers.UNet2DConditionModel.from_single_file(str(half), config=str(sd1_folder), subfolder="unet",
+                                                             local_files_only=True, torch_dtype=torch.float32)
+    ours = load_component(half, "unet", config=str(sd1_folder))
+    expected = theirs.state_dict()
+    for key, value in ours.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, expected[key]), key
+    bf16 = load_component(half, "unet", config=str(sd1_folder), dtype="bf16")
+    assert next(bf16.parameters()).dtype == torch.bfloat16
+
+
+def test_ema_weights_are_ignored_unless_asked_for(sd1_file, sd1_folder, tmp_path):
+    state = load_file(sd1_file)
+    unet_keys = [k for k in state if k.startswith("model.diffusion_model.")]
+    # the EMA copy as LDM training saves it: `model_ema.` + the key's path with its dots removed
+    ema = {"model_ema." + "".join(k.split(".")[1:]): state[k] + 1 for k in unet_keys}
+    save_file({**state, **ema, "model_ema.decay": torch.tensor(0.9999)}, tmp_path / "ema.safetensors")
+    plain = load_component(tmp_path / "ema.safetensors", "unet", config=str(sd1_folder))
+    reference = load_component(sd1_file, "unet", config=str(sd1_folder))
+    assert torch.equal(plain.conv_in.weight, reference.conv_in.weight)
+    from nodegraph.models.single_file import load_single_file
+
+    averaged = load_single_file(tmp_path / "ema.safetensors", "unet", config=str(sd1_folder), ema=True)
+    for (key, a), b in zip(averaged.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b + 1), key
