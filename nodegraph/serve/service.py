@@ -129,7 +129,7 @@ class Service:
                 outputs[name] = [{"file": f, "url": f"{base}/outputs/{run['id']}/{f}"} for f in item["files"]]
             else:
                 outputs[name] = item
-        shown = {k: run.get(k) for k in ("id", "status", "priority", "graph", "inputs", "created", "started",
+        shown = {k: run.get(k) for k in ("id", "seq", "status", "priority", "graph", "inputs", "created", "started",
                                         "finished", "run_seconds", "error", "executed", "cached", "requeued_from")}
         shown["outputs"] = outputs
         shown["requested_outputs"] = run.get("wanted")
