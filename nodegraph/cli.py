@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("graph", metavar="GRAPH")
     upgrade.add_argument("--dry-run", action="store_true", help="print the diff, leave the file unchanged")
     upgrade.set_defaults(func=hub.cmd_upgrade)
+    schema = sub.add_parser("schema", help="print a JSON Schema of graph files, for YAML editors (docs/sharing.md)")
+    schema.add_argument("--out", metavar="FILE", help="write it to FILE instead")
+    schema.set_defaults(func=hub.cmd_schema)
 
     from nodegraph.serve.main import add_parser as add_serve_parser
 

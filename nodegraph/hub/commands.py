@@ -6,6 +6,8 @@ import json
 import pathlib
 import sys
 
+from nodegraph.hub.schema import cmd_schema  # noqa: F401  (registered by cli.py)
+
 EXIT_INVALID = 2
 
 

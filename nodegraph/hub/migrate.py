@@ -126,12 +126,16 @@ def upgrade_text(text: str, registry: Optional[Registry] = None) -> Upgrade:
 
 
 def write_atomically(path: pathlib.Path, text: str) -> None:
-    """Replace `path` in one step (never a half-written graph), keeping its permission bits."""
+    """Write `path` in one step (never a half-written file), keeping the permission bits of the file it
+    replaces (a new file gets the user's umask, like any other output)."""
+    from nodegraph.exec.writers import _umask
+
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
