@@ -94,7 +94,12 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
 
 def read_config(source: str | os.PathLike | Source, name: str, revision: str | None = None) -> dict[str, Any]:
     """Component `name`'s config.json (scheduler_config.json for a scheduler) as written, without loading weights;
-    `name` "model_index" gives model_index.json ({} when the source has none)."""
+    `name` "model_index" gives model_index.json ({} when the source has none). A single-file checkpoint gives its
+    family's built-in configs."""
+    from nodegraph.models.single_file import is_single_file, read_single_file_config
+
+    if is_single_file(source):
+        return read_single_file_config(source, name)
     src = resolve_source(source, revision)
     if name == "model_index":
         return src.read_json("model_index.json") if "model_index.json" in src.files("") else {}

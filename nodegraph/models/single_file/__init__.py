@@ -5,6 +5,7 @@ LDM / Stability SGM layout, read straight into nodegraph's models without a conv
 `configs/` holds the standard configs of each family; `loader` puts it together for `load_component`.
 """
 
-from nodegraph.models.single_file.loader import is_single_file, load_single_file, load_vae_file
+from nodegraph.models.single_file.loader import (is_single_file, load_single_file, load_vae_file,
+                                                 read_single_file_config)
 
-__all__ = ["is_single_file", "load_single_file", "load_vae_file"]
+__all__ = ["is_single_file", "load_single_file", "load_vae_file", "read_single_file_config"]

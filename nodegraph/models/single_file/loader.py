@@ -73,20 +73,38 @@ def load_single_file(path: str | os.PathLike, name: str, *, dtype: torch.dtype =
         return load_vae_file(path, _config_source(config, "vae") if config else builtin_config("sd1")["vae"],
                              dtype=dtype, device=device, allow_pickle=allow_pickle, channels_last=channels_last)
     fam = detect(ckpt.shapes, shown)
+    encoder = name.replace("tokenizer", "text_encoder")
+    if encoder.startswith("text_encoder") and not any(t.component == encoder for t in fam.text_encoders):
+        raise CheckpointError(f"{shown} is a {fam.description} checkpoint, which has no `{name}`.")
     if name == "scheduler":
         return scheduler_config(ckpt, fam, config)
     if name.startswith("tokenizer"):
         return _tokenizer(fam, name, config)
-    raw = _config_source(config, name) if config else builtin_config(fam.config).get(name)
-    if raw is None:
-        raise CheckpointError(f"{shown} is a {fam.description} checkpoint, which has no `{name}`.")
     if name == "vae" and not any(k.startswith(VAE_PREFIXES) for k in ckpt.shapes):
         raise CheckpointError(f"{shown} holds no VAE (no first_stage_model.* keys); pass one as `vae`.")
-    if name.startswith("text_encoder") and not any(t.component == name for t in fam.text_encoders):
-        raise CheckpointError(f"{shown} is a {fam.description} checkpoint, which has no `{name}`.")
+    raw = _config_source(config, name) if config else builtin_config(fam.config)[name]
     if ema and name == "unet" and sum(k.startswith("model_ema.") for k in ckpt.shapes) <= 100:
         raise CheckpointError(f"{shown} holds no EMA weights (no model_ema.* keys); load it without `ema`.")
     return _load_model(ckpt, fam, name, raw, dtype, torch.device(device), channels_last, ema)
+
+
+def read_single_file_config(path: str | os.PathLike, name: str, config: str | None = None) -> dict[str, Any]:
+    """Component `name`'s config as `read_config` gives it for a folder ("model_index": the pipeline settings),
+    from `config` or the built-in configs of the file's family; no weights are read."""
+    if config:
+        from nodegraph.models.loading import read_config
+
+        return read_config(config, name)
+    ckpt = opened(path)
+    fam = detect(ckpt.shapes, str(ckpt.path))
+    builtin = builtin_config(fam.config)
+    if name == "scheduler":
+        return scheduler_config(ckpt, fam, None)
+    if name == "model_index":
+        return builtin.get("model_index", {})
+    if name not in builtin:
+        raise CheckpointError(f"{ckpt.path} is a {fam.description} checkpoint, which has no `{name}`.")
+    return builtin[name]
 
 
 def check_all(shapes: dict[str, tuple[int, ...]], shown: str, config: str | None = None) -> set[str]:

@@ -99,3 +99,16 @@ def inpaint_folder(sd1_folder, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def inpaint_file(inpaint_folder, tmp_path_factory) -> Path:
     return write_sd_file(inpaint_folder, tmp_path_factory.mktemp("sf") / "tiny-inpaint.safetensors")
+
+
+@pytest.fixture(scope="session")
+def sdxl_files(tmp_path_factory):
+    """{"base": (folder, file), "refiner": (folder, file)}: tests/graphs' tiny SDXL pair, written in the SGM layout."""
+    sys.path.insert(0, str(Path(__file__).parents[2] / "graphs"))
+    from ldm_layout import write_sdxl_file
+    from tiny_sdxl import save_tiny_sdxl
+
+    root = tmp_path_factory.mktemp("sfxl")
+    base, refiner = save_tiny_sdxl(root / "tiny-sdxl-base", root / "tiny-sdxl-refiner")
+    return {"base": (base, write_sdxl_file(base, root / "sdxl-base.safetensors")),
+            "refiner": (refiner, write_sdxl_file(refiner, root / "sdxl-refiner.safetensors", refiner=True))}

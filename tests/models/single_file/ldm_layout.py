@@ -144,3 +144,29 @@ def write_sd_file(folder: Path, path: Path, *, open_clip: bool = False, dtype=to
     state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     save_file(state, path)
     return path
+
+
+def write_sdxl_file(folder: Path, path: Path, refiner: bool = False) -> Path:
+    """Write the SDXL base (or refiner) pipeline in `folder` as one SGM-layout safetensors file: CLIP-L under
+    `conditioner.embedders.0.transformer.`, OpenCLIP bigG under `conditioner.embedders.1.model.` (the refiner's
+    only encoder is `embedders.0.model.`)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    unet_config = json.loads((folder / "unet" / "config.json").read_text())
+    vae_config = json.loads((folder / "vae" / "config.json").read_text())
+    state = {**unet_to_ldm(load_file(folder / "unet" / "diffusion_pytorch_model.safetensors"),
+                           unet_config["layers_per_block"]),
+             **vae_to_ldm(load_file(folder / "vae" / "diffusion_pytorch_model.safetensors"),
+                          len(vae_config["block_out_channels"]))}
+    te2 = load_file(folder / "text_encoder_2" / "model.safetensors")
+    projection = te2["text_projection.weight"].t()  # OpenCLIP applies it as x @ P
+    if refiner:
+        state.update(open_clip_to_ldm(te2, "conditioner.embedders.0.model.", projection))
+    else:
+        state.update(clip_to_ldm(load_file(folder / "text_encoder" / "model.safetensors"),
+                                 "conditioner.embedders.0.transformer."))
+        state.update(open_clip_to_ldm(te2, "conditioner.embedders.1.model.", projection))
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+    return path
