@@ -290,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print a JSON Schema of graph files, for YAML editors (docs/sharing.md)")
     schema.add_argument("--out", metavar="FILE", help="write it to FILE instead")
     schema.set_defaults(func=hub.cmd_schema)
+    pack = sub.add_parser("pack", help="write a folder ready to upload as a Hub repo: graph, includes, README card")
+    pack.add_argument("graph", metavar="GRAPH")
+    pack.add_argument("dir", metavar="DIR", help="a new (or empty) folder")
+    pack.add_argument("--image", metavar="PNG", help="an example image to show in the README")
+    pack.add_argument("--repo", default="OWNER/REPO", help="the Hub repo it will live in (for the run command)")
+    pack.set_defaults(func=hub.cmd_pack)
 
     from nodegraph.serve.main import add_parser as add_serve_parser
 

@@ -54,3 +54,16 @@ def cmd_upgrade(args) -> int:
     write_atomically(path, result.text)
     print(f"{path}: upgraded {len(result.changes)} node(s)")
     return 0
+
+
+def cmd_pack(args) -> int:
+    from nodegraph.hub.pack import PackError, pack
+
+    try:
+        written = pack(args.graph, args.dir, image=args.image, repo=args.repo)
+    except PackError as exc:
+        return _fail(str(exc))
+    for path in written:
+        print(path)
+    print(f"upload it with: hf upload {args.repo} {args.dir} .", file=sys.stderr)
+    return 0
