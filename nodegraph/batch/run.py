@@ -99,7 +99,9 @@ def execute_batch(graph, axes: list[Axis], *, out, sets=None, zip_axes=False, re
     if device is not None and not ray:
         RunContext(device, dtype).check_device()
     if workers is not None and workers < 1:
-        raise GridError(f"`workers` must be at least 1, got {workers}")
+        raise GridError(f"`--workers` must be at least 1, got {workers}")
+    if retries < 0:
+        raise GridError(f"`--retries` must be 0 or more, got {retries}")
     png_metadata.install()
     cancel = cancel or CancelToken()
     bundle = graph_bundle(graph)

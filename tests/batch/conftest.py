@@ -4,6 +4,7 @@ one uninterrupted one-process batch that the resume and Ray tests compare their 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,10 @@ DIGITS = {"model": "builtin:digits", "steps": 2}
 GRID_ARGS = ["--set", "model=builtin:digits", "--set", "steps=2", "--grid", "prompt=a 7,the number four",
              "--grid", "seed=0..3"]
 N_ITEMS = 8
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+# The Ray test cluster's nodes and every driver share one token of their own (Ray's token authentication), so
+# the tests depend on no ~/.ray/auth_token left by other Ray use on the machine.
+RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **RAY_AUTH}
 
 
 def batch_command(*args) -> list[str]:

@@ -58,6 +58,15 @@ def test_a_folder_holding_another_batch_is_refused(sd_graph, tmp_path):
     assert len(read_rows(tmp_path / "out" / "manifest.jsonl")) == 1
 
 
+def test_two_batches_cannot_write_to_one_folder_at_once(sd_graph, tmp_path):
+    from nodegraph.batch.manifest import Manifest
+
+    with Manifest(tmp_path / "out"):  # as a batch running in another process holds it
+        with pytest.raises(ManifestError, match="another `nodegraph batch` is writing to"):
+            run_batch(sd_graph, {"seed": [0]}, sets=DIGITS, out=tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
 def test_killed_batch_resumes_without_missing_or_duplicated_items_and_same_pngs(reference_batch, tmp_path):
     out = tmp_path / "out"
     manifest = out / "manifest.jsonl"

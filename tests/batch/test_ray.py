@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DIGITS, ENV, GRID_ARGS, N_ITEMS, SD_GRAPH, batch_cli, pngs
+from conftest import DIGITS, ENV, GRID_ARGS, N_ITEMS, RAY_AUTH, SD_GRAPH, batch_cli, pngs
 
 from nodegraph.batch import ItemStarted, read_rows, run_batch
 
@@ -31,7 +31,7 @@ def _node(*args, log: Path) -> subprocess.Popen:
     """`ray start --block`: the node lives as long as this process, and SIGTERM stops everything it started."""
     return subprocess.Popen([RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1",
                              "--object-store-memory=80000000", "--disable-usage-stats", *args],
-                            env={**ENV, "RAY_USAGE_STATS_ENABLED": "0"}, stdout=log.open("w"),
+                            env=ENV, stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -45,39 +45,44 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
-def _cpus(address: str) -> int:
-    status = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True, text=True, env=ENV,
-                            timeout=60)
-    for line in status.stdout.splitlines():  # " 0.0/2.0 CPU"
-        if line.strip().endswith(" CPU") and "/" in line:
-            return int(float(line.split("/")[1].split()[0]))
-    return 0
+def _wait_for_port(address: str, process: subprocess.Popen, log: Path) -> None:
+    host, port = address.split(":")
+    deadline = time.monotonic() + STARTUP_S
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        with socket.socket() as s:
+            if s.connect_ex((host, int(port))) == 0:
+                return
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
-    """The address of a two-node cluster (head + worker), one CPU each."""
+    """The address of a two-node cluster (head + worker), one CPU each; this process stays connected."""
+    saved = {name: os.environ.get(name) for name in RAY_AUTH}
+    os.environ.update(RAY_AUTH)  # this process is a driver too, and Ray reads the token from the environment
+    import ray
+
     folder = tmp_path_factory.mktemp("ray")
     address = f"127.0.0.1:{_free_port()}"
     nodes = [_node("--head", f"--port={address.split(':')[1]}", "--include-dashboard=false",
                    f"--temp-dir={folder / 't'}", log=folder / "head.log")]
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while _cpus(address) < 1:
-            assert time.monotonic() < deadline and nodes[0].poll() is None, (folder / "head.log").read_text()
-            time.sleep(0.5)
+        _wait_for_port(address, nodes[0], folder / "head.log")
         nodes.append(_node(f"--address={address}", log=folder / "worker.log"))
-        while _cpus(address) < 2:
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        deadline = time.monotonic() + STARTUP_S
+        while ray.cluster_resources().get("CPU", 0) < 2:
             assert time.monotonic() < deadline and nodes[1].poll() is None, (folder / "worker.log").read_text()
-            time.sleep(0.5)
+            time.sleep(0.2)
         yield address
     finally:
-        import ray
-
         if ray.is_initialized():
             ray.shutdown()
         for node in reversed(nodes):
             _stop(node)
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
 
 
 def test_killed_actors_items_run_elsewhere_at_most_retries_times_each_item_once(ray_cluster, reference_batch,
