@@ -4,7 +4,7 @@ import pathlib
 
 import PIL.Image
 import pytest
-from conftest import COMMIT_V1, add_commit
+from hub_cache import COMMIT_V1, add_commit
 from huggingface_hub import ModelCard
 
 from nodegraph import load_graph

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import COMMIT_V1, COMMIT_V2, REPO, add_commit, move_ref
+from hub_cache import COMMIT_V1, COMMIT_V2, REPO, add_commit, move_ref
 
 from nodegraph import load_graph
 from nodegraph.cli import main
