@@ -59,9 +59,16 @@ def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None) -> str
               ("CFG scale", inputs.get("guidance_scale")), ("Seed", inputs.get("seed")),
               ("Size", f"{size[0]}x{size[1]}" if size else None), ("Model hash", _model_hash(inputs, 0)),
               ("Model", inputs.get("model")),
-              ("Strength", inputs.get("strength")), *conditioning_fields(inputs)]
+              ("Strength", inputs.get("strength")), *conditioning_fields(inputs), *_refiner_fields(inputs)]
     lines.append(", ".join(f"{k}: {v}" for k, v in fields if v not in (None, "")))
     return "\n".join(lines)
+
+
+def _refiner_fields(inputs: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A1111's names for an SDXL refiner and the fraction of the steps after which it takes over."""
+    if not inputs.get("refiner"):
+        return []
+    return [("Refiner", inputs["refiner"]), ("Refiner switch at", inputs.get("high_noise_frac"))]
 
 
 def recipe(info: OutputInfo) -> dict[str, Any]:

@@ -11,14 +11,27 @@ from nodegraph.models.loading import read_config
 Role = Literal["base", "refiner", "sd"]
 
 
-def sdxl_role(source: str | os.PathLike, revision: str | None = None) -> tuple[Role, dict[str, Any]]:
-    """("base" | "refiner" | "sd", model_index.json) for a pipeline folder or hub repo.
+def sdxl_role(source: str | os.PathLike, revision: str | None = None,
+              allow_pickle: bool = False) -> tuple[Role, dict[str, Any]]:
+    """("base" | "refiner" | "sd", model_index.json) for a pipeline folder, hub repo or single-file checkpoint
+    (whose family is read from its keys; it has no model_index.json, so {}).
 
     "sd" is any UNet without SDXL's `text_time` added embedding (Stable Diffusion 1.x/2.x). Base and refiner
     are told apart by how many time ids the added embedding takes: (its input width − the pooled text width)
     / `addition_time_embed_dim` is 6 for a base (sizes, crop, target size) and 5 for a refiner (sizes, crop,
     aesthetic score). A refiner also ships no first text encoder.
     """
+    from nodegraph.models.single_file import is_single_file
+
+    if is_single_file(source):
+        from nodegraph.models.single_file.detect import detect
+        from nodegraph.models.single_file.loader import opened
+
+        family = detect(opened(source, allow_pickle).shapes, str(source)).name
+        if family.endswith("_inpaint"):
+            raise CheckpointError(f"{source} is an inpainting checkpoint (9-channel UNet input); the SDXL graphs "
+                                  f"take text-to-image checkpoints.")
+        return {"sdxl_base": "base", "sdxl_refiner": "refiner"}.get(family, "sd"), {}
     index = read_config(source, "model_index", revision)
     unet = read_config(source, "unet", revision)
     if unet.get("addition_embed_type") != "text_time":

@@ -79,7 +79,9 @@ class UNet2DConditionModel(Model):
                              f"{c.per_block('cross_attention_dim')[-1]}), the text encoder's output.")
         if self.add_embedding is not None and (text_embeds is None or time_ids is None):
             raise ValueError("this is an SDXL UNet (`addition_embed_type` 'text_time'): it needs `text_embeds` "
-                             "(the pooled text embedding) and `time_ids` (sizes, crop, [aesthetic score]).")
+                             "(the pooled text embedding) and `time_ids` (sizes, crop, [aesthetic score]). Run SDXL "
+                             "checkpoints with graphs/sdxl.yaml (refiners as `refiner` of graphs/sdxl_refiner.yaml), "
+                             "or pass a Stable Diffusion 1.x/2.x checkpoint as `model` here.")
         # Sizes not divisible by 2^(number of upsamplers) make the up path resize to each skip's exact size.
         upsample_size = any(s % 2 ** (len(self.up_blocks) - 1) for s in sample.shape[-2:])
         if c.center_input_sample:

@@ -34,7 +34,7 @@ class SDXLCheckpoint(Node):
     def run(self, i, ctx):
         from nodegraph.models.sdxl import sdxl_role
 
-        found, index = sdxl_role(i.model, i.revision)
+        found, index = sdxl_role(i.model, i.revision, i.allow_pickle)
         if found != i.role:
             other = {"base": "an SDXL base checkpoint", "refiner": "an SDXL refiner checkpoint"}
             what = {"base": "an SDXL base checkpoint", "refiner": "an SDXL refiner checkpoint",

@@ -1,0 +1,63 @@
+"""The SDXL graphs from the command line: bad input is one clear message (exit ≠ 0, no traceback, no output
+file), and the PNG `parameters` name the refiner and its switch point. `nodegraph.cli.main` runs in-process:
+the same code path as the console script, without paying for a fresh interpreter per case."""
+
+from __future__ import annotations
+
+import PIL.Image
+import pytest
+from tiny_pipelines import REPO
+
+SDXL_GRAPH = REPO / "graphs" / "sdxl.yaml"
+REFINER_GRAPH = REPO / "graphs" / "sdxl_refiner.yaml"
+SD_GRAPH = REPO / "graphs" / "stable_diffusion.yaml"
+
+
+def run_cli(capsys, graph, out, **sets) -> tuple[int, str]:
+    from nodegraph.cli import main
+
+    args = ["run", str(graph), "--quiet", "--no-heap-reuse", "--out", str(out)]
+    for name, value in sets.items():
+        args += ["--set", f"{name}={value}"]
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case,graph,sets,expected", [
+    ("SD1 checkpoint to sdxl.yaml", SDXL_GRAPH, {"model": "{sd}"},
+     ["`model`", "Stable Diffusion 1.x/2.x checkpoint", "graphs/stable_diffusion.yaml"]),
+    ("refiner as model", SDXL_GRAPH, {"model": "{refiner}"},
+     ["`model`", "SDXL refiner checkpoint", "pass it as `refiner` of graphs/sdxl_refiner.yaml"]),
+    ("base as refiner", REFINER_GRAPH, {"model": "{base}", "refiner": "{base}"},
+     ["`refiner`", "is an SDXL base checkpoint", "needs an SDXL refiner"]),
+    ("SDXL base to stable_diffusion.yaml", SD_GRAPH, {"model": "{base}"},
+     ["SDXL UNet", "graphs/sdxl.yaml", "`model`"]),
+    ("high_noise_frac 1", REFINER_GRAPH, {"model": "{base}", "refiner": "{refiner}", "high_noise_frac": 1.0},
+     ["inputs.high_noise_frac", "less than 1"]),
+    ("high_noise_frac 0", REFINER_GRAPH, {"model": "{base}", "refiner": "{refiner}", "high_noise_frac": 0},
+     ["inputs.high_noise_frac", "greater than 0"]),
+    ("width not a multiple of 8", SDXL_GRAPH, {"model": "{base}", "width": 36},
+     ["inputs.width", "multiple of 8"]),
+])
+def test_bad_sdxl_input_is_one_clear_message_without_output(tiny_sdxl, tiny_sd, tmp_path, capsys, case, graph, sets,
+                                                           expected):
+    base, refiner = tiny_sdxl
+    values = {k: str(v).format(sd=tiny_sd, base=base, refiner=refiner) for k, v in sets.items()}
+    code, err = run_cli(capsys, graph, tmp_path / "out", steps=2, **values)
+    assert code in (1, 2), err
+    for text in expected:
+        assert text in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_refiner_png_names_the_refiner_and_the_switch_point(tiny_sdxl, tmp_path, capsys):
+    base, refiner = tiny_sdxl
+    code, err = run_cli(capsys, REFINER_GRAPH, tmp_path, model=base, refiner=refiner, prompt="a cat", steps=5,
+                        high_noise_frac=0.6, height=32, width=32, seed=4)
+    assert code == 0, err
+    with PIL.Image.open(tmp_path / "image.png") as img:
+        params = img.text["parameters"].splitlines()
+    assert params[0] == "a cat"
+    assert "Steps: 5, Sampler: Euler, CFG scale: 5.0, Seed: 4, Size: 32x32" in params[1]
+    assert f"Refiner: {refiner}, Refiner switch at: 0.6" in params[1]
