@@ -1,6 +1,5 @@
 """Graphs that cannot hurt you: hostile documents are refused quickly, with located errors, for every loader."""
 
-import os
 import time
 import tracemalloc
 
