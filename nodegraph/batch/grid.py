@@ -147,25 +147,11 @@ def expand(axes: list[Axis], zip_axes: bool = False, repeat: int = 1) -> Iterabl
             yield dict(zip(names, combo))
 
 
-def plan_items(graph, axes: list[Axis], sets: Optional[Mapping[str, Any]] = None, *, zip_axes: bool = False,
-               repeat: int = 1, set_origin: str = "value") -> list[Item]:
-    """Every item of the batch with all its input values, checked against the graph before anything runs.
-
-    Raises ValidationFailed listing every problem: unknown or repeated input names, axes of unequal length
-    under `zip`, required inputs given nowhere, and each value (of `sets` and of every axis) that the graph
-    input or a node port it feeds rejects — each located where the user wrote it.
-    """
+def _structure_problems(graph, axes: list[Axis], sets: dict, zip_axes: bool, repeat: int, problem) -> None:
+    """Problems of the batch's shape: names, repeated axes, zip lengths, `--repeat`, required inputs."""
     from nodegraph.spec.document import NO_DEFAULT
-    from nodegraph.spec.values import bind_input_values, check_value_for_input
 
-    checked = graph.checked
-    sets = dict(sets or {})
-    issues: list[GraphError] = []
-
-    def problem(code: str, where: str, message: str, hint: str = "", file: str = COMMAND_LINE,
-                line: Optional[int] = None) -> None:
-        issues.append(GraphError(code, where, message, hint, file, line, 1 if line else None))
-
+    inputs = graph.checked.spec.inputs
     if repeat < 1:
         problem("invalid_value", "--repeat", f"`--repeat {repeat}`: must be at least 1", "e.g. `--repeat 4`")
     names = [a.name for a in axes]
@@ -176,10 +162,10 @@ def plan_items(graph, axes: list[Axis], sets: Optional[Mapping[str, Any]] = None
         problem("duplicate_axis", f"--grid {name}", f"input `{name}` is given by both `--set` and `--grid`",
                 "keep one of them")
     for name in [*sets, *dict.fromkeys(names)]:
-        if name not in checked.spec.inputs:
-            close = difflib.get_close_matches(str(name), list(checked.spec.inputs), n=1)
+        if name not in inputs:
+            close = difflib.get_close_matches(str(name), list(inputs), n=1)
             problem("unknown_graph_input", name, f"{graph.file} has no input `{name}`",
-                    f"did you mean `{close[0]}`?" if close else f"its inputs: {', '.join(checked.spec.inputs) or 'none'}")
+                    f"did you mean `{close[0]}`?" if close else f"its inputs: {', '.join(inputs) or 'none'}")
     if zip_axes and len({len(a.values) for a in axes}) > 1:
         sizes = ", ".join(f"`{a.name}` {len(a.values)}" for a in axes)
         problem("zip_length_mismatch", "--zip", f"`--zip` needs axes of one length; they have {sizes}",
@@ -187,18 +173,38 @@ def plan_items(graph, axes: list[Axis], sets: Optional[Mapping[str, Any]] = None
     if repeat > 1 and "seed" in names:
         problem("duplicate_axis", "--repeat", "`--repeat` advances `seed`, which is also a `--grid` axis",
                 "use a longer seed range instead, e.g. `--grid seed=0..99`")
-    if repeat > 1 and "seed" not in checked.spec.inputs:
+    if repeat > 1 and "seed" not in inputs:
         problem("invalid_value", "--repeat", f"`--repeat` advances the `seed` input and {graph.file} has none",
                 "give the varying input as a `--grid` axis instead")
-    for name, decl in checked.spec.inputs.items():
+    for name, decl in inputs.items():
         if decl.default is NO_DEFAULT and name not in sets and name not in names:
             problem("missing_graph_input", f"inputs.{name}", f"input `{name}` is required and was not given",
                     f"give it with `--set {name}=...` or a `--grid {name}=...` axis")
+
+
+def plan_items(graph, axes: list[Axis], sets: Optional[Mapping[str, Any]] = None, *, zip_axes: bool = False,
+               repeat: int = 1, set_origin: str = "value") -> list[Item]:
+    """Every item of the batch with all its input values, checked against the graph before anything runs.
+
+    Raises ValidationFailed listing every problem: unknown or repeated input names, axes of unequal length
+    under `zip`, required inputs given nowhere, and each value (of `sets` and of every axis) that the graph
+    input or a node port it feeds rejects — each located where the user wrote it.
+    """
+    from nodegraph.spec.values import bind_input_values, check_value_for_input
+
+    checked = graph.checked
+    sets = dict(sets or {})
+    issues: list[GraphError] = []
+
+    def problem(code: str, where: str, message: str, hint: str = "", file: str = COMMAND_LINE,
+                line: Optional[int] = None) -> None:
+        issues.append(GraphError(code, where, message, hint, file, line, 1 if line else None))
+
+    _structure_problems(graph, axes, sets, zip_axes, repeat, problem)
     total = count_items(axes, zip_axes, max(repeat, 1))
-    if total > MAX_ITEMS:
+    if total > MAX_ITEMS:  # listing the items would exhaust memory before saying anything useful
         problem("too_many_items", "--grid", f"the grid makes {total:,} items, more than {MAX_ITEMS:,}",
                 "split the batch into several runs")
-    if total > MAX_ITEMS:  # listing the items would exhaust memory before saying anything useful
         raise ValidationFailed(issues, graph.file)
 
     def check(name: str, value: Any, label: str, file: str, line: Optional[int]) -> Any:

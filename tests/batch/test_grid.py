@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DIGITS, batch_cli
+from conftest import DIGITS, SD_GRAPH
 
 from nodegraph.batch import GridError, parse_grid_option, plan_items, run_batch
 from nodegraph.batch.grid import Axis
@@ -44,6 +44,12 @@ def test_ranges_include_both_ends_and_commas_can_be_escaped():
         parse_grid_option("seed=0..99999999999", text_value)
     with pytest.raises(GridError, match="not NAME=VALUES"):
         parse_grid_option("seed", text_value)
+
+
+def test_a_product_too_big_to_list_is_refused_before_it_is_made(sd_graph):
+    with pytest.raises(ValidationFailed) as failed:
+        plan_items(sd_graph, [Axis("seed", tuple(range(1001))), Axis("prompt", tuple(map(str, range(1001))))], DIGITS)
+    assert failed.value.codes == ["too_many_items"] and "1,002,001 items" in str(failed.value)
 
 
 def test_file_axis_has_one_value_a_line_and_locates_bad_lines(sd_graph, tmp_path):
@@ -94,16 +100,22 @@ def graph_without_default():
                        "nodes: {}\noutputs: {}\n")
 
 
-def test_command_line_grid_errors_exit_2_without_traceback_or_output(tmp_path):
+def test_command_line_grid_errors_exit_2_without_traceback_or_output(tmp_path, monkeypatch, capsys):
+    from nodegraph.cli import main
+
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "prompts.txt").write_text("a 7\n")
-    result = batch_cli("--set", "model=builtin:digits", "--grid", "prompt=@prompts.txt", "--grid", "seed=0..2,x",
-                       "--grid", "steps=1,two", "--out", tmp_path / "out", cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    assert "`--grid seed=0..2`: expected int" in result.stderr
-    assert "`--grid steps=two`: expected int" in result.stderr and "3 errors in" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+    def batch(*args):
+        code = main(["batch", str(SD_GRAPH), "--set", "model=builtin:digits", *args, "--out", "out", "-q"])
+        return code, capsys.readouterr().err
+
+    code, err = batch("--grid", "prompt=@prompts.txt", "--grid", "seed=0..2,x", "--grid", "steps=1,two")
+    assert code == 2, err
+    assert "`--grid seed=0..2`: expected int" in err and "`--grid seed=x`: expected int" in err
+    assert "`--grid steps=two`: expected int" in err and "3 errors in" in err
     for args, message in [(["--grid", "seed=@nope.txt"], "no such file"), (["--grid", "seed"], "NAME=VALUES"),
-                          (["--workers", "2"], "add `--ray`")]:
-        result = batch_cli("--set", "model=builtin:digits", *args, "--out", tmp_path / "out", cwd=tmp_path)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
-        assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+                          (["--workers", "2"], "add `--ray`"), (["--ray", "--retries", "-1"], "0 or more")]:
+        code, err = batch(*args)
+        assert code == 2 and message in err, err
+        assert "Traceback" not in err and not (tmp_path / "out").exists()
