@@ -106,3 +106,15 @@ def test_a_failing_item_is_recorded_and_the_rest_finish(tmp_path):
     assert str(missing) in rows[1]["error"] and rows[1]["outputs"] == {}
     assert sorted(pngs(tmp_path / "out")) == ["00000-image.png", "00002-image.png"]
     assert json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[1])["item"] == 1
+
+
+def test_outputs_that_are_not_files_are_summarised_and_a_raising_node_fails_only_its_item(tmp_path):
+    from nodegraph import loads_graph
+
+    graph = loads_graph("nodegraph: 1\ninputs:\n  a: {type: float}\n  b: {type: float, default: 1.0}\n"
+                        "nodes:\n  div: {type: Divide, a: $inputs.a, b: $inputs.b}\noutputs:\n  q: $div.value\n")
+    rows = run_batch(graph, {"a": [1.0, 6.0], "b": [0.0, 2.0]}, out=tmp_path / "out")
+    assert [(r["inputs"]["a"], r["inputs"]["b"], r["status"]) for r in rows] == [
+        (1.0, 0.0, "failed"), (1.0, 2.0, "done"), (6.0, 0.0, "failed"), (6.0, 2.0, "done")]
+    assert rows[1]["outputs"] == {"q": 0.5} and rows[3]["outputs"] == {"q": 3.0}
+    assert "division by zero" in rows[0]["error"] and "`div`" in rows[0]["error"]
