@@ -22,6 +22,9 @@ class Limits:
     """Nodes in one graph file, repeat bodies included."""
     max_include_depth: int = 16
     """Graph files including graph files, counted from the file being loaded."""
+    max_expanded_nodes: int = 100_000
+    """Nodes a run plans once every include is expanded: a few small files that each use the next one 50
+    times would otherwise plan 50**depth steps."""
     max_repeat_nesting: int = 8
     """A repeat inside a repeat inside ...; each level multiplies the work of a run."""
 

@@ -145,6 +145,33 @@ def check_spec(spec: GraphSpec, source: Source, registry: Registry) -> CheckedGr
     return GraphChecker(spec, source, registry, includes, Reporter(source.file)).run()
 
 
+def expanded_size(checked: CheckedGraph, memo: Optional[dict] = None) -> int:
+    """Nodes the graph runs with every include expanded (each file counted once, however often used)."""
+    memo = {} if memo is None else memo
+    if id(checked) not in memo:
+        total, todo = 0, list(checked.nodes.values())
+        while todo:
+            node = todo.pop()
+            total += 1 + (expanded_size(node.subgraph, memo) if node.subgraph is not None else 0)
+            if node.body is not None:
+                todo.extend(node.body.nodes.values())
+        memo[id(checked)] = total
+    return memo[id(checked)]
+
+
+def _check_expanded(checked: CheckedGraph, limits: Limits) -> CheckedGraph:
+    if checked.errors or not any(n.subgraph is not None for n in checked.nodes.values()):
+        return checked
+    memo: dict = {}
+    total = expanded_size(checked, memo)
+    if total > limits.max_expanded_nodes:
+        biggest = max(checked.nodes.values(), key=lambda n: expanded_size(n.subgraph, memo) if n.subgraph else 0)
+        Reporter(checked.source.file, checked.source.marks, checked.issues).error(
+            "graph_too_large", biggest.path, f"with its included graphs expanded, this graph would run {total:,} "
+            f"nodes, over the limit of {limits.max_expanded_nodes:,}", "include graph files fewer times", at_key=True)
+    return checked
+
+
 def _failed(source: Source, code: str, message: str, hint: str) -> CheckedGraph:
     return CheckedGraph(GraphSpec(), source, issues=[GraphError(code, "", message, hint, source.file)])
 
@@ -172,7 +199,7 @@ def load_graph(path: PathLike, registry: Optional[Registry] = None, *, limits: L
         file = pathlib.Path(path).resolve()
         root = pathlib.Path(include_root).resolve() if include_root is not None else file.parent
         checked = check_file(file, registry, includes, display=str(path), root=root)
-    return Graph.from_checked(checked, registry)
+    return Graph.from_checked(_check_expanded(checked, limits), registry)
 
 
 def loads_graph(text: str, *, file: str = "<string>", base_dir: Optional[PathLike] = None,
@@ -186,4 +213,4 @@ def loads_graph(text: str, *, file: str = "<string>", base_dir: Optional[PathLik
     base = pathlib.Path(base_dir or os.getcwd()).resolve()
     source = Source(file, None, base, root=base)
     includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside)
-    return Graph.from_checked(check_text(text, source, registry, includes), registry)
+    return Graph.from_checked(_check_expanded(check_text(text, source, registry, includes), limits), registry)

@@ -106,6 +106,19 @@ def test_include_depth_is_limited(write):
     assert load_graph(write("short.yaml", "nodes:\n  g: {type: ./g10.yaml}\noutputs: {x: $g.x}\n")).run() == {"x": 1}
 
 
+def test_includes_used_many_times_at_each_level_cannot_multiply_into_a_huge_run(write):
+    write("c.yaml", "nodes:\n" + "".join(f"  n{i}: {{type: Int, value: 1}}\n" for i in range(50))
+          + "outputs: {x: $n0.value}\n")
+    files = {}
+    for name, inner in (("b.yaml", "c.yaml"), ("a.yaml", "b.yaml")):  # each uses the next one 50 times
+        files[name] = write(name, "nodes:\n" + "".join(f"  u{i}: {{type: ./{inner}}}\n" for i in range(50))
+                            + "outputs: {x: $u0.x}\n")
+    (error,) = refused(files["a.yaml"])
+    assert error.code == "graph_too_large" and "127,550 nodes" in error.message  # 50 + 50 * (50 + 50 * 50)
+    assert (error.path, error.line) == ("nodes.u0", 2)
+    assert load_graph(files["b.yaml"]).run() == {"x": 1}  # 2,550 nodes: fine
+
+
 @pytest.mark.parametrize("include", ["../outside.yaml", "sub/../../outside.yaml", "/etc/passwd",
                                      "../does_not_exist.yaml", "link/outside.yaml"])
 def test_includes_cannot_leave_the_graph_folder(tmp_path, include):
