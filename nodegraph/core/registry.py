@@ -116,6 +116,12 @@ class Registry:
                 return latest, chain
         return latest, []
 
+    def migratable_versions(self, name: str) -> list[int]:
+        """Versions of `name` no longer installed that migrations still carry over to an installed one."""
+        self._ensure_loaded()
+        installed = self._types.get(name, {})
+        return sorted(v for v in self._migrations.get(name, {}) if v not in installed and self.migration_chain(name, v))
+
     def migration_chain(self, name: str, from_version: int) -> list:
         """Migrations from `from_version` to the newest installed version they reach ([] if none)."""
         self._ensure_loaded()

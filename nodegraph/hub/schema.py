@@ -81,12 +81,18 @@ def _type_names(registry: Registry) -> dict[str, tuple[NodeType, list[str]]]:
     return found
 
 
+def _migrated_versions(registry: Registry) -> list[str]:
+    """`Name@N` labels that validate through a migration (their inputs are the old ones: left unchecked)."""
+    return [f"{name}@{v}" for name in registry.names() for v in registry.migratable_versions(name)]
+
+
 def build_schema(registry: Optional[Registry] = None) -> dict:
     from nodegraph.core.registry import REGISTRY
 
     registry = registry or REGISTRY
     types = _type_names(registry)
-    all_names = sorted(n for _, names in types.values() for n in names)
+    migrated = _migrated_versions(registry)
+    all_names = sorted([n for _, names in types.values() for n in names] + migrated)
     definitions: dict[str, Any] = {
         "reference": {"type": "string", "pattern": REFERENCE,
                       "description": "`$node.port`, `$inputs.name`, `$state.name`, `$loop.item` or `$loop.index`"},
@@ -115,6 +121,8 @@ def build_schema(registry: Optional[Registry] = None) -> dict:
     }
     rules = [{"if": {"properties": {"type": {"const": "repeat"}}}, "then": _ref("repeat")},
              {"if": {"properties": {"type": {"type": "string", "pattern": INCLUDE}}}, "then": _ref("include")}]
+    if migrated:  # an older version, migrated when the graph loads: its old inputs are not checked here
+        rules.append({"if": {"properties": {"type": {"enum": migrated}}}, "then": {}})
     for label, (info, names) in types.items():
         definitions[f"node:{label}"] = _node_schema(info, names)
         rules.append({"if": {"properties": {"type": {"enum": names}}}, "then": _ref(f"node:{label}")})

@@ -87,3 +87,12 @@ def test_the_schema_command_prints_it_and_writes_it(capsys, tmp_path):
     assert printed == json.loads(json.dumps(build_schema()))
     assert main(["schema", "--out", str(tmp_path / "nodegraph.schema.json")]) == 0
     assert json.loads((tmp_path / "nodegraph.schema.json").read_text()) == printed
+
+
+def test_a_version_that_migrates_is_accepted_and_a_current_one_is_checked():
+    from test_migrate import BlurV2, registry_with
+
+    validator = jsonschema.Draft7Validator(build_schema(registry_with(BlurV2)))
+    old = "nodes:\n  b: {type: testing.Blur@1, x: 1.0, radius: 4.0}\noutputs: {y: $b.value}\n"
+    assert problems(validator, old) == []
+    assert [p for p, _ in problems(validator, old.replace("@1", "@2"))] == ["nodes/b"]  # `radius` is gone in v2
