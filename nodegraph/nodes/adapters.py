@@ -17,7 +17,8 @@ STRENGTH = dict(ge=-10.0, le=10.0)  # beyond ±10 a LoRA only produces noise; re
 
 @node("LoadLoRA", version=1)
 class LoadLoRA(Node):
-    """Apply a LoRA `.safetensors` file (kohya/A1111 or diffusers/peft format) to a UNet and/or text encoder.
+    """Apply a LoRA `.safetensors` file (kohya/A1111 or diffusers/peft format) to a UNet and/or text encoder(s)
+    (`text_encoder_2`: SDXL's second one).
 
     `strength_model` scales the UNet part, `strength_clip` the text-encoder part (diffusers' `set_adapters`
     weight; A1111's `<lora:name:w>` sets both to w). An empty `lora` passes the handles through unchanged.
@@ -28,6 +29,7 @@ class LoadLoRA(Node):
     class Inputs(Ports):
         unet: Optional[UNet] = None
         text_encoder: Optional[TextEncoder] = None
+        text_encoder_2: Optional[TextEncoder] = None
         lora: str = Field("", description="path of a LoRA .safetensors file; empty = none")
         strength_model: float = Field(1.0, **STRENGTH, description="UNet strength")
         strength_clip: float = Field(1.0, **STRENGTH, description="text-encoder strength")
@@ -36,23 +38,22 @@ class LoadLoRA(Node):
     class Outputs(Ports):
         unet: Optional[UNet] = None
         text_encoder: Optional[TextEncoder] = None
+        text_encoder_2: Optional[TextEncoder] = None
 
     def run(self, i, ctx):
         from nodegraph.models.adapters.lora import apply_lora, match_layers, read_lora
 
         if not i.lora:
-            return {"unet": i.unet, "text_encoder": i.text_encoder}
+            return {"unet": i.unet, "text_encoder": i.text_encoder, "text_encoder_2": i.text_encoder_2}
         lora = read_lora(i.lora)
-        if "text_encoder_2" in lora.parts:
-            raise ValueError(f"{i.lora} has text_encoder_2 (SDXL) layers; this LoadLoRA node serves SD 1.x/2.x "
-                             f"models, which have one text encoder")
         targets = [("unet", i.unet, i.strength_model, "this UNet"),
-                   ("text_encoder", i.text_encoder, i.strength_clip, "this text encoder")]
-        given = [part for part, model, _, _ in targets if model is not None]
-        useless = [p for p in lora.parts if p not in given]
-        if useless and not any(p in lora.parts for p in given):
-            raise ValueError(f"{i.lora} adapts {', '.join(sorted(lora.parts))}, but this node was given only "
-                             f"{', '.join(given) or 'nothing'}; connect the matching `unet`/`text_encoder`")
+                   ("text_encoder", i.text_encoder, i.strength_clip, "this text encoder"),
+                   ("text_encoder_2", i.text_encoder_2, i.strength_clip, "this second text encoder")]
+        missing = [part for part, model, strength, _ in targets
+                   if part in lora.parts and model is None and strength != 0]
+        if missing:  # never drop part of a LoRA silently
+            raise ValueError(f"{i.lora} has {' and '.join(missing)} layers, but no `{missing[0]}` is connected to "
+                             f"this node; connect it, or set its strength to 0 to leave that part out")
         out = {}
         for part, model, strength, what in targets:
             out[part] = model if model is None else apply_lora(model, match_layers(lora, part, model, what),

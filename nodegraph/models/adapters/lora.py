@@ -105,7 +105,7 @@ def _peft_split(key: str) -> tuple[str, str, str] | None:
     for suffix, role in PEFT_SUFFIXES.items():
         if rest.endswith(suffix):
             name = rest[:-len(suffix)]
-            return part, name.removeprefix("text_model."), role
+            return part, name, role
     return None
 
 
@@ -200,11 +200,15 @@ def match_layers(lora: LoraFile, part: str, model: nn.Module, what: str) -> dict
     """Module path → (layer, LoRA layer) for every layer of `part`; CheckpointError when any name or shape does
     not fit `model` (a LoRA for another family must fail loudly, never apply half or nothing)."""
     layers = adaptable_layers(model)
-    by_name = layers if lora.style == "peft" else {p.replace(".", "_"): p for p in layers}
+    # CLIPTextModel paths lost their `text_model.` in transformers 5 (CLIPTextModelWithProjection kept it), and
+    # files spell them either way: compare without it
+    sep = "_" if lora.style == "kohya" else "."
+    by_name = {_strip_text_model(p.replace(".", sep), sep): p for p in layers}
+    if lora.style == "kohya" and part == "unet":
+        by_name.update(_sgm_aliases(model, layers))
     matched, unmatched, misfit = {}, [], []
     for name, lora_layer in lora.parts.get(part, {}).items():
-        key = name.removeprefix("text_model_") if lora.style == "kohya" else name
-        path = by_name.get(key) if lora.style == "kohya" else (key if key in layers else None)
+        path = by_name.get(_strip_text_model(name, sep))
         if path is None:
             unmatched.append(name)
             continue
@@ -223,6 +227,70 @@ def match_layers(lora: LoraFile, part: str, model: nn.Module, what: str) -> dict
                               f"(e.g. {'; '.join(misfit[:SHOWN])}); the LoRA is for another model (SD 1.x and SD 2.x "
                               f"differ in width). Use a LoRA trained for this model")
     return matched
+
+
+_SGM_FIXED = {"conv_in": "input_blocks.0.0", "conv_out": "out.2", "time_embedding.linear_1": "time_embed.0",
+              "time_embedding.linear_2": "time_embed.2", "add_embedding.linear_1": "label_emb.0.0",
+              "add_embedding.linear_2": "label_emb.0.2"}
+_SGM_RESNET = {"conv1": "in_layers.2", "conv2": "out_layers.3", "time_emb_proj": "emb_layers.1",
+               "conv_shortcut": "skip_connection"}
+
+
+def _sgm_aliases(model: nn.Module, layers: dict[str, nn.Module]) -> dict[str, str]:
+    """kohya-ss names SDXL UNet layers after sgm's UNet (`input_blocks_4_1_…`, `middle_block_0_in_layers_2`,
+    `output_blocks_2_2_conv`): those names for an SDXL model's layers, as diffusers' SDXL loader reads them
+    (`_maybe_map_sgm_blocks_to_diffusers`: input block i = down block (i−1)//(n+1), slot (i−1)%(n+1); output
+    block i = up block i//(n+1), slot i%(n+1); inner 0/1/2 = resnet/attention/upsampler; n = layers_per_block)."""
+    config = getattr(model, "config", None)
+    n = getattr(config, "layers_per_block", None)
+    if getattr(config, "addition_embed_type", None) != "text_time" or not isinstance(n, int):
+        return {}  # SD 1.x/2.x kohya files use diffusers' own names
+    aliases = {}
+    for path in layers:
+        parts = path.split(".")
+        sgm = _mid_sgm_path(parts) if parts[0] == "mid_block" else _sgm_path(parts, n)
+        if sgm is not None:
+            aliases[sgm.replace(".", "_")] = path
+    return aliases
+
+
+def _sgm_path(parts: list[str], n: int) -> str | None:
+    path = ".".join(parts)
+    for diffusers_name, sgm in _SGM_FIXED.items():
+        if path == diffusers_name:
+            return sgm
+    if len(parts) < 4 or not parts[1].isdigit() or not parts[3].isdigit():
+        return None
+    block, kind, slot, rest = int(parts[1]), parts[2], int(parts[3]), parts[4:]
+    resnet_rest = [_SGM_RESNET.get(rest[0], rest[0]), *rest[1:]] if rest else []
+    if parts[0] == "down_blocks":
+        if kind == "downsamplers":
+            return f"input_blocks.{(block + 1) * (n + 1)}.0.op"
+        index = 1 + block * (n + 1) + slot
+        inner = {"resnets": ["0", *resnet_rest], "attentions": ["1", *rest]}.get(kind)
+        return None if inner is None else ".".join([f"input_blocks.{index}", *inner])
+    if parts[0] == "up_blocks":
+        if kind == "upsamplers":
+            return ".".join([f"output_blocks.{block * (n + 1) + n}.2", *rest])
+        index = block * (n + 1) + slot
+        inner = {"resnets": ["0", *resnet_rest], "attentions": ["1", *rest]}.get(kind)
+        return None if inner is None else ".".join([f"output_blocks.{index}", *inner])
+    return None
+
+
+def _mid_sgm_path(parts: list[str]) -> str | None:
+    if parts[:1] != ["mid_block"] or len(parts) < 4:
+        return None
+    if parts[1] == "resnets":
+        return ".".join([f"middle_block.{0 if parts[2] == '0' else 2}", _SGM_RESNET.get(parts[3], parts[3]),
+                         *parts[4:]])
+    if parts[1] == "attentions":
+        return ".".join(["middle_block.1", *parts[3:]])
+    return None
+
+
+def _strip_text_model(name: str, sep: str) -> str:
+    return name.removeprefix(f"text_model{sep}")
 
 
 def _fits(layer: nn.Module, lora: LoraLayer) -> bool:

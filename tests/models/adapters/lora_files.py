@@ -70,3 +70,76 @@ def write_peft(path: Path, targets, seed: int, rank: int = 4, gain: float = 0.3)
             tensors[f"{prefix}{module_path}.lora_B.weight"] = up
     save_file(tensors, path)
     return path
+
+
+# kohya's names for SDXL follow sgm's UNet; this table is written out by hand from sgm's layout for the tiny SDXL
+# base of tests/graphs/tiny_sdxl.py (layers_per_block 1: input block i = down block (i−1)//2, output block i = up
+# block i//2), with the diffusers module each name means.
+SDXL_KOHYA_UNET = {
+    "input_blocks_0_0": "conv_in",
+    "time_embed_0": "time_embedding.linear_1",
+    "label_emb_0_2": "add_embedding.linear_2",
+    "input_blocks_1_0_in_layers_2": "down_blocks.0.resnets.0.conv1",
+    "input_blocks_1_0_emb_layers_1": "down_blocks.0.resnets.0.time_emb_proj",
+    "input_blocks_2_0_op": "down_blocks.0.downsamplers.0.conv",
+    "input_blocks_3_0_skip_connection": "down_blocks.1.resnets.0.conv_shortcut",
+    "input_blocks_3_1_proj_in": "down_blocks.1.attentions.0.proj_in",
+    "input_blocks_3_1_transformer_blocks_0_attn1_to_q": "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q",
+    "input_blocks_3_1_transformer_blocks_0_attn2_to_k": "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k",
+    "input_blocks_3_1_transformer_blocks_0_ff_net_2": "down_blocks.1.attentions.0.transformer_blocks.0.ff.net.2",
+    "input_blocks_5_0_out_layers_3": "down_blocks.2.resnets.0.conv2",
+    "input_blocks_5_1_transformer_blocks_1_attn2_to_v": "down_blocks.2.attentions.0.transformer_blocks.1.attn2.to_v",
+    "input_blocks_5_1_transformer_blocks_1_attn1_to_out_0":
+        "down_blocks.2.attentions.0.transformer_blocks.1.attn1.to_out.0",
+    "middle_block_0_in_layers_2": "mid_block.resnets.0.conv1",
+    "middle_block_1_transformer_blocks_1_ff_net_0_proj": "mid_block.attentions.0.transformer_blocks.1.ff.net.0.proj",
+    "middle_block_2_emb_layers_1": "mid_block.resnets.1.time_emb_proj",
+    "output_blocks_0_0_skip_connection": "up_blocks.0.resnets.0.conv_shortcut",
+    "output_blocks_1_1_proj_out": "up_blocks.0.attentions.1.proj_out",
+    "output_blocks_1_2_conv": "up_blocks.0.upsamplers.0.conv",
+    "output_blocks_2_1_transformer_blocks_0_attn2_to_q": "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_q",
+    "output_blocks_3_0_out_layers_3": "up_blocks.1.resnets.1.conv2",
+    "output_blocks_5_0_in_layers_2": "up_blocks.2.resnets.1.conv1",
+    "out_2": "conv_out",
+}
+
+
+def sdxl_targets(folder: Path) -> dict[str, dict[str, nn.Module]]:
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+    te = CLIPTextModel.from_pretrained(folder / "text_encoder")
+    te2 = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2")
+    text = lambda model: {p.removeprefix("text_model."): m for p, m in model.named_modules()  # noqa: E731
+                          if isinstance(m, nn.Linear) and p.endswith(TEXT_LAYERS)}
+    return {"unet": dict(unet.named_modules()), "text_encoder": text(te), "text_encoder_2": text(te2)}
+
+
+def write_kohya_sdxl(path: Path, targets, seed: int, rank: int = 4, alpha: float = 8.0, gain: float = 0.4) -> Path:
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    named = [(f"lora_unet_{k}", targets["unet"][v]) for k, v in SDXL_KOHYA_UNET.items()]
+    for part, prefix in (("text_encoder", "lora_te1_text_model_"), ("text_encoder_2", "lora_te2_text_model_")):
+        named += [(prefix + p.replace(".", "_"), layer) for p, layer in targets[part].items()]
+    for name, layer in named:
+        down, up = random_pair(layer, rank, g, gain)
+        tensors[f"{name}.lora_down.weight"], tensors[f"{name}.lora_up.weight"] = down, up
+        tensors[f"{name}.alpha"] = torch.tensor(alpha)
+    save_file(tensors, path)
+    return path
+
+
+def write_peft_sdxl(path: Path, targets, seed: int, rank: int = 4, gain: float = 0.3) -> Path:
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    unet_layers = {p: m for p, m in targets["unet"].items() if isinstance(m, (nn.Linear, nn.Conv2d))
+                   and p.endswith(UNET_LAYERS) and p.startswith(("down_blocks", "mid_block", "up_blocks"))}
+    for prefix, layers in (("unet.", unet_layers), ("text_encoder.text_model.", targets["text_encoder"]),
+                           ("text_encoder_2.text_model.", targets["text_encoder_2"])):
+        for module_path, layer in layers.items():
+            down, up = random_pair(layer, rank, g, gain)
+            tensors[f"{prefix}{module_path}.lora_A.weight"] = down
+            tensors[f"{prefix}{module_path}.lora_B.weight"] = up
+    save_file(tensors, path)
+    return path

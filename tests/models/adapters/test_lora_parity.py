@@ -7,28 +7,37 @@ tolerance every SD parity test uses.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tests.graphs.tiny_pipelines import REPO, png_pixels, to_uint8
 
 SD_GRAPH = REPO / "graphs" / "stable_diffusion.yaml"
-SETTINGS = dict(prompt="a photo of a cat", seed=7, steps=4, guidance_scale=7.5, height=16, width=16)
+SETTINGS = dict(prompt="a photo of a cat", seed=7, steps=2, guidance_scale=7.5, height=16, width=16)
 
 
-def diffusers_image(folder, adapters=(), **settings):
-    """`adapters`: (file, weight) pairs, loaded as adapters a0, a1, … and activated with `set_adapters`."""
+@pytest.fixture(scope="module")
+def oracle(tiny_sd, loras):
+    """diffusers' pipeline with both test LoRAs loaded, as adapters "kohya" and "peft"."""
     import diffusers
 
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
-    names = [f"a{k}" for k in range(len(adapters))]
-    for name, (file, _) in zip(names, adapters):
+    for name, file in loras.items():
         pipe.load_lora_weights(str(file), adapter_name=name)
-    if adapters:
-        pipe.set_adapters(names, [w for _, w in adapters])
-    out = pipe(settings["prompt"], num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-               height=settings["height"], width=settings["width"],
-               generator=torch.Generator("cpu").manual_seed(settings["seed"]), output_type="np")
+    return pipe
+
+
+def diffusers_image(pipe, adapters: dict[str, float]):
+    pipe.set_adapters(list(adapters), list(adapters.values()))
+    out = pipe(SETTINGS["prompt"], num_inference_steps=SETTINGS["steps"], guidance_scale=SETTINGS["guidance_scale"],
+               height=SETTINGS["height"], width=SETTINGS["width"],
+               generator=torch.Generator("cpu").manual_seed(SETTINGS["seed"]), output_type="np")
     return to_uint8(out.images)
+
+
+@pytest.fixture(scope="module")
+def plain(tiny_sd):
+    return graph_image(SD_GRAPH, tiny_sd, **SETTINGS)
 
 
 def graph_image(graph, folder, **inputs):
@@ -42,22 +51,20 @@ def max_diff(a, b) -> int:
     return (a.int() - b.int()).abs().max().item()
 
 
-def test_kohya_lora_at_full_and_partial_strength_matches_diffusers(tiny_sd, loras):
-    plain = graph_image(SD_GRAPH, tiny_sd, **SETTINGS)
+def test_kohya_lora_at_full_and_partial_strength_matches_diffusers(tiny_sd, loras, oracle, plain):
     for scale in (1.0, 0.7):
         ours = graph_image(SD_GRAPH, tiny_sd, lora=str(loras["kohya"]), lora_scale=scale, **SETTINGS)
-        theirs = diffusers_image(tiny_sd, [(loras["kohya"], scale)], **SETTINGS)
-        assert max_diff(ours, theirs) <= 1, f"scale {scale}"
+        assert max_diff(ours, diffusers_image(oracle, {"kohya": scale})) <= 1, f"scale {scale}"
         assert (ours.float() - plain.float()).abs().mean() > 5, "the LoRA must visibly change the image"
 
 
-def test_peft_lora_matches_diffusers(tiny_sd, loras):
+def test_peft_lora_matches_diffusers(tiny_sd, loras, oracle, plain):
     ours = graph_image(SD_GRAPH, tiny_sd, lora=str(loras["peft"]), lora_scale=1.0, **SETTINGS)
-    assert max_diff(ours, diffusers_image(tiny_sd, [(loras["peft"], 1.0)], **SETTINGS)) <= 1
-    assert (ours.float() - graph_image(SD_GRAPH, tiny_sd, **SETTINGS).float()).abs().mean() > 5
+    assert max_diff(ours, diffusers_image(oracle, {"peft": 1.0})) <= 1
+    assert (ours.float() - plain.float()).abs().mean() > 5, "the LoRA must visibly change the image"
 
 
-def test_two_chained_loras_match_set_adapters_with_two_weights(tiny_sd, loras, tmp_path):
+def test_two_chained_loras_match_set_adapters_with_two_weights(tiny_sd, loras, oracle, tmp_path):
     # the shipped graph with a second LoadLoRA after the first one
     text = SD_GRAPH.read_text()
     text = text.replace("$lora.unet", "$lora2.unet").replace("$lora.text_encoder", "$lora2.text_encoder")
@@ -70,7 +77,7 @@ def test_two_chained_loras_match_set_adapters_with_two_weights(tiny_sd, loras, t
     (tmp_path / "sd_denoise_step.yaml").write_text((REPO / "graphs" / "sd_denoise_step.yaml").read_text())
     assert "lora2" in text and "$lora2.unet" in text
     ours = graph_image(graph, tiny_sd, lora=str(loras["kohya"]), lora_scale=0.8, lora_b=str(loras["peft"]), **SETTINGS)
-    theirs = diffusers_image(tiny_sd, [(loras["kohya"], 0.8), (loras["peft"], 0.6)], **SETTINGS)
+    theirs = diffusers_image(oracle, {"kohya": 0.8, "peft": 0.6})
     assert max_diff(ours, theirs) <= 1
     only_first = graph_image(SD_GRAPH, tiny_sd, lora=str(loras["kohya"]), lora_scale=0.8, **SETTINGS)
     assert (ours.float() - only_first.float()).abs().mean() > 2, "the second LoRA must change the image"
