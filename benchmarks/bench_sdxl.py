@@ -1,0 +1,181 @@
+"""SDXL time-to-image, whole process: `nodegraph run graphs/sdxl.yaml` vs diffusers' StableDiffusionXLPipeline.
+
+    .venv/bin/python benchmarks/bench_sdxl.py [--only sdxl|tiny] [--steps 3] [--size 512] [--repeats 2]
+
+Each run is a fresh Python process, timed from its start until the PNG is written (import + load + sample +
+decode + save), with its own peak RSS (ru_maxrss of that child), alternating the two libraries on the same
+checkpoint, prompt, seed, size and step count; the table gives medians and the largest pixel difference.
+Checkpoints (random weights, cached outside the repo):
+- sdxl: SDXL base 1.0's real architecture (UNet 2.6 B parameters, both text encoders, VAE; configs from
+  tests/models/data/reference/sdxl-configs.json), random weights stored in bf16 (about 7 GB on disk);
+- tiny: the tiny SDXL base of tests/graphs/tiny_sdxl.py (fixed costs only).
+Goal (issue 11): bf16 on the CPU, 512×512, 2–4 steps: time ratio ≤ 0.85 and peak-RSS ratio ≤ 0.6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_time_to_image import GB, pixel_diff, timed_run, warm_page_cache  # noqa: E402
+
+PROMPT = "a photograph of an astronaut riding a horse"
+SEED = 0
+CONFIGS = REPO / "tests" / "models" / "data" / "reference"
+
+
+def _random_fill(model, seed: int, dtype) -> None:
+    """Materialise a meta-built model with small seeded Gaussian weights (norm weights at 1) in `dtype`."""
+    import torch
+
+    model.to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+        for name, b in model.named_buffers():
+            if name.endswith("position_ids"):
+                b.copy_(torch.arange(b.shape[-1]).expand_as(b))
+    model.to(dtype)
+
+
+def sdxl_checkpoint(cache: Path) -> Path:
+    """SDXL base 1.0's architecture with random bf16 weights, as a diffusers pipeline folder (written once)."""
+    import torch
+
+    root = cache / "sdxl-base-random"
+    if (root / ".complete").exists():
+        return root
+    import diffusers
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    print(f"writing the SDXL-architecture checkpoint to {root} (once, ~7 GB) …", flush=True)
+    sdxl = json.loads((CONFIGS / "sdxl-configs.json").read_text())
+    clip_l = json.loads((CONFIGS / "real-configs.json").read_text())["SD14_TEXT_ENCODER"]
+    root.mkdir(parents=True, exist_ok=True)
+    parts = [("unet", lambda: diffusers.UNet2DConditionModel.from_config(sdxl["SDXL_BASE_UNET"])),
+             ("vae", lambda: diffusers.AutoencoderKL.from_config(sdxl["SDXL_VAE"])),
+             ("text_encoder", lambda: CLIPTextModel(CLIPTextConfig.from_dict(clip_l))),
+             ("text_encoder_2", lambda: CLIPTextModelWithProjection(CLIPTextConfig.from_dict(sdxl["SDXL_TEXT_ENCODER_2"])))]
+    for seed, (name, build) in enumerate(parts):
+        with torch.device("meta"):
+            model = build()
+        _random_fill(model, seed, torch.bfloat16)
+        model.save_pretrained(root / name)
+        del model
+    for name in ("tokenizer", "tokenizer_2"):
+        shutil.copytree(REPO / "nodegraph" / "builtin" / "clip_tokenizer", root / name, dirs_exist_ok=True)
+    (root / "scheduler").mkdir(exist_ok=True)
+    (root / "scheduler" / "scheduler_config.json").write_text(json.dumps(sdxl["SDXL_SCHEDULER"]))
+    (root / "model_index.json").write_text(json.dumps(sdxl["SDXL_BASE_MODEL_INDEX"]))
+    (root / ".complete").touch()
+    return root
+
+
+def tiny_checkpoint(cache: Path) -> Path:
+    root = cache / "tiny-sdxl"
+    if not (root / "base" / ".complete").exists():
+        sys.path[:0] = [str(REPO), str(REPO / "tests" / "graphs")]
+        from tiny_sdxl import save_tiny_sdxl
+
+        save_tiny_sdxl(root / "base", root / "refiner")
+        (root / "base" / ".complete").touch()
+    return root / "base"
+
+
+def diffusers_worker(model: str, dtype_name: str, size: int, steps: int, out: str, threads: int) -> None:
+    """The diffusers side, as a user would write it (runs as the timed child process)."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    torch.set_num_threads(threads)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    pipe = StableDiffusionXLPipeline.from_pretrained(model, torch_dtype=dtype, add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(PROMPT, num_inference_steps=steps, height=size, width=size,
+                 generator=torch.Generator("cpu").manual_seed(SEED)).images[0]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+
+
+def command(lib: str, model: Path, dtype: str, size: int, steps: int, out: Path, threads: int) -> list[str]:
+    if lib == "diffusers":
+        return [sys.executable, __file__, "--diffusers-worker", str(model), dtype, str(size), str(steps),
+                str(out / "image.png"), str(threads)]
+    sets = dict(model=model, prompt=PROMPT, steps=steps, height=size, width=size, seed=SEED)
+    return [sys.executable, "-m", "nodegraph.cli", "run", str(REPO / "graphs" / "sdxl.yaml"),
+            *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], "--dtype", dtype, "--device", "cpu",
+            "--out", str(out), "-q"]
+
+
+def measure(name: str, model: Path, dtype: str, size: int, steps: int, threads: int, repeats: int) -> dict:
+    runs = {"nodegraph": [], "diffusers": []}
+    with tempfile.TemporaryDirectory(prefix="ng-sdxl-") as tmp:
+        for r in range(repeats):
+            for lib in sorted(runs, reverse=bool(r % 2)):  # alternate who goes first
+                out = Path(tmp) / f"{lib}-{r}"
+                runs[lib].append(timed_run(command(lib, model, dtype, size, steps, out, threads), threads))
+                print(f"  {name} {lib} run {r}: {runs[lib][-1][0]:.1f} s, {runs[lib][-1][1] / GB:.2f} GB", flush=True)
+        diff = pixel_diff(Path(tmp) / "nodegraph-0" / "image.png", Path(tmp) / "diffusers-0" / "image.png")
+    med = {lib: (statistics.median(s for s, _ in rs), statistics.median(m for _, m in rs)) for lib, rs in runs.items()}
+    return {"case": name, "size": size, "steps": steps, "dtype": dtype, "diff": diff,
+            **{f"{lib}_{k}": v for lib, (s, m) in med.items() for k, v in (("s", s), ("rss", m))}}
+
+
+def print_table(rows: list[dict], threads: int, repeats: int) -> None:
+    import diffusers
+    import torch
+
+    print(f"\nSDXL time-to-image, whole process (import + load + steps + decode + PNG), nodegraph CLI vs diffusers "
+          f"{diffusers.__version__}; torch {torch.__version__}, {threads} thread(s), {os.cpu_count()} CPUs; "
+          f"median of {repeats}")
+    head = (f"{'checkpoint':<11}{'size':<6}{'steps':<6}{'dtype':<6}{'nodegraph s':>12}{'diffusers s':>12}"
+            f"{'ratio':>7}{'ng RSS GB':>11}{'df RSS GB':>11}{'ratio':>7}{'max px Δ':>10}")
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        print(f"{r['case']:<11}{r['size']:<6}{r['steps']:<6}{r['dtype']:<6}{r['nodegraph_s']:>12.2f}"
+              f"{r['diffusers_s']:>12.2f}{r['nodegraph_s'] / r['diffusers_s']:>7.2f}{r['nodegraph_rss'] / GB:>11.2f}"
+              f"{r['diffusers_rss'] / GB:>11.2f}{r['nodegraph_rss'] / r['diffusers_rss']:>7.2f}{r['diff']:>10}")
+    print("goal (sdxl, bf16, 512 px): time ratio ≤ 0.85, RSS ratio ≤ 0.6; max px Δ in 0–255 units")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "nodegraph-bench")
+    parser.add_argument("--only", choices=["tiny", "sdxl"], default=None)
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--size", type=int, default=512, help="image size for the sdxl checkpoint (tiny: 64)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+
+    checkpoints = {}
+    if args.only in (None, "tiny"):
+        checkpoints["tiny"] = (tiny_checkpoint(args.cache), 64)
+    if args.only in (None, "sdxl"):
+        checkpoints["sdxl"] = (sdxl_checkpoint(args.cache), args.size)
+    rows = []
+    for name, (root, size) in checkpoints.items():
+        warm_page_cache(root)
+        rows.append(measure(name, root, args.dtype, size, args.steps, args.threads, args.repeats))
+    print_table(rows, args.threads, args.repeats)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--diffusers-worker":
+        model, dtype, size, steps, out, threads = sys.argv[2:8]
+        diffusers_worker(model, dtype, int(size), int(steps), out, int(threads))
+    else:
+        main()
