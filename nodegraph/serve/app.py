@@ -59,21 +59,27 @@ class Guard:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await error(413, "request_too_large", f"the request is {int(length):,} bytes; the limit is "
                                f"{self.max_bytes:,}", "graphs are a few kilobytes")(scope, receive, send)
-        seen = 0
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):  # chunked: read it, within the limit
+            body = bytearray()
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if len(body) > self.max_bytes:
+                    return await error(413, "request_too_large", f"the request is over {self.max_bytes:,} bytes",
+                                       "graphs are a few kilobytes")(scope, receive, send)
+                if not message.get("more_body"):
+                    break
+            replayed = False
 
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge()
-            return message
+            async def receive_body():
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await error(413, "request_too_large", f"the request is over {self.max_bytes:,} bytes",
-                        "graphs are a few kilobytes")(scope, receive, send)
+            return await self.app(scope, receive_body, send)
+        return await self.app(scope, receive, send)
 
     def _authorized(self, scope, headers) -> bool:
         given = headers.get(b"authorization", b"").decode("latin-1")
@@ -84,10 +90,6 @@ class Guard:
 
             given = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("access_token") or [""])[0]
         return hmac.compare_digest(given.encode(), self.token.encode())
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(config: ServeConfig) -> FastAPI:

@@ -165,21 +165,24 @@ class Documents:
                 return self._graphs[digest]
         bundle = bundle if bundle is not None else self.store.document(digest)
         folder = self.root / digest
-        if not folder.is_dir():
+        created = not folder.is_dir()
+        if created:
             scratch = self.root / f".{uuid.uuid4().hex}"
             try:
                 unbundle(bundle, scratch)
-                os.replace(scratch, folder) if not folder.exists() else None
+                os.replace(scratch, folder)  # whole or not at all: a reader never sees half a document
             except BundleError as exc:
                 raise reject("bad_bundle", "document", str(exc), "a bundle is {format: 1, main, files}") from None
             except OSError:
-                if not folder.is_dir():
+                if not folder.is_dir():  # else another request stored the same document meanwhile
                     raise
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         try:
             graph = load_graph(folder / bundle["main"])
         except ValidationFailed as exc:
+            if created:  # an invalid document leaves nothing behind
+                shutil.rmtree(folder, ignore_errors=True)
             raise Rejected(422, [relative(e, folder) for e in exc.issues], bundle["main"]) from None
         self.store.put_document(digest, bundle)
         with self._lock:

@@ -109,6 +109,16 @@ def test_request_and_graph_size_limits(client, server):
     response = httpx.post(f"{server.url}/runs", headers=server.headers,
                           json={"document": "nodegraph: 1\n# " + "x" * 300_000})
     assert response.status_code == 413 and response.json()["errors"][0]["code"] == "request_too_large"
+
+    def chunks():  # no Content-Length: the limit holds while the body arrives
+        yield b'{"document": "nodegraph: 1\\n# '
+        for _ in range(30):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    response = httpx.post(f"{server.url}/runs", headers={**server.headers, "content-type": "application/json"},
+                          content=chunks())
+    assert response.status_code == 413
     nodes = "".join(f"  n{i}: {{type: Add, a: {i}, b: 1}}\n" for i in range(60))
     with pytest.raises(ServerError) as caught:
         client.submit(document=f"nodegraph: 1\nnodes:\n{nodes}outputs: {{x: $n59.value}}\n")
