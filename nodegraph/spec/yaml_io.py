@@ -67,13 +67,17 @@ class _GraphLoader(yaml.SafeLoader):
 
     def __init__(self, text: str, limits: Limits):
         super().__init__(text)
-        self.limits, self.depth = limits, 0
+        self.limits, self.depth, self.composed = limits, 0, 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             return super().compose_node(parent, index)
         self.depth += 1
+        self.composed += 1
         try:
+            if self.composed > self.limits.max_yaml_values:
+                raise _TooBig("too_many_values", f"the document has more than {self.limits.max_yaml_values:,} "
+                              "values", "a graph needs far fewer; split it into files", self.peek_event().start_mark)
             if self.depth > self.limits.max_depth:
                 raise _TooBig("too_deep", f"the document nests more than {self.limits.max_depth} levels deep",
                               "a graph needs only a few levels; flatten the structure", self.peek_event().start_mark)
