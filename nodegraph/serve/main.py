@@ -79,5 +79,6 @@ def cmd_serve(args) -> int:
     app = create_app(config)
     print(f"nodegraph serve: http://{args.host}:{args.port} (data in {config.data}; API page /docs)",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # open event streams never end by themselves: give them 5 s on shutdown, not forever
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
     return 0

@@ -96,7 +96,8 @@ class Worker:
             outputs = self._write(run_id, graph, values, result)
             status = "finished"
         except RunCancelledError as exc:
-            status, error = "cancelled", str(exc)
+            # stopped by the server shutting down, not by a user: failed, like a run a crash interrupted
+            status, error = ("failed", "server stopped") if self._stop.is_set() else ("cancelled", str(exc))
         except NodeExecutionError as exc:
             error = str(exc)
         except ValidationFailed as exc:
