@@ -7,10 +7,13 @@ stored as one bundle, addressed by its sha256, and run from `<data>/documents/<d
 survives a restart unchanged and its PNG metadata can make the image again.
 
 The server's own rules, on top of the spec's (size limits, includes kept in their tree, nothing executed):
-* a `model` (any port named `model` or ending in `_model`) is `builtin:NAME`, a hub repo id `org/name`, or a
-  folder inside a `--models` folder; a hub id that is also a folder on the server is refused;
-* a file port (a name containing `path`, `file`, `dir` or `lora`) takes an absolute path inside a graphs, models or
-  `<data>/inputs` folder; no relative paths, no `..`;
+* a model port (`model`, `config`, `override`, or a name ending in `_model`) takes `builtin:NAME`, a hub repo
+  id `org/name`, or an absolute path inside a `--models` folder; a hub id that is also a folder on the server
+  is refused;
+* a file port (`path`, `lora`, `embedding`, or a name containing `path`, `file` or `dir`) takes an absolute
+  path inside a graphs, models or `<data>/inputs` folder; no relative paths, no `..`;
+* model ports (`model`, `config`, `override`, `*_model`) and file ports take literals or graph inputs, never
+  a value another node computes (it could not be checked before the run);
 * at most `max_nodes` nodes, counting included graphs and repeat bodies.
 """
 
@@ -60,12 +63,18 @@ def digest_of(bundle: dict) -> str:
     return hashlib.sha256(json.dumps(bundle, sort_keys=True).encode()).hexdigest()
 
 
+# ports naming something to load: where a model may come from, and where a plain file may be read
+MODEL_PORTS = {"model", "config", "override"}
+FILE_PORTS = {"path", "lora", "embedding"}
+COMPUTED = object()  # a location computed by another node: cannot be checked before the run
+
+
 def is_model_port(name: str) -> bool:
-    return name == "model" or name.endswith("_model")
+    return name in MODEL_PORTS or name.endswith("_model")
 
 
 def is_file_port(name: str) -> bool:
-    return any(word in name for word in ("path", "file", "dir", "lora"))
+    return name in FILE_PORTS or any(word in name for word in ("path", "file", "dir"))
 
 
 class Documents:
@@ -201,15 +210,16 @@ class Documents:
     def check_values(self, graph, values: dict[str, Any]) -> None:
         """Refuse models and files outside what this server allows; every problem reported at once."""
         problems: list[GraphError] = []
-        for port, value, where in string_values(graph.checked, values):
-            if not value:  # empty: "none" for optional models and files
+        for port, value, where in location_values(graph.checked, values):
+            if value is COMPUTED:
+                problem = ("computed_location", "is computed by another node, so the server cannot check it "
+                           "before the run", "give it as a literal or a graph input")
+            elif not isinstance(value, str) or not value:  # empty or None: no model or file
                 continue
-            if is_model_port(port):
+            elif is_model_port(port):
                 problem = self._model_problem(value)
-            elif is_file_port(port):
-                problem = self._file_problem(value)
             else:
-                continue
+                problem = self._file_problem(value)
             if problem:
                 problems.append(GraphError(problem[0], where, f"`{port}` {value!r}: {problem[1]}", problem[2],
                                            "<request>"))
@@ -299,22 +309,30 @@ def count_nodes(checked) -> int:
     return total
 
 
-def string_values(checked, values: dict[str, Any], prefix: str = ""):
-    """(port name, string, where) for every string reaching a node port: literals, and input values by
-    the ports they feed (through included graphs too)."""
+def location_values(checked, values: dict[str, Any], prefix: str = ""):
+    """(port, value, where) for every value reaching a model or file port: a literal, a graph-input value, or
+    COMPUTED when another node's output feeds it (through included graphs too)."""
     from nodegraph.spec.document import Ref
 
+    def located(port: str) -> bool:
+        return is_model_port(port) or is_file_port(port)
+
     for name, value in values.items():
-        if isinstance(value, str):
-            for consumer in checked.consumers.get(name, ()):
+        for consumer in checked.consumers.get(name, ()):
+            if located(consumer.port.name):
                 yield consumer.port.name, value, f"{prefix}inputs.{name}"
     for node in _walk(checked.nodes):
-        for port, value in node.values.items():
-            if isinstance(value, str):
-                yield port, value, f"{prefix}nodes.{node.id}.{port}"
         if node.kind == "graph" and node.subgraph is not None:
-            inner = {k: v for k, v in node.values.items() if not isinstance(v, Ref)}
-            passed = {k: values[v.name] for k, v in node.values.items()
-                      if isinstance(v, Ref) and v.scope == "inputs" and v.name in values}
-            yield from string_values(node.subgraph, {**node.subgraph.defaults, **inner, **passed},
-                                     f"{prefix}nodes.{node.id}/")
+            given = {}
+            for port, value in node.values.items():
+                if not isinstance(value, Ref):
+                    given[port] = value
+                elif value.scope == "inputs" and value.name in values:
+                    given[port] = values[value.name]
+                else:
+                    given[port] = COMPUTED
+            yield from location_values(node.subgraph, {**node.subgraph.defaults, **given}, f"{prefix}nodes.{node.id}/")
+            continue
+        for port, value in node.values.items():
+            if located(port) and not (isinstance(value, Ref) and value.scope == "inputs"):
+                yield port, COMPUTED if isinstance(value, Ref) else value, f"{prefix}nodes.{node.id}.{port}"

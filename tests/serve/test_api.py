@@ -95,6 +95,14 @@ def test_models_files_and_includes_outside_the_allowed_folders_are_refused(clien
         client.submit(document=image)
     assert [e["code"] for e in caught.value.errors] == ["path_not_allowed"]
     assert caught.value.errors[0]["path"] == "nodes.i.path"
+    computed = "nodegraph: 1\nnodes:\n  p: {type: String, value: secret.png}\n" \
+               "  i: {type: LoadImage, path: $p.value}\noutputs: {image: $i.image}\n"
+    with pytest.raises(ServerError) as caught:
+        client.submit(document=computed)
+    assert [(e["code"], e["path"]) for e in caught.value.errors] == [("computed_location", "nodes.i.path")]
+    with pytest.raises(ServerError) as caught:
+        client.submit("stable_diffusion", model="builtin:digits", vae="/etc", lora="relative.safetensors")
+    assert sorted(e["code"] for e in caught.value.errors) == ["model_not_allowed", "path_not_allowed"]
     include = "nodegraph: 1\nnodes:\n  s: {type: ../../tests/serve/graphs/sleep.yaml}\noutputs: {v: $s.value}\n"
     with pytest.raises(ServerError) as caught:
         client.submit(document=include)
