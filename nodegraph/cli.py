@@ -88,10 +88,11 @@ def _load_run_target(target: str, scratch: pathlib.Path, args=None):
     from nodegraph.spec.bundle import unbundle
 
     recipe = read_recipe(target)
+    pins = recipe.get("hub_pins") if isinstance(recipe.get("hub_pins"), dict) else None
     if str(recipe.get("source", "")).startswith("hf://"):  # a Hub graph, pinned to the commit that ran
-        return load_graph(recipe["source"]), recipe["inputs"]
+        return load_graph(recipe["source"], hub_pins=pins), recipe["inputs"]
     main = unbundle(recipe["graph"], scratch)
-    return load_graph(main, include_root=scratch), recipe["inputs"]
+    return load_graph(main, include_root=scratch, hub_pins=pins), recipe["inputs"]
 
 
 def _inputs_feeding(graph, node_id: str, values: dict[str, Any]) -> str:

@@ -74,7 +74,7 @@ def _refiner_fields(inputs: dict[str, Any]) -> list[tuple[str, Any]]:
 def recipe(info: OutputInfo) -> dict[str, Any]:
     from nodegraph.spec.bundle import BUNDLE_FORMAT, bundle_graph
 
-    from nodegraph.hub.resolve import hub_bundle, pinned_source
+    from nodegraph.hub.resolve import hub_bundle, hub_pins, pinned_source
 
     graph_file = getattr(info.graph, "file", None)
     source = pinned_source(info.graph)  # a Hub graph: re-run from the exact commit that made the image
@@ -87,7 +87,8 @@ def recipe(info: OutputInfo) -> dict[str, Any]:
     record = {"graph": bundle, "inputs": info.inputs, "output": info.output, "dtype": info.dtype}
     if _model_hash(info.inputs, 1):
         record["model_sha256"] = _model_hash(info.inputs, 1)
-    return {**record, "source": source} if source else record
+    pins = hub_pins(info.graph)  # Hub graphs used as nodes: the commits they were read at
+    return {**record, **({"source": source} if source else {}), **({"hub_pins": pins} if pins else {})}
 
 
 def metadata_hook(info: OutputInfo, index: int) -> dict[str, str]:

@@ -133,6 +133,26 @@ def pinned_source(graph) -> Optional[str]:
     return str(hub.pinned) if hub is not None else None
 
 
+def hub_pins(graph) -> dict[str, str]:
+    """{hf:// address as written in a `type:`: the commit it was read at} for every Hub graph used as a node.
+
+    Recorded in PNG metadata, so a re-run reads those graphs at those commits even if a branch moved.
+    """
+    pins: dict[str, str] = {}
+    todo = [graph.checked]
+    while todo:
+        nodes = list(todo.pop().nodes.values())
+        while nodes:
+            node = nodes.pop()
+            if node.subgraph is not None:
+                if is_hub_address(node.spec.type) and node.subgraph.source.hub is not None:
+                    pins[str(node.subgraph.source.hub.address)] = node.subgraph.source.hub.commit
+                todo.append(node.subgraph)
+            if node.body is not None:
+                nodes.extend(node.body.nodes.values())
+    return pins
+
+
 def hub_bundle(graph) -> dict:
     """The Hub graph and the files it includes from its own repo, keyed by their paths in the repo.
 

@@ -25,7 +25,7 @@ def bundle_graph(path: str | os.PathLike) -> dict[str, Any]:
     main = pathlib.Path(path).resolve()
     includes = Includes(REGISTRY, allow_outside=True)  # the run already accepted these files
     check_file(main, REGISTRY, includes)
-    files = [main, *includes.cache]
+    files = [main, *(p for p, sub in includes.cache.items() if sub.source.hub is None)]  # hf://: by address
     root = pathlib.Path(os.path.commonpath([f.parent for f in files]))
     return {"format": BUNDLE_FORMAT, "main": main.relative_to(root).as_posix(),
             "files": {f.relative_to(root).as_posix(): f.read_text(encoding="utf-8") for f in files}}

@@ -40,10 +40,12 @@ class Includes:
     from. Nothing outside is even looked at, so a graph cannot probe the disk with its error messages.
     """
 
-    def __init__(self, registry: Registry, *, limits: Limits = DEFAULT_LIMITS, allow_outside: bool = False):
+    def __init__(self, registry: Registry, *, limits: Limits = DEFAULT_LIMITS, allow_outside: bool = False,
+                 hub_pins: Optional[dict] = None):
         self.registry = registry
         self.limits = limits
         self.allow_outside = allow_outside
+        self.hub_pins = hub_pins or {}  # hf:// address as written -> the commit to read it at (a re-run)
         self.cache: dict[pathlib.Path, CheckedGraph] = {}
         self.stack: list[pathlib.Path] = []
 
@@ -78,7 +80,8 @@ class Includes:
             try:
                 address = (parse_address(node_type) if is_hub_address(node_type)
                            else including.hub.pinned.sibling(node_type))
-                hub = fetch(address)
+                pin = self.hub_pins.get(str(address)) if is_hub_address(node_type) else None
+                hub = fetch(address.at(pin) if isinstance(pin, str) else address)
             except HubError as exc:
                 r.error(exc.code, path, exc.message, exc.hint)
                 return None
@@ -177,18 +180,21 @@ def _failed(source: Source, code: str, message: str, hint: str) -> CheckedGraph:
 
 
 def load_graph(path: PathLike, registry: Optional[Registry] = None, *, limits: Limits = DEFAULT_LIMITS,
-               allow_includes_outside: bool = False, include_root: Optional[PathLike] = None):
+               allow_includes_outside: bool = False, include_root: Optional[PathLike] = None,
+               hub_pins: Optional[dict] = None):
     """Load and validate a graph file or `hf://OWNER/REPO[@REV]/PATH.yaml`; raise ValidationFailed listing
     every problem found.
 
     Local includes must stay inside `include_root` (default: the graph's folder) unless
     `allow_includes_outside`; `limits` bound what a hostile document can cost (see spec/limits.py).
+    `hub_pins` ({hf:// address as written: commit}, as recorded in PNG metadata) reads those includes at
+    those commits.
     """
     from nodegraph.hub.resolve import HubError, fetch, is_hub_address, parse_address
     from nodegraph.spec.graph import Graph
 
     registry = registry or REGISTRY
-    includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside)
+    includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside, hub_pins=hub_pins)
     if is_hub_address(str(path)):
         try:
             hub = fetch(parse_address(str(path)))

@@ -105,3 +105,22 @@ def test_the_png_records_the_commit_and_rerunning_it_reads_that_commit_after_mai
     again = cli("run", tmp_path / "a" / "image.png", "--out", tmp_path / "c", "-q", cache=hub_cache)
     assert again.returncode == 0, again.stderr
     assert np.array_equal(pixels(tmp_path / "c" / "image.png"), made_at_v2)
+
+
+def test_a_hub_graph_used_as_a_node_is_pinned_in_the_png_of_a_local_graph(hub_cache, tmp_path):
+    local = tmp_path / "local.yaml"
+    local.write_text(f"nodes:\n  s: {{type: 'hf://{REPO}/parts/scale.yaml', x: 0.004}}\n"
+                     "  image: {type: SolidImage, value: $s.y, width: 8, height: 8}\noutputs: {image: $image.image}\n")
+    first = cli("run", local, "--out", tmp_path / "a", "-q", cache=hub_cache)
+    assert first.returncode == 0, first.stderr
+    with PIL.Image.open(tmp_path / "a" / "image.png") as image:
+        recipe = json.loads(image.text["nodegraph"])
+    assert recipe["hub_pins"] == {f"hf://{REPO}/parts/scale.yaml": COMMIT_V2}
+    assert list(recipe["graph"]["files"]) == ["local.yaml"]  # the Hub file is recorded by address, not copied
+
+    move_ref(hub_cache, REPO, "main", COMMIT_V1)
+    moved = cli("run", local, "--out", tmp_path / "b", "-q", cache=hub_cache)
+    assert not np.array_equal(pixels(tmp_path / "b" / "image.png"), pixels(tmp_path / "a" / "image.png"))
+    again = cli("run", tmp_path / "a" / "image.png", "--out", tmp_path / "c", "-q", cache=hub_cache)
+    assert again.returncode == 0 and moved.returncode == 0, again.stderr + moved.stderr
+    assert np.array_equal(pixels(tmp_path / "c" / "image.png"), pixels(tmp_path / "a" / "image.png"))
