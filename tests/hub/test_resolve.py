@@ -41,6 +41,13 @@ def test_a_hub_graph_can_be_a_node_type_in_a_local_graph(hub_cache, tmp_path):
     assert load_graph(path).run() == {"y": 30.0}
 
 
+def test_validate_and_show_take_an_address(hub_cache, capsys):
+    assert main(["validate", f"hf://{REPO}@v1/graph.yaml"]) == 0
+    assert capsys.readouterr().out.startswith(f"hf://{REPO}@v1/graph.yaml: valid (1 nodes")
+    assert main(["show", f"hf://{REPO}/graph.yaml"]) == 0
+    assert "flowchart" in capsys.readouterr().out
+
+
 def test_offline_without_a_cached_copy_is_a_clear_error(hub_cache, capsys):
     (error,) = codes(f"hf://{REPO}@v3/graph.yaml")
     assert error.code == "hub_offline" and "HF_HUB_OFFLINE is set" in error.message and "v3" in error.message
