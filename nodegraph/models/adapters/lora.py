@@ -331,8 +331,12 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
 
 
 def _fused(weight: torch.Tensor, lora: LoraLayer, scale: float) -> torch.Tensor:
-    """W + scale · (B ⊗ A), computed in float32: for a k×k conv, Σ_r B[o, r] · A[r, i, :, :]."""
-    down = lora.down.to(device=weight.device, dtype=torch.float32)
-    up = lora.up.to(device=weight.device, dtype=torch.float32)
-    delta = up.flatten(1) @ down.flatten(1)  # (out, in·kh·kw)
-    return (weight.float() + delta.reshape(weight.shape) * scale).to(weight.dtype)
+    """W + scale · (B ⊗ A) in a new tensor, accumulated in float32: for a k×k conv, Σ_r B[o, r] · A[r, i, :, :].
+    One copy of W and one GEMM into it (`addmm_`), no temporary of W's size."""
+    down = lora.down.to(device=weight.device, dtype=torch.float32).flatten(1)  # (r, in·kh·kw)
+    up = lora.up.to(device=weight.device, dtype=torch.float32).flatten(1)  # (out, r)
+    fused = weight.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+    fused.view(fused.shape[0], -1).addmm_(up, down, alpha=scale)
+    if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return fused.to(weight.dtype, memory_format=torch.channels_last)  # keep a channels-last model's layout
+    return fused.to(weight.dtype)
