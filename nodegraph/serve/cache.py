@@ -1,9 +1,9 @@
 """What the server keeps between runs: loaded models (an LRU under a memory budget) and node outputs
 (an LRU under its own budget), both emptied by POST /free.
 
-Node outputs are looked up by the signatures of nodegraph/exec/cache.py. Stored outputs that are loaded
-models count nothing here (the model cache counts them); when the model cache lets a model go, entries
-holding it go too, so its memory is really returned.
+Node outputs are looked up by the signatures of nodegraph/exec/cache.py. Tensors of loaded models count
+nothing here (the model cache counts them; a LoRA-patched copy counts only its own layers); when the model
+cache lets a model go, entries holding any of its tensors go too, so its memory is really returned.
 """
 
 from __future__ import annotations
@@ -35,19 +35,34 @@ def default_model_budget() -> int:
     return machine_memory() // 2
 
 
-def nbytes(value: Any) -> int:
-    """Bytes held by a tensor, a module's parameters and buffers, or a list/tuple/dict of those."""
+def tensors(value: Any):
+    """The tensors a value holds: itself, a module's parameters and buffers, or those of list/dict items."""
     if isinstance(value, (list, tuple)):
-        return sum(nbytes(v) for v in value)
-    if isinstance(value, dict):
-        return sum(nbytes(v) for v in value.values())
-    size = getattr(value, "nbytes", None)
-    if isinstance(size, int) and hasattr(value, "dtype"):
-        return size
-    tensors = getattr(value, "parameters", None)
-    if callable(tensors) and hasattr(value, "buffers"):
-        return sum(t.nbytes for t in value.parameters()) + sum(t.nbytes for t in value.buffers())
-    return 0
+        for item in value:
+            yield from tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from tensors(item)
+    elif hasattr(value, "untyped_storage") and hasattr(value, "dtype"):
+        yield value
+    elif callable(getattr(value, "parameters", None)) and callable(getattr(value, "buffers", None)):
+        yield from value.parameters()
+        yield from value.buffers()
+
+
+def storages(value: Any) -> set[int]:
+    return {t.untyped_storage().data_ptr() for t in tensors(value)}
+
+
+def nbytes(value: Any, shared: frozenset | set = frozenset()) -> int:
+    """Bytes of the tensors `value` holds, each storage once, leaving out storages in `shared` (a LoRA-patched
+    copy of a cached model costs only its patched layers)."""
+    seen: dict[int, int] = {}
+    for t in tensors(value):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in shared:
+            seen[ptr] = max(seen.get(ptr, 0), t.untyped_storage().nbytes())
+    return sum(seen.values())
 
 
 class ModelCache(ComponentCache):
@@ -58,6 +73,7 @@ class ModelCache(ComponentCache):
         self.budget = budget
         self.on_evict = on_evict
         self._sizes: OrderedDict[Any, int] = OrderedDict()
+        self._storages: dict[Any, set[int]] = {}
 
     def get_or_load(self, key: Any, load: Callable[[], Any]) -> Any:
         value = super().get_or_load(key, load)
@@ -66,6 +82,7 @@ class ModelCache(ComponentCache):
                 self._sizes.move_to_end(key)
             elif key in self._items:
                 self._sizes[key] = nbytes(value)
+                self._storages[key] = storages(value)
                 self._evict(keep=key)
         return value
 
@@ -73,10 +90,16 @@ class ModelCache(ComponentCache):
         while sum(self._sizes.values()) > self.budget and len(self._sizes) > 1:
             key = next(k for k in self._sizes if k != keep)
             del self._sizes[key]
-            value = self._items.pop(key, None)
+            dropped = self._storages.pop(key, set())
+            self._items.pop(key, None)
             self._key_locks.pop(key, None)
-            if self.on_evict is not None and value is not None:
-                self.on_evict(value)
+            if self.on_evict is not None:
+                self.on_evict(dropped)
+
+    def shared_storages(self) -> set[int]:
+        """Storages of the loaded models (what node outputs that reuse them do not pay for again)."""
+        with self._lock:
+            return set().union(*self._storages.values()) if self._storages else set()
 
     @property
     def used(self) -> int:
@@ -87,14 +110,16 @@ class ModelCache(ComponentCache):
         super().clear()
         with self._lock:
             self._sizes.clear()
+            self._storages.clear()
         return count
 
 
 class OutputCache:
     """Node outputs by signature, least recently used first out, under `budget` bytes of tensors."""
 
-    def __init__(self, budget: int):
+    def __init__(self, budget: int, shared: Callable[[], set[int]] = set):
         self.budget = budget
+        self.shared = shared  # storages counted elsewhere (the loaded models)
         self._entries: OrderedDict[str, tuple[dict, int]] = OrderedDict()
         self._used = 0
         self._lock = threading.Lock()
@@ -108,7 +133,7 @@ class OutputCache:
             return entry[0]
 
     def put(self, signature: str, outputs: dict) -> None:
-        size = nbytes([v for v in outputs.values() if getattr(v, "parameters", None) is None])
+        size = nbytes(list(outputs.values()), self.shared())
         if size > self.budget:
             return
         with self._lock:
@@ -121,10 +146,11 @@ class OutputCache:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self._used -= dropped
 
-    def drop_holding(self, value: Any) -> None:
+    def drop_holding(self, dropped: set[int]) -> None:
+        """Forget entries holding any of these storages (a model the model cache let go, or a patched copy)."""
         with self._lock:
             for signature in [s for s, (outputs, _) in self._entries.items()
-                              if any(v is value for v in outputs.values())]:
+                              if not storages(list(outputs.values())).isdisjoint(dropped)]:
                 self._used -= self._entries.pop(signature)[1]
 
     @property

@@ -42,9 +42,9 @@ class Service:
         self.interrupted = self.store.fail_interrupted()
         self.documents = Documents(config.data, config.graphs, config.models, self.store, config.max_nodes)
         self.logs = EventLogs()
-        self.outputs_cache = OutputCache(config.max_cache_memory)
-        self.models = ModelCache(config.max_model_memory or default_model_budget(),
-                                 on_evict=self.outputs_cache.drop_holding)
+        self.models = ModelCache(config.max_model_memory or default_model_budget())
+        self.outputs_cache = OutputCache(config.max_cache_memory, shared=self.models.shared_storages)
+        self.models.on_evict = self.outputs_cache.drop_holding
         self.worker = Worker(self.store, self.documents, self.logs, self.models, self.outputs_cache,
                              self.out_dir, config.device, config.dtype)
         queued, _ = self.store.page(["queued"], 1_000_000, None)

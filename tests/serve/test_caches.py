@@ -1,5 +1,7 @@
 """The server's memory budgets: models least recently used go first, node outputs stay under their budget."""
 
+import copy
+
 import torch
 
 from nodegraph.serve.cache import ModelCache, OutputCache, nbytes
@@ -28,14 +30,21 @@ def test_models_over_the_budget_are_dropped_least_recently_used_first_with_their
     assert outputs.get("sig-a") is None and outputs.get("sig-t") is not None  # a's entry went with it
 
 
-def test_node_outputs_stay_under_their_budget_oldest_first_and_models_count_nothing():
-    outputs = OutputCache(budget=3 * 4000)
+def test_node_outputs_stay_under_their_budget_oldest_first_and_loaded_models_count_nothing():
+    models = ModelCache(budget=1 << 30)
+    outputs = OutputCache(budget=3 * 4000, shared=models.shared_storages)
     for k in range(5):
         outputs.put(f"s{k}", {"x": torch.zeros(1000)})  # 4000 bytes each
     assert [outputs.get(f"s{k}") is not None for k in range(5)] == [False, False, True, True, True]
     assert outputs.used == 12000
     outputs.put("too-big", {"x": torch.zeros(10_000)})
     assert outputs.get("too-big") is None and outputs.used == 12000
-    outputs.put("model", {"unet": model(64)})
+    loaded = models.get_or_load("unet", lambda: torch.nn.Sequential(model(64), model(64)))
+    outputs.put("model", {"unet": loaded})
     assert outputs.get("model") is not None and outputs.used == 12000
+    patched = copy.copy(loaded)  # what a LoRA makes: the same layers but one, which has its own weights
+    patched._modules = {"0": loaded[0], "1": model(16)}
+    outputs.put("patched", {"unet": patched})
+    assert outputs.get("patched") is not None and outputs.used <= 12000
+    assert nbytes(patched, models.shared_storages()) == 16 * 16 * 4
     assert nbytes(model(8)) == 8 * 8 * 4 and nbytes([torch.zeros(2), torch.zeros(3)]) == 20
