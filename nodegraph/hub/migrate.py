@@ -77,10 +77,12 @@ def _upgrade_node(node_id: str, node, registry: Registry, changes: list[str]) ->
         for old, new in migration.rename.items():
             if old in node:
                 _rename(node, old, new)
+        written_as = {new: old for old, new in migration.rename.items()}
         for name, convert in migration.convert.items():
             if name in node:
                 if _is_reference(node[name]):
-                    raise UpgradeError(f"node `{node_id}`: `{name}` is connected to `{node[name]}`, but "
+                    raise UpgradeError(f"node `{node_id}`: `{written_as.get(name, name)}` is connected to "
+                                       f"`{node[name]}`, but "
                                        f"{info.name}@{migration.to_version} takes it converted "
                                        f"({migration.describe()}); change it by hand")
                 node[name] = convert(node[name])

@@ -185,3 +185,15 @@ def test_the_upgrade_command_prints_a_diff_and_rewrites_the_file(write, capsys, 
     assert "warning" not in capsys.readouterr().err
     assert main(["upgrade", str(path)]) == 0
     assert "already up to date" in capsys.readouterr().out
+
+
+def test_upgrade_refuses_to_guess_and_never_writes_an_invalid_graph(write, capsys, installed_v2):
+    connected = write("c.yaml", "inputs: {r: {type: float}}\nnodes:\n  b: {type: testing.Blur@1, x: 1.0, "
+                                "radius: $inputs.r}\noutputs: {y: $b.value}\n")
+    assert main(["upgrade", str(connected)]) == 2
+    assert "`radius` is connected to `$inputs.r`" in capsys.readouterr().err
+    broken = write("b.yaml", OLD.replace("outputs:\n  y: $again.value", "outputs:\n  y: $nowhere.value"))
+    assert main(["upgrade", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "dangling_output" in err and "was not changed" in err
+    assert broken.read_text() == OLD.replace("outputs:\n  y: $again.value", "outputs:\n  y: $nowhere.value")
