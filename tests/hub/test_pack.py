@@ -75,3 +75,11 @@ def test_pack_refuses_a_non_empty_folder_an_invalid_graph_or_a_non_png_and_write
     assert main(["pack", str(GRAPHS / "ddpm.yaml"), str(tmp_path / "out2"), "--image", str(bad)]) == 2
     assert "not a PNG" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "busy"]  # no folder, no staging left
+
+
+def test_a_hub_graph_packs_at_its_pinned_commit(tmp_path, hub_cache):
+    assert main(["pack", "hf://alice/graphs@v1/graph.yaml", str(tmp_path / "pack"), "--repo", "me/copy"]) == 0
+    assert (tmp_path / "pack" / "parts" / "scale.yaml").read_text().count("value: 10.0") == 1  # commit 1's
+    assert sorted(p.relative_to(tmp_path / "pack").as_posix() for p in (tmp_path / "pack").rglob("*.yaml")) == \
+        ["graph.yaml", "parts/scale.yaml"]
+    assert load_graph(tmp_path / "pack" / "graph.yaml").run(x=2.0) == {"y": 20.0}
