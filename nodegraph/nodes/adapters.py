@@ -67,12 +67,15 @@ class LoadEmbedding(Node):
 
     `token` defaults to the token the file names (diffusers' files) or else the file's name without extension
     (A1111's convention). An n-vector embedding adds `token`, `token_1`, … like diffusers' `load_textual_inversion`.
-    An empty `embedding` passes the handles through unchanged.
+    SDXL files (`clip_l` + `clip_g`) need SDXL's second encoder and tokenizer too (`text_encoder_2`,
+    `tokenizer_2`). An empty `embedding` passes the handles through unchanged.
     """
 
     class Inputs(Ports):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
+        text_encoder_2: Optional[TextEncoder] = None
+        tokenizer_2: Optional[Tokenizer] = None
         embedding: str = Field("", description="path of an embedding .safetensors (or .pt with allow_pickle)")
         token: str = Field("", description="the word that stands for it in prompts; empty = the file's own")
         allow_pickle: bool = Field(False, description="allow A1111 .pt files (loaded with weights_only=True)")
@@ -80,18 +83,32 @@ class LoadEmbedding(Node):
     class Outputs(Ports):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
+        text_encoder_2: Optional[TextEncoder] = None
+        tokenizer_2: Optional[Tokenizer] = None
 
     def run(self, i, ctx):
         import os
 
         from nodegraph.models.adapters.textual_inversion import add_embedding, read_embedding
 
+        out = {"text_encoder": i.text_encoder, "tokenizer": i.tokenizer, "text_encoder_2": i.text_encoder_2,
+               "tokenizer_2": i.tokenizer_2}
         if not i.embedding:
-            return {"text_encoder": i.text_encoder, "tokenizer": i.tokenizer}
+            return out
         named, vectors = read_embedding(i.embedding, i.allow_pickle)
-        if "" not in vectors:
-            raise ValueError(f"{i.embedding} is an SDXL embedding (clip_l + clip_g); this node serves SD 1.x/2.x "
-                             f"text encoders")
         token = i.token or named or os.path.splitext(os.path.basename(i.embedding))[0]
-        encoder, tokenizer = add_embedding(i.text_encoder, i.tokenizer, token, vectors[""], i.embedding)
-        return {"text_encoder": encoder, "tokenizer": tokenizer}
+        if "" in vectors:
+            out["text_encoder"], out["tokenizer"] = add_embedding(i.text_encoder, i.tokenizer, token, vectors[""],
+                                                                  i.embedding)
+            return out
+        if i.text_encoder_2 is None or i.tokenizer_2 is None:
+            raise ValueError(f"{i.embedding} is an SDXL embedding (clip_l + clip_g); connect SDXL's "
+                             f"`text_encoder_2` and `tokenizer_2` too, or use an embedding made for this model")
+        if vectors["clip_l"].shape[0] > 1:  # SDXLTextEncode does not spell out `token_1`, … in prompts yet
+            raise ValueError(f"{i.embedding} holds {vectors['clip_l'].shape[0]} vectors per encoder; only "
+                             f"one-vector SDXL embeddings are supported so far")
+        out["text_encoder"], out["tokenizer"] = add_embedding(i.text_encoder, i.tokenizer, token, vectors["clip_l"],
+                                                              f"{i.embedding} (clip_l)")
+        out["text_encoder_2"], out["tokenizer_2"] = add_embedding(i.text_encoder_2, i.tokenizer_2, token,
+                                                                  vectors["clip_g"], f"{i.embedding} (clip_g)")
+        return out

@@ -30,7 +30,7 @@ def diffusers_image(folder, lora=None, weight=1.0):
 def graph_image(folder, **inputs):
     from nodegraph import run_graph
 
-    values = dict(model=str(folder), **SETTINGS, **inputs)
+    values = dict(model=str(folder), **{**SETTINGS, **inputs})
     return png_pixels(run_graph(SDXL_GRAPH, inputs=values, device="cpu")["image"])
 
 
@@ -41,3 +41,28 @@ def test_sdxl_kohya_and_peft_loras_match_diffusers(sdxl_loras):
         ours = graph_image(base, lora=str(files[kind]), lora_scale=weight)
         assert max_diff(ours, diffusers_image(base, files[kind], weight)) <= 1, kind
         assert (ours.float() - plain.float()).abs().mean() > 5, f"the {kind} LoRA must visibly change the image"
+
+
+def test_sdxl_embedding_matches_diffusers_load_textual_inversion_on_both_encoders(sdxl_loras, tmp_path):
+    import diffusers
+    from safetensors.torch import save_file
+
+    base, _ = sdxl_loras
+    g = torch.Generator().manual_seed(5)
+    vectors = {"clip_l": 0.5 * torch.randn(1, 32, generator=g), "clip_g": 0.5 * torch.randn(1, 40, generator=g)}
+    path = tmp_path / "glow-emb.safetensors"
+    save_file(vectors, path)
+    prompt = "a photo of glow-emb"
+    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(base, add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+    # diffusers' documented way for SDXL embeddings: one call per encoder
+    pipe.load_textual_inversion(vectors["clip_g"], token="glow-emb", text_encoder=pipe.text_encoder_2,
+                                tokenizer=pipe.tokenizer_2)
+    pipe.load_textual_inversion(vectors["clip_l"], token="glow-emb", text_encoder=pipe.text_encoder,
+                                tokenizer=pipe.tokenizer)
+    out = pipe(prompt, num_inference_steps=SETTINGS["steps"], guidance_scale=SETTINGS["guidance_scale"],
+               height=SETTINGS["height"], width=SETTINGS["width"],
+               generator=torch.Generator("cpu").manual_seed(SETTINGS["seed"]), output_type="np")
+    ours = graph_image(base, embedding=str(path), **{"prompt": prompt})
+    assert max_diff(ours, to_uint8(out.images)) <= 1
+    assert (ours.float() - graph_image(base, prompt=prompt).float()).abs().mean() > 2, "the embedding must count"
