@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from nodegraph.models.base import install_weights
+from nodegraph.models.checkpoint import default_dtype
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.single_file import clip, ldm_unet, ldm_vae
 from nodegraph.models.single_file.detect import VAE_PREFIXES, Family, detect, top_prefixes
@@ -151,8 +152,8 @@ def _layers_per_block(raw: dict[str, Any], shown: str) -> int:
 
 
 def _build(kind: str, raw: dict[str, Any], where: str):
-    from nodegraph.models.loading import MODELS
     from nodegraph.models.config import parse_config
+    from nodegraph.models.loading import MODELS
 
     model_class, config_class = MODELS[kind]
     config = parse_config(config_class, raw, where)
@@ -201,12 +202,6 @@ def load_vae_file(path, raw: dict[str, Any], *, dtype=torch.float32, device="cpu
     return model.eval()
 
 
-def default_dtype(dtype):
-    from nodegraph.models.checkpoint import default_dtype as convert
-
-    return convert(dtype)
-
-
 def _text_plan(shapes, layout, raw) -> tuple[Plan, list[str]]:
     keys = list(shapes)
     if layout.kind == "clip":
@@ -216,12 +211,7 @@ def _text_plan(shapes, layout, raw) -> tuple[Plan, list[str]]:
 
 
 def _text_model(raw: dict[str, Any], where: str):
-    if "CLIPTextModelWithProjection" in (raw.get("architectures") or []):
-        from transformers import CLIPTextConfig, CLIPTextModelWithProjection
-
-        with torch.device("meta"):
-            return CLIPTextModelWithProjection(CLIPTextConfig.from_dict(raw))
-    from nodegraph.models.text import build_text_encoder
+    from nodegraph.models.text import build_text_encoder  # CLIPTextModel, or …WithProjection as `raw` says
 
     return build_text_encoder(raw, where)
 

@@ -8,7 +8,6 @@ written to disk.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +73,3 @@ def read(plan: Plan, entries: dict[str, Entry], model: nn.Module, dtype: torch.d
                           channels_last=channels_last)
     return {k: take.apply(stored[take.key]) for k, take in plan.items()}
 
-
-def nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
-    return math.prod(shape) * dtype.itemsize
