@@ -13,8 +13,12 @@ from tests.graphs.tiny_pipelines import REPO
 
 
 def nodegraph_cli(*args, timeout=180):
+    import os
+    import tempfile
+
+    env = dict(os.environ, NODEGRAPH_CACHE_DIR=tempfile.mkdtemp(prefix="nodegraph-hashes-"))  # not the user's cache
     return subprocess.run([sys.executable, "-m", "nodegraph.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def test_inspect_reports_family_components_and_hashes(sd1_file, sd1_folder):
@@ -61,3 +65,23 @@ def test_png_from_a_single_file_records_the_short_and_full_hash(sd1_file, sd1_fo
         parameters, recipe = image.text["parameters"], json.loads(image.text["nodegraph"])
     assert f"Model hash: {sha[:10]}, Model: {sd1_file}" in parameters
     assert recipe["model_sha256"] == sha
+
+
+def test_hashes_are_remembered_per_file_version(tmp_path, monkeypatch):
+    from nodegraph.models.single_file import hashing
+
+    monkeypatch.setenv("NODEGRAPH_CACHE_DIR", str(tmp_path / "cache"))
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"first version")
+    assert hashing.file_sha256(model) == hashlib.sha256(b"first version").hexdigest()
+    assert list(json.loads((tmp_path / "cache" / "model-hashes.json").read_text()).values()) == \
+        [hashlib.sha256(b"first version").hexdigest()]
+    hashing._sha256.cache_clear()
+    model.write_bytes(b"second version!")  # another size: hashed again, not taken from the cache
+    assert hashing.file_sha256(model) == hashlib.sha256(b"second version!").hexdigest()
+    # a cached entry is used as it is: the file is not read again
+    hashing._sha256.cache_clear()
+    stat = model.stat()
+    key = f"{model.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    (tmp_path / "cache" / "model-hashes.json").write_text(json.dumps({key: "a" * 64}))
+    assert hashing.file_sha256(model) == "a" * 64
