@@ -97,6 +97,19 @@ class Manifest:
         self.close()
 
 
+def remove_if_unused(out_dir: pathlib.Path) -> None:
+    """Remove a folder this batch created when the batch stopped before writing anything into it."""
+    ours = {MANIFEST_NAME, LOCK_NAME}
+    try:
+        entries = list(out_dir.iterdir())
+        if {e.name for e in entries} <= ours and not (out_dir / MANIFEST_NAME).stat().st_size:
+            for entry in entries:
+                entry.unlink()
+            out_dir.rmdir()
+    except OSError:
+        pass  # nothing to tidy, or someone else is using it: leave it as it is
+
+
 def _ends_with_newline(path: pathlib.Path) -> bool:
     with open(path, "rb") as f:
         f.seek(-1, os.SEEK_END)

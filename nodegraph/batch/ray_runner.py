@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
 import tempfile
 from typing import Any, Callable, Optional, Union
 
@@ -45,6 +46,24 @@ class ItemWorker:
 
     def run(self, index: int, inputs: dict) -> ItemResult:
         return run_item(self.graph, index, inputs, device=self.device, dtype=self.dtype, worker=self.name)
+
+
+def check_reachable(address: Union[bool, str, None], timeout_s: float = 5.0) -> None:
+    """Fail fast, before any output is written: Ray itself retries an unreachable address for minutes."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise RayBatchError("`--ray` needs Ray: pip install 'nodegraph[ray]'") from None
+    if not isinstance(address, str) or address in ("", "local", "auto") or "://" in address:
+        return  # a new local cluster, the one running here (Ray finds it), or a Ray client address
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayBatchError(f"`--ray {address}`: expected HOST:PORT (e.g. 10.0.0.5:6379) or `auto`")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RayBatchError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with "
+                            "`ray start --head`, or use `--ray` alone for a local one") from None
 
 
 def connect(address: Union[bool, str, None], workers: Optional[int]) -> bool:

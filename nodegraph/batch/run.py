@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from nodegraph.batch.grid import MAX_ITEMS, Axis, GridError, Item, plan_items
 from nodegraph.batch.item import DONE, FAILED, ItemResult, graph_bundle
-from nodegraph.batch.manifest import Manifest, ManifestError, file_prefix, graph_fingerprint, item_key
+from nodegraph.batch.manifest import (Manifest, ManifestError, file_prefix, graph_fingerprint, item_key,
+                                      remove_if_unused)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,10 @@ def execute_batch(graph, axes: list[Axis], *, out, sets=None, zip_axes=False, re
         raise GridError(f"`--workers` must be at least 1, got {workers}")
     if retries < 0:
         raise GridError(f"`--retries` must be 0 or more, got {retries}")
+    if ray:
+        from nodegraph.batch.ray_runner import check_reachable
+
+        check_reachable(ray)
     png_metadata.install()
     cancel = cancel or CancelToken()
     bundle = graph_bundle(graph)
@@ -110,17 +115,29 @@ def execute_batch(graph, axes: list[Axis], *, out, sets=None, zip_axes=False, re
     out_dir = pathlib.Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ManifestError(f"--out {out} exists and is not a folder")
+    created = not out_dir.exists()
+    try:
+        return _run_pending(graph, items, keys, bundle, out_dir, ray=ray, workers=workers, retries=retries,
+                            device=device, dtype=dtype, hooks=hooks, progress=progress, cancel=cancel)
+    except BaseException:
+        if created:  # stopped before the first item finished (Ray unreachable, Ctrl-C): leave no empty folder
+            remove_if_unused(out_dir)
+        raise
+
+
+def _run_pending(graph, items, keys, bundle, out_dir, *, ray, workers, retries, device, dtype, hooks, progress,
+                 cancel) -> BatchOutcome:
     with Manifest(out_dir) as manifest:
         pending = _pending(items, keys, manifest)
         store = _Store(out_dir, manifest, items, keys, hooks, progress, skipped=len(items) - len(pending))
         started = time.perf_counter()
         try:
-            if ray:
+            if pending and ray:  # (nothing pending: no models to load, no cluster to start)
                 from nodegraph.batch.ray_runner import run_ray
 
                 run_ray(bundle, pending, address=ray, workers=workers, retries=retries, device=device, dtype=dtype,
                         on_start=store.started, on_result=store.finished)
-            else:
+            elif pending:
                 from nodegraph.batch.local import run_local
 
                 run_local(graph, pending, device=device, dtype=dtype, cancel=cancel, on_start=store.started,

@@ -100,6 +100,14 @@ def graph_without_default():
                        "nodes: {}\noutputs: {}\n")
 
 
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
 def test_command_line_grid_errors_exit_2_without_traceback_or_output(tmp_path, monkeypatch, capsys):
     from nodegraph.cli import main
 
@@ -115,7 +123,8 @@ def test_command_line_grid_errors_exit_2_without_traceback_or_output(tmp_path, m
     assert "`--grid seed=0..2`: expected int" in err and "`--grid seed=x`: expected int" in err
     assert "`--grid steps=two`: expected int" in err and "3 errors in" in err
     for args, message in [(["--grid", "seed=@nope.txt"], "no such file"), (["--grid", "seed"], "NAME=VALUES"),
-                          (["--workers", "2"], "add `--ray`"), (["--ray", "--retries", "-1"], "0 or more")]:
+                          (["--workers", "2"], "add `--ray`"), (["--ray", "--retries", "-1"], "0 or more"),
+                          (["--ray", f"127.0.0.1:{closed_port()}"], "cannot reach the Ray cluster at 127.0.0.1:")]:
         code, err = batch(*args)
         assert code == 2 and message in err, err
         assert "Traceback" not in err and not (tmp_path / "out").exists()
