@@ -87,13 +87,14 @@ def connect(address: Union[bool, str, None], workers: Optional[int]) -> bool:
     return True
 
 
-def pool_shape(workers: Optional[int]) -> tuple[int, dict]:
-    """How many actors and what each asks for: one per GPU when the cluster has GPUs, else one per CPU."""
+def pool_shape(workers: Optional[int], device: Any = None) -> tuple[int, dict]:
+    """How many actors and what each asks for: one per GPU when the cluster has GPUs (unless the device asked
+    for is the CPU), else one per CPU."""
     import ray
 
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
-    if gpus:
+    if gpus and not str(device or "").startswith("cpu"):
         return (workers or gpus), {"num_gpus": 1, "num_cpus": 1}
     if cpus < 1:
         raise RayBatchError(f"the Ray cluster offers no CPU or GPU (resources: {resources})")
@@ -108,7 +109,7 @@ def run_ray(graph_bundle: dict, items: list[Item], *, address: Union[bool, str, 
 
     started_ray = connect(address, workers)
     try:
-        _Pool(graph_bundle, device, dtype, retries, on_start, on_result).run(items, *pool_shape(workers))
+        _Pool(graph_bundle, device, dtype, retries, on_start, on_result).run(items, *pool_shape(workers, device))
     finally:
         if started_ray:
             ray.shutdown()
