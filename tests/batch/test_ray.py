@@ -110,7 +110,6 @@ def test_killed_actors_items_run_elsewhere_at_most_retries_times_each_item_once(
     assert "its Ray worker died 2 times" in by_item[5]["error"]
     others = [r for r in rows if r["item"] not in kills]
     assert all(r["status"] == "done" and r["attempts"] == 1 for r in others)
-    assert len({r["worker"] for r in rows if r["status"] == "done"}) >= 2  # spread over actors
     expected = {name: data for name, data in pngs(reference_batch).items() if not name.startswith("00005")}
     assert pngs(tmp_path / "out") == expected  # the one-process batch's bytes, metadata included
 
