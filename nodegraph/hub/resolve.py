@@ -16,6 +16,7 @@ import posixpath
 import re
 from dataclasses import dataclass, replace
 from typing import Optional
+from urllib.parse import quote, unquote
 
 PREFIX = "hf://"
 _ADDRESS = re.compile(r"^hf://(?:(?P<kind>datasets|spaces)/)?(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
@@ -45,7 +46,7 @@ class HubAddress:
 
     def __str__(self) -> str:
         kind = {"dataset": "datasets/", "space": "spaces/"}.get(self.repo_type, "")
-        at = f"@{self.revision}" if self.revision else ""
+        at = f"@{quote(self.revision, safe='')}" if self.revision else ""
         return f"{PREFIX}{kind}{self.repo_id}{at}/{self.path}"
 
     def at(self, revision: str) -> HubAddress:
@@ -70,7 +71,8 @@ def parse_address(text: str) -> HubAddress:
         raise HubError("invalid_hub_address", f"`{text}` is not a graph address on the Hub",
                        "write hf://OWNER/REPO/PATH.yaml, with @REVISION after the repo to pin a branch, tag or "
                        "commit (hf://datasets/OWNER/REPO/... for a dataset repo)")
-    return HubAddress(match["repo"], path, match["revision"], _KINDS[match["kind"]])
+    revision = unquote(match["revision"]) if match["revision"] else None  # `refs%2Fpr%2F1`, as HfFileSystem
+    return HubAddress(match["repo"], path, revision, _KINDS[match["kind"]])
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,15 @@ def test_offline_without_a_cached_copy_is_a_clear_error(hub_cache, capsys):
     assert "hf://bob/nothing/graph.yaml" in err and "Traceback" not in err
 
 
+def test_addresses_round_trip_including_encoded_revisions():
+    from nodegraph.hub.resolve import parse_address
+
+    address = parse_address("hf://datasets/alice/graphs@refs%2Fpr%2F1/sub/g.yaml")
+    assert (address.repo_type, address.repo_id, address.revision, address.path) == \
+        ("dataset", "alice/graphs", "refs/pr/1", "sub/g.yaml")
+    assert str(address) == "hf://datasets/alice/graphs@refs%2Fpr%2F1/sub/g.yaml"
+
+
 @pytest.mark.parametrize("address", ["hf://alice/graph.yaml", "hf://alice/graphs/", "hf://alice/graphs/x.txt",
                                      "hf://alice/graphs/../x.yaml", "hf://alice/graphs@/g.yaml"])
 def test_malformed_addresses_say_how_to_write_one(address):
