@@ -216,6 +216,7 @@ def cmd_nodes(args) -> int:
     blocks = []
     for t in types:
         lines = [t.label, *(f"  {line}".rstrip() for line in t.doc.splitlines())]
+        lines += [f"  migrates graphs written for {t.name}@{m.from_version}: {m.describe()}" for m in t.migrations]
         lines.append("  inputs:" if t.inputs else "  inputs: none")
         for port in t.inputs.values():
             extra = f"  — {port.description}" if port.description else ""

@@ -197,3 +197,9 @@ def test_upgrade_refuses_to_guess_and_never_writes_an_invalid_graph(write, capsy
     err = capsys.readouterr().err
     assert "dangling_output" in err and "was not changed" in err
     assert broken.read_text() == OLD.replace("outputs:\n  y: $again.value", "outputs:\n  y: $nowhere.value")
+
+
+def test_nodegraph_nodes_lists_the_migrations(capsys, installed_v2):
+    assert main(["nodes", "testing.Blur"]) == 0
+    assert "migrates graphs written for testing.Blur@1: `radius` became `sigma` (half the radius)" in \
+        capsys.readouterr().out
