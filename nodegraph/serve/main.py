@@ -43,7 +43,8 @@ def add_parser(sub) -> None:
                        help="loaded models kept, least recently used dropped first (default: half the memory)")
     serve.add_argument("--max-cache-memory", type=memory_size, default=memory_size("1G"), metavar="SIZE",
                        help="node outputs kept for re-runs (default: 1G)")
-    serve.add_argument("--max-request-bytes", type=memory_size, default=memory_size("2M"), metavar="SIZE")
+    serve.add_argument("--max-request-bytes", type=memory_size, default=memory_size("2M"), metavar="SIZE",
+                       help="largest request accepted (default: 2M)")
     serve.add_argument("--max-nodes", type=int, default=500, help="largest graph accepted (default: 500 nodes)")
     serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
     serve.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="default: fp32")
@@ -64,6 +65,9 @@ def cmd_serve(args) -> int:
         if not folder.is_dir():
             print(f"error: {folder} is not a folder", file=sys.stderr)
             return 2
+    if args.data is not None and args.data.exists() and not args.data.is_dir():
+        print(f"error: --data {args.data} exists and is not a folder", file=sys.stderr)
+        return 2
     if args.device is not None:
         from nodegraph.core.context import resolve_device
 

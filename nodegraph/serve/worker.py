@@ -62,7 +62,9 @@ class Worker:
             try:
                 self.execute(run)
             except Exception:  # a bug here must not stop the queue; the run is marked failed
-                self.store.finish(run["id"], "failed", error="internal error: " + traceback.format_exc(limit=3))
+                error = "internal error: " + traceback.format_exc(limit=3)
+                self.store.finish(run["id"], "failed", error=error)
+                self.logs.open(run["id"]).append({"type": "failed", "error": error})
 
     def execute(self, run: dict) -> None:
         from nodegraph.core.context import RunContext
