@@ -332,11 +332,11 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
 
 def _fused(weight: torch.Tensor, lora: LoraLayer, scale: float) -> torch.Tensor:
     """W + scale · (B ⊗ A) in a new tensor, accumulated in float32: for a k×k conv, Σ_r B[o, r] · A[r, i, :, :].
-    One copy of W and one GEMM into it (`addmm_`), no temporary of W's size."""
+    One GEMM that reads W and writes the result (`addmm`): no copy of W and no temporary of its size."""
     down = lora.down.to(device=weight.device, dtype=torch.float32).flatten(1)  # (r, in·kh·kw)
     up = lora.up.to(device=weight.device, dtype=torch.float32).flatten(1)  # (out, r)
-    fused = weight.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
-    fused.view(fused.shape[0], -1).addmm_(up, down, alpha=scale)
+    base = weight.to(torch.float32, memory_format=torch.contiguous_format)  # a view for contiguous fp32 weights
+    fused = torch.addmm(base.flatten(1), up, down, alpha=scale).view(weight.shape)
     if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
         return fused.to(weight.dtype, memory_format=torch.channels_last)  # keep a channels-last model's layout
     return fused.to(weight.dtype)
