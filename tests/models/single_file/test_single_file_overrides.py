@@ -84,3 +84,42 @@ def test_ema_weights_are_ignored_unless_asked_for(sd1_file, sd1_folder, tmp_path
     averaged = load_single_file(tmp_path / "ema.safetensors", "unet", config=str(sd1_folder), ema=True)
     for (key, a), b in zip(averaged.state_dict().items(), reference.state_dict().values()):
         assert torch.equal(a, b + 1), key
+
+
+def test_config_may_be_a_hub_repo_read_offline_from_the_cache(sd1_file, sd1_folder, tmp_path, monkeypatch):
+    import shutil
+
+    from huggingface_hub import constants
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--org--tiny-sd1"
+    shutil.copytree(sd1_folder, repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    from_hub = load_component(sd1_file, "unet", config="org/tiny-sd1").state_dict()
+    from_folder = load_component(sd1_file, "unet", config=str(sd1_folder)).state_dict()
+    assert all(torch.equal(v, from_folder[k]) for k, v in from_hub.items())
+    assert load_component(sd1_file, "scheduler", config="org/tiny-sd1") == \
+        load_component(sd1_folder, "scheduler")
+    assert load_component(sd1_file, "tokenizer", config="org/tiny-sd1")("a cat").input_ids[-1] == 49407
+
+
+def test_builtin_tokenizers_pad_as_each_family_does(sd1_file, sd2_file):
+    # SD1's CLIP-L tokenizer pads with its end token; SD2's OpenCLIP (and SDXL's second) tokenizer with "!"
+    sd1 = load_component(sd1_file, "tokenizer")
+    sd2 = load_component(sd2_file, "tokenizer")
+    assert sd1.pad_token == "<|endoftext|>" and sd2.pad_token == "!"
+    assert sd1("a cat").input_ids == sd2("a cat").input_ids == [49406, 320, 2368, 49407]
+
+
+def test_loaded_weights_are_copy_on_write_views_of_the_file(sd1_file, sd1_folder, tmp_path):
+    import shutil
+
+    copy = shutil.copy(sd1_file, tmp_path / "copy.safetensors")
+    before = (tmp_path / "copy.safetensors").read_bytes()
+    unet = load_component(copy, "unet", config=str(sd1_folder))
+    with torch.no_grad():
+        unet.conv_in.weight.fill_(7.0)
+    assert (tmp_path / "copy.safetensors").read_bytes() == before
