@@ -112,10 +112,10 @@ def _what_else(shapes: dict[str, tuple[int, ...]]) -> str:
         return f"it holds LoRA weights ({kind}); pass it as `lora`, with a full checkpoint as `model`."
     if any(k.startswith(("control_model.", "controlnet_cond_embedding.")) or "input_hint_block." in k
            for k in keys):
-        return "it holds ControlNet weights; pass it as `controlnet`, with a full checkpoint as `model`."
-    if any(k in ("string_to_param.*", "emb_params", "clip_l", "clip_g") or k.startswith("string_to_param")
-           for k in keys):
-        return "it holds a textual-inversion embedding; pass it as an embedding, with a full checkpoint as `model`."
+        return ("it holds ControlNet weights (control_model.* keys), not a whole model; pass a full SD/SDXL "
+                "checkpoint as `model`.")
+    if set(keys) <= {"emb_params", "clip_l", "clip_g"} or any(k.startswith("string_to_param") for k in keys):
+        return "it holds a textual-inversion embedding; pass it as `embedding`, with a full checkpoint as `model`."
     vae_like = [k for k in keys if k.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv."))]
     if len(vae_like) == len(keys) or any(k.startswith(VAE_PREFIXES) for k in keys) and \
             not any(k.startswith(UNET_PREFIX) for k in keys):
