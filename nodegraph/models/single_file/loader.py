@@ -22,7 +22,7 @@ from nodegraph.models.errors import CheckpointError
 from nodegraph.models.single_file import clip, ldm_unet, ldm_vae
 from nodegraph.models.single_file.detect import VAE_PREFIXES, Family, detect, top_prefixes
 from nodegraph.models.single_file.plan import Plan, Take, check, read
-from nodegraph.models.single_file.reader import CheckpointFile, open_checkpoint
+from nodegraph.models.single_file.reader import PICKLES, CheckpointFile, open_checkpoint
 
 CONFIGS = Path(__file__).parent / "configs"
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
@@ -48,12 +48,15 @@ def _opened(path: str, size: int, mtime_ns: int, allow_pickle: bool) -> Checkpoi
 
 
 def opened(path: str | os.PathLike, allow_pickle: bool = False) -> CheckpointFile:
-    """The file's tensor index, parsed once per process while the file is unchanged."""
+    """The file's tensor index, parsed once per process while the file is unchanged. Pickles are not kept: their
+    index holds the tensors themselves (all of them, for the pre-zip format), which must not outlive the load."""
     p = Path(path).expanduser().resolve()
     try:
         stat = p.stat()
     except OSError:
         raise CheckpointError(f"no such file: {p}") from None
+    if p.suffix.lower() in PICKLES:
+        return open_checkpoint(p, allow_pickle)
     return _opened(str(p), stat.st_size, stat.st_mtime_ns, allow_pickle)
 
 
