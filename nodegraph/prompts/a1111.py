@@ -113,7 +113,7 @@ def _drop_extra_networks(prompt: str, warnings: list[str]) -> str:
     if found:
         warnings.append(f"{found}: A1111 extra-network tags are not text and were removed; apply a LoRA with the "
                         f"graph's `lora` input or a LoadLoRA node")
-    return _EXTRA_NETWORK.sub("", prompt)
+    return _EXTRA_NETWORK.sub(lambda m: " " * len(m.group(0)), prompt)  # blanks keep columns; CLIP ignores them
 
 
 def _weight_value(text: str, column: int) -> float:

@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from nodegraph.prompts.a1111 import chunk_tokens, parse
 
 
 @dataclass
 class Encoded:
-    hidden: "object"  # torch.Tensor (1, tokens, C)
+    hidden: Any  # torch.Tensor (1, tokens, C); torch is imported only when encoding
     warnings: list[str] = field(default_factory=list)
 
 

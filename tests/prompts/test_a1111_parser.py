@@ -69,10 +69,11 @@ def test_balanced_prompt_has_no_warnings():
     assert parse("(a:1.2) [b] ((c)) \\(d\\)").warnings == []
 
 
-def test_lora_tags_are_removed_with_a_warning():
+def test_lora_tags_are_removed_with_a_warning_and_columns_still_point_into_the_prompt():
     parsed = parse("a cat <lora:pixel_art:0.7>, sharp")
-    assert "".join(f.text for f in parsed.fragments) == "a cat , sharp"
+    assert " ".join("".join(f.text for f in parsed.fragments).split()) == "a cat , sharp"
     assert "<lora:pixel_art:0.7>" in parsed.warnings[0] and "`lora` input" in parsed.warnings[0]
+    assert parse("<lora:x:1> (cat").warnings[1].startswith("column 12: `(` is never closed")
 
 
 @pytest.mark.parametrize("prompt, says", [

@@ -71,6 +71,7 @@ def cli(*args, cwd=None):
 @pytest.mark.parametrize("sets, code, says", [
     (["lora={ckpt}"], 1, "looks like a model checkpoint"),
     (["lora={lora}", "lora_scale=50"], 2, "inputs.lora_scale"),
+    (["prompt_syntax=a1111", "prompt=a (cat:1000)"], 1, "column 7: weight 1000 is outside the sane range"),
 ])
 def test_bad_lora_input_on_the_command_line_is_a_message_without_traceback_or_output(tiny_sd, loras, tmp_path,
                                                                                       sets, code, says):
