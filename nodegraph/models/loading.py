@@ -38,7 +38,8 @@ EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("Autoencode
 
 def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
                    device: torch.device | str = "cpu", revision: str | None = None, variant: str | None = None,
-                   allow_pickle: bool = False, channels_last: bool = False, config: str | None = None) -> Any:
+                   allow_pickle: bool = False, channels_last: bool = False, config: str | None = None,
+                   ema: bool = False) -> Any:
     """Load component `name` ("unet", "vae", "text_encoder", "tokenizer", "scheduler", …) of `source`.
 
     Returns a model in eval mode with gradients off (UNet2DModel, UNet2DConditionModel, AutoencoderKL, or
@@ -51,14 +52,17 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     activations follow), at a last-bits difference in the results.
     `source` may also be one single-file checkpoint (`.safetensors`, or with `allow_pickle` `.ckpt`) in the
     original LDM/SGM layout; `config` (a diffusers folder or hub repo) then overrides its built-in configs,
-    tokenizers and scheduler (see nodegraph.models.single_file).
+    tokenizers and scheduler, and `ema` reads its UNet's EMA copy (see nodegraph.models.single_file).
     Every failure is a `CheckpointError` that names the file.
     """
     from nodegraph.models.single_file import is_single_file, load_single_file
 
     if is_single_file(source):
         return load_single_file(source, name, dtype=default_dtype(dtype), device=device, config=config or None,
-                                allow_pickle=allow_pickle, channels_last=channels_last)
+                                allow_pickle=allow_pickle, channels_last=channels_last, ema=ema)
+    if ema:
+        raise CheckpointError(f"`ema` applies to single-file checkpoints; {source} is not a file (a diffusers "
+                              f"folder holds one set of UNet weights).")
     src = resolve_source(source, revision)
     folder, declared = _locate(src, name)
     join = (lambda n: f"{folder}/{n}") if folder else (lambda n: n)

@@ -38,12 +38,14 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
     device, dtype = (ctx.device, ctx.dtype) if placed else (None, None)
     channels_last = getattr(i, "channels_last", False)
     config = getattr(i, "config", None) or None
-    key = ("component", i.model, i.revision, i.variant, component, str(dtype), str(device), channels_last, config)
+    ema = getattr(i, "ema", False)
+    key = ("component", i.model, i.revision, i.variant, component, str(dtype), str(device), channels_last, config,
+           ema)
 
     def load():
         kwargs = {"dtype": dtype, "device": device, "channels_last": channels_last} if placed else {}
         return load_component(i.model, component, revision=i.revision, variant=i.variant,
-                              allow_pickle=i.allow_pickle, config=config, **kwargs)
+                              allow_pickle=i.allow_pickle, config=config, ema=ema, **kwargs)
 
     return ctx.components.get_or_load(key, load)
 
@@ -52,7 +54,9 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
 class LoadUNet(Node):
     """Load the denoising UNet (UNet2DModel or UNet2DConditionModel) of a checkpoint."""
 
-    Inputs = ModelInputs
+    class Inputs(ModelInputs):
+        ema: bool = Field(False, description="single-file checkpoints: use the EMA weights (model_ema.*) the "
+                                             "file also holds, instead of the trained ones")
 
     class Outputs(Ports):
         unet: UNet

@@ -79,11 +79,11 @@ def test_ema_weights_are_ignored_unless_asked_for(sd1_file, sd1_folder, tmp_path
     plain = load_component(tmp_path / "ema.safetensors", "unet", config=str(sd1_folder))
     reference = load_component(sd1_file, "unet", config=str(sd1_folder))
     assert torch.equal(plain.conv_in.weight, reference.conv_in.weight)
-    from nodegraph.models.single_file import load_single_file
-
-    averaged = load_single_file(tmp_path / "ema.safetensors", "unet", config=str(sd1_folder), ema=True)
+    averaged = load_component(tmp_path / "ema.safetensors", "unet", config=str(sd1_folder), ema=True)
     for (key, a), b in zip(averaged.state_dict().items(), reference.state_dict().values()):
         assert torch.equal(a, b + 1), key
+    with pytest.raises(Exception, match="holds no EMA weights"):
+        load_component(sd1_file, "unet", config=str(sd1_folder), ema=True)
 
 
 def test_config_may_be_a_hub_repo_read_offline_from_the_cache(sd1_file, sd1_folder, tmp_path, monkeypatch):
