@@ -62,3 +62,18 @@ def test_sdxl_refiner_single_file_loads_what_diffusers_loads(sdxl_files):
             assert torch.equal(value, expected[key]), f"{name}.{key}"
     with pytest.raises(Exception, match="has no `text_encoder`"):
         load_component(file, "text_encoder", config=str(folder))
+
+
+def test_sdxl_file_without_config_uses_the_sdxl_configs(sdxl_files):
+    from nodegraph.models.loading import read_config
+    from nodegraph.models.single_file.vae_override import vae_config_for
+
+    base, refiner = sdxl_files["base"][1], sdxl_files["refiner"][1]
+    # a VAE file swapped into an SDXL model takes SDXL's scaling factor, not SD1's
+    assert vae_config_for(str(base), None)["scaling_factor"] == 0.13025
+    assert read_config(base, "model_index")["force_zeros_for_empty_prompt"] is True
+    assert read_config(refiner, "model_index")["requires_aesthetics_score"] is True
+    assert read_config(base, "unet")["projection_class_embeddings_input_dim"] == 2816  # pooled 1280 + 6 × 256
+    assert read_config(refiner, "unet")["projection_class_embeddings_input_dim"] == 2560  # pooled 1280 + 5 × 256
+    assert load_component(refiner, "scheduler")["_class_name"] == "EulerDiscreteScheduler"
+    assert load_component(refiner, "tokenizer_2").pad_token == "!"
