@@ -50,10 +50,10 @@ class ItemWorker:
 
 def check_reachable(address: Union[bool, str, None], timeout_s: float = 5.0) -> None:
     """Fail fast, before any output is written: Ray itself retries an unreachable address for minutes."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise RayBatchError("`--ray` needs Ray: pip install 'nodegraph[ray]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:  # without importing it: that alone takes half a second
+        raise RayBatchError("`--ray` needs Ray: pip install 'nodegraph[ray]'")
     if not isinstance(address, str) or address in ("", "local", "auto") or "://" in address:
         return  # a new local cluster, the one running here (Ray finds it), or a Ray client address
     host, _, port = address.rpartition(":")

@@ -23,6 +23,9 @@ N_ITEMS = 8
 # the tests depend on no ~/.ray/auth_token left by other Ray use on the machine.
 RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **RAY_AUTH}
+# This process is a Ray driver too, and Ray reads its auth settings once, when it is first imported (which
+# may be by any test), so they are set here, at collection.
+os.environ.update(RAY_AUTH)
 
 
 def batch_command(*args) -> list[str]:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DIGITS, ENV, GRID_ARGS, N_ITEMS, RAY_AUTH, SD_GRAPH, batch_cli, pngs
+from conftest import DIGITS, ENV, GRID_ARGS, N_ITEMS, SD_GRAPH, batch_cli, pngs
 
 from nodegraph.batch import ItemStarted, read_rows, run_batch
 
@@ -59,8 +59,6 @@ def _wait_for_port(address: str, process: subprocess.Popen, log: Path) -> None:
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """The address of a two-node cluster (head + worker), one CPU each; this process stays connected."""
-    saved = {name: os.environ.get(name) for name in RAY_AUTH}
-    os.environ.update(RAY_AUTH)  # this process is a driver too, and Ray reads the token from the environment
     import ray
 
     folder = tmp_path_factory.mktemp("ray")
@@ -81,8 +79,6 @@ def ray_cluster(tmp_path_factory):
             ray.shutdown()
         for node in reversed(nodes):
             _stop(node)
-        for name, value in saved.items():
-            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
 
 
 def test_killed_actors_items_run_elsewhere_at_most_retries_times_each_item_once(ray_cluster, reference_batch,
