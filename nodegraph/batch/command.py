@@ -103,7 +103,7 @@ def cmd_batch(args) -> int:
     except (GridError, ManifestError, RayBatchError) as exc:
         return _invalid(str(exc))
     except (RunCancelledError, KeyboardInterrupt):
-        print(f"cancelled; the items that finished are kept in {args.out} (manifest.jsonl); run the same "
+        print(f"cancelled; items that had finished are kept in {args.out} (see manifest.jsonl); run the same "
               "command again to resume", file=sys.stderr)
         return EXIT_CANCELLED
     finally:
