@@ -90,6 +90,7 @@ class Documents:
         self.store = store
         self.max_nodes = max_nodes
         self._graphs: OrderedDict[str, Any] = OrderedDict()
+        self._bundles: OrderedDict[Any, tuple[dict, dict]] = OrderedDict()  # what was submitted -> bundle, file stamps
         self._lock = threading.Lock()
 
     # listing
@@ -122,9 +123,10 @@ class Documents:
             raise reject("bad_request", "graph", "give either `graph` (a name) or `document` (a whole graph)",
                          "GET /graphs lists the names", status=400)
         if graph is not None:
-            bundle, name = self._named(graph), graph
+            bundle, name = self._remembered(("graph", graph), lambda: self._named(graph)), graph
         elif isinstance(document, str):
-            bundle, name = self._text(document), SUBMITTED
+            key = ("text", hashlib.sha256(document.encode()).hexdigest())
+            bundle, name = self._remembered(key, lambda: self._text(document)), SUBMITTED
         elif isinstance(document, dict):
             bundle, name = document, str(document.get("main", "document"))
         else:
@@ -134,6 +136,31 @@ class Documents:
         loaded = self.graph(digest, bundle)
         self._check_size(loaded)
         return loaded, digest, name
+
+    def _remembered(self, key, make) -> dict:
+        """The bundle made for the same submission before, while the files it was made from are unchanged:
+        re-submitting a graph costs a few `stat` calls, not a YAML parse and a validation."""
+        with self._lock:
+            found = self._bundles.get(key)
+        if found is not None and all(_stamp(path) == stamp for path, stamp in found[1].items()):
+            return found[0]
+        bundle = make()
+        stamps = {path: _stamp(path) for path in self._sources(bundle, key)}
+        with self._lock:
+            self._bundles[key] = (bundle, stamps)
+            while len(self._bundles) > 256:
+                self._bundles.popitem(last=False)
+        return bundle
+
+    def _sources(self, bundle: dict, key) -> list[pathlib.Path]:
+        """The files on disk a bundle was read from (a text's includes; a named graph and its includes)."""
+        if key[0] == "text":
+            root = self.graph_dirs[0]
+            return [root / rel for rel in bundle["files"] if rel != SUBMITTED]
+        main = self.graph_files()[key[1][:-5] if key[1].endswith(".yaml") else key[1][:-4] if key[1].endswith(".yml")
+                                  else key[1]]
+        root = main.parents[len(pathlib.PurePosixPath(bundle["main"]).parts) - 1]
+        return [root / rel for rel in bundle["files"]]
 
     def _named(self, name: str) -> dict:
         from nodegraph.spec.bundle import bundle_graph
@@ -250,6 +277,14 @@ class Documents:
             return None
         return ("path_not_allowed", "files must be absolute paths inside the server's graphs, models or "
                 "inputs folders", f"allowed: {', '.join(map(str, roots))}")
+
+
+def _stamp(path: pathlib.Path):
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
 
 
 def relative(error: GraphError, folder: pathlib.Path) -> GraphError:

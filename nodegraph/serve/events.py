@@ -90,6 +90,8 @@ class EventLogs:
             return self._logs.get(run_id)
 
     def _trim(self) -> None:
+        if len(self._logs) <= 2 * KEEP_LOGS:  # amortized: one scan per KEEP_LOGS new runs
+            return
         done = [k for k, log in self._logs.items() if log.done]
         for key in done[:max(0, len(done) - KEEP_LOGS)]:
             del self._logs[key]

@@ -28,3 +28,23 @@ def test_files_are_absolute_paths_inside_graphs_models_or_inputs(documents, tmp_
     refused = ["a.png", "/etc/passwd", str(tmp_path / "graphs" / ".." / "secret.png"), str(tmp_path / "data" / "x")]
     assert [documents._file_problem(v) for v in allowed] == [None] * len(allowed)
     assert all(documents._file_problem(v)[0] == "path_not_allowed" for v in refused)
+
+
+def test_a_graph_changed_on_disk_is_read_again_and_an_unchanged_one_is_not(tmp_path, monkeypatch):
+    import nodegraph.serve.documents as documents_module
+    from nodegraph.serve.queue import RunStore
+
+    (tmp_path / "graphs").mkdir()
+    graph = tmp_path / "graphs" / "add.yaml"
+    graph.write_text("nodegraph: 1\nnodes:\n  a: {type: Add, a: 1, b: 2}\noutputs: {x: $a.value}\n")
+    documents = Documents(tmp_path / "data", [tmp_path / "graphs"], [], RunStore(tmp_path / "runs.sqlite"))
+    _, first, _ = documents.submit("add", None)
+    reads = []
+    original = documents_module.Documents._named
+    monkeypatch.setattr(documents_module.Documents, "_named",
+                        lambda self, name: reads.append(name) or original(self, name))
+    assert documents.submit("add", None)[1] == first and reads == []
+    graph.write_text("nodegraph: 1\nnodes:\n  a: {type: Add, a: 1, b: 30}\noutputs: {x: $a.value}\n")
+    _, second, _ = documents.submit("add", None)
+    assert reads == ["add"] and second != first
+    assert documents.graph(second).run() == {"x": 31.0}
