@@ -72,11 +72,19 @@ class Generator(Component):
     """A seeded random-number generator."""
 
 
+class ControlNet(Component):
+    """A ControlNet model (guides the UNet with a control image)."""
+
+
+class Control(PortKind):
+    """ControlNets with their images, strengths and step ranges, applied together inside a denoising step."""
+
+
 PRIMITIVES = {"int": int, "float": float, "str": str, "bool": bool}
 MARKERS: dict[str, type[PortKind]] = {
     cls.__name__: cls
     for cls in (Tensor, Latent, Image, Embeddings, Timesteps,
-                UNet, VAE, TextEncoder, Tokenizer, Scheduler, Generator)
+                UNet, VAE, TextEncoder, Tokenizer, Scheduler, Generator, ControlNet, Control)
 }
 TYPE_NAMES = [*PRIMITIVES, "list[T]", *MARKERS, "Any"]
 

@@ -72,7 +72,10 @@ class UNet2DConditionModel(Model):
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
                 encoder_hidden_states: torch.Tensor | None = None, text_embeds: torch.Tensor | None = None,
-                time_ids: torch.Tensor | None = None) -> torch.Tensor:
+                time_ids: torch.Tensor | None = None, down_residuals: list[torch.Tensor] | None = None,
+                mid_residual: torch.Tensor | None = None) -> torch.Tensor:
+        """`down_residuals` (one per skip state) and `mid_residual` are a ControlNet's outputs: added to the
+        skip states after the whole down pass and to the mid block's output, as diffusers does."""
         c = self.config
         if encoder_hidden_states is None:
             raise ValueError(f"this UNet2DConditionModel needs `encoder_hidden_states` (B, tokens, "
@@ -98,8 +101,12 @@ class UNet2DConditionModel(Model):
         for block in self.down_blocks:
             x, states = block(x, temb, context)
             skips += states
+        if down_residuals is not None:
+            skips = [s + r for s, r in zip(skips, down_residuals, strict=True)]
         if self.mid_block is not None:
             x = self.mid_block(x, temb, context)
+        if mid_residual is not None:
+            x = x + mid_residual
         for block in self.up_blocks:
             x = block(x, skips, temb, context, upsample_size)
         return self.conv_out(self.conv_act(self.conv_norm_out(x)))

@@ -25,3 +25,12 @@ def tiny_sdxl(tmp_path_factory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("sdxl")
     return save_tiny_sdxl(root / "tiny-sdxl-base", root / "tiny-sdxl-refiner")
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnets(tiny_sd, tmp_path_factory) -> tuple[Path, Path]:
+    """Two different tiny random ControlNets for the tiny SD pipeline."""
+    from tiny_controlnet import save_tiny_controlnet
+
+    root = tmp_path_factory.mktemp("controlnet")
+    return save_tiny_controlnet(tiny_sd, root / "cn-a", 11), save_tiny_controlnet(tiny_sd, root / "cn-b", 12)
