@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DIGITS, SD_GRAPH
+from batch_helpers import DIGITS, SD_GRAPH
 
 from nodegraph.batch import GridError, parse_grid_option, plan_items, run_batch
 from nodegraph.batch.grid import Axis

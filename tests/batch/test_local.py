@@ -10,7 +10,7 @@ import time
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import DIGITS, ENV, GRID_ARGS, N_ITEMS, SD_GRAPH, batch_cli, batch_command, pngs
+from batch_helpers import DIGITS, ENV, GRID_ARGS, N_ITEMS, SD_GRAPH, batch_cli, batch_command, pngs
 
 from nodegraph.batch import ManifestError, read_rows, run_batch
 

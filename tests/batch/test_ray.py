@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DIGITS, ENV, GRID_ARGS, N_ITEMS, SD_GRAPH, batch_cli, pngs
+from batch_helpers import DIGITS, ENV, GRID_ARGS, N_ITEMS, SD_GRAPH, batch_cli, pngs
 
 from nodegraph.batch import ItemStarted, read_rows, run_batch
 
