@@ -178,9 +178,18 @@ def _load_model(ckpt: CheckpointFile, fam: Family, name: str, raw, dtype, device
     return model.eval()
 
 
-def _is_vae_only(ckpt: CheckpointFile) -> bool:
+def _vae_only_prefix(ckpt: CheckpointFile) -> str | None:
+    """The prefix of a VAE-only file's keys ("" or a checkpoint's `first_stage_model.`/`vae.`), None otherwise."""
     keys = [k for k in ckpt.shapes if k not in LDM_BUFFERS]
-    return bool(keys) and all(k.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")) for k in keys)
+    for prefix in ("", *VAE_PREFIXES):
+        parts = tuple(prefix + p for p in ("encoder.", "decoder.", "quant_conv.", "post_quant_conv."))
+        if keys and all(k.startswith(parts) for k in keys):
+            return prefix
+    return None
+
+
+def _is_vae_only(ckpt: CheckpointFile) -> bool:
+    return _vae_only_prefix(ckpt) is not None
 
 
 def load_vae_file(path, raw: dict[str, Any], *, dtype=torch.float32, device="cpu", allow_pickle=False,
@@ -193,11 +202,11 @@ def load_vae_file(path, raw: dict[str, Any], *, dtype=torch.float32, device="cpu
                                     channels_last=channels_last)
         raise CheckpointError(f"{ckpt.path} is not a VAE: its keys start with {top_prefixes(list(ckpt.shapes))}.")
     model = _build("AutoencoderKL", raw, f"the VAE config for {ckpt.path}")
-    keys = list(ckpt.shapes)
-    if "encoder.down_blocks.0.resnets.0.conv1.weight" in ckpt.shapes:  # diffusers names already
-        plan = {k: Take(k) for k in keys if k not in LDM_BUFFERS}
+    keys, prefix = list(ckpt.shapes), _vae_only_prefix(ckpt)
+    if prefix + "encoder.down_blocks.0.resnets.0.conv1.weight" in ckpt.shapes:  # diffusers names already
+        plan = {k[len(prefix):]: Take(k) for k in keys if k not in LDM_BUFFERS}
     else:
-        plan = ldm_vae.plan_vae(keys, "", len(model.config.block_out_channels))
+        plan = ldm_vae.plan_vae(keys, prefix, len(model.config.block_out_channels))
     check(plan, [k for k in keys if k not in LDM_BUFFERS], ckpt.shapes, model, "the AutoencoderKL of its config",
           str(ckpt.path))
     device = torch.device(device)

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ldm_layout import vae_to_ldm
+from nodegraph.models.errors import CheckpointError
 from nodegraph.models.loading import load_component
 from test_single_file_sd1 import diffusers_image, nodegraph_image
 
@@ -49,6 +50,21 @@ def test_vae_override_from_file_or_folder_matches_diffusers_with_that_vae(sd1_fi
     from_folder = load_override(str(folder), str(sd1_file)).state_dict()
     from_file = load_override(str(file), str(sd1_file), config=str(sd1_folder)).state_dict()
     assert set(from_folder) == set(from_file) and all(torch.equal(v, from_file[k]) for k, v in from_folder.items())
+
+
+def test_vae_files_load_with_original_prefixed_or_diffusers_names(sd1_file, sd1_folder, other_vae, tmp_path):
+    from nodegraph.models.single_file.vae_override import load_override
+
+    folder, file = other_vae
+    expected = load_override(str(folder), str(sd1_file)).state_dict()
+    state = load_file(file)
+    save_file({"first_stage_model." + k: v for k, v in state.items()}, tmp_path / "prefixed.safetensors")
+    save_file(load_file(folder / "diffusion_pytorch_model.safetensors"), tmp_path / "diffusers-names.safetensors")
+    for variant in ("prefixed", "diffusers-names"):
+        got = load_override(str(tmp_path / f"{variant}.safetensors"), str(sd1_file), config=str(sd1_folder))
+        assert all(torch.equal(v, expected[k]) for k, v in got.state_dict().items()), variant
+    with pytest.raises(CheckpointError, match="VAE weights only; pass it as `vae`"):
+        load_component(tmp_path / "prefixed.safetensors", "unet")
 
 
 def test_vae_file_takes_its_config_from_the_model_it_is_used_with(sd1_file, sd1_folder, other_vae):
