@@ -22,6 +22,6 @@ def clip():
 
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
-    from tests.graphs.tiny_pipelines import save_tiny_sd
+    from tests.models.adapters.lora_files import session_tiny_sd
 
-    return save_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+    return session_tiny_sd(tmp_path_factory)

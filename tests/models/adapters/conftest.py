@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from lora_files import lora_targets, write_kohya, write_peft
 
-from tests.graphs.tiny_pipelines import save_tiny_sd
+from tests.models.adapters.lora_files import session_tiny_sd
 
 
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
-    return save_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+    return session_tiny_sd(tmp_path_factory)
 
 
 

@@ -143,3 +143,16 @@ def write_peft_sdxl(path: Path, targets, seed: int, rank: int = 4, gain: float =
             tensors[f"{prefix}{module_path}.lora_B.weight"] = up
     save_file(tensors, path)
     return path
+
+
+_SESSION: dict = {}
+
+
+def session_tiny_sd(tmp_path_factory) -> Path:
+    """The tiny SD pipeline of tests/graphs, saved once per session for every test folder that asks (import this
+    module as `tests.models.adapters.lora_files` so all askers share one cache)."""
+    from tests.graphs.tiny_pipelines import save_tiny_sd
+
+    if "tiny_sd" not in _SESSION:
+        _SESSION["tiny_sd"] = save_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+    return _SESSION["tiny_sd"]
