@@ -152,8 +152,8 @@ def test_cancel_a_queued_and_a_running_run_and_only_that_run(client):
     assert queued.cancel()["status"] == "cancelled"
     started = time.monotonic()
     running.cancel()
-    _wait(client, running.id, "cancelled", timeout=5)
-    assert time.monotonic() - started < 2
+    _wait(client, running.id, "cancelled", timeout=10)
+    assert time.monotonic() - started < 5  # at the node's next check, not after its 60 s
     assert after.result()["value"] == {"value": pytest.approx(client.get(after.id)["inputs"]["value"])}
     with pytest.raises(RunFailed):
         queued.result()

@@ -11,7 +11,7 @@ def test_a_killed_server_keeps_its_queue_fails_the_interrupted_run_and_can_reque
     data = tmp_path / "data"
     first = start_server(data)
     with first.client() as client:
-        interrupted = client.submit("sleep", seconds=3, value=1)
+        interrupted = client.submit("sleep", seconds=60, value=1)
         _wait(client, interrupted.id, "running")
         low = client.submit("sleep", seconds=0, value=2)
         high = client.submit("sleep", seconds=0, value=3, priority=5)
@@ -33,6 +33,8 @@ def test_a_killed_server_keeps_its_queue_fails_the_interrupted_run_and_can_reque
         assert not partial.exists()
         assert [e["type"] for e in RunHandle(client, interrupted.id).events()] == ["failed"]
         again = client.request("POST", f"/runs/{interrupted.id}/requeue")
-        assert again["requeued_from"] == interrupted.id and again["inputs"]["seconds"] == 3
-        _wait(client, again["id"], "finished", timeout=30)
+        assert again["requeued_from"] == interrupted.id and again["inputs"]["seconds"] == 60
+        _wait(client, again["id"], "running")  # it runs again (and is cancelled here: a minute is long)
+        RunHandle(client, again["id"]).cancel()
+        _wait(client, again["id"], "cancelled")
         assert client.get(interrupted.id)["status"] == "failed"  # history stays as it happened
