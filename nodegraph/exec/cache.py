@@ -9,6 +9,8 @@ here once per run since the graph is static): sha256 of the step's kind and type
 inputs, the content of an included graph or of a `repeat` body (cached as a whole, never per iteration),
 and, for every value it reads, the signature of that value (a graph-input value, or the producing step's
 signature). So changing `prompt` changes the signatures of the text branch and of everything below it.
+A string literal or input value naming an existing file adds that file's size and modification time, so a
+node reading an image, a mask or a LoRA file runs again when the file changes.
 
 Three kinds of steps are treated apart:
 * A node class with `pure = False` (its outputs are not a function of its inputs: it reads a file that
@@ -109,8 +111,44 @@ def _graph_digest(checked, h) -> bool:
     return pure
 
 
+def file_stamp(value: Any) -> bytes:
+    """Size and mtime of the file a string names (b"" for anything else): its content may change."""
+    if not isinstance(value, str) or not value or len(value) > 4096:
+        return b""
+    try:
+        info = os.stat(value)
+    except (OSError, ValueError):
+        return b""
+    return f"|{info.st_size}|{info.st_mtime_ns}".encode() if not os.path.isdir(value) else b""
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def _literal_strings(node) -> list[str]:
+    """Every string literal of a node, inside included graphs and repeat bodies too."""
+    from nodegraph.spec.document import Ref
+
+    found = [text for value in node.values.values() if not isinstance(value, Ref) for text in _strings(value)]
+    inner = node.subgraph.nodes.values() if node.kind == "graph" and node.subgraph is not None else \
+        node.body.nodes.values() if node.kind == "repeat" and node.body is not None else ()
+    for child in inner:
+        found += _literal_strings(child)
+    if node.kind == "graph" and node.subgraph is not None:
+        found += [text for value in node.subgraph.defaults.values() for text in _strings(value)]
+    return found
+
+
 class _StepInfo:
-    __slots__ = ("static", "pure", "storable", "reads", "mutable_reads", "keys")
+    __slots__ = ("static", "pure", "storable", "reads", "mutable_reads", "keys", "files")
 
 
 class CachePlan:
@@ -133,6 +171,10 @@ class CachePlan:
             except Unhashable:
                 info.pure = False
             info.static = h.digest()
+            defaults = step.literals.values() if isinstance(step, NodeStep) else ()
+            # stat-ed every run: a file named here may appear, change or go between runs
+            info.files = sorted({text for text in [*_literal_strings(node), *(t for v in defaults for t in _strings(v))]
+                                 if text})
             info.keys = [key for key, _ in step.outputs]
             names = self._port_names(step, node)
             out_types = [node.outputs.get(name) for name in names]
@@ -167,7 +209,8 @@ class CachePlan:
         by_slot: dict[int, bytes] = {}
         for name, slot in self.input_slots.items():
             try:
-                by_slot[slot] = hashlib.sha256(encode(values[name])).digest()
+                stamps = b"".join(file_stamp(text) for text in _strings(values[name]))
+                by_slot[slot] = hashlib.sha256(encode(values[name]) + stamps).digest()
             except Unhashable:
                 by_slot[slot] = os.urandom(32)
         sigs: list[bytes] = []
@@ -179,6 +222,8 @@ class CachePlan:
             for slot in info.mutable_reads:
                 for earlier in self.earlier[(index, slot)]:
                     h.update(sigs[earlier])
+            for text in info.files:
+                h.update(file_stamp(text))
             if not info.pure:
                 h.update(os.urandom(32))
             sigs.append(h.digest())

@@ -10,10 +10,12 @@ The server's own rules, on top of the spec's (size limits, includes kept in thei
 * a model port (`model`, `config`, `override`, or a name ending in `_model`) takes `builtin:NAME`, a hub repo
   id `org/name`, or an absolute path inside a `--models` folder; a hub id that is also a folder on the server
   is refused;
-* a file port (`path`, `lora`, `embedding`, or a name containing `path`, `file` or `dir`) takes an absolute
-  path inside a graphs, models or `<data>/inputs` folder; no relative paths, no `..`;
+* a file port (`path`, `lora`, `embedding`, `image`, `mask`, or a name containing `path`, `file` or `dir`)
+  takes an absolute path inside a graphs, models or `<data>/inputs` folder; no relative paths, no `..`;
+* only `str` ports count: an `image` port taking an Image tensor is no file port;
 * model ports (`model`, `config`, `override`, `*_model`) and file ports take literals or graph inputs, never
-  a value another node computes (it could not be checked before the run);
+  a value another node computes (it could not be checked before the run), except one a node passes on from
+  its own location input of the same name (SDXLCheckpoint's `model`: checked where it enters);
 * at most `max_nodes` nodes, counting included graphs and repeat bodies.
 """
 
@@ -65,7 +67,7 @@ def digest_of(bundle: dict) -> str:
 
 # ports naming something to load: where a model may come from, and where a plain file may be read
 MODEL_PORTS = {"model", "config", "override"}
-FILE_PORTS = {"path", "lora", "embedding"}
+FILE_PORTS = {"path", "lora", "embedding", "image", "mask"}  # (as `str` ports: file names)
 COMPUTED = object()  # a location computed by another node: cannot be checked before the run
 
 
@@ -349,14 +351,15 @@ def location_values(checked, values: dict[str, Any], prefix: str = ""):
     COMPUTED when another node's output feeds it (through included graphs too)."""
     from nodegraph.spec.document import Ref
 
-    def located(port: str) -> bool:
-        return is_model_port(port) or is_file_port(port)
+    def located(port) -> bool:
+        return port is not None and port.type.name == "str" and (is_model_port(port.name) or is_file_port(port.name))
 
     for name, value in values.items():
         for consumer in checked.consumers.get(name, ()):
-            if located(consumer.port.name):
+            if located(consumer.port):
                 yield consumer.port.name, value, f"{prefix}inputs.{name}"
-    for node in _walk(checked.nodes):
+    by_id = {node.id: node for node in _walk(checked.nodes)}
+    for node in by_id.values():
         if node.kind == "graph" and node.subgraph is not None:
             given = {}
             for port, value in node.values.items():
@@ -369,5 +372,13 @@ def location_values(checked, values: dict[str, Any], prefix: str = ""):
             yield from location_values(node.subgraph, {**node.subgraph.defaults, **given}, f"{prefix}nodes.{node.id}/")
             continue
         for port, value in node.values.items():
-            if located(port) and not (isinstance(value, Ref) and value.scope == "inputs"):
-                yield port, COMPUTED if isinstance(value, Ref) else value, f"{prefix}nodes.{node.id}.{port}"
+            if not located(node.inputs.get(port)) or isinstance(value, Ref) and value.scope == "inputs":
+                continue
+            if isinstance(value, Ref) and _passed_on(by_id.get(value.name), value.port, located):
+                continue  # checked where it enters the node that passes it on
+            yield port, COMPUTED if isinstance(value, Ref) else value, f"{prefix}nodes.{node.id}.{port}"
+
+
+def _passed_on(producer, port: str, located) -> bool:
+    """A node that passes a checked location on under the same name (SDXLCheckpoint's `model`)."""
+    return producer is not None and producer.kind == "node" and located(producer.inputs.get(port))

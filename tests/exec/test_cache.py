@@ -132,3 +132,47 @@ def test_changed_literal_in_a_graph_misses_and_equal_literal_hits(graph):
     ran = TopLevel()
     assert graph(text % "2.5").run(RunOptions(hooks=[ran], cache=cache)) == {"x": 7.0}
     assert ran == ["a", "m"]
+
+
+def test_a_file_named_by_a_literal_or_an_input_is_read_again_when_it_changes(tmp_path):
+    from nodegraph.core import Node, Ports, node
+    from nodegraph.core.registry import Registry
+
+    @node("ReadText", version=1, register=False)
+    class ReadText(Node):
+        """Reads two text files (a pure node: same files, same output)."""
+
+        class Inputs(Ports):
+            first: str
+            second: str
+
+        class Outputs(Ports):
+            text: str
+
+        def run(self, i, ctx):
+            return {"text": open(i.first).read() + open(i.second).read()}
+
+    registry = Registry(plugins=False)
+    registry.add(ReadText)
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("a")
+    second.write_text("b")
+    graph = loads_graph(f"""
+inputs: {{first: {{type: str}}}}
+nodes:
+  read: {{type: ReadText, first: $inputs.first, second: "{second}"}}
+outputs: {{text: $read.text}}
+""", base_dir=tmp_path, registry=registry)
+
+    def run():
+        ran = TopLevel()
+        return graph.run(RunOptions(hooks=[ran], cache=cache), first=str(first))["text"], ran
+
+    cache = DictCache()
+    assert run()[0] == "ab"
+    assert run() == ("ab", [])
+    first.write_text("A!")  # a new size: the test does not depend on the clock's resolution
+    assert run() == ("A!b", ["read"])
+    second.write_text("B!")
+    assert run() == ("A!B!", ["read"])
+    assert run() == ("A!B!", [])

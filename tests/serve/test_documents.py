@@ -48,3 +48,19 @@ def test_a_graph_changed_on_disk_is_read_again_and_an_unchanged_one_is_not(tmp_p
     _, second, _ = documents.submit("add", None)
     assert reads == ["add"] and second != first
     assert documents.graph(second).run() == {"x": 31.0}
+
+
+def test_every_shipped_graph_passes_the_location_rules_and_a_computed_path_does_not():
+    from conftest import ROOT
+
+    from nodegraph import load_graph, loads_graph
+    from nodegraph.serve.documents import COMPUTED, location_values
+    from nodegraph.spec.values import bind_input_values
+
+    for path in sorted((ROOT / "graphs").glob("*.yaml")):
+        graph = load_graph(path)
+        values = bind_input_values(graph.checked, {}, require_all=False)
+        assert [w for _, v, w in location_values(graph.checked, values) if v is COMPUTED] == [], path.name
+    sneaky = loads_graph("nodegraph: 1\nnodes:\n  s: {type: FormatString, template: '/etc/{x}', x: passwd}\n"
+                         "  i: {type: LoadImage, path: $s.text}\noutputs: {image: $i.image}\n")
+    assert [(p, v) for p, v, _ in location_values(sneaky.checked, {})] == [("path", COMPUTED)]
