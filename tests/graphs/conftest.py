@@ -34,3 +34,11 @@ def tiny_controlnets(tiny_sd, tmp_path_factory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("controlnet")
     return save_tiny_controlnet(tiny_sd, root / "cn-a", 11), save_tiny_controlnet(tiny_sd, root / "cn-b", 12)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_inpaint(tiny_sd, tmp_path_factory) -> Path:
+    """The tiny SD pipeline with a 9-channel inpainting UNet."""
+    from tiny_inpaint import save_tiny_sd_inpaint
+
+    return save_tiny_sd_inpaint(tiny_sd, tmp_path_factory.mktemp("inpaint") / "tiny-sd-inpaint")
