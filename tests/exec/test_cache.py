@@ -67,7 +67,7 @@ def test_prompt_change_reruns_the_text_branch_and_below_with_the_uncached_image(
     # scheduler, seed, timesteps and noise make the in-place state (scheduler steps, generator draws) the loop
     # continues from, so they run again with it; models, the negative prompt and its encoding do not
     assert ran == ["scheduler", "seed", "cond", "embeddings", "timesteps", "noise", "denoise", "decode"]
-    assert {"unet", "vae", "uncond"} <= set(ran.cached)
+    assert "uncond" in ran.cached
     expected = sd.run(**{**BASE, "prompt": "a handwritten digit 3"})["image"]
     assert (image - expected).abs().max().item() == 0
     assert (image - sd.run(**BASE)["image"]).abs().max().item() > 0.05
@@ -78,7 +78,7 @@ def test_seed_change_reruns_from_the_noise_on_and_keeps_the_text_branch(sd):
     run(sd, cache)
     image, ran = run(sd, cache, seed=2)
     assert ran == ["scheduler", "seed", "timesteps", "noise", "denoise", "decode"]
-    assert {"unet", "vae", "embeddings"} <= set(ran.cached)  # cond/uncond are not even looked up
+    assert "embeddings" in ran.cached  # cond and uncond are not even looked up
     assert (image - sd.run(**{**BASE, "seed": 2})["image"]).abs().max().item() == 0
 
 
