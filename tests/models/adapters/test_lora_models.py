@@ -65,3 +65,34 @@ def test_the_base_model_is_unchanged_and_shares_untouched_weights(tiny_sd, loras
     assert unet.get_submodule(q) is not patched.get_submodule(q.rsplit(".", 1)[0]).to_q
     assert patched.conv_in.weight is unet.conv_in.weight, "untouched layers must be shared, not copied"
     assert patched.down_blocks[0].resnets[0].norm1 is unet.down_blocks[0].resnets[0].norm1
+
+
+def test_peft_file_alphas_from_diffusers_metadata_match_diffusers(tiny_sd, tmp_path):
+    """A LoRA trained with peft and saved by diffusers carries its LoraConfig (lora_alpha, alpha_pattern) in the
+    file's metadata: scale = alpha / r per layer, here 8/4 and, for to_q, 16/4."""
+    import diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None)
+    config = LoraConfig(r=4, lora_alpha=8, alpha_pattern={"to_q": 16}, init_lora_weights=False,
+                        target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1"])
+    torch.manual_seed(0)
+    pipe.unet.add_adapter(config)
+    diffusers.StableDiffusionPipeline.save_lora_weights(
+        tmp_path, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+        unet_lora_adapter_metadata=config.to_dict())
+    file = tmp_path / "pytorch_lora_weights.safetensors"
+    oracle = diffusers.StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None)
+    oracle.load_lora_weights(str(file), adapter_name="p")
+
+    lora = read_lora(str(file))
+    scales = {name.rsplit(".", 1)[-1]: layer.scale for name, layer in lora.parts["unet"].items()}
+    assert scales["to_q"] == 4.0 and scales["to_k"] == 2.0 and scales["conv1"] == 2.0
+    unet = load_component(str(tiny_sd), "unet", dtype=torch.float32, device="cpu")
+    x, t, ctx = unet_inputs()
+    with torch.no_grad():
+        ours = apply_lora(unet, match_layers(lora, "unet", unet, "the UNet"), 1.0, False)(x, t, ctx)
+        theirs = oracle.unet(x, t, ctx).sample
+        assert (ours - unet(x, t, ctx)).abs().max() > 1e-2
+    assert (ours - theirs).abs().max() <= 1e-5, (ours - theirs).abs().max()
