@@ -134,6 +134,12 @@ def cmd_run(args) -> int:
         from nodegraph.serve.remote import run_remote
 
         return run_remote(args)
+    from nodegraph.comfy.reader import is_comfy_file  # ComfyUI workflows (.json, ComfyUI PNGs): nodegraph/comfy/
+
+    if is_comfy_file(args.graph):
+        from nodegraph.comfy.command import run_workflow
+
+        return run_workflow(args)
 
     with tempfile.TemporaryDirectory(prefix="nodegraph-") as scratch:
         return _run(args, pathlib.Path(scratch))
@@ -266,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server", default=None, metavar="URL", help="run on a `nodegraph serve` server")
     run.add_argument("--token", default=None, help="the server's token (default: $NODEGRAPH_TOKEN)")
     run.add_argument("--allow-includes-outside", **outside)
+    from nodegraph.comfy import command as comfy  # ComfyUI workflows: run options and import-comfy (nodegraph/comfy)
+
+    comfy.add_run_options(run)
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a graph (and --set values) without running it")
@@ -310,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     from nodegraph.models.single_file.inspect import add_inspect_parser  # implementation: models/single_file/
 
     add_inspect_parser(sub)
+    comfy.add_import_parser(sub)
     return parser
 
 

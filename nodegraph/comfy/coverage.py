@@ -1,0 +1,77 @@
+"""Which ComfyUI node classes the import covers: their widgets (UI order), literal types and output types.
+
+`widgets` lists a class's widget inputs in the order a UI workflow's `widgets_values` holds them; names
+starting with `__` are front-end-only slots (the seed's "control after generate"). `literals` gives each
+literal input's Python type; `outputs` the class's output types by index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nodegraph.comfy.samplers import SAMPLERS
+from nodegraph.comfy.schedules import SCHEDULERS
+
+
+@dataclass(frozen=True)
+class Covered:
+    widgets: tuple[str, ...]
+    literals: dict[str, type] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()  # linked inputs it needs
+
+
+COVERED: dict[str, Covered] = {
+    "CheckpointLoaderSimple": Covered(("ckpt_name",), {"ckpt_name": str}, ("MODEL", "CLIP", "VAE")),
+    "VAELoader": Covered(("vae_name",), {"vae_name": str}, ("VAE",)),
+    "LoraLoader": Covered(("lora_name", "strength_model", "strength_clip"),
+                          {"lora_name": str, "strength_model": float, "strength_clip": float},
+                          ("MODEL", "CLIP"), ("model", "clip")),
+    "LoraLoaderModelOnly": Covered(("lora_name", "strength_model"), {"lora_name": str, "strength_model": float},
+                                   ("MODEL",), ("model",)),
+    "CLIPSetLastLayer": Covered(("stop_at_clip_layer",), {"stop_at_clip_layer": int}, ("CLIP",), ("clip",)),
+    "CLIPTextEncode": Covered(("text",), {"text": str}, ("CONDITIONING",), ("clip",)),
+    "EmptyLatentImage": Covered(("width", "height", "batch_size"),
+                                {"width": int, "height": int, "batch_size": int}, ("LATENT",)),
+    "KSampler": Covered(("seed", "__control", "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+                        {"seed": int, "steps": int, "cfg": float, "sampler_name": str, "scheduler": str,
+                         "denoise": float}, ("LATENT",), ("model", "positive", "negative", "latent_image")),
+    "KSamplerAdvanced": Covered(
+        ("add_noise", "noise_seed", "__control", "steps", "cfg", "sampler_name", "scheduler", "start_at_step",
+         "end_at_step", "return_with_leftover_noise"),
+        {"add_noise": str, "noise_seed": int, "steps": int, "cfg": float, "sampler_name": str, "scheduler": str,
+         "start_at_step": int, "end_at_step": int, "return_with_leftover_noise": str},
+        ("LATENT",), ("model", "positive", "negative", "latent_image")),
+    "LatentUpscale": Covered(("upscale_method", "width", "height", "crop"),
+                             {"upscale_method": str, "width": int, "height": int, "crop": str}, ("LATENT",),
+                             ("samples",)),
+    "VAEDecode": Covered((), {}, ("IMAGE",), ("samples", "vae")),
+    "SaveImage": Covered(("filename_prefix",), {"filename_prefix": str}, (), ("images",)),
+    "PreviewImage": Covered((), {}, (), ("images",)),
+}
+OUTPUT_CLASSES = ("SaveImage", "PreviewImage")
+# The front end's own widget orders for classes we refuse, so their UI workflows still convert (and are refused
+# by name rather than by a confusing widget error).
+_OTHER_WIDGETS = {"Note": ("text",), "MarkdownNote": ("text",), "PrimitiveNode": ("value", "__control")}
+CHOICES = {
+    "sampler_name": SAMPLERS,
+    "scheduler": SCHEDULERS,
+    "add_noise": ("enable", "disable"),
+    "return_with_leftover_noise": ("disable", "enable"),
+    "upscale_method": ("nearest-exact", "bilinear", "area", "bicubic"),
+    "crop": ("disabled", "center"),
+}
+
+
+def widget_names(class_type: str) -> tuple[str, ...] | None:
+    covered = COVERED.get(class_type)
+    return covered.widgets if covered else _OTHER_WIDGETS.get(class_type)
+
+
+def coverage_table() -> str:
+    """Markdown rows `| class | widgets | outputs |`, for docs/comfyui.md and `import-comfy --coverage`."""
+    rows = ["| ComfyUI class | widgets (UI order) | outputs |", "|---|---|---|"]
+    for name, c in COVERED.items():
+        widgets = ", ".join(w for w in c.widgets if not w.startswith("__")) or "—"
+        rows.append(f"| {name} | {widgets} | {', '.join(c.outputs) or '(writes images)'} |")
+    return "\n".join(rows)

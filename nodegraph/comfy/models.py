@@ -1,0 +1,70 @@
+"""Find models by ComfyUI's names under `--models` dirs laid out as ComfyUI's `models/`, or extra_model_paths.yaml.
+
+A name may hold subfolders (`sd15/model.safetensors`, either slash); it never leaves the folder it is looked
+up in. ComfyUI's folder names: checkpoints, loras, vae, controlnet, embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodegraph.comfy.errors import ComfyError
+
+KINDS = ("checkpoints", "loras", "vae", "controlnet", "embeddings")
+
+
+@dataclass
+class ModelPaths:
+    roots: list[Path] = field(default_factory=list)  # ComfyUI `models/` folders
+    extra: dict[str, list[Path]] = field(default_factory=dict)  # kind → folders, from extra_model_paths.yaml
+
+    def folders(self, kind: str) -> list[Path]:
+        return [root / kind for root in self.roots] + self.extra.get(kind, [])
+
+    def find(self, kind: str, name: str, where: str) -> Path:
+        """The file for `name` in the first folder of `kind` that has it; ComfyError listing every place looked."""
+        parts = Path(name.replace("\\", "/")).parts
+        if not name or Path(name.replace("\\", "/")).is_absolute() or ".." in parts:
+            raise ComfyError(f"{where}: {name!r} is not a model name (a file name under {kind}/, no `..`, not "
+                             f"absolute)")
+        looked = []
+        for folder in self.folders(kind):
+            candidate = folder.joinpath(*parts)
+            looked.append(str(candidate))
+            if candidate.is_file():
+                return candidate.resolve()
+        if not looked:
+            raise ComfyError(f"{where}: {name!r} needs a `{kind}` folder: pass --models DIR (ComfyUI's models/ "
+                             f"folder, holding {kind}/) or --extra-model-paths extra_model_paths.yaml")
+        raise ComfyError(f"{where}: model {name!r} not found; looked in:\n    " + "\n    ".join(looked)
+                         + f"\n  put the file in one of them, or pass --models DIR whose {kind}/ holds it")
+
+
+def read_extra_model_paths(path: str | Path) -> dict[str, list[Path]]:
+    """ComfyUI's extra_model_paths.yaml: sections of `base_path` + kind: path(s), one per line; relative paths
+    are taken from base_path, and base_path from the yaml's folder."""
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ComfyError(f"{path}: cannot read extra model paths ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise ComfyError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise ComfyError(f"{path}: expected sections like `comfyui: {{base_path: ..., checkpoints: ...}}`")
+    out: dict[str, list[Path]] = {}
+    for section_name, section in doc.items():
+        if not isinstance(section, dict):
+            raise ComfyError(f"{path}: section `{section_name}` is not a mapping")
+        base = path.parent / str(section.get("base_path", "")).strip()
+        for kind, value in section.items():
+            if kind in ("base_path", "is_default") or not isinstance(value, str):
+                continue
+            kind = "controlnet" if kind == "t2i_adapter" else kind
+            for line in value.splitlines():
+                if line.strip():
+                    out.setdefault(kind, []).append((base / line.strip()).expanduser())
+    return out

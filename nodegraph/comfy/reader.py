@@ -1,0 +1,195 @@
+"""Read a ComfyUI workflow — API format, UI (editor) format, or a ComfyUI PNG — into the API form.
+
+The API form is ComfyUI's own `/prompt` body: `{node_id: {"class_type": str, "inputs": {name: literal |
+[source_id, output_index]}}}`. UI workflows (`nodes` + `links` + positional `widgets_values`) are converted
+the way ComfyUI's front end does it when queueing: Note/MarkdownNote dropped, Reroute followed, a
+PrimitiveNode's value written into the inputs it feeds, muted nodes dropped, bypassed nodes passed through.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodegraph.comfy.coverage import widget_names
+from nodegraph.comfy.errors import ComfyError
+
+MAX_BYTES = 32 * 1024 * 1024  # a workflow is kilobytes; refuse anything that could exhaust memory
+UI_ONLY = {"Note", "MarkdownNote"}
+MODE_MUTED, MODE_BYPASSED = 2, 4
+
+
+@dataclass
+class Workflow:
+    api: dict[str, dict[str, Any]]
+    origin: str  # the file, for messages
+    ui: dict | None = None  # the UI document when the source had one
+    notes: list[str] = field(default_factory=list)
+
+
+def is_comfy_file(path: str) -> bool:
+    """A .json file, or a PNG carrying ComfyUI's `prompt`/`workflow` text chunks (and no nodegraph recipe)."""
+    lower = path.lower()
+    if lower.endswith(".json"):
+        return True
+    if not lower.endswith(".png"):
+        return False
+    chunks = _png_text(Path(path))
+    return chunks is not None and ("prompt" in chunks or "workflow" in chunks) and "nodegraph" not in chunks
+
+
+def _png_text(path: Path) -> dict[str, str] | None:
+    import PIL.Image
+
+    try:
+        with PIL.Image.open(path) as img:
+            return dict(getattr(img, "text", {}) or {})
+    except (OSError, PIL.Image.DecompressionBombError):
+        return None
+
+
+def read_workflow(path: str | Path) -> Workflow:
+    """The workflow in `path` (.json in either format, or a ComfyUI PNG) as API form; ComfyError if unreadable."""
+    path = Path(path)
+    origin = str(path)
+    if not path.is_file():
+        raise ComfyError(f"{origin}: no such file")
+    if path.stat().st_size > MAX_BYTES:
+        raise ComfyError(f"{origin}: {path.stat().st_size} bytes is too large for a workflow (limit {MAX_BYTES})")
+    if path.suffix.lower() == ".png":
+        chunks = _png_text(path)
+        if chunks is None:
+            raise ComfyError(f"{origin}: cannot be read as a PNG image")
+        if "prompt" in chunks:
+            api = _parse_json(chunks["prompt"], f"{origin} (text chunk `prompt`)")
+            ui = _parse_json(chunks["workflow"], f"{origin} (text chunk `workflow`)") if "workflow" in chunks else None
+            return Workflow(_check_api(api, origin), origin, ui if isinstance(ui, dict) else None)
+        if "workflow" in chunks:
+            return from_document(_parse_json(chunks["workflow"], f"{origin} (text chunk `workflow`)"), origin)
+        raise ComfyError(f"{origin}: this PNG has no ComfyUI `prompt` or `workflow` text chunk (found: "
+                         f"{', '.join(sorted(chunks)) or 'no text chunks'}); only images saved by ComfyUI's "
+                         f"SaveImage carry their workflow")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ComfyError(f"{origin}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return from_document(_parse_json(text, origin), origin)
+
+
+def from_document(doc: Any, origin: str) -> Workflow:
+    """A parsed JSON document in any of ComfyUI's shapes → Workflow."""
+    if isinstance(doc, dict) and isinstance(doc.get("nodes"), list):
+        return Workflow(ui_to_api(doc, origin), origin, doc)
+    if isinstance(doc, dict) and isinstance(doc.get("prompt"), dict):  # a /prompt request body
+        return Workflow(_check_api(doc["prompt"], origin), origin)
+    return Workflow(_check_api(doc, origin), origin)
+
+
+def _parse_json(text: str, origin: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ComfyError(f"{origin}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}; a ComfyUI workflow is "
+                         f"the .json saved by ComfyUI (Save or Export (API))") from None
+    except RecursionError:
+        raise ComfyError(f"{origin}: JSON nested too deeply to be a workflow") from None
+
+
+def _check_api(doc: Any, origin: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(doc, dict) or not doc:
+        raise ComfyError(f"{origin}: not a ComfyUI workflow: expected an object of nodes "
+                         f'({{"3": {{"class_type": "KSampler", "inputs": {{...}}}}}}) or a UI workflow with `nodes`')
+    problems = []
+    for node_id, entry in doc.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("class_type"), str):
+            problems.append(f"node {node_id}: no `class_type`")
+        elif not isinstance(entry.get("inputs", {}), dict):
+            problems.append(f"node {node_id} ({entry['class_type']}): `inputs` is not an object")
+    if problems:
+        raise ComfyError(f"{origin}: not a ComfyUI API workflow: " + "; ".join(problems))
+    api = {str(k): {"class_type": v["class_type"], "inputs": dict(v.get("inputs", {}))} for k, v in doc.items()}
+    for node_id, entry in api.items():
+        for name, value in entry["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+                if str(value[0]) not in api:
+                    raise ComfyError(f"{origin}: node {node_id} ({entry['class_type']}) input `{name}` links to "
+                                     f"node {value[0]}, which is not in the workflow")
+                entry["inputs"][name] = [str(value[0]), value[1]]
+    return api
+
+
+def ui_to_api(doc: dict, origin: str) -> dict[str, dict[str, Any]]:
+    """ComfyUI's editor format → API form (what the front end's `graphToPrompt` sends)."""
+    nodes = {}
+    for raw in doc["nodes"]:
+        if not isinstance(raw, dict) or "id" not in raw or not isinstance(raw.get("type"), str):
+            raise ComfyError(f"{origin}: a UI node without `id` and `type`: {str(raw)[:80]}")
+        nodes[str(raw["id"])] = raw
+    links: dict[int, tuple[str, int]] = {}
+    for link in doc.get("links") or []:
+        if isinstance(link, list) and len(link) >= 5:
+            links[link[0]] = (str(link[1]), int(link[2]))
+        elif isinstance(link, dict) and {"id", "origin_id", "origin_slot"} <= set(link):
+            links[link["id"]] = (str(link["origin_id"]), int(link["origin_slot"]))
+    if doc.get("definitions", {}).get("subgraphs") if isinstance(doc.get("definitions"), dict) else False:
+        raise ComfyError(f"{origin}: this workflow uses subgraphs, which the import does not support yet")
+
+    def source(node_id: str, name: str, link_id) -> Any:
+        """Follow a link through Reroutes and bypassed nodes to a real output, or to a PrimitiveNode's value."""
+        seen = set()
+        while True:
+            if link_id not in links:
+                raise ComfyError(f"{origin}: node {node_id} ({nodes[node_id]['type']}) input `{name}`: link "
+                                 f"{link_id} is not in the workflow's `links` (a dangling link); reconnect it in "
+                                 f"ComfyUI and save again")
+            src_id, slot = links[link_id]
+            src = nodes.get(src_id)
+            if src is None:
+                raise ComfyError(f"{origin}: node {node_id} ({nodes[node_id]['type']}) input `{name}`: link "
+                                 f"{link_id} comes from node {src_id}, which is not in the workflow")
+            if src_id in seen:
+                raise ComfyError(f"{origin}: node {node_id} input `{name}`: Reroutes form a loop")
+            seen.add(src_id)
+            if src["type"] == "PrimitiveNode":
+                values = src.get("widgets_values") or []
+                if not values:
+                    raise ComfyError(f"{origin}: PrimitiveNode {src_id} feeding node {node_id} input `{name}` "
+                                     f"has no value")
+                return ("value", values[0])
+            if src["type"] == "Reroute" or src.get("mode") == MODE_BYPASSED:
+                ins = [i for i in src.get("inputs") or [] if i.get("link") is not None]
+                if src["type"] != "Reroute":
+                    wanted = (src.get("outputs") or [{}])[slot].get("type") if slot < len(src.get("outputs") or []) else None
+                    ins = [i for i in ins if i.get("type") == wanted] or ins
+                if not ins:
+                    raise ComfyError(f"{origin}: node {node_id} input `{name}` comes through {src['type']} {src_id}, "
+                                     f"which has no input connected")
+                link_id = ins[0]["link"]
+                continue
+            return ("link", [src_id, slot])
+
+    api: dict[str, dict[str, Any]] = {}
+    for node_id, raw in nodes.items():
+        kind = raw["type"]
+        if kind in UI_ONLY or kind in ("Reroute", "PrimitiveNode") or raw.get("mode") in (MODE_MUTED, MODE_BYPASSED):
+            continue
+        inputs: dict[str, Any] = {}
+        values = raw.get("widgets_values")
+        names = widget_names(kind)
+        if isinstance(values, dict):
+            inputs.update(values)
+        elif isinstance(values, list) and names is not None:
+            for name, value in zip(names, values):
+                if not name.startswith("__"):
+                    inputs[name] = value
+        for slot in raw.get("inputs") or []:
+            if slot.get("link") is None:
+                continue
+            got = source(node_id, slot.get("name", "?"), slot["link"])
+            inputs[slot.get("widget", {}).get("name") or slot.get("name")] = got[1]
+        api[node_id] = {"class_type": kind, "inputs": inputs}
+    if not api:
+        raise ComfyError(f"{origin}: the workflow has no nodes to run")
+    return api

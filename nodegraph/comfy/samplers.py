@@ -1,0 +1,89 @@
+"""k-diffusion-style sampler steps on the σ parametrisation, as ComfyUI runs them (comfy/k_diffusion/sampling.py).
+
+Every sampler has one signature: `step(name, x, denoised, sigmas, i, noise, history) -> (x_next, history)`,
+where `denoised` is the guided model's x₀ estimate at σ = sigmas[i], `noise` the sampler's own generator
+(ComfyUI's `default_noise_sampler`: a fresh CPU generator seeded with the KSampler seed) and `history` what a
+multistep method carries between steps (None at the first step). x lives in σ-space: x = x₀ + σ·ε.
+"""
+
+from __future__ import annotations
+
+# Samplers whose step needs one model evaluation; "ddim" is ComfyUI's alias for Euler (comfy/samplers.py
+# `sampler_object`), normally paired with the ddim_uniform schedule.
+SAMPLERS = ("euler", "euler_ancestral", "dpmpp_2m", "lms", "ddim")
+LMS_ORDER = 4
+
+
+def to_d(x, sigma, denoised):
+    """dx/dσ of the probability-flow ODE: (x − x₀) / σ (Karras et al. 2022, eq. 4 with s(t) = 1)."""
+    return (x - denoised) / sigma
+
+
+def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[float, float]:
+    """(σ_down, σ_up): the deterministic step target and the noise re-added (k-diffusion `get_ancestral_step`)."""
+    if not eta:
+        return sigma_next, 0.0
+    sigma_up = min(sigma_next, eta * (sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2) ** 0.5)
+    return (sigma_next ** 2 - sigma_up ** 2) ** 0.5, sigma_up
+
+
+def step(name: str, x, denoised, sigmas, i: int, noise=None, history=None):
+    """One step of sampler `name` from σ_i to σ_{i+1}; returns (x_next, history for the next step)."""
+    import torch
+
+    sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+    if name in ("euler", "ddim"):
+        # Karras et al. (2022), Algorithm 2 without churn: one Euler step of the ODE.
+        return x + to_d(x, sigma, denoised) * (sigma_next - sigma), None
+    if name == "euler_ancestral":
+        sigma_down, sigma_up = ancestral_step(sigma, sigma_next)
+        if sigma_down == 0:
+            return denoised, None
+        x = x + to_d(x, sigma, denoised) * (sigma_down - sigma)
+        drawn = torch.randn(x.shape, generator=noise, dtype=x.dtype, device="cpu").to(x.device)
+        return x + drawn * sigma_up, None
+    if name == "dpmpp_2m":
+        return _dpmpp_2m(x, denoised, sigmas, i, history)
+    if name == "lms":
+        return _lms(x, denoised, sigmas, i, history)
+    raise ValueError(f"unknown sampler {name!r}; supported: {', '.join(SAMPLERS)}")
+
+
+def _dpmpp_2m(x, denoised, sigmas, i, old_denoised):
+    """DPM-Solver++(2M), Lu et al. (2022) Algorithm 2, in λ = −log σ; the first and the final step are first order."""
+    import math
+
+    sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+    if sigma_next == 0:
+        return denoised, denoised
+    t, t_next = -math.log(sigma), -math.log(sigma_next)
+    h = t_next - t
+    if old_denoised is None:
+        target = denoised
+    else:
+        r = (t - (-math.log(float(sigmas[i - 1])))) / h
+        target = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+    return (sigma_next / sigma) * x - math.expm1(-h) * target, denoised
+
+
+def _lms(x, denoised, sigmas, i, ds):
+    """Linear multistep (order ≤ 4): ∫ of the Lagrange polynomial through the last derivatives over [σ_i, σ_{i+1}]."""
+    ds = ([] if ds is None else list(ds)) + [to_d(x, float(sigmas[i]), denoised)]
+    ds = ds[-LMS_ORDER:]
+    order = len(ds)
+    s = [float(v) for v in sigmas]
+    for j, d in enumerate(reversed(ds)):
+        x = x + _lms_coefficient(order, s, i, j) * d
+    return x, ds
+
+
+def _lms_coefficient(order: int, s: list[float], i: int, j: int) -> float:
+    """∫_{σ_i}^{σ_{i+1}} ∏_{k≠j} (τ − σ_{i−k}) / (σ_{i−j} − σ_{i−k}) dτ, integrated exactly (it is a polynomial)."""
+    from numpy.polynomial import Polynomial
+
+    basis = Polynomial([1.0])
+    for k in range(order):
+        if k != j:
+            basis = basis * Polynomial([-s[i - k], 1.0]) / (s[i - j] - s[i - k])
+    antiderivative = basis.integ()
+    return float(antiderivative(s[i + 1]) - antiderivative(s[i]))

@@ -1,0 +1,111 @@
+"""ComfyUI's CLIPTextEncode for SD1.x-style CLIP: its prompt weighting, its 75-token chunks, its weighting rule.
+
+Facts from comfy/sd1_clip.py (shared/notes/comfyui-facts.md):
+* `(text)` multiplies the enclosing weight by 1.1; `(text:w)` SETS the weight to w; `\\(` `\\)` are literal
+  brackets; `[text]` is plain text (not A1111's down-weight).
+* The prompt is tokenized word by word (split on spaces); words go into chunks of 75 tokens, a word that does
+  not fit moving whole to the next chunk unless it is 8 tokens or longer; each chunk is BOS + tokens + EOS,
+  padded with EOS to 77.
+* When any weight ≠ 1, the empty prompt is encoded too and each weighted token's hidden state is moved
+  relative to the empty prompt's at the same position: z_empty + w·(z − z_empty) — not A1111's rule.
+"""
+
+from __future__ import annotations
+
+CHUNK = 77  # tokens per encoded sequence: BOS + 75 + EOS
+LONG_WORD = 8  # words of this many tokens or more may be split across chunks
+
+
+def parse_weights(text: str, weight: float = 1.0) -> list[tuple[str, float]]:
+    """Split a prompt into (text, weight) pieces by ComfyUI's bracket rule (escapes already hidden)."""
+    pieces: list[str] = []
+    current, depth = "", 0
+    for char in text:
+        if char == "(":
+            if depth == 0 and current:
+                pieces.append(current)
+                current = ""
+            current += char
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                pieces.append(current + ")")
+                current = ""
+            else:
+                current += char
+        else:
+            current += char
+    if current:
+        pieces.append(current)
+    out: list[tuple[str, float]] = []
+    for piece in pieces:
+        if len(piece) >= 2 and piece[0] == "(" and piece[-1] == ")":
+            inner, inner_weight = piece[1:-1], weight * 1.1
+            colon = inner.rfind(":")
+            if colon > 0:
+                try:
+                    inner_weight, inner = float(inner[colon + 1:]), inner[:colon]
+                except ValueError:
+                    pass  # "(a:b)" with no number: the colon is text, the brackets still weigh ×1.1
+            out += parse_weights(inner, inner_weight)
+        else:
+            out.append((piece, weight))
+    return out
+
+
+_ESCAPES = {"\\)": "\0\1", "\\(": "\0\2"}
+
+
+def weighted_chunks(prompt: str, tokenizer) -> list[list[tuple[int, float]]]:
+    """The prompt as chunks of 77 (token id, weight) pairs, as ComfyUI's SDTokenizer builds them."""
+    for escaped, hidden in _ESCAPES.items():
+        prompt = prompt.replace(escaped, hidden)
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    words: list[list[tuple[int, float]]] = []
+    for piece, weight in parse_weights(prompt, 1.0):
+        for escaped, hidden in _ESCAPES.items():
+            piece = piece.replace(hidden, escaped[1])
+        for word in piece.replace("\n", " ").split(" "):
+            if word:
+                ids = tokenizer(word).input_ids[1:-1]  # without BOS/EOS
+                words.append([(t, weight) for t in ids])
+    chunks: list[list[tuple[int, float]]] = []
+    chunk = [(bos, 1.0)]
+    for group in words:
+        long_word = len(group) >= LONG_WORD
+        while group:
+            if len(group) + len(chunk) > CHUNK - 1:
+                room = CHUNK - len(chunk) - 1
+                if long_word:
+                    chunk += group[:room]
+                    group = group[room:]
+                chunks.append(chunk + [(eos, 1.0)] * (CHUNK - len(chunk)))
+                chunk = [(bos, 1.0)]
+            else:
+                chunk += group
+                group = []
+    chunks.append(chunk + [(eos, 1.0)] * (CHUNK - len(chunk)))
+    return chunks
+
+
+def encode(encoder, tokenizer, prompt: str, clip_skip: int = 0):
+    """(1, 77·chunks, C) hidden states of `prompt` by ComfyUI's rules; clip_skip as diffusers' (0 = last layer)."""
+    import torch
+
+    from nodegraph.prompts.encode import clip_hidden
+
+    chunks = weighted_chunks(prompt, tokenizer)
+    weighted = any(w != 1.0 for chunk in chunks for _, w in chunk)
+    states = []
+    empty = None
+    if weighted:
+        empty_ids = [tokenizer.bos_token_id] + [tokenizer.eos_token_id] * (CHUNK - 1)
+        empty = clip_hidden(encoder, torch.tensor([empty_ids]), clip_skip)[0]  # (77, C)
+    for chunk in chunks:
+        z = clip_hidden(encoder, torch.tensor([[t for t, _ in chunk]]), clip_skip)  # (1, 77, C)
+        if weighted:
+            w = torch.tensor([w for _, w in chunk], dtype=z.dtype, device=z.device)[None, :, None]  # (1, 77, 1)
+            z = torch.where(w != 1.0, empty + w * (z - empty), z)
+        states.append(z)
+    return torch.cat(states, dim=1)

@@ -1,0 +1,292 @@
+"""A ComfyUI workflow (API form) → a nodegraph graph document, with every KSampler's loop in the open.
+
+Each literal of the workflow becomes a typed graph input (its value the default); each covered node becomes
+one or a few nodegraph nodes; each KSampler / KSamplerAdvanced becomes ComfySigmas → ComfyNoise → a `repeat`
+over the steps whose body is the included step graph graphs/comfy/ksampler_step.yaml. Everything is checked
+before anything is written: unsupported classes and sampler/scheduler names are refused together, in one
+message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodegraph.comfy.coverage import CHOICES, COVERED, OUTPUT_CLASSES
+from nodegraph.comfy.errors import ComfyError
+from nodegraph.comfy.models import ModelPaths
+from nodegraph.comfy.reader import Workflow
+
+STEP_GRAPH = Path(__file__).resolve().parents[2] / "graphs" / "comfy" / "ksampler_step.yaml"
+STEP_GRAPH_NAME = "comfy_ksampler_step.yaml"  # written beside the imported graph
+_SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "lora", "LoraLoaderModelOnly": "lora",
+          "CLIPSetLastLayer": "clip_layer", "CLIPTextEncode": "text", "EmptyLatentImage": "latent",
+          "KSampler": "ksampler", "KSamplerAdvanced": "ksampler", "LatentUpscale": "upscale", "VAEDecode": "decode",
+          "SaveImage": "save", "PreviewImage": "preview"}
+_MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras"}
+
+
+@dataclass
+class Saved:
+    """One image output of the workflow: graph output `output`, written as ComfyUI names its files."""
+    node_id: str
+    class_type: str
+    output: str
+    prefix: str
+
+
+@dataclass
+class Translation:
+    document: dict[str, Any]
+    saves: list[Saved] = field(default_factory=list)
+
+
+def refusals(api: dict[str, dict[str, Any]]) -> list[str]:
+    """Every node id/class and sampler/scheduler name the import does not cover, in workflow order."""
+    out = []
+    for node_id, entry in api.items():
+        kind = entry["class_type"]
+        if kind not in COVERED:
+            out.append(f"node {node_id}: {kind}")
+            continue
+        for name in ("sampler_name", "scheduler"):
+            value = entry["inputs"].get(name)
+            if isinstance(value, str) and value not in CHOICES[name]:
+                out.append(f"node {node_id} ({kind}): {name} {value!r}")
+    return out
+
+
+def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP_GRAPH_NAME}") -> Translation:
+    refused = refusals(workflow.api)
+    if refused:
+        raise ComfyError(f"{workflow.origin}: {len(refused)} part{'s' if len(refused) > 1 else ''} of this workflow "
+                         f"nodegraph cannot run yet (nothing was run):\n  " + "\n  ".join(refused)
+                         + "\n  see docs/comfyui.md for what is covered")
+    return _Translator(workflow, paths, step_graph).run()
+
+
+def _suffix(node_id: str) -> str:
+    """A node id as the tail of an identifier: "3" → "3", "12:5" (a subgraph's node) → "12_5"."""
+    return re.sub(r"\W", "_", str(node_id))
+
+
+def _ident(text: str) -> str:
+    ident = re.sub(r"\W", "_", str(text))
+    return ident if re.match(r"[A-Za-z_]", ident) else f"n{ident}"
+
+
+class _Translator:
+    def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str):
+        self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
+        self.inputs: dict[str, dict] = {}
+        self.nodes: dict[str, dict] = {}
+        self.outputs: dict[str, str] = {}
+        self.done: dict[str, tuple] = {}
+        self.visiting: set[str] = set()
+        counts: dict[str, int] = {}
+        for entry in self.api.values():
+            for name, value in entry["inputs"].items():
+                if not isinstance(value, list):
+                    counts[name] = counts.get(name, 0) + 1
+        self.unique = {name for name, n in counts.items() if n == 1}
+
+    def where(self, node_id: str, name: str | None = None) -> str:
+        kind = self.api[node_id]["class_type"]
+        return f"{self.wf.origin}: node {node_id} ({kind})" + (f" input `{name}`" if name else "")
+
+    def run(self) -> Translation:
+        saves = []
+        for node_id, entry in self.api.items():
+            if entry["class_type"] in OUTPUT_CLASSES:
+                saves.append(self.save(node_id))
+        if not saves:
+            raise ComfyError(f"{self.wf.origin}: the workflow has no SaveImage or PreviewImage node, so it has no "
+                             f"output; add one in ComfyUI")
+        doc = {"nodegraph": 1,
+               "description": f"Imported from the ComfyUI workflow {Path(self.wf.origin).name} by `nodegraph "
+                              f"import-comfy`. Inputs are the workflow's values, named after ComfyUI's inputs "
+                              f"(suffixed with the node id where several nodes share a name).",
+               "inputs": self.inputs, "nodes": self.nodes, "outputs": self.outputs}
+        return Translation(doc, saves)
+
+    # -- values ---------------------------------------------------------------------------------------------
+    def literal(self, node_id: str, name: str, default: Any = None) -> Any:
+        """A graph input holding the node's literal `name` (type-checked); returns its `$inputs.` reference."""
+        entry = self.api[node_id]
+        covered = COVERED[entry["class_type"]]
+        if name not in entry["inputs"]:
+            if default is None:
+                raise ComfyError(f"{self.where(node_id, name)} is missing; set it in ComfyUI and save again")
+            value = default
+        else:
+            value = entry["inputs"][name]
+        if isinstance(value, list):
+            raise ComfyError(f"{self.where(node_id, name)} is linked to node {value[0]}; nodegraph takes a literal "
+                             f"value here (convert the input back to a widget)")
+        want = covered.literals[name]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
+            raise ComfyError(f"{self.where(node_id, name)}: expected {_TYPE_WORDS[want]}, got {value!r}")
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ComfyError(f"{self.where(node_id, name)}: {value!r} is not one of {', '.join(CHOICES[name])}")
+        spec: dict[str, Any] = {"type": want.__name__, "default": value,
+                                "description": f"ComfyUI node {node_id} ({entry['class_type']}) `{name}`."}
+        if name in _MODEL_KIND:
+            found = self.paths.find(_MODEL_KIND[name], value, self.where(node_id, name))
+            spec["default"] = str(found)
+            spec["description"] = f"ComfyUI node {node_id} `{name}` {value!r}: a model file."
+        if name in CHOICES:
+            spec["choices"] = list(CHOICES[name])
+        graph_name = name if name in self.unique else f"{name}_{_ident(node_id)}"
+        self.inputs[graph_name] = spec
+        return f"$inputs.{graph_name}"
+
+    def link(self, node_id: str, name: str, want: str) -> Any:
+        """The translated value of the output a linked input reads (checked to be of type `want`)."""
+        value = self.api[node_id]["inputs"].get(name)
+        if value is None:
+            raise ComfyError(f"{self.where(node_id, name)} is not connected; connect it in ComfyUI")
+        if not isinstance(value, list):
+            raise ComfyError(f"{self.where(node_id, name)}: expected a link to a {want} output, got the value "
+                             f"{value!r}")
+        src_id, index = value
+        outputs = self.translate(src_id)
+        kinds = COVERED[self.api[src_id]["class_type"]].outputs
+        if not 0 <= index < len(kinds):
+            raise ComfyError(f"{self.where(node_id, name)}: node {src_id} has no output {index}")
+        if kinds[index] != want:
+            raise ComfyError(f"{self.where(node_id, name)}: expected {want}, but node {src_id} output {index} is "
+                             f"{kinds[index]}")
+        return outputs[index]
+
+    def translate(self, node_id: str) -> tuple:
+        if node_id in self.done:
+            return self.done[node_id]
+        if node_id in self.visiting:
+            raise ComfyError(f"{self.where(node_id)}: the workflow's links form a cycle through this node")
+        self.visiting.add(node_id)
+        kind = self.api[node_id]["class_type"]
+        self.done[node_id] = getattr(self, f"_{kind}")(node_id, f"{_SHORT[kind]}{_suffix(node_id)}")
+        self.visiting.discard(node_id)
+        return self.done[node_id]
+
+    def save(self, node_id: str) -> Saved:
+        kind = self.api[node_id]["class_type"]
+        image = self.link(node_id, "images", "IMAGE")
+        name = f"{_SHORT[kind]}{_suffix(node_id)}"
+        self.outputs[name] = image
+        prefix = self.api[node_id]["inputs"].get("filename_prefix", "ComfyUI") if kind == "SaveImage" else "ComfyUI_temp"
+        if not isinstance(prefix, str) or not prefix or ".." in prefix or prefix.startswith(("/", "\\")):
+            raise ComfyError(f"{self.where(node_id, 'filename_prefix')}: {prefix!r} is not a file name prefix")
+        return Saved(node_id, kind, name, prefix)
+
+    # -- one method per covered class: returns its outputs by index -------------------------------------------
+    def _CheckpointLoaderSimple(self, node_id, nid):
+        model = self.literal(node_id, "ckpt_name")
+        config = "config" if sum(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) == 1 \
+            else f"config_{_ident(node_id)}"
+        self.inputs[config] = {"type": "str", "default": "", "description": (
+            f"Node {node_id}'s checkpoint only: a diffusers folder or hub repo whose configs replace the ones "
+            f"inferred from the file (needed for non-standard model sizes; empty = inferred).")}
+        for part, loader in (("unet", "LoadUNet"), ("clip", "LoadCLIP"), ("vae", "LoadVAE")):
+            self.nodes[f"{nid}_{part}"] = {"type": loader, "model": model, "config": f"$inputs.{config}"}
+        self.checkpoint = (model, f"$inputs.{config}")
+        return ({"unet": f"${nid}_unet.unet"},
+                {"te": f"${nid}_clip.text_encoder", "tok": f"${nid}_clip.tokenizer", "layer": -1},
+                f"${nid}_vae.vae")
+
+    def _VAELoader(self, node_id, nid):
+        base = getattr(self, "checkpoint", None)
+        if base is None:  # the VAE's config comes from the workflow's checkpoint
+            for other, entry in self.api.items():
+                if entry["class_type"] == "CheckpointLoaderSimple":
+                    self.translate(other)
+                    base = getattr(self, "checkpoint", None)
+                    break
+        if base is None:
+            raise ComfyError(f"{self.where(node_id)}: a VAELoader needs a CheckpointLoaderSimple in the workflow")
+        self.nodes[nid] = {"type": "LoadVAE", "model": base[0], "config": base[1],
+                           "override": self.literal(node_id, "vae_name")}
+        return (f"${nid}.vae",)
+
+    def _LoraLoader(self, node_id, nid):
+        model, clip = self.link(node_id, "model", "MODEL"), self.link(node_id, "clip", "CLIP")
+        self.nodes[nid] = {"type": "LoadLoRA", "unet": model["unet"], "text_encoder": clip["te"],
+                           "lora": self.literal(node_id, "lora_name"),
+                           "strength_model": self.literal(node_id, "strength_model"),
+                           "strength_clip": self.literal(node_id, "strength_clip")}
+        return {"unet": f"${nid}.unet"}, dict(clip, te=f"${nid}.text_encoder")
+
+    def _LoraLoaderModelOnly(self, node_id, nid):
+        model = self.link(node_id, "model", "MODEL")
+        self.nodes[nid] = {"type": "LoadLoRA", "unet": model["unet"], "lora": self.literal(node_id, "lora_name"),
+                           "strength_model": self.literal(node_id, "strength_model")}
+        return ({"unet": f"${nid}.unet"},)
+
+    def _CLIPSetLastLayer(self, node_id, nid):
+        clip = self.link(node_id, "clip", "CLIP")
+        return (dict(clip, layer=self.literal(node_id, "stop_at_clip_layer")),)
+
+    def _CLIPTextEncode(self, node_id, nid):
+        clip = self.link(node_id, "clip", "CLIP")
+        self.nodes[nid] = {"type": "ComfyTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
+                           "text": self.literal(node_id, "text"), "stop_at_clip_layer": clip["layer"]}
+        return (f"${nid}.embeddings",)
+
+    def _EmptyLatentImage(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyEmptyLatent", "width": self.literal(node_id, "width"),
+                           "height": self.literal(node_id, "height"),
+                           "batch_size": self.literal(node_id, "batch_size", 1)}
+        return (f"${nid}.latents",)
+
+    def _KSampler(self, node_id, nid):
+        return self._sampler(node_id, nid, seed="seed", schedule={"denoise": self.literal(node_id, "denoise", 1.0)},
+                             add_noise="enable")
+
+    def _KSamplerAdvanced(self, node_id, nid):
+        schedule = {"start_step": self.literal(node_id, "start_at_step", 0),
+                    "end_step": self.literal(node_id, "end_at_step", 10000),
+                    "return_with_leftover_noise": self.literal(node_id, "return_with_leftover_noise", "disable")}
+        return self._sampler(node_id, nid, seed="noise_seed", schedule=schedule,
+                             add_noise=self.literal(node_id, "add_noise", "enable"))
+
+    def _sampler(self, node_id, nid, *, seed, schedule, add_noise):
+        model = self.link(node_id, "model", "MODEL")
+        positive = self.link(node_id, "positive", "CONDITIONING")
+        negative = self.link(node_id, "negative", "CONDITIONING")
+        latent = self.link(node_id, "latent_image", "LATENT")
+        self.nodes[f"{nid}_sigmas"] = {"type": "ComfySigmas", "scheduler": self.literal(node_id, "scheduler"),
+                                       "steps": self.literal(node_id, "steps"), **schedule}
+        self.nodes[f"{nid}_noise"] = {"type": "ComfyNoise", "latents": latent, "sigmas": f"${nid}_sigmas.sigmas",
+                                      "seed": self.literal(node_id, seed), "add_noise": add_noise}
+        self.nodes[nid] = {
+            "type": "repeat",
+            "description": f"ComfyUI's {self.api[node_id]['class_type']} {node_id}: one iteration per σ step.",
+            "over": f"${nid}_sigmas.steps",
+            "state": {"latents": f"${nid}_noise.latents", "history": f"${nid}_noise.history"},
+            "nodes": {f"{nid}_step": {
+                "type": self.step_graph, "unet": model["unet"], "positive": positive, "negative": negative,
+                "cfg": self.literal(node_id, "cfg"), "sampler": self.literal(node_id, "sampler_name"),
+                "latents": "$state.latents", "history": "$state.history", "sigmas": f"${nid}_sigmas.sigmas",
+                "index": "$loop.item", "noise": f"${nid}_noise.noise"}},
+            "next": {"latents": f"${nid}_step.latents", "history": f"${nid}_step.history"},
+        }
+        return (f"${nid}.latents",)
+
+    def _LatentUpscale(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyLatentUpscale", "latents": self.link(node_id, "samples", "LATENT"),
+                           "upscale_method": self.literal(node_id, "upscale_method"),
+                           "width": self.literal(node_id, "width"), "height": self.literal(node_id, "height"),
+                           "crop": self.literal(node_id, "crop", "disabled")}
+        return (f"${nid}.latents",)
+
+    def _VAEDecode(self, node_id, nid):
+        self.nodes[nid] = {"type": "VAEDecode", "vae": self.link(node_id, "vae", "VAE"),
+                           "latents": self.link(node_id, "samples", "LATENT")}
+        return (f"${nid}.image",)
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

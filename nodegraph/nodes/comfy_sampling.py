@@ -1,0 +1,185 @@
+"""ComfyUI-semantics sampling nodes: its empty latent, σ schedules, noise rules, x₀ prediction and sampler steps.
+
+A ComfyUI KSampler is written out as ComfySigmas → ComfyNoise → repeat over the steps of
+graphs/comfy/ksampler_step.yaml (ComfyDenoise → ComfySamplerStep); the math lives in nodegraph/comfy/.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from nodegraph.core import Field, Node, Ports, node
+from nodegraph.core.types import Embeddings, Generator, Latent, Tensor, UNet
+
+SchedulerName = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
+SamplerName = Literal["euler", "euler_ancestral", "dpmpp_2m", "lms", "ddim"]
+
+
+@node("ComfyEmptyLatent", version=1)
+class ComfyEmptyLatent(Node):
+    """ComfyUI's EmptyLatentImage: zeros of shape (batch, 4, height // 8, width // 8) in model space."""
+
+    class Inputs(Ports):
+        width: int = Field(512, ge=16, le=16384)
+        height: int = Field(512, ge=16, le=16384)
+        batch_size: int = Field(1, ge=1, le=64)
+
+    class Outputs(Ports):
+        latents: Latent
+
+    def run(self, i, ctx):
+        import torch
+
+        return {"latents": torch.zeros((i.batch_size, 4, i.height // 8, i.width // 8), dtype=ctx.dtype,
+                                       device=ctx.device)}
+
+
+@node("ComfySigmas", version=1)
+class ComfySigmas(Node):
+    """The σ schedule a ComfyUI KSampler / KSamplerAdvanced runs over (SD's discrete ε table), and its step indices.
+
+    `denoise` < 1 keeps the last steps + 1 σ of a longer schedule; `start_step` / `end_step` cut it as
+    KSamplerAdvanced does, the last kept σ set to 0 unless `return_with_leftover_noise` is enable.
+    """
+
+    class Inputs(Ports):
+        scheduler: SchedulerName = "normal"
+        steps: int = Field(20, ge=1, le=10000)
+        denoise: float = Field(1.0, ge=0.0, le=1.0)
+        start_step: int = Field(0, ge=0, le=10000)
+        end_step: int = Field(10000, ge=0, le=10000)
+        return_with_leftover_noise: Literal["disable", "enable"] = "disable"
+
+    class Outputs(Ports):
+        sigmas: Tensor
+        steps: list[int]
+
+    def run(self, i, ctx):
+        from nodegraph.comfy.schedules import ksampler_sigmas
+
+        sigmas = ksampler_sigmas(i.scheduler, i.steps, i.denoise, i.start_step, i.end_step,
+                                 force_full_denoise=i.return_with_leftover_noise == "disable")
+        return {"sigmas": sigmas, "steps": list(range(max(len(sigmas) - 1, 0)))}
+
+
+@node("ComfyNoise", version=1)
+class ComfyNoise(Node):
+    """Noise the latents for the first σ as ComfyUI does, and make the sampler's own noise generator.
+
+    The noise is one CPU draw of the latents' shape from `seed`; it is scaled by √(1 + σ₀²) when σ₀ is the
+    model's σmax (a full denoise) and by σ₀ otherwise, then added to the latents (comfy/model_sampling.py
+    `EPS.noise_scaling`). `add_noise: disable` leaves the latents as they are (KSamplerAdvanced). The output
+    `noise` generator is a fresh one seeded with `seed`: ancestral samplers draw from it, as ComfyUI's
+    `default_noise_sampler` does.
+    """
+
+    class Inputs(Ports):
+        latents: Latent
+        sigmas: Tensor
+        seed: int = Field(0, ge=0, le=2**64 - 1)
+        add_noise: Literal["enable", "disable"] = "enable"
+
+    class Outputs(Ports):
+        latents: Latent
+        noise: Generator
+        history: Any
+
+    def run(self, i, ctx):
+        import math
+
+        import torch
+
+        from nodegraph.comfy.schedules import sigma_table
+
+        generator = torch.Generator("cpu").manual_seed(i.seed)
+        x = i.latents
+        if len(i.sigmas) > 1 and i.add_noise == "enable":
+            noise = torch.randn(x.shape, generator=torch.Generator("cpu").manual_seed(i.seed), dtype=torch.float32,
+                                device="cpu").to(device=x.device, dtype=x.dtype)
+            sigma, sigma_max = float(i.sigmas[0]), float(sigma_table()[-1])
+            full = math.isclose(sigma, sigma_max, rel_tol=1e-5) or sigma > sigma_max
+            x = x + noise * (math.sqrt(1.0 + sigma ** 2) if full else sigma)
+        return {"latents": x, "noise": generator, "history": None}
+
+
+@node("ComfyDenoise", version=1)
+class ComfyDenoise(Node):
+    """The guided x₀ estimate at σ = sigmas[index]: ε-prediction UNet on x / √(σ² + 1) at the nearest integer t.
+
+    CFG combines the x₀ estimates, x₀_neg + cfg·(x₀_pos − x₀_neg) (comfy/samplers.py `cfg_function`); the
+    negative pass is skipped when cfg is 1. Prompts of different lengths are repeated to a common length.
+    """
+
+    class Inputs(Ports):
+        unet: UNet
+        latents: Latent
+        sigmas: Tensor
+        index: int = Field(ge=0)
+        positive: Embeddings
+        negative: Optional[Embeddings] = None
+        cfg: float = Field(8.0, ge=0.0, le=100.0)
+
+    class Outputs(Ports):
+        denoised: Latent
+
+    def run(self, i, ctx):
+        import math
+
+        import torch
+
+        from nodegraph.comfy.schedules import sigma_table, timestep_of
+
+        x = i.latents  # (B, 4, h, w)
+        sigma = float(i.sigmas[i.index])
+        t = torch.tensor(float(timestep_of(sigma_table(), sigma)), device=x.device)
+        x_in = x / math.sqrt(sigma ** 2 + 1)
+        guided = i.negative is not None and not math.isclose(i.cfg, 1.0, rel_tol=1e-5)
+        conds = [i.negative, i.positive] if guided else [i.positive]
+        conds = _same_length([c.to(device=x.device, dtype=x.dtype) for c in conds])
+        batch = torch.cat([c.expand(x.shape[0], -1, -1) if c.shape[0] == 1 else c for c in conds])  # (nB, T, C)
+        with torch.no_grad():
+            eps = i.unet(torch.cat([x_in] * len(conds)), t, encoder_hidden_states=batch)
+        denoised = [x - sigma * e for e in eps.chunk(len(conds))]
+        if not guided:
+            return {"denoised": denoised[0]}
+        negative, positive = denoised
+        return {"denoised": negative + (positive - negative) * i.cfg}
+
+
+def _same_length(conds):
+    """Repeat each (B, T, C) along T to the least common multiple of the lengths (ComfyUI's CONDCrossAttn)."""
+    import math
+
+    length = math.lcm(*(c.shape[1] for c in conds))
+    return [c.repeat(1, length // c.shape[1], 1) for c in conds]
+
+
+@node("ComfySamplerStep", version=1)
+class ComfySamplerStep(Node):
+    """One k-diffusion sampler step from sigmas[index] to sigmas[index + 1] given the x₀ estimate.
+
+    euler and ddim (ComfyUI's alias): Karras et al. 2022 Alg. 2; euler_ancestral: the same with noise from
+    `noise`; dpmpp_2m: Lu et al. 2022 DPM-Solver++(2M); lms: linear multistep, order 4. `history` carries
+    what multistep samplers remember (None at the first step).
+    """
+
+    class Inputs(Ports):
+        sampler: SamplerName = "euler"
+        latents: Latent
+        denoised: Latent
+        sigmas: Tensor
+        index: int = Field(ge=0)
+        noise: Optional[Generator] = None
+        history: Any = None
+
+    class Outputs(Ports):
+        latents: Latent
+        history: Any
+
+    def run(self, i, ctx):
+        from nodegraph.comfy.samplers import step
+
+        if i.sampler == "euler_ancestral" and i.noise is None:
+            raise ValueError("`noise`: euler_ancestral needs the sampler's generator (ComfyNoise's `noise`)")
+        x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, i.noise, i.history)
+        return {"latents": x, "history": history}

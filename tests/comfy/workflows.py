@@ -1,0 +1,73 @@
+"""ComfyUI workflows for the tests, written as ComfyUI saves them (API and UI formats of the same graph)."""
+
+from __future__ import annotations
+
+import copy
+
+# ComfyUI's default graph (the one a fresh editor shows), sized for the tiny model: 64 px → an 8×8 latent.
+DEFAULT_API = {
+    "3": {"class_type": "KSampler", "inputs": {
+        "seed": 5, "steps": 4, "cfg": 7.5, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+        "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd1.safetensors"}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a cat", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+}
+
+
+def api(**changes) -> dict:
+    """DEFAULT_API with `{"3.seed": 6, ...}`-style changes (given as keyword `n3_seed=6` → node 3 input seed)."""
+    doc = copy.deepcopy(DEFAULT_API)
+    for key, value in changes.items():
+        node_id, name = key[1:].split("_", 1)
+        doc[node_id]["inputs"][name] = value
+    return doc
+
+
+def default_ui() -> dict:
+    """The same graph in the editor's format, with a Reroute on the VAE, a Note, and the seed from a PrimitiveNode."""
+    def slot(name, type_, link, widget=None):
+        s = {"name": name, "type": type_, "link": link}
+        if widget:
+            s["widget"] = {"name": widget}
+        return s
+
+    nodes = [
+        {"id": 3, "type": "KSampler", "mode": 0,
+         "inputs": [slot("model", "MODEL", 1), slot("positive", "CONDITIONING", 4),
+                    slot("negative", "CONDITIONING", 6), slot("latent_image", "LATENT", 2),
+                    slot("seed", "INT", 20, widget="seed")],
+         "outputs": [{"name": "LATENT", "type": "LATENT", "links": [7]}],
+         "widgets_values": [123, "randomize", 4, 7.5, "euler", "normal", 1]},
+        {"id": 4, "type": "CheckpointLoaderSimple", "mode": 0, "inputs": [],
+         "outputs": [{"name": "MODEL", "type": "MODEL", "links": [1]},
+                     {"name": "CLIP", "type": "CLIP", "links": [3, 5]},
+                     {"name": "VAE", "type": "VAE", "links": [10]}],
+         "widgets_values": ["tiny-sd1.safetensors"]},
+        {"id": 5, "type": "EmptyLatentImage", "mode": 0, "inputs": [],
+         "outputs": [{"name": "LATENT", "type": "LATENT", "links": [2]}], "widgets_values": [64, 64, 1]},
+        {"id": 6, "type": "CLIPTextEncode", "mode": 0, "inputs": [slot("clip", "CLIP", 3)],
+         "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [4]}],
+         "widgets_values": ["a photo of a cat"]},
+        {"id": 7, "type": "CLIPTextEncode", "mode": 0, "inputs": [slot("clip", "CLIP", 5)],
+         "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "links": [6]}], "widgets_values": ["blurry"]},
+        {"id": 8, "type": "VAEDecode", "mode": 0, "inputs": [slot("samples", "LATENT", 7), slot("vae", "VAE", 11)],
+         "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [9]}]},
+        {"id": 9, "type": "SaveImage", "mode": 0, "inputs": [slot("images", "IMAGE", 9)], "outputs": [],
+         "widgets_values": ["ComfyUI"]},
+        {"id": 10, "type": "Reroute", "mode": 0, "inputs": [slot("", "*", 10)],
+         "outputs": [{"name": "", "type": "VAE", "links": [11]}]},
+        {"id": 11, "type": "Note", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["the default graph"]},
+        {"id": 12, "type": "PrimitiveNode", "mode": 0, "inputs": [],
+         "outputs": [{"name": "INT", "type": "INT", "links": [20], "widget": {"name": "seed"}}],
+         "widgets_values": [5, "fixed"]},
+    ]
+    links = [[1, 4, 0, 3, 0, "MODEL"], [2, 5, 0, 3, 3, "LATENT"], [3, 4, 1, 6, 0, "CLIP"],
+             [4, 6, 0, 3, 1, "CONDITIONING"], [5, 4, 1, 7, 0, "CLIP"], [6, 7, 0, 3, 2, "CONDITIONING"],
+             [7, 3, 0, 8, 0, "LATENT"], [9, 8, 0, 9, 0, "IMAGE"], [10, 4, 2, 10, 0, "VAE"],
+             [11, 10, 0, 8, 1, "VAE"], [20, 12, 0, 3, 4, "INT"]]
+    return {"last_node_id": 12, "last_link_id": 20, "nodes": nodes, "links": links, "groups": [], "config": {},
+            "extra": {}, "version": 0.4}
