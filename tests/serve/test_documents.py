@@ -51,7 +51,7 @@ def test_a_graph_changed_on_disk_is_read_again_and_an_unchanged_one_is_not(tmp_p
 
 
 def test_every_shipped_graph_passes_the_location_rules_and_a_computed_path_does_not():
-    from conftest import ROOT
+    from serve_helpers import ROOT
 
     from nodegraph import load_graph, loads_graph
     from nodegraph.serve.documents import COMPUTED, location_values

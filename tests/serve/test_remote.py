@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT, TOKEN, free_port
+from serve_helpers import ROOT, TOKEN, free_port
 from PIL import Image
 
 

@@ -3,7 +3,7 @@
 import io
 
 import numpy as np
-from conftest import DIGITS
+from serve_helpers import DIGITS
 from PIL import Image
 
 BASE = {**DIGITS, "prompt": "a handwritten digit 5", "seed": 31, "scheduler": "euler_a"}
