@@ -5,7 +5,14 @@ LDM / Stability SGM layout, read straight into nodegraph's models without a conv
 `configs/` holds the standard configs of each family; `loader` puts it together for `load_component`.
 """
 
-from nodegraph.models.single_file.loader import (is_single_file, load_single_file, load_vae_file,
-                                                 read_single_file_config)
-
 __all__ = ["is_single_file", "load_single_file", "load_vae_file", "read_single_file_config"]
+
+
+def __getattr__(name: str):
+    # Lazy: `nodegraph inspect` is registered with the CLI parser, and building the parser must not import
+    # torch (validation and `nodegraph show` stay torch-free); the loader imports torch.
+    if name in __all__:
+        from nodegraph.models.single_file import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
