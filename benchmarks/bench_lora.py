@@ -1,7 +1,7 @@
 """Applying and removing a LoRA: nodegraph's copy-on-write patch against diffusers' load + fuse, on an SD1.5 UNet.
 
     .venv/bin/python benchmarks/bench_lora.py [--size full|half] [--device cpu|cuda] [--dtype fp32|fp16]
-                                              [--rank 32] [--repeats 3] [--latent 64] [--threads N]
+                                              [--rank 32] [--repeats 3] [--latent 64] [--threads N] [--no-step]
 
 A random SD1.5-architecture UNet (`--size half` halves every width: a quarter of the weights, for small CPUs) is
 built once by diffusers; nodegraph's UNet is given the very same tensors (no copy). A random rank-`--rank` LoRA
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--latent", type=int, default=64, help="latent side (64 = 512 px images)")
     parser.add_argument("--steps", type=int, default=25, help="steps in the time-to-image estimate")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-step", action="store_true", help="apply/remove only (skip the UNet step timings)")
     args = parser.parse_args()
 
     import torch
@@ -158,6 +159,8 @@ def main() -> None:
     print(f"  remove ratio (ours / diffusers unfuse + unload): "
           f"{med['ours remove'] / max(med['diffusers unfuse + unload'], 1e-9):.4f}")
 
+    if args.no_step:
+        return
     patched = ours_apply(True)
     theirs.load_lora_adapter(str(lora_file), prefix="unet", adapter_name="step")
     with torch.no_grad():

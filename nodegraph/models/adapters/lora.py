@@ -69,19 +69,25 @@ def read_lora(path: str) -> LoraFile:
                               f"code when loaded); convert it to .safetensors")
     try:
         with safe_open(path, framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-            metadata = f.metadata() or {}
+            keys, metadata = list(f.keys()), f.metadata() or {}
+            style = _style(path, keys)  # before reading any tensor: a 4 GB checkpoint is refused from its header
+            tensors = {k: f.get_tensor(k) for k in keys}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable .safetensors file ({exc})") from None
-    if not tensors:
-        raise CheckpointError(f"{path} holds no tensors; it is not a LoRA")
-    keys = list(tensors)
-    if all(k.startswith(tuple(KOHYA_PARTS)) for k in keys):
+    if style == "kohya":
         return LoraFile(path, "kohya", _group(path, tensors, _kohya_split))
+    parts = _group(path, tensors, _peft_split)
+    _apply_peft_alphas(parts, metadata)
+    return LoraFile(path, "peft", parts)
+
+
+def _style(path: str, keys: list[str]) -> str:
+    if not keys:
+        raise CheckpointError(f"{path} holds no tensors; it is not a LoRA")
+    if all(k.startswith(tuple(KOHYA_PARTS)) for k in keys):
+        return "kohya"
     if any(k.endswith(tuple(PEFT_SUFFIXES)) for k in keys):
-        parts = _group(path, tensors, _peft_split)
-        _apply_peft_alphas(parts, metadata)
-        return LoraFile(path, "peft", parts)
+        return "peft"
     if not any("lora" in k.lower() for k in keys):
         raise CheckpointError(f"{path} holds no LoRA layers ({len(keys)} tensors such as {_few(keys)}): it looks "
                               f"like a model checkpoint. Load it as the graph's `model`, and give `lora` a LoRA file")

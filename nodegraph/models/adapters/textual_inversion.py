@@ -28,19 +28,20 @@ def read_embedding(path: str, allow_pickle: bool = False) -> tuple[str | None, d
     if not os.path.isfile(path):
         raise CheckpointError(f"embedding file {path!r} does not exist; give the path of a textual-inversion file")
     if path.endswith(".safetensors"):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors import SafetensorError, safe_open
 
         try:
-            tensors = load_file(path)
-        except (SafetensorError, OSError) as exc:
+            with safe_open(path, framework="pt") as f:
+                keys = list(f.keys())
+                if len(keys) != 1 and set(keys) != {"clip_l", "clip_g"}:  # refused from the header alone
+                    raise CheckpointError(f"{path} holds {len(keys)} tensors ({', '.join(keys[:3])}…); a "
+                                          f"textual-inversion file holds one (or SDXL's clip_l + clip_g). Is it a "
+                                          f"LoRA or a model?")
+                tensors = {k: f.get_tensor(k) for k in keys}
+        except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: not a readable .safetensors file ({exc})") from None
         if set(tensors) == {"clip_l", "clip_g"}:
             return None, {k: _as_rows(v, path) for k, v in tensors.items()}
-        if len(tensors) != 1:
-            raise CheckpointError(f"{path} holds {len(tensors)} tensors ({', '.join(list(tensors)[:3])}…); a "
-                                  f"textual-inversion file holds one (or SDXL's clip_l + clip_g). Is it a LoRA or "
-                                  f"a model?")
         (name, vectors), = tensors.items()
         return (None if name == "emb_params" else name), {"": _as_rows(vectors, path)}
     if path.endswith((".pt", ".bin")):

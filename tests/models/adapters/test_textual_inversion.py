@@ -66,3 +66,9 @@ def test_wrong_width_pickles_and_taken_tokens_are_refused(tiny_sd, tmp_path):
     assert name == "old" and vectors[""].shape == (1, 32)
     with pytest.raises(CheckpointError, match=r"token 'cat</w>' is already known"):
         add_embedding(te, tok, "cat</w>", vectors[""], str(pt))
+
+
+def test_a_lora_or_a_model_given_as_embedding_is_refused(tiny_sd, loras):
+    for path in (loras["kohya"], tiny_sd / "unet" / "diffusion_pytorch_model.safetensors"):
+        with pytest.raises(CheckpointError, match=r"a textual-inversion file holds one .* Is it a LoRA or a model"):
+            read_embedding(str(path))
