@@ -7,7 +7,10 @@ decode + save), with its own peak RSS (ru_maxrss of that child), alternating the
 checkpoint, prompt, seed, size and step count; the table gives medians and the largest pixel difference.
 Checkpoints (random weights, cached outside the repo):
 - sdxl: SDXL base 1.0's real architecture (UNet 2.6 B parameters, both text encoders, VAE; configs from
-  tests/models/data/reference/sdxl-configs.json), random weights stored in bf16 (about 7 GB on disk);
+  tests/models/data/reference/sdxl-configs.json), random weights stored in float32 like the hub repo's default
+  files (about 14 GB on disk; `--weights bf16` stores bf16 instead, 7 GB);
+- sdxl-small: the same with 1/2/2 transformer layers per level and an 8-layer second text encoder (a
+  quarter of the size: a reduced run for small machines);
 - tiny: the tiny SDXL base of tests/graphs/tiny_sdxl.py (fixed costs only).
 Goal (issue 11): bf16 on the CPU, 512×512, 2–4 steps: time ratio ≤ 0.85 and peak-RSS ratio ≤ 0.6.
 """
@@ -36,6 +39,7 @@ def _random_fill(model, seed: int, dtype) -> None:
     """Materialise a meta-built model with small seeded Gaussian weights (norm weights at 1) in `dtype`."""
     import torch
 
+    model.to(dtype)  # still on the meta device: allocate in `dtype` directly (no float32 copy of 2.6 B weights)
     model.to_empty(device="cpu")
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -47,22 +51,26 @@ def _random_fill(model, seed: int, dtype) -> None:
         for name, b in model.named_buffers():
             if name.endswith("position_ids"):
                 b.copy_(torch.arange(b.shape[-1]).expand_as(b))
-    model.to(dtype)
 
 
-def sdxl_checkpoint(cache: Path) -> Path:
-    """SDXL base 1.0's architecture with random bf16 weights, as a diffusers pipeline folder (written once)."""
+def sdxl_checkpoint(cache: Path, weights: str, small: bool = False) -> Path:
+    """SDXL base 1.0's architecture (or a reduced one) with random weights stored in `weights` ("fp32" or
+    "bf16"), as a diffusers pipeline folder (written once)."""
     import torch
 
-    root = cache / "sdxl-base-random"
+    root = cache / f"sdxl-base-random-{weights}{'-small' if small else ''}"
     if (root / ".complete").exists():
         return root
     import diffusers
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    print(f"writing the SDXL-architecture checkpoint to {root} (once, ~7 GB) …", flush=True)
+    print(f"writing the SDXL-architecture checkpoint to {root} (once) …", flush=True)
     sdxl = json.loads((CONFIGS / "sdxl-configs.json").read_text())
     clip_l = json.loads((CONFIGS / "real-configs.json").read_text())["SD14_TEXT_ENCODER"]
+    if small:
+        sdxl["SDXL_BASE_UNET"]["transformer_layers_per_block"] = [1, 2, 2]
+        sdxl["SDXL_TEXT_ENCODER_2"]["num_hidden_layers"] = 8
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[weights]
     root.mkdir(parents=True, exist_ok=True)
     parts = [("unet", lambda: diffusers.UNet2DConditionModel.from_config(sdxl["SDXL_BASE_UNET"])),
              ("vae", lambda: diffusers.AutoencoderKL.from_config(sdxl["SDXL_VAE"])),
@@ -71,7 +79,7 @@ def sdxl_checkpoint(cache: Path) -> Path:
     for seed, (name, build) in enumerate(parts):
         with torch.device("meta"):
             model = build()
-        _random_fill(model, seed, torch.bfloat16)
+        _random_fill(model, seed, dtype)
         model.save_pretrained(root / name)
         del model
     for name in ("tokenizer", "tokenizer_2"):
@@ -133,13 +141,13 @@ def measure(name: str, model: Path, dtype: str, size: int, steps: int, threads: 
             **{f"{lib}_{k}": v for lib, (s, m) in med.items() for k, v in (("s", s), ("rss", m))}}
 
 
-def print_table(rows: list[dict], threads: int, repeats: int) -> None:
+def print_table(rows: list[dict], threads: int, repeats: int, weights: str) -> None:
     import diffusers
     import torch
 
     print(f"\nSDXL time-to-image, whole process (import + load + steps + decode + PNG), nodegraph CLI vs diffusers "
           f"{diffusers.__version__}; torch {torch.__version__}, {threads} thread(s), {os.cpu_count()} CPUs; "
-          f"median of {repeats}")
+          f"median of {repeats}; SDXL weights stored in {weights}")
     head = (f"{'checkpoint':<11}{'size':<6}{'steps':<6}{'dtype':<6}{'nodegraph s':>12}{'diffusers s':>12}"
             f"{'ratio':>7}{'ng RSS GB':>11}{'df RSS GB':>11}{'ratio':>7}{'max px Δ':>10}")
     print(head + "\n" + "-" * len(head))
@@ -153,7 +161,9 @@ def print_table(rows: list[dict], threads: int, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "nodegraph-bench")
-    parser.add_argument("--only", choices=["tiny", "sdxl"], default=None)
+    parser.add_argument("--only", choices=["tiny", "sdxl", "sdxl-small"], default=None)
+    parser.add_argument("--weights", default="fp32", choices=["fp32", "bf16"],
+                        help="dtype the random checkpoint is stored in (the hub repo's default files are fp32)")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     parser.add_argument("--size", type=int, default=512, help="image size for the sdxl checkpoint (tiny: 64)")
     parser.add_argument("--steps", type=int, default=3)
@@ -165,12 +175,14 @@ def main() -> None:
     if args.only in (None, "tiny"):
         checkpoints["tiny"] = (tiny_checkpoint(args.cache), 64)
     if args.only in (None, "sdxl"):
-        checkpoints["sdxl"] = (sdxl_checkpoint(args.cache), args.size)
+        checkpoints["sdxl"] = (sdxl_checkpoint(args.cache, args.weights), args.size)
+    if args.only == "sdxl-small":
+        checkpoints["sdxl-small"] = (sdxl_checkpoint(args.cache, args.weights, small=True), args.size)
     rows = []
     for name, (root, size) in checkpoints.items():
         warm_page_cache(root)
         rows.append(measure(name, root, args.dtype, size, args.steps, args.threads, args.repeats))
-    print_table(rows, args.threads, args.repeats)
+    print_table(rows, args.threads, args.repeats, args.weights)
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ class Transformer2D(nn.Module):
             h = self.proj_in(h)
         h = h.permute(0, 2, 3, 1).reshape(B, H * W, -1)  # (B, HW, inner)
         if self.use_linear_projection:
-            h = self.proj_in(h)
+            h = _linear_on_transposed(self.proj_in, h)
         for block in self.transformer_blocks:
             h = block(h, context)
         if self.use_linear_projection:
@@ -150,3 +150,14 @@ class Transformer2D(nn.Module):
         if not self.use_linear_projection:
             h = self.proj_out(h)
         return h + x
+
+
+def _linear_on_transposed(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)` for x (B, N, C) that is a transposed view of a contiguous (B, C, N), computed as torch computes
+    it for diffusers: there the weight requires grad, and torch's matmul then multiplies the transposed problem
+    (W · xᵀ)ᵀ instead of copying x. In bf16 the two orders round differently (up to 22/255 per pixel of an
+    SDXL image); the same order keeps nodegraph's bf16 images equal to diffusers'. It also skips the copy."""
+    if x.dim() != 3 or x.is_contiguous() or not x.transpose(1, 2).is_contiguous():
+        return layer(x)
+    out = torch.matmul(layer.weight, x.transpose(1, 2)).transpose(1, 2)  # (B, N, C_out), a transposed view
+    return out.add_(layer.bias) if layer.bias is not None else out
