@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import weakref
 from typing import Any, Optional, Protocol
 
@@ -119,7 +120,7 @@ def file_stamp(value: Any) -> bytes:
         info = os.stat(value)
     except (OSError, ValueError):
         return b""
-    return f"|{info.st_size}|{info.st_mtime_ns}".encode() if not os.path.isdir(value) else b""
+    return b"" if stat.S_ISDIR(info.st_mode) else f"|{info.st_size}|{info.st_mtime_ns}".encode()
 
 
 def _strings(value: Any):
