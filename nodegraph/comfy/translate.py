@@ -72,11 +72,6 @@ def _suffix(node_id: str) -> str:
     return re.sub(r"\W", "_", str(node_id))
 
 
-def _ident(text: str) -> str:
-    ident = re.sub(r"\W", "_", str(text))
-    return ident if re.match(r"[A-Za-z_]", ident) else f"n{ident}"
-
-
 class _Translator:
     def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
@@ -140,7 +135,7 @@ class _Translator:
             spec["description"] = f"ComfyUI node {node_id} `{name}` {value!r}: a model file."
         if name in CHOICES:
             spec["choices"] = list(CHOICES[name])
-        graph_name = name if name in self.unique else f"{name}_{_ident(node_id)}"
+        graph_name = name if name in self.unique else f"{name}_{_suffix(node_id)}"
         self.inputs[graph_name] = spec
         return f"$inputs.{graph_name}"
 
@@ -187,7 +182,7 @@ class _Translator:
     def _CheckpointLoaderSimple(self, node_id, nid):
         model = self.literal(node_id, "ckpt_name")
         config = "config" if sum(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) == 1 \
-            else f"config_{_ident(node_id)}"
+            else f"config_{_suffix(node_id)}"
         self.inputs[config] = {"type": "str", "default": "", "description": (
             f"Node {node_id}'s checkpoint only: a diffusers folder or hub repo whose configs replace the ones "
             f"inferred from the file (needed for non-standard model sizes; empty = inferred).")}

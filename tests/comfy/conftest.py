@@ -26,3 +26,11 @@ def models_dir(sd1_folder, tmp_path_factory) -> Path:
     (root / "checkpoints").mkdir(parents=True)
     write_sd_file(sd1_folder, root / "checkpoints" / "tiny-sd1.safetensors")
     return root
+
+
+@pytest.fixture(scope="session")
+def default_run(models_dir, sd1_folder, tmp_path_factory):
+    """(pixels, PNG path) of ComfyUI's default workflow run once through `nodegraph run workflow.json`."""
+    from workflows import DEFAULT_API, run_cli
+
+    return run_cli(tmp_path_factory.mktemp("default"), DEFAULT_API, models_dir, sd1_folder)

@@ -7,30 +7,17 @@ than σmax. Nothing expected here is computed by nodegraph.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from workflows import DEFAULT_API, api
+from workflows import api, run_cli
 
 PROMPT, NEGATIVE, SEED, STEPS, CFG = "a photo of a cat", "blurry", 5, 4, 7.5
 
 
-def run_cli(tmp_path, workflow, models_dir, sd1_folder, *extra) -> np.ndarray:
-    from nodegraph.cli import main
-
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    source = tmp_path / "workflow.json"
-    source.write_text(json.dumps(workflow))
-    out = tmp_path / "out"
-    code = main(["run", str(source), "--models", str(models_dir), "--out", str(out), "-q",
-                 "--set", f"config={sd1_folder}", *extra])
-    assert code == 0
-    (png,) = sorted(out.glob("*.png"))
-    return np.asarray(Image.open(png).convert("RGB"))
+def run(tmp_path, workflow, models_dir, sd1_folder):
+    return run_cli(tmp_path, workflow, models_dir, sd1_folder)[0]
 
 
 def diffusers_comfy_image(folder, scheduler_cls, seed=SEED, **scheduler_config) -> np.ndarray:
@@ -59,14 +46,14 @@ def euler_oracle(sd1_folder):
 
 
 def test_default_workflow_euler_normal_matches_diffusers_configured_as_comfyui(
-        tmp_path, models_dir, sd1_folder, euler_oracle):
-    ours = run_cli(tmp_path, DEFAULT_API, models_dir, sd1_folder)
+        tmp_path, models_dir, sd1_folder, euler_oracle, default_run):
+    ours = default_run[0]
     diff = np.abs(ours.astype(int) - euler_oracle.astype(int)).max()
     assert ours.shape == (16, 16, 3)
     assert diff <= 1, f"max pixel difference {diff}/255"
     print(f"euler/normal: max pixel difference {diff}/255")
     # sensitivity: another seed is a visibly different image on this model
-    other = run_cli(tmp_path / "seed", api(n3_seed=SEED + 1), models_dir, sd1_folder)
+    other = run(tmp_path / "seed", api(n3_seed=SEED + 1), models_dir, sd1_folder)
     assert np.abs(other.astype(int) - euler_oracle.astype(int)).max() > 8
 
 
@@ -79,7 +66,7 @@ def test_other_samplers_match_diffusers_configured_as_comfyui(tmp_path, models_d
                                                               oracle):
     import diffusers
 
-    ours = run_cli(tmp_path, api(n3_sampler_name=sampler, n3_scheduler=scheduler), models_dir, sd1_folder)
+    ours = run(tmp_path, api(n3_sampler_name=sampler, n3_scheduler=scheduler), models_dir, sd1_folder)
     theirs = diffusers_comfy_image(sd1_folder, getattr(diffusers, oracle[0]), **oracle[1])
     diff = np.abs(ours.astype(int) - theirs.astype(int)).max()
     assert diff <= 1, f"{sampler}/{scheduler}: max pixel difference {diff}/255"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 # ComfyUI's default graph (the one a fresh editor shows), sized for the tiny model: 64 px → an 8×8 latent.
 DEFAULT_API = {
@@ -71,3 +73,22 @@ def default_ui() -> dict:
              [11, 10, 0, 8, 1, "VAE"], [20, 12, 0, 3, 4, "INT"]]
     return {"last_node_id": 12, "last_link_id": 20, "nodes": nodes, "links": links, "groups": [], "config": {},
             "extra": {}, "version": 0.4}
+
+
+def run_cli(folder: Path, workflow, models_dir, sd1_folder, *extra, name: str = "workflow.json"):
+    """`nodegraph run` on `workflow` (a dict written to folder/name, or a path) → (pixels (H, W, 3), PNG path)."""
+    import numpy as np
+    from PIL import Image
+
+    from nodegraph.cli import main
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = workflow if isinstance(workflow, Path) else folder / name
+    if not isinstance(workflow, Path):
+        source.write_text(json.dumps(workflow))
+    out = folder / "out"
+    code = main(["run", str(source), "--models", str(models_dir), "--out", str(out), "-q",
+                 "--set", f"config={sd1_folder}", *extra])
+    assert code == 0
+    (png,) = sorted(out.glob("*.png"))
+    return np.asarray(Image.open(png).convert("RGB")), png
