@@ -48,3 +48,24 @@ def test_sdxl_unet_without_added_conditions_says_what_it_needs(sdxl_unet):
     _, unet = sdxl_unet
     with pytest.raises(ValueError, match="text_embeds"):
         unet(torch.randn(1, 4, 8, 8), 10, torch.randn(1, 3, 24))
+
+
+def test_sdxl_width_transformer_is_bit_equal_to_diffusers_in_bf16():
+    # At SDXL's 1280 channels, torch's bf16 matmul rounds the linear `proj_in` differently depending on whether
+    # the weight requires grad (diffusers' do; nodegraph's loaded weights do not): nodegraph must follow
+    # diffusers' order, or bf16 SDXL images drift by up to ~22/255.
+    import diffusers
+
+    from nodegraph.models.attention import Transformer2D
+
+    torch.manual_seed(0)
+    reference = diffusers.Transformer2DModel(num_attention_heads=20, attention_head_dim=64, in_channels=1280,
+                                             cross_attention_dim=32, use_linear_projection=True, norm_num_groups=32)
+    reference = perturbed(reference, seed=5, scale=0.02).to(torch.bfloat16)
+    ours = Transformer2D(1280, 20, 32, 32, 1, use_linear_projection=True).to(torch.bfloat16)
+    ours.load_state_dict(reference.state_dict())
+    ours.requires_grad_(False)  # as load_component leaves every weight
+    g = torch.Generator().manual_seed(1)
+    x, context = torch.randn(2, 1280, 8, 8, generator=g).bfloat16(), torch.randn(2, 5, 32, generator=g).bfloat16()
+    with torch.no_grad():
+        assert torch.equal(ours(x, context), reference(x, encoder_hidden_states=context).sample)
