@@ -30,14 +30,15 @@ class Workflow:
 
 
 def is_comfy_file(path: str) -> bool:
-    """A .json file, or a PNG carrying ComfyUI's `prompt`/`workflow` text chunks (and no nodegraph recipe)."""
+    """A .json file, or a readable PNG without a nodegraph recipe (ComfyUI's, or one with no chunks at all, whose
+    message then names both kinds)."""
     lower = path.lower()
     if lower.endswith(".json"):
         return True
     if not lower.endswith(".png"):
         return False
     chunks = _png_text(Path(path))
-    return chunks is not None and ("prompt" in chunks or "workflow" in chunks) and "nodegraph" not in chunks
+    return chunks is not None and "nodegraph" not in chunks
 
 
 def _png_text(path: Path) -> dict[str, str] | None:
@@ -68,9 +69,9 @@ def read_workflow(path: str | Path) -> Workflow:
             return Workflow(_check_api(api, origin), origin, ui if isinstance(ui, dict) else None)
         if "workflow" in chunks:
             return from_document(_parse_json(chunks["workflow"], f"{origin} (text chunk `workflow`)"), origin)
-        raise ComfyError(f"{origin}: this PNG has no ComfyUI `prompt` or `workflow` text chunk (found: "
-                         f"{', '.join(sorted(chunks)) or 'no text chunks'}); only images saved by ComfyUI's "
-                         f"SaveImage carry their workflow")
+        raise ComfyError(f"{origin} has no nodegraph metadata and no ComfyUI `prompt` or `workflow` text chunk "
+                         f"(text chunks found: {', '.join(sorted(chunks)) or 'none'}); only PNGs written by "
+                         f"`nodegraph run` or ComfyUI's SaveImage can be re-run")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
