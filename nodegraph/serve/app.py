@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nodegraph.serve.documents import Rejected, reject
 from nodegraph.serve.queue import STATUSES
 from nodegraph.serve.service import ServeConfig, Service
+from nodegraph.web.routes import add_page, is_public
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -50,7 +51,7 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if self.token is not None and not self._authorized(scope, headers):
+        if self.token is not None and not is_public(scope["path"]) and not self._authorized(scope, headers):
             response = error(401, "unauthorized", "this server needs a token",
                              "send `Authorization: Bearer TOKEN` (or ?access_token=TOKEN)")
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -216,6 +217,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     def free():
         return {"freed": service.free()}
 
+    add_page(app)
     return Guard(app, config.token, config.max_request_bytes) if config.token or config.max_request_bytes else app
 
 

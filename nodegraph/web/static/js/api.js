@@ -1,0 +1,42 @@
+// The server's public HTTP API (docs/server.md), with the token when the server has one.
+// The token lives in sessionStorage (or comes from the page address's #token=...), never in a URL sent
+// to the server except where a browser cannot set headers (EventSource, <img>): ?access_token=.
+
+let token = sessionStorage.getItem("nodegraph-token") || "";
+const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+if (fromHash) {
+  token = fromHash;
+  sessionStorage.setItem("nodegraph-token", token);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+export function setToken(value) {
+  token = value;
+  sessionStorage.setItem("nodegraph-token", value);
+}
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body.message || `HTTP ${status}`);
+    this.status = status;
+    this.errors = body.errors || [];
+  }
+}
+
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  let data = {};
+  try { data = text ? JSON.parse(text) : {}; } catch { data = { message: text }; }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+/** A URL a browser element loads itself (an <img>, a link, an EventSource). */
+export function authorized(path) {
+  if (!token) return path;
+  return path + (path.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token);
+}

@@ -1,0 +1,129 @@
+// A form generated from a graph's typed inputs (GET /graphs): numbers with min/max, selects for choices,
+// text areas for prompts, defaults filled in, descriptions as help, a random-seed button.
+
+const MAX_SEED = 2 ** 32 - 1;
+
+function isPrompt(name) { return /prompt/.test(name); }
+
+function fieldFor(name, spec) {
+  const id = `in-${name}`;
+  let control;
+  if (spec.choices) {
+    control = document.createElement("select");
+    for (const choice of spec.choices) {
+      const option = document.createElement("option");
+      option.value = JSON.stringify(choice);
+      option.textContent = choice === "" ? "(default)" : String(choice);
+      control.append(option);
+    }
+  } else if (spec.type === "str" && isPrompt(name)) {
+    control = document.createElement("textarea");
+    control.rows = 2;
+  } else if (spec.type === "bool") {
+    control = document.createElement("input");
+    control.type = "checkbox";
+  } else if (spec.type === "int" || spec.type === "float") {
+    control = document.createElement("input");
+    control.type = "number";
+    control.step = spec.type === "int" ? "1" : "any";
+    if (spec.min !== undefined) control.min = spec.min;
+    if (spec.max !== undefined) control.max = spec.max;
+  } else {
+    control = document.createElement("input");
+    control.type = "text";
+  }
+  control.id = id;
+  control.name = name;
+  control.dataset.type = spec.type;
+  const help = document.createElement("small");
+  help.id = `help-${name}`;
+  const range = [spec.min !== undefined ? `min ${spec.min}` : "", spec.max !== undefined ? `max ${spec.max}` : ""]
+    .filter(Boolean).join(", ");
+  help.textContent = [spec.description, range && `(${range})`].filter(Boolean).join(" ");
+  const error = document.createElement("p");
+  error.id = `err-${name}`;
+  error.className = "error";
+  error.setAttribute("role", "alert");
+  error.hidden = true;
+  control.setAttribute("aria-describedby", `help-${name} err-${name}`);
+
+  const label = document.createElement("label");
+  label.htmlFor = id;
+  label.textContent = name + (spec.required ? " *" : "");
+  const row = document.createElement("div");
+  row.className = "field";
+  row.dataset.input = name;
+  const line = document.createElement("div");
+  line.className = "control";
+  line.append(control);
+  if (name === "seed" && spec.type === "int") {
+    const dice = document.createElement("button");
+    dice.type = "button";
+    dice.id = "random-seed";
+    dice.textContent = "Random";
+    dice.title = "a random seed";
+    dice.addEventListener("click", () => {
+      const low = Math.max(0, spec.min ?? 0), high = Math.min(MAX_SEED, spec.max ?? MAX_SEED);
+      control.value = String(low + Math.floor(Math.random() * (high - low + 1)));
+    });
+    line.append(dice);
+  }
+  row.append(label, line, help, error);
+  return row;
+}
+
+export function buildForm(container, inputs) {
+  container.replaceChildren(...Object.entries(inputs).map(([name, spec]) => fieldFor(name, spec)));
+  fill(container, Object.fromEntries(Object.entries(inputs).map(([n, s]) => [n, s.default ?? null])));
+}
+
+/** Put values into the form (missing names keep what they have). */
+export function fill(container, values) {
+  for (const [name, value] of Object.entries(values)) {
+    const control = container.querySelector(`[name="${CSS.escape(name)}"]`);
+    if (!control) continue;
+    if (control.tagName === "SELECT") control.value = JSON.stringify(value ?? "");
+    else if (control.type === "checkbox") control.checked = Boolean(value);
+    else control.value = value === null || value === undefined ? "" : String(value);
+  }
+}
+
+/** The values to send: empty number fields are left out (the graph's default applies). */
+export function read(container) {
+  const values = {};
+  for (const control of container.querySelectorAll("[name]")) {
+    const type = control.dataset.type;
+    if (control.tagName === "SELECT") values[control.name] = JSON.parse(control.value);
+    else if (control.type === "checkbox") values[control.name] = control.checked;
+    else if (type === "int" || type === "float") {
+      if (control.value.trim() === "") continue;
+      const number = Number(control.value);
+      values[control.name] = Number.isNaN(number) ? control.value : number;
+    } else values[control.name] = control.value;
+  }
+  return values;
+}
+
+export function clearErrors(container) {
+  for (const p of container.querySelectorAll(".field .error")) { p.hidden = true; p.textContent = ""; }
+  for (const c of container.querySelectorAll("[aria-invalid]")) c.removeAttribute("aria-invalid");
+}
+
+/** Show each located error next to its input (`inputs.NAME...`); the rest are returned. */
+export function showErrors(container, errors) {
+  const unplaced = [];
+  let first = null;
+  for (const error of errors) {
+    const match = /^inputs\.([^.[]+)/.exec(error.path || "");
+    const slot = match && container.querySelector(`#err-${CSS.escape(match[1])}`);
+    if (!slot) { unplaced.push(error); continue; }
+    slot.hidden = false;
+    slot.textContent = [slot.textContent, error.message + (error.hint ? ` — ${error.hint}` : "")]
+      .filter(Boolean).join(" ");
+    const control = container.querySelector(`[name="${CSS.escape(match[1])}"]`);
+    control.setAttribute("aria-invalid", "true");
+    first = first || control;
+  }
+  if (first) first.focus();
+  return unplaced;
+}

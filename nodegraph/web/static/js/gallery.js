@@ -1,0 +1,72 @@
+// Past runs from the server's history (GET /runs, newest first): thumbnails, inputs, timings;
+// "Use these inputs" refills the form; a result opens full size or downloads as the PNG with its metadata.
+
+import { api, authorized } from "./api.js";
+import { outputImages } from "./run.js";
+
+const SHOWN_INPUTS = ["prompt", "negative_prompt", "seed", "steps", "guidance_scale", "scheduler", "model"];
+
+function summary(inputs) {
+  return SHOWN_INPUTS.filter((name) => name in inputs && inputs[name] !== "" && inputs[name] !== null)
+    .map((name) => `${name}: ${inputs[name]}`).join(" · ");
+}
+
+function entry(run, onReuse) {
+  const item = document.createElement("li");
+  item.className = `run ${run.status}`;
+  item.dataset.run = run.id;
+  const images = outputImages(run);
+  for (const image of images.slice(0, 4)) {
+    const link = document.createElement("a");
+    link.href = authorized(image.url);
+    link.target = "_blank";
+    link.title = "open full size";
+    const img = document.createElement("img");
+    img.className = "thumb";
+    img.loading = "lazy";
+    img.alt = `${run.graph} ${image.file}`;
+    img.src = authorized(image.url);
+    link.append(img);
+    item.append(link);
+  }
+  const text = document.createElement("div");
+  text.className = "about";
+  const title = document.createElement("strong");
+  const when = new Date(run.created * 1000).toLocaleTimeString();
+  const seconds = run.run_seconds == null ? "" : ` · ${run.run_seconds.toFixed(2)} s`;
+  title.textContent = `${run.graph} · ${run.status} · ${when}${seconds}`;
+  const inputs = document.createElement("p");
+  inputs.className = "inputs";
+  inputs.textContent = summary(run.inputs || {});
+  text.append(title, inputs);
+  if (run.error) {
+    const error = document.createElement("p");
+    error.className = "error";
+    error.textContent = run.error.split("\n")[0];
+    text.append(error);
+  }
+  const buttons = document.createElement("div");
+  buttons.className = "buttons";
+  const reuse = document.createElement("button");
+  reuse.type = "button";
+  reuse.className = "reuse";
+  reuse.textContent = "Use these inputs";
+  reuse.addEventListener("click", () => onReuse(run));
+  buttons.append(reuse);
+  for (const image of images.slice(0, 1)) {
+    const download = document.createElement("a");
+    download.className = "download";
+    download.href = authorized(image.url);
+    download.download = `${run.id}-${image.file}`;
+    download.textContent = "Download PNG";
+    buttons.append(download);
+  }
+  text.append(buttons);
+  item.append(text);
+  return item;
+}
+
+export async function loadGallery(list, onReuse, limit = 30) {
+  const page = await api(`/runs?limit=${limit}`);
+  list.replaceChildren(...page.runs.map((run) => entry(run, onReuse)));
+}

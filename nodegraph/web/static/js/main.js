@@ -1,0 +1,180 @@
+// The page: graphs list → a graph's form → run with progress → gallery. Only the server's own API is used.
+
+import { api, ApiError, setToken } from "./api.js";
+import { buildForm, clearErrors, fill, read, showErrors } from "./form.js";
+import { loadGallery } from "./gallery.js";
+import { readRecipe } from "./png.js";
+import { RunView } from "./run.js";
+
+const $ = (id) => document.getElementById(id);
+const state = { graphs: new Map(), current: null, document: null };
+
+const view = new RunView({
+  status: $("run-status"), progress: $("progress"), preview: $("preview"), previewFigure: $("preview-figure"),
+  results: $("results"), cancel: $("cancel"),
+}, () => { $("run").disabled = false; refreshGallery(); });
+
+function notice(text, isError = false) {
+  const box = $("notice");
+  box.textContent = text;
+  box.hidden = !text;
+  box.classList.toggle("error", isError);
+}
+
+function stem(name) { return String(name || "").replace(/^.*\//, "").replace(/\.(ya?ml|json)$/i, ""); }
+
+function inferredInputs(values) {
+  const types = { boolean: "bool", string: "str" };
+  return Object.fromEntries(Object.entries(values).map(([name, value]) => [name, {
+    type: typeof value === "number" ? (Number.isInteger(value) ? "int" : "float") : types[typeof value] || "str",
+    default: value, description: "",
+  }]));
+}
+
+async function showPicture(name) {
+  const box = $("picture");
+  box.replaceChildren();
+  if (!name) { $("picture-box").hidden = true; return; }
+  $("picture-box").hidden = false;
+  try {
+    const { svg } = await api(`/graphs/${encodeURIComponent(name)}/picture`);
+    // The server draws the SVG from the graph's structure, escaping every text; shown as an image, so it
+    // cannot run anything.
+    const img = document.createElement("img");
+    img.alt = `diagram of the graph ${name}`;
+    img.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(svg);
+    img.className = "diagram";
+    box.append(img);
+  } catch (error) {
+    box.textContent = `no picture: ${error.message}`;
+  }
+}
+
+function selectGraph(name, { values, document: bundle, label } = {}) {
+  const graph = state.graphs.get(name);
+  state.current = graph ? name : null;
+  state.document = bundle || null;
+  for (const button of document.querySelectorAll("#graphs button")) {
+    button.setAttribute("aria-current", String(button.dataset.graph === name && !bundle));
+  }
+  $("graph").hidden = false;
+  $("graph-title").textContent = label || name;
+  $("graph-description").textContent = graph ? graph.description : "Loaded from an image's metadata.";
+  buildForm($("fields"), graph ? graph.inputs : inferredInputs(values || {}));
+  if (values) fill($("fields"), values);
+  $("form-error").hidden = true;
+  showPicture(graph && !bundle ? name : null);
+  history.replaceState(null, "", bundle ? "#" : `#graph=${encodeURIComponent(name)}`);
+}
+
+async function loadGraphs() {
+  const { graphs } = await api("/graphs");
+  state.graphs = new Map(graphs.map((g) => [g.name, g]));
+  $("graphs").replaceChildren(...graphs.map((graph) => {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.graph = graph.name;
+    button.textContent = graph.name;
+    const about = document.createElement("small");
+    about.textContent = graph.description;
+    button.addEventListener("click", () => selectGraph(graph.name));
+    item.append(button, about);
+    return item;
+  }));
+  const wanted = new URLSearchParams(location.hash.slice(1)).get("graph");
+  if (wanted && state.graphs.has(wanted)) selectGraph(wanted);
+}
+
+async function refreshGallery() {
+  try {
+    await loadGallery($("gallery"), reuse);
+  } catch (error) {
+    notice(`Gallery: ${error.message}`, true);
+  }
+}
+
+function reuse(run) {
+  const name = state.graphs.has(run.graph) ? run.graph : stem(run.graph);
+  if (!state.graphs.has(name)) {
+    notice(`The graph ${run.graph} of run ${run.id} is not one of this server's graphs; drop its PNG instead.`, true);
+    return;
+  }
+  selectGraph(name, { values: run.inputs });
+  notice(`Inputs of run ${run.id} loaded.`);
+  $("run-form").scrollIntoView({ block: "start" });
+  $("fields").querySelector("[name]")?.focus();
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const fields = $("fields");
+  clearErrors(fields);
+  $("form-error").hidden = true;
+  const inputs = read(fields);
+  const request = state.document ? { document: state.document, inputs } : { graph: state.current, inputs };
+  $("run").disabled = true;
+  try {
+    await view.start(request);
+    refreshGallery();
+  } catch (error) {
+    $("run").disabled = false;
+    const rest = error instanceof ApiError ? showErrors(fields, error.errors) : [error];
+    if (rest.length) {
+      $("form-error").textContent = rest.map((e) => e.message).join("\n");
+      $("form-error").hidden = false;
+    }
+  }
+}
+
+async function loadPng(file) {
+  try {
+    const recipe = await readRecipe(file);
+    const main = recipe.graph.main || "graph.yaml";
+    selectGraph(stem(main), { values: recipe.inputs, document: recipe.graph, label: `${main} from ${file.name}` });
+    notice(`Loaded the graph and inputs of ${file.name}.`);
+  } catch (error) {
+    notice(error.message, true);
+  }
+}
+
+function acceptDrops() {
+  const hint = $("drop-hint");
+  window.addEventListener("dragover", (event) => { event.preventDefault(); hint.hidden = false; });
+  window.addEventListener("dragleave", (event) => { if (!event.relatedTarget) hint.hidden = true; });
+  window.addEventListener("drop", (event) => {
+    event.preventDefault();
+    hint.hidden = true;
+    const file = event.dataTransfer?.files?.[0];
+    if (file) loadPng(file);
+  });
+  $("png-file").addEventListener("change", (event) => { if (event.target.files[0]) loadPng(event.target.files[0]); });
+}
+
+async function start() {
+  try {
+    await loadGraphs();
+    $("token-form").hidden = true;
+    notice("");
+    await refreshGallery();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      $("token-form").hidden = false;
+      notice("This server needs a token.", true);
+      $("token").focus();
+    } else {
+      notice(`Cannot reach the server: ${error.message}`, true);
+    }
+  }
+}
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  setToken($("token").value.trim());
+  start();
+});
+$("run-form").addEventListener("submit", submit);
+$("cancel").addEventListener("click", () => view.cancel());
+$("refresh").addEventListener("click", refreshGallery);
+acceptDrops();
+start();

@@ -1,0 +1,39 @@
+"""Fixtures of the page tests: one server and one browser per session, a fresh page (own context) per test.
+
+Every page records the URLs it requests; after each test they must all be on the server's own origin.
+"""
+
+import pytest
+from web_helpers import TOKEN, Server, chromium_path
+
+
+@pytest.fixture(scope="session")
+def web_server(tmp_path_factory):
+    running = Server(tmp_path_factory.mktemp("web")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, web_server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    opened = context.new_page()
+    requested: list[str] = []
+    opened.on("request", lambda request: requested.append(request.url))
+    opened.set_default_timeout(20_000)
+    opened.goto(f"{web_server.url}/#token={TOKEN}")
+    yield opened
+    context.close()
+    foreign = [url for url in requested if not url.startswith(web_server.url + "/") and not url.startswith("data:")]
+    assert not foreign, f"the page requested other hosts: {foreign}"
+    assert requested, "no request was recorded"
