@@ -48,6 +48,14 @@ class EventLog:
             except RuntimeError:  # that client's loop is gone
                 pass
 
+    def drop_previews(self) -> None:
+        """Keep only the last preview once a run has ended: a finished run's log is kept for replay, and a
+        thousand steps of previews would be megabytes."""
+        with self._lock:
+            shown = [i for i, e in enumerate(self.events) if "preview" in e]
+            for i in shown[:-1]:
+                self.events[i] = {k: v for k, v in self.events[i].items() if k != "preview"}
+
     async def follow(self, start: int = 0):
         """Yield events from index `start` on, waiting for new ones, until the terminal event."""
         index = start

@@ -119,6 +119,7 @@ class Worker:
         self.store.finish(run_id, status, error=error, outputs=outputs, executed=hook.executed, cached=hook.cached,
                           run_seconds=seconds, events=without_previews([*log.events, end]))
         log.append(end)
+        log.drop_previews()
 
     def _write(self, run_id: str, graph, values: dict, result: dict) -> dict:
         from nodegraph.exec.writers import OutputInfo, writer_for

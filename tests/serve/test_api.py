@@ -161,22 +161,26 @@ def test_cancel_a_queued_and_a_running_run_and_only_that_run(client):
     assert caught.value.status == 409
 
 
-def test_a_late_client_gets_every_event_progress_and_previews(client):
+def test_live_and_late_clients_get_every_event_progress_and_previews(client):
     from PIL import Image
 
+    client.submit("sleep", seconds=1, value=time.time())  # holds the queue: the next run is followed live
     handle = client.submit("stable_diffusion", **DIGITS, prompt="a handwritten digit 1", seed=21, preview=True)
-    handle.result()
-    events = list(handle.events())  # after the end: all of it, replayed
-    kinds = [e["type"] for e in events]
-    assert kinds[:2] == ["queued", "started"] and kinds[-1] == "finished"
-    progress = [e for e in events if e["type"] == "progress"]
-    assert [(e["node"], e["index"], e["total"]) for e in progress] == [("denoise", 1, 3), ("denoise", 2, 3),
-                                                                      ("denoise", 3, 3)]
-    preview = Image.open(io.BytesIO(base64.b64decode(progress[-1]["preview"].split(",", 1)[1])))
-    assert preview.size[0] >= 64
-    finished = [e["node"] for e in events if e["type"] == "node_finished"]
-    assert finished[-1] == "decode" and "denoise" in finished
-    assert [e["seq"] for e in events] == list(range(len(events)))
+    live = list(handle.events())
+    late = list(handle.events())  # after the end: all of it, replayed
+    for events in (live, late):
+        kinds = [e["type"] for e in events]
+        assert kinds[:2] == ["queued", "started"] and kinds[-1] == "finished"
+        assert [(e["node"], e["index"], e["total"]) for e in events if e["type"] == "progress"] == [
+            ("denoise", 1, 3), ("denoise", 2, 3), ("denoise", 3, 3)]
+        finished = [e["node"] for e in events if e["type"] == "node_finished"]
+        assert finished[-1] == "decode" and "denoise" in finished
+        assert [e["seq"] for e in events] == list(range(len(events)))
+    assert ["preview" in e for e in live if e["type"] == "progress"] == [True, True, True]
+    assert ["preview" in e for e in late if e["type"] == "progress"] == [False, False, True]  # only the last kept
+    last = [e for e in live if e["type"] == "progress"][-1]["preview"]
+    assert last.startswith("data:image/png;base64,")
+    assert Image.open(io.BytesIO(base64.b64decode(last.split(",", 1)[1]))).size[0] >= 64
 
 
 def test_history_pages_newest_first_and_filters_by_status(client):
