@@ -58,13 +58,27 @@ def refusals(api: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP_GRAPH_NAME}") -> Translation:
+def checkpoint_family(path: Path) -> str:
+    """The single file's family from its tensor names and shapes ("sd1", "sd2", "sdxl_base", …)."""
+    from nodegraph.models.errors import CheckpointError
+    from nodegraph.models.single_file.detect import detect
+    from nodegraph.models.single_file.loader import opened
+
+    try:
+        return detect(opened(path).shapes, str(path)).name
+    except CheckpointError as exc:
+        raise ComfyError(str(exc)) from None
+
+
+def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP_GRAPH_NAME}",
+              family=checkpoint_family) -> Translation:
+    """The graph document for `workflow`; `family(path)` names a checkpoint's family (only "sd1" is covered)."""
     refused = refusals(workflow.api)
     if refused:
         raise ComfyError(f"{workflow.origin}: {len(refused)} part{'s' if len(refused) > 1 else ''} of this workflow "
                          f"nodegraph cannot run yet (nothing was run):\n  " + "\n  ".join(refused)
                          + "\n  see docs/comfyui.md for what is covered")
-    return _Translator(workflow, paths, step_graph).run()
+    return _Translator(workflow, paths, step_graph, family).run()
 
 
 def _suffix(node_id: str) -> str:
@@ -73,8 +87,9 @@ def _suffix(node_id: str) -> str:
 
 
 class _Translator:
-    def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str):
+    def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, family):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
+        self.family = family
         self.inputs: dict[str, dict] = {}
         self.nodes: dict[str, dict] = {}
         self.outputs: dict[str, str] = {}
@@ -181,6 +196,11 @@ class _Translator:
     # -- one method per covered class: returns its outputs by index -------------------------------------------
     def _CheckpointLoaderSimple(self, node_id, nid):
         model = self.literal(node_id, "ckpt_name")
+        path = self.inputs[model.split(".", 1)[1]]["default"]
+        kind = self.family(Path(path))
+        if kind != "sd1":
+            raise ComfyError(f"{self.where(node_id, 'ckpt_name')}: {Path(path).name} is a {kind} checkpoint; the "
+                             f"ComfyUI import runs SD1.x checkpoints only for now (see docs/comfyui.md)")
         config = "config" if sum(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) == 1 \
             else f"config_{_suffix(node_id)}"
         self.inputs[config] = {"type": "str", "default": "", "description": (

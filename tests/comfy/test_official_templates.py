@@ -1,0 +1,86 @@
+"""ComfyUI's official workflow templates (the `comfyui-workflow-templates-json` package) import or are refused.
+
+Every template whose nodes are all covered must import and validate; every other one must be refused with
+exactly the unsupported parts, which this test lists from the raw JSON itself (node types outside the covered
+set, subgraph instances, sampler/scheduler names), following the front end's rules (notes, reroutes and
+primitives are UI-only; muted and bypassed nodes are not sent).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import comfyui_workflow_templates_json as templates  # the test extra's copy of ComfyUI's official templates
+TEMPLATES = sorted(p for p in (Path(templates.__file__).parent / "templates").glob("*.json")
+                   if isinstance(doc := json.loads(p.read_text()), dict) and "nodes" in doc)
+
+COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModelOnly", "CLIPSetLastLayer",
+           "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced", "LatentUpscale", "VAEDecode",
+           "SaveImage", "PreviewImage"}
+UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+SAMPLERS = {"euler", "euler_ancestral", "dpmpp_2m", "lms", "ddim"}
+SCHEDULERS = {"normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"}
+
+
+def expected_refusals(doc: dict) -> set[str]:
+    subgraphs = {s["id"]: s.get("name") or s["id"] for s in (doc.get("definitions") or {}).get("subgraphs") or []}
+    out = set()
+    for node in doc["nodes"]:
+        kind, node_id = node["type"], node["id"]
+        if kind in UI_ONLY or node.get("mode") in (2, 4):
+            continue
+        if kind in subgraphs:
+            out.add(f"node {node_id}: subgraph {subgraphs[kind]!r}")
+        elif kind not in COVERED:
+            out.add(f"node {node_id}: {kind}")
+        elif kind in ("KSampler", "KSamplerAdvanced"):
+            values = node["widgets_values"]
+            offset = 1 if kind == "KSamplerAdvanced" else 0  # add_noise comes first there
+            sampler, scheduler = values[4 + offset], values[5 + offset]  # after seed and its "control" slot
+            if sampler not in SAMPLERS:
+                out.add(f"node {node_id} ({kind}): sampler_name {sampler!r}")
+            if scheduler not in SCHEDULERS:
+                out.add(f"node {node_id} ({kind}): scheduler {scheduler!r}")
+    return out
+
+
+def test_the_package_holds_the_templates():
+    assert len(TEMPLATES) > 100
+
+
+def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts(tmp_path):
+    from nodegraph.comfy.errors import ComfyError
+    from nodegraph.comfy.models import ModelPaths
+    from nodegraph.comfy.reader import read_workflow
+    from nodegraph.comfy.translate import STEP_GRAPH, STEP_GRAPH_NAME, translate
+    from nodegraph.spec.loader import load_graph
+
+    imported, refused = [], 0
+    for template in TEMPLATES:
+        expected = expected_refusals(json.loads(template.read_text()))
+        workflow = read_workflow(template)
+        models = tmp_path / template.stem / "models"
+        for entry in workflow.api.values():  # empty stand-ins for the models the template names
+            for key, folder in (("ckpt_name", "checkpoints"), ("vae_name", "vae"), ("lora_name", "loras")):
+                if isinstance(entry["inputs"].get(key), str):
+                    (models / folder / entry["inputs"][key]).parent.mkdir(parents=True, exist_ok=True)
+                    (models / folder / entry["inputs"][key]).touch()
+        try:
+            # the stand-in files have no tensors to read a family from; the import's structure is what is tested
+            translation = translate(workflow, ModelPaths([models]), family=lambda path: "sd1")
+        except ComfyError as exc:
+            listed = {line.strip() for line in str(exc).splitlines()[1:-1]}
+            assert expected and listed == expected, template.name
+            refused += 1
+            continue
+        assert not expected, template.name
+        folder = tmp_path / template.stem
+        from nodegraph.comfy.command import write_yaml
+
+        write_yaml(translation.document, folder / "graph.yaml")
+        (folder / STEP_GRAPH_NAME).write_text(STEP_GRAPH.read_text())
+        load_graph(folder / "graph.yaml")  # raises ValidationFailed with every error if it does not validate
+        imported.append(template.name)
+    print(f"{len(imported)} templates imported and validated: {imported}; {refused} refused")
+    assert imported and refused == len(TEMPLATES) - len(imported)
