@@ -11,31 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from workflows import api, run_cli
-
-PROMPT, NEGATIVE, SEED, STEPS, CFG = "a photo of a cat", "blurry", 5, 4, 7.5
-
+from workflows import CFG, NEGATIVE, PROMPT, SEED, STEPS, api, diffusers_comfy_image, run_cli
 
 def run(tmp_path, workflow, models_dir, sd1_folder):
     return run_cli(tmp_path, workflow, models_dir, sd1_folder)[0]
-
-
-def diffusers_comfy_image(folder, scheduler_cls, seed=SEED, **scheduler_config) -> np.ndarray:
-    import diffusers
-
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config, **scheduler_config)
-    pipe.scheduler.set_timesteps(STEPS)
-    sigma_max = float(pipe.scheduler.sigmas[0])
-    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(seed))
-    # ComfyUI's first x is noise·√(1 + σmax²) in σ-space; the pipeline multiplies given latents by
-    # init_noise_sigma. DPM-Solver works on x/√(1 + σ²) (init_noise_sigma 1), where that same x is the plain noise.
-    vp = isinstance(pipe.scheduler, diffusers.DPMSolverMultistepScheduler)
-    latents = noise if vp else noise * (1 + sigma_max ** 2) ** 0.5 / float(pipe.scheduler.init_noise_sigma)
-    out = pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=STEPS, guidance_scale=CFG, height=16,
-               width=16, latents=latents, generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
-    return (out.images[0] * 255).round().astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+PROMPT, NEGATIVE, SEED, STEPS, CFG = "a photo of a cat", "blurry", 5, 4, 7.5
 # ComfyUI's default graph (the one a fresh editor shows), sized for the tiny model: 64 px → an 8×8 latent.
 DEFAULT_API = {
     "3": {"class_type": "KSampler", "inputs": {
@@ -92,3 +93,38 @@ def run_cli(folder: Path, workflow, models_dir, sd1_folder, *extra, name: str = 
     assert code == 0
     (png,) = sorted(out.glob("*.png"))
     return np.asarray(Image.open(png).convert("RGB")), png
+
+
+def diffusers_comfy_image(folder, scheduler_cls, seed=SEED, clip_skip=None, loras=None, **scheduler_config):
+    """diffusers' StableDiffusionPipeline on `folder`, configured as ComfyUI samples (comfyui-facts.md)."""
+    import diffusers
+    import numpy as np
+    import torch
+
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    for name, (path, scale) in (loras or {}).items():
+        pipe.load_lora_weights(str(path), adapter_name=name)
+    if loras:
+        pipe.set_adapters(list(loras), [scale for _, scale in loras.values()])
+    pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config, **scheduler_config)
+    pipe.scheduler.set_timesteps(STEPS)
+    sigma_max = float(pipe.scheduler.sigmas[0])
+    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(seed))
+    # ComfyUI's first x is noise·√(1 + σmax²) in σ-space; the pipeline multiplies given latents by
+    # init_noise_sigma. DPM-Solver works on x/√(1 + σ²) (init_noise_sigma 1), where that same x is the plain noise.
+    vp = isinstance(pipe.scheduler, diffusers.DPMSolverMultistepScheduler)
+    latents = noise if vp else noise * (1 + sigma_max ** 2) ** 0.5 / float(pipe.scheduler.init_noise_sigma)
+    text = {"prompt": PROMPT, "negative_prompt": NEGATIVE}
+    if clip_skip:  # diffusers' clip_skip rule, written out (its pipeline reaches for `text_encoder.text_model`,
+        # which this transformers version no longer has): final_layer_norm(hidden_states[-(clip_skip + 1)])
+        def embed(prompt):
+            ids = pipe.tokenizer(prompt, padding="max_length", max_length=77, return_tensors="pt").input_ids
+            with torch.no_grad():
+                states = pipe.text_encoder(ids, output_hidden_states=True).hidden_states
+                return pipe.text_encoder.final_layer_norm(states[-(clip_skip + 1)])
+
+        text = {"prompt_embeds": embed(PROMPT), "negative_prompt_embeds": embed(NEGATIVE)}
+    out = pipe(**text, num_inference_steps=STEPS, guidance_scale=CFG, height=16, width=16, latents=latents,
+               generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
+    return (out.images[0] * 255).round().astype(np.uint8)
