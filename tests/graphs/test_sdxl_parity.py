@@ -64,7 +64,7 @@ PROMPTS = dict(prompt="a red house", prompt_2="an oil painting", negative_prompt
                negative_prompt_2="dark, foggy")
 
 
-@pytest.mark.parametrize("scheduler", [None, "ddim", "euler_a", "dpmpp_2m", "unipc"])
+@pytest.mark.parametrize("scheduler", [None, "ddim", "euler_a", "dpmpp_2m"])  # own (Euler) + 3 others
 def test_sdxl_graph_matches_diffusers_with_negative_prompt_and_prompt_2_at_non_square_size(tiny_sdxl, scheduler):
     base, _ = tiny_sdxl
     settings = dict(PROMPTS, seed=3, steps=4, height=32, width=48)
