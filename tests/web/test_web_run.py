@@ -1,5 +1,7 @@
 """The page runs a graph: a form from the graph's typed inputs, progress to 100 %, the image, the preview."""
 
+import time
+
 from playwright.sync_api import expect
 from web_helpers import DIGITS_MODEL
 
@@ -13,6 +15,18 @@ def open_graph(page, name="stable_diffusion"):
 
 def natural_width(page, selector: str) -> int:
     return page.eval_on_selector(selector, "img => img.complete ? img.naturalWidth : 0")
+
+
+def wait_until(page, script: str, timeout: float = RUN_TIMEOUT / 1000):
+    """Poll `script` (a JS function) until it returns something truthy. Playwright's wait_for_function
+    evaluates strings in the page, which the page's Content-Security-Policy forbids."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = page.evaluate(script)
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not true after {timeout} s: {script}")
 
 
 def test_form_shows_typed_inputs_with_defaults_limits_choices_and_help(page):
@@ -43,6 +57,63 @@ def test_a_prompt_runs_to_100_percent_and_its_image_appears(page):
     expect(page.locator(".bar label")).to_have_text(["denoise: step 3 of 3"])
     image = page.locator("img.result")
     expect(image).to_have_count(1)
-    page.wait_for_function("document.querySelector('img.result').naturalWidth > 0")
-    assert natural_width(page, "img.result") > 0
+    assert wait_until(page, "() => document.querySelector('img.result').naturalWidth") > 0
     expect(page.locator("#gallery li").first).to_contain_text("a handwritten digit 7")
+
+
+def test_out_of_range_value_is_shown_at_its_field_and_nothing_runs(page):
+    open_graph(page)
+    page.fill("#in-model", DIGITS_MODEL)
+    page.fill("#in-steps", "0")
+    page.click("#run")
+    error = page.locator("#err-steps")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("below the minimum 1")
+    expect(page.locator("#in-steps")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#in-steps")).to_be_focused()
+    expect(page.locator("#err-seed")).to_be_hidden()
+    expect(page.locator("#run-status")).to_have_text("")
+    page.fill("#in-steps", "2")  # corrected: the error goes away on the next submit
+    page.click("#run")
+    expect(page.locator("#err-steps")).to_be_hidden()
+    expect(page.locator("#run-status")).to_contain_text("finished", timeout=RUN_TIMEOUT)
+
+
+def test_a_long_run_is_cancelled_from_the_page(page):
+    open_graph(page)
+    page.fill("#in-model", DIGITS_MODEL)
+    page.fill("#in-steps", "1000")
+    page.click("#run")
+    wait_until(page, "() => document.querySelector('#progress progress')?.value >= 2")
+    page.click("#cancel")
+    expect(page.locator("#run-status")).to_contain_text("cancelled", timeout=RUN_TIMEOUT)
+    stopped_at = page.eval_on_selector("#progress progress", "p => p.value")
+    assert 2 <= stopped_at < 1000
+    expect(page.locator("img.result")).to_have_count(0)
+    expect(page.locator("#cancel")).to_be_disabled()
+    expect(page.locator("#gallery li").first).to_contain_text("cancelled")
+
+
+def test_the_latent_preview_changes_between_steps(page):
+    open_graph(page)
+    page.fill("#in-model", DIGITS_MODEL)
+    page.fill("#in-steps", "12")
+    # Each drawn preview's pixels, captured in the page the moment a step's preview is drawn.
+    page.evaluate("""() => {
+        window.frames_seen = [];
+        const canvas = document.querySelector('#preview');
+        new MutationObserver(() => {
+            const {data} = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+            window.frames_seen.push({step: canvas.dataset.step, width: canvas.width, pixels: Array.from(data)});
+        }).observe(canvas, {attributes: true, attributeFilter: ['data-step']});
+    }""")
+    page.click("#run")
+    expect(page.locator("#run-status")).to_contain_text("finished", timeout=RUN_TIMEOUT)
+    frames = page.evaluate("window.frames_seen.filter(f => f.step !== '0')")
+    assert len(frames) >= 3, [f["step"] for f in frames]
+    assert all(f["width"] >= 64 for f in frames)
+    first, last = frames[0]["pixels"], frames[-1]["pixels"]
+    assert len(set(first)) > 4, "the preview is a flat colour"
+    changed = sum(a != b for a, b in zip(first, last))
+    assert changed > len(first) // 10, f"only {changed} of {len(first)} channel values changed"
+    expect(page.locator("#preview-figure")).to_be_visible()

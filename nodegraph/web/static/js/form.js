@@ -35,6 +35,7 @@ function fieldFor(name, spec) {
   control.id = id;
   control.name = name;
   control.dataset.type = spec.type;
+  if (spec.default === null) control.dataset.nullable = "true";  // empty: left out, the graph's default applies
   const help = document.createElement("small");
   help.id = `help-${name}`;
   const range = [spec.min !== undefined ? `min ${spec.min}` : "", spec.max !== undefined ? `max ${spec.max}` : ""]
@@ -95,6 +96,7 @@ export function read(container) {
     const type = control.dataset.type;
     if (control.tagName === "SELECT") values[control.name] = JSON.parse(control.value);
     else if (control.type === "checkbox") values[control.name] = control.checked;
+    else if (control.dataset.nullable && control.value === "") continue;
     else if (type === "int" || type === "float") {
       if (control.value.trim() === "") continue;
       const number = Number(control.value);

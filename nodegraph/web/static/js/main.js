@@ -7,7 +7,7 @@ import { readRecipe } from "./png.js";
 import { RunView } from "./run.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { graphs: new Map(), current: null, document: null };
+const state = { graphs: new Map(), current: null, document: null, ready: Promise.resolve() };
 
 const view = new RunView({
   status: $("run-status"), progress: $("progress"), preview: $("preview"), previewFigure: $("preview-figure"),
@@ -129,6 +129,7 @@ async function submit(event) {
 
 async function loadPng(file) {
   try {
+    await state.ready;  // the server's graph of the same name gives the inputs' types and help
     const recipe = await readRecipe(file);
     const main = recipe.graph.main || "graph.yaml";
     selectGraph(stem(main), { values: recipe.inputs, document: recipe.graph, label: `${main} from ${file.name}` });
@@ -153,7 +154,8 @@ function acceptDrops() {
 
 async function start() {
   try {
-    await loadGraphs();
+    state.ready = loadGraphs();
+    await state.ready;
     $("token-form").hidden = true;
     notice("");
     await refreshGallery();

@@ -57,9 +57,9 @@ export class RunView {
   async cancel() {
     if (!this.runId) return;
     this.el.cancel.disabled = true;
+    this.setStatus("Cancelling…");  // before the answer: the `cancelled` event may come first
     try {
       await api(`/runs/${this.runId}`, { method: "DELETE" });
-      this.setStatus("Cancelling…");
     } catch (error) {
       this.setStatus(error.message);
     }

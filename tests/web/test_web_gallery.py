@@ -1,0 +1,96 @@
+"""The gallery of past runs: thumbnails, inputs, re-using them, full size and download; dropping a PNG."""
+
+import base64
+import io
+import json
+import time
+
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+from web_helpers import DIGITS_MODEL, TOKEN
+
+SEVEN = {"model": DIGITS_MODEL, "prompt": "a handwritten digit 7", "seed": 4242, "steps": 2, "guidance_scale": 3.5}
+
+
+@pytest.fixture(scope="module")
+def finished_run(web_server):
+    """A run made through the API (not the page), so the gallery shows what the server holds."""
+    with web_server.client() as client:
+        handle = client.submit("stable_diffusion", inputs=SEVEN)
+        handle.result()
+        run = client.get(handle.id)
+        png = client.download(run["outputs"]["image"][0]["url"])
+    return run, png
+
+
+def drop_file(page, name: str, data: bytes) -> None:
+    transfer = page.evaluate_handle("""([name, b64]) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, {type: 'image/png'}));
+        return transfer;
+    }""", [name, base64.b64encode(data).decode()])
+    page.dispatch_event("main", "dragover", {"dataTransfer": transfer})
+    expect(page.locator("#drop-hint")).to_be_visible()
+    page.dispatch_event("main", "drop", {"dataTransfer": transfer})
+
+
+def test_gallery_shows_the_run_and_use_these_inputs_refills_the_form(page, finished_run):
+    run, _ = finished_run
+    entry = page.locator(f'#gallery li[data-run="{run["id"]}"]')
+    expect(entry).to_contain_text("stable_diffusion · finished")
+    expect(entry).to_contain_text("prompt: a handwritten digit 7")
+    expect(entry).to_contain_text("seed: 4242")
+    thumb = entry.locator("img.thumb")
+    expect(thumb).to_have_count(1)
+    deadline = time.monotonic() + 20
+    while thumb.evaluate("img => img.naturalWidth") == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert thumb.evaluate("img => img.naturalWidth") > 0
+
+    entry.get_by_role("button", name="Use these inputs").click()
+    expect(page.locator("#graph-title")).to_have_text("stable_diffusion")
+    expect(page.locator("#in-prompt")).to_have_value("a handwritten digit 7")
+    expect(page.locator("#in-seed")).to_have_value("4242")
+    expect(page.locator("#in-steps")).to_have_value("2")
+    expect(page.locator("#in-guidance_scale")).to_have_value("3.5")
+    expect(page.locator("#in-model")).to_have_value(DIGITS_MODEL)
+
+
+def test_a_result_downloads_as_the_png_with_its_metadata(page, finished_run):
+    run, png = finished_run
+    entry = page.locator(f'#gallery li[data-run="{run["id"]}"]')
+    with page.expect_download() as download_info:
+        entry.get_by_role("link", name="Download PNG").click()
+    downloaded = download_info.value
+    assert downloaded.suggested_filename == f"{run['id']}-image.png"
+    data = open(downloaded.path(), "rb").read()
+    assert data == png
+    recipe = json.loads(Image.open(io.BytesIO(data)).text["nodegraph"])
+    assert recipe["inputs"]["seed"] == 4242
+    full = entry.locator("a[target=_blank]").first
+    assert full.get_attribute("href").startswith(f"/outputs/{run['id']}/image.png?access_token={TOKEN}")
+
+
+def test_dropping_a_nodegraph_png_loads_its_graph_and_inputs_and_runs_it(page, finished_run):
+    _, png = finished_run
+    drop_file(page, "seven.png", png)
+    expect(page.locator("#notice")).to_contain_text("Loaded the graph and inputs of seven.png")
+    expect(page.locator("#graph-title")).to_have_text("stable_diffusion.yaml from seven.png")
+    expect(page.locator("#in-prompt")).to_have_value("a handwritten digit 7")
+    expect(page.locator("#in-seed")).to_have_value("4242")
+    page.fill("#in-seed", "7")
+    page.click("#run")
+    expect(page.locator("#run-status")).to_contain_text("finished", timeout=60_000)
+    expect(page.locator("img.result")).to_have_count(1)
+    newest = page.locator("#gallery li").first
+    expect(newest).to_contain_text("seed: 7")
+
+
+def test_dropping_a_png_without_metadata_says_so(page):
+    plain = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(plain, format="PNG")
+    drop_file(page, "plain.png", plain.getvalue())
+    expect(page.locator("#notice")).to_contain_text("plain.png has no nodegraph metadata")
+    expect(page.locator("#graph")).to_be_hidden()
