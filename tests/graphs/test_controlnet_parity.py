@@ -3,6 +3,8 @@ often each model runs per step."""
 
 from __future__ import annotations
 
+import functools
+
 import PIL.Image
 import pytest
 import torch
@@ -10,7 +12,8 @@ from test_stable_diffusion_parity import assert_close_images
 from tiny_controlnet import save_pattern
 from tiny_pipelines import REPO, png_pixels, to_uint8
 
-SETTINGS = dict(prompt="a cat", negative_prompt="blurry", seed=3, steps=10, guidance_scale=7.5)
+# PNDM makes 6 timesteps of 5 steps: [0.1, 0.9) covers steps 1…4, so both ends of the range are exercised
+SETTINGS = dict(prompt="a cat", negative_prompt="blurry", seed=3, steps=5, guidance_scale=7.5)
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +22,20 @@ def control_images(tmp_path_factory):
     return save_pattern(root / "a.png", 24, 16, 1), save_pattern(root / "b.png", 24, 16, 2)
 
 
-def diffusers_controlnet(sd, controlnets, images, scale, start, end, batch=1):
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+@functools.cache
+def diffusers_parts(sd, controlnets):
+    """The pipeline's components and the ControlNets, loaded once for the module's several pipeline calls."""
+    from diffusers import ControlNetModel, StableDiffusionPipeline
 
-    models = [ControlNetModel.from_pretrained(c) for c in controlnets]
-    pipe = StableDiffusionControlNetPipeline.from_pretrained(
-        sd, controlnet=models[0] if len(models) == 1 else models, safety_checker=None)
+    components = StableDiffusionPipeline.from_pretrained(sd, safety_checker=None).components
+    return components, [ControlNetModel.from_pretrained(c) for c in controlnets]
+
+
+def diffusers_controlnet(sd, controlnets, images, scale, start, end, batch=1):
+    from diffusers import StableDiffusionControlNetPipeline
+
+    components, models = diffusers_parts(sd, tuple(controlnets))
+    pipe = StableDiffusionControlNetPipeline(**components, controlnet=models[0] if len(models) == 1 else models)
     pipe.set_progress_bar_config(disable=True)
     pil = [PIL.Image.open(p) for p in images]
     out = pipe(SETTINGS["prompt"], negative_prompt=SETTINGS["negative_prompt"], image=pil[0] if len(pil) == 1 else pil,
@@ -81,7 +92,7 @@ def test_controlnet_runs_once_per_step_inside_its_range_and_never_outside(tiny_s
     monkeypatch.setattr(ControlNetModel, "forward", counting("controlnet", ControlNetModel.forward))
     run_graph_uint8("controlnet.yaml", model=str(tiny_sd), controlnet=str(tiny_controlnets[0]),
                     image=str(control_images[0]), scheduler="euler", controlnet_scale=0.8, control_start=0.1,
-                    control_end=0.9, **SETTINGS)
+                    control_end=0.9, **{**SETTINGS, "steps": 10})
     unet_steps = [t for kind, t in calls if kind == "unet"]
     controlnet_steps = [t for kind, t in calls if kind == "controlnet"]
     assert len(unet_steps) == 10

@@ -3,6 +3,8 @@ size, the documented resize, StableDiffusionImg2ImgPipeline on the result, one g
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -15,12 +17,19 @@ SETTINGS = dict(prompt="a cat", negative_prompt="blurry", seed=9, steps=4, guida
 HIRES = dict(upscale=1.5, hires_steps=6, hires_strength=0.5)  # 16×24 → 24×36 → 24×32 (multiples of 8)
 
 
-def by_hand(model, upscaler):
+@functools.cache
+def pipelines(model):
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
     txt2img = StableDiffusionPipeline.from_pretrained(model, safety_checker=None)
     txt2img.set_progress_bar_config(disable=True)
     img2img = StableDiffusionImg2ImgPipeline(**txt2img.components)
+    img2img.set_progress_bar_config(disable=True)
+    return txt2img, img2img
+
+
+def by_hand(model, upscaler):
+    txt2img, img2img = pipelines(model)
     generator = torch.Generator("cpu").manual_seed(SETTINGS["seed"])
     common = dict(prompt=SETTINGS["prompt"], negative_prompt=SETTINGS["negative_prompt"],
                   guidance_scale=SETTINGS["guidance_scale"], generator=generator)

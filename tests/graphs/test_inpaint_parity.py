@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import PIL.Image
 import pytest
 import torch
@@ -17,11 +19,17 @@ def picture_and_mask(tmp_path_factory):
     return save_picture_and_mask(tmp_path_factory.mktemp("inpaint"))
 
 
-def diffusers_inpaint(model, picture, mask, strength):
+@functools.cache
+def inpaint_pipeline(model):
     from diffusers import StableDiffusionInpaintPipeline
 
     pipe = StableDiffusionInpaintPipeline.from_pretrained(model, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def diffusers_inpaint(model, picture, mask, strength):
+    pipe = inpaint_pipeline(model)
     out = pipe(SETTINGS["prompt"], negative_prompt=SETTINGS["negative_prompt"], image=PIL.Image.open(picture),
                mask_image=PIL.Image.open(mask), strength=strength, height=16, width=24,
                num_inference_steps=SETTINGS["steps"], guidance_scale=SETTINGS["guidance_scale"],
