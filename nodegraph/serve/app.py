@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nodegraph.serve.documents import Rejected, reject
+from nodegraph.serve.picture import add_picture_route
 from nodegraph.serve.queue import STATUSES
 from nodegraph.serve.service import ServeConfig, Service
 from nodegraph.web.routes import add_page, is_public
@@ -217,6 +218,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     def free():
         return {"freed": service.free()}
 
+    add_picture_route(app, service)
     add_page(app)
     return Guard(app, config.token, config.max_request_bytes) if config.token or config.max_request_bytes else app
 

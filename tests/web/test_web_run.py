@@ -3,7 +3,7 @@
 import time
 
 from playwright.sync_api import expect
-from web_helpers import DIGITS_MODEL
+from web_helpers import DIGITS_MODEL, DOCS_IMAGES
 
 RUN_TIMEOUT = 60_000
 
@@ -11,10 +11,6 @@ RUN_TIMEOUT = 60_000
 def open_graph(page, name="stable_diffusion"):
     page.get_by_role("button", name=name, exact=True).click()
     expect(page.locator("#graph-title")).to_have_text(name)
-
-
-def natural_width(page, selector: str) -> int:
-    return page.eval_on_selector(selector, "img => img.complete ? img.naturalWidth : 0")
 
 
 def wait_until(page, script: str, timeout: float = RUN_TIMEOUT / 1000):
@@ -40,6 +36,8 @@ def test_form_shows_typed_inputs_with_defaults_limits_choices_and_help(page):
     expect(page.locator("textarea#in-prompt")).to_have_value("a photograph of an astronaut riding a horse")
     expect(page.locator("select#in-scheduler option")).to_have_text(
         ["(default)", "pndm", "ddim", "unipc", "euler", "euler_a", "dpmpp_2m", "lms"])
+    page.locator("#picture-box summary").click()
+    assert wait_until(page, "() => document.querySelector('#picture img.diagram')?.naturalWidth") > 600
     page.fill("#in-seed", "0")
     page.click("#random-seed")
     page.click("#random-seed")  # two draws both 0 is a 1 in 2^64 chance
@@ -59,6 +57,7 @@ def test_a_prompt_runs_to_100_percent_and_its_image_appears(page):
     expect(image).to_have_count(1)
     assert wait_until(page, "() => document.querySelector('img.result').naturalWidth") > 0
     expect(page.locator("#gallery li").first).to_contain_text("a handwritten digit 7")
+    page.screenshot(path=DOCS_IMAGES / "web-run-finished.png", full_page=True)
 
 
 def test_out_of_range_value_is_shown_at_its_field_and_nothing_runs(page):
@@ -73,6 +72,8 @@ def test_out_of_range_value_is_shown_at_its_field_and_nothing_runs(page):
     expect(page.locator("#in-steps")).to_be_focused()
     expect(page.locator("#err-seed")).to_be_hidden()
     expect(page.locator("#run-status")).to_have_text("")
+    page.locator("#err-steps").scroll_into_view_if_needed()
+    page.screenshot(path=DOCS_IMAGES / "web-field-error.png")
     page.fill("#in-steps", "2")  # corrected: the error goes away on the next submit
     page.click("#run")
     expect(page.locator("#err-steps")).to_be_hidden()

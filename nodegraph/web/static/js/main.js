@@ -1,6 +1,6 @@
 // The page: graphs list → a graph's form → run with progress → gallery. Only the server's own API is used.
 
-import { api, ApiError, setToken } from "./api.js";
+import { api, ApiError, authorized, setToken } from "./api.js";
 import { buildForm, clearErrors, fill, read, showErrors } from "./form.js";
 import { loadGallery } from "./gallery.js";
 import { readRecipe } from "./png.js";
@@ -31,23 +31,18 @@ function inferredInputs(values) {
   }]));
 }
 
-async function showPicture(name) {
+function showPicture(name) {
   const box = $("picture");
   box.replaceChildren();
-  if (!name) { $("picture-box").hidden = true; return; }
-  $("picture-box").hidden = false;
-  try {
-    const { svg } = await api(`/graphs/${encodeURIComponent(name)}/picture`);
-    // The server draws the SVG from the graph's structure, escaping every text; shown as an image, so it
-    // cannot run anything.
-    const img = document.createElement("img");
-    img.alt = `diagram of the graph ${name}`;
-    img.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(svg);
-    img.className = "diagram";
-    box.append(img);
-  } catch (error) {
-    box.textContent = `no picture: ${error.message}`;
-  }
+  $("picture-box").hidden = !name;
+  if (!name) return;
+  // Drawn by the server (GET /graphs/NAME/picture.svg); as an <img>, an SVG cannot run anything.
+  const img = document.createElement("img");
+  img.alt = `diagram of the graph ${name}: its inputs, nodes, repeat bodies and included graphs`;
+  img.className = "diagram";
+  img.onerror = () => { box.textContent = "no picture of this graph"; };
+  img.src = authorized(`/graphs/${encodeURIComponent(name)}/picture.svg`);
+  box.append(img);
 }
 
 function selectGraph(name, { values, document: bundle, label } = {}) {
