@@ -147,14 +147,22 @@ class ControlNetModel(Model):
 
 
 def load_controlnet(source: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                    revision: str | None = None, variant: str | None = None, allow_pickle: bool = False
-                    ) -> ControlNetModel:
-    """Load a diffusers-format ControlNet: a folder or hub repo holding config.json and
-    diffusion_pytorch_model.safetensors (at its root or in `controlnet/`), with the strict key check of
-    every other model: a missing, unexpected or mis-shaped weight is a `CheckpointError`."""
+                    revision: str | None = None, variant: str | None = None, allow_pickle: bool = False,
+                    config: str | None = None) -> ControlNetModel:
+    """Load a ControlNet: a diffusers folder or hub repo holding config.json and diffusion_pytorch_model.safetensors
+    (at its root or in `controlnet/`), or one file in the original `control_model.*` layout (`config`: a
+    diffusers ControlNet folder whose config.json to use instead of the inferred one; see
+    models/adapters/controlnet.py). Loading is strict: a missing, unexpected or mis-shaped weight is a
+    `CheckpointError`."""
     from nodegraph.models.checkpoint import DIFFUSERS_WEIGHTS, default_dtype, find_weights, fit, read_entries, read_tensors
+    from nodegraph.models.single_file import is_single_file
     from nodegraph.models.sources import resolve_source
 
+    if is_single_file(source):
+        from nodegraph.models.adapters.controlnet import load_controlnet_file
+
+        return load_controlnet_file(source, config=config, dtype=default_dtype(dtype), device=device,
+                                    allow_pickle=allow_pickle)
     src = resolve_source(source, revision)
     folder = "controlnet" if src.has_folder("controlnet") and "config.json" not in src.files("") else ""
     config_file = f"{folder}/config.json" if folder else "config.json"

@@ -11,10 +11,13 @@ from nodegraph.core.types import Control, ControlNet, Embeddings, Image, Latent,
 
 @node("LoadControlNet", version=1)
 class LoadControlNet(Node):
-    """Load a diffusers-format ControlNet (a folder or hub repo with config.json and its weights)."""
+    """Load a ControlNet: a diffusers folder or hub repo (config.json and its weights), or one file in the
+    original layout (`control_model.*` keys, e.g. control_v11p_sd15_canny.pth converted to .safetensors)."""
 
     class Inputs(Ports):
-        model: str = Field(min_length=1, description="ControlNet folder or hub repo id (org/name)")
+        model: str = Field(min_length=1, description="ControlNet folder, hub repo id (org/name) or single file")
+        config: Optional[str] = Field(None, description="single files: a diffusers ControlNet folder whose "
+                                                        "config.json replaces the inferred one")
         revision: Optional[str] = Field(None, description="hub revision (branch, tag or commit)")
         variant: Optional[str] = Field(None, description="weights variant, e.g. fp16")
         allow_pickle: bool = Field(False, description="allow .bin (pickle) weights; loaded with weights_only=True")
@@ -25,10 +28,10 @@ class LoadControlNet(Node):
     def run(self, i, ctx):
         from nodegraph.models.controlnet import load_controlnet
 
-        key = ("controlnet", i.model, i.revision, i.variant, str(ctx.dtype), str(ctx.device))
+        key = ("controlnet", i.model, i.revision, i.variant, i.config, str(ctx.dtype), str(ctx.device))
         return {"controlnet": ctx.components.get_or_load(key, lambda: load_controlnet(
             i.model, dtype=ctx.dtype, device=ctx.device, revision=i.revision, variant=i.variant,
-            allow_pickle=i.allow_pickle))}
+            allow_pickle=i.allow_pickle, config=i.config or None))}
 
 
 @node("ApplyControlNet", version=1)
