@@ -7,13 +7,16 @@ comfy/k_diffusion/sampling.py), see shared/notes/comfyui-facts.md. The table is 
 
 from __future__ import annotations
 
+import functools
 import math
 
 SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform")
 
 
+@functools.lru_cache(maxsize=4)
 def sigma_table(beta_start: float = 0.00085, beta_end: float = 0.012, steps: int = 1000):
-    """σ(t) for t = 0 … steps−1, shape (steps,), float32 (ComfyUI's `ModelSamplingDiscrete._register_schedule`)."""
+    """σ(t) for t = 0 … steps−1, shape (steps,), float32 (ComfyUI's `ModelSamplingDiscrete._register_schedule`).
+    Cached: every step asks for it; callers never modify it."""
     import numpy as np
     import torch
 

@@ -1,0 +1,177 @@
+"""A ComfyUI workflow run through the import against the same graph written by hand in nodegraph.
+
+    .venv/bin/python benchmarks/bench_comfy.py [--cache ~/.cache/nodegraph-bench] [--size 512] [--steps 20]
+        [--repeats 3] [--tiny]
+
+The workflow is ComfyUI's default txt2img graph (KSampler euler/normal, cfg 8) on an SD1.5-size single file with
+random weights (bench_single_file.py writes it once into the cache, about 4.3 GB); `--tiny` uses the tests' tiny
+SD1 model instead (seconds, for a quick check). Reported:
+- import cost: reading the JSON, translating, writing the YAML + step graph and validating them (`load_graph`),
+  median of 20, against `load_graph` of the hand-written graph alone;
+- time-to-image in one process, models warm in the component cache, the imported and the hand-written graph run
+  alternately, median of --repeats, and the largest pixel difference between their images (must be 0).
+Goal (issue 19): the import costs nothing measurable — time-to-image ratio 1.00 within noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+WORKFLOW = {
+    "3": {"class_type": "KSampler", "inputs": {
+        "seed": 5, "steps": 20, "cfg": 8.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+        "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "model.safetensors"}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photograph of an astronaut riding a horse",
+                                                     "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+}
+
+# The same computation as a user would write it in nodegraph directly: no include, the step inline.
+HAND_WRITTEN = """
+nodegraph: 1
+inputs:
+  model: {type: str}
+  config: {type: str, default: ""}
+  size: {type: int, default: 512}
+  steps: {type: int, default: 20}
+nodes:
+  unet: {type: LoadUNet, model: $inputs.model, config: $inputs.config}
+  clip: {type: LoadCLIP, model: $inputs.model, config: $inputs.config}
+  vae: {type: LoadVAE, model: $inputs.model, config: $inputs.config}
+  pos: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer,
+        text: a photograph of an astronaut riding a horse}
+  neg: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer, text: blurry}
+  empty: {type: ComfyEmptyLatent, width: $inputs.size, height: $inputs.size}
+  sigmas: {type: ComfySigmas, scheduler: normal, steps: $inputs.steps}
+  noise: {type: ComfyNoise, latents: $empty.latents, sigmas: $sigmas.sigmas, seed: 5}
+  sample:
+    type: repeat
+    over: $sigmas.steps
+    state: {x: $noise.latents}
+    nodes:
+      x0: {type: ComfyDenoise, unet: $unet.unet, latents: $state.x, sigmas: $sigmas.sigmas, index: $loop.item,
+           positive: $pos.embeddings, negative: $neg.embeddings, cfg: 8.0}
+      euler: {type: ComfySamplerStep, sampler: euler, latents: $state.x, denoised: $x0.denoised,
+              sigmas: $sigmas.sigmas, index: $loop.item}
+    next: {x: $euler.latents}
+  decode: {type: VAEDecode, vae: $vae.vae, latents: $sample.x}
+outputs:
+  image: $decode.image
+"""
+
+
+def model_files(args) -> tuple[Path, str]:
+    """(models/ folder holding checkpoints/model.safetensors, config folder or "")."""
+    root = Path(args.cache).expanduser()
+    if args.tiny:
+        from tests.graphs.tiny_pipelines import save_tiny_sd
+        from tests.models.single_file.ldm_layout import write_sd_file
+
+        folder = root / "tiny-sd"
+        if not (folder / "model_index.json").exists():
+            save_tiny_sd(folder)
+        models = root / "comfy-tiny-models"
+        target = models / "checkpoints" / "model.safetensors"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_sd_file(folder, target)
+        return models, str(folder)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_single_file import make_single_file
+
+    if not (root / ".single-file-complete").exists():
+        make_single_file(root)
+    models = root / "comfy-models"
+    target = models / "checkpoints" / "model.safetensors"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(root / "sd15-random.safetensors")
+    return models, ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", default="~/.cache/nodegraph-bench")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="the tests' tiny SD1 model (seconds)")
+    args = parser.parse_args()
+    if args.tiny and args.size == 512:
+        args.size = 64
+
+    import numpy as np
+
+    from nodegraph.comfy.command import load_translated
+    from nodegraph.exec.executor import run_graph
+    from nodegraph.exec.writers import to_pil_images
+    from nodegraph.spec.loader import load_graph
+
+    models, config = model_files(args)
+    work = Path(tempfile.mkdtemp(prefix="bench-comfy-"))
+    workflow = json.loads(json.dumps(WORKFLOW))
+    workflow["3"]["inputs"]["steps"] = args.steps
+    workflow["5"]["inputs"].update(width=args.size, height=args.size)
+    source = work / "workflow.json"
+    source.write_text(json.dumps(workflow))
+    hand = work / "hand.yaml"
+    hand.write_text(HAND_WRITTEN)
+    options = argparse.Namespace(models=[str(models)], extra_model_paths=None, set=[])
+
+    import_times, load_times = [], []
+    for i in range(20):
+        folder = work / f"import{i}"
+        folder.mkdir()
+        start = time.perf_counter()
+        imported = load_translated(str(source), options, folder)[0]
+        import_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        hand_graph = load_graph(hand)
+        load_times.append(time.perf_counter() - start)
+    checkpoint = str(models / "checkpoints" / "model.safetensors")
+    imported_inputs = {"config": config}
+    hand_inputs = {"model": checkpoint, "config": config, "size": args.size, "steps": args.steps}
+
+    def image(graph, inputs):
+        start = time.perf_counter()
+        out = run_graph(graph, inputs, device="cpu")
+        seconds = time.perf_counter() - start
+        value = out.get("image", out.get("save9"))
+        return seconds, np.asarray(to_pil_images(value, "image")[0]).astype(int)
+
+    image(imported, imported_inputs)  # warm the component cache and the allocator
+    times = {"imported": [], "hand": []}
+    pictures = {}
+    for _ in range(args.repeats):
+        for name, graph, inputs in (("imported", imported, imported_inputs), ("hand", hand_graph, hand_inputs)):
+            seconds, pictures[name] = image(graph, inputs)
+            times[name].append(seconds)
+    ms = 1000
+    print(f"model: {'tiny SD1 (tests)' if args.tiny else 'SD1.5-size random single file'}, {args.size}px, "
+          f"{args.steps} steps, CPU")
+    print(f"import (read + translate + write + validate): {statistics.median(import_times) * ms:.1f} ms; "
+          f"load_graph of the hand-written graph: {statistics.median(load_times) * ms:.1f} ms")
+    imported_s, hand_s = statistics.median(times["imported"]), statistics.median(times["hand"])
+    print(f"time-to-image (warm models), median: imported {imported_s:.3f} s, hand-written {hand_s:.3f} s, "
+          f"ratio {imported_s / hand_s:.3f}")
+    best_imported, best_hand = min(times["imported"]), min(times["hand"])  # least disturbed by other load
+    print(f"time-to-image, best of {args.repeats}: imported {best_imported:.3f} s, hand-written {best_hand:.3f} s, "
+          f"ratio {best_imported / best_hand:.3f}")
+    print(f"largest pixel difference between the two images: {np.abs(pictures['imported'] - pictures['hand']).max()}")
+
+
+if __name__ == "__main__":
+    main()
