@@ -1,16 +1,19 @@
 """k-diffusion-style sampler steps on the σ parametrisation, as ComfyUI runs them (comfy/k_diffusion/sampling.py).
 
-Every sampler has one signature: `step(name, x, denoised, sigmas, i, noise, history) -> (x_next, history)`,
-where `denoised` is the guided model's x₀ estimate at σ = sigmas[i], `noise` the sampler's own generator
+Every sampler has one signature: `step(name, x, denoised, sigmas, i, noise, history, model) -> (x_next, history)`,
+where `denoised` is the guided model's x₀ estimate at σ = sigmas[i], `model(x, σ)` gives it anywhere else (for
+second-order samplers), `noise` the sampler's own generator
 (ComfyUI's `default_noise_sampler`: a fresh CPU generator seeded with the KSampler seed) and `history` what a
 multistep method carries between steps (None at the first step). x lives in σ-space: x = x₀ + σ·ε.
 """
 
 from __future__ import annotations
 
-# Samplers whose step needs one model evaluation; "ddim" is ComfyUI's alias for Euler (comfy/samplers.py
-# `sampler_object`), normally paired with the ddim_uniform schedule.
-SAMPLERS = ("euler", "euler_ancestral", "dpmpp_2m", "lms", "ddim")
+import math
+
+# "ddim" is ComfyUI's alias for Euler (comfy/samplers.py `sampler_object`), normally paired with ddim_uniform;
+# heun, dpm_2 and dpm_2_ancestral evaluate the model a second time inside the step (`model(x, σ) -> x₀`).
+SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "ddim")
 LMS_ORDER = 4
 
 
@@ -27,11 +30,34 @@ def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple[f
     return (sigma_next ** 2 - sigma_up ** 2) ** 0.5, sigma_up
 
 
-def step(name: str, x, denoised, sigmas, i: int, noise=None, history=None):
-    """One step of sampler `name` from σ_i to σ_{i+1}; returns (x_next, history for the next step)."""
+def _randn(x, noise):
     import torch
 
+    return torch.randn(x.shape, generator=noise, dtype=x.dtype, device="cpu").to(x.device)
+
+
+def step(name: str, x, denoised, sigmas, i: int, noise=None, history=None, model=None):
+    """One step of sampler `name` from σ_i to σ_{i+1}; returns (x_next, history for the next step)."""
     sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+    if name == "heun":
+        # Karras et al. (2022), Algorithm 2 (no churn): Euler, then the trapezoidal correction; Euler into σ = 0.
+        d = to_d(x, sigma, denoised)
+        x_euler = x + d * (sigma_next - sigma)
+        if sigma_next == 0:
+            return x_euler, None
+        d_next = to_d(x_euler, sigma_next, model(x_euler, sigma_next))
+        return x + (d + d_next) / 2 * (sigma_next - sigma), None
+    if name in ("dpm_2", "dpm_2_ancestral"):
+        # k-diffusion's DPM-Solver-2 (Lu et al. 2022, Alg. 1 with the midpoint in log σ); the ancestral variant
+        # steps to σ_down and re-adds σ_up of fresh noise.
+        target, sigma_up = (sigma_next, 0.0) if name == "dpm_2" else ancestral_step(sigma, sigma_next)
+        d = to_d(x, sigma, denoised)
+        if target == 0:
+            return x + d * (target - sigma), None
+        sigma_mid = math.exp((math.log(sigma) + math.log(target)) / 2)
+        x_mid = x + d * (sigma_mid - sigma)
+        x = x + to_d(x_mid, sigma_mid, model(x_mid, sigma_mid)) * (target - sigma)
+        return (x + _randn(x, noise) * sigma_up if sigma_up else x), None
     if name in ("euler", "ddim"):
         # Karras et al. (2022), Algorithm 2 without churn: one Euler step of the ODE.
         return x + to_d(x, sigma, denoised) * (sigma_next - sigma), None
@@ -40,8 +66,7 @@ def step(name: str, x, denoised, sigmas, i: int, noise=None, history=None):
         if sigma_down == 0:
             return denoised, None
         x = x + to_d(x, sigma, denoised) * (sigma_down - sigma)
-        drawn = torch.randn(x.shape, generator=noise, dtype=x.dtype, device="cpu").to(x.device)
-        return x + drawn * sigma_up, None
+        return x + _randn(x, noise) * sigma_up, None
     if name == "dpmpp_2m":
         return _dpmpp_2m(x, denoised, sigmas, i, history)
     if name == "lms":
@@ -51,8 +76,6 @@ def step(name: str, x, denoised, sigmas, i: int, noise=None, history=None):
 
 def _dpmpp_2m(x, denoised, sigmas, i, old_denoised):
     """DPM-Solver++(2M), Lu et al. (2022) Algorithm 2, in λ = −log σ; the first and the final step are first order."""
-    import math
-
     sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
     if sigma_next == 0:
         return denoised, denoised

@@ -12,7 +12,8 @@ from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import Embeddings, Generator, Latent, Tensor, UNet
 
 SchedulerName = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
-SamplerName = Literal["euler", "euler_ancestral", "dpmpp_2m", "lms", "ddim"]
+SamplerName = Literal["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "ddim"]
+SECOND_ORDER = ("heun", "dpm_2", "dpm_2_ancestral")
 
 
 @node("ComfyEmptyLatent", version=1)
@@ -123,35 +124,10 @@ class ComfyDenoise(Node):
         denoised: Latent
 
     def run(self, i, ctx):
-        import math
+        from nodegraph.comfy.guidance import guided_denoise
 
-        import torch
-
-        from nodegraph.comfy.schedules import sigma_table, timestep_of
-
-        x = i.latents  # (B, 4, h, w)
         sigma = float(i.sigmas[i.index])
-        t = torch.tensor(float(timestep_of(sigma_table(), sigma)), device=x.device)
-        x_in = x / math.sqrt(sigma ** 2 + 1)
-        guided = i.negative is not None and not math.isclose(i.cfg, 1.0, rel_tol=1e-5)
-        conds = [i.negative, i.positive] if guided else [i.positive]
-        conds = _same_length([c.to(device=x.device, dtype=x.dtype) for c in conds])
-        batch = torch.cat([c.expand(x.shape[0], -1, -1) if c.shape[0] == 1 else c for c in conds])  # (nB, T, C)
-        with torch.no_grad():
-            eps = i.unet(torch.cat([x_in] * len(conds)), t, encoder_hidden_states=batch)
-        denoised = [x - sigma * e for e in eps.chunk(len(conds))]
-        if not guided:
-            return {"denoised": denoised[0]}
-        negative, positive = denoised
-        return {"denoised": negative + (positive - negative) * i.cfg}
-
-
-def _same_length(conds):
-    """Repeat each (B, T, C) along T to the least common multiple of the lengths (ComfyUI's CONDCrossAttn)."""
-    import math
-
-    length = math.lcm(*(c.shape[1] for c in conds))
-    return [c.repeat(1, length // c.shape[1], 1) for c in conds]
+        return {"denoised": guided_denoise(i.unet, i.latents, sigma, i.positive, i.negative, i.cfg)}
 
 
 @node("ComfySamplerStep", version=1)
@@ -159,8 +135,10 @@ class ComfySamplerStep(Node):
     """One k-diffusion sampler step from sigmas[index] to sigmas[index + 1] given the x₀ estimate.
 
     euler and ddim (ComfyUI's alias): Karras et al. 2022 Alg. 2; euler_ancestral: the same with noise from
-    `noise`; dpmpp_2m: Lu et al. 2022 DPM-Solver++(2M); lms: linear multistep, order 4. `history` carries
-    what multistep samplers remember (None at the first step).
+    `noise`; heun: Alg. 2's second-order correction; dpm_2 / dpm_2_ancestral: k-diffusion's DPM-Solver-2
+    variants (midpoint in log σ); dpmpp_2m: Lu et al. 2022 DPM-Solver++(2M); lms: linear multistep, order 4.
+    `history` carries what multistep samplers remember (None at the first step). Second-order samplers make
+    their second model evaluation here, with `unet`, `positive`, `negative` and `cfg` (as ComfyDenoise).
     """
 
     class Inputs(Ports):
@@ -171,6 +149,10 @@ class ComfySamplerStep(Node):
         index: int = Field(ge=0)
         noise: Optional[Generator] = None
         history: Any = None
+        unet: Optional[UNet] = None
+        positive: Optional[Embeddings] = None
+        negative: Optional[Embeddings] = None
+        cfg: float = Field(8.0, ge=0.0, le=100.0)
 
     class Outputs(Ports):
         latents: Latent
@@ -179,7 +161,18 @@ class ComfySamplerStep(Node):
     def run(self, i, ctx):
         from nodegraph.comfy.samplers import step
 
-        if i.sampler == "euler_ancestral" and i.noise is None:
-            raise ValueError("`noise`: euler_ancestral needs the sampler's generator (ComfyNoise's `noise`)")
-        x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, i.noise, i.history)
+        if i.sampler in ("euler_ancestral", "dpm_2_ancestral") and i.noise is None:
+            raise ValueError(f"`noise`: {i.sampler} needs the sampler's generator (ComfyNoise's `noise`)")
+        model = None
+        if i.sampler in SECOND_ORDER:
+            from nodegraph.comfy.guidance import guided_denoise
+
+            if i.unet is None or i.positive is None:
+                raise ValueError(f"`unet`, `positive`: {i.sampler} evaluates the model twice per step; give the "
+                                 f"step the same model and prompts as ComfyDenoise")
+
+            def model(x, sigma):
+                return guided_denoise(i.unet, x, sigma, i.positive, i.negative, i.cfg)
+
+        x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, i.noise, i.history, model)
         return {"latents": x, "history": history}

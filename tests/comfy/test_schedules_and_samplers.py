@@ -87,10 +87,12 @@ def toy_eps(x_in, t):
 def ours_final(sampler, sigmas, noise, seed):
     x = noise * math.sqrt(1 + float(sigmas[0]) ** 2)  # ComfyUI's first x (full denoise)
     generator, history = torch.Generator("cpu").manual_seed(seed), None
+
+    def model(x, sigma):
+        return x - sigma * toy_eps(x / math.sqrt(sigma ** 2 + 1), None)
+
     for i in range(len(sigmas) - 1):
-        sigma = float(sigmas[i])
-        denoised = x - sigma * toy_eps(x / math.sqrt(sigma ** 2 + 1), None)
-        x, history = step(sampler, x, denoised, sigmas, i, generator, history)
+        x, history = step(sampler, x, model(x, float(sigmas[i])), sigmas, i, generator, history, model)
     return x
 
 
@@ -112,6 +114,10 @@ def diffusers_final(scheduler, noise, seed):
     ("euler", "normal", "EulerDiscreteScheduler", {"timestep_spacing": "linspace"}),
     ("euler", "karras", "EulerDiscreteScheduler", {"timestep_spacing": "linspace", "use_karras_sigmas": True}),
     ("euler_ancestral", "normal", "EulerAncestralDiscreteScheduler", {"timestep_spacing": "linspace"}),
+    ("heun", "normal", "HeunDiscreteScheduler", {"timestep_spacing": "linspace"}),
+    ("heun", "karras", "HeunDiscreteScheduler", {"timestep_spacing": "linspace", "use_karras_sigmas": True}),
+    ("dpm_2", "normal", "KDPM2DiscreteScheduler", {"timestep_spacing": "linspace"}),
+    ("dpm_2_ancestral", "normal", "KDPM2AncestralDiscreteScheduler", {"timestep_spacing": "linspace"}),
     ("lms", "normal", "LMSDiscreteScheduler", {"timestep_spacing": "linspace"}),
     ("lms", "karras", "LMSDiscreteScheduler", {"timestep_spacing": "linspace", "use_karras_sigmas": True}),
     ("dpmpp_2m", "karras", "DPMSolverMultistepScheduler",

@@ -38,6 +38,7 @@ def test_default_workflow_euler_normal_matches_diffusers_configured_as_comfyui(
 
 @pytest.mark.parametrize("sampler, scheduler, oracle", [
     ("euler_ancestral", "normal", ("EulerAncestralDiscreteScheduler", {"timestep_spacing": "linspace"})),
+    ("heun", "normal", ("HeunDiscreteScheduler", {"timestep_spacing": "linspace"})),  # 2 UNet passes a step
     ("dpmpp_2m", "karras", ("DPMSolverMultistepScheduler", {"timestep_spacing": "linspace", "use_karras_sigmas": True,
                                                             "final_sigmas_type": "zero"})),
 ])
