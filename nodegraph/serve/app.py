@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nodegraph.serve.documents import Rejected, reject
 from nodegraph.serve.picture import add_picture_route
+from nodegraph.serve.uploads import add_upload_route
 from nodegraph.serve.queue import STATUSES
 from nodegraph.serve.service import ServeConfig, Service
 from nodegraph.web.routes import add_page, is_public
@@ -219,6 +220,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return {"freed": service.free()}
 
     add_picture_route(app, service)
+    add_upload_route(app, service)
     add_page(app)
     return Guard(app, config.token, config.max_request_bytes) if config.token or config.max_request_bytes else app
 

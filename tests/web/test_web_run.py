@@ -1,7 +1,9 @@
 """The page runs a graph: a form from the graph's typed inputs, progress to 100 %, the image, the preview."""
 
+import re
 import time
 
+from PIL import Image
 from playwright.sync_api import expect
 from web_helpers import DIGITS_MODEL, DOCS_IMAGES
 
@@ -118,3 +120,18 @@ def test_the_latent_preview_changes_between_steps(page):
     changed = sum(a != b for a, b in zip(first, last))
     assert changed > len(first) // 10, f"only {changed} of {len(first)} channel values changed"
     expect(page.locator("#preview-figure")).to_be_visible()
+
+
+def test_an_image_input_is_uploaded_from_the_page_and_used_by_the_run(page, web_server, tmp_path):
+    photo = tmp_path / "white.png"
+    Image.new("RGB", (32, 32), "white").save(photo)
+    open_graph(page, "img2img")
+    page.fill("#in-model", DIGITS_MODEL)
+    page.fill("#in-steps", "2")
+    page.set_input_files("#file-image", str(photo))
+    inputs_dir = str((web_server.data / "inputs").resolve())
+    expect(page.locator("#in-image")).to_have_value(re.compile("^" + re.escape(inputs_dir) + r"/\w+\.png$"))
+    expect(page.locator("#file-image + img.thumb")).to_be_visible()
+    page.click("#run")
+    expect(page.locator("#run-status")).to_contain_text("finished", timeout=RUN_TIMEOUT)
+    expect(page.locator("img.result")).to_have_count(1)

@@ -40,3 +40,13 @@ export function authorized(path) {
   if (!token) return path;
   return path + (path.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token);
 }
+
+/** POST /inputs: an image file for a file input; answers {path, name, width, height}. */
+export async function upload(file) {
+  const headers = { "Content-Type": file.type || "application/octet-stream" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch("/inputs", { method: "POST", headers, body: file });
+  const data = await response.json().catch(() => ({ message: `HTTP ${response.status}` }));
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}

@@ -1,9 +1,41 @@
 // A form generated from a graph's typed inputs (GET /graphs): numbers with min/max, selects for choices,
-// text areas for prompts, defaults filled in, descriptions as help, a random-seed button.
+// text areas for prompts, file upload for image inputs, defaults filled in, descriptions as help, a
+// random-seed button.
+
+import { upload } from "./api.js";
 
 const MAX_SEED = 2 ** 32 - 1;
 
 function isPrompt(name) { return /prompt/.test(name); }
+// Inputs naming an image file (img2img's `image`, inpainting's `mask`, a ControlNet's `control_image`).
+function isImage(name) { return /(^|_)(image|mask)$/.test(name); }
+
+function uploader(name, control) {
+  const picker = document.createElement("input");
+  picker.type = "file";
+  picker.accept = "image/*";
+  picker.id = `file-${name}`;
+  picker.setAttribute("aria-label", `upload an image for ${name}`);
+  const thumb = document.createElement("img");
+  thumb.className = "thumb";
+  thumb.alt = `the image chosen for ${name}`;
+  thumb.hidden = true;
+  picker.addEventListener("change", async () => {
+    const file = picker.files[0];
+    if (!file) return;
+    const error = document.getElementById(`err-${name}`);
+    error.hidden = true;
+    try {
+      control.value = (await upload(file)).path;
+      thumb.src = URL.createObjectURL(file);
+      thumb.hidden = false;
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    }
+  });
+  return [picker, thumb];
+}
 
 function fieldFor(name, spec) {
   const id = `in-${name}`;
@@ -68,6 +100,12 @@ function fieldFor(name, spec) {
       control.value = String(low + Math.floor(Math.random() * (high - low + 1)));
     });
     line.append(dice);
+  }
+  if (spec.type === "str" && isImage(name)) {
+    control.placeholder = "a path on the server, or upload a file";
+    const [picker, thumb] = uploader(name, control);
+    row.append(label, line, picker, thumb, help, error);
+    return row;
   }
   row.append(label, line, help, error);
   return row;

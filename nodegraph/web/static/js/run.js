@@ -29,6 +29,7 @@ export class RunView {
     this.el.progress.replaceChildren();
     this.el.results.replaceChildren();
     this.el.previewFigure.hidden = true;
+    this.el.status.closest("section").hidden = false;
     this.el.preview.dataset.step = "0";
     const run = await api("/runs", { method: "POST", body: { ...request, preview: true } });
     this.runId = run.id;
