@@ -19,7 +19,7 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced", "LatentUpscale", "VAEDecode",
            "SaveImage", "PreviewImage"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
-SAMPLERS = {"euler", "euler_ancestral", "dpmpp_2m", "lms", "ddim"}
+SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "ddim"}
 SCHEDULERS = {"normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"}
 
 
