@@ -82,6 +82,10 @@ class SDXLTextEncode(Node):
     `prompt_2` goes to the second encoder ("" = the same as `prompt`). Without `text_encoder` (a refiner) only
     the second encoder is used. With `zeros_if_empty` and both prompts empty, the outputs are zeros
     (diffusers' `force_zeros_for_empty_prompt` for the negative prompt). `batch_size` repeats per image.
+    `syntax` and `clip_skip` mean what they mean for TextEncode (docs/prompts-and-lora.md): `clip_skip` k reads
+    `hidden_states[-(k + 2)]` of both encoders (diffusers' SDXL `clip_skip`; the pooled embedding is unchanged);
+    in a1111 syntax each encoder is encoded in chunks, the one with fewer chunks is padded with its empty-prompt
+    chunk (as ComfyUI does for SDXL), and the pooled embedding is the first chunk's.
     """
 
     class Inputs(Ports):
@@ -93,34 +97,51 @@ class SDXLTextEncode(Node):
         prompt_2: str = Field("", description="text for the second encoder; empty = `prompt`")
         zeros_if_empty: bool = Field(False, description="zero embeddings when both prompts are empty")
         batch_size: int = Field(1, ge=1, le=64, description="images per prompt")
+        syntax: Literal["plain", "a1111"] = Field("plain", description="plain (diffusers) or a1111 (weights, "
+                                                                         "BREAK, long prompts)")
+        clip_skip: int = Field(0, ge=0, le=24, description="skip k more CLIP layers (0 = off: the penultimate)")
 
     class Outputs(Ports):
         embeddings: Embeddings
         pooled: Embeddings
 
     def run(self, i, ctx):
+        import warnings
+
         import torch
 
-        pairs = [(i.text_encoder, i.tokenizer, i.prompt), (i.text_encoder_2, i.tokenizer_2, i.prompt_2 or i.prompt)]
+        from nodegraph.nodes.text import PromptWarning, _short
+        from nodegraph.prompts.a1111 import PromptError
+        from nodegraph.prompts.encode import TOKENIZE, empty_chunk, encode_chunks
+
+        pairs = [(i.text_encoder, i.tokenizer, "prompt", i.prompt),
+                 (i.text_encoder_2, i.tokenizer_2, "prompt_2" if i.prompt_2 else "prompt", i.prompt_2 or i.prompt)]
         if i.text_encoder is None:
             pairs = pairs[1:]
-        hidden, pooled = [], None
-        for encoder, tokenizer, text in pairs:
-            ids = tokenizer([text], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                            return_tensors="pt").input_ids  # (1, 77)
-            with torch.no_grad():
-                out = encoder(ids.to(encoder.device), output_hidden_states=True)
-            hidden.append(out.hidden_states[-2])  # (1, 77, C_k): before the last layer, as SDXL was trained
-            if out[0].ndim == 2:  # a CLIPTextModelWithProjection: its first output is the projected pooled text
-                pooled = out[0]  # (1, P)
+        tokenized, messages = [], {}
+        for _, tokenizer, name, text in pairs:
+            try:
+                chunks, found = TOKENIZE[i.syntax](tokenizer, text)
+            except PromptError as exc:
+                raise PromptError(f"`{name}` {_short(text)}: {exc}") from None
+            tokenized.append(chunks)
+            messages.update({f"{name} {_short(text)}: {m}": None for m in found})  # once, not once per encoder
+        count = max(len(chunks) for chunks in tokenized)
+        for (_, tokenizer, _, _), chunks in zip(pairs, tokenized):
+            chunks += [empty_chunk(tokenizer)] * (count - len(chunks))  # equal token counts to concatenate
+        encoded = [encode_chunks(encoder, chunks, i.clip_skip, "penultimate")
+                   for (encoder, _, _, _), chunks in zip(pairs, tokenized)]
+        for message in messages:
+            warnings.warn(f"{ctx.node_id}: {message}", PromptWarning, stacklevel=1)
+        pooled = encoded[-1].pooled
         if pooled is None:
             raise ValueError("`text_encoder_2` gives no pooled embedding: it must be a CLIPTextModelWithProjection")
-        embeddings = torch.cat(hidden, dim=-1)  # (1, 77, ΣC_k)
+        embeddings = torch.cat([e.hidden for e in encoded], dim=-1)  # (1, 77·chunks, ΣC_k)
         if i.zeros_if_empty and not i.prompt and not i.prompt_2:
             embeddings, pooled = torch.zeros_like(embeddings), torch.zeros_like(pooled)
         embeddings = embeddings.to(dtype=ctx.dtype, device=ctx.device)
         pooled = pooled.to(dtype=ctx.dtype, device=ctx.device)
-        return {"embeddings": embeddings.repeat_interleave(i.batch_size, dim=0),  # (B, 77, ΣC_k)
+        return {"embeddings": embeddings.repeat_interleave(i.batch_size, dim=0),  # (B, 77·chunks, ΣC_k)
                 "pooled": pooled.repeat_interleave(i.batch_size, dim=0)}  # (B, P)
 
 

@@ -10,8 +10,9 @@ The semantics are A1111's published ones (`modules/prompt_parser.py:parse_prompt
 * `BREAK` (upper case, a word of its own) ends the current 75-token chunk.
 * Each fragment is tokenized on its own, without BOS/EOS. Tokens fill 75-token chunks; when a chunk fills up
   and a comma was seen in its last 20 tokens, the tail after that comma moves to the next chunk (A1111's
-  default `comma_padding_backtrack`). Each chunk becomes [BOS] + 75 tokens (padded) + [EOS], weight 1.0 at
-  BOS, EOS and padding.
+  default `comma_padding_backtrack`). Each chunk becomes [BOS] + its tokens + [EOS] + padding to 77 positions,
+  weight 1.0 at BOS, EOS and padding (A1111 pads with EOS, then sets every position after the first EOS to the
+  tokenizer's pad id: the same layout, which is also what the tokenizer gives an unweighted short prompt).
 
 `<lora:name:w>` / `<hypernet:…>` tags are A1111 extra-network calls, not text: they are removed with a
 warning (nodegraph applies LoRAs through the graph's `lora` input or the LoRA node).
@@ -146,7 +147,7 @@ def _check_weights(fragments: list[Fragment]) -> None:
 
 @dataclass
 class Chunk:
-    """77 token ids [BOS, 75 tokens or padding, EOS] and one weight per position."""
+    """77 token ids [BOS, ≤ 75 tokens, EOS, padding] and one weight per position."""
 
     ids: list[int]
     weights: list[float]
@@ -162,7 +163,7 @@ def chunk_tokens(parsed: ParsedPrompt, tokenize, *, bos: int, eos: int, pad: int
     def close_chunk() -> None:
         nonlocal ids, weights, last_comma
         fill = CHUNK_TOKENS - len(ids)
-        chunks.append(Chunk([bos, *ids, *[pad] * fill, eos], [1.0, *weights, *[1.0] * fill, 1.0]))
+        chunks.append(Chunk([bos, *ids, eos, *[pad] * fill], [1.0, *weights, 1.0, *[1.0] * fill]))
         ids, weights, last_comma = [], [], -1
 
     for frag in parsed.fragments:

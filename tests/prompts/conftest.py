@@ -25,3 +25,17 @@ def tiny_sd(tmp_path_factory):
     from tests.models.adapters.lora_files import session_tiny_sd
 
     return session_tiny_sd(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_base(tmp_path_factory):
+    """The tiny SDXL base of tests/graphs (two encoders of widths 32 and 40, tokenizer_2 padding with "!")."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "graphs"))  # tiny_sdxl imports its neighbours
+    from tiny_sdxl import save_tiny_sdxl
+
+    root = tmp_path_factory.mktemp("sdxl")
+    base, _ = save_tiny_sdxl(root / "base", root / "refiner")
+    return base
