@@ -146,15 +146,16 @@ class ControlNetModel(Model):
         return down, mid
 
 
-def load_controlnet(source: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                    revision: str | None = None, variant: str | None = None, allow_pickle: bool = False,
+def load_controlnet(source: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
+                    device: str | torch.device = "cpu", revision: str | None = None, variant: str | None = None, allow_pickle: bool = False,
                     config: str | None = None) -> ControlNetModel:
     """Load a ControlNet: a diffusers folder or hub repo holding config.json and diffusion_pytorch_model.safetensors
     (at its root or in `controlnet/`), or one file in the original `control_model.*` layout (`config`: a
     diffusers ControlNet folder whose config.json to use instead of the inferred one; see
     models/adapters/controlnet.py). Loading is strict: a missing, unexpected or mis-shaped weight is a
     `CheckpointError`."""
-    from nodegraph.models.checkpoint import DIFFUSERS_WEIGHTS, default_dtype, find_weights, fit, read_entries, read_tensors
+    from nodegraph.models.checkpoint import (DIFFUSERS_WEIGHTS, default_dtype, find_weights, fit, read_entries,
+                                             read_tensors)
     from nodegraph.models.single_file import is_single_file
     from nodegraph.models.sources import resolve_source
 

@@ -23,7 +23,8 @@ def check_family(controlnet, unet) -> None:
 
     def describe(config) -> str:
         kind = "SDXL" if config.addition_embed_type == "text_time" else "Stable Diffusion 1.x/2.x"
-        return f"{kind}, text width {config.per_block('cross_attention_dim')[-1]}, blocks {list(config.block_out_channels)}"
+        width = config.per_block("cross_attention_dim")[-1]
+        return f"{kind}, text width {width}, blocks {list(config.block_out_channels)}"
 
     if controlnet_family(controlnet.config) != controlnet_family(unet.config):
         raise ValueError(f"`controlnet` was made for another model family ({describe(controlnet.config)}) than "

@@ -40,7 +40,7 @@ class ApplyControlNet(Node):
     (diffusers' `controlnet_conditioning_scale`), and the share of the schedule it acts on, [`start`, `end`)
     (`control_guidance_start`/`_end`). Chained ControlNets add their residuals up, as MultiControlNet does.
 
-    `unet` is checked against the ControlNet (text width, SDXL or not, block widths) before anything runs.
+    `unet` is checked against the ControlNet (text width, SDXL or not, block widths) before any step runs.
     Also outputs the control image's size, the default size of the generated image.
     """
 
