@@ -23,6 +23,9 @@ def add_run_options(run_parser) -> None:
                                  "repeatable")
     run_parser.add_argument("--extra-model-paths", default=None, metavar="YAML",
                             help="ComfyUI workflows: ComfyUI's extra_model_paths.yaml")
+    run_parser.add_argument("--input", action="append", default=[], metavar="DIR",
+                            help="ComfyUI workflows: where LoadImage's files are (ComfyUI's input/ folder; "
+                                 "default: the workflow's folder and its input/); repeatable")
 
 
 def add_import_parser(sub) -> None:
@@ -36,11 +39,15 @@ def add_import_parser(sub) -> None:
     p.set_defaults(func=cmd_import)
 
 
-def model_paths(args):
+def model_paths(args, workflow_path: str | None = None):
     from nodegraph.comfy.models import ModelPaths, read_extra_model_paths
 
     extra = read_extra_model_paths(args.extra_model_paths) if getattr(args, "extra_model_paths", None) else {}
-    return ModelPaths([pathlib.Path(d) for d in getattr(args, "models", []) or []], extra)
+    inputs = [pathlib.Path(d) for d in getattr(args, "input", []) or []]
+    if not inputs and workflow_path:
+        here = pathlib.Path(workflow_path).parent
+        inputs = [here / "input", here]
+    return ModelPaths([pathlib.Path(d) for d in getattr(args, "models", []) or []], extra, inputs)
 
 
 def split_sets(sets: list[str]) -> tuple[list[str], list[str]]:
@@ -87,7 +94,7 @@ def load_translated(path: str, args, folder: pathlib.Path):
     workflow = read_workflow(path)
     comfy_sets, _ = split_sets(getattr(args, "set", []) or [])
     apply_comfy_sets(workflow.api, comfy_sets, workflow.origin)
-    translation = translate(workflow, model_paths(args))
+    translation = translate(workflow, model_paths(args, path))
     target = folder / (pathlib.Path(path).stem + ".yaml")
     write_yaml(translation.document, target)
     shutil.copyfile(STEP_GRAPH, folder / STEP_GRAPH_NAME)

@@ -46,6 +46,8 @@ COVERED: dict[str, Covered] = {
                              {"upscale_method": str, "width": int, "height": int, "crop": str}, ("LATENT",),
                              ("samples",)),
     "VAEDecode": Covered((), {}, ("IMAGE",), ("samples", "vae")),
+    "VAEEncode": Covered((), {}, ("LATENT",), ("pixels", "vae")),
+    "LoadImage": Covered(("image", "__upload"), {"image": str}, ("IMAGE", "MASK")),
     "SaveImage": Covered(("filename_prefix",), {"filename_prefix": str}, (), ("images",)),
     "PreviewImage": Covered((), {}, (), ("images",)),
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nodegraph.comfy.errors import ComfyError
 
-KINDS = ("checkpoints", "loras", "vae", "controlnet", "embeddings")
+KINDS = ("checkpoints", "loras", "vae", "controlnet", "embeddings", "input")  # input: LoadImage's folder
 
 
 @dataclass
@@ -19,7 +19,11 @@ class ModelPaths:
     roots: list[Path] = field(default_factory=list)  # ComfyUI `models/` folders
     extra: dict[str, list[Path]] = field(default_factory=dict)  # kind → folders, from extra_model_paths.yaml
 
+    inputs: list[Path] = field(default_factory=list)  # where LoadImage's files are (ComfyUI's input/ folder)
+
     def folders(self, kind: str) -> list[Path]:
+        if kind == "input":
+            return list(self.inputs)
         return [root / kind for root in self.roots] + self.extra.get(kind, [])
 
     def find(self, kind: str, name: str, where: str) -> Path:
@@ -34,11 +38,13 @@ class ModelPaths:
             looked.append(str(candidate))
             if candidate.is_file():
                 return candidate.resolve()
+        what, fix = (("image", "pass --input DIR, ComfyUI's input/ folder holding it") if kind == "input" else
+                     ("model", f"pass --models DIR whose {kind}/ holds it"))
         if not looked:
-            raise ComfyError(f"{where}: {name!r} needs a `{kind}` folder: pass --models DIR (ComfyUI's models/ "
-                             f"folder, holding {kind}/) or --extra-model-paths extra_model_paths.yaml")
-        raise ComfyError(f"{where}: model {name!r} not found; looked in:\n    " + "\n    ".join(looked)
-                         + f"\n  put the file in one of them, or pass --models DIR whose {kind}/ holds it")
+            raise ComfyError(f"{where}: {name!r} needs a folder to look in: {fix}"
+                             + ("" if kind == "input" else " (or --extra-model-paths extra_model_paths.yaml)"))
+        raise ComfyError(f"{where}: {what} {name!r} not found; looked in:\n    " + "\n    ".join(looked)
+                         + f"\n  put the file in one of them, or {fix}")
 
 
 def read_extra_model_paths(path: str | Path) -> dict[str, list[Path]]:

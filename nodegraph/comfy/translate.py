@@ -24,8 +24,9 @@ STEP_GRAPH_NAME = "comfy_ksampler_step.yaml"  # written beside the imported grap
 _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "lora", "LoraLoaderModelOnly": "lora",
           "CLIPSetLastLayer": "clip_layer", "CLIPTextEncode": "text", "EmptyLatentImage": "latent",
           "KSampler": "ksampler", "KSamplerAdvanced": "ksampler", "LatentUpscale": "upscale", "VAEDecode": "decode",
+          "VAEEncode": "encode", "LoadImage": "image",
           "SaveImage": "save", "PreviewImage": "preview"}
-_MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras"}
+_MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input"}
 
 
 @dataclass
@@ -167,6 +168,8 @@ class _Translator:
         kinds = COVERED[self.api[src_id]["class_type"]].outputs
         if not 0 <= index < len(kinds):
             raise ComfyError(f"{self.where(node_id, name)}: node {src_id} has no output {index}")
+        if outputs[index] is None:
+            raise ComfyError(f"{self.where(node_id, name)}: node {src_id}'s {kinds[index]} output is not covered yet")
         if kinds[index] != want:
             raise ComfyError(f"{self.where(node_id, name)}: expected {want}, but node {src_id} output {index} is "
                              f"{kinds[index]}")
@@ -297,6 +300,16 @@ class _Translator:
                            "width": self.literal(node_id, "width"), "height": self.literal(node_id, "height"),
                            "crop": self.literal(node_id, "crop", "disabled")}
         return (f"${nid}.latents",)
+
+    def _VAEEncode(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyVAEEncode", "vae": self.link(node_id, "vae", "VAE"),
+                           "image": self.link(node_id, "pixels", "IMAGE")}
+        return (f"${nid}.latents",)
+
+    def _LoadImage(self, node_id, nid):
+        # ComfyUI's own resize rule: none (the file's size); its MASK output (from alpha) is not covered.
+        self.nodes[nid] = {"type": "LoadImage", "path": self.literal(node_id, "image"), "multiple_of": 1}
+        return (f"${nid}.image", None)
 
     def _VAEDecode(self, node_id, nid):
         self.nodes[nid] = {"type": "VAEDecode", "vae": self.link(node_id, "vae", "VAE"),

@@ -137,3 +137,35 @@ def test_hires_fix_workflow_runs_at_the_upscaled_size(tmp_path, models_dir, sd1_
     doc["8"]["inputs"]["samples"] = ["11", 0]
     pixels = run_cli(tmp_path, doc, models_dir, sd1_folder)[0]
     assert pixels.shape == (32, 32, 3)
+
+
+def test_img2img_with_load_image_and_vae_encode_matches_diffusers_img2img(tmp_path, models_dir, sd1_folder):
+    import diffusers
+    from PIL import Image
+
+    from workflows import CFG, NEGATIVE, PROMPT, SEED
+
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    (tmp_path / "input").mkdir(parents=True)
+    Image.fromarray(pixels).save(tmp_path / "input" / "photo.png")
+    # 5 steps at denoise 0.5: the last 5 of a 10-step schedule, t = 999, 888, … (whole numbers, so diffusers'
+    # linear σ interpolation and fractional t coincide with ComfyUI's log-σ one and integer t)
+    doc = api(n3_denoise=0.5, n3_steps=5)
+    doc["10"] = {"class_type": "LoadImage", "inputs": {"image": "photo.png", "upload": "image"}}
+    doc["11"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}
+    doc["3"]["inputs"]["latent_image"] = ["11", 0]
+    ours = run_cli(tmp_path, doc, models_dir, sd1_folder)[0]
+
+    pipe = diffusers.StableDiffusionImg2ImgPipeline.from_pretrained(sd1_folder, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace")
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255 * 2 - 1
+    with torch.no_grad():  # ComfyUI encodes to the posterior's mode (no sampling), scaled for the model
+        latents = pipe.vae.encode(x).latent_dist.mode() * pipe.vae.config.scaling_factor
+    # denoise 0.5 of 5 steps = the last 5 of 10 (ComfyUI) = strength 0.5 of 10 (diffusers); noise added at σ, not
+    # √(1 + σ²), since σ is not the model's σmax
+    theirs = pipe(PROMPT, negative_prompt=NEGATIVE, image=latents, strength=0.5, num_inference_steps=10,
+                  guidance_scale=CFG, generator=torch.Generator("cpu").manual_seed(SEED), output_type="np").images[0]
+    theirs = (theirs * 255).round().astype(np.uint8)
+    assert max_diff(ours, theirs) <= 1
+    assert max_diff(ours, pixels) > 8  # the sampler changed the image

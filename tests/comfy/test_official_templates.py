@@ -17,7 +17,7 @@ TEMPLATES = sorted(p for p in (Path(templates.__file__).parent / "templates").gl
 
 COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModelOnly", "CLIPSetLastLayer",
            "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced", "LatentUpscale", "VAEDecode",
-           "SaveImage", "PreviewImage"}
+           "SaveImage", "PreviewImage", "VAEEncode", "LoadImage"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "ddim"}
 SCHEDULERS = {"normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"}
@@ -62,13 +62,15 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
         workflow = read_workflow(template)
         models = tmp_path / template.stem / "models"
         for entry in workflow.api.values():  # empty stand-ins for the models the template names
-            for key, folder in (("ckpt_name", "checkpoints"), ("vae_name", "vae"), ("lora_name", "loras")):
+            for key, folder in (("ckpt_name", "checkpoints"), ("vae_name", "vae"), ("lora_name", "loras"),
+                                ("image", "../input")):
                 if isinstance(entry["inputs"].get(key), str):
                     (models / folder / entry["inputs"][key]).parent.mkdir(parents=True, exist_ok=True)
                     (models / folder / entry["inputs"][key]).touch()
         try:
             # the stand-in files have no tensors to read a family from; the import's structure is what is tested
-            translation = translate(workflow, ModelPaths([models]), family=lambda path: "sd1")
+            translation = translate(workflow, ModelPaths([models], inputs=[models.parent / "input"]),
+                                    family=lambda path: "sd1")
         except ComfyError as exc:
             listed = {line.strip() for line in str(exc).splitlines()[1:-1]}
             assert expected and listed == expected, template.name
