@@ -24,7 +24,8 @@ STEP_GRAPH_NAME = "comfy_ksampler_step.yaml"  # written beside the imported grap
 _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "lora", "LoraLoaderModelOnly": "lora",
           "CLIPSetLastLayer": "clip_layer", "CLIPTextEncode": "text", "EmptyLatentImage": "latent",
           "KSampler": "ksampler", "KSamplerAdvanced": "ksampler", "LatentUpscale": "upscale", "VAEDecode": "decode",
-          "VAEEncode": "encode", "LoadImage": "image",
+          "VAEEncode": "encode", "LoadImage": "image", "KSamplerSelect": "sampler", "BasicScheduler": "sigmas",
+          "SamplerCustom": "custom",
           "SaveImage": "save", "PreviewImage": "preview"}
 _MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input"}
 
@@ -271,24 +272,46 @@ class _Translator:
         return self._sampler(node_id, nid, seed="noise_seed", schedule=schedule,
                              add_noise=self.literal(node_id, "add_noise", "enable"))
 
-    def _sampler(self, node_id, nid, *, seed, schedule, add_noise):
+    def _KSamplerSelect(self, node_id, nid):
+        return (self.literal(node_id, "sampler_name"),)
+
+    def _BasicScheduler(self, node_id, nid):
+        self.link(node_id, "model", "MODEL")  # ComfyUI reads the σ table from the model; SD1.x's is built in
+        self.nodes[nid] = {"type": "ComfySigmas", "scheduler": self.literal(node_id, "scheduler"),
+                           "steps": self.literal(node_id, "steps"), "denoise": self.literal(node_id, "denoise", 1.0)}
+        return (nid,)
+
+    def _SamplerCustom(self, node_id, nid):
+        add_noise = self.api[node_id]["inputs"].get("add_noise", True)
+        if not isinstance(add_noise, bool):
+            raise ComfyError(f"{self.where(node_id, 'add_noise')}: expected true or false, got {add_noise!r}")
+        latents = self._sampler(node_id, nid, seed="noise_seed", add_noise="enable" if add_noise else "disable",
+                                sampler=self.link(node_id, "sampler", "SAMPLER"),
+                                sigmas=self.link(node_id, "sigmas", "SIGMAS"))
+        return latents + (None,)  # its `denoised_output` (the last x₀ estimate) is not covered
+
+    def _sampler(self, node_id, nid, *, seed, add_noise, schedule=None, sampler=None, sigmas=None):
+        """ComfySigmas (or the given SIGMAS node) → ComfyNoise → a repeat over the included step graph."""
         model = self.link(node_id, "model", "MODEL")
         positive = self.link(node_id, "positive", "CONDITIONING")
         negative = self.link(node_id, "negative", "CONDITIONING")
         latent = self.link(node_id, "latent_image", "LATENT")
-        self.nodes[f"{nid}_sigmas"] = {"type": "ComfySigmas", "scheduler": self.literal(node_id, "scheduler"),
-                                       "steps": self.literal(node_id, "steps"), **schedule}
-        self.nodes[f"{nid}_noise"] = {"type": "ComfyNoise", "latents": latent, "sigmas": f"${nid}_sigmas.sigmas",
+        if sigmas is None:
+            sigmas = f"{nid}_sigmas"
+            self.nodes[sigmas] = {"type": "ComfySigmas", "scheduler": self.literal(node_id, "scheduler"),
+                                  "steps": self.literal(node_id, "steps"), **schedule}
+        sampler = sampler or self.literal(node_id, "sampler_name")
+        self.nodes[f"{nid}_noise"] = {"type": "ComfyNoise", "latents": latent, "sigmas": f"${sigmas}.sigmas",
                                       "seed": self.literal(node_id, seed), "add_noise": add_noise}
         self.nodes[nid] = {
             "type": "repeat",
             "description": f"ComfyUI's {self.api[node_id]['class_type']} {node_id}: one iteration per σ step.",
-            "over": f"${nid}_sigmas.steps",
+            "over": f"${sigmas}.steps",
             "state": {"latents": f"${nid}_noise.latents", "history": f"${nid}_noise.history"},
             "nodes": {f"{nid}_step": {
                 "type": self.step_graph, "unet": model["unet"], "positive": positive, "negative": negative,
-                "cfg": self.literal(node_id, "cfg"), "sampler": self.literal(node_id, "sampler_name"),
-                "latents": "$state.latents", "history": "$state.history", "sigmas": f"${nid}_sigmas.sigmas",
+                "cfg": self.literal(node_id, "cfg"), "sampler": sampler,
+                "latents": "$state.latents", "history": "$state.history", "sigmas": f"${sigmas}.sigmas",
                 "index": "$loop.item", "noise": f"${nid}_noise.noise"}},
             "next": {"latents": f"${nid}_step.latents", "history": f"${nid}_step.history"},
         }

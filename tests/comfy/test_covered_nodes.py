@@ -169,3 +169,16 @@ def test_img2img_with_load_image_and_vae_encode_matches_diffusers_img2img(tmp_pa
     theirs = (theirs * 255).round().astype(np.uint8)
     assert max_diff(ours, theirs) <= 1
     assert max_diff(ours, pixels) > 8  # the sampler changed the image
+
+
+def test_sampler_custom_with_ksampler_select_and_basic_scheduler_equals_ksampler(tmp_path, models_dir, sd1_folder,
+                                                                                  default_run):
+    doc = copy.deepcopy(DEFAULT_API)
+    doc["12"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    doc["13"] = {"class_type": "BasicScheduler", "inputs": {"scheduler": "normal", "steps": 4, "denoise": 1.0,
+                                                            "model": ["4", 0]}}
+    doc["3"] = {"class_type": "SamplerCustom", "inputs": {
+        "add_noise": True, "noise_seed": 5, "cfg": 7.5, "model": ["4", 0], "positive": ["6", 0],
+        "negative": ["7", 0], "sampler": ["12", 0], "sigmas": ["13", 0], "latent_image": ["5", 0]}}
+    ours = run_cli(tmp_path, doc, models_dir, sd1_folder)[0]
+    assert max_diff(ours, default_run[0]) == 0  # same noise, σ and sampler as KSampler (diffusers-checked image)

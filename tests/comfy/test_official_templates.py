@@ -17,7 +17,8 @@ TEMPLATES = sorted(p for p in (Path(templates.__file__).parent / "templates").gl
 
 COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModelOnly", "CLIPSetLastLayer",
            "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced", "LatentUpscale", "VAEDecode",
-           "SaveImage", "PreviewImage", "VAEEncode", "LoadImage"}
+           "SaveImage", "PreviewImage", "VAEEncode", "LoadImage", "SamplerCustom", "KSamplerSelect",
+           "BasicScheduler"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "ddim"}
 SCHEDULERS = {"normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"}
@@ -34,14 +35,13 @@ def expected_refusals(doc: dict) -> set[str]:
             out.add(f"node {node_id}: subgraph {subgraphs[kind]!r}")
         elif kind not in COVERED:
             out.add(f"node {node_id}: {kind}")
-        elif kind in ("KSampler", "KSamplerAdvanced"):
-            values = node["widgets_values"]
-            offset = 1 if kind == "KSamplerAdvanced" else 0  # add_noise comes first there
-            sampler, scheduler = values[4 + offset], values[5 + offset]  # after seed and its "control" slot
-            if sampler not in SAMPLERS:
-                out.add(f"node {node_id} ({kind}): sampler_name {sampler!r}")
-            if scheduler not in SCHEDULERS:
-                out.add(f"node {node_id} ({kind}): scheduler {scheduler!r}")
+        else:  # the widget slots holding a sampler or scheduler name, in the front end's order
+            values = node.get("widgets_values") or []
+            slots = {"KSampler": (4, 5), "KSamplerAdvanced": (5, 6), "KSamplerSelect": (0, None),
+                     "BasicScheduler": (None, 0)}.get(kind, (None, None))  # after seed and its "control" slot
+            for slot, name, allowed in zip(slots, ("sampler_name", "scheduler"), (SAMPLERS, SCHEDULERS)):
+                if slot is not None and values[slot] not in allowed:
+                    out.add(f"node {node_id} ({kind}): {name} {values[slot]!r}")
     return out
 
 
