@@ -44,6 +44,11 @@ def test_form_shows_typed_inputs_with_defaults_limits_choices_and_help(page):
     page.click("#random-seed")
     page.click("#random-seed")  # two draws both 0 is a 1 in 2^64 chance
     assert page.input_value("#in-seed") != "0"
+    width, height = page.evaluate("() => { const i = document.querySelector('#picture img.diagram');"
+                                  " return [i.naturalWidth, i.naturalHeight]; }")
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(page.locator("#picture a").get_attribute("href"))  # the picture on its own, whole
+    page.screenshot(path=DOCS_IMAGES / "web-graph-picture.png")
 
 
 def test_a_prompt_runs_to_100_percent_and_its_image_appears(page):
@@ -59,7 +64,8 @@ def test_a_prompt_runs_to_100_percent_and_its_image_appears(page):
     expect(image).to_have_count(1)
     assert wait_until(page, "() => document.querySelector('img.result').naturalWidth") > 0
     expect(page.locator("#gallery li").first).to_contain_text("a handwritten digit 7")
-    page.screenshot(path=DOCS_IMAGES / "web-run-finished.png", full_page=True)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=DOCS_IMAGES / "web-run-finished.png")
 
 
 def test_out_of_range_value_is_shown_at_its_field_and_nothing_runs(page):

@@ -42,7 +42,11 @@ function showPicture(name) {
   img.className = "diagram";
   img.onerror = () => { box.textContent = "no picture of this graph"; };
   img.src = authorized(`/graphs/${encodeURIComponent(name)}/picture.svg`);
-  box.append(img);
+  const full = document.createElement("a");
+  full.href = img.src;
+  full.target = "_blank";
+  full.textContent = "open the picture on its own";
+  box.append(full, img);
 }
 
 function selectGraph(name, { values, document: bundle, label } = {}) {

@@ -29,9 +29,9 @@ export class RunView {
     this.el.progress.replaceChildren();
     this.el.results.replaceChildren();
     this.el.previewFigure.hidden = true;
-    this.el.status.closest("section").hidden = false;
     this.el.preview.dataset.step = "0";
     const run = await api("/runs", { method: "POST", body: { ...request, preview: true } });
+    this.el.status.closest("section").hidden = false;
     this.runId = run.id;
     this.setStatus(`Run ${run.id} queued`);
     this.el.cancel.disabled = false;
