@@ -30,3 +30,9 @@ def check_family(controlnet, unet) -> None:
         raise ValueError(f"`controlnet` was made for another model family ({describe(controlnet.config)}) than "
                          f"`model` ({describe(unet.config)}): use a ControlNet trained for this model "
                          "(SD1.5 ControlNets with SD1.x, SDXL ones with graphs/sdxl_controlnet.yaml).")
+
+
+def check_range(start: float, end: float) -> None:
+    if start >= end:
+        raise ValueError(f"`control_start` {start} must be below `control_end` {end}: the ControlNet acts on the "
+                         f"steps in [start, end) of the schedule, e.g. start 0.0 and end 1.0 for all of them")

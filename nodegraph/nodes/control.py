@@ -34,6 +34,26 @@ class LoadControlNet(Node):
             allow_pickle=i.allow_pickle, config=i.config or None))}
 
 
+@node("ControlRange", version=1)
+class ControlRange(Node):
+    """Check a ControlNet's step range, [`start`, `end`) as shares of the schedule, and pass it on. Declared
+    first in a graph, it refuses `start` ≥ `end` before any model is loaded."""
+
+    class Inputs(Ports):
+        start: float = Field(0.0, ge=0.0, le=1.0)
+        end: float = Field(1.0, ge=0.0, le=1.0)
+
+    class Outputs(Ports):
+        start: float
+        end: float
+
+    def run(self, i, ctx):
+        from nodegraph.nodes._control import check_range
+
+        check_range(i.start, i.end)
+        return {"start": i.start, "end": i.end}
+
+
 @node("ApplyControlNet", version=1)
 class ApplyControlNet(Node):
     """Add a ControlNet to a control chain: its control image (RGB in [0, 1], used as given), `strength`
@@ -59,11 +79,9 @@ class ApplyControlNet(Node):
         width: int
 
     def run(self, i, ctx):
-        from nodegraph.nodes._control import ControlEntry, check_family
+        from nodegraph.nodes._control import ControlEntry, check_family, check_range
 
-        if i.start >= i.end:
-            raise ValueError(f"`control_start` {i.start} must be below `control_end` {i.end}: the ControlNet acts on "
-                             f"the steps in [start, end) of the schedule, e.g. start 0.0 and end 1.0 for all of them")
+        check_range(i.start, i.end)
         if i.unet is not None:
             check_family(i.controlnet, i.unet)
         image = i.image.to(device=ctx.device, dtype=i.controlnet.dtype)  # (1, 3, H, W) in [0, 1]

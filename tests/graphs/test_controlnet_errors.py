@@ -26,7 +26,9 @@ def other_family_controlnet(tmp_path_factory):
 @pytest.mark.parametrize("case,sets,expected", [
     ("control_start = control_end", {"control_start": 0.5, "control_end": 0.5},
      ["`control_start` 0.5 must be below `control_end` 0.5"]),
-    ("control_start > control_end", {"control_start": 0.9, "control_end": 0.2}, ["must be below `control_end`"]),
+    ("control_start > control_end, refused before any model loads",
+     {"control_start": 0.9, "control_end": 0.2, "model": "{tmp}/no-such-model", "controlnet": "{tmp}/no-such-cn"},
+     ["node `control_range`", "must be below `control_end`"]),
     ("missing control image", {"image": "{tmp}/missing.png"}, ["no image file", "missing.png"]),
     ("unreadable control image", {"image": "{tmp}/garbage.png"}, ["cannot be read as an image"]),
     ("a UNet as controlnet", {"controlnet": "{sd}/unet"}, ["not a ControlNetModel", "`controlnet`"]),
