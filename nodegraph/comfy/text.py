@@ -57,11 +57,13 @@ def parse_weights(text: str, weight: float = 1.0) -> list[tuple[str, float]]:
 _ESCAPES = {"\\)": "\0\1", "\\(": "\0\2"}
 
 
-def weighted_chunks(prompt: str, tokenizer) -> list[list[tuple[int, float]]]:
-    """The prompt as chunks of 77 (token id, weight) pairs, as ComfyUI's SDTokenizer builds them."""
+def weighted_chunks(prompt: str, tokenizer, pad: int | None = None) -> list[list[tuple[int, float]]]:
+    """The prompt as chunks of 77 (token id, weight) pairs, as ComfyUI's SDTokenizer builds them; padded with
+    `pad` (default EOS, as for CLIP-L; SDXL's bigG pads with 0)."""
     for escaped, hidden in _ESCAPES.items():
         prompt = prompt.replace(escaped, hidden)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    pad = eos if pad is None else pad
     words: list[list[tuple[int, float]]] = []
     for piece, weight in parse_weights(prompt, 1.0):
         for escaped, hidden in _ESCAPES.items():
@@ -80,32 +82,38 @@ def weighted_chunks(prompt: str, tokenizer) -> list[list[tuple[int, float]]]:
                 if long_word:
                     chunk += group[:room]
                     group = group[room:]
-                chunks.append(chunk + [(eos, 1.0)] * (CHUNK - len(chunk)))
+                chunks.append(chunk + [(eos, 1.0)] + [(pad, 1.0)] * (CHUNK - len(chunk) - 1))
                 chunk = [(bos, 1.0)]
             else:
                 chunk += group
                 group = []
-    chunks.append(chunk + [(eos, 1.0)] * (CHUNK - len(chunk)))
+    chunks.append(chunk + [(eos, 1.0)] + [(pad, 1.0)] * (CHUNK - len(chunk) - 1))
     return chunks
 
 
-def encode(encoder, tokenizer, prompt: str, clip_skip: int = 0):
-    """(1, 77·chunks, C) hidden states of `prompt` by ComfyUI's rules; clip_skip as diffusers' (0 = last layer)."""
+def encode(encoder, tokenizer, prompt: str, clip_skip: int = 0, layer: str = "last", pad: int | None = None):
+    """((1, 77·chunks, C) hidden states, (1, P) pooled or None) of `prompt` by ComfyUI's rules.
+
+    `layer` "last" (SD1.x: after the final layer norm; clip_skip as diffusers') or "penultimate" (SDXL: the raw
+    hidden state before the last layer); the pooled embedding is the first chunk's, unweighted.
+    """
     import torch
 
-    from nodegraph.prompts.encode import clip_hidden
+    from nodegraph.prompts.encode import clip_forward
 
-    chunks = weighted_chunks(prompt, tokenizer)
+    chunks = weighted_chunks(prompt, tokenizer, pad)
     weighted = any(w != 1.0 for chunk in chunks for _, w in chunk)
-    states = []
+    states, pooled = [], None
     empty = None
     if weighted:
-        empty_ids = [tokenizer.bos_token_id] + [tokenizer.eos_token_id] * (CHUNK - 1)
-        empty = clip_hidden(encoder, torch.tensor([empty_ids]), clip_skip)[0]  # (77, C)
+        filler = tokenizer.eos_token_id if pad is None else pad
+        empty_ids = [tokenizer.bos_token_id, tokenizer.eos_token_id] + [filler] * (CHUNK - 2)
+        empty = clip_forward(encoder, torch.tensor([empty_ids]), clip_skip, layer)[0][0]  # (77, C)
     for chunk in chunks:
-        z = clip_hidden(encoder, torch.tensor([[t for t, _ in chunk]]), clip_skip)  # (1, 77, C)
+        z, chunk_pooled = clip_forward(encoder, torch.tensor([[t for t, _ in chunk]]), clip_skip, layer)  # (1, 77, C)
+        pooled = chunk_pooled if pooled is None else pooled
         if weighted:
             w = torch.tensor([w for _, w in chunk], dtype=z.dtype, device=z.device)[None, :, None]  # (1, 77, 1)
             z = torch.where(w != 1.0, empty + w * (z - empty), z)
         states.append(z)
-    return torch.cat(states, dim=1)
+    return torch.cat(states, dim=1), pooled

@@ -202,20 +202,22 @@ class _Translator:
         model = self.literal(node_id, "ckpt_name")
         path = self.inputs[model.split(".", 1)[1]]["default"]
         kind = self.family(Path(path))
-        if kind != "sd1":
+        if kind not in ("sd1", "sdxl_base"):
             raise ComfyError(f"{self.where(node_id, 'ckpt_name')}: {Path(path).name} is a {kind} checkpoint; the "
-                             f"ComfyUI import runs SD1.x checkpoints only for now (see docs/comfyui.md)")
+                             f"ComfyUI import runs SD1.x and SDXL base checkpoints for now (see docs/comfyui.md)")
         config = "config" if sum(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) == 1 \
             else f"config_{_suffix(node_id)}"
         self.inputs[config] = {"type": "str", "default": "", "description": (
             f"Node {node_id}'s checkpoint only: a diffusers folder or hub repo whose configs replace the ones "
             f"inferred from the file (needed for non-standard model sizes; empty = inferred).")}
-        for part, loader in (("unet", "LoadUNet"), ("clip", "LoadCLIP"), ("vae", "LoadVAE")):
+        clip_loader = "LoadSDXLCLIP" if kind == "sdxl_base" else "LoadCLIP"
+        for part, loader in (("unet", "LoadUNet"), ("clip", clip_loader), ("vae", "LoadVAE")):
             self.nodes[f"{nid}_{part}"] = {"type": loader, "model": model, "config": f"$inputs.{config}"}
         self.checkpoint = (model, f"$inputs.{config}")
-        return ({"unet": f"${nid}_unet.unet"},
-                {"te": f"${nid}_clip.text_encoder", "tok": f"${nid}_clip.tokenizer", "layer": -1},
-                f"${nid}_vae.vae")
+        clip = {"te": f"${nid}_clip.text_encoder", "tok": f"${nid}_clip.tokenizer", "layer": -1}
+        if kind == "sdxl_base":
+            clip.update(te2=f"${nid}_clip.text_encoder_2", tok2=f"${nid}_clip.tokenizer_2")
+        return {"unet": f"${nid}_unet.unet"}, clip, f"${nid}_vae.vae"
 
     def _VAELoader(self, node_id, nid):
         base = getattr(self, "checkpoint", None)
@@ -253,7 +255,9 @@ class _Translator:
         clip = self.link(node_id, "clip", "CLIP")
         self.nodes[nid] = {"type": "ComfyTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
                            "text": self.literal(node_id, "text"), "stop_at_clip_layer": clip["layer"]}
-        return (f"${nid}.embeddings",)
+        if "te2" in clip:
+            self.nodes[nid].update(text_encoder_2=clip["te2"], tokenizer_2=clip["tok2"])
+        return ({"embeddings": f"${nid}.embeddings", "pooled": f"${nid}.pooled"},)
 
     def _EmptyLatentImage(self, node_id, nid):
         self.nodes[nid] = {"type": "ComfyEmptyLatent", "width": self.literal(node_id, "width"),
@@ -309,7 +313,9 @@ class _Translator:
             "over": f"${sigmas}.steps",
             "state": {"latents": f"${nid}_noise.latents", "history": f"${nid}_noise.history"},
             "nodes": {f"{nid}_step": {
-                "type": self.step_graph, "unet": model["unet"], "positive": positive, "negative": negative,
+                "type": self.step_graph, "unet": model["unet"], "positive": positive["embeddings"],
+                "negative": negative["embeddings"], "positive_pooled": positive["pooled"],
+                "negative_pooled": negative["pooled"],
                 "cfg": self.literal(node_id, "cfg"), "sampler": sampler,
                 "latents": "$state.latents", "history": "$state.history", "sigmas": f"${sigmas}.sigmas",
                 "index": "$loop.item", "noise": f"${nid}_noise.noise"}},

@@ -119,6 +119,8 @@ class ComfyDenoise(Node):
         positive: Embeddings
         negative: Optional[Embeddings] = None
         cfg: float = Field(8.0, ge=0.0, le=100.0)
+        positive_pooled: Optional[Embeddings] = Field(None, description="SDXL: the prompt's pooled embedding")
+        negative_pooled: Optional[Embeddings] = None
 
     class Outputs(Ports):
         denoised: Latent
@@ -127,7 +129,8 @@ class ComfyDenoise(Node):
         from nodegraph.comfy.guidance import guided_denoise
 
         sigma = float(i.sigmas[i.index])
-        return {"denoised": guided_denoise(i.unet, i.latents, sigma, i.positive, i.negative, i.cfg)}
+        return {"denoised": guided_denoise(i.unet, i.latents, sigma, i.positive, i.negative, i.cfg,
+                                           i.positive_pooled, i.negative_pooled)}
 
 
 @node("ComfySamplerStep", version=1)
@@ -153,6 +156,8 @@ class ComfySamplerStep(Node):
         positive: Optional[Embeddings] = None
         negative: Optional[Embeddings] = None
         cfg: float = Field(8.0, ge=0.0, le=100.0)
+        positive_pooled: Optional[Embeddings] = None
+        negative_pooled: Optional[Embeddings] = None
 
     class Outputs(Ports):
         latents: Latent
@@ -172,7 +177,8 @@ class ComfySamplerStep(Node):
                                  f"step the same model and prompts as ComfyDenoise")
 
             def model(x, sigma):
-                return guided_denoise(i.unet, x, sigma, i.positive, i.negative, i.cfg)
+                return guided_denoise(i.unet, x, sigma, i.positive, i.negative, i.cfg, i.positive_pooled,
+                                      i.negative_pooled)
 
         x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, i.noise, i.history, model)
         return {"latents": x, "history": history}

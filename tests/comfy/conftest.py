@@ -34,3 +34,27 @@ def default_run(models_dir, sd1_folder, tmp_path_factory):
     from workflows import DEFAULT_API, run_cli
 
     return run_cli(tmp_path_factory.mktemp("default"), DEFAULT_API, models_dir, sd1_folder)
+
+
+@pytest.fixture(scope="session")
+def sdxl_models(tmp_path_factory):
+    """(diffusers folder, ComfyUI models/ folder holding checkpoints/tiny-sdxl.safetensors): tests/graphs' tiny
+    SDXL base alone, written in the SGM single-file layout."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "graphs"))
+    import torch
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from tiny_sdxl import _perturb, _scheduler, _text_encoders, _tokenizers, _vae, base_unet_config
+
+    from tests.models.single_file.ldm_layout import write_sdxl_file
+
+    root = tmp_path_factory.mktemp("comfy-sdxl")
+    torch.manual_seed(0)
+    first, second = _text_encoders()
+    tokenizer, tokenizer_2 = _tokenizers()
+    StableDiffusionXLPipeline(
+        vae=_vae(), text_encoder=first, text_encoder_2=second, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
+        unet=_perturb(UNet2DConditionModel(**base_unet_config()), 24), scheduler=_scheduler(),
+        force_zeros_for_empty_prompt=True, add_watermarker=False).save_pretrained(root / "base")
+    (root / "models" / "checkpoints").mkdir(parents=True)
+    write_sdxl_file(root / "base", root / "models" / "checkpoints" / "tiny-sdxl.safetensors")
+    return root / "base", root / "models"
