@@ -94,3 +94,23 @@ def test_dropping_a_png_without_metadata_says_so(page):
     drop_file(page, "plain.png", plain.getvalue())
     expect(page.locator("#notice")).to_contain_text("plain.png has no nodegraph metadata")
     expect(page.locator("#graph")).to_be_hidden()
+
+
+def test_a_run_started_elsewhere_is_watched_from_the_gallery_and_cancelled(page, web_server):
+    with web_server.client() as client:
+        handle = client.submit("stable_diffusion", inputs={**SEVEN, "steps": 1000})
+        page.click("#refresh")
+        entry = page.locator(f'#gallery li[data-run="{handle.id}"]')
+        entry.get_by_role("button", name="Watch").click()
+        expect(page.locator("#graph-title")).to_have_text("stable_diffusion")
+        expect(page.locator("#in-steps")).to_have_value("1000")
+        bar = page.locator("#progress progress")
+        expect(bar).to_have_count(1, timeout=30_000)
+        first = bar.evaluate("p => p.value")
+        deadline = time.monotonic() + 30
+        while bar.evaluate("p => p.value") <= first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bar.evaluate("p => p.value") > first, "the bar did not move"
+        page.click("#cancel")
+        expect(page.locator("#run-status")).to_contain_text("cancelled", timeout=30_000)
+        assert client.get(handle.id)["status"] == "cancelled"

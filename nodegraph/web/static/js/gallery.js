@@ -1,5 +1,5 @@
 // Past runs from the server's history (GET /runs, newest first): thumbnails, inputs, timings;
-// "Use these inputs" refills the form; a result opens full size or downloads as the PNG with its metadata.
+// "Use these inputs" refills the form; "Watch" follows a run still queued or running; a result opens full size or downloads as the PNG with its metadata.
 
 import { api, authorized } from "./api.js";
 import { outputImages } from "./run.js";
@@ -11,7 +11,7 @@ function summary(inputs) {
     .map((name) => `${name}: ${inputs[name]}`).join(" · ");
 }
 
-function entry(run, onReuse) {
+function entry(run, onReuse, onWatch) {
   const item = document.createElement("li");
   item.className = `run ${run.status}`;
   item.dataset.run = run.id;
@@ -53,6 +53,14 @@ function entry(run, onReuse) {
   reuse.textContent = "Use these inputs";
   reuse.addEventListener("click", () => onReuse(run));
   buttons.append(reuse);
+  if (run.status === "queued" || run.status === "running") {
+    const watch = document.createElement("button");
+    watch.type = "button";
+    watch.className = "watch";
+    watch.textContent = "Watch";
+    watch.addEventListener("click", () => onWatch(run));
+    buttons.append(watch);
+  }
   for (const image of images.slice(0, 1)) {
     const download = document.createElement("a");
     download.className = "download";
@@ -66,7 +74,7 @@ function entry(run, onReuse) {
   return item;
 }
 
-export async function loadGallery(list, onReuse, limit = 30) {
+export async function loadGallery(list, onReuse, onWatch, limit = 30) {
   const page = await api(`/runs?limit=${limit}`);
-  list.replaceChildren(...page.runs.map((run) => entry(run, onReuse)));
+  list.replaceChildren(...page.runs.map((run) => entry(run, onReuse, onWatch)));
 }

@@ -87,13 +87,14 @@ async function loadGraphs() {
 
 async function refreshGallery() {
   try {
-    await loadGallery($("gallery"), reuse);
+    await loadGallery($("gallery"), reuse, watch);
   } catch (error) {
     notice(`Gallery: ${error.message}`, true);
   }
 }
 
-function reuse(run) {
+async function reuse(run) {
+  await state.ready;
   const name = state.graphs.has(run.graph) ? run.graph : stem(run.graph);
   if (!state.graphs.has(name)) {
     notice(`The graph ${run.graph} of run ${run.id} is not one of this server's graphs; drop its PNG instead.`, true);
@@ -103,6 +104,13 @@ function reuse(run) {
   notice(`Inputs of run ${run.id} loaded.`);
   $("run-form").scrollIntoView({ block: "start" });
   $("fields").querySelector("[name]")?.focus();
+}
+
+async function watch(run) {
+  await state.ready;
+  if (state.graphs.has(run.graph)) selectGraph(run.graph, { values: run.inputs });
+  $("run").disabled = true;
+  view.watch(run.id);
 }
 
 async function submit(event) {

@@ -39,6 +39,20 @@ export class RunView {
     return run;
   }
 
+  /** Follow a run started elsewhere (another tab, the CLI, before a reload); its events so far come first. */
+  watch(runId) {
+    this.stop();
+    this.bars.clear();
+    this.el.progress.replaceChildren();
+    this.el.results.replaceChildren();
+    this.el.previewFigure.hidden = true;
+    this.runId = runId;
+    this.el.status.closest("section").hidden = false;
+    this.setStatus(`Run ${runId}`);
+    this.el.cancel.disabled = false;
+    this.follow(runId);
+  }
+
   follow(runId) {
     const source = new EventSource(authorized(`/runs/${runId}/events`));
     this.source = source;
