@@ -114,6 +114,7 @@ class RunHook:
 
     def __init__(self, log: EventLog, preview: bool = False):
         self.log, self.preview = log, preview
+        self.family = "sd15"  # the latent→RGB map of previews; the worker sets it once the graph is loaded
         self.executed = self.cached = 0
         self._depth = 0
 
@@ -124,7 +125,7 @@ class RunHook:
             if self.preview and event.state:
                 from nodegraph.serve.preview import latent_preview
 
-                image = latent_preview(event.state[0])
+                image = latent_preview(event.state[0], self.family)
                 if image:
                     item["preview"] = image
             self.log.append(item)

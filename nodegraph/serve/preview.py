@@ -1,7 +1,8 @@
 """A small preview image of the current latents, sent with progress events (no VAE call per step).
 
-Four-channel latents (the Stable Diffusion 1.x/2.x family and `builtin:digits`) are mapped to RGB by the fixed
-4×3 matrix ComfyUI uses for SD 1.5 (`latent_rgb_factors` in comfy/latent_formats.py); other latents show
+Four-channel latents are mapped to RGB by a fixed 4×3 matrix per model family, ComfyUI's
+`latent_rgb_factors` (comfy/latent_formats.py): SD 1.5's for the Stable Diffusion 1.x/2.x family and
+`builtin:digits`, SDXL's (with its bias) for graphs using SDXL nodes (`preview_family`); other latents show
 their first three channels (or one, as grey), each stretched to [0, 1]. It is a hint of composition and
 colour, not the image.
 """
@@ -16,10 +17,30 @@ SD15_LATENT_RGB = [[0.3512, 0.2297, 0.3227],
                    [0.3250, 0.4974, 0.2350],
                    [-0.2829, 0.1762, 0.2721],
                    [-0.2120, -0.2616, -0.6444]]
+SDXL_LATENT_RGB = [[0.3651, 0.4232, 0.4341],
+                   [-0.2533, -0.0042, 0.1068],
+                   [0.1076, 0.1111, -0.0362],
+                   [-0.3165, -0.2492, -0.2188]]
+SDXL_LATENT_RGB_BIAS = [0.1084, -0.0175, -0.0011]
+FAMILIES = {"sd15": (SD15_LATENT_RGB, [0.0, 0.0, 0.0]), "sdxl": (SDXL_LATENT_RGB, SDXL_LATENT_RGB_BIAS)}
 MIN_SIDE = 64  # tiny latents (8×8 for digits) are enlarged, pixel for pixel, to at least this
 
 
-def latent_preview(latents: Any) -> Optional[str]:
+def preview_family(checked) -> str:
+    """`sdxl` when the graph (its repeat bodies and included graphs too) uses an SDXL node, else `sd15`."""
+    stack = [checked.nodes]
+    while stack:
+        for node in stack.pop().values():
+            if "SDXL" in node.label:
+                return "sdxl"
+            if node.body is not None:
+                stack.append(node.body.nodes)
+            if node.subgraph is not None:
+                stack.append(node.subgraph.nodes)
+    return "sd15"
+
+
+def latent_preview(latents: Any, family: str = "sd15") -> Optional[str]:
     """A `data:image/png;base64,...` URL for the first latent of a (B, C, h, w) tensor; None for anything else."""
     dim = getattr(latents, "dim", None)
     if not callable(dim) or dim() != 4:
@@ -29,7 +50,8 @@ def latent_preview(latents: Any) -> Optional[str]:
 
     x = latents[0].detach().float().cpu()  # (C, h, w)
     if x.shape[0] == 4:
-        rgb = torch.einsum("chw,cr->rhw", x, torch.tensor(SD15_LATENT_RGB))
+        factors, bias = FAMILIES[family]
+        rgb = torch.einsum("chw,cr->rhw", x, torch.tensor(factors)) + torch.tensor(bias)[:, None, None]
         rgb = ((rgb + 1) / 2).clamp(0, 1)
     else:
         rgb = x[:3] if x.shape[0] >= 3 else x[:1].expand(3, -1, -1)

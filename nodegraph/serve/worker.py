@@ -71,6 +71,7 @@ class Worker:
         from nodegraph.exec.executor import execute_plan
         from nodegraph.exec.hooks import CancelToken, RunCancelledError
         from nodegraph.exec.steps import NodeExecutionError
+        from nodegraph.serve.preview import preview_family
         from nodegraph.spec.errors import ValidationFailed
         from nodegraph.spec.values import bind_input_values
 
@@ -87,6 +88,7 @@ class Worker:
         status, error, outputs, seconds = "failed", None, None, None
         try:
             graph = self.documents.graph(run["digest"])
+            hook.family = preview_family(graph.checked)
             values = bind_input_values(graph.checked, run["inputs"])
             plan = graph.plan(tuple(run["wanted"]) if run["wanted"] else None)
             ctx = RunContext(self.device, self.dtype, components=self.models, hooks=(hook,), cancel=cancel)
