@@ -45,3 +45,13 @@ def test_picture_route_needs_the_token_and_knows_its_graphs(server):
     assert httpx.get(url).status_code == 401
     missing = httpx.get(f"{server.url}/graphs/no_such_graph/picture.svg", headers=server.headers)
     assert missing.status_code == 404 and missing.json()["errors"][0]["code"] == "unknown_graph"
+
+
+def test_every_shipped_graph_draws_as_well_formed_svg_with_boxes_inside_the_picture():
+    for path in sorted(GRAPHS.glob("*.yaml")):
+        root = ET.fromstring(to_svg(load_graph(path).checked, path.stem))
+        width, height = float(root.get("width")), float(root.get("height"))
+        for rect in root.iter(f"{SVG}rect"):
+            right = float(rect.get("x", 0)) + float(rect.get("width"))
+            bottom = float(rect.get("y", 0)) + float(rect.get("height"))
+            assert right <= width + 1 and bottom <= height + 1, (path.name, rect.attrib)
