@@ -98,7 +98,7 @@ def test_weighting_moves_tokens_relative_to_the_empty_prompt(clip):
     from nodegraph.comfy.text import encode
 
     encoder, tokenizer = clip
-    ours = encode(encoder, tokenizer, "a (cat:1.3) on ((grass))")
+    ours = encode(encoder, tokenizer, "a (cat:1.3) on ((grass))")[0]
     # the facts note's rule, applied here to transformers' CLIP: z_empty + w·(z − z_empty) at weighted positions
     words = [("a", 1.0), ("cat", 1.3), ("on", 1.0), ("grass", 1.21)]
     ids = [tokenizer.bos_token_id] + [tokenizer(w).input_ids[1] for w, _ in words]
@@ -121,7 +121,7 @@ def test_long_prompts_are_encoded_in_77_token_chunks(clip):
 
     encoder, tokenizer = clip
     prompt = " ".join(["cat"] * 80)
-    ours = encode(encoder, tokenizer, prompt)
+    ours = encode(encoder, tokenizer, prompt)[0]
     assert ours.shape[:2] == (1, 154)
     with torch.no_grad():
         first = encoder(torch.tensor([[tokenizer.bos_token_id] + [tokenizer("cat").input_ids[1]] * 75
