@@ -21,6 +21,7 @@ from nodegraph.comfy.reader import Workflow
 
 STEP_GRAPH = Path(__file__).resolve().parents[2] / "graphs" / "comfy" / "ksampler_step.yaml"
 STEP_GRAPH_NAME = "comfy_ksampler_step.yaml"  # written beside the imported graph
+MAX_NODES = 2000  # ComfyUI's largest official templates have a few hundred
 _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "lora", "LoraLoaderModelOnly": "lora",
           "CLIPSetLastLayer": "clip_layer", "CLIPTextEncode": "text", "EmptyLatentImage": "latent",
           "KSampler": "ksampler", "KSamplerAdvanced": "ksampler", "LatentUpscale": "upscale", "VAEDecode": "decode",
@@ -75,12 +76,18 @@ def checkpoint_family(path: Path) -> str:
 def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP_GRAPH_NAME}",
               family=checkpoint_family) -> Translation:
     """The graph document for `workflow`; `family(path)` names a checkpoint's family (only "sd1" is covered)."""
+    if len(workflow.api) > MAX_NODES:
+        raise ComfyError(f"{workflow.origin}: {len(workflow.api)} nodes is more than a workflow this import takes "
+                         f"({MAX_NODES})")
     refused = refusals(workflow.api)
     if refused:
         raise ComfyError(f"{workflow.origin}: {len(refused)} part{'s' if len(refused) > 1 else ''} of this workflow "
                          f"nodegraph cannot run yet (nothing was run):\n  " + "\n  ".join(refused)
                          + "\n  see docs/comfyui.md for what is covered")
-    return _Translator(workflow, paths, step_graph, family).run()
+    try:
+        return _Translator(workflow, paths, step_graph, family).run()
+    except RecursionError:  # links are followed recursively; a chain this long is not a real workflow
+        raise ComfyError(f"{workflow.origin}: the chain of linked nodes is too long to import") from None
 
 
 def _suffix(node_id: str) -> str:

@@ -88,3 +88,16 @@ def test_workflow_without_output_node_is_refused(tmp_path, capsys, models_dir):
 def test_api_link_to_missing_node_is_refused(tmp_path, capsys, models_dir):
     err = run_bad(tmp_path, capsys, write(tmp_path, api(n3_model=["40", 0])), models_dir)
     assert "node 3 (KSampler) input `model` links to node 40, which is not in the workflow" in err
+
+
+def test_hostile_chains_and_sizes_are_refused_without_traceback(tmp_path, capsys, models_dir):
+    doc = api()
+    for n in range(10, 1010):  # 1000 LatentUpscale nodes in a chain
+        doc[str(n)] = {"class_type": "LatentUpscale", "inputs": {"upscale_method": "nearest-exact", "width": 64,
+                                                                 "height": 64, "crop": "disabled",
+                                                                 "samples": [str(n - 1) if n > 10 else "3", 0]}}
+    doc["8"]["inputs"]["samples"] = ["1009", 0]
+    assert "chain of linked nodes is too long" in run_bad(tmp_path, capsys, write(tmp_path, doc), models_dir)
+    many = {str(n): {"class_type": "Note", "inputs": {}} for n in range(3000)}
+    assert "more than a workflow this import takes" in run_bad(tmp_path, capsys, write(tmp_path, many, "m.json"),
+                                                               models_dir)
