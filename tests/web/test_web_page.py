@@ -1,7 +1,16 @@
 """The page with a token, by keyboard, at a phone's width."""
 
+import httpx
 from playwright.sync_api import expect
 from web_helpers import DOCS_IMAGES, TOKEN
+
+
+def test_only_the_pages_own_files_are_served_without_the_token(web_server):
+    page = httpx.get(web_server.url + "/")
+    assert page.status_code == 200 and "connect-src 'self'" in page.headers["content-security-policy"]
+    assert httpx.get(web_server.url + "/static/js/main.js").status_code == 200
+    for path in ("/graphs", "/runs", "/static/../app.py", "/docs"):
+        assert httpx.get(web_server.url + path).status_code == 401, path
 
 
 def test_a_server_with_a_token_asks_for_it_and_then_lists_its_graphs(browser, web_server):
