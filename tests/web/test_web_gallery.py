@@ -42,6 +42,9 @@ def test_gallery_shows_the_run_and_use_these_inputs_refills_the_form(page, finis
     expect(entry).to_contain_text("stable_diffusion · finished")
     expect(entry).to_contain_text("prompt: a handwritten digit 7")
     expect(entry).to_contain_text("seed: 4242")
+    entry.get_by_text("all inputs").click()
+    expect(entry.locator("pre.all-inputs")).to_contain_text('clip_skip: 0')
+    expect(entry.locator("pre.all-inputs")).to_contain_text('height: null')
     thumb = entry.locator("img.thumb")
     expect(thumb).to_have_count(1)
     deadline = time.monotonic() + 20

@@ -38,7 +38,14 @@ function entry(run, onReuse, onWatch) {
   const inputs = document.createElement("p");
   inputs.className = "inputs";
   inputs.textContent = summary(run.inputs || {});
-  text.append(title, inputs);
+  const all = document.createElement("details");
+  const label = document.createElement("summary");
+  label.textContent = "all inputs";
+  const list = document.createElement("pre");
+  list.className = "all-inputs";
+  list.textContent = Object.entries(run.inputs || {}).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n");
+  all.append(label, list);
+  text.append(title, inputs, all);
   if (run.error) {
     const error = document.createElement("p");
     error.className = "error";
