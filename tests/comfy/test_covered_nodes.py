@@ -182,3 +182,25 @@ def test_sampler_custom_with_ksampler_select_and_basic_scheduler_equals_ksampler
         "negative": ["7", 0], "sampler": ["12", 0], "sigmas": ["13", 0], "latent_image": ["5", 0]}}
     ours = run_cli(tmp_path, doc, models_dir, sd1_folder)[0]
     assert max_diff(ours, default_run[0]) == 0  # same noise, σ and sampler as KSampler (diffusers-checked image)
+
+
+def test_vae_loader_and_lora_loader_model_only_are_wired_in(tmp_path, models_dir, sd1_folder, default_run):
+    import shutil
+
+    from tests.models.adapters.lora_files import lora_targets, write_kohya
+
+    (models_dir / "vae").mkdir(exist_ok=True)
+    shutil.copy(sd1_folder / "vae" / "diffusion_pytorch_model.safetensors", models_dir / "vae" / "same-vae.safetensors")
+    doc = copy.deepcopy(DEFAULT_API)
+    doc["10"] = {"class_type": "VAELoader", "inputs": {"vae_name": "same-vae.safetensors"}}
+    doc["8"]["inputs"]["vae"] = ["10", 0]
+    assert max_diff(run_cli(tmp_path / "vae", doc, models_dir, sd1_folder)[0], default_run[0]) == 0  # same weights
+
+    (models_dir / "loras").mkdir(exist_ok=True)
+    unet_only = {"unet": lora_targets(sd1_folder)["unet"], "text_encoder": {}}
+    write_kohya(models_dir / "loras" / "unet-only.safetensors", unet_only, seed=8)
+    doc = copy.deepcopy(DEFAULT_API)
+    doc["11"] = {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "unet-only.safetensors",
+                                                                 "strength_model": 1.0, "model": ["4", 0]}}
+    doc["3"]["inputs"]["model"] = ["11", 0]
+    assert max_diff(run_cli(tmp_path / "lora", doc, models_dir, sd1_folder)[0], default_run[0]) > 8
