@@ -33,7 +33,13 @@ def is_comfy_file(path: str) -> bool:
     """A .json file, or a readable PNG without a nodegraph recipe (ComfyUI's, or one with no chunks at all, whose
     message then names both kinds)."""
     lower = path.lower()
-    if lower.endswith(".json"):
+    if lower.endswith(".json"):  # unless it is a nodegraph graph written as JSON (YAML's subset)
+        try:
+            if Path(path).stat().st_size <= MAX_BYTES:
+                doc = json.loads(Path(path).read_text(encoding="utf-8"))
+                return not (isinstance(doc, dict) and "nodegraph" in doc)
+        except (OSError, ValueError, RecursionError):
+            pass
         return True
     if not lower.endswith(".png"):
         return False

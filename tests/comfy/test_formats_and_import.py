@@ -128,3 +128,13 @@ def test_models_found_under_models_dirs_and_extra_model_paths(tmp_path, models_d
         paths = ModelPaths([], read_extra_model_paths(yaml_file))
     assert paths.find("checkpoints", "tiny-sd1.safetensors", "here") == \
         (models_dir / "checkpoints" / "tiny-sd1.safetensors").resolve()
+
+
+def test_a_nodegraph_graph_saved_as_json_still_runs_as_a_graph(tmp_path):
+    from nodegraph.comfy.reader import is_comfy_file
+
+    graph = tmp_path / "graph.json"
+    graph.write_text(json.dumps({"nodegraph": 1, "nodes": {}, "outputs": {}}))
+    assert not is_comfy_file(str(graph))
+    (tmp_path / "w.json").write_text(json.dumps(DEFAULT_API))
+    assert is_comfy_file(str(tmp_path / "w.json"))
