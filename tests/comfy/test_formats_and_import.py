@@ -138,3 +138,8 @@ def test_a_nodegraph_graph_saved_as_json_still_runs_as_a_graph(tmp_path):
     assert not is_comfy_file(str(graph))
     (tmp_path / "w.json").write_text(json.dumps(DEFAULT_API))
     assert is_comfy_file(str(tmp_path / "w.json"))
+
+
+def test_ui_workflow_gives_the_same_image(tmp_path, models_dir, sd1_folder, default_run):
+    pixels, _ = run_cli(tmp_path, default_ui(), models_dir, sd1_folder)
+    assert np.array_equal(pixels, default_run[0])
