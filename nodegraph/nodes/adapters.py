@@ -104,9 +104,6 @@ class LoadEmbedding(Node):
         if i.text_encoder_2 is None or i.tokenizer_2 is None:
             raise ValueError(f"{i.embedding} is an SDXL embedding (clip_l + clip_g); connect SDXL's "
                              f"`text_encoder_2` and `tokenizer_2` too, or use an embedding made for this model")
-        if vectors["clip_l"].shape[0] > 1:  # SDXLTextEncode does not spell out `token_1`, … in prompts yet
-            raise ValueError(f"{i.embedding} holds {vectors['clip_l'].shape[0]} vectors per encoder; only "
-                             f"one-vector SDXL embeddings are supported so far")
         out["text_encoder"], out["tokenizer"] = add_embedding(i.text_encoder, i.tokenizer, token, vectors["clip_l"],
                                                               f"{i.embedding} (clip_l)")
         out["text_encoder_2"], out["tokenizer_2"] = add_embedding(i.text_encoder_2, i.tokenizer_2, token,

@@ -137,3 +137,31 @@ def test_clip_skip_past_the_encoders_depth_says_what_is_allowed(pipe):
     # SDXL already reads the penultimate layer, so 3-layer encoders allow one more skip at most
     with pytest.raises(ValueError, match=r"`clip_skip` is 2, but this text encoder has 3 layers; use 0 \(off\) to 1"):
         encode(pipe, prompt="a cat", clip_skip=2)
+
+
+def test_multi_vector_sdxl_embedding_matches_diffusers_load_textual_inversion(tiny_sdxl_base, tmp_path):
+    import diffusers
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(9)  # 3 vectors for CLIP-L, 2 for bigG: each tokenizer spells out its own
+    vectors = {"clip_l": 0.5 * torch.randn(3, 32, generator=g), "clip_g": 0.5 * torch.randn(2, 40, generator=g)}
+    path = tmp_path / "wave-emb.safetensors"
+    save_file(vectors, path)
+    prompt = "a wave-emb on the sea"
+    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_base, add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_textual_inversion(vectors["clip_l"], token="wave-emb", text_encoder=pipe.text_encoder,
+                                tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(vectors["clip_g"], token="wave-emb", text_encoder=pipe.text_encoder_2,
+                                tokenizer=pipe.tokenizer_2)
+    theirs = diffusers_image(pipe, prompt=prompt, negative_prompt="a dog")
+    ours = graph_image(tiny_sdxl_base, prompt=prompt, negative_prompt="a dog", embedding=str(path))
+    assert max_diff(ours, theirs) <= 1
+    one_vector = {k: v[:1].clone() for k, v in vectors.items()}
+    save_file(one_vector, tmp_path / "wave1-emb.safetensors")
+    first_only = graph_image(tiny_sdxl_base, prompt="a wave1-emb on the sea", negative_prompt="a dog",
+                             embedding=str(tmp_path / "wave1-emb.safetensors"))
+    assert max_diff(ours, first_only) > 10, "the extra vectors must count"
+    a1111 = graph_image(tiny_sdxl_base, prompt=prompt, negative_prompt="a dog", embedding=str(path),
+                        prompt_syntax="a1111")
+    assert torch.equal(a1111, ours), "without markup, a1111 syntax spells the embedding out the same way"
