@@ -165,3 +165,27 @@ def test_multi_vector_sdxl_embedding_matches_diffusers_load_textual_inversion(ti
     a1111 = graph_image(tiny_sdxl_base, prompt=prompt, negative_prompt="a dog", embedding=str(path),
                         prompt_syntax="a1111")
     assert torch.equal(a1111, ours), "without markup, a1111 syntax spells the embedding out the same way"
+
+
+def test_cli_png_records_clip_skip_the_a1111_way_and_the_inputs_a_rerun_needs(tiny_sdxl_base, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import PIL.Image
+
+    from nodegraph.exec.png_metadata import read_recipe
+
+    sets = [f"model={tiny_sdxl_base}", "prompt=a (red cat", "prompt_syntax=a1111", "clip_skip=1", "steps=2",
+            "height=32", "width=32"]
+    run = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(SDXL_GRAPH),
+                          *[arg for s in sets for arg in ("--set", s)], "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("column 3: `(` is never closed") == 1, run.stderr
+    with PIL.Image.open(tmp_path / "image.png") as img:
+        params = img.text["parameters"].splitlines()
+    assert params[0] == "a (red cat" and "Clip skip: 2" in params[-1]
+    recorded = read_recipe(tmp_path / "image.png")["inputs"]
+    assert recorded["clip_skip"] == 1 and recorded["prompt_syntax"] == "a1111"
