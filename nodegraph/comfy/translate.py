@@ -256,6 +256,9 @@ class _Translator:
 
     def _CLIPSetLastLayer(self, node_id, nid):
         clip = self.link(node_id, "clip", "CLIP")
+        if "te2" in clip:  # SDXL's CLIP defaults to other layers than an explicit −1 would select
+            raise ComfyError(f"{self.where(node_id)}: CLIPSetLastLayer on an SDXL CLIP is not covered yet; remove "
+                             f"it (SDXL's default is the penultimate layer)")
         return (dict(clip, layer=self.literal(node_id, "stop_at_clip_layer")),)
 
     def _CLIPTextEncode(self, node_id, nid):

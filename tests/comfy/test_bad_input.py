@@ -101,3 +101,19 @@ def test_hostile_chains_and_sizes_are_refused_without_traceback(tmp_path, capsys
     many = {str(n): {"class_type": "Note", "inputs": {}} for n in range(3000)}
     assert "more than a workflow this import takes" in run_bad(tmp_path, capsys, write(tmp_path, many, "m.json"),
                                                                models_dir)
+
+
+def test_clip_set_last_layer_on_sdxl_is_refused(tmp_path):
+    from nodegraph.comfy.errors import ComfyError
+    from nodegraph.comfy.models import ModelPaths
+    from nodegraph.comfy.reader import Workflow
+    from nodegraph.comfy.translate import translate
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "tiny-sd1.safetensors").touch()
+    doc = api()
+    doc["10"] = {"class_type": "CLIPSetLastLayer", "inputs": {"stop_at_clip_layer": -1, "clip": ["4", 1]}}
+    doc["6"]["inputs"]["clip"] = ["10", 0]
+    with pytest.raises(ComfyError, match=r"node 10 \(CLIPSetLastLayer\): CLIPSetLastLayer on an SDXL CLIP"):
+        translate(Workflow(doc, "w.json"), ModelPaths([tmp_path]), family=lambda path: "sdxl_base")
+    translate(Workflow(doc, "w.json"), ModelPaths([tmp_path]), family=lambda path: "sd1")  # SD1.x: covered
