@@ -133,6 +133,15 @@ def test_an_unclosed_bracket_is_warned_once_with_its_column_not_once_per_encoder
                         "weighted ×1.1; close it with `)` (or write `\\(` for a literal bracket)"]
 
 
+def test_plain_prompt_past_77_tokens_is_cut_with_one_warning_naming_the_dropped_words(pipe):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = encode(pipe, prompt="tree " * 75 + "wearing a red hat", syntax="plain")
+    assert out["embeddings"].shape == (1, 77, 72)
+    messages = [str(w.message) for w in caught if "dropped" in str(w.message)]
+    assert len(messages) == 1 and "these words were dropped: 'wearing a red hat'" in messages[0]
+
+
 def test_clip_skip_past_the_encoders_depth_says_what_is_allowed(pipe):
     # SDXL already reads the penultimate layer, so 3-layer encoders allow one more skip at most
     with pytest.raises(ValueError, match=r"`clip_skip` is 2, but this text encoder has 3 layers; use 0 \(off\) to 1"):
