@@ -112,20 +112,6 @@ def _print_warnings(graph) -> None:
         print(warning, file=sys.stderr)
 
 
-def _summary(value: Any) -> Any:
-    """A small JSON-able description of a non-file output."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_summary(v) for v in value[:20]] + (["..."] if len(value) > 20 else [])
-    shape = getattr(value, "shape", None)
-    if shape is not None:
-        described = {"shape": list(shape), "dtype": str(getattr(value, "dtype", "?")).replace("torch.", "")}
-        if getattr(value, "numel", lambda: 0)() == 1:
-            described["value"] = value.item()
-        return described
-    return repr(value)[:200]
-
 
 def cmd_run(args) -> int:
     import tempfile
@@ -150,7 +136,7 @@ def _run(args, scratch: pathlib.Path) -> int:
     from nodegraph.exec.executor import run_graph
     from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook
     from nodegraph.exec.steps import NodeExecutionError
-    from nodegraph.exec.writers import OutputInfo, writer_for
+    from nodegraph.exec.writers import OutputInfo, summarize, writer_for
 
     png_metadata.install()
     if not args.no_heap_reuse:
@@ -187,7 +173,7 @@ def _run(args, scratch: pathlib.Path) -> int:
             ptype = graph.output_types[name]
             writer = writer_for(ptype, value)
             if writer is None:
-                report[name] = _summary(value)
+                report[name] = summarize(value)
                 continue
             out_dir.mkdir(parents=True, exist_ok=True)
             info = OutputInfo(name, ptype, graph, values, args.device, args.dtype)

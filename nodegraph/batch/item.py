@@ -36,24 +36,12 @@ def worker_name(kind: str) -> str:
     return f"{kind}:{os.getpid()}" if kind == "local" else f"{kind}:{socket.gethostname()}:{os.getpid()}"
 
 
-def summarize(value: Any) -> Any:
-    """A small JSON-able description of an output no writer saves to a file."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [summarize(v) for v in value[:20]]
-    shape = getattr(value, "shape", None)
-    if shape is not None:
-        return {"shape": list(shape), "dtype": str(getattr(value, "dtype", "?")).replace("torch.", "")}
-    return repr(value)[:200]
-
-
 def run_item(graph, index: int, inputs: dict[str, Any], *, device: Any = None, dtype: Any = None,
              cancel=None, worker: str = "") -> ItemResult:
     """Run the graph once; a node or output failure becomes a failed result (cancellation propagates)."""
     from nodegraph.exec.executor import run_graph
     from nodegraph.exec.hooks import RunCancelledError
-    from nodegraph.exec.writers import OutputInfo, writer_for
+    from nodegraph.exec.writers import OutputInfo, summarize, writer_for
 
     started = time.perf_counter()
     result = ItemResult(index, DONE, worker=worker)

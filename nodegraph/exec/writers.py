@@ -137,6 +137,21 @@ IMAGE_WRITER = ImageWriter()
 WRITERS: list[OutputWriter] = [IMAGE_WRITER]
 
 
+def summarize(value: Any) -> Any:
+    """A small JSON-able description of an output no writer saves to a file (CLI report, server, manifest)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [summarize(v) for v in value[:20]] + (["..."] if len(value) > 20 else [])
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        described = {"shape": list(shape), "dtype": str(getattr(value, "dtype", "?")).replace("torch.", "")}
+        if getattr(value, "numel", lambda: 0)() == 1:
+            described["value"] = value.item()
+        return described
+    return repr(value)[:200]
+
+
 def register_output_writer(writer: OutputWriter, *, first: bool = True) -> None:
     """Add a writer; by default it is asked before the built-in ones."""
     WRITERS.insert(0, writer) if first else WRITERS.append(writer)

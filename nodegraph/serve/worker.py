@@ -124,7 +124,7 @@ class Worker:
         log.drop_previews()
 
     def _write(self, run_id: str, graph, values: dict, result: dict) -> dict:
-        from nodegraph.exec.writers import OutputInfo, writer_for
+        from nodegraph.exec.writers import OutputInfo, summarize, writer_for
 
         written: dict[str, Any] = {}
         folder = self.out_dir / run_id
@@ -132,24 +132,9 @@ class Worker:
             ptype = graph.output_types[name]
             writer = writer_for(ptype, value)
             if writer is None:
-                written[name] = {"value": summary(value)}
+                written[name] = {"value": summarize(value)}
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             info = OutputInfo(name, ptype, graph, values, self.device, self.dtype)
             written[name] = {"files": [path.name for path in writer.write(value, folder, info)]}
         return written
-
-
-def summary(value: Any) -> Any:
-    """A small JSON-able description of a non-file output."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [summary(v) for v in value[:20]] + (["..."] if len(value) > 20 else [])
-    shape = getattr(value, "shape", None)
-    if shape is not None:
-        described = {"shape": list(shape), "dtype": str(getattr(value, "dtype", "?")).replace("torch.", "")}
-        if getattr(value, "numel", lambda: 0)() == 1:
-            described["value"] = value.item()
-        return described
-    return repr(value)[:200]
