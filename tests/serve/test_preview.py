@@ -11,9 +11,9 @@ from nodegraph.serve.preview import latent_preview, preview_family
 from nodegraph.spec.loader import load_graph
 
 GRAPHS = pathlib.Path(__file__).parents[2] / "graphs"
-# ComfyUI's factors (comfy/latent_formats.py) written out here: SDXL's with its bias; SD15's as the server has used them
+# ComfyUI's factors (comfy/latent_formats.py, read from its source) written out here; SDXL's with its bias
 COMFY = {"sd15": ([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
-                   [-0.2120, -0.2616, -0.6444]], [0, 0, 0]),
+                   [-0.2120, -0.2616, -0.7177]], [0, 0, 0]),
          "sdxl": ([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
                    [-0.3165, -0.2492, -0.2188]], [0.1084, -0.0175, -0.0011])}
 
