@@ -92,8 +92,10 @@ def recipe(info: OutputInfo) -> dict[str, Any]:
 
 
 def metadata_hook(info: OutputInfo, index: int) -> dict[str, str]:
-    return {PARAMETERS_KEY: parameters_text(info.inputs, info.size),
-            RECIPE_KEY: json.dumps(recipe(info), default=repr)}
+    text = {PARAMETERS_KEY: parameters_text(info.inputs, info.size)}
+    if info.graph is None:  # a writer called without a graph (library use): there is no recipe to record
+        return text
+    return {**text, RECIPE_KEY: json.dumps(recipe(info), default=repr)}
 
 
 def read_recipe(path: str | os.PathLike) -> dict[str, Any]:

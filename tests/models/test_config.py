@@ -25,7 +25,10 @@ def test_per_block_values_repeat_a_single_value():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("addition_embed_type", "text_time", r"`addition_embed_type` is 'text_time', but nodegraph supports None only"),
+    ("addition_embed_type", "image", r"`addition_embed_type` is 'image', but nodegraph supports one of None, "
+                                     r"'text_time'"),
+    ("addition_embed_type", "text_time", r"`addition_time_embed_dim` is None, but nodegraph supports a positive "
+                                         r"integer when `addition_embed_type` is 'text_time'"),
     ("mid_block_type", "UNetMidBlock2DSimpleCrossAttn",
      r"`mid_block_type` is 'UNetMidBlock2DSimpleCrossAttn', but nodegraph supports one of 'UNetMidBlock2DCrossAttn', "
      r"None"),
