@@ -100,3 +100,41 @@ def test_inpainting_unet_from_single_file_matches_diffusers(inpaint_file, inpain
         x2 = x.clone()
         x2[:, 4] = 0
         assert (ours(x2, 10, text) - got).abs().max().item() > 1e-3
+
+
+def test_inpainting_single_file_image_through_inpaint_graph_matches_diffusers(inpaint_file, inpaint_folder,
+                                                                                 tmp_path):
+    import diffusers
+    import PIL.Image
+
+    from nodegraph import run_graph
+    from tests.graphs.tiny_inpaint import save_picture_and_mask
+    from tests.graphs.tiny_pipelines import REPO, png_pixels
+
+    picture, mask = save_picture_and_mask(tmp_path)
+    settings = dict(prompt="a cat", negative_prompt="blurry", seed=5, steps=4, guidance_scale=7.5)
+
+    def diffusers_inpaint(pipe, mask_file):
+        pipe.set_progress_bar_config(disable=True)
+        out = pipe(settings["prompt"], negative_prompt=settings["negative_prompt"], image=PIL.Image.open(picture),
+                   mask_image=PIL.Image.open(mask_file), strength=1.0, height=16, width=24,
+                   num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+                   generator=torch.Generator("cpu").manual_seed(settings["seed"]), output_type="np")
+        return to_uint8(out.images)
+
+    folder = diffusers.StableDiffusionInpaintPipeline.from_pretrained(inpaint_folder, safety_checker=None)
+    single = diffusers.StableDiffusionInpaintPipeline.from_single_file(
+        str(inpaint_file), config=str(inpaint_folder), local_files_only=True, safety_checker=None)
+    theirs = diffusers_inpaint(single, mask)
+    assert torch.equal(theirs, diffusers_inpaint(folder, mask)), "fixture: single file ≠ folder in diffusers"
+
+    out = run_graph(REPO / "graphs" / "inpaint.yaml", device="cpu", inputs=dict(
+        model=str(inpaint_file), config=str(inpaint_folder), image=str(picture), mask=str(mask), strength=1.0,
+        **settings))
+    ours = png_pixels(out["image"])
+    assert ours.shape == theirs.shape == (1, 16, 24, 3)
+    assert (ours.int() - theirs.int()).abs().max() <= 1
+    # sensitivity: keeping everything (an all-black mask) gives diffusers another image
+    black = tmp_path / "black.png"
+    PIL.Image.new("L", (24, 16)).save(black)
+    assert (diffusers_inpaint(single, black).int() - theirs.int()).abs().max() > 20
