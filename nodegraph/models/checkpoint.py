@@ -132,16 +132,21 @@ def _read_safetensors_header(local: Path, shown: str) -> dict[str, Entry]:
     return entries
 
 
-def _read_pickle(local: Path, shown: str) -> dict[str, Entry]:
+def load_pickle_state(local: Path, shown: str):
+    """What a pickle checkpoint holds, read with `weights_only` (memory-mapped unless it is the legacy format)."""
     try:
         try:
-            state = torch.load(local, map_location="cpu", weights_only=True, mmap=True)
+            return torch.load(local, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as e:
             if "mmap" not in str(e):
                 raise
-            state = torch.load(local, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
+            return torch.load(local, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
     except Exception as e:
         raise CheckpointError(f"{shown} could not be read as a weights-only torch checkpoint: {e}") from None
+
+
+def _read_pickle(local: Path, shown: str) -> dict[str, Entry]:
+    state = load_pickle_state(local, shown)
     if not isinstance(state, dict):
         raise CheckpointError(f"{shown} holds a {type(state).__name__}, not a state dict.")
     return {k: Entry(shown, tuple(t.shape), t.dtype, tensor=t) for k, t in state.items() if torch.is_tensor(t)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nodegraph.models.checkpoint import Entry, _read_safetensors_header
+from nodegraph.models.checkpoint import Entry, _read_safetensors_header, load_pickle_state
 from nodegraph.models.errors import CheckpointError
 
 SAFETENSORS = (".safetensors", ".sft")
@@ -48,15 +48,7 @@ def open_checkpoint(path: str | Path, allow_pickle: bool = False) -> CheckpointF
 def _open_pickle(path: Path, shown: str) -> CheckpointFile:
     import torch
 
-    try:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e):
-                raise
-            state = torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
-    except Exception as e:
-        raise CheckpointError(f"{shown} could not be read as a weights-only torch checkpoint: {e}") from None
+    state = load_pickle_state(path, shown)
     step = state.get("global_step") if isinstance(state, dict) else None
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
