@@ -16,12 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nodegraph.models.attention import Transformer2D
 from nodegraph.models.base import Conv2d, Model, install_weights
 from nodegraph.models.config import UNet2DConditionConfig, parse_config
 from nodegraph.models.embeddings import TimestepEmbedding, activation, batch_timesteps, timestep_embedding
 from nodegraph.models.errors import CheckpointError
-from nodegraph.models.unet_2d_condition import UNet2DConditionModel
+from nodegraph.models.unet_2d_condition import UNet2DConditionModel, block_settings
 from nodegraph.models.unet_blocks import DownBlock, MidBlock, ResnetArgs
 
 _UP_OF = {"CrossAttnDownBlock2D": "CrossAttnUpBlock2D", "DownBlock2D": "UpBlock2D"}
@@ -81,19 +80,7 @@ class ControlNetModel(Model):
     def __init__(self, config: ControlNetConfig):
         super().__init__()
         self.config = c = config
-        ch, n = c.block_out_channels, len(c.block_out_channels)
-        heads, context_dims = c.per_block("attention_head_dim"), c.per_block("cross_attention_dim")
-        layers, depths = c.per_block("layers_per_block"), c.per_block("transformer_layers_per_block")
-        only_cross = c.per_block("only_cross_attention")
-        temb = c.time_embedding_dim or ch[0] * 4
-        resnet = ResnetArgs(temb, c.norm_num_groups, c.norm_eps, c.act_fn, c.dropout)
-
-        def transformer(block_type: str | None, i: int, only_cross_attention: bool = False):
-            if block_type not in ("CrossAttnDownBlock2D", "UNetMidBlock2DCrossAttn"):
-                return None
-            return lambda channels: Transformer2D(channels, heads[i], context_dims[i], c.norm_num_groups, depths[i],
-                                                  c.use_linear_projection, only_cross_attention, c.dropout)
-
+        ch, n, layers, only_cross, temb, resnet, transformer = block_settings(c)
         self.conv_in = Conv2d(c.in_channels, ch[0], c.conv_in_kernel, padding=(c.conv_in_kernel - 1) // 2)
         self.time_embedding = TimestepEmbedding(ch[0], temb, c.act_fn)
         self.add_embedding = None

@@ -28,19 +28,7 @@ class UNet2DConditionModel(Model):
     def __init__(self, config: UNet2DConditionConfig):
         super().__init__()
         self.config = c = config
-        ch, n = c.block_out_channels, len(c.block_out_channels)
-        heads, context_dims = c.per_block("attention_head_dim"), c.per_block("cross_attention_dim")
-        layers, depths = c.per_block("layers_per_block"), c.per_block("transformer_layers_per_block")
-        only_cross = c.per_block("only_cross_attention")
-        temb = c.time_embedding_dim or ch[0] * 4
-        resnet = ResnetArgs(temb, c.norm_num_groups, c.norm_eps, c.act_fn, c.dropout)
-
-        def transformer(block_type: str | None, i: int, only_cross_attention: bool = False):
-            if block_type not in ("CrossAttnDownBlock2D", "CrossAttnUpBlock2D", "UNetMidBlock2DCrossAttn"):
-                return None
-            return lambda channels: Transformer2D(channels, heads[i], context_dims[i], c.norm_num_groups, depths[i],
-                                                  c.use_linear_projection, only_cross_attention, c.dropout)
-
+        ch, n, layers, only_cross, temb, resnet, transformer = block_settings(c)
         self.conv_in = Conv2d(c.in_channels, ch[0], c.conv_in_kernel, padding=(c.conv_in_kernel - 1) // 2)
         self.time_embedding = TimestepEmbedding(ch[0], temb, c.act_fn)
         self.add_embedding = None
@@ -125,3 +113,24 @@ class UNet2DConditionModel(Model):
                              f"{c.addition_time_embed_dim} give {text_embeds.shape[-1] + features.shape[-1]}: "
                              f"base models take 6 time ids, refiners 5.")
         return self.add_embedding(torch.cat([text_embeds, features], dim=-1).to(dtype))
+
+
+def block_settings(c: UNet2DConditionConfig):
+    """What building the blocks needs, shared by the UNet and the ControlNet (whose encoder half is the UNet's):
+    widths, block count, per-block resnet counts and cross-attention flags, the time-embedding width, the
+    resnet arguments, and `transformer(block_type, i, only_cross)`: a factory of block i's `Transformer2D`, or
+    None for block types without attention."""
+    ch, n = c.block_out_channels, len(c.block_out_channels)
+    heads, context_dims = c.per_block("attention_head_dim"), c.per_block("cross_attention_dim")
+    layers, depths = c.per_block("layers_per_block"), c.per_block("transformer_layers_per_block")
+    only_cross = c.per_block("only_cross_attention")
+    temb = c.time_embedding_dim or ch[0] * 4
+    resnet = ResnetArgs(temb, c.norm_num_groups, c.norm_eps, c.act_fn, c.dropout)
+
+    def transformer(block_type: str | None, i: int, only_cross_attention: bool = False):
+        if block_type not in ("CrossAttnDownBlock2D", "CrossAttnUpBlock2D", "UNetMidBlock2DCrossAttn"):
+            return None
+        return lambda channels: Transformer2D(channels, heads[i], context_dims[i], c.norm_num_groups, depths[i],
+                                              c.use_linear_projection, only_cross_attention, c.dropout)
+
+    return ch, n, layers, only_cross, temb, resnet, transformer
