@@ -17,6 +17,7 @@ from nodegraph.core.types import (ANY, INT, PortType, UnsupportedType, can_conne
 from nodegraph.spec.checked import CheckedBody, CheckedGraph, CheckedNode, Source
 from nodegraph.spec.document import INVALID, NO_DEFAULT, GraphSpec, InputSpec, Ref, RepeatSpec
 from nodegraph.spec.errors import Path, Reporter, dotted
+from nodegraph.spec.migrated import migrate_node
 from nodegraph.spec.values import Consumer, GraphInputPort, check_value_for_input
 
 
@@ -116,37 +117,10 @@ class GraphChecker:
                 except UnknownNodeType as exc:
                     self.r.error(exc.code, path + ("type",), exc.message, exc.hint)
                     continue
-                if migrations and not self._migrate(node, migrations):
+                if migrations and not migrate_node(node, migrations, self.r, self.source.file):
                     continue
                 node.kind, node.node_type, node.label = "node", info, info.label
                 node.inputs, node.outputs = info.inputs, info.outputs
-
-    def _migrate(self, node: CheckedNode, migrations: list) -> bool:
-        """Carry a node written for an older version of its type over to the installed one (with a warning)."""
-        from nodegraph.core.migration import MigrationProblem
-
-        inputs, path = dict(node.spec.inputs), node.path
-        try:
-            for migration in migrations:
-                before = inputs
-                inputs = migration.apply(before, is_literal=lambda v: not isinstance(v, Ref))
-                if self.r.marks is not None:  # errors about a renamed input point where it is written
-                    for old, new in migration.rename.items():
-                        for table in (self.r.marks.keys, self.r.marks.values):
-                            if path + (old,) in table:
-                                table.setdefault(path + (new,), table[path + (old,)])
-        except MigrationProblem as exc:
-            self.r.error("migration_failed", path + (exc.name,), exc.message,
-                         "connect a value that already has the new meaning, then pin the new version", at_key=True)
-            return False
-        name = node.spec.type.partition("@")[0]
-        first, last = migrations[0].from_version, migrations[-1].to_version
-        self.r.warning("migrated_node", path + ("type",),
-                       f"node `{node.id}` is written for {name}@{first}; it runs as {name}@{last} after the "
-                       f"migration: {'; '.join(m.describe() for m in migrations)}",
-                       f"`nodegraph upgrade {self.source.file}` rewrites the file for {name}@{last}")
-        node.spec = node.spec.model_copy(update={"inputs": inputs})
-        return True
 
     # ---- node inputs ----------------------------------------------------------------------------------
     def _check_scope(self, scope: Scope) -> None:
