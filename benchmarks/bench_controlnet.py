@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
-from bench_time_to_image import (GB, PROMPT, SEED, STEPS, pixel_diff, sd15_checkpoint,  # noqa: E402
-                                 tiny_checkpoint, timed_run, warm_page_cache)
+from bench_time_to_image import (GB, PROMPT, SEED, STEPS, alternate_runs, sd15_checkpoint,  # noqa: E402
+                                 tiny_checkpoint, warm_page_cache)
 
 SIZES = {"sd15": 256, "tiny": 64}
 SCALE, START, END = 0.8, 0.1, 0.9
@@ -94,16 +92,9 @@ def command(lib: str, model: Path, controlnet: Path, image: Path, dtype: str, ou
 
 
 def measure(name: str, model: Path, controlnet: Path, image: Path, dtype: str, threads: int, repeats: int) -> dict:
-    runs = {"nodegraph": [], "diffusers": []}
-    with tempfile.TemporaryDirectory(prefix="ng-cn-") as tmp:
-        for r in range(repeats):
-            for lib in sorted(runs, reverse=bool(r % 2)):  # alternate who goes first
-                out = Path(tmp) / f"{lib}-{r}"
-                runs[lib].append(timed_run(command(lib, model, controlnet, image, dtype, out, threads), threads))
-        diff = pixel_diff(Path(tmp) / "nodegraph-0" / "image.png", Path(tmp) / "diffusers-0" / "image.png")
-    med = {lib: (statistics.median(s for s, _ in rs), statistics.median(m for _, m in rs)) for lib, rs in runs.items()}
-    return {"case": name, "dtype": dtype, "diff": diff, **{f"{lib}_{k}": v for lib, (s, m) in med.items()
-                                                          for k, v in (("s", s), ("rss", m))}}
+    result = alternate_runs(lambda lib, out: command(lib, model, controlnet, image, dtype, out, threads),
+                            repeats, threads, "ng-cn-")
+    return {"case": name, "dtype": dtype, **result}
 
 
 def main() -> None:

@@ -21,14 +21,12 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_time_to_image import GB, pixel_diff, timed_run, warm_page_cache  # noqa: E402
+from bench_time_to_image import GB, alternate_runs, warm_page_cache  # noqa: E402
 
 PROMPT = "a photograph of an astronaut riding a horse"
 SEED = 0
@@ -128,17 +126,12 @@ def command(lib: str, model: Path, dtype: str, size: int, steps: int, out: Path,
 
 
 def measure(name: str, model: Path, dtype: str, size: int, steps: int, threads: int, repeats: int) -> dict:
-    runs = {"nodegraph": [], "diffusers": []}
-    with tempfile.TemporaryDirectory(prefix="ng-sdxl-") as tmp:
-        for r in range(repeats):
-            for lib in sorted(runs, reverse=bool(r % 2)):  # alternate who goes first
-                out = Path(tmp) / f"{lib}-{r}"
-                runs[lib].append(timed_run(command(lib, model, dtype, size, steps, out, threads), threads))
-                print(f"  {name} {lib} run {r}: {runs[lib][-1][0]:.1f} s, {runs[lib][-1][1] / GB:.2f} GB", flush=True)
-        diff = pixel_diff(Path(tmp) / "nodegraph-0" / "image.png", Path(tmp) / "diffusers-0" / "image.png")
-    med = {lib: (statistics.median(s for s, _ in rs), statistics.median(m for _, m in rs)) for lib, rs in runs.items()}
-    return {"case": name, "size": size, "steps": steps, "dtype": dtype, "diff": diff,
-            **{f"{lib}_{k}": v for lib, (s, m) in med.items() for k, v in (("s", s), ("rss", m))}}
+    def report(lib: str, r: int, seconds: float, rss: int) -> None:
+        print(f"  {name} {lib} run {r}: {seconds:.1f} s, {rss / GB:.2f} GB", flush=True)
+
+    result = alternate_runs(lambda lib, out: command(lib, model, dtype, size, steps, out, threads),
+                            repeats, threads, "ng-sdxl-", report)
+    return {"case": name, "size": size, "steps": steps, "dtype": dtype, **result}
 
 
 def print_table(rows: list[dict], threads: int, repeats: int, weights: str) -> None:

@@ -115,17 +115,30 @@ def warm_page_cache(root: Path) -> None:
                 pass
 
 
-def measure(name: str, model: Path, dtype: str, device: str, threads: int, repeats: int) -> dict:
+def alternate_runs(command, repeats: int, threads: int, prefix: str, report=None) -> dict:
+    """Run `command(lib, out_dir)` for lib in nodegraph/diffusers, `repeats` times, alternating who goes first.
+
+    Returns the medians {"nodegraph_s", "nodegraph_rss", "diffusers_s", "diffusers_rss"} and "diff", the largest
+    pixel difference between the first runs' image.png; `report(lib, r, seconds, rss)` is called after each run.
+    """
     runs = {"nodegraph": [], "diffusers": []}
-    with tempfile.TemporaryDirectory(prefix="ng-tti-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         for r in range(repeats):
-            for lib in sorted(runs, reverse=bool(r % 2)):  # alternate who goes first
-                out = Path(tmp) / f"{lib}-{r}"
-                runs[lib].append(timed_run(command(lib, model, dtype, device, SIZES[name], out, threads), threads))
+            for lib in sorted(runs, reverse=bool(r % 2)):
+                seconds, rss = timed_run(command(lib, Path(tmp) / f"{lib}-{r}"), threads)
+                runs[lib].append((seconds, rss))
+                if report:
+                    report(lib, r, seconds, rss)
         diff = pixel_diff(Path(tmp) / "nodegraph-0" / "image.png", Path(tmp) / "diffusers-0" / "image.png")
-    med = {lib: (statistics.median(s for s, _ in rs), statistics.median(m for _, m in rs)) for lib, rs in runs.items()}
-    row = {"case": name, "size": SIZES[name], "dtype": dtype, "device": device, "diff": diff, **{
-        f"{lib}_{k}": v for lib, (s, m) in med.items() for k, v in (("s", s), ("rss", m))}}
+    medians = {f"{lib}_{key}": statistics.median(run[k] for run in rs)
+               for lib, rs in runs.items() for k, key in ((0, "s"), (1, "rss"))}
+    return {**medians, "diff": diff}
+
+
+def measure(name: str, model: Path, dtype: str, device: str, threads: int, repeats: int) -> dict:
+    result = alternate_runs(lambda lib, out: command(lib, model, dtype, device, SIZES[name], out, threads),
+                            repeats, threads, "ng-tti-")
+    row = {"case": name, "size": SIZES[name], "dtype": dtype, "device": device, **result}
     print(f"  measured {name} {dtype} {device}: nodegraph {row['nodegraph_s']:.1f} s, diffusers "
           f"{row['diffusers_s']:.1f} s", flush=True)
     return row
