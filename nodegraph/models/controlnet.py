@@ -20,7 +20,7 @@ from nodegraph.models.base import Conv2d, Model, install_weights
 from nodegraph.models.config import UNet2DConditionConfig, parse_config
 from nodegraph.models.embeddings import TimestepEmbedding, activation, batch_timesteps, timestep_embedding
 from nodegraph.models.errors import CheckpointError
-from nodegraph.models.unet_2d_condition import UNet2DConditionModel, block_settings
+from nodegraph.models.unet_2d_condition import added_time_embedding, block_settings
 from nodegraph.models.unet_blocks import DownBlock, MidBlock, ResnetArgs
 
 _UP_OF = {"CrossAttnDownBlock2D": "CrossAttnUpBlock2D", "DownBlock2D": "UpBlock2D"}
@@ -116,7 +116,7 @@ class ControlNetModel(Model):
         temb = self.time_embedding(t_features.to(sample.dtype))  # (B, 4·C0)
         if self.add_embedding is not None:
             # same added embedding as the SDXL UNet (pooled text + time-id sinusoids → MLP)
-            temb = temb + UNet2DConditionModel._added_embedding(self, text_embeds, time_ids, temb.dtype)
+            temb = temb + added_time_embedding(self, text_embeds, time_ids, temb.dtype)
 
         x = self.conv_in(sample) + self.controlnet_cond_embedding(control_image)  # (B, C0, h, w)
         skips = [x]

@@ -81,7 +81,7 @@ class UNet2DConditionModel(Model):
         t_features = timestep_embedding(t, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift)
         temb = self.time_embedding(t_features.to(sample.dtype))  # (B, 4·C0)
         if self.add_embedding is not None:
-            temb = temb + self._added_embedding(text_embeds, time_ids, temb.dtype)
+            temb = temb + added_time_embedding(self, text_embeds, time_ids, temb.dtype)
         context = encoder_hidden_states  # (B, L, D)
 
         x = self.conv_in(sample)
@@ -99,20 +99,23 @@ class UNet2DConditionModel(Model):
             x = block(x, skips, temb, context, upsample_size)
         return self.conv_out(self.conv_act(self.conv_norm_out(x)))
 
-    def _added_embedding(self, text_embeds: torch.Tensor, time_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """MLP(cat(pooled text (B, P), sinusoids of each time id (B, n_ids·D))) → (B, 4·C0)."""
-        c = self.config
-        B = text_embeds.shape[0]
-        ids = time_ids.reshape(-1)  # (B·n_ids,)
-        features = timestep_embedding(ids, c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift)
-        features = features.reshape(B, -1)  # (B, n_ids·D)
-        expected = c.projection_class_embeddings_input_dim
-        if text_embeds.shape[-1] + features.shape[-1] != expected:
-            raise ValueError(f"the SDXL UNet's added embedding takes {expected} features, but the pooled text "
-                             f"({text_embeds.shape[-1]}) and {time_ids.shape[-1]} time ids × "
-                             f"{c.addition_time_embed_dim} give {text_embeds.shape[-1] + features.shape[-1]}: "
-                             f"base models take 6 time ids, refiners 5.")
-        return self.add_embedding(torch.cat([text_embeds, features], dim=-1).to(dtype))
+
+def added_time_embedding(model: nn.Module, text_embeds: torch.Tensor, time_ids: torch.Tensor,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """SDXL's `text_time` embedding of `model` (the UNet, or a ControlNet built like it):
+    MLP(cat(pooled text (B, P), sinusoids of each time id (B, n_ids·D))) → (B, 4·C0)."""
+    c = model.config
+    B = text_embeds.shape[0]
+    ids = time_ids.reshape(-1)  # (B·n_ids,)
+    features = timestep_embedding(ids, c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift)
+    features = features.reshape(B, -1)  # (B, n_ids·D)
+    expected = c.projection_class_embeddings_input_dim
+    if text_embeds.shape[-1] + features.shape[-1] != expected:
+        raise ValueError(f"the SDXL UNet's added embedding takes {expected} features, but the pooled text "
+                         f"({text_embeds.shape[-1]}) and {time_ids.shape[-1]} time ids × "
+                         f"{c.addition_time_embed_dim} give {text_embeds.shape[-1] + features.shape[-1]}: "
+                         f"base models take 6 time ids, refiners 5.")
+    return model.add_embedding(torch.cat([text_embeds, features], dim=-1).to(dtype))
 
 
 def block_settings(c: UNet2DConditionConfig):
