@@ -1,4 +1,5 @@
-"""Which kind of SDXL checkpoint a source holds, from its config files alone (no weights are read)."""
+"""Which family (SD 1.x/2.x or SDXL) and which kind of SDXL checkpoint a source holds, from its config files or a
+single file's key index alone: no weights are read, so a wrong checkpoint is refused before anything loads."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from nodegraph.models.errors import CheckpointError
 from nodegraph.models.loading import read_config
 
 Role = Literal["base", "refiner", "sd"]
+Family = Literal["sd", "sdxl"]
+FAMILIES = {  # family → (its UNet, what tells it apart, which graph runs it)
+    "sd": ("a Stable Diffusion 1.x/2.x UNet", "no SDXL added conditions", "run it with graphs/stable_diffusion.yaml"),
+    "sdxl": ("an SDXL UNet", "it takes SDXL's pooled text embedding and size conditions",
+             "run it with graphs/sdxl.yaml (an SDXL refiner: as `refiner` of graphs/sdxl_refiner.yaml)"),
+}
 
 
 def sdxl_role(source: str | os.PathLike, revision: str | None = None,
@@ -49,3 +56,26 @@ def sdxl_role(source: str | os.PathLike, revision: str | None = None,
                               f"neither a base (pooled {pooled} + 6 × {per_id}) nor a refiner (pooled + 5 × "
                               f"{per_id}).")
     return ("base" if ids == 6 else "refiner"), index
+
+
+def unet_family(source: str | os.PathLike, revision: str | None = None, allow_pickle: bool = False) -> Family:
+    """"sdxl" when the source's UNet has SDXL's `text_time` added embedding, else "sd" (Stable Diffusion 1.x/2.x),
+    from unet/config.json, or for a single file from its keys (the family `detect` reads from the header)."""
+    from nodegraph.models.single_file import is_single_file
+
+    if is_single_file(source):
+        from nodegraph.models.single_file.detect import detect
+        from nodegraph.models.single_file.loader import opened
+
+        return "sdxl" if detect(opened(source, allow_pickle).shapes, str(source)).name.startswith("sdxl") else "sd"
+    return "sdxl" if read_config(source, "unet", revision).get("addition_embed_type") == "text_time" else "sd"
+
+
+def refuse_other_family(source: str | os.PathLike, wanted: Family, input_name: str = "model",
+                        revision: str | None = None, allow_pickle: bool = False) -> None:
+    """Raise a ValueError naming `input_name` and the graph to use when `source`'s UNet is not of family `wanted`."""
+    found = unet_family(source, revision, allow_pickle)
+    if found != wanted:
+        unet, detail, graph = FAMILIES[found]
+        raise ValueError(f"`{input_name}` {str(source)!r} holds {unet} ({detail}), but this graph needs "
+                         f"{FAMILIES[wanted][0]}: {graph}.")

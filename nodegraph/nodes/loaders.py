@@ -52,16 +52,27 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
 
 @node("LoadUNet", version=1)
 class LoadUNet(Node):
-    """Load the denoising UNet (UNet2DModel or UNet2DConditionModel) of a checkpoint."""
+    """Load the denoising UNet (UNet2DModel or UNet2DConditionModel) of a checkpoint.
+
+    With `family` set, a checkpoint of the other family (SD 1.x/2.x vs SDXL) is refused from its config or key
+    index, before any weights are read, with a message naming `model` and the graph that runs it.
+    """
 
     class Inputs(ModelInputs):
         ema: bool = Field(False, description="single-file checkpoints: use the EMA weights (model_ema.*) the "
                                              "file also holds, instead of the trained ones")
+        family: Literal["", "sd", "sdxl"] = Field("", description="refuse a UNet of another family before loading: "
+                                                                  "sd (1.x/2.x) or sdxl; empty = any")
 
     class Outputs(Ports):
         unet: UNet
 
     def run(self, i, ctx):
+        if i.family:
+            from nodegraph.models.sdxl import refuse_other_family
+
+            ctx.components.get_or_load(("unet-family", i.model, i.revision, i.family), lambda: refuse_other_family(
+                i.model, i.family, "model", i.revision, i.allow_pickle))  # a pickle's index: read once, not per run
         return {"unet": load_cached(i, "unet", ctx)}
 
 

@@ -23,15 +23,58 @@ def run_cli(capsys, graph, out, **sets) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case,graph,sets,expected", [
-    ("SD1 checkpoint to sdxl.yaml", SDXL_GRAPH, {"model": "{sd}"},
+@pytest.fixture(scope="session")
+def single_files(tiny_sd, tiny_sdxl, tmp_path_factory) -> dict[str, str]:
+    """The tiny SD1 pipeline and the tiny SDXL base written as single files (LDM / SGM layouts)."""
+    from tests.models.single_file.ldm_layout import write_sd_file, write_sdxl_file
+
+    root = tmp_path_factory.mktemp("family-files")
+    return {"sd_file": str(write_sd_file(tiny_sd, root / "tiny-sd1.safetensors")),
+            "base_file": str(write_sdxl_file(tiny_sdxl[0], root / "tiny-sdxl-base.safetensors"))}
+
+
+@pytest.fixture
+def loads(monkeypatch) -> list[str]:
+    """The components `load_component` is asked for during the test (tokenizers and scheduler configs too)."""
+    import nodegraph.models.loading as loading
+
+    asked, real = [], loading.load_component
+    monkeypatch.setattr(loading, "load_component", lambda source, name, **kw: asked.append(name) or real(
+        source, name, **kw))
+    return asked
+
+
+@pytest.mark.parametrize("case,graph,model,expected", [
+    ("SDXL base folder to stable_diffusion.yaml", SD_GRAPH, "{base}",
+     ["`model`", "holds an SDXL UNet", "needs a Stable Diffusion 1.x/2.x UNet", "run it with graphs/sdxl.yaml"]),
+    ("SDXL base single file to stable_diffusion.yaml", SD_GRAPH, "{base_file}",
+     ["`model`", "holds an SDXL UNet", "run it with graphs/sdxl.yaml"]),
+    ("SDXL refiner folder to stable_diffusion.yaml", SD_GRAPH, "{refiner}",
+     ["`model`", "holds an SDXL UNet", "as `refiner` of graphs/sdxl_refiner.yaml"]),
+    ("SD1 folder to sdxl.yaml", SDXL_GRAPH, "{sd}",
      ["`model`", "Stable Diffusion 1.x/2.x checkpoint", "graphs/stable_diffusion.yaml"]),
+    ("SD1 single file to sdxl.yaml", SDXL_GRAPH, "{sd_file}",
+     ["`model`", "Stable Diffusion 1.x/2.x checkpoint", "graphs/stable_diffusion.yaml"]),
+])
+def test_a_checkpoint_of_the_other_family_is_refused_before_anything_loads(tiny_sdxl, tiny_sd, single_files, loads,
+                                                                           tmp_path, capsys, case, graph, model,
+                                                                           expected):
+    base, refiner = tiny_sdxl
+    model = model.format(sd=tiny_sd, base=base, refiner=refiner, **single_files)
+    code, err = run_cli(capsys, graph, tmp_path / "out", model=model, steps=2)
+    assert code in (1, 2), err
+    for text in expected:
+        assert text in err, err
+    assert loads == [], f"{case}: loaded {loads} before refusing"
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case,graph,sets,expected", [
     ("refiner as model", SDXL_GRAPH, {"model": "{refiner}"},
      ["`model`", "SDXL refiner checkpoint", "pass it as `refiner` of graphs/sdxl_refiner.yaml"]),
     ("base as refiner", REFINER_GRAPH, {"model": "{base}", "refiner": "{base}"},
      ["`refiner`", "is an SDXL base checkpoint", "needs an SDXL refiner"]),
-    ("SDXL base to stable_diffusion.yaml", SD_GRAPH, {"model": "{base}"},
-     ["SDXL UNet", "graphs/sdxl.yaml", "`model`"]),
     ("high_noise_frac 1", REFINER_GRAPH, {"model": "{base}", "refiner": "{refiner}", "high_noise_frac": 1.0},
      ["inputs.high_noise_frac", "less than 1"]),
     ("high_noise_frac 0", REFINER_GRAPH, {"model": "{base}", "refiner": "{refiner}", "high_noise_frac": 0},
