@@ -1,5 +1,6 @@
-"""CLIP text encoder and tokenizer, through transformers (the model class is theirs; the loading is nodegraph's,
-with the same strict key, dtype and pickle rules as the diffusion models)."""
+"""CLIP text encoder and tokenizer. The encoder is nodegraph's own (`clip_text.py`: transformers' module tree and
+arithmetic, without the seconds its modeling code takes to import), loaded with the same strict key, dtype and pickle
+rules as the diffusion models; the tokenizer is transformers' CLIPTokenizer (cheap to import)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,22 @@ _TEXT_PREFIX = "text_model."  # checkpoints saved by transformers 4 (every SD hu
 
 def build_text_encoder(raw_config: dict[str, Any], where: str = "config.json"):
     """An uninitialised CLIPTextModel (or CLIPTextModelWithProjection, when the config's `architectures` names
-    it) on the meta device, from a text encoder's config.json."""
-    import transformers
-    from transformers import CLIPTextConfig
+    it) on the meta device, from a text encoder's config.json (nodegraph's classes, see clip_text.py)."""
+    from nodegraph.models.clip_text import ACTIVATIONS, TEXT_ENCODER_CLASSES, CLIPTextConfig
 
     model_type = raw_config.get("model_type", "clip_text_model")
     if model_type != "clip_text_model":
         raise CheckpointError(f"{where}: `model_type` is {model_type!r}, but nodegraph supports 'clip_text_model' "
                               f"(a CLIPTextModel or CLIPTextModelWithProjection) only.")
     config = CLIPTextConfig.from_dict(raw_config)
+    if config.hidden_act not in ACTIVATIONS:
+        raise CheckpointError(f"{where}: `hidden_act` is {config.hidden_act!r}; nodegraph's CLIP text encoder "
+                              f"supports {' and '.join(map(repr, ACTIVATIONS))} (every released SD text encoder).")
+    if config.hidden_size % config.num_attention_heads:
+        raise CheckpointError(f"{where}: `hidden_size` {config.hidden_size} is not a multiple of "
+                              f"`num_attention_heads` {config.num_attention_heads}; the config is damaged.")
     with torch.device("meta"):
-        return getattr(transformers, text_encoder_class(raw_config))(config)
+        return TEXT_ENCODER_CLASSES[text_encoder_class(raw_config)](config)
 
 
 def text_encoder_class(raw_config: dict[str, Any]) -> str:
@@ -62,7 +68,7 @@ def _materialize_buffers(model: torch.nn.Module, device: torch.device) -> None:
         positions = torch.arange(embeddings.position_embedding.num_embeddings, device=device).expand((1, -1))
         embeddings.register_buffer("position_ids", positions, persistent=False)
     left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:  # a transformers version with new buffers: fail here rather than in the first forward
+    if left:  # a buffer the loader does not know about: fail here rather than in the first forward
         raise RuntimeError(f"{type(model).__name__} tensors left uninitialised after loading: {', '.join(left)}")
 
 
