@@ -54,6 +54,10 @@ COVERED: dict[str, Covered] = {
     "VAEDecode": Covered((), {}, ("IMAGE",), ("samples", "vae")),
     "VAEEncode": Covered((), {}, ("LATENT",), ("pixels", "vae")),
     "LoadImage": Covered(("image", "__upload"), {"image": str}, ("IMAGE", "MASK")),
+    "ControlNetLoader": Covered(("control_net_name",), {"control_net_name": str}, ("CONTROL_NET",)),
+    "ControlNetApplyAdvanced": Covered(("strength", "start_percent", "end_percent"),
+                                       {"strength": float, "start_percent": float, "end_percent": float},
+                                       ("CONDITIONING", "CONDITIONING"), ("positive", "negative", "control_net", "image")),
     "SaveImage": Covered(("filename_prefix",), {"filename_prefix": str}, (), ("images",)),
     "PreviewImage": Covered((), {}, (), ("images",)),
 }

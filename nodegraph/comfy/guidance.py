@@ -1,14 +1,16 @@
-"""The guided x₀ estimate of an ε-prediction UNet at one σ, as ComfyUI computes it (comfy/samplers.py).
+"""The guided x₀ estimate of an ε- or v-prediction UNet at one σ, as ComfyUI computes it (comfy/samplers.py).
 
 x is in σ-space (x = x₀ + σ·ε); the UNet sees x / √(σ² + 1) and the nearest integer timestep of SD's table;
 CFG combines x₀ estimates, x₀_neg + cfg·(x₀_pos − x₀_neg); the negative pass is skipped when cfg is 1.
+A v-prediction UNet's x₀ is x / (σ² + 1) − v·σ / √(σ² + 1) (comfy/model_sampling.py `V_PREDICTION`, σ_data 1).
+Each prompt may carry a ControlNet chain (nodegraph/comfy/control.py), whose residuals join the UNet call.
 """
 
 from __future__ import annotations
 
 
 def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 1.0, positive_pooled=None,
-                   negative_pooled=None):
+                   negative_pooled=None, prediction: str = "eps", positive_control=None, negative_control=None):
     """x (B, 4, h, w) at σ → the guided x₀ estimate (B, 4, h, w).
 
     SDXL UNets also get each prompt's pooled embedding and the size conditioning ComfyUI derives from the
@@ -24,6 +26,7 @@ def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 
     x_in = x / math.sqrt(sigma ** 2 + 1)
     guided = negative is not None and not math.isclose(cfg, 1.0, rel_tol=1e-5)
     conds = [negative, positive] if guided else [positive]
+    controls = [negative_control, positive_control] if guided else [positive_control]
     conds = _same_length([c.to(device=x.device, dtype=x.dtype) for c in conds])
     batch = torch.cat([c.expand(x.shape[0], -1, -1) if c.shape[0] == 1 else c for c in conds])  # (nB, T, C)
     extra = {}
@@ -31,18 +34,65 @@ def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 
         pooled = [negative_pooled, positive_pooled] if guided else [positive_pooled]
         if any(p is None for p in pooled):
             raise ValueError("this is an SDXL UNet: its prompts need pooled embeddings (an SDXL CLIP's encoding)")
-        size = [8 * x.shape[-2], 8 * x.shape[-1]]
         n = x.shape[0]
         extra["text_embeds"] = torch.cat([p.to(device=x.device, dtype=x.dtype).expand(n, -1) for p in pooled])
-        extra["time_ids"] = torch.tensor([size + [0, 0] + size], device=x.device, dtype=x.dtype).expand(
-            n * len(pooled), -1)  # (nB, 6)
+        extra["time_ids"] = _time_ids(unet, x, guided, pooled[-1].shape[-1])
     with torch.no_grad():
-        eps = unet(torch.cat([x_in] * len(conds)), t, encoder_hidden_states=batch, **extra)
-    denoised = [x - sigma * e for e in eps.chunk(len(conds))]
+        x_batch = torch.cat([x_in] * len(conds))  # (nB, 4, h, w)
+        residuals = _control_residuals(unet, controls, x_batch, t, batch, sigma, extra)
+        out = unet(x_batch, t, encoder_hidden_states=batch, **extra, **residuals)
+    if prediction == "v":
+        denoised = [x / (sigma ** 2 + 1) - v * sigma / math.sqrt(sigma ** 2 + 1) for v in out.chunk(len(conds))]
+    else:
+        denoised = [x - sigma * e for e in out.chunk(len(conds))]
     if not guided:
         return denoised[0]
     negative_x0, positive_x0 = denoised
     return negative_x0 + (positive_x0 - negative_x0) * cfg
+
+
+def _time_ids(unet, x, guided: bool, pooled_width: int):
+    """SDXL's size ids from the latent: base (8h, 8w, 0, 0, 8h, 8w); a refiner, whose added embedding reads 5
+    ids, (8h, 8w, 0, 0, aesthetic score) with ComfyUI's default scores, 2.5 for the negative and 6 for the
+    positive (comfy/model_base.py `SDXLRefiner.encode_adm`). (nB, 6 or 5), negative rows first."""
+    import torch
+
+    c = unet.config
+    size = [8 * x.shape[-2], 8 * x.shape[-1]]
+    if (c.projection_class_embeddings_input_dim - pooled_width) // c.addition_time_embed_dim == 5:
+        rows = [[*size, 0, 0, 2.5], [*size, 0, 0, 6.0]] if guided else [[*size, 0, 0, 6.0]]
+    else:
+        rows = [[*size, 0, 0, *size]] * (2 if guided else 1)
+    return torch.cat([torch.tensor([r], device=x.device, dtype=x.dtype).expand(x.shape[0], -1) for r in rows])
+
+
+def _control_residuals(unet, controls, x_batch, t, context, sigma: float, extra: dict) -> dict:
+    """The UNet's `down_residuals` / `mid_residual` from the prompts' ControlNet chains ({} when none acts).
+
+    Prompts sharing one chain (one ControlNetApplyAdvanced on both) run it once over their halves, as
+    ComfyUI batches them; a prompt without a chain gets zero residuals in its half."""
+    import torch
+
+    from nodegraph.comfy.control import check_family, residuals
+
+    if all(c is None for c in controls):
+        return {}
+    for control in {id(c): c for c in controls if c is not None}.values():
+        check_family(control, unet)
+    if all(c is controls[0] for c in controls):
+        got = residuals(controls[0], x_batch, t, context, sigma, extra, groups=len(controls))
+        return {} if got is None else {"down_residuals": got[0], "mid_residual": got[1]}
+    halves = []
+    for k, (control, x, ctx) in enumerate(zip(controls, x_batch.chunk(len(controls)), context.chunk(len(controls)))):
+        part = {name: v.chunk(len(controls))[k] for name, v in extra.items()}
+        halves.append(None if control is None else residuals(control, x, t, ctx, sigma, part))
+    present = [h for h in halves if h is not None]
+    if not present:
+        return {}
+    zeros = ([torch.zeros_like(r) for r in present[0][0]], torch.zeros_like(present[0][1]))
+    halves = [zeros if h is None else h for h in halves]
+    down = [torch.cat(parts) for parts in zip(*(h[0] for h in halves))]
+    return {"down_residuals": down, "mid_residual": torch.cat([h[1] for h in halves])}
 
 
 def _same_length(conds):

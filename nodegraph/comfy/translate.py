@@ -26,9 +26,10 @@ _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "l
           "CLIPSetLastLayer": "clip_layer", "CLIPTextEncode": "text", "EmptyLatentImage": "latent",
           "KSampler": "ksampler", "KSamplerAdvanced": "ksampler", "LatentUpscale": "upscale", "VAEDecode": "decode",
           "VAEEncode": "encode", "LoadImage": "image", "KSamplerSelect": "sampler", "BasicScheduler": "sigmas",
-          "SamplerCustom": "custom",
+          "SamplerCustom": "custom", "ControlNetLoader": "controlnet", "ControlNetApplyAdvanced": "control",
           "SaveImage": "save", "PreviewImage": "preview"}
-_MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input"}
+_MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
+               "control_net_name": "controlnet"}
 
 
 @dataclass
@@ -246,13 +247,13 @@ class _Translator:
                            "lora": self.literal(node_id, "lora_name"),
                            "strength_model": self.literal(node_id, "strength_model"),
                            "strength_clip": self.literal(node_id, "strength_clip")}
-        return {"unet": f"${nid}.unet"}, dict(clip, te=f"${nid}.text_encoder")
+        return dict(model, unet=f"${nid}.unet"), dict(clip, te=f"${nid}.text_encoder")
 
     def _LoraLoaderModelOnly(self, node_id, nid):
         model = self.link(node_id, "model", "MODEL")
         self.nodes[nid] = {"type": "LoadLoRA", "unet": model["unet"], "lora": self.literal(node_id, "lora_name"),
                            "strength_model": self.literal(node_id, "strength_model")}
-        return ({"unet": f"${nid}.unet"},)
+        return (dict(model, unet=f"${nid}.unet"),)
 
     def _CLIPSetLastLayer(self, node_id, nid):
         clip = self.link(node_id, "clip", "CLIP")
@@ -313,7 +314,8 @@ class _Translator:
         if sigmas is None:
             sigmas = f"{nid}_sigmas"
             self.nodes[sigmas] = {"type": "ComfySigmas", "scheduler": self.literal(node_id, "scheduler"),
-                                  "steps": self.literal(node_id, "steps"), **schedule}
+                                  "steps": self.literal(node_id, "steps"), **schedule,
+                                  "sampler": self.literal(node_id, "sampler_name")}  # dpm_2/uni_pc: own schedule
         sampler = sampler or self.literal(node_id, "sampler_name")
         self.nodes[f"{nid}_noise"] = {"type": "ComfyNoise", "latents": latent, "sigmas": f"${sigmas}.sigmas",
                                       "seed": self.literal(node_id, seed), "add_noise": add_noise}
@@ -328,7 +330,10 @@ class _Translator:
                 "negative_pooled": negative["pooled"],
                 "cfg": self.literal(node_id, "cfg"), "sampler": sampler,
                 "latents": "$state.latents", "history": "$state.history", "sigmas": f"${sigmas}.sigmas",
-                "index": "$loop.item", "noise": f"${nid}_noise.noise"}},
+                "index": "$loop.item", "noise": f"${nid}_noise.noise",
+                **({"prediction": model["prediction"]} if model.get("prediction", "eps") != "eps" else {}),
+                **{f"{half}_control": cond["control"] for half, cond in (("positive", positive),
+                                                                         ("negative", negative)) if cond.get("control")}}},
             "next": {"latents": f"${nid}_step.latents", "history": f"${nid}_step.history"},
         }
         return (f"${nid}.latents",)
@@ -349,6 +354,36 @@ class _Translator:
         # ComfyUI's own resize rule: none (the file's size); its MASK output (from alpha) is not covered.
         self.nodes[nid] = {"type": "LoadImage", "path": self.literal(node_id, "image"), "multiple_of": 1}
         return (f"${nid}.image", None)
+
+    def _ControlNetLoader(self, node_id, nid):
+        model = self.literal(node_id, "control_net_name")
+        path = Path(self.inputs[model.split(".", 1)[1]]["default"])
+        # a diffusers ControlNet kept as ComfyUI sees it (`name/diffusion_pytorch_model.safetensors`) takes the
+        # config.json beside it; an original-layout file infers its config from its weights
+        beside = path.parent / "config.json"
+        config = f"config_{_suffix(node_id)}"
+        self.inputs[config] = {"type": "str", "default": str(path.parent) if beside.is_file() else "",
+                               "description": f"Node {node_id}'s ControlNet only: a diffusers ControlNet folder "
+                                              f"whose config.json describes the file (empty = inferred)."}
+        self.nodes[nid] = {"type": "LoadControlNet", "model": model, "config": f"$inputs.{config}"}
+        return (f"${nid}.controlnet",)
+
+    def _ControlNetApplyAdvanced(self, node_id, nid):
+        positive = self.link(node_id, "positive", "CONDITIONING")
+        negative = self.link(node_id, "negative", "CONDITIONING")
+        apply = {"type": "ComfyControlNetApply", "controlnet": self.link(node_id, "control_net", "CONTROL_NET"),
+                 "image": self.link(node_id, "image", "IMAGE"), "strength": self.literal(node_id, "strength"),
+                 "start_percent": self.literal(node_id, "start_percent", 0.0),
+                 "end_percent": self.literal(node_id, "end_percent", 1.0)}
+        if "vae" in self.api[node_id]["inputs"]:
+            self.link(node_id, "vae", "VAE")  # only latent-hint ControlNets (not SD's) read it
+        # ComfyUI makes one ControlNet object per previous chain: prompts that shared a chain share the new one
+        out = []
+        for half, cond in (("positive", positive), ("negative", negative)):
+            name = nid if positive.get("control") == negative.get("control") else f"{nid}_{half}"
+            self.nodes[name] = dict(apply, **({"control": cond["control"]} if cond.get("control") else {}))
+            out.append(dict(cond, control=f"${name}.control"))
+        return tuple(out)
 
     def _VAEDecode(self, node_id, nid):
         self.nodes[nid] = {"type": "VAEDecode", "vae": self.link(node_id, "vae", "VAE"),

@@ -12,8 +12,8 @@ from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import Embeddings, Generator, Latent, Tensor, UNet
 
 SchedulerName = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
-SamplerName = Literal["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "ddim"]
-SECOND_ORDER = ("heun", "dpm_2", "dpm_2_ancestral")
+SamplerName = Literal["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m",
+                      "dpmpp_2s_ancestral", "ddim", "uni_pc", "uni_pc_bh2"]
 
 
 @node("ComfyEmptyLatent", version=1)
@@ -40,7 +40,9 @@ class ComfySigmas(Node):
     """The σ schedule a ComfyUI KSampler / KSamplerAdvanced runs over (SD's discrete ε table), and its step indices.
 
     `denoise` < 1 keeps the last steps + 1 σ of a longer schedule; `start_step` / `end_step` cut it as
-    KSamplerAdvanced does, the last kept σ set to 0 unless `return_with_leftover_noise` is enable.
+    KSamplerAdvanced does, the last kept σ set to 0 unless `return_with_leftover_noise` is enable. `sampler`
+    is the KSampler's: for dpm_2, dpm_2_ancestral, uni_pc and uni_pc_bh2 ComfyUI schedules one more step and
+    drops the penultimate σ (leave it unset for SamplerCustom, whose BasicScheduler does not).
     """
 
     class Inputs(Ports):
@@ -50,16 +52,19 @@ class ComfySigmas(Node):
         start_step: int = Field(0, ge=0, le=10000)
         end_step: int = Field(10000, ge=0, le=10000)
         return_with_leftover_noise: Literal["disable", "enable"] = "disable"
+        sampler: Optional[SamplerName] = None
 
     class Outputs(Ports):
         sigmas: Tensor
         steps: list[int]
 
     def run(self, i, ctx):
+        from nodegraph.comfy.samplers import DISCARD_PENULTIMATE_SIGMA
         from nodegraph.comfy.schedules import ksampler_sigmas
 
         sigmas = ksampler_sigmas(i.scheduler, i.steps, i.denoise, i.start_step, i.end_step,
-                                 force_full_denoise=i.return_with_leftover_noise == "disable")
+                                 force_full_denoise=i.return_with_leftover_noise == "disable",
+                                 discard_penultimate=i.sampler in DISCARD_PENULTIMATE_SIGMA)
         return {"sigmas": sigmas, "steps": list(range(max(len(sigmas) - 1, 0)))}
 
 
@@ -121,6 +126,9 @@ class ComfyDenoise(Node):
         cfg: float = Field(8.0, ge=0.0, le=100.0)
         positive_pooled: Optional[Embeddings] = Field(None, description="SDXL: the prompt's pooled embedding")
         negative_pooled: Optional[Embeddings] = None
+        prediction: Literal["eps", "v"] = Field("eps", description="what the UNet predicts: ε or v (SD 2.x 768-v)")
+        positive_control: Any = Field(None, description="the prompt's ControlNet chain (ComfyControlNetApply)")
+        negative_control: Any = None
 
     class Outputs(Ports):
         denoised: Latent
@@ -130,7 +138,8 @@ class ComfyDenoise(Node):
 
         sigma = float(i.sigmas[i.index])
         return {"denoised": guided_denoise(i.unet, i.latents, sigma, i.positive, i.negative, i.cfg,
-                                           i.positive_pooled, i.negative_pooled)}
+                                           i.positive_pooled, i.negative_pooled, i.prediction,
+                                           i.positive_control, i.negative_control)}
 
 
 @node("ComfySamplerStep", version=1)
@@ -139,9 +148,11 @@ class ComfySamplerStep(Node):
 
     euler and ddim (ComfyUI's alias): Karras et al. 2022 Alg. 2; euler_ancestral: the same with noise from
     `noise`; heun: Alg. 2's second-order correction; dpm_2 / dpm_2_ancestral: k-diffusion's DPM-Solver-2
-    variants (midpoint in log σ); dpmpp_2m: Lu et al. 2022 DPM-Solver++(2M); lms: linear multistep, order 4.
-    `history` carries what multistep samplers remember (None at the first step). Second-order samplers make
-    their second model evaluation here, with `unet`, `positive`, `negative` and `cfg` (as ComfyDenoise).
+    variants (midpoint in log σ); dpmpp_2m: Lu et al. 2022 DPM-Solver++(2M); dpmpp_2s_ancestral: their
+    DPM-Solver++(2S), ancestral; lms: linear multistep, order 4; uni_pc / uni_pc_bh2: Zhao et al. 2023 UniPC
+    (B(h) = h / e^h − 1), whose corrector uses this step's `denoised`. `history` carries what multistep samplers
+    remember (None at the first step). Second-order samplers make their second model evaluation here, with
+    `unet`, `positive`, `negative` and `cfg` (as ComfyDenoise).
     """
 
     class Inputs(Ports):
@@ -158,15 +169,18 @@ class ComfySamplerStep(Node):
         cfg: float = Field(8.0, ge=0.0, le=100.0)
         positive_pooled: Optional[Embeddings] = None
         negative_pooled: Optional[Embeddings] = None
+        prediction: Literal["eps", "v"] = "eps"
+        positive_control: Any = None
+        negative_control: Any = None
 
     class Outputs(Ports):
         latents: Latent
         history: Any
 
     def run(self, i, ctx):
-        from nodegraph.comfy.samplers import step
+        from nodegraph.comfy.samplers import ANCESTRAL, SECOND_ORDER, step
 
-        if i.sampler in ("euler_ancestral", "dpm_2_ancestral") and i.noise is None:
+        if i.sampler in ANCESTRAL and i.noise is None:
             raise ValueError(f"`noise`: {i.sampler} needs the sampler's generator (ComfyNoise's `noise`)")
         model = None
         if i.sampler in SECOND_ORDER:
@@ -178,7 +192,7 @@ class ComfySamplerStep(Node):
 
             def model(x, sigma):
                 return guided_denoise(i.unet, x, sigma, i.positive, i.negative, i.cfg, i.positive_pooled,
-                                      i.negative_pooled)
+                                      i.negative_pooled, i.prediction, i.positive_control, i.negative_control)
 
         x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, i.noise, i.history, model)
         return {"latents": x, "history": history}

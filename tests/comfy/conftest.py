@@ -58,3 +58,31 @@ def sdxl_models(tmp_path_factory):
     (root / "models" / "checkpoints").mkdir(parents=True)
     write_sdxl_file(root / "base", root / "models" / "checkpoints" / "tiny-sdxl.safetensors")
     return root / "base", root / "models"
+
+
+@pytest.fixture(scope="session")
+def control_models(sd1_folder, tmp_path_factory):
+    """(diffusers folder, ComfyUI models/ folder) for ControlNet workflows: the tiny SD1 pipeline with a VAE that
+    downsamples 8× (ComfyUI sizes a ControlNet's hint as 8× the latent, whatever the VAE), as
+    checkpoints/tiny-sd1-vae8.safetensors, and two tiny ControlNets whose image embedding also shrinks 8×, kept
+    as diffusers saves them (controlnet/tiny-cn-a/diffusion_pytorch_model.safetensors + config.json)."""
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionPipeline
+
+    from tests.models.single_file.ldm_layout import write_sd_file
+    from tests.models.tiny_checkpoints import perturbed
+
+    root = tmp_path_factory.mktemp("comfy-control")
+    pipe = StableDiffusionPipeline.from_pretrained(sd1_folder, safety_checker=None)
+    torch.manual_seed(0)
+    pipe.vae = perturbed(AutoencoderKL(
+        block_out_channels=(8, 8, 16, 16), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=8, sample_size=64), 21, scale=0.05)
+    pipe.save_pretrained(root / "sd1-vae8")
+    models = root / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    write_sd_file(root / "sd1-vae8", models / "checkpoints" / "tiny-sd1-vae8.safetensors")
+    for name, seed in (("tiny-cn-a", 11), ("tiny-cn-b", 12)):
+        controlnet = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(4, 8, 8, 16))
+        perturbed(controlnet, seed, scale=0.1).save_pretrained(models / "controlnet" / name)
+    return root / "sd1-vae8", models

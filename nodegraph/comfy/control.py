@@ -1,0 +1,111 @@
+"""ComfyUI's ControlNetApplyAdvanced at sampling time: which σ a ControlNet acts on, its hint, its residuals.
+
+Facts from ComfyUI (nodes.py `ControlNetApplyAdvanced`, comfy/controlnet.py `ControlNet.get_control` and
+`ControlBase.control_merge`, comfy/model_sampling.py `percent_to_sigma`, comfy/utils.py `common_upscale`):
+
+* start/end percents become σ thresholds once per sampling: σ_start = σ(t = (1 − start)·999) (log-σ
+  interpolation of SD's table; 0 → +∞), σ_end likewise (1 → 0). A ControlNet runs at σ when
+  σ_end ≤ σ ≤ σ_start, so whether a step is controlled depends on its σ, not on its index as in diffusers.
+* The hint is the IMAGE center-cropped to the latent's aspect and resized with "nearest-exact" to exactly
+  8× the latent (ComfyUI's `compression_ratio`), whatever the image's size.
+* The ControlNet reads what the UNet reads: x / √(σ² + 1), the nearest integer timestep, the prompt's tokens
+  (and SDXL's pooled text and size ids); its residuals are multiplied by `strength`.
+* Chained applies sum their residuals in the order they were applied; one apply to a positive and a negative
+  that share the same previous chain is one ControlNet run over both halves of the CFG batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+COMPRESSION = 8  # comfy/controlnet.py `ControlBase.compression_ratio` for SD ControlNets
+_NEVER = 999999999.9  # percent_to_sigma(0): above every σ
+
+
+@dataclass(frozen=True)
+class ComfyControl:
+    """One ControlNetApplyAdvanced of a chain (the earlier ones in `previous`)."""
+
+    controlnet: Any
+    image: Any  # (B, 3, H, W) in [0, 1], as the IMAGE input gave it
+    strength: float
+    start_percent: float
+    end_percent: float
+    previous: "ComfyControl | None" = None
+
+    def chain(self) -> list["ComfyControl"]:
+        """Every apply of the chain, first applied first."""
+        return ([] if self.previous is None else self.previous.chain()) + [self]
+
+
+def percent_to_sigma(percent: float) -> float:
+    """ComfyUI's `ModelSamplingDiscrete.percent_to_sigma`: the σ at (1 − percent) of the 999 timesteps."""
+    from nodegraph.comfy.schedules import sigma_at, sigma_table
+
+    if percent <= 0.0:
+        return _NEVER
+    if percent >= 1.0:
+        return 0.0
+    return float(sigma_at(sigma_table(), (1.0 - percent) * 999.0))
+
+
+def acts_at(control: ComfyControl, sigma: float) -> bool:
+    """Whether this apply runs at σ (compared in float32, as ComfyUI compares its σ tensor)."""
+    import torch
+
+    s = torch.tensor(sigma, dtype=torch.float32)
+    return not (bool(s > percent_to_sigma(control.start_percent)) or bool(s < percent_to_sigma(control.end_percent)))
+
+
+def hint(image, latent_height: int, latent_width: int):
+    """(B, 3, H, W) image → (B, 3, 8h, 8w): center-cropped to the latent's aspect, nearest-exact resized."""
+    import torch
+
+    height, width = COMPRESSION * latent_height, COMPRESSION * latent_width
+    old_h, old_w = image.shape[-2:]
+    old_aspect, new_aspect = old_w / old_h, width / height
+    x = y = 0
+    if old_aspect > new_aspect:
+        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+    cropped = image[..., y:old_h - y, x:old_w - x]
+    return torch.nn.functional.interpolate(cropped, size=(height, width), mode="nearest-exact")
+
+
+def residuals(control: ComfyControl, x_in, t, context, sigma: float, added: dict, groups: int = 1):
+    """(down residuals, mid residual) of the chain on x_in (N, C, h, w) at σ, or None when no apply acts at σ.
+
+    `groups` is how many CFG halves x_in holds: a batch-1 image serves each sample of each half."""
+    down, mid = None, None
+    for entry in control.chain():
+        if not acts_at(entry, sigma):
+            continue
+        image = hint(entry.image, x_in.shape[-2], x_in.shape[-1]).to(device=x_in.device, dtype=x_in.dtype)
+        image = _broadcast(image, x_in.shape[0], groups)
+        d, m = entry.controlnet(x_in, t, context, image, entry.strength, **added)
+        down = d if down is None else [a + b for a, b in zip(down, d)]
+        mid = m if mid is None else mid + m
+    return None if down is None else (down, mid)
+
+
+def _broadcast(image, batch: int, groups: int):
+    """ComfyUI's `broadcast_image_to`: one image for all; else the first batch/groups images, cycled, per half."""
+    import torch
+
+    if image.shape[0] == 1:
+        return image.expand(batch, -1, -1, -1)
+    per_half = batch // groups
+    picked = image[:per_half]
+    if picked.shape[0] < per_half:
+        picked = torch.cat([picked] * (per_half // picked.shape[0]) + [picked[:per_half % picked.shape[0]]])
+    return picked if picked.shape[0] == batch else torch.cat([picked] * groups)
+
+
+def check_family(control: ComfyControl, unet) -> None:
+    """Refuse a ControlNet made for another model family than the sampled UNet, before its first step."""
+    from nodegraph.nodes._control import check_family as check
+
+    for entry in control.chain():
+        check(entry.controlnet, unet)
