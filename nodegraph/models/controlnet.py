@@ -74,7 +74,10 @@ class ControlNetModel(Model):
     """`forward(sample, timestep, encoder_hidden_states, control_image, scale)` → (down residuals, mid residual).
 
     The residual list matches the UNet's skip stack (conv_in output, then every resnet/attention and
-    downsampler output of the down blocks); all are multiplied by `scale`.
+    downsampler output of the down blocks); all are multiplied by `scale`. In guess mode (lllyasviel's
+    "guess mode", diffusers' `guess_mode=True`) they are multiplied by `scale · logspace(−1, 0, n + 1)` instead,
+    shallow skips weakest (0.1×) and the mid block strongest (1×), so that the ControlNet can steer without a
+    prompt; global-pool ControlNets keep the plain `scale`.
     """
 
     def __init__(self, config: ControlNetConfig):
@@ -105,7 +108,8 @@ class ControlNetModel(Model):
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int, encoder_hidden_states: torch.Tensor,
                 control_image: torch.Tensor, scale: float = 1.0, text_embeds: torch.Tensor | None = None,
-                time_ids: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+                time_ids: torch.Tensor | None = None, guess_mode: bool = False,
+                ) -> tuple[list[torch.Tensor], torch.Tensor]:
         c = self.config
         if self.add_embedding is not None and (text_embeds is None or time_ids is None):
             raise ValueError("this is an SDXL ControlNet: it needs `text_embeds` and `time_ids` like the SDXL UNet")
@@ -125,8 +129,16 @@ class ControlNetModel(Model):
             skips += states
         x = self.mid_block(x, temb, encoder_hidden_states)
 
-        down = [conv(s) * scale for conv, s in zip(self.controlnet_down_blocks, skips)]
-        mid = self.controlnet_mid_block(x) * scale
+        down = [conv(s) for conv, s in zip(self.controlnet_down_blocks, skips)]
+        mid = self.controlnet_mid_block(x)
+        if guess_mode and not c.global_pool_conditions:
+            # one float32 factor per skip, then the mid block's: 0.1 … 1.0 (times `scale`), as diffusers does
+            scales = torch.logspace(-1, 0, len(down) + 1, device=sample.device) * scale  # (n + 1,)
+            down = [r * s for r, s in zip(down, scales)]
+            mid = mid * scales[-1]
+        else:
+            down = [r * scale for r in down]
+            mid = mid * scale
         if c.global_pool_conditions:
             down = [r.mean(dim=(2, 3), keepdim=True) for r in down]
             mid = mid.mean(dim=(2, 3), keepdim=True)

@@ -59,6 +59,9 @@ class ApplyControlNet(Node):
     """Add a ControlNet to a control chain: its control image (RGB in [0, 1], used as given), `strength`
     (diffusers' `controlnet_conditioning_scale`), and the share of the schedule it acts on, [`start`, `end`)
     (`control_guidance_start`/`_end`). Chained ControlNets add their residuals up, as MultiControlNet does.
+    `guess_mode` is diffusers' `guess_mode=True` for this ControlNet: with guidance it sees only the conditional
+    half of the batch (the unconditional half gets no residual), and its residuals are weighted from 0.1 at the
+    shallowest skip to 1 at the mid block, so it steers even with an empty prompt.
 
     `unet` is checked against the ControlNet (text width, SDXL or not, block widths) before any step runs.
     Also outputs the control image's size, the default size of the generated image.
@@ -72,6 +75,7 @@ class ApplyControlNet(Node):
         strength: float = Field(1.0, ge=0.0, le=10.0)
         start: float = Field(0.0, ge=0.0, le=1.0, description="share of the steps before the ControlNet starts")
         end: float = Field(1.0, ge=0.0, le=1.0, description="share of the steps after which it stops")
+        guess_mode: bool = Field(False, description="conditional half only, residuals weighted 0.1 … 1")
 
     class Outputs(Ports):
         control: Control
@@ -85,7 +89,8 @@ class ApplyControlNet(Node):
         if i.unet is not None:
             check_family(i.controlnet, i.unet)
         image = i.image.to(device=ctx.device, dtype=i.controlnet.dtype)  # (1, 3, H, W) in [0, 1]
-        chain = (*(i.control or ()), ControlEntry(i.controlnet, image, i.strength, i.start, i.end))
+        chain = (*(i.control or ()), ControlEntry(i.controlnet, image, i.strength, i.start, i.end,
+                                                            i.guess_mode))
         return {"control": chain, "height": int(image.shape[-2]), "width": int(image.shape[-1])}
 
 
@@ -95,6 +100,7 @@ class ControlNetUNetStep(Node):
     `timesteps` reads the same (scaled, CFG-doubled) latents, timestep and embeddings as the UNet; their
     residuals, times their strengths, are summed and added to the UNet's skip connections and mid block.
     ControlNets outside their range are not run at all (diffusers runs them at scale 0: the same result).
+    A guess-mode ControlNet reads only the conditional half, and the unconditional half gets zero residuals.
 
     `text_embeds` and `time_ids` are SDXL's added conditions (CFG batches like `embeddings`).
     """
@@ -116,6 +122,8 @@ class ControlNetUNetStep(Node):
     def run(self, i, ctx):
         import torch
 
+        from nodegraph.nodes._control import conditional_half
+
         x = i.latents  # (B, C, h, w)
         if i.embeddings.shape[0] == 2 * x.shape[0]:
             x = torch.cat([x, x])  # (2B, C, h, w): unconditional and conditional in one call
@@ -124,14 +132,20 @@ class ControlNetUNetStep(Node):
                              f"{x.shape[0]}; it must be equal (no guidance) or twice (guidance)")
         added = {} if i.text_embeds is None else {"text_embeds": i.text_embeds, "time_ids": i.time_ids}
         n = len(i.timesteps)
+        guided = x.shape[0] != i.latents.shape[0]
         down, mid = None, None
         with torch.no_grad():
             for entry in i.control:
                 if i.index / n < entry.start or (i.index + 1) / n > entry.end:
                     continue  # diffusers' `controlnet_keep` is 0 for this step
-                image = entry.image.expand(x.shape[0], -1, -1, -1)  # (2B, 3, H, W): one image for every sample
-                d, m = entry.controlnet(x, i.t, i.embeddings, image, entry.strength, **added)
+                if guided and entry.conditional_only:
+                    d, m = conditional_half(entry, i.latents, i.t, i.embeddings, added)
+                else:
+                    image = entry.image.expand(x.shape[0], -1, -1, -1)  # (2B, 3, H, W): one image for every sample
+                    d, m = entry.controlnet(x, i.t, i.embeddings, image, entry.strength, guess_mode=entry.guess_mode,
+                                            **added)
                 down = d if down is None else [a + b for a, b in zip(down, d)]
                 mid = m if mid is None else mid + m
             return {"noise_pred": i.unet(x, i.t, encoder_hidden_states=i.embeddings, down_residuals=down,
                                          mid_residual=mid, **added)}
+

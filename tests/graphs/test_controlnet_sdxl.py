@@ -25,27 +25,37 @@ def tiny_sdxl_controlnet(tiny_sdxl, tmp_path_factory):
     return folder
 
 
-def test_sdxl_controlnet_graph_matches_diffusers(tiny_sdxl, tiny_sdxl_controlnet, tmp_path):
+def test_sdxl_controlnet_graph_matches_diffusers_with_and_without_guess_mode(tiny_sdxl, tiny_sdxl_controlnet,
+                                                                             tmp_path):
     from diffusers import ControlNetModel, StableDiffusionXLControlNetPipeline
 
     from nodegraph import run_graph
 
     image = save_pattern(tmp_path / "control.png", 48, 32, 3)
     settings = dict(prompt="a cat", negative_prompt="blurry", steps=4, seed=8)  # [0.2, 0.8): steps 1, 2
-    ours = png_pixels(run_graph(REPO / "graphs" / "sdxl_controlnet.yaml", inputs=dict(
-        model=str(tiny_sdxl[0]), controlnet=str(tiny_sdxl_controlnet), image=str(image), controlnet_scale=0.8,
-        control_start=0.2, control_end=0.8, **settings), device="cpu")["image"])
+
+    def ours(guess_mode=False):
+        return png_pixels(run_graph(REPO / "graphs" / "sdxl_controlnet.yaml", inputs=dict(
+            model=str(tiny_sdxl[0]), controlnet=str(tiny_sdxl_controlnet), image=str(image), controlnet_scale=0.8,
+            control_start=0.2, control_end=0.8, guess_mode=guess_mode, **settings), device="cpu")["image"])
+
     pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
         tiny_sdxl[0], controlnet=ControlNetModel.from_pretrained(tiny_sdxl_controlnet), add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
 
-    def theirs(scale):
+    def theirs(scale, guess_mode=False):
         return to_uint8(pipe(settings["prompt"], negative_prompt=settings["negative_prompt"],
                              image=PIL.Image.open(image), num_inference_steps=settings["steps"],
                              controlnet_conditioning_scale=scale, control_guidance_start=0.2, control_guidance_end=0.8,
-                             generator=torch.Generator("cpu").manual_seed(settings["seed"]), output_type="np").images)
+                             guess_mode=guess_mode, generator=torch.Generator("cpu").manual_seed(settings["seed"]),
+                             output_type="np").images)
 
     expected = theirs(0.8)
-    assert ours.shape == (1, 32, 48, 3)
-    assert_close_images(ours, expected)
+    got = ours()
+    assert got.shape == (1, 32, 48, 3)
+    assert_close_images(got, expected)
     assert (theirs(0.0).int() - expected.int()).abs().max() > 20  # the ControlNet visibly matters
+    # guess mode: conditional half only (pooled text and time ids too), residuals weighted 0.1 … 1
+    guessed = theirs(0.8, guess_mode=True)
+    assert_close_images(ours(guess_mode=True), guessed)
+    assert (guessed.int() - expected.int()).abs().max() > 20  # and it is not the normal mode's picture
