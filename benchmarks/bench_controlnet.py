@@ -1,7 +1,7 @@
 """ControlNet time-to-image, whole process: `nodegraph run graphs/controlnet.yaml` vs diffusers'
 StableDiffusionControlNetPipeline.
 
-    .venv/bin/python benchmarks/bench_controlnet.py [--only tiny|sd15] [--dtypes bf16] [--repeats 2] [--threads N]
+    .venv/bin/python benchmarks/bench_controlnet.py [--only tiny|sd15] [--dtypes bf16] [--repeats 5] [--threads N]
 
 Each run is a fresh Python process timed from start to PNG (import + load UNet, ControlNet, VAE, text encoder +
 sample + decode + save), with its peak RSS; the two libraries alternate on the same checkpoints, control image,
@@ -9,7 +9,8 @@ prompt, seed, size, steps, scale 0.8 and range [0.1, 0.9). Checkpoints (random w
 - sd15: bench_time_to_image.py's SD1.5-architecture pipeline, plus `ControlNetModel.from_unet` of its UNet
   with the zero convolutions perturbed (so the control changes the pixels);
 - tiny: the tiny SD pipeline and tiny ControlNet of tests/graphs (fixed costs dominate).
-Goal (issue 14): SD1.5 bf16 on CPU, time ratio ≤ 0.85, same pixels (max px Δ printed).
+Goal (issue 14): SD1.5 bf16 on CPU, time ratio ≤ 0.85, same pixels (max px Δ printed). The table gives medians
+with each side's spread (min–max over the repeats) and the load averages before and after the runs.
 """
 
 from __future__ import annotations
@@ -92,15 +93,23 @@ def command(lib: str, model: Path, controlnet: Path, image: Path, dtype: str, ou
 
 
 def measure(name: str, model: Path, controlnet: Path, image: Path, dtype: str, threads: int, repeats: int) -> dict:
+    seconds = {"nodegraph": [], "diffusers": []}
+
+    def report(lib, r, s, rss):
+        seconds[lib].append(s)
+        print(f"  {name} {dtype} run {r + 1}/{repeats} {lib}: {s:.1f} s, {rss / GB:.2f} GB", flush=True)
+
+    load_before = os.getloadavg()
     result = alternate_runs(lambda lib, out: command(lib, model, controlnet, image, dtype, out, threads),
-                            repeats, threads, "ng-cn-")
-    return {"case": name, "dtype": dtype, **result}
+                            repeats, threads, "ng-cn-", report)
+    spread = {f"{lib}_spread": (min(s), max(s)) for lib, s in seconds.items()}
+    return {"case": name, "dtype": dtype, **result, **spread, "load": (load_before, os.getloadavg())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "nodegraph-bench")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", choices=["tiny", "sd15"], default=None)
     parser.add_argument("--dtypes", default="bf16", help="CPU dtypes, comma-separated (fp32, bf16)")
@@ -115,12 +124,16 @@ def main() -> None:
         rows += [measure(name, model, controlnet, image, d, args.threads, args.repeats) for d in args.dtypes.split(",")]
     print(f"\nControlNet time-to-image, whole process ({STEPS} steps, scale {SCALE}, range [{START}, {END})), "
           f"nodegraph CLI vs diffusers; {args.threads} thread(s), median of {args.repeats}")
-    head = f"{'checkpoint':<11}{'dtype':<6}{'nodegraph s':>12}{'diffusers s':>12}{'ratio':>7}{'ng GB':>7}{'df GB':>7}{'max px Δ':>10}"
+    head = (f"{'checkpoint':<11}{'dtype':<6}{'nodegraph s (min–max)':>24}{'diffusers s (min–max)':>24}{'ratio':>7}"
+            f"{'ng GB':>7}{'df GB':>7}{'max px Δ':>10}")
     print(head + "\n" + "-" * len(head))
     for r in rows:
-        print(f"{r['case']:<11}{r['dtype']:<6}{r['nodegraph_s']:>12.2f}{r['diffusers_s']:>12.2f}"
-              f"{r['nodegraph_s'] / r['diffusers_s']:>7.2f}{r['nodegraph_rss'] / GB:>7.2f}{r['diffusers_rss'] / GB:>7.2f}"
-              f"{r['diff']:>10}")
+        ng, df = (f"{r[lib + '_s']:.2f} ({r[lib + '_spread'][0]:.1f}–{r[lib + '_spread'][1]:.1f})"
+                  for lib in ("nodegraph", "diffusers"))
+        print(f"{r['case']:<11}{r['dtype']:<6}{ng:>24}{df:>24}{r['nodegraph_s'] / r['diffusers_s']:>7.2f}"
+              f"{r['nodegraph_rss'] / GB:>7.2f}{r['diffusers_rss'] / GB:>7.2f}{r['diff']:>10}")
+        before, after = (" ".join(f"{x:.2f}" for x in load) for load in r["load"])
+        print(f"{'':<17}load averages before: {before}; after: {after}")
     print("goal: sd15 bf16 time ratio ≤ 0.85; max px Δ in 0–255 units")
 
 
