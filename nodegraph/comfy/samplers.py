@@ -5,6 +5,7 @@ where `denoised` is the guided model's x₀ estimate at σ = sigmas[i], `model(x
 second-order samplers), `noise` the sampler's own generator
 (ComfyUI's `default_noise_sampler`: a fresh CPU generator seeded with the KSampler seed) and `history` what a
 multistep method carries between steps (None at the first step). x lives in σ-space: x = x₀ + σ·ε.
+uni_pc / uni_pc_bh2 live in nodegraph/comfy/uni_pc.py (ComfyUI runs them outside k-diffusion).
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ from __future__ import annotations
 import math
 
 # "ddim" is ComfyUI's alias for Euler (comfy/samplers.py `sampler_object`), normally paired with ddim_uniform;
-# heun, dpm_2 and dpm_2_ancestral evaluate the model a second time inside the step (`model(x, σ) -> x₀`).
-SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "ddim")
+# heun, dpm_2, dpm_2_ancestral and dpmpp_2s_ancestral evaluate the model a second time inside the step
+# (`model(x, σ) -> x₀`); uni_pc's corrector uses the next step's model evaluation instead.
+SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
+            "ddim", "uni_pc", "uni_pc_bh2")
+SECOND_ORDER = ("heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral")
+ANCESTRAL = ("euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral")
+# KSampler / KSamplerAdvanced schedule these over one more step and drop the penultimate σ
+# (comfy/samplers.py `KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS`); SamplerCustom's σ nodes do not.
+DISCARD_PENULTIMATE_SIGMA = ("dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2")
 LMS_ORDER = 4
 
 
@@ -67,11 +75,34 @@ def step(name: str, x, denoised, sigmas, i: int, noise=None, history=None, model
             return denoised, None
         x = x + to_d(x, sigma, denoised) * (sigma_down - sigma)
         return x + _randn(x, noise) * sigma_up, None
+    if name == "dpmpp_2s_ancestral":
+        return _dpmpp_2s_ancestral(x, denoised, sigma, sigma_next, noise, model), None
     if name == "dpmpp_2m":
         return _dpmpp_2m(x, denoised, sigmas, i, history)
+    if name in ("uni_pc", "uni_pc_bh2"):
+        from nodegraph.comfy.uni_pc import uni_pc_step
+
+        return uni_pc_step(x, denoised, sigmas, i, history, variant="bh2" if name == "uni_pc_bh2" else "bh1")
     if name == "lms":
         return _lms(x, denoised, sigmas, i, history)
     raise ValueError(f"unknown sampler {name!r}; supported: {', '.join(SAMPLERS)}")
+
+
+def _dpmpp_2s_ancestral(x, denoised, sigma: float, sigma_next: float, noise, model):
+    """DPM-Solver++(2S), Lu et al. (2022) Algorithm 1 with r = 1/2 on x₀ predictions, made ancestral as k-diffusion's
+    `sample_dpmpp_2s_ancestral` (eta = s_noise = 1, as ComfyUI calls it): a second-order step in λ = −log σ to
+    σ_down, the model evaluated once more at the λ-midpoint, then σ_up of fresh noise unless σ_next is 0."""
+    sigma_down, sigma_up = ancestral_step(sigma, sigma_next)
+    if sigma_down == 0:  # the last step: Euler into σ = 0, which lands on the x₀ estimate
+        x = x + to_d(x, sigma, denoised) * (sigma_down - sigma)
+    else:
+        h = math.log(sigma) - math.log(sigma_down)  # λ_down − λ > 0
+        sigma_mid = math.exp(-(-math.log(sigma) + h / 2))
+        x_mid = (sigma_mid / sigma) * x - math.expm1(-h / 2) * denoised
+        x = (sigma_down / sigma) * x - math.expm1(-h) * model(x_mid, sigma_mid)
+    if sigma_next > 0:
+        x = x + _randn(x, noise) * sigma_up
+    return x
 
 
 def _dpmpp_2m(x, denoised, sigmas, i, old_denoised):

@@ -76,21 +76,29 @@ def sigmas_for(scheduler: str, steps: int, table=None):
 
 
 def ksampler_sigmas(scheduler: str, steps: int, denoise: float = 1.0, start: int = 0, end: int | None = None,
-                    force_full_denoise: bool = False, table=None):
+                    force_full_denoise: bool = False, table=None, discard_penultimate: bool = False):
     """The σ a KSampler / KSamplerAdvanced runs over.
 
     denoise < 1: the schedule of int(steps / denoise) steps, keeping its last steps + 1 σ (ComfyUI's
     `KSampler.set_steps`); denoise ≤ 0 gives no steps. KSamplerAdvanced: σ[:end + 1] (last σ set to 0 when
-    `force_full_denoise`), then σ[start:] (comfy/samplers.py `KSampler.sample`).
+    `force_full_denoise`), then σ[start:] (comfy/samplers.py `KSampler.sample`). `discard_penultimate`
+    (ComfyUI's rule for dpm_2 and uni_pc samplers, `KSampler.calculate_sigmas`): each schedule is made over
+    one more step and its penultimate σ dropped, before the denoise tail is taken.
     """
     import torch
+
+    def schedule(n):
+        if not discard_penultimate:
+            return sigmas_for(scheduler, n, table)
+        longer = sigmas_for(scheduler, n + 1, table)
+        return torch.cat([longer[:-2], longer[-1:]])
 
     if denoise <= 0:
         return torch.zeros(0)
     if denoise < 1:
-        sigmas = sigmas_for(scheduler, int(steps / denoise), table)[-(steps + 1):]
+        sigmas = schedule(int(steps / denoise))[-(steps + 1):]
     else:
-        sigmas = sigmas_for(scheduler, steps, table)
+        sigmas = schedule(steps)
     if end is not None and end < len(sigmas) - 1:
         sigmas = sigmas[:end + 1].clone()
         if force_full_denoise:

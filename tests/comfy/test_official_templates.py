@@ -18,9 +18,10 @@ TEMPLATES = sorted(p for p in (Path(templates.__file__).parent / "templates").gl
 COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModelOnly", "CLIPSetLastLayer",
            "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced", "LatentUpscale", "VAEDecode",
            "SaveImage", "PreviewImage", "VAEEncode", "LoadImage", "SamplerCustom", "KSamplerSelect",
-           "BasicScheduler"}
+           "BasicScheduler", "ControlNetLoader", "ControlNetApplyAdvanced"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
-SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "ddim"}
+SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
+            "ddim", "uni_pc", "uni_pc_bh2"}
 SCHEDULERS = {"normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"}
 
 
@@ -45,6 +46,13 @@ def expected_refusals(doc: dict) -> set[str]:
     return out
 
 
+def family_by_name(path: Path):
+    from nodegraph.comfy.checkpoints import Checkpoint
+
+    name = path.name.lower()
+    return Checkpoint("sdxl_refiner" if "refiner" in name else "sdxl_base" if "xl" in name else "sd1")
+
+
 def test_the_package_holds_the_templates():
     assert len(TEMPLATES) > 100
 
@@ -63,7 +71,7 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
         models = tmp_path / template.stem / "models"
         for entry in workflow.api.values():  # empty stand-ins for the models the template names
             for key, folder in (("ckpt_name", "checkpoints"), ("vae_name", "vae"), ("lora_name", "loras"),
-                                ("image", "../input")):
+                                ("control_net_name", "controlnet"), ("image", "../input")):
                 if isinstance(entry["inputs"].get(key), str):
                     (models / folder / entry["inputs"][key]).parent.mkdir(parents=True, exist_ok=True)
                     (models / folder / entry["inputs"][key]).touch()
@@ -71,7 +79,7 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
             # the stand-in files have no tensors to read a family from (the templates' SDXL files say so by name);
             # the import's structure is what is tested
             translation = translate(workflow, ModelPaths([models], inputs=[models.parent / "input"]),
-                                    family=lambda path: "sdxl_base" if "xl" in path.name.lower() else "sd1")
+                                    checkpoint=family_by_name)
         except ComfyError as exc:
             listed = {line.strip() for line in str(exc).splitlines()[1:-1]}
             assert expected and listed == expected, template.name

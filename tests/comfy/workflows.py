@@ -95,7 +95,8 @@ def run_cli(folder: Path, workflow, models_dir, sd1_folder, *extra, name: str = 
     return np.asarray(Image.open(png).convert("RGB")), png
 
 
-def diffusers_comfy_image(folder, scheduler_cls, seed=SEED, clip_skip=None, loras=None, **scheduler_config):
+def diffusers_comfy_image(folder, scheduler_cls, seed=SEED, clip_skip=None, loras=None, steps=STEPS,
+                          **scheduler_config):
     """diffusers' StableDiffusionPipeline on `folder`, configured as ComfyUI samples (comfyui-facts.md)."""
     import diffusers
     import numpy as np
@@ -108,12 +109,12 @@ def diffusers_comfy_image(folder, scheduler_cls, seed=SEED, clip_skip=None, lora
     if loras:
         pipe.set_adapters(list(loras), [scale for _, scale in loras.values()])
     pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config, **scheduler_config)
-    pipe.scheduler.set_timesteps(STEPS)
+    pipe.scheduler.set_timesteps(steps)
     sigma_max = float(pipe.scheduler.sigmas[0])
     noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(seed))
     # ComfyUI's first x is noise·√(1 + σmax²) in σ-space; the pipeline multiplies given latents by
     # init_noise_sigma. DPM-Solver works on x/√(1 + σ²) (init_noise_sigma 1), where that same x is the plain noise.
-    vp = isinstance(pipe.scheduler, diffusers.DPMSolverMultistepScheduler)
+    vp = isinstance(pipe.scheduler, (diffusers.DPMSolverMultistepScheduler, diffusers.UniPCMultistepScheduler))
     latents = noise if vp else noise * (1 + sigma_max ** 2) ** 0.5 / float(pipe.scheduler.init_noise_sigma)
     text = {"prompt": PROMPT, "negative_prompt": NEGATIVE}
     if clip_skip:  # diffusers' clip_skip rule, written out (its pipeline reaches for `text_encoder.text_model`,
@@ -125,6 +126,6 @@ def diffusers_comfy_image(folder, scheduler_cls, seed=SEED, clip_skip=None, lora
                 return pipe.text_encoder.final_layer_norm(states[-(clip_skip + 1)])
 
         text = {"prompt_embeds": embed(PROMPT), "negative_prompt_embeds": embed(NEGATIVE)}
-    out = pipe(**text, num_inference_steps=STEPS, guidance_scale=CFG, height=16, width=16, latents=latents,
+    out = pipe(**text, num_inference_steps=steps, guidance_scale=CFG, height=16, width=16, latents=latents,
                generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
     return (out.images[0] * 255).round().astype(np.uint8)
