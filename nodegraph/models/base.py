@@ -2,10 +2,10 @@
 and installing loaded weights.
 
 Models are built on the meta device and then given their checkpoint's tensors, so the random initialisation
-that torch's layers run in their constructors is wasted work: `Linear`, `Conv2d`, `GroupNorm` and `LayerNorm`
-here are torch's, except that they skip it for meta weights (a per-instance check, so unlike patching
-`torch.nn.init` it cannot leave another thread's layers uninitialised). Built on a real device they initialise
-as usual.
+that torch's layers run in their constructors is wasted work: `Linear`, `Conv2d`, `GroupNorm`, `LayerNorm`
+and `Embedding` here are torch's, except that they skip it for meta weights (a per-instance check, so unlike
+patching `torch.nn.init` it cannot leave another thread's layers uninitialised). Built on a real device they
+initialise as usual.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ class GroupNorm(_NoInitOnMeta, nn.GroupNorm):
 
 class LayerNorm(_NoInitOnMeta, nn.LayerNorm):
     pass
+
+
+class Embedding(_NoInitOnMeta, nn.Embedding):
+    """Also spares the import: torch's `normal_` on a meta tensor goes through its Python reference
+    implementation, which imports torch._dynamo (about 1 s on this CPU)."""
 
 
 class Model(nn.Module):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nodegraph.models.base import LayerNorm, Linear, Model
+from nodegraph.models.base import Embedding, LayerNorm, Linear, Model
 
 
 @dataclass
@@ -74,8 +74,8 @@ class CLIPTextOutput:
 class CLIPTextEmbeddings(nn.Module):
     def __init__(self, config: CLIPTextConfig):
         super().__init__()
-        self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position_embedding = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_embedding = Embedding(config.vocab_size, config.hidden_size)
+        self.position_embedding = Embedding(config.max_position_embeddings, config.hidden_size)
         positions = torch.arange(config.max_position_embeddings).expand((1, -1))
         self.register_buffer("position_ids", positions, persistent=False)  # (1, max_positions)
 
