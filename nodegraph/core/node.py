@@ -11,7 +11,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
@@ -44,6 +44,13 @@ class Node:
     def run(self, i: Any, ctx: RunContext) -> Any:
         """Compute the outputs; return `self.Outputs(...)` or a dict {port: value}."""
         raise NotImplementedError(f"{type(self).__name__}.run is not implemented")
+
+    @classmethod
+    def check_inputs(cls, known: dict[str, Any]) -> Optional[tuple[tuple[str, ...], str, str]]:
+        """Inputs that are wrong only together (a range's start not below its end), checked at validation and
+        when a run's input values are bound. `known`: the inputs whose values are known before running (each
+        already checked alone). Return (the ports at fault, message, hint) or None (spec/together.py)."""
+        return None
 
 
 class NodeDefinitionError(TypeError):

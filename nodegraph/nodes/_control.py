@@ -38,6 +38,16 @@ def check_family(controlnet, unet) -> None:
                          "(SD1.5 ControlNets with SD1.x, SDXL ones with graphs/sdxl_controlnet.yaml).")
 
 
+def range_problem(known: dict) -> tuple[tuple[str, ...], str, str] | None:
+    """`Node.check_inputs` of the nodes with a ControlNet step range: refuse start ≥ end before anything runs."""
+    start, end = known.get("start"), known.get("end")
+    if isinstance(start, (int, float)) and isinstance(end, (int, float)) and start >= end:
+        return (("start", "end"), f"`start` {start} must be below `end` {end}",
+                "the ControlNet acts on the steps in [start, end) of the schedule: give a `control_start` below "
+                "`control_end`, e.g. 0.0 and 1.0 for all the steps")
+    return None
+
+
 def check_range(start: float, end: float) -> None:
     if start >= end:
         raise ValueError(f"`control_start` {start} must be below `control_end` {end}: the ControlNet acts on the "

@@ -36,8 +36,8 @@ class LoadControlNet(Node):
 
 @node("ControlRange", version=1)
 class ControlRange(Node):
-    """Check a ControlNet's step range, [`start`, `end`) as shares of the schedule, and pass it on. Declared
-    first in a graph, it refuses `start` ≥ `end` before any model is loaded."""
+    """Check a ControlNet's step range, [`start`, `end`) as shares of the schedule, and pass it on. `start` ≥
+    `end` is refused when the graph is validated (literals, graph-input values), else before any model loads."""
 
     class Inputs(Ports):
         start: float = Field(0.0, ge=0.0, le=1.0)
@@ -46,6 +46,12 @@ class ControlRange(Node):
     class Outputs(Ports):
         start: float
         end: float
+
+    @classmethod
+    def check_inputs(cls, known):
+        from nodegraph.nodes._control import range_problem
+
+        return range_problem(known)
 
     def run(self, i, ctx):
         from nodegraph.nodes._control import check_range
@@ -81,6 +87,12 @@ class ApplyControlNet(Node):
         control: Control
         height: int
         width: int
+
+    @classmethod
+    def check_inputs(cls, known):
+        from nodegraph.nodes._control import range_problem
+
+        return range_problem(known)
 
     def run(self, i, ctx):
         from nodegraph.nodes._control import ControlEntry, check_family, check_range

@@ -18,6 +18,7 @@ from nodegraph.spec.checked import CheckedBody, CheckedGraph, CheckedNode, Sourc
 from nodegraph.spec.document import INVALID, NO_DEFAULT, GraphSpec, InputSpec, Ref, RepeatSpec
 from nodegraph.spec.errors import Path, Reporter, dotted
 from nodegraph.spec.migrated import migrate_node
+from nodegraph.spec.together import check_together
 from nodegraph.spec.values import Consumer, GraphInputPort, check_value_for_input
 
 
@@ -60,6 +61,7 @@ class GraphChecker:
         self._check_outputs(top)
         self._check_defaults()
         self.g.nodes = top.nodes
+        check_together(self.g, self.r)
         return self.g
 
     # ---- declarations ---------------------------------------------------------------------------------

@@ -154,6 +154,10 @@ def bind_input_values(graph: CheckedGraph, given: dict[str, Any], *, origin: str
             r.error("missing_graph_input", ("inputs", name), f"input `{name}` is required and was not given",
                     f"give it, e.g. `--set {name}=...` on the command line or `{name}=...` in Python",
                     at_key=True)
+    if not r.has_errors:
+        from nodegraph.spec.together import check_together
+
+        check_together(graph, r, values)
     if r.has_errors:
         raise ValidationFailed(r.issues, graph.source.file)
     return values
