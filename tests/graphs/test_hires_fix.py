@@ -28,11 +28,11 @@ def pipelines(model):
     return txt2img, img2img
 
 
-def by_hand(model, upscaler):
+def by_hand(model, upscaler, batch=1):
     txt2img, img2img = pipelines(model)
     generator = torch.Generator("cpu").manual_seed(SETTINGS["seed"])
     common = dict(prompt=SETTINGS["prompt"], negative_prompt=SETTINGS["negative_prompt"],
-                  guidance_scale=SETTINGS["guidance_scale"], generator=generator)
+                  guidance_scale=SETTINGS["guidance_scale"], generator=generator, num_images_per_prompt=batch)
     base = txt2img(height=SETTINGS["height"], width=SETTINGS["width"], num_inference_steps=SETTINGS["steps"],
                    output_type="latent" if upscaler == "latent" else "pil", **common).images
     if upscaler == "latent":  # bilinear on the latents (factor-2 tiny VAE: 24×32 pixels = 12×16 latents)
@@ -55,3 +55,16 @@ def test_hires_fix_graph_matches_two_diffusers_calls(tiny_sd, upscaler):
     assert_close_images(ours, theirs)
     if upscaler == "image":  # the img2img pass changed the enlarged picture: the comparison is not vacuous
         assert np.abs(np.asarray(enlarged[0]).astype(int) - theirs[0].numpy().astype(int)).max() > 20
+
+
+def test_hires_fix_batch_of_two_matches_two_diffusers_calls(tiny_sd):
+    """Both passes take the batch (num_images_per_prompt=2): one noise tensor of 2 for the base pass; with the
+    image upscaler the img2img pass decodes, resizes and encodes both pictures, then re-noises them."""
+    from nodegraph import run_graph
+
+    ours = png_pixels(run_graph(REPO / "graphs" / "hires_fix.yaml", inputs=dict(
+        model=str(tiny_sd), upscaler="image", batch_size=2, **SETTINGS, **HIRES), device="cpu")["image"])
+    theirs, _ = by_hand(tiny_sd, "image", batch=2)
+    assert ours.shape == (2, 24, 32, 3)
+    assert_close_images(ours, theirs)
+    assert (theirs[0].int() - theirs[1].int()).abs().max() > 20  # two different pictures, not one repeated
