@@ -162,7 +162,10 @@ def _run(args, scratch: pathlib.Path) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         try:
-            outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=cancel)
+            from nodegraph.exec.run_scoped import RunScopedComponents  # one run: free each model after its last use
+
+            outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=cancel,
+                                components=RunScopedComponents())
         except NodeExecutionError as exc:
             exc.fed_by = _inputs_feeding(graph, exc.node_id, values)
             raise

@@ -18,13 +18,15 @@ from nodegraph.exec.steps import run_steps
 class RunOptions:
     """How to run: `device` (None = CUDA when present, else CPU), `dtype` (None = fp32; fp16, bf16),
     `hooks` (callables receiving events), `cancel` (a CancelToken scoped to this run), `cache` (a node-output
-    cache, see exec/cache.py; None runs every node)."""
+    cache, see exec/cache.py; None runs every node), `components` (the loaded-model cache; None = the
+    process-wide one; exec/run_scoped.py frees each model after its last use, for one-shot processes)."""
 
     device: Any = None
     dtype: Any = None
     hooks: Sequence[Hook] = field(default_factory=tuple)
     cancel: Optional[CancelToken] = None
     cache: Any = None
+    components: Any = None
 
 
 def execute_plan(plan: Plan, values: dict[str, Any], ctx: RunContext, cache: Any = None) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def execute_plan(plan: Plan, values: dict[str, Any], ctx: RunContext, cache: Any
 def run_graph(graph: Union[str, os.PathLike, Any], inputs: Optional[dict[str, Any]] = None, *,
               outputs: Optional[Sequence[str]] = None, device: Any = None, dtype: Any = None,
               hooks: Sequence[Hook] = (), cancel: Optional[CancelToken] = None, cache: Any = None,
-              options: Optional[RunOptions] = None) -> dict[str, Any]:
+              components: Any = None, options: Optional[RunOptions] = None) -> dict[str, Any]:
     """Run a graph (a `Graph` or a path to a YAML file) and return {output name: value}.
 
     `inputs` are checked like `--set` values (type, choices, range, and every node port they feed);
@@ -78,11 +80,12 @@ def run_graph(graph: Union[str, os.PathLike, Any], inputs: Optional[dict[str, An
 
     if not isinstance(graph, Graph):
         graph = load_graph(graph)
-    options = options or RunOptions(device, dtype, tuple(hooks), cancel, cache)
+    options = options or RunOptions(device, dtype, tuple(hooks), cancel, cache, components)
     values = bind_input_values(graph.checked, dict(inputs or {}))
     plan = graph.plan(tuple(outputs) if outputs is not None else None)
     check_dtype_name(options.dtype)
-    ctx = RunContext(options.device, options.dtype, hooks=tuple(options.hooks), cancel=options.cancel)
+    ctx = RunContext(options.device, options.dtype, components=options.components, hooks=tuple(options.hooks),
+                     cancel=options.cancel)
     if options.device is not None:
         ctx.check_device()
     return execute_plan(plan, values, ctx, options.cache)

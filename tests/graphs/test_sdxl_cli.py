@@ -104,3 +104,24 @@ def test_refiner_png_names_the_refiner_and_the_switch_point(tiny_sdxl, tmp_path,
     assert params[0] == "a cat"
     assert "Steps: 5, Sampler: Euler, CFG scale: 5.0, Seed: 4, Size: 32x32" in params[1]
     assert f"Refiner: {refiner}, Refiner switch at: 0.6" in params[1]
+
+
+def test_a_one_shot_sdxl_run_frees_the_text_encoders_before_the_unet_loads_and_the_unet_before_decoding(tiny_sdxl):
+    """What `nodegraph run` does (exec/run_scoped.py): the peak memory is the largest phase, not all models."""
+    import torch
+
+    from nodegraph import run_graph
+    from nodegraph.exec.events import NodeStarted
+    from nodegraph.exec.run_scoped import RunScopedComponents
+
+    components, held_at = RunScopedComponents(), {}
+
+    def record(event):
+        if isinstance(event, NodeStarted) and event.node_id in ("cond", "unet", "decode"):
+            held_at[event.node_id] = sorted(key[4] for key in components.held() if key[0] == "component")
+
+    inputs = dict(model=str(tiny_sdxl[0]), prompt="a cat", negative_prompt="a dog", steps=2, height=32, width=32)
+    image = run_graph(SDXL_GRAPH, inputs, device="cpu", hooks=[record], components=components)["image"]
+    assert held_at == {"cond": ["text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"], "unet": [],
+                       "decode": ["vae"]}
+    assert torch.equal(image, run_graph(SDXL_GRAPH, inputs, device="cpu")["image"])  # the process-wide cache
