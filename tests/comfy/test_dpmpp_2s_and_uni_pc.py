@@ -146,6 +146,9 @@ def test_ksampler_schedule_drops_the_penultimate_sigma_for_dpm_2_and_uni_pc(samp
     longer = diffusers_sigmas(7, timestep_spacing="linspace")
     tail = (torch.cat([longer[:-2], longer[-1:]]) if dropped else diffusers_sigmas(6, timestep_spacing="linspace"))[-4:]
     torch.testing.assert_close(sigmas(steps=3, denoise=0.5), tail, rtol=2e-5, atol=1e-6)
+    # KSamplerAdvanced cuts that same schedule: steps 0–2 with leftover noise, then 2 to the end
+    torch.testing.assert_close(sigmas(steps=3, end_step=2, return_with_leftover_noise="enable"), expected[:3])
+    torch.testing.assert_close(sigmas(steps=3, start_step=2), expected[2:])
 
 
 # -- the tiny checkpoint ------------------------------------------------------------------------------------------
@@ -176,6 +179,36 @@ def test_uni_pc_workflow_matches_diffusers_unipc_pipeline(uni_pc_run, sd1_folder
     print(f"uni_pc/normal, 3 steps: max pixel difference {diff}/255")
     assert diff <= 1
     assert max_diff(uni_pc_run[1], default_run[0]) > 8  # not the Euler image
+
+
+def test_sampler_custom_with_ksampler_select_uni_pc_bh2_matches_diffusers(tmp_path, models_dir, sd1_folder,
+                                                                          uni_pc_run):
+    # SamplerCustom takes BasicScheduler's σ as they are (no dropped σ): 4 steps at t = 999, 666, 333, 0
+    from diffusers import UniPCMultistepScheduler
+
+    doc = api()
+    doc["12"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "uni_pc_bh2"}}
+    doc["13"] = {"class_type": "BasicScheduler", "inputs": {"scheduler": "normal", "steps": 4, "denoise": 1.0,
+                                                            "model": ["4", 0]}}
+    doc["3"] = {"class_type": "SamplerCustom", "inputs": {
+        "add_noise": True, "noise_seed": SEED, "cfg": CFG, "model": ["4", 0], "positive": ["6", 0],
+        "negative": ["7", 0], "sampler": ["12", 0], "sigmas": ["13", 0], "latent_image": ["5", 0]}}
+    ours = run_cli(tmp_path, doc, models_dir, sd1_folder)[0]
+    comfy_normal = diffusers_sigmas(4, timestep_spacing="linspace")  # ComfyUI's "normal" (see its own test)
+
+    class BasicSchedulerSigmas(UniPCMultistepScheduler):
+        def set_timesteps(self, *args, **kwargs):
+            super().set_timesteps(*args, **kwargs)
+            self.sigmas = comfy_normal.clone()
+            self.sigmas[-1] = COMFY_FINAL_SIGMA
+            self.timesteps = torch.tensor([999, 666, 333, 0])
+
+    theirs = diffusers_comfy_image(sd1_folder, BasicSchedulerSigmas, steps=4, timestep_spacing="linspace",
+                                   solver_order=3, solver_type="bh2", predict_x0=True, lower_order_final=True)
+    diff = max_diff(ours, theirs)
+    print(f"SamplerCustom uni_pc_bh2/normal, 4 steps: max pixel difference {diff}/255")
+    assert diff <= 1
+    assert max_diff(ours, uni_pc_run[1]) > 3  # not KSampler's uni_pc schedule (7/255 apart on this model)
 
 
 def diffusers_2s_image(sd1_folder, steps: int):
