@@ -277,3 +277,19 @@ def test_channels_last_loading_gives_the_same_unet_output(sd_pipeline):
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     context = torch.randn(1, 5, plain.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(fast(x, 10, context), plain(x, 10, context), atol=1e-5, rtol=1e-5)
+
+
+def test_converted_tensors_beside_mapped_ones_load_exactly(tmp_path):
+    """Conversions read straight from the map and then release its pages: tensors kept as views of the same map
+    (an int buffer, and fp16 weights when fp16 is asked for) sharing pages with them keep their values."""
+    generator = torch.Generator().manual_seed(0)
+    tensors = {"a_big": torch.randn(3000, generator=generator), "b_ids": torch.arange(7),  # spans pages / shares them
+               "c_half": torch.randn(5000, generator=generator).half(), "d_big": torch.randn(1025, 3, generator=generator)}
+    save_file(tensors, str(tmp_path / "w.safetensors"))
+    src = sources.resolve_source(tmp_path)
+    entries = checkpoint.read_entries(src, checkpoint.WeightFiles(("w.safetensors",), pickle=False))
+    for dtype in (torch.bfloat16, torch.float16):
+        state = checkpoint.read_tensors(entries, dtype, torch.device("cpu"))
+        for key, want in tensors.items():
+            want = want.to(dtype) if want.is_floating_point() else want
+            assert state[key].dtype == want.dtype and torch.equal(state[key], want), key
