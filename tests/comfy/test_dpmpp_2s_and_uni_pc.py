@@ -10,8 +10,8 @@
   ends at σ = 2⁻¹⁰, which the oracle is told (0.001 itself leaves the two 2e-5 apart). The same float32 λ
   near σ_min (1 − α² ≈ 8.5e-4 kept to 7 digits) keeps them up to 1.1e-4 apart on values up to 22 (3 steps;
   ≤ 2.5e-5 at 12): the tolerance is rtol = atol = 1e-4, as for the other samplers.
-* The `k-diffusion` package is not the oracle: its wheel pulls wandb, torchvision, kornia, clip and pins
-  numpy < 2. Its own `sample_dpmpp_2s_ancestral`, run once outside the suite, agreed within 4.2e-5.
+* The `k-diffusion` package is not the oracle: its install pulls wandb, torchvision, kornia, clip and takes
+  numpy down to 1.26. Its own `sample_dpmpp_2s_ancestral`, run once outside the suite, agreed within 4.2e-5.
 * KSampler / KSamplerAdvanced schedule dpm_2, dpm_2_ancestral, uni_pc and uni_pc_bh2 over one more step and
   drop the penultimate σ (comfy/samplers.py `KSampler.calculate_sigmas`), checked against diffusers' σ.
 * On the tiny checkpoint, `nodegraph run workflow.json` equals diffusers' pipeline (uni_pc) or the diffusers
