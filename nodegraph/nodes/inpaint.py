@@ -187,8 +187,8 @@ class InpaintBlend(Node):
 
 @node("RefuseInpaintingUNet", version=1)
 class RefuseInpaintingUNet(Node):
-    """Pass `unet` through, refusing a 9-channel inpainting UNet with a pointer to graphs/inpaint.yaml: a
-    text-to-image graph has no image or mask to give it."""
+    """Pass `unet` through, refusing a 9-channel inpainting UNet with a pointer to graphs/inpaint.yaml (SDXL:
+    graphs/sdxl_inpaint.yaml): a text-to-image graph has no image or mask to give it."""
 
     class Inputs(Ports):
         unet: UNet
@@ -199,6 +199,8 @@ class RefuseInpaintingUNet(Node):
     def run(self, i, ctx):
         channels = getattr(i.unet.config, "in_channels", 4)
         if channels == 9:
+            sdxl = getattr(i.unet.config, "addition_embed_type", None) == "text_time"
             raise ValueError("`model` is an inpainting checkpoint (its UNet takes 9 channels: latents, mask and "
-                             "masked image): run it with graphs/inpaint.yaml and give it an `image` and a `mask`")
+                             f"masked image): run it with graphs/{'sdxl_inpaint' if sdxl else 'inpaint'}.yaml and give "
+                             "it an `image` and a `mask`")
         return {"unet": i.unet}

@@ -42,3 +42,11 @@ def tiny_sd_inpaint(tiny_sd, tmp_path_factory) -> Path:
     from tiny_inpaint import save_tiny_sd_inpaint
 
     return save_tiny_sd_inpaint(tiny_sd, tmp_path_factory.mktemp("inpaint") / "tiny-sd-inpaint")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_inpaint(tiny_sdxl, tmp_path_factory) -> Path:
+    """The tiny SDXL base with a 9-channel inpainting UNet."""
+    from tiny_inpaint import save_tiny_sd_inpaint
+
+    return save_tiny_sd_inpaint(tiny_sdxl[0], tmp_path_factory.mktemp("sdxl-inpaint") / "tiny-sdxl-inpaint")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import PIL.Image
 import pytest
 import torch
+from test_sdxl_cli import run_cli
 from test_stable_diffusion_parity import assert_close_images
 from tiny_controlnet import save_pattern
 from tiny_pipelines import REPO, png_pixels, to_uint8
@@ -59,3 +60,13 @@ def test_sdxl_controlnet_graph_matches_diffusers_with_and_without_guess_mode(tin
     guessed = theirs(0.8, guess_mode=True)
     assert_close_images(ours(guess_mode=True), guessed)
     assert (guessed.int() - expected.int()).abs().max() > 20  # and it is not the normal mode's picture
+
+
+def test_an_sdxl_inpainting_checkpoint_is_refused_with_a_pointer_to_sdxl_inpaint(tiny_sdxl_inpaint,
+                                                                                tiny_sdxl_controlnet, tmp_path, capsys):
+    image = save_pattern(tmp_path / "control.png", 48, 32, 3)
+    code, err = run_cli(capsys, REPO / "graphs" / "sdxl_controlnet.yaml", tmp_path / "out", model=tiny_sdxl_inpaint,
+                        controlnet=tiny_sdxl_controlnet, image=image, steps=2)
+    assert code == 1, err
+    assert "9 channels" in err and "graphs/sdxl_inpaint.yaml" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

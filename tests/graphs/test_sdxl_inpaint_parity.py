@@ -4,7 +4,6 @@ SDXL inpainting UNet."""
 from __future__ import annotations
 
 import functools
-import shutil
 
 import PIL.Image
 import pytest
@@ -13,23 +12,13 @@ from test_stable_diffusion_parity import assert_close_images
 from tiny_inpaint import save_picture_and_mask
 from tiny_pipelines import REPO, png_pixels, to_uint8
 
-from tests.models.tiny_checkpoints import perturbed
-
 # the tiny SDXL VAE shrinks 4×: 48×32 pixels are 12×8 latents
 SETTINGS = dict(prompt="a cat", negative_prompt="blurry", seed=5, steps=5, guidance_scale=7.5, batch_size=2)
 
 
 @pytest.fixture(scope="module")
-def sdxl_models(tiny_sdxl, tmp_path_factory) -> dict:
-    """The tiny SDXL base, and a copy whose UNet takes 9 channels (latents, mask, masked-image latents)."""
-    from diffusers import UNet2DConditionModel
-
-    folder = tmp_path_factory.mktemp("sdxl-inpaint") / "tiny-sdxl-inpaint"
-    shutil.copytree(tiny_sdxl[0], folder)
-    config = dict(UNet2DConditionModel.load_config(tiny_sdxl[0] / "unet"), in_channels=9)
-    shutil.rmtree(folder / "unet")
-    perturbed(UNet2DConditionModel.from_config(config), 41, scale=0.05).save_pretrained(folder / "unet")
-    return {"4-channel": tiny_sdxl[0], "9-channel": folder}
+def sdxl_models(tiny_sdxl, tiny_sdxl_inpaint) -> dict:
+    return {"4-channel": tiny_sdxl[0], "9-channel": tiny_sdxl_inpaint}
 
 
 @pytest.fixture(scope="module")

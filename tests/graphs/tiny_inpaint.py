@@ -12,7 +12,8 @@ from tests.models.tiny_checkpoints import perturbed
 
 
 def save_tiny_sd_inpaint(sd_folder: Path, folder: Path) -> Path:
-    """The tiny SD pipeline with its UNet replaced by a 9-channel one (latents, mask, masked-image latents)."""
+    """The tiny SD (or SDXL) pipeline with its UNet replaced by a 9-channel one (latents, mask, masked-image
+    latents)."""
     from diffusers import UNet2DConditionModel
 
     shutil.copytree(sd_folder, folder)
