@@ -14,6 +14,17 @@ down/upsamplers is written as a diffusers-format .safetensors file, and then, al
 - one UNet step (batch 2, `--latent`² latents, 77×768 text) with the LoRA: nodegraph fused vs diffusers unfused
   (what `load_lora_weights` gives a pipeline) and fused, with the largest output difference.
 The UNet share of time-to-image with one LoRA for 25 steps is then apply + 25 steps, for both.
+
+    .venv/bin/python benchmarks/bench_lora.py --whole-process [--dtypes fp32,bf16] [--repeats 5] [--steps 4]
+                                              [--image 256] [--rank 32] [--threads N]
+
+`--whole-process` times whole processes instead, import to PNG, alternating fresh processes (the alternate_runs
+helper of bench_time_to_image.py): `nodegraph run graphs/stable_diffusion.yaml --set lora=FILE` against diffusers'
+StableDiffusionPipeline + `load_lora_weights(FILE, adapter_name=…)` + `set_adapters([name], [1.0])`, on the
+SD1.5-size random pipeline of bench_time_to_image.py and a random rank-`--rank` diffusers-format LoRA over the
+UNet layers above and every attention and MLP projection of the text encoder; medians with min–max, peak RSS, and
+the largest pixel difference between the two images (and between nodegraph's image with and without the LoRA,
+to show the LoRA changes it).
 Goal (issue 13): time-to-image with one LoRA ≤ 0.85× diffusers'.
 """
 
@@ -58,15 +69,29 @@ def build(size: str, device, dtype):
     return ours.eval(), theirs
 
 
-def write_lora(unet, rank: int, path: Path) -> int:
-    import torch
+TEXT_LORA_LAYERS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+
+
+def write_lora(unet, rank: int, path: Path, text_encoder=None) -> int:
+    """A random rank-`rank` diffusers-format LoRA over `unet`'s LORA_LAYERS (and `text_encoder`'s TEXT_LORA_LAYERS);
+    returns the number of layers. The models may live on the meta device (only their shapes are read)."""
     from safetensors.torch import save_file
+
+    tensors = _lora_tensors(unet, "unet", LORA_LAYERS, rank, seed=1)
+    if text_encoder is not None:
+        tensors.update(_lora_tensors(text_encoder, "text_encoder", TEXT_LORA_LAYERS, rank, seed=2))
+    save_file(tensors, path)
+    return len(tensors) // 2
+
+
+def _lora_tensors(model, prefix: str, layers: tuple, rank: int, seed: int) -> dict:
+    import torch
     from torch import nn
 
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
     tensors = {}
-    for name, layer in unet.named_modules():
-        if not name.endswith(LORA_LAYERS) or not isinstance(layer, (nn.Linear, nn.Conv2d)):
+    for name, layer in model.named_modules():
+        if not name.endswith(layers) or not isinstance(layer, (nn.Linear, nn.Conv2d)):
             continue
         if isinstance(layer, nn.Conv2d):
             down = torch.randn(rank, layer.in_channels, *layer.kernel_size, generator=g)
@@ -74,10 +99,9 @@ def write_lora(unet, rank: int, path: Path) -> int:
         else:
             down, up = torch.randn(rank, layer.in_features, generator=g), torch.randn(layer.out_features, rank,
                                                                                        generator=g)
-        tensors[f"unet.{name}.lora_A.weight"] = down / down[0].numel() ** 0.5
-        tensors[f"unet.{name}.lora_B.weight"] = 0.1 * up / rank ** 0.5
-    save_file(tensors, path)
-    return len(tensors) // 2
+        tensors[f"{prefix}.{name}.lora_A.weight"] = down / down[0].numel() ** 0.5
+        tensors[f"{prefix}.{name}.lora_B.weight"] = 0.1 * up / rank ** 0.5
+    return tensors
 
 
 def timed(fn, sync):
@@ -88,18 +112,122 @@ def timed(fn, sync):
     return time.perf_counter() - start, result
 
 
+PROMPT, SEED = "a photograph of an astronaut riding a horse", 0
+
+
+def pipeline_lora(model: Path, rank: int, cache: Path) -> Path:
+    """The whole-process LoRA file for the pipeline folder `model` (written once, shapes read on the meta device)."""
+    import diffusers
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    path = cache / f"sd15-lora-rank{rank}.safetensors"
+    if not path.exists():
+        with torch.device("meta"):
+            unet = diffusers.UNet2DConditionModel.from_config(json.loads((model / "unet" / "config.json").read_text()))
+            text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(model / "text_encoder"))
+        layers = write_lora(unet, rank, path.with_suffix(".partial"), text_encoder)
+        path.with_suffix(".partial").rename(path)
+        print(f"wrote {path}: rank {rank} on {layers} layers ({path.stat().st_size / 1e6:.0f} MB)", flush=True)
+    return path
+
+
+def diffusers_worker(model: str, lora: str, dtype_name: str, size: int, steps: int, out: str, threads: int) -> None:
+    """The diffusers side, as its LoRA docs write it (runs as the timed child process)."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    torch.set_num_threads(threads)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    pipe = StableDiffusionPipeline.from_pretrained(model, torch_dtype=dtype, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.load_lora_weights(lora, adapter_name="bench")
+    pipe.set_adapters(["bench"], [1.0])
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(PROMPT, num_inference_steps=steps, height=size, width=size,
+                 generator=torch.Generator("cpu").manual_seed(SEED)).images[0]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+
+
+def process_command(lib: str, model: Path, lora: Path | None, dtype: str, size: int, steps: int, out: Path,
+                    threads: int) -> list[str]:
+    if lib == "diffusers":
+        return [sys.executable, __file__, "--diffusers-worker", str(model), str(lora), dtype, str(size), str(steps),
+                str(out / "image.png"), str(threads)]
+    sets = dict(model=model, prompt=PROMPT, steps=steps, height=size, width=size, seed=SEED, lora=lora or "")
+    return [sys.executable, "-m", "nodegraph.cli", "run", str(REPO / "graphs" / "stable_diffusion.yaml"),
+            *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], "--dtype", dtype, "--device", "cpu",
+            "--out", str(out), "-q"]
+
+
+def whole_process(args) -> None:
+    """Time-to-image with one LoRA, fresh processes alternated (see the module docstring)."""
+    import os
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_time_to_image import GB, alternate_runs, pixel_diff, sd15_checkpoint, timed_run, warm_page_cache
+
+    cache = Path.home() / ".cache" / "nodegraph-bench"
+    threads = args.threads or os.cpu_count()
+    model = sd15_checkpoint(cache, threads)
+    lora = pipeline_lora(model, args.rank, cache)
+    warm_page_cache(model)
+    rows = []
+    for dtype in args.dtypes.split(","):
+        runs: dict[str, list] = {"nodegraph": [], "diffusers": []}
+
+        def report(lib: str, r: int, seconds: float, rss: int) -> None:
+            runs[lib].append(seconds)
+            print(f"  {dtype} {lib} run {r}: {seconds:.1f} s, {rss / GB:.2f} GB", flush=True)
+
+        result = alternate_runs(lambda lib, out: process_command(lib, model, lora, dtype, args.image, args.steps,
+                                                                 out, threads), args.repeats, threads,
+                                "ng-lora-", report)
+        with tempfile.TemporaryDirectory(prefix="ng-lora-effect-") as tmp:  # the LoRA must change the image
+            for name, file in (("plain", None), ("lora", lora)):
+                timed_run(process_command("nodegraph", model, file, dtype, args.image, args.steps, Path(tmp) / name,
+                                          threads), threads)
+            effect = pixel_diff(Path(tmp) / "plain" / "image.png", Path(tmp) / "lora" / "image.png")
+        rows.append((dtype, result, {lib: (min(v), max(v)) for lib, v in runs.items()}, effect))
+    import diffusers
+    import torch
+
+    print(f"\ntime-to-image with one LoRA, whole process (import + load + LoRA + {args.steps} steps + decode + PNG), "
+          f"{args.image}², nodegraph CLI vs diffusers {diffusers.__version__} load_lora_weights + set_adapters; "
+          f"torch {torch.__version__}, {threads} thread(s); median of {args.repeats} (min–max); load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    head = (f"{'dtype':<6}{'nodegraph s':>20}{'diffusers s':>20}{'ratio':>7}{'ng RSS GB':>11}{'df RSS GB':>11}"
+            f"{'max px Δ':>10}{'LoRA effect':>13}")
+    print(head + "\n" + "-" * len(head))
+    for dtype, r, spread, effect in rows:
+        times = [f"{r[f'{lib}_s']:.1f} ({spread[lib][0]:.1f}–{spread[lib][1]:.1f})" for lib in ("nodegraph", "diffusers")]
+        print(f"{dtype:<6}{times[0]:>20}{times[1]:>20}{r['nodegraph_s'] / r['diffusers_s']:>7.2f}"
+              f"{r['nodegraph_rss'] / GB:>11.2f}{r['diffusers_rss'] / GB:>11.2f}{r['diff']:>10}{effect:>13}")
+    print("goal: ratio ≤ 0.85; max px Δ (0–255) between the libraries; LoRA effect: nodegraph with vs without it")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["full", "half"], default="full")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32")
     parser.add_argument("--rank", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None, help="default 3 (whole process: 5)")
     parser.add_argument("--latent", type=int, default=64, help="latent side (64 = 512 px images)")
-    parser.add_argument("--steps", type=int, default=25, help="steps in the time-to-image estimate")
+    parser.add_argument("--steps", type=int, default=None, help="steps in the time-to-image estimate (25), or of "
+                                                                   "each whole-process run (4)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-step", action="store_true", help="apply/remove only (skip the UNet step timings)")
+    parser.add_argument("--whole-process", action="store_true", help="time whole processes, import to PNG")
+    parser.add_argument("--dtypes", default="fp32,bf16", help="whole-process dtypes, comma-separated")
+    parser.add_argument("--image", type=int, default=256, help="whole-process image side in pixels")
     args = parser.parse_args()
+    if args.whole_process:
+        args.steps = args.steps or 4
+        args.repeats = args.repeats or 5
+        return whole_process(args)
+    args.steps, args.repeats = args.steps or 25, args.repeats or 3
 
     import torch
 
@@ -184,4 +312,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--diffusers-worker":
+        model, lora, dtype, size, steps, out, threads = sys.argv[2:9]
+        diffusers_worker(model, lora, dtype, int(size), int(steps), out, int(threads))
+    else:
+        main()
