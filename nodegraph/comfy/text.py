@@ -91,15 +91,28 @@ def weighted_chunks(prompt: str, tokenizer, pad: int | None = None) -> list[list
     return chunks
 
 
+def layer_choice(stop_at_clip_layer: int, loaded_layers: int, file_layers: int | None, layer_norm: bool):
+    """ComfyUI's CLIP layer `stop_at_clip_layer` (−1 the file's last layer, −2 the one before, …) as
+    (clip_skip, layer) for `encode` on an encoder that loaded the first `loaded_layers` of the file's
+    `file_layers` (SD 2.x files hold 24; nodegraph, like diffusers, loads 23). `layer_norm`: whether ComfyUI
+    applies the final layer norm to the chosen layer (SD 1.x/2.x yes, SDXL's encoders no)."""
+    file_layers = loaded_layers if file_layers is None else file_layers
+    wanted = file_layers + stop_at_clip_layer + 1  # hidden_states index: 0 embeddings, k after k layers
+    if not 1 <= wanted <= loaded_layers:
+        usable = f"{loaded_layers - file_layers - 1} to {-file_layers}"
+        raise ValueError(f"`stop_at_clip_layer` {stop_at_clip_layer} picks layer {wanted} of this text encoder's "
+                         f"{file_layers}, but nodegraph loads {loaded_layers} of them; use {usable}")
+    return loaded_layers - wanted, "last" if layer_norm else "raw"
+
+
 def encode(encoder, tokenizer, prompt: str, clip_skip: int = 0, layer: str = "last", pad: int | None = None):
     """((1, 77·chunks, C) hidden states, (1, P) pooled or None) of `prompt` by ComfyUI's rules.
 
-    `layer` "last" (SD1.x: after the final layer norm; clip_skip as diffusers') or "penultimate" (SDXL: the raw
-    hidden state before the last layer); the pooled embedding is the first chunk's, unweighted.
+    `layer` "last" (SD1.x: after the final layer norm; clip_skip as diffusers'), "penultimate" (SDXL: the raw
+    hidden state before the last layer) or "raw" (the state `clip_skip` layers before the last, no final norm);
+    the pooled embedding is the first chunk's, unweighted.
     """
     import torch
-
-    from nodegraph.prompts.encode import clip_forward
 
     chunks = weighted_chunks(prompt, tokenizer, pad)
     weighted = any(w != 1.0 for chunk in chunks for _, w in chunk)
@@ -108,12 +121,27 @@ def encode(encoder, tokenizer, prompt: str, clip_skip: int = 0, layer: str = "la
     if weighted:
         filler = tokenizer.eos_token_id if pad is None else pad
         empty_ids = [tokenizer.bos_token_id, tokenizer.eos_token_id] + [filler] * (CHUNK - 2)
-        empty = clip_forward(encoder, torch.tensor([empty_ids]), clip_skip, layer)[0][0]  # (77, C)
+        empty = _forward(encoder, torch.tensor([empty_ids]), clip_skip, layer)[0][0]  # (77, C)
     for chunk in chunks:
-        z, chunk_pooled = clip_forward(encoder, torch.tensor([[t for t, _ in chunk]]), clip_skip, layer)  # (1, 77, C)
+        z, chunk_pooled = _forward(encoder, torch.tensor([[t for t, _ in chunk]]), clip_skip, layer)  # (1, 77, C)
         pooled = chunk_pooled if pooled is None else pooled
         if weighted:
             w = torch.tensor([w for _, w in chunk], dtype=z.dtype, device=z.device)[None, :, None]  # (1, 77, 1)
             z = torch.where(w != 1.0, empty + w * (z - empty), z)
         states.append(z)
     return torch.cat(states, dim=1), pooled
+
+
+def _forward(encoder, ids, clip_skip: int, layer: str):
+    """clip_forward, plus "raw": the hidden state `clip_skip` layers before the last without the final norm."""
+    import torch
+
+    from nodegraph.prompts.encode import clip_forward
+
+    if layer != "raw":
+        return clip_forward(encoder, ids, clip_skip, layer)
+    if clip_skip >= 1:
+        return clip_forward(encoder, ids, clip_skip - 1, "penultimate")
+    with torch.no_grad():
+        out = encoder(ids.to(encoder.device), output_hidden_states=True)
+    return out.hidden_states[-1], (out[0] if out[0].ndim == 2 else None)  # the last layer's output, un-normed

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodegraph.comfy.checkpoints import COVERED_FAMILIES, read_checkpoint
 from nodegraph.comfy.coverage import CHOICES, COVERED, OUTPUT_CLASSES
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.models import ModelPaths
@@ -62,21 +63,9 @@ def refusals(api: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-def checkpoint_family(path: Path) -> str:
-    """The single file's family from its tensor names and shapes ("sd1", "sd2", "sdxl_base", …)."""
-    from nodegraph.models.errors import CheckpointError
-    from nodegraph.models.single_file.detect import detect
-    from nodegraph.models.single_file.loader import opened
-
-    try:
-        return detect(opened(path).shapes, str(path)).name
-    except CheckpointError as exc:
-        raise ComfyError(str(exc)) from None
-
-
 def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP_GRAPH_NAME}",
-              family=checkpoint_family) -> Translation:
-    """The graph document for `workflow`; `family(path)` names a checkpoint's family (only "sd1" is covered)."""
+              checkpoint=read_checkpoint) -> Translation:
+    """The graph document for `workflow`; `checkpoint(path)` describes a checkpoint file (a Checkpoint)."""
     if len(workflow.api) > MAX_NODES:
         raise ComfyError(f"{workflow.origin}: {len(workflow.api)} nodes is more than a workflow this import takes "
                          f"({MAX_NODES})")
@@ -86,7 +75,7 @@ def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP
                          f"nodegraph cannot run yet (nothing was run):\n  " + "\n  ".join(refused)
                          + "\n  see docs/comfyui.md for what is covered")
     try:
-        return _Translator(workflow, paths, step_graph, family).run()
+        return _Translator(workflow, paths, step_graph, checkpoint).run()
     except RecursionError:  # links are followed recursively; a chain this long is not a real workflow
         raise ComfyError(f"{workflow.origin}: the chain of linked nodes is too long to import") from None
 
@@ -97,9 +86,9 @@ def _suffix(node_id: str) -> str:
 
 
 class _Translator:
-    def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, family):
+    def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, checkpoint):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
-        self.family = family
+        self.checkpoint_of = checkpoint
         self.inputs: dict[str, dict] = {}
         self.nodes: dict[str, dict] = {}
         self.outputs: dict[str, str] = {}
@@ -209,23 +198,30 @@ class _Translator:
     def _CheckpointLoaderSimple(self, node_id, nid):
         model = self.literal(node_id, "ckpt_name")
         path = self.inputs[model.split(".", 1)[1]]["default"]
-        kind = self.family(Path(path))
-        if kind not in ("sd1", "sdxl_base"):
-            raise ComfyError(f"{self.where(node_id, 'ckpt_name')}: {Path(path).name} is a {kind} checkpoint; the "
-                             f"ComfyUI import runs SD1.x and SDXL base checkpoints for now (see docs/comfyui.md)")
+        ckpt = self.checkpoint_of(Path(path))
+        if ckpt.family not in COVERED_FAMILIES:
+            raise ComfyError(f"{self.where(node_id, 'ckpt_name')}: {Path(path).name} is a {ckpt.family} checkpoint; "
+                             f"the ComfyUI import runs SD1.x, SD2.x and SDXL base and refiner checkpoints for now "
+                             f"(see docs/comfyui.md)")
         config = "config" if sum(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) == 1 \
             else f"config_{_suffix(node_id)}"
         self.inputs[config] = {"type": "str", "default": "", "description": (
             f"Node {node_id}'s checkpoint only: a diffusers folder or hub repo whose configs replace the ones "
             f"inferred from the file (needed for non-standard model sizes; empty = inferred).")}
-        clip_loader = "LoadSDXLCLIP" if kind == "sdxl_base" else "LoadCLIP"
-        for part, loader in (("unet", "LoadUNet"), ("clip", clip_loader), ("vae", "LoadVAE")):
+        sdxl = ckpt.family.startswith("sdxl")
+        for part, loader in (("unet", "LoadUNet"), ("clip", "LoadSDXLCLIP" if sdxl else "LoadCLIP"), ("vae", "LoadVAE")):
             self.nodes[f"{nid}_{part}"] = {"type": loader, "model": model, "config": f"$inputs.{config}"}
         self.checkpoint = (model, f"$inputs.{config}")
-        clip = {"te": f"${nid}_clip.text_encoder", "tok": f"${nid}_clip.tokenizer", "layer": -1}
-        if kind == "sdxl_base":
+        family = {"sdxl_base": "sdxl"}.get(ckpt.family, ckpt.family)
+        clip = {"te": f"${nid}_clip.text_encoder", "tok": f"${nid}_clip.tokenizer", "family": family}
+        if ckpt.family == "sdxl_base":
             clip.update(te2=f"${nid}_clip.text_encoder_2", tok2=f"${nid}_clip.tokenizer_2")
-        return {"unet": f"${nid}_unet.unet"}, clip, f"${nid}_vae.vae"
+        elif ckpt.family == "sdxl_refiner":  # bigG alone
+            self.nodes[f"{nid}_clip"]["first_encoder"] = False
+            clip.update(te=f"${nid}_clip.text_encoder_2", tok=f"${nid}_clip.tokenizer_2")
+        if ckpt.clip_layers:
+            clip["clip_layers"] = ckpt.clip_layers
+        return {"unet": f"${nid}_unet.unet", "prediction": ckpt.prediction}, clip, f"${nid}_vae.vae"
 
     def _VAELoader(self, node_id, nid):
         base = getattr(self, "checkpoint", None)
@@ -243,11 +239,17 @@ class _Translator:
 
     def _LoraLoader(self, node_id, nid):
         model, clip = self.link(node_id, "model", "MODEL"), self.link(node_id, "clip", "CLIP")
-        self.nodes[nid] = {"type": "LoadLoRA", "unet": model["unet"], "text_encoder": clip["te"],
+        # SDXL: CLIP-L is the LoRA's `te1` part, bigG its `te2` (a refiner's only encoder is bigG)
+        encoders = {"text_encoder_2": clip["te"]} if clip["family"] == "sdxl_refiner" else {"text_encoder": clip["te"]}
+        if "te2" in clip:
+            encoders["text_encoder_2"] = clip["te2"]
+        self.nodes[nid] = {"type": "LoadLoRA", "unet": model["unet"], **encoders,
                            "lora": self.literal(node_id, "lora_name"),
                            "strength_model": self.literal(node_id, "strength_model"),
                            "strength_clip": self.literal(node_id, "strength_clip")}
-        return dict(model, unet=f"${nid}.unet"), dict(clip, te=f"${nid}.text_encoder")
+        patched = {("te" if port == "text_encoder" or clip["family"] == "sdxl_refiner" else "te2"): f"${nid}.{port}"
+                   for port in encoders}
+        return dict(model, unet=f"${nid}.unet"), dict(clip, **patched)
 
     def _LoraLoaderModelOnly(self, node_id, nid):
         model = self.link(node_id, "model", "MODEL")
@@ -257,17 +259,17 @@ class _Translator:
 
     def _CLIPSetLastLayer(self, node_id, nid):
         clip = self.link(node_id, "clip", "CLIP")
-        if "te2" in clip:  # SDXL's CLIP defaults to other layers than an explicit −1 would select
-            raise ComfyError(f"{self.where(node_id)}: CLIPSetLastLayer on an SDXL CLIP is not covered yet; remove "
-                             f"it (SDXL's default is the penultimate layer)")
         return (dict(clip, layer=self.literal(node_id, "stop_at_clip_layer")),)
 
     def _CLIPTextEncode(self, node_id, nid):
         clip = self.link(node_id, "clip", "CLIP")
         self.nodes[nid] = {"type": "ComfyTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
-                           "text": self.literal(node_id, "text"), "stop_at_clip_layer": clip["layer"]}
+                           "text": self.literal(node_id, "text"), "family": clip["family"]}
         if "te2" in clip:
             self.nodes[nid].update(text_encoder_2=clip["te2"], tokenizer_2=clip["tok2"])
+        for key, port in (("layer", "stop_at_clip_layer"), ("clip_layers", "clip_layers")):
+            if key in clip:
+                self.nodes[nid][port] = clip[key]
         return ({"embeddings": f"${nid}.embeddings", "pooled": f"${nid}.pooled"},)
 
     def _EmptyLatentImage(self, node_id, nid):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import Embeddings, TextEncoder, Tokenizer
@@ -14,8 +14,12 @@ class ComfyTextEncode(Node):
 
     `(word)` weighs ×1.1 per level, `(word:1.2)` sets the weight, `[word]` is plain text; weighted tokens move
     relative to the empty prompt's encoding. Long prompts are encoded in 77-token chunks, concatenated.
-    `stop_at_clip_layer` is CLIPSetLastLayer's: −1 the last layer, −2 the one before (diffusers' clip_skip 1).
-    With `text_encoder_2` (SDXL) the two encoders' penultimate states are concatenated and `pooled` is bigG's.
+    `family` is ComfyUI's CLIP of the checkpoint (comfy/supported_models.py), which sets the layer read and the
+    padding: sd1 CLIP-L's last layer, normed, EOS-padded; sd2 OpenCLIP-H's penultimate, normed, 0-padded; sdxl
+    CLIP-L's and bigG's penultimate, un-normed, side by side, with bigG's pooled embedding; sdxl_refiner bigG's
+    alone (`text_encoder` is bigG). `stop_at_clip_layer` is CLIPSetLastLayer's: −1 the last layer of the file's
+    encoder, −2 the one before; unset, the family's default. An empty `family` (graphs imported before it
+    existed) reads sd1, or sdxl with `text_encoder_2`, where −1 meant the default.
     """
 
     class Inputs(Ports):
@@ -24,7 +28,11 @@ class ComfyTextEncode(Node):
         text_encoder_2: Optional[TextEncoder] = Field(None, description="SDXL: OpenCLIP bigG (with projection)")
         tokenizer_2: Optional[Tokenizer] = None
         text: str = ""
-        stop_at_clip_layer: int = Field(-1, ge=-24, le=-1, description="CLIPSetLastLayer's value: -1 = last layer")
+        family: Literal["", "sd1", "sd2", "sdxl", "sdxl_refiner"] = ""
+        stop_at_clip_layer: Optional[int] = Field(None, ge=-48, le=-1,
+                                                  description="CLIPSetLastLayer's value: -1 = last layer")
+        clip_layers: Optional[int] = Field(None, ge=1, le=64, description="the file's text encoder layer count "
+                                           "when nodegraph loads fewer (SD 2.x: 24 in the file, 23 loaded)")
 
     class Outputs(Ports):
         embeddings: Embeddings
@@ -33,20 +41,34 @@ class ComfyTextEncode(Node):
     def run(self, i, ctx):
         import torch
 
-        from nodegraph.comfy.text import encode
+        from nodegraph.comfy.text import encode, layer_choice
 
-        if i.text_encoder_2 is None:
-            hidden, _ = encode(i.text_encoder, i.tokenizer, i.text, -i.stop_at_clip_layer - 1)
+        family = i.family or ("sd1" if i.text_encoder_2 is None else "sdxl")
+        layer = i.stop_at_clip_layer
+        if not i.family and family == "sdxl" and layer == -1:
+            layer = None  # the meaning of −1 before `family`: SDXL's default
+        if layer is None:
+            layer = -1 if family == "sd1" else -2
+
+        def encoded(encoder, tokenizer, norm, pad, file_layers=None):
+            skip, kind = layer_choice(layer, encoder.config.num_hidden_layers, file_layers, norm)
+            return encode(encoder, tokenizer, i.text, skip, kind, pad)
+
+        if family in ("sd1", "sd2"):
+            hidden, _ = encoded(i.text_encoder, i.tokenizer, True, 0 if family == "sd2" else None, i.clip_layers)
             return {"embeddings": hidden.to(dtype=ctx.dtype, device=ctx.device), "pooled": None}  # (1, 77·n, C)
-        if i.stop_at_clip_layer != -1:
-            raise ValueError("`stop_at_clip_layer`: CLIPSetLastLayer on an SDXL CLIP is not covered yet")
-        # SDXL (comfy/sdxl_clip.py): both encoders' penultimate hidden states, no final norm, side by side;
-        # bigG pads with 0 and gives the pooled embedding.
-        if i.tokenizer_2 is None:
-            raise ValueError("`tokenizer_2` is needed with `text_encoder_2`")
-        l_hidden, _ = encode(i.text_encoder, i.tokenizer, i.text, 0, "penultimate")
-        g_hidden, pooled = encode(i.text_encoder_2, i.tokenizer_2, i.text, 0, "penultimate", pad=0)
-        length = min(l_hidden.shape[1], g_hidden.shape[1])
-        hidden = torch.cat([l_hidden[:, :length], g_hidden[:, :length]], dim=-1)  # (1, 77·n, C_l + C_g)
+        if family == "sdxl_refiner":
+            hidden, pooled = encoded(i.text_encoder, i.tokenizer, False, 0)
+        else:
+            # SDXL (comfy/sdxl_clip.py): both encoders' hidden states, no final norm, side by side; bigG pads
+            # with 0 and gives the pooled embedding.
+            if i.text_encoder_2 is None or i.tokenizer_2 is None:
+                raise ValueError("`text_encoder_2`, `tokenizer_2`: an SDXL CLIP has two encoders; give both")
+            l_hidden, _ = encoded(i.text_encoder, i.tokenizer, False, None)
+            g_hidden, pooled = encoded(i.text_encoder_2, i.tokenizer_2, False, 0)
+            length = min(l_hidden.shape[1], g_hidden.shape[1])
+            hidden = torch.cat([l_hidden[:, :length], g_hidden[:, :length]], dim=-1)  # (1, 77·n, C_l + C_g)
+        if pooled is None:
+            raise ValueError("`text_encoder`: an SDXL CLIP's bigG must have its text projection (pooled output)")
         return {"embeddings": hidden.to(dtype=ctx.dtype, device=ctx.device),
                 "pooled": pooled.to(dtype=ctx.dtype, device=ctx.device)}  # (1, P)

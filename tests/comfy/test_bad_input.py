@@ -103,7 +103,8 @@ def test_hostile_chains_and_sizes_are_refused_without_traceback(tmp_path, capsys
                                                                models_dir)
 
 
-def test_clip_set_last_layer_on_sdxl_is_refused(tmp_path):
+def test_a_checkpoint_of_an_uncovered_family_is_refused_by_name(tmp_path):
+    from nodegraph.comfy.checkpoints import Checkpoint
     from nodegraph.comfy.errors import ComfyError
     from nodegraph.comfy.models import ModelPaths
     from nodegraph.comfy.reader import Workflow
@@ -111,9 +112,7 @@ def test_clip_set_last_layer_on_sdxl_is_refused(tmp_path):
 
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "tiny-sd1.safetensors").touch()
-    doc = api()
-    doc["10"] = {"class_type": "CLIPSetLastLayer", "inputs": {"stop_at_clip_layer": -1, "clip": ["4", 1]}}
-    doc["6"]["inputs"]["clip"] = ["10", 0]
-    with pytest.raises(ComfyError, match=r"node 10 \(CLIPSetLastLayer\): CLIPSetLastLayer on an SDXL CLIP"):
-        translate(Workflow(doc, "w.json"), ModelPaths([tmp_path]), family=lambda path: "sdxl_base")
-    translate(Workflow(doc, "w.json"), ModelPaths([tmp_path]), family=lambda path: "sd1")  # SD1.x: covered
+    with pytest.raises(ComfyError, match=r"node 4 \(CheckpointLoaderSimple\) input `ckpt_name`: tiny-sd1.safetensors "
+                                         r"is a sd1_inpaint checkpoint"):
+        translate(Workflow(api(), "w.json"), ModelPaths([tmp_path]), checkpoint=lambda path: Checkpoint("sd1_inpaint"))
+    translate(Workflow(api(), "w.json"), ModelPaths([tmp_path]), checkpoint=lambda path: Checkpoint("sd1"))

@@ -1,38 +1,177 @@
-"""An SDXL base checkpoint in ComfyUI's default workflow gives diffusers' SDXL image configured as ComfyUI samples.
+"""SDXL single files in ComfyUI workflows against diffusers' SDXL pipelines configured as ComfyUI samples.
 
 ComfyUI's SDXL conditioning: both encoders' penultimate hidden states side by side, bigG's pooled embedding, and
 size conditioning from the latent (8·h, 8·w, crop 0, 0, target 8·h, 8·w) — given to diffusers explicitly, since
-the tiny VAE downsamples by 4, not 8.
+the tiny VAE downsamples by 4, not 8. A refiner reads bigG alone, with size ids (8·h, 8·w, 0, 0) and ComfyUI's
+aesthetic scores, 6 for the positive prompt and 2.5 for the negative (diffusers' defaults too).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
+import pytest
 import torch
 
 from workflows import CFG, NEGATIVE, PROMPT, SEED, STEPS, api, run_cli
 
 
-def test_sdxl_default_workflow_matches_diffusers_sdxl_configured_as_comfyui(tmp_path, sdxl_models):
+def max_diff(a, b) -> int:
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+@functools.cache
+def _pipeline(folder, refiner=False):
     import diffusers
 
-    folder, models = sdxl_models
-    ours = run_cli(tmp_path, api(n4_ckpt_name="tiny-sdxl.safetensors"), models, folder)[0]  # 64 px → 8×8 latent
-
-    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(folder)
+    cls = diffusers.StableDiffusionXLImg2ImgPipeline if refiner else diffusers.StableDiffusionXLPipeline
+    pipe = cls.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace")
+    return pipe
+
+
+def first_latents(pipe):
+    """ComfyUI's first x: the seed's noise × √(1 + σmax²), given to diffusers pre-divided by its init sigma."""
     pipe.scheduler.set_timesteps(STEPS)
     sigma_max = float(pipe.scheduler.sigmas[0])
     noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(SEED))
-    latents = noise * (1 + sigma_max ** 2) ** 0.5 / float(pipe.scheduler.init_noise_sigma)
-    out = pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=STEPS, guidance_scale=CFG, height=32, width=32,
-               latents=latents, original_size=(64, 64), target_size=(64, 64), output_type="np")
-    theirs = (out.images[0] * 255).round().astype(np.uint8)
-    assert ours.shape == theirs.shape == (32, 32, 3)
-    diff = int(np.abs(ours.astype(int) - theirs.astype(int)).max())
-    assert diff <= 1, f"max pixel difference {diff}/255"
+    return noise * (1 + sigma_max ** 2) ** 0.5 / float(pipe.scheduler.init_noise_sigma)
+
+
+def diffusers_sdxl(folder, comfy_sizes=True, lora=None, **call):
+    pipe = _pipeline(folder)
+    if lora:
+        pipe.load_lora_weights(str(lora[0]), adapter_name="k")
+        pipe.set_adapters(["k"], [lora[1]])
+    try:
+        sizes = dict(original_size=(64, 64), target_size=(64, 64)) if comfy_sizes else {}
+        text = {} if "prompt_embeds" in call else {"prompt": PROMPT, "negative_prompt": NEGATIVE}
+        out = pipe(**text, num_inference_steps=STEPS, guidance_scale=CFG, height=32,
+                   width=32, latents=first_latents(pipe), **sizes, **call)
+    finally:
+        if lora:
+            pipe.unload_lora_weights()
+    if call.get("output_type") == "latent":
+        return out.images
+    return (out.images[0] * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def sdxl_default_run(tmp_path_factory, sdxl_models):
+    folder, models = sdxl_models
+    return run_cli(tmp_path_factory.mktemp("sdxl"), api(n4_ckpt_name="tiny-sdxl.safetensors"), models, folder)[0]
+
+
+def test_sdxl_default_workflow_matches_diffusers_sdxl_configured_as_comfyui(sdxl_default_run, sdxl_models):
+    folder, _ = sdxl_models
+    theirs = diffusers_sdxl(folder, output_type="np")
+    assert sdxl_default_run.shape == theirs.shape == (32, 32, 3)  # 64 px → 8×8 latent → the 4× VAE's 32 px
+    assert max_diff(sdxl_default_run, theirs) <= 1
     # sensitivity: diffusers' own size conditioning (32 px from its VAE) is another image
-    other = pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=STEPS, guidance_scale=CFG, height=32,
-                 width=32, latents=latents, output_type="np")
-    assert np.abs(ours.astype(int) - (other.images[0] * 255).round().astype(int)).max() > 1
+    assert max_diff(sdxl_default_run, diffusers_sdxl(folder, comfy_sizes=False, output_type="np")) > 1
+
+
+def with_clip_node(doc, node: dict) -> dict:
+    doc = copy.deepcopy(doc)
+    doc["10"] = node
+    doc["6"]["inputs"]["clip"] = doc["7"]["inputs"]["clip"] = ["10", 1 if node["class_type"] == "LoraLoader" else 0]
+    if node["class_type"] == "LoraLoader":
+        doc["3"]["inputs"]["model"] = ["10", 0]
+    return doc
+
+
+def test_clip_set_last_layer_on_sdxl_is_diffusers_sdxl_clip_skip(tmp_path, sdxl_models, sdxl_default_run):
+    # ComfyUI counts from the last layer (−1) of both encoders, unnormed; SDXL's default is −2, so −3 is
+    # diffusers' clip_skip 1 (hidden_states[-(clip_skip + 2)] of each encoder)
+    folder, models = sdxl_models
+    doc = with_clip_node(api(n4_ckpt_name="tiny-sdxl.safetensors"), {
+        "class_type": "CLIPSetLastLayer", "inputs": {"stop_at_clip_layer": -3, "clip": ["4", 1]}})
+    ours = run_cli(tmp_path, doc, models, folder)[0]
+    assert max_diff(ours, diffusers_sdxl(folder, **layer_embeddings(folder, -3), output_type="np")) <= 1
+    assert max_diff(ours, sdxl_default_run) > 8
+
+
+def layer_embeddings(folder, index: int) -> dict:
+    """Both prompts encoded by transformers' CLIPs at hidden_states[index] (diffusers' SDXL pipeline applies its
+    clip_skip to the positive prompt only), bigG's projection as the pooled embedding."""
+    pipe = _pipeline(folder)
+    out = {}
+    for name, text in (("prompt_embeds", PROMPT), ("negative_prompt_embeds", NEGATIVE)):
+        states = []
+        for tokenizer, encoder in ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)):
+            ids = tokenizer(text, padding="max_length", max_length=77, return_tensors="pt").input_ids
+            with torch.no_grad():
+                result = encoder(ids, output_hidden_states=True)
+            states.append(result.hidden_states[index])
+        out[name] = torch.cat(states, dim=-1)
+        out[name.replace("prompt_embeds", "pooled_prompt_embeds")] = result[0]
+    return out
+
+
+def test_clip_set_last_layer_minus_2_on_sdxl_is_its_default(tmp_path, sdxl_models, sdxl_default_run):
+    folder, models = sdxl_models
+    doc = with_clip_node(api(n4_ckpt_name="tiny-sdxl.safetensors"), {
+        "class_type": "CLIPSetLastLayer", "inputs": {"stop_at_clip_layer": -2, "clip": ["4", 1]}})
+    assert max_diff(run_cli(tmp_path, doc, models, folder)[0], sdxl_default_run) == 0
+
+
+def test_lora_loader_on_sdxl_matches_diffusers_load_lora_weights(tmp_path, sdxl_models, sdxl_default_run):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "models" / "adapters"))
+    from lora_files import sdxl_targets, write_kohya_sdxl
+
+    folder, models = sdxl_models
+    (models / "loras").mkdir(exist_ok=True)
+    lora = write_kohya_sdxl(models / "loras" / "tiny-sdxl-kohya.safetensors", sdxl_targets(folder), seed=11)
+    doc = with_clip_node(api(n4_ckpt_name="tiny-sdxl.safetensors"), {"class_type": "LoraLoader", "inputs": {
+        "lora_name": "tiny-sdxl-kohya.safetensors", "strength_model": 0.8, "strength_clip": 0.8,
+        "model": ["4", 0], "clip": ["4", 1]}})
+    ours = run_cli(tmp_path, doc, models, folder)[0]
+    assert max_diff(ours, diffusers_sdxl(folder, lora=(lora, 0.8), output_type="np")) <= 1
+    assert max_diff(ours, sdxl_default_run) > 8  # the LoRA (UNet and both text encoders) really acts
+
+
+def test_base_then_refiner_matches_diffusers_ensemble_of_experts(tmp_path, sdxl_models, sdxl_refiner):
+    """KSamplerAdvanced on the base for steps 0–2 (leftover noise), then on the refiner for 2–4, as
+    ComfyUI's SDXL refiner example does; diffusers: denoising_end 0.5 → the refiner with denoising_start 0.5."""
+    from nodegraph.cli import main
+
+    folder, models = sdxl_models
+    doc = api(n4_ckpt_name="tiny-sdxl.safetensors")
+    common = {"noise_seed": SEED, "steps": STEPS, "cfg": CFG, "sampler_name": "euler", "scheduler": "normal"}
+    doc["3"] = {"class_type": "KSamplerAdvanced", "inputs": {
+        **common, "add_noise": "enable", "start_at_step": 0, "end_at_step": 2, "return_with_leftover_noise": "enable",
+        "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}}
+    doc["12"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sdxl-refiner.safetensors"}}
+    doc["13"] = {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["12", 1]}}
+    doc["14"] = {"class_type": "CLIPTextEncode", "inputs": {"text": NEGATIVE, "clip": ["12", 1]}}
+    doc["15"] = {"class_type": "KSamplerAdvanced", "inputs": {
+        **common, "add_noise": "disable", "start_at_step": 2, "end_at_step": 10000,
+        "return_with_leftover_noise": "disable", "model": ["12", 0], "positive": ["13", 0], "negative": ["14", 0],
+        "latent_image": ["3", 0]}}
+    doc["8"]["inputs"].update(samples=["15", 0], vae=["12", 2])
+    (tmp_path / "w.json").write_text(__import__("json").dumps(doc))
+    code = main(["run", str(tmp_path / "w.json"), "--models", str(models), "--out", str(tmp_path / "out"), "-q",
+                 "--set", f"config_4={folder}", "--set", f"config_12={sdxl_refiner}"])
+    assert code == 0
+    from PIL import Image
+
+    ours = np.asarray(Image.open(next((tmp_path / "out").glob("*.png"))).convert("RGB"))
+
+    latents = diffusers_sdxl(folder, denoising_end=0.5, output_type="latent")
+    refiner = _pipeline(sdxl_refiner, refiner=True)
+    out = refiner(PROMPT, negative_prompt=NEGATIVE, image=latents, num_inference_steps=STEPS, guidance_scale=CFG,
+                  denoising_start=0.5, original_size=(64, 64), output_type="np")
+    theirs = (out.images[0] * 255).round().astype(np.uint8)
+    assert max_diff(ours, theirs) <= 1
+    # sensitive: the refiner's steps matter (the base alone is another image), and so do its size and score ids
+    assert max_diff(ours, diffusers_sdxl(folder, output_type="np")) > 8
+    other = refiner(PROMPT, negative_prompt=NEGATIVE, image=latents, num_inference_steps=STEPS, guidance_scale=CFG,
+                    denoising_start=0.5, original_size=(32, 32), aesthetic_score=2.5, negative_aesthetic_score=6.0,
+                    output_type="np")
+    assert max_diff(ours, (other.images[0] * 255).round().astype(np.uint8)) > 4

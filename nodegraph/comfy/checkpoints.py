@@ -1,0 +1,58 @@
+"""What ComfyUI reads from a checkpoint file before sampling: its family, what its UNet predicts, its CLIP's depth.
+
+Facts from comfy/supported_models.py: an SD 2.x UNet (4 input channels) predicts v when the file's
+`output_blocks.11.1.transformer_blocks.0.norm1.bias` has a (biased) standard deviation above 0.09 — the 768-v
+models — and ε otherwise; an SDXL file predicts v when it holds a `v_pred` key. ComfyUI loads every text
+encoder layer the file holds, and counts CLIPSetLastLayer's layers from the file's last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nodegraph.comfy.errors import ComfyError
+
+COVERED_FAMILIES = ("sd1", "sd2", "sdxl_base", "sdxl_refiner")
+_SD2_V_KEY = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
+_SD2_V_STD = 0.09
+_SD2_TEXT_LAYER = "cond_stage_model.model.transformer.resblocks."
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    family: str  # detect()'s name: sd1, sd2, sdxl_base, sdxl_refiner, …
+    prediction: str = "eps"  # "eps" or "v"
+    clip_layers: int | None = None  # the file's text encoder layers, where nodegraph may load fewer (SD 2.x)
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """The family (from tensor names and shapes), prediction type and CLIP depth of a single file, ComfyUI's way."""
+    from nodegraph.models.errors import CheckpointError
+    from nodegraph.models.single_file.detect import detect
+    from nodegraph.models.single_file.loader import opened
+
+    try:
+        ckpt = opened(path)
+        name = detect(ckpt.shapes, str(path)).name
+    except CheckpointError as exc:
+        raise ComfyError(str(exc)) from None
+    if name == "sd2":
+        layers = 1 + max((int(k[len(_SD2_TEXT_LAYER):].split(".")[0]) for k in ckpt.shapes
+                          if k.startswith(_SD2_TEXT_LAYER)), default=-1)
+        v = _SD2_V_KEY in ckpt.shapes and float(_tensor(ckpt, _SD2_V_KEY).float().std(unbiased=False)) > _SD2_V_STD
+        return Checkpoint(name, "v" if v else "eps", layers or None)
+    if name == "sdxl_base" and any(k in ckpt.shapes for k in ("edm_vpred.sigma_max", "ztsnr", "edm_mean")):
+        raise ComfyError(f"{path.name}: an SDXL checkpoint with its own noise schedule (EDM, zero-terminal-SNR or "
+                         f"Playground's) is not covered by the ComfyUI import yet")
+    return Checkpoint(name, "v" if name == "sdxl_base" and "v_pred" in ckpt.shapes else "eps")
+
+
+def _tensor(ckpt, key: str):
+    entry = ckpt.entries[key]
+    if getattr(entry, "tensor", None) is not None:
+        return entry.tensor
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt.path), framework="pt") as f:
+        return f.get_tensor(key)
