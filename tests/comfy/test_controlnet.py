@@ -146,3 +146,24 @@ def test_chained_applies_add_up_as_diffusers_multicontrolnet(tmp_path, control_m
     assert max_diff(image, expected) <= 1
     first_only = theirs(control_models, control_images, [CN_A], ["a.png"], [0.7], [0.0], [1.0])
     assert max_diff(first_only, expected) > 8  # the second ControlNet matters
+
+
+def test_a_controlnet_for_another_model_family_is_one_message_before_any_step(tmp_path, capsys, control_models,
+                                                                              control_images, sd2_models):
+    import json
+    import shutil
+
+    from nodegraph.cli import main
+
+    folders, models = sd2_models
+    shutil.copytree(control_models[1] / "controlnet", models / "controlnet", dirs_exist_ok=True)
+    shutil.copy(control_images / "a.png", tmp_path / "a.png")
+    doc = workflow((CN_A, "a.png", 1.0, 0.0, 1.0))
+    doc["4"]["inputs"]["ckpt_name"] = "tiny-sd2-v.safetensors"  # an SD 1.x ControlNet on an SD 2.x model
+    (tmp_path / "w.json").write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    code = main(["run", str(tmp_path / "w.json"), "--models", str(models), "--out", str(out), "-q",
+                 "--set", f"config={folders['v']}"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and not list(out.glob("*.png"))
+    assert "`controlnet` was made for another model family" in err, err
