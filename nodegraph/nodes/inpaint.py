@@ -81,6 +81,8 @@ class InpaintLatents(Node):
     `strength` 1 starts from pure noise; below 1 the init image's latents are noised to `start` (the first
     kept timestep). 4-channel UNets also get the clean image latents (for the per-step blend); every UNet gets
     the mask at latent size and the latents of the image with the masked region set to 0 (mid-grey).
+    `force_upcast` encodes with a float32 copy of a lower-precision VAE whose config asks for it, as diffusers'
+    SDXL pipelines do.
     """
 
     class Inputs(Ports):
@@ -93,6 +95,7 @@ class InpaintLatents(Node):
         start: Tensor
         strength: float = Field(1.0, gt=0.0, le=1.0)
         batch_size: int = Field(1, ge=1, le=64)
+        force_upcast: bool = Field(False, description="encode in float32 when the VAE's config asks (SDXL)")
 
     class Outputs(Ports):
         latents: Latent
@@ -102,6 +105,8 @@ class InpaintLatents(Node):
         masked_image_latents: Latent
 
     def run(self, i, ctx):
+        import copy
+
         import torch
         import torch.nn.functional as F
 
@@ -112,13 +117,17 @@ class InpaintLatents(Node):
             raise ValueError(f"`model`'s UNet takes {channels} input channels; inpainting needs an ordinary "
                              "(4) or an inpainting (9) Stable Diffusion UNet")
         B, f, vae = i.batch_size, vae_scale_factor(i.vae), i.vae
-        image = i.image.to(device=ctx.device, dtype=ctx.dtype) * 2 - 1  # (1, 3, H, W) in [-1, 1]
+        image = i.image.to(device=ctx.device) * 2 - 1  # (1, 3, H, W) in [-1, 1], float32 like diffusers' processor
         H, W = image.shape[-2:]
         shape = (B, vae.config.latent_channels, H // f, W // f)
+        encoder = vae
+        if i.force_upcast and vae.config.force_upcast and vae.dtype != torch.float32:
+            encoder = copy.deepcopy(vae).float()  # the cached VAE stays as it is for other users
 
-        def encode(pixels):
+        def encode(pixels):  # pixels: float32; rounded to the run's dtype first, as the pipelines do
             with torch.no_grad():
-                latents = vae.encode(pixels).sample(generator=i.generator) * vae.config.scaling_factor
+                posterior = encoder.encode(pixels.to(ctx.dtype).to(encoder.dtype))
+                latents = posterior.sample(generator=i.generator).to(ctx.dtype) * vae.config.scaling_factor
             return latents.repeat(B // latents.shape[0], 1, 1, 1)  # (B, 4, h, w)
 
         full_strength = i.strength == 1.0

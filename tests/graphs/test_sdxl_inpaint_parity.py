@@ -27,16 +27,16 @@ def picture_and_mask(tmp_path_factory):
 
 
 @functools.cache
-def inpaint_pipeline(model):
+def inpaint_pipeline(model, dtype=torch.float32):
     from diffusers import StableDiffusionXLInpaintPipeline
 
-    pipe = StableDiffusionXLInpaintPipeline.from_pretrained(model, add_watermarker=False)
+    pipe = StableDiffusionXLInpaintPipeline.from_pretrained(model, add_watermarker=False, torch_dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def diffusers_inpaint(model, picture, mask, strength):
-    out = inpaint_pipeline(model)(
+def diffusers_inpaint(model, picture, mask, strength, dtype=torch.float32):
+    out = inpaint_pipeline(model, dtype)(
         SETTINGS["prompt"], negative_prompt=SETTINGS["negative_prompt"], image=PIL.Image.open(picture),
         mask_image=PIL.Image.open(mask), strength=strength, height=32, width=48,
         num_inference_steps=SETTINGS["steps"], guidance_scale=SETTINGS["guidance_scale"],
@@ -61,3 +61,15 @@ def test_sdxl_inpaint_graph_matches_diffusers(sdxl_models, picture_and_mask, kin
     black = mask.parent / "black.png"
     PIL.Image.new("L", (48, 32)).save(black)
     assert (diffusers_inpaint(sdxl_models[kind], picture, black, strength).int() - theirs.int()).abs().max() > 20
+
+
+def test_sdxl_inpaint_graph_matches_diffusers_in_bfloat16(sdxl_models, picture_and_mask):
+    """In bf16 the pipeline encodes the image with its VAE upcast to float32 (the SDXL VAE's `force_upcast`) from
+    pixels rounded to bf16 after scaling to [-1, 1]; encoding with the bf16 VAE instead differs by 42/255 here."""
+    from nodegraph import run_graph
+
+    picture, mask = picture_and_mask
+    ours = png_pixels(run_graph(REPO / "graphs" / "sdxl_inpaint.yaml", inputs=dict(
+        model=str(sdxl_models["4-channel"]), image=str(picture), mask=str(mask), strength=0.75, **SETTINGS),
+        device="cpu", dtype=torch.bfloat16)["image"])
+    assert_close_images(ours, diffusers_inpaint(sdxl_models["4-channel"], picture, mask, 0.75, torch.bfloat16))
