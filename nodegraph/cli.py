@@ -144,6 +144,7 @@ def _run(args, scratch: pathlib.Path) -> int:
 
         reuse_freed_heap()
     graph, recorded = _load_run_target(args.graph, scratch, args)
+    fast = args.fast or png_metadata.recorded_fast(args.graph)  # a PNG made in fast mode re-runs in fast mode
     _print_warnings(graph)
     values = _bind(graph, args.set, require_all=True, base=recorded)
     out_dir = pathlib.Path(args.out)
@@ -165,7 +166,7 @@ def _run(args, scratch: pathlib.Path) -> int:
             from nodegraph.exec.run_scoped import RunScopedComponents  # one run: free each model after its last use
 
             outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=cancel,
-                                components=RunScopedComponents())
+                                components=RunScopedComponents(), fast=fast)
         except NodeExecutionError as exc:
             exc.fed_by = _inputs_feeding(graph, exc.node_id, values)
             raise
@@ -179,7 +180,7 @@ def _run(args, scratch: pathlib.Path) -> int:
                 report[name] = summarize(value)
                 continue
             out_dir.mkdir(parents=True, exist_ok=True)
-            info = OutputInfo(name, ptype, graph, values, args.device, args.dtype)
+            info = OutputInfo(name, ptype, graph, values, args.device, args.dtype, fast=fast)
             report[name] = [str(p) for p in writer.write(value, out_dir, info)]
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -253,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="out", metavar="DIR", help="folder for image outputs (default: out)")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when present)")
     run.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="default: fp32")
+    run.add_argument("--fast", action="store_true", help="fast mode: faster kernels, the image within 2/255 of the "
+                     "default (bit-equal to diffusers) one; recorded in the PNG (docs/performance.md)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.add_argument("--no-heap-reuse", action="store_true",
                      help="leave the C allocator's defaults (by default freed tensor memory is kept for reuse, "

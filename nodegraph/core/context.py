@@ -92,12 +92,13 @@ COMPONENTS = ComponentCache()
 
 
 class RunContext:
-    """Passed to every `Node.run`: `device`, `dtype`, `components`, `emit(event)`, `check_cancelled()`,
-    `node_id` (the id of the node now running)."""
+    """Passed to every `Node.run`: `device`, `dtype`, `fast` (fast mode: loaders prepare models with
+    nodegraph.fast), `components`, `emit(event)`, `check_cancelled()`, `node_id` (the id of the node now running)."""
 
     def __init__(self, device: Any = None, dtype: Any = None, *, components: ComponentCache | None = None,
-                 hooks: tuple = (), cancel: CancelToken | None = None):
+                 hooks: tuple = (), cancel: CancelToken | None = None, fast: bool = False):
         self._device_request, self._dtype_request = device, dtype
+        self.fast = fast
         self._device = self._dtype = None
         self.components = COMPONENTS if components is None else components
         self.hooks = tuple(hooks)

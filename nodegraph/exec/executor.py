@@ -19,7 +19,8 @@ class RunOptions:
     """How to run: `device` (None = CUDA when present, else CPU), `dtype` (None = fp32; fp16, bf16),
     `hooks` (callables receiving events), `cancel` (a CancelToken scoped to this run), `cache` (a node-output
     cache, see exec/cache.py; None runs every node), `components` (the loaded-model cache; None = the
-    process-wide one; exec/run_scoped.py frees each model after its last use, for one-shot processes)."""
+    process-wide one; exec/run_scoped.py frees each model after its last use, for one-shot processes), `fast`
+    (fast mode: faster kernels, images within 2/255 of the default ones instead of bit-equal; nodegraph/fast)."""
 
     device: Any = None
     dtype: Any = None
@@ -27,6 +28,7 @@ class RunOptions:
     cancel: Optional[CancelToken] = None
     cache: Any = None
     components: Any = None
+    fast: bool = False
 
 
 def execute_plan(plan: Plan, values: dict[str, Any], ctx: RunContext, cache: Any = None) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def execute_plan(plan: Plan, values: dict[str, Any], ctx: RunContext, cache: Any
 def run_graph(graph: Union[str, os.PathLike, Any], inputs: Optional[dict[str, Any]] = None, *,
               outputs: Optional[Sequence[str]] = None, device: Any = None, dtype: Any = None,
               hooks: Sequence[Hook] = (), cancel: Optional[CancelToken] = None, cache: Any = None,
-              components: Any = None, options: Optional[RunOptions] = None) -> dict[str, Any]:
+              components: Any = None, fast: bool = False, options: Optional[RunOptions] = None) -> dict[str, Any]:
     """Run a graph (a `Graph` or a path to a YAML file) and return {output name: value}.
 
     `inputs` are checked like `--set` values (type, choices, range, and every node port they feed);
@@ -80,12 +82,12 @@ def run_graph(graph: Union[str, os.PathLike, Any], inputs: Optional[dict[str, An
 
     if not isinstance(graph, Graph):
         graph = load_graph(graph)
-    options = options or RunOptions(device, dtype, tuple(hooks), cancel, cache, components)
+    options = options or RunOptions(device, dtype, tuple(hooks), cancel, cache, components, fast)
     values = bind_input_values(graph.checked, dict(inputs or {}))
     plan = graph.plan(tuple(outputs) if outputs is not None else None)
     check_dtype_name(options.dtype)
     ctx = RunContext(options.device, options.dtype, components=options.components, hooks=tuple(options.hooks),
-                     cancel=options.cancel)
+                     cancel=options.cancel, fast=options.fast)
     if options.device is not None:
         ctx.check_device()
     return execute_plan(plan, values, ctx, options.cache)

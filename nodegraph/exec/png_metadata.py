@@ -49,7 +49,7 @@ def _model_hash(inputs: dict[str, Any], which: int) -> str | None:
     return hashes[which] if hashes else None
 
 
-def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None) -> str:
+def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None, fast: bool = False) -> str:
     from nodegraph.prompts.parameters import fields as conditioning_fields, prompt_suffix
 
     lines = [str(inputs.get("prompt", "")) + prompt_suffix(inputs)]
@@ -59,7 +59,8 @@ def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None) -> str
               ("CFG scale", inputs.get("guidance_scale")), ("Seed", inputs.get("seed")),
               ("Size", f"{size[0]}x{size[1]}" if size else None), ("Model hash", _model_hash(inputs, 0)),
               ("Model", inputs.get("model")),
-              ("Strength", inputs.get("strength")), *conditioning_fields(inputs), *_refiner_fields(inputs)]
+              ("Strength", inputs.get("strength")), *conditioning_fields(inputs), *_refiner_fields(inputs),
+              ("nodegraph fast mode", "on" if fast else None)]
     lines.append(", ".join(f"{k}: {v}" for k, v in fields if v not in (None, "")))
     return "\n".join(lines)
 
@@ -84,7 +85,8 @@ def recipe(info: OutputInfo) -> dict[str, Any]:
         bundle = bundle_graph(graph_file)
     else:  # built in Python: its YAML form is self-contained
         bundle = {"format": BUNDLE_FORMAT, "main": "graph.yaml", "files": {"graph.yaml": info.graph.to_yaml()}}
-    record = {"graph": bundle, "inputs": info.inputs, "output": info.output, "dtype": info.dtype}
+    record = {"graph": bundle, "inputs": info.inputs, "output": info.output, "dtype": info.dtype,
+              **({"fast": True} if info.fast else {})}
     if _model_hash(info.inputs, 1):
         record["model_sha256"] = _model_hash(info.inputs, 1)
     pins = hub_pins(info.graph)  # Hub graphs used as nodes: the commits they were read at
@@ -92,7 +94,7 @@ def recipe(info: OutputInfo) -> dict[str, Any]:
 
 
 def metadata_hook(info: OutputInfo, index: int) -> dict[str, str]:
-    text = {PARAMETERS_KEY: parameters_text(info.inputs, info.size)}
+    text = {PARAMETERS_KEY: parameters_text(info.inputs, info.size, info.fast)}
     if info.graph is None:  # a writer called without a graph (library use): there is no recipe to record
         return text
     return {**text, RECIPE_KEY: json.dumps(recipe(info), default=repr)}
@@ -116,6 +118,11 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or not data.get("graph") or not isinstance(data.get("inputs"), dict):
         raise RecipeError(f"{path}: its nodegraph metadata holds no graph to re-run")
     return data
+
+
+def recorded_fast(target: str) -> bool:
+    """Whether `target` is a PNG that `nodegraph run --fast` made (its re-run is then fast too)."""
+    return target.lower().endswith(".png") and read_recipe(target).get("fast") is True
 
 
 def install() -> None:

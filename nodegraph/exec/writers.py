@@ -37,6 +37,7 @@ class OutputInfo:
     device: Optional[str] = None
     dtype: Optional[str] = None
     size: Optional[tuple[int, int]] = None  # (width, height) of an image output, set by the image writer
+    fast: bool = False  # made in fast mode (nodegraph/fast): a re-run from the PNG uses it too
 
 
 class OutputWriter(Protocol):

@@ -44,7 +44,8 @@ class SpatialSelfAttention(nn.Module):
         h = self.group_norm(x).view(B, C, H * W).transpose(1, 2)  # (B, HW, C)
         h = multi_head_attention(self.to_q(h), self.to_k(h), self.to_v(h), self.heads)
         h = self.to_out[0](h).transpose(1, 2).reshape(B, C, H, W)
-        return (h + x) / self.rescale_output_factor
+        out = h + x
+        return out if self.rescale_output_factor == 1.0 else out / self.rescale_output_factor  # x / 1.0 is x
 
 
 class Attention(nn.Module):
@@ -170,10 +171,16 @@ class Transformer2D(nn.Module):
             h = block(h, context)
         if self.use_linear_projection:
             h = self.proj_out(h)
-        h = h.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous()  # (B, C|inner, H, W)
+        h = h.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous(memory_format=_layout_of(x))  # (B, C|inner, H, W)
         if not self.use_linear_projection:
             h = self.proj_out(h)
         return h + x
+
+
+def _layout_of(x: torch.Tensor) -> torch.memory_format:
+    """Channels-last when `x` is (fast mode runs the network so: nodegraph/fast), else the default layout."""
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _linear_on_transposed(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,9 @@ class ResnetBlock2D(nn.Module):
             h = h + self.time_emb_proj(self.act(temb))[:, :, None, None]  # temb (B, T) → (B, C_out, 1, 1)
         h = self.conv2(F.dropout(self.act(self.norm2(h)), self.dropout, self.training))
         shortcut = self.conv_shortcut(x) if self.conv_shortcut is not None else x
-        return (shortcut + h) / self.output_scale_factor
+        out = shortcut + h
+        # x / 1.0 is x exactly: skipping it (every SD model) saves a pass over the activations, not a bit
+        return out if self.output_scale_factor == 1.0 else out / self.output_scale_factor
 
 
 class Downsample2D(nn.Module):

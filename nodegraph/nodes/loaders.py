@@ -16,6 +16,9 @@ MODEL_HELP = ("a pipeline folder, a component folder, a hub repo id (org/name), 
               "checkpoint (.safetensors in the original SD/SDXL layout)")
 
 
+FAST_COMPONENTS = ("unet", "vae")  # what fast mode (nodegraph/fast) changes
+
+
 class CheckpointInputs(Ports):
     model: str = Field(description=MODEL_HELP, min_length=1)
     revision: Optional[str] = Field(None, description="hub revision (branch, tag or commit)")
@@ -39,13 +42,19 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
     channels_last = getattr(i, "channels_last", False)
     config = getattr(i, "config", None) or None
     ema = getattr(i, "ema", False)
+    fast = placed and getattr(ctx, "fast", False) and component in FAST_COMPONENTS  # a model of its own: see below
     key = ("component", i.model, i.revision, i.variant, component, str(dtype), str(device), channels_last, config,
-           ema)
+           ema) + (("fast",) if fast else ())
 
     def load():
         kwargs = {"dtype": dtype, "device": device, "channels_last": channels_last} if placed else {}
-        return load_component(i.model, component, revision=i.revision, variant=i.variant,
-                              allow_pickle=i.allow_pickle, config=config, ema=ema, **kwargs)
+        model = load_component(i.model, component, revision=i.revision, variant=i.variant,
+                               allow_pickle=i.allow_pickle, config=config, ema=ema, **kwargs)
+        if fast:  # prepared in place, so never the default run's cached copy (which stays bit-equal)
+            from nodegraph.fast import prepare
+
+            prepare(model)
+        return model
 
     return ctx.components.get_or_load(key, load)
 

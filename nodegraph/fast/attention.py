@@ -1,0 +1,29 @@
+"""Self-attention with q, k and v from one matrix product: three small GEMMs over the same input become one
+wider one, which runs nearer the CPU's peak. Cross-attention is unchanged (its k and v are computed once per run
+anyway, see models/attention.py)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nodegraph.models.attention import Attention, multi_head_attention
+
+
+class FastAttention(Attention):
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        if context is not None or torch.is_grad_enabled():
+            return super().forward(x, context)
+        q, k, v = F.linear(x, self._fused_weight()).chunk(3, dim=-1)  # (B, N, inner) each
+        h = multi_head_attention(q, k, v, self.heads)
+        return F.dropout(self.to_out[0](h), self.dropout, self.training)
+
+    def _fused_weight(self) -> torch.Tensor:
+        weights = (self.to_q.weight, self.to_k.weight, self.to_v.weight)
+        key = tuple((w, w._version) for w in weights)
+        cached = self.__dict__.get("_fused_cache")
+        if cached is not None and all(a is b and va == vb for (a, va), (b, vb) in zip(cached[0], key)):
+            return cached[1]
+        fused = torch.cat(weights)  # (3·inner, dim)
+        self.__dict__["_fused_cache"] = (key, fused)
+        return fused

@@ -1,0 +1,24 @@
+"""Turn a loaded model into its fast form, in place (its class and state-dict names stay those of nodegraph)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def prepare(model: nn.Module) -> nn.Module:
+    """Swap the layers fast mode speeds up for their fast subclasses; the same parameters, the same names.
+
+    Only CPU models change: on other devices torch's own kernels are already the fast path."""
+    from nodegraph.fast.attention import FastAttention
+    from nodegraph.fast.conv import FastConv2d, packable
+    from nodegraph.models.attention import Attention
+    from nodegraph.models.base import Conv2d
+
+    if next(model.parameters()).device.type != "cpu":
+        return model
+    for module in model.modules():
+        if type(module) is Conv2d and packable(module):
+            module.__class__ = FastConv2d
+        elif type(module) is Attention:
+            module.__class__ = FastAttention
+    return model
