@@ -21,7 +21,12 @@ def check_together(graph: CheckedGraph, r: Reporter, values: Optional[dict[str, 
     inputs = graph.defaults if values is None else values
     for node in _nodes(graph.nodes.values()):
         known, via = _known_inputs(node, inputs)
-        problem = node.node_type.cls.check_inputs(known)
+        try:
+            problem = node.node_type.cls.check_inputs(known)
+        except Exception as exc:  # a plugin's check must not turn validation into a traceback
+            r.error("invalid_value", node.path, f"`{node.id}` ({node.label}): checking its inputs together failed: "
+                    f"{type(exc).__name__}: {exc}", "check the values given to this node", at_key=True)
+            continue
         if problem is None:
             continue
         ports, message, hint = problem
