@@ -284,7 +284,8 @@ def test_converted_tensors_beside_mapped_ones_load_exactly(tmp_path):
     (an int buffer, and fp16 weights when fp16 is asked for) sharing pages with them keep their values."""
     generator = torch.Generator().manual_seed(0)
     tensors = {"a_big": torch.randn(3000, generator=generator), "b_ids": torch.arange(7),  # spans pages / shares them
-               "c_half": torch.randn(5000, generator=generator).half(), "d_big": torch.randn(1025, 3, generator=generator)}
+               "c_half": torch.randn(5000, generator=generator).half(),
+               "d_big": torch.randn(1025, 3, generator=generator)}
     save_file(tensors, str(tmp_path / "w.safetensors"))
     src = sources.resolve_source(tmp_path)
     entries = checkpoint.read_entries(src, checkpoint.WeightFiles(("w.safetensors",), pickle=False))
