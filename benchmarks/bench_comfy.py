@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_comfy.py [--cache ~/.cache/nodegraph-bench] [--size 512] [--steps 20]
         [--repeats 3] [--tiny]
+    .venv/bin/python benchmarks/bench_comfy.py --whole-process [--size 256] [--steps 4] [--repeats 5] [--tiny]
 
 The workflow is ComfyUI's default txt2img graph (KSampler euler/normal, cfg 8) on an SD1.5-size single file with
 random weights (bench_single_file.py writes it once into the cache, about 4.3 GB); `--tiny` uses the tests' tiny
@@ -10,6 +11,10 @@ SD1 model instead (seconds, for a quick check). Reported:
   median of 20, against `load_graph` of the hand-written graph alone;
 - time-to-image in one process, models warm in the component cache, the imported and the hand-written graph run
   alternately, median of --repeats, and the largest pixel difference between their images (must be 0).
+`--whole-process` times what a user waits for instead: fresh processes, `nodegraph run workflow.json --models …`
+against `nodegraph run hand.yaml` (the same graph written by hand), alternating which goes first, each from
+process start to its PNG (import + translate + load + sample + decode + save), with the child's peak RSS;
+medians and spread of --repeats, and the largest pixel difference between the two PNGs (must be 0).
 Goal (issue 19): the import costs nothing measurable — time-to-image ratio 1.00 within noise.
 """
 
@@ -102,6 +107,52 @@ def model_files(args) -> tuple[Path, str]:
     return models, ""
 
 
+def whole_process(args, models: Path, config: str) -> None:
+    """Alternated fresh `nodegraph run` processes: the ComfyUI workflow vs the hand-written graph."""
+    import os
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_time_to_image import GB, pixel_diff, timed_run, warm_page_cache
+
+    work = Path(tempfile.mkdtemp(prefix="bench-comfy-process-"))
+    workflow = json.loads(json.dumps(WORKFLOW))
+    workflow["3"]["inputs"]["steps"] = args.steps
+    workflow["5"]["inputs"].update(width=args.size, height=args.size)
+    (work / "workflow.json").write_text(json.dumps(workflow))
+    (work / "hand.yaml").write_text(HAND_WRITTEN)
+    checkpoint = models / "checkpoints" / "model.safetensors"
+    config_set = ["--set", f"config={config}"] if config else []
+    cli = [sys.executable, "-m", "nodegraph.cli", "run"]
+
+    def command(side: str, out: Path) -> list[str]:
+        if side == "workflow":
+            return [*cli, str(work / "workflow.json"), "--models", str(models), *config_set, "--out", str(out), "-q"]
+        sets = {"model": checkpoint, "size": args.size, "steps": args.steps}
+        return [*cli, str(work / "hand.yaml"), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
+                *config_set, "--out", str(out), "-q"]
+
+    warm_page_cache(checkpoint.resolve().parent)
+    runs: dict[str, list[tuple[float, int]]] = {"workflow": [], "hand": []}
+    for r in range(args.repeats):
+        for side in sorted(runs, reverse=bool(r % 2)):
+            seconds, rss = timed_run(command(side, work / f"{side}-{r}"), args.threads)
+            runs[side].append((seconds, rss))
+            print(f"  run {r} {side}: {seconds:.2f} s, peak RSS {rss / GB:.2f} GB", flush=True)
+    first = {side: next((work / f"{side}-0").glob("*.png")) for side in runs}
+    diff = pixel_diff(first["workflow"], first["hand"])
+    model = "tiny SD1 (tests)" if args.tiny else "SD1.5-size random single file"
+    print(f"\nwhole process, {model}, {args.size}px, {args.steps} steps, euler/normal, cfg 8, {args.threads} "
+          f"thread(s), {os.cpu_count()} CPUs, {args.repeats} alternated runs each; load average {os.getloadavg()}")
+    medians = {}
+    for side, rs in runs.items():
+        times = sorted(s for s, _ in rs)
+        medians[side] = statistics.median(times)
+        print(f"  {side:<9} median {medians[side]:.2f} s (min {times[0]:.2f}, max {times[-1]:.2f}), peak RSS median "
+              f"{statistics.median(m for _, m in rs) / GB:.2f} GB")
+    print(f"  ratio workflow / hand-written: {medians['workflow'] / medians['hand']:.3f}; largest pixel difference "
+          f"{diff}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default="~/.cache/nodegraph-bench")
@@ -109,9 +160,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny SD1 model (seconds)")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time fresh `nodegraph run` processes (default --size 256 --steps 4 --repeats 5)")
+    parser.add_argument("--threads", type=int, default=2, help="--whole-process: threads per child")
     args = parser.parse_args()
-    if args.tiny and args.size == 512:
+    if args.whole_process:
+        defaults = {"size": 512, "steps": 20, "repeats": 3}
+        for name, value in {"size": 256, "steps": 4, "repeats": 5}.items():
+            if getattr(args, name) == defaults[name]:
+                setattr(args, name, value)
+    if args.tiny and args.size in (512, 256):
         args.size = 64
+    if args.whole_process:
+        whole_process(args, *model_files(args))
+        return
 
     import numpy as np
 

@@ -157,7 +157,15 @@ def run_workflow(args) -> int:
             print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
             return EXIT_INVALID
         hooks = [ProgressHook(disable=True if args.quiet else None)]
-        outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=CancelToken())
+        # the same execution as `nodegraph run graph.yaml`: freed heap reused, each model freed after its last use
+        if not getattr(args, "no_heap_reuse", False):
+            from nodegraph.exec.heap import reuse_freed_heap
+
+            reuse_freed_heap()
+        from nodegraph.exec.run_scoped import RunScopedComponents
+
+        outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=CancelToken(),
+                            components=RunScopedComponents(), fast=getattr(args, "fast", False))
         chunks = {"prompt": json.dumps(workflow.api)}
         if workflow.ui is not None:
             chunks["workflow"] = json.dumps(workflow.ui)
