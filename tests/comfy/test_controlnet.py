@@ -117,15 +117,43 @@ def theirs(control_models, control_images, names, images, scales, starts, ends):
     return (out.images[0] * 255).round().astype(np.uint8)
 
 
-def test_controlnet_apply_advanced_matches_diffusers_controlnet_pipeline(tmp_path, control_models, control_images):
-    # 4 steps at σ(999), σ(666), σ(333), 0: 25 %–75 % keeps steps 1 and 2 by ComfyUI's σ rule and by diffusers'
-    image = ours(tmp_path, control_models, control_images, (CN_A, "a.png", 0.8, 0.25, 0.75))
+ONE = (CN_A, "a.png", 0.8, 0.25, 0.75)  # 4 steps at σ(999), σ(666), σ(333), 0: 25 %–75 % keeps steps 1 and 2
+# by ComfyUI's σ rule and by diffusers' share of the steps alike
+
+
+@pytest.fixture(scope="module")
+def one_controlnet(tmp_path_factory, control_models, control_images):
+    return ours(tmp_path_factory.mktemp("one-controlnet"), control_models, control_images, ONE)
+
+
+def test_controlnet_apply_advanced_matches_diffusers_controlnet_pipeline(one_controlnet, control_models,
+                                                                         control_images):
     expected = theirs(control_models, control_images, [CN_A], ["a.png"], [0.8], [0.25], [0.75])
-    assert image.shape == (64, 64, 3)
-    assert max_diff(image, expected) <= 1
+    assert one_controlnet.shape == (64, 64, 3)
+    assert max_diff(one_controlnet, expected) <= 1
     # sensitive: without the ControlNet's residuals (scale 0) the image is far from it
     plain = theirs(control_models, control_images, [CN_A], ["a.png"], [0.0], [0.25], [0.75])
     assert max_diff(plain, expected) > 8
+
+
+def test_imported_yaml_with_a_controlnet_gives_the_workflow_image(tmp_path, one_controlnet, control_models,
+                                                                   control_images):
+    import json
+    import shutil
+
+    from nodegraph.cli import main
+
+    folder, models = control_models
+    for image in control_images.iterdir():
+        shutil.copy(image, tmp_path / image.name)
+    (tmp_path / "w.json").write_text(json.dumps(workflow(ONE)))
+    graph = tmp_path / "imported" / "graph.yaml"
+    assert main(["import-comfy", str(tmp_path / "w.json"), "-o", str(graph), "--models", str(models)]) == 0
+    text = graph.read_text()
+    assert "type: ComfyControlNetApply" in text and "positive_control: $control22.control" in text
+    assert main(["run", str(graph), "--out", str(tmp_path / "out"), "-q", "--set", f"config={folder}"]) == 0
+    (png,) = (tmp_path / "out").glob("*.png")
+    assert np.array_equal(np.asarray(PIL.Image.open(png).convert("RGB")), one_controlnet)
 
 
 def test_start_percent_is_a_sigma_threshold_not_a_share_of_the_steps(tmp_path, control_models, control_images):

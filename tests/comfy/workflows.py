@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 
@@ -95,6 +96,16 @@ def run_cli(folder: Path, workflow, models_dir, sd1_folder, *extra, name: str = 
     return np.asarray(Image.open(png).convert("RGB")), png
 
 
+@functools.cache
+def _pipeline(folder):
+    """(pipeline, its own scheduler config), loaded once per folder: each caller sets its scheduler from that
+    config; LoRA callers load their own pipeline."""
+    import diffusers
+
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
+    return pipe, pipe.scheduler.config
+
+
 def diffusers_comfy_image(folder, scheduler_cls, seed=SEED, clip_skip=None, loras=None, steps=STEPS,
                           **scheduler_config):
     """diffusers' StableDiffusionPipeline on `folder`, configured as ComfyUI samples (comfyui-facts.md)."""
@@ -102,13 +113,17 @@ def diffusers_comfy_image(folder, scheduler_cls, seed=SEED, clip_skip=None, lora
     import numpy as np
     import torch
 
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
+    if loras:
+        pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
+        config = pipe.scheduler.config
+    else:
+        pipe, config = _pipeline(folder)
     pipe.set_progress_bar_config(disable=True)
     for name, (path, scale) in (loras or {}).items():
         pipe.load_lora_weights(str(path), adapter_name=name)
     if loras:
         pipe.set_adapters(list(loras), [scale for _, scale in loras.values()])
-    pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config, **scheduler_config)
+    pipe.scheduler = scheduler_cls.from_config(config, **scheduler_config)
     pipe.scheduler.set_timesteps(steps)
     sigma_max = float(pipe.scheduler.sigmas[0])
     noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(seed))
