@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nodegraph.fast.linear import packed_linear
 from nodegraph.models.attention import Attention, multi_head_attention
 
 
@@ -14,7 +15,7 @@ class FastAttention(Attention):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         if context is not None or torch.is_grad_enabled():
             return super().forward(x, context)
-        q, k, v = F.linear(x, self._fused_weight()).chunk(3, dim=-1)  # (B, N, inner) each
+        q, k, v = packed_linear(self, x, self._fused_weight(), None).chunk(3, dim=-1)  # (B, N, inner) each
         h = multi_head_attention(q, k, v, self.heads)
         return F.dropout(self.to_out[0](h), self.dropout, self.training)
 

@@ -11,14 +11,17 @@ def prepare(model: nn.Module) -> nn.Module:
     Only CPU models change: on other devices torch's own kernels are already the fast path."""
     from nodegraph.fast.attention import FastAttention
     from nodegraph.fast.conv import FastConv2d, packable
+    from nodegraph.fast.linear import FastLinear
     from nodegraph.models.attention import Attention
-    from nodegraph.models.base import Conv2d
+    from nodegraph.models.base import Conv2d, Linear
 
     if next(model.parameters()).device.type != "cpu":
         return model
     for module in model.modules():
         if type(module) is Conv2d and packable(module):
             module.__class__ = FastConv2d
+        elif type(module) is Linear:
+            module.__class__ = FastLinear
         elif type(module) is Attention:
             module.__class__ = FastAttention
     return model

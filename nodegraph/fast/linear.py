@@ -1,0 +1,35 @@
+"""Linear layers on oneDNN with weights packed once (bf16 only).
+
+In bf16 torch's CPU `linear` repacks the weight for its GEMM on every call; `_reorder_linear_weight` does it once
+and `_linear_pointwise` takes the packed weight (the pair torch.compile's CPU backend emits). Measured on this CPU
+(bf16, 2 threads, rows × in → out): 2048 × 320 → 960: 68 → 32 ms; 2048 × 1280 → 320: 72 → 28 ms; 512 × 640 →
+5120: 72 → 60 ms. In fp32 torch's own path (MKL) is kept.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nodegraph.models.base import Linear
+
+
+def packed_linear(owner: torch.nn.Module, x: torch.Tensor, weight: torch.Tensor,
+                  bias: torch.Tensor | None) -> torch.Tensor:
+    """`F.linear(x, weight, bias)`, through a packed copy of `weight` kept on `owner` (repacked when the weight
+    object or its contents change)."""
+    if x.dtype != torch.bfloat16 or weight.dtype != torch.bfloat16 or x.device.type != "cpu" \
+            or torch.is_grad_enabled() or not torch.backends.mkldnn.is_available():
+        return F.linear(x, weight, bias)
+    cached = owner.__dict__.get("_packed_linear")  # (weight, its version, packed)
+    if cached is None or cached[0] is not weight or cached[1] != weight._version:
+        cached = (weight, weight._version, torch.ops.mkldnn._reorder_linear_weight(weight, x.numel() // x.shape[-1]))
+        owner.__dict__["_packed_linear"] = cached
+    rows = x.reshape(-1, x.shape[-1])  # (N, in)
+    out = torch.ops.mkldnn._linear_pointwise(rows, cached[2], bias, "none", [], "")  # (N, out)
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+class FastLinear(Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return packed_linear(self, x, self.weight, self.bias)

@@ -1,0 +1,51 @@
+"""Fast mode's packed layers: the same results as torch's layers (to bf16 rounding) at any batch size, and a
+weight changed in place or replaced (LoRA) is repacked, never served stale."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from nodegraph.fast.conv import FastConv2d
+from nodegraph.fast.linear import FastLinear
+from nodegraph.models.base import Conv2d, Linear
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.allclose(a.float(), b.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_packed_linear_matches_torch_at_other_row_counts_and_follows_weight_changes():
+    torch.manual_seed(0)
+    plain = Linear(24, 40).bfloat16().eval()
+    fast = copy.deepcopy(plain)
+    fast.__class__ = FastLinear
+    with torch.no_grad():
+        for shape in [(8, 24), (2, 3, 24), (20, 24)]:  # packed for the first, used for all
+            x = torch.randn(shape).bfloat16()
+            assert _close(fast(x), plain(x)) and fast(x).shape == plain(x).shape
+        x = torch.randn(5, 24).bfloat16()
+        fast.weight.mul_(-1)
+        plain.weight.mul_(-1)
+        assert _close(fast(x), plain(x))
+        lora = copy.copy(fast)  # what LoRA's copy-on-write does: same class, a new weight object
+        lora._parameters = dict(fast._parameters, weight=torch.nn.Parameter(fast.weight * 2, requires_grad=False))
+        assert _close(lora(x), torch.nn.functional.linear(x, fast.weight * 2, fast.bias))
+        assert _close(fast(x), plain(x))  # the original keeps its own packed weight
+
+
+def test_packed_conv_matches_torch_on_both_layouts_and_follows_weight_changes():
+    torch.manual_seed(0)
+    plain = Conv2d(8, 16, 3, padding=1).eval()
+    fast = copy.deepcopy(plain)
+    fast.__class__ = FastConv2d
+    with torch.no_grad():
+        for size in (6, 9):
+            x = torch.randn(2, 8, size, size)
+            torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+            assert fast(x).is_contiguous(memory_format=torch.channels_last)
+        fast.weight.add_(1.0)
+        plain.weight.add_(1.0)
+        x = torch.randn(1, 8, 5, 7)
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
