@@ -55,6 +55,8 @@ COVERED: dict[str, Covered] = {
     "VAEEncode": Covered((), {}, ("LATENT",), ("pixels", "vae")),
     "LoadImage": Covered(("image", "__upload"), {"image": str}, ("IMAGE", "MASK")),
     "ControlNetLoader": Covered(("control_net_name",), {"control_net_name": str}, ("CONTROL_NET",)),
+    "ControlNetApply": Covered(("strength",), {"strength": float}, ("CONDITIONING",),
+                               ("conditioning", "control_net", "image")),
     "ControlNetApplyAdvanced": Covered(("strength", "start_percent", "end_percent"),
                                        {"strength": float, "start_percent": float, "end_percent": float},
                                        ("CONDITIONING", "CONDITIONING"), ("positive", "negative", "control_net", "image")),

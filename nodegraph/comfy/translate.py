@@ -28,6 +28,7 @@ _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "l
           "KSampler": "ksampler", "KSamplerAdvanced": "ksampler", "LatentUpscale": "upscale", "VAEDecode": "decode",
           "VAEEncode": "encode", "LoadImage": "image", "KSamplerSelect": "sampler", "BasicScheduler": "sigmas",
           "SamplerCustom": "custom", "ControlNetLoader": "controlnet", "ControlNetApplyAdvanced": "control",
+          "ControlNetApply": "control",
           "SaveImage": "save", "PreviewImage": "preview"}
 _MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
                "control_net_name": "controlnet"}
@@ -313,6 +314,8 @@ class _Translator:
         positive = self.link(node_id, "positive", "CONDITIONING")
         negative = self.link(node_id, "negative", "CONDITIONING")
         latent = self.link(node_id, "latent_image", "LATENT")
+        if positive.get("control_to_uncond") and not negative.get("control"):
+            negative = dict(negative, control=positive["control"])
         if sigmas is None:
             sigmas = f"{nid}_sigmas"
             self.nodes[sigmas] = {"type": "ComfySigmas", "scheduler": self.literal(node_id, "scheduler"),
@@ -384,8 +387,18 @@ class _Translator:
         for half, cond in (("positive", positive), ("negative", negative)):
             name = nid if positive.get("control") == negative.get("control") else f"{nid}_{half}"
             self.nodes[name] = dict(apply, **({"control": cond["control"]} if cond.get("control") else {}))
-            out.append(dict(cond, control=f"${name}.control"))
+            out.append(dict(cond, control=f"${name}.control", control_to_uncond=False))
         return tuple(out)
+
+    def _ControlNetApply(self, node_id, nid):
+        """ComfyUI's older apply: on one conditioning, over all steps; at sampling a negative prompt without a
+        ControlNet of its own gets this one too (comfy/samplers.py `control_apply_to_uncond`)."""
+        cond = self.link(node_id, "conditioning", "CONDITIONING")
+        self.nodes[nid] = {"type": "ComfyControlNetApply",
+                           "controlnet": self.link(node_id, "control_net", "CONTROL_NET"),
+                           "image": self.link(node_id, "image", "IMAGE"), "strength": self.literal(node_id, "strength"),
+                           **({"control": cond["control"]} if cond.get("control") else {})}
+        return (dict(cond, control=f"${nid}.control", control_to_uncond=True),)
 
     def _VAEDecode(self, node_id, nid):
         self.nodes[nid] = {"type": "VAEDecode", "vae": self.link(node_id, "vae", "VAE"),

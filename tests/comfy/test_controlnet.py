@@ -195,3 +195,21 @@ def test_a_controlnet_for_another_model_family_is_one_message_before_any_step(tm
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err and not list(out.glob("*.png"))
     assert "`controlnet` was made for another model family" in err, err
+
+
+def test_older_controlnet_apply_on_the_positive_acts_on_the_negative_too(tmp_path, control_models, control_images):
+    # ComfyUI's deprecated ControlNetApply marks the prompt `control_apply_to_uncond`: a negative prompt without a
+    # ControlNet of its own runs with the positive's, over every step — diffusers' pipeline at scale 0.8
+    doc = workflow((CN_A, "a.png", 0.8, 0.0, 1.0))
+    apply = doc.pop("22")
+    doc["22"] = {"class_type": "ControlNetApply", "inputs": {
+        "conditioning": ["6", 0], "control_net": apply["inputs"]["control_net"], "image": apply["inputs"]["image"],
+        "strength": 0.8}}
+    doc["3"]["inputs"]["negative"] = ["7", 0]
+    folder, models = control_models
+    import shutil
+
+    shutil.copy(control_images / "a.png", tmp_path / "a.png")
+    image = run_cli(tmp_path, doc, models, folder)[0]
+    expected = theirs(control_models, control_images, [CN_A], ["a.png"], [0.8], [0.0], [1.0])
+    assert max_diff(image, expected) <= 1

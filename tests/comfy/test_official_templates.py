@@ -18,7 +18,8 @@ TEMPLATES = sorted(p for p in (Path(templates.__file__).parent / "templates").gl
 COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModelOnly", "CLIPSetLastLayer",
            "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced", "LatentUpscale", "VAEDecode",
            "SaveImage", "PreviewImage", "VAEEncode", "LoadImage", "SamplerCustom", "KSamplerSelect",
-           "BasicScheduler", "ControlNetLoader", "ControlNetApplyAdvanced"}
+           "BasicScheduler", "ControlNetLoader", "ControlNetApplyAdvanced",
+           "ControlNetApply"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2"}
