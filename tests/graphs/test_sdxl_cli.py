@@ -106,22 +106,45 @@ def test_refiner_png_names_the_refiner_and_the_switch_point(tiny_sdxl, tmp_path,
     assert f"Refiner: {refiner}, Refiner switch at: 0.6" in params[1]
 
 
-def test_a_one_shot_sdxl_run_frees_the_text_encoders_before_the_unet_loads_and_the_unet_before_decoding(tiny_sdxl):
-    """What `nodegraph run` does (exec/run_scoped.py): the peak memory is the largest phase, not all models."""
-    import torch
-
+def one_shot_run(graph, inputs: dict, at: tuple[str, ...]):
+    """Run `graph` as `nodegraph run` does (exec/run_scoped.py); return its image and, when each node of `at`
+    starts, the (role, component) pairs still held ("base"/"refiner" for the checkpoint they come from)."""
     from nodegraph import run_graph
     from nodegraph.exec.events import NodeStarted
     from nodegraph.exec.run_scoped import RunScopedComponents
 
     components, held_at = RunScopedComponents(), {}
+    roles = {inputs["model"]: "base", inputs.get("refiner"): "refiner"}
 
     def record(event):
-        if isinstance(event, NodeStarted) and event.node_id in ("cond", "unet", "decode"):
-            held_at[event.node_id] = sorted(key[4] for key in components.held() if key[0] == "component")
+        if isinstance(event, NodeStarted) and event.node_id in at:
+            held_at[event.node_id] = sorted((roles[key[1]], key[4]) for key in components.held()
+                                            if key[0] == "component")
+
+    return run_graph(graph, inputs, device="cpu", hooks=[record], components=components)["image"], held_at
+
+
+def test_a_one_shot_sdxl_run_frees_the_text_encoders_before_the_unet_loads_and_the_unet_before_decoding(tiny_sdxl):
+    """The peak memory of `nodegraph run` is the largest phase, not all models together."""
+    import torch
+
+    from nodegraph import run_graph
 
     inputs = dict(model=str(tiny_sdxl[0]), prompt="a cat", negative_prompt="a dog", steps=2, height=32, width=32)
-    image = run_graph(SDXL_GRAPH, inputs, device="cpu", hooks=[record], components=components)["image"]
-    assert held_at == {"cond": ["text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"], "unet": [],
-                       "decode": ["vae"]}
+    image, held_at = one_shot_run(SDXL_GRAPH, inputs, ("cond", "unet", "decode"))
+    encoders = [("base", "text_encoder"), ("base", "text_encoder_2"), ("base", "tokenizer"), ("base", "tokenizer_2")]
+    assert held_at == {"cond": encoders, "unet": [], "decode": [("base", "vae")]}
     assert torch.equal(image, run_graph(SDXL_GRAPH, inputs, device="cpu")["image"])  # the process-wide cache
+
+
+def test_a_one_shot_refiner_run_holds_one_unet_at_a_time_and_no_text_encoder_beside_a_unet(tiny_sdxl):
+    import torch
+
+    from nodegraph import run_graph
+
+    base, refiner = tiny_sdxl
+    inputs = dict(model=str(base), refiner=str(refiner), prompt="a cat", steps=4, high_noise_frac=0.5, height=32,
+                  width=32)
+    image, held_at = one_shot_run(REFINER_GRAPH, inputs, ("unet", "refiner_unet", "decode"))
+    assert held_at == {"unet": [], "refiner_unet": [("refiner", "vae")], "decode": [("refiner", "vae")]}
+    assert torch.equal(image, run_graph(REFINER_GRAPH, inputs, device="cpu")["image"])
