@@ -42,8 +42,9 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
                    ema: bool = False) -> Any:
     """Load component `name` ("unet", "vae", "text_encoder", "tokenizer", "scheduler", …) of `source`.
 
-    Returns a model in eval mode with gradients off (UNet2DModel, UNet2DConditionModel, AutoencoderKL, or
-    transformers' CLIPTextModel), a CLIPTokenizer, or for a scheduler the dict of scheduler_config.json as written.
+    Returns a model in eval mode with gradients off (UNet2DModel, UNet2DConditionModel, AutoencoderKL, or the
+    CLIPTextModel / CLIPTextModelWithProjection of clip_text.py: transformers' module tree), a CLIPTokenizer, or
+    for a scheduler the dict of scheduler_config.json as written.
     `source`: a folder, `org/name` on the hub, `builtin:<name>`, or a `Source` from `resolve_source` (reuse one
     to list a hub repo once for several components). `dtype` (a torch dtype or "fp16", "bf16", …) applies to
     floating-point weights; `revision` to hub repos only; `variant` picks `<weights>.<variant>.safetensors`
