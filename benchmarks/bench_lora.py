@@ -23,8 +23,8 @@ helper of bench_time_to_image.py): `nodegraph run graphs/stable_diffusion.yaml -
 StableDiffusionPipeline + `load_lora_weights(FILE, adapter_name=…)` + `set_adapters([name], [1.0])`, on the
 SD1.5-size random pipeline of bench_time_to_image.py and a random rank-`--rank` diffusers-format LoRA over the
 UNet layers above and every attention and MLP projection of the text encoder; medians with min–max, peak RSS, and
-the largest pixel difference between the two images (and between nodegraph's image with and without the LoRA,
-to show the LoRA changes it).
+the largest pixel difference between the two images, and between nodegraph's images with and without the LoRA
+(it must change them; `--no-effect` skips those two untimed runs, `--effect-only` runs only them).
 Goal (issue 13): time-to-image with one LoRA ≤ 0.85× diffusers'.
 """
 
@@ -161,12 +161,23 @@ def process_command(lib: str, model: Path, lora: Path | None, dtype: str, size: 
             "--out", str(out), "-q"]
 
 
+def lora_effect(model: Path, lora: Path, dtype: str, size: int, steps: int, threads: int) -> int:
+    """The largest pixel difference between nodegraph's images with and without the LoRA (it must change them)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_time_to_image import pixel_diff, timed_run
+
+    with tempfile.TemporaryDirectory(prefix="ng-lora-effect-") as tmp:
+        for name, file in (("plain", None), ("lora", lora)):
+            timed_run(process_command("nodegraph", model, file, dtype, size, steps, Path(tmp) / name, threads), threads)
+        return pixel_diff(Path(tmp) / "plain" / "image.png", Path(tmp) / "lora" / "image.png")
+
+
 def whole_process(args) -> None:
     """Time-to-image with one LoRA, fresh processes alternated (see the module docstring)."""
     import os
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_time_to_image import GB, alternate_runs, pixel_diff, sd15_checkpoint, timed_run, warm_page_cache
+    from bench_time_to_image import GB, alternate_runs, sd15_checkpoint, warm_page_cache
 
     cache = Path.home() / ".cache" / "nodegraph-bench"
     threads = args.threads or os.cpu_count()
@@ -175,6 +186,10 @@ def whole_process(args) -> None:
     warm_page_cache(model)
     rows = []
     for dtype in args.dtypes.split(","):
+        effect = lora_effect(model, lora, dtype, args.image, args.steps, threads) if not args.no_effect else None
+        if args.effect_only:
+            print(f"  {dtype}: nodegraph's image with vs without the LoRA: max px Δ {effect}")
+            continue
         runs: dict[str, list] = {"nodegraph": [], "diffusers": []}
 
         def report(lib: str, r: int, seconds: float, rss: int) -> None:
@@ -184,12 +199,9 @@ def whole_process(args) -> None:
         result = alternate_runs(lambda lib, out: process_command(lib, model, lora, dtype, args.image, args.steps,
                                                                  out, threads), args.repeats, threads,
                                 "ng-lora-", report)
-        with tempfile.TemporaryDirectory(prefix="ng-lora-effect-") as tmp:  # the LoRA must change the image
-            for name, file in (("plain", None), ("lora", lora)):
-                timed_run(process_command("nodegraph", model, file, dtype, args.image, args.steps, Path(tmp) / name,
-                                          threads), threads)
-            effect = pixel_diff(Path(tmp) / "plain" / "image.png", Path(tmp) / "lora" / "image.png")
         rows.append((dtype, result, {lib: (min(v), max(v)) for lib, v in runs.items()}, effect))
+    if not rows:
+        return
     import diffusers
     import torch
 
@@ -203,7 +215,7 @@ def whole_process(args) -> None:
     for dtype, r, spread, effect in rows:
         times = [f"{r[f'{lib}_s']:.1f} ({spread[lib][0]:.1f}–{spread[lib][1]:.1f})" for lib in ("nodegraph", "diffusers")]
         print(f"{dtype:<6}{times[0]:>20}{times[1]:>20}{r['nodegraph_s'] / r['diffusers_s']:>7.2f}"
-              f"{r['nodegraph_rss'] / GB:>11.2f}{r['diffusers_rss'] / GB:>11.2f}{r['diff']:>10}{effect:>13}")
+              f"{r['nodegraph_rss'] / GB:>11.2f}{r['diffusers_rss'] / GB:>11.2f}{r['diff']:>10}{effect!s:>13}")
     print("goal: ratio ≤ 0.85; max px Δ (0–255) between the libraries; LoRA effect: nodegraph with vs without it")
 
 
@@ -222,6 +234,8 @@ def main() -> None:
     parser.add_argument("--whole-process", action="store_true", help="time whole processes, import to PNG")
     parser.add_argument("--dtypes", default="fp32,bf16", help="whole-process dtypes, comma-separated")
     parser.add_argument("--image", type=int, default=256, help="whole-process image side in pixels")
+    parser.add_argument("--no-effect", action="store_true", help="whole process: skip the with/without-LoRA check")
+    parser.add_argument("--effect-only", action="store_true", help="whole process: only that check (no timing)")
     args = parser.parse_args()
     if args.whole_process:
         args.steps = args.steps or 4
