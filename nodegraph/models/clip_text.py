@@ -76,7 +76,11 @@ class CLIPTextEmbeddings(nn.Module):
         super().__init__()
         self.token_embedding = Embedding(config.vocab_size, config.hidden_size)
         self.position_embedding = Embedding(config.max_position_embeddings, config.hidden_size)
-        positions = torch.arange(config.max_position_embeddings).expand((1, -1))
+        # `arange` on the meta device imports sympy through torch's reference implementations (0.5 s): built on
+        # meta (loading), the buffer is left empty and the loader fills it where the weights go
+        positions = torch.empty((1, config.max_position_embeddings), dtype=torch.long)
+        if not positions.is_meta:
+            positions.copy_(torch.arange(config.max_position_embeddings))
         self.register_buffer("position_ids", positions, persistent=False)  # (1, max_positions)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
