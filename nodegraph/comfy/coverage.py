@@ -31,6 +31,13 @@ COVERED: dict[str, Covered] = {
                                    ("MODEL",), ("model",)),
     "CLIPSetLastLayer": Covered(("stop_at_clip_layer",), {"stop_at_clip_layer": int}, ("CLIP",), ("clip",)),
     "CLIPTextEncode": Covered(("text",), {"text": str}, ("CONDITIONING",), ("clip",)),
+    "CLIPTextEncodeSDXL": Covered(
+        ("width", "height", "crop_w", "crop_h", "target_width", "target_height", "text_g", "text_l"),
+        {"width": int, "height": int, "crop_w": int, "crop_h": int, "target_width": int, "target_height": int,
+         "text_g": str, "text_l": str}, ("CONDITIONING",), ("clip",)),
+    "CLIPTextEncodeSDXLRefiner": Covered(("ascore", "width", "height", "text"),
+                                         {"ascore": float, "width": int, "height": int, "text": str},
+                                         ("CONDITIONING",), ("clip",)),
     "EmptyLatentImage": Covered(("width", "height", "batch_size"),
                                 {"width": int, "height": int, "batch_size": int}, ("LATENT",)),
     "KSampler": Covered(("seed", "__control", "steps", "cfg", "sampler_name", "scheduler", "denoise"),

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 
 def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 1.0, positive_pooled=None,
-                   negative_pooled=None, prediction: str = "eps", positive_control=None, negative_control=None):
+                   negative_pooled=None, prediction: str = "eps", positive_control=None, negative_control=None,
+                   positive_size=None, negative_size=None):
     """x (B, 4, h, w) at σ → the guided x₀ estimate (B, 4, h, w).
 
-    SDXL UNets also get each prompt's pooled embedding and the size conditioning ComfyUI derives from the
-    latent (comfy/samplers.py `encode_model_conds`): time ids (8h, 8w, 0, 0, 8h, 8w).
+    SDXL UNets also get each prompt's pooled embedding and size conditioning: the prompt's own (`*_size`, from
+    CLIPTextEncodeSDXL / …Refiner) or what ComfyUI derives from the latent (comfy/samplers.py
+    `encode_model_conds`): time ids (8h, 8w, 0, 0, 8h, 8w).
     """
     import math
 
@@ -36,7 +38,8 @@ def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 
             raise ValueError("this is an SDXL UNet: its prompts need pooled embeddings (an SDXL CLIP's encoding)")
         n = x.shape[0]
         extra["text_embeds"] = torch.cat([p.to(device=x.device, dtype=x.dtype).expand(n, -1) for p in pooled])
-        extra["time_ids"] = _time_ids(unet, x, guided, pooled[-1].shape[-1])
+        sizes = [negative_size, positive_size] if guided else [positive_size]
+        extra["time_ids"] = _time_ids(unet, x, sizes, pooled[-1].shape[-1])
     with torch.no_grad():
         x_batch = torch.cat([x_in] * len(conds))  # (nB, 4, h, w)
         residuals = _control_residuals(unet, controls, x_batch, t, batch, sigma, extra)
@@ -51,18 +54,26 @@ def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 
     return negative_x0 + (positive_x0 - negative_x0) * cfg
 
 
-def _time_ids(unet, x, guided: bool, pooled_width: int):
-    """SDXL's size ids from the latent: base (8h, 8w, 0, 0, 8h, 8w); a refiner, whose added embedding reads 5
-    ids, (8h, 8w, 0, 0, aesthetic score) with ComfyUI's default scores, 2.5 for the negative and 6 for the
-    positive (comfy/model_base.py `SDXLRefiner.encode_adm`). (nB, 6 or 5), negative rows first."""
+def _time_ids(unet, x, sizes: list, pooled_width: int):
+    """SDXL's size ids, one row per prompt (negative first), repeated for each sample: base (height, width,
+    crop_h, crop_w, target_height, target_width), a refiner — whose added embedding reads 5 ids — (height, width,
+    crop_h, crop_w, aesthetic score) (comfy/model_base.py `SDXL.encode_adm`, `SDXLRefiner.encode_adm`). A
+    prompt's own values (a dict from CLIPTextEncodeSDXL / …Refiner) win; otherwise the size is the latent's
+    (8h, 8w), crops 0, the target the size, and the score 6 for the positive prompt, 2.5 for the negative."""
     import torch
 
     c = unet.config
-    size = [8 * x.shape[-2], 8 * x.shape[-1]]
-    if (c.projection_class_embeddings_input_dim - pooled_width) // c.addition_time_embed_dim == 5:
-        rows = [[*size, 0, 0, 2.5], [*size, 0, 0, 6.0]] if guided else [[*size, 0, 0, 6.0]]
-    else:
-        rows = [[*size, 0, 0, *size]] * (2 if guided else 1)
+    refiner = (c.projection_class_embeddings_input_dim - pooled_width) // c.addition_time_embed_dim == 5
+    rows = []
+    for k, size in enumerate(sizes):
+        size = size or {}
+        height, width = size.get("height", 8 * x.shape[-2]), size.get("width", 8 * x.shape[-1])
+        crops = [size.get("crop_h", 0), size.get("crop_w", 0)]
+        if refiner:
+            negative = len(sizes) == 2 and k == 0
+            rows.append([height, width, *crops, size.get("aesthetic_score", 2.5 if negative else 6.0)])
+        else:
+            rows.append([height, width, *crops, size.get("target_height", height), size.get("target_width", width)])
     return torch.cat([torch.tensor([r], device=x.device, dtype=x.dtype).expand(x.shape[0], -1) for r in rows])
 
 

@@ -25,6 +25,7 @@ STEP_GRAPH_NAME = "comfy_ksampler_step.yaml"  # written beside the imported grap
 MAX_NODES = 2000  # ComfyUI's largest official templates have a few hundred
 _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "lora", "LoraLoaderModelOnly": "lora",
           "CLIPSetLastLayer": "clip_layer", "CLIPTextEncode": "text", "EmptyLatentImage": "latent",
+          "CLIPTextEncodeSDXL": "text", "CLIPTextEncodeSDXLRefiner": "text",
           "KSampler": "ksampler", "KSamplerAdvanced": "ksampler", "LatentUpscale": "upscale", "VAEDecode": "decode",
           "VAEEncode": "encode", "LoadImage": "image", "KSamplerSelect": "sampler", "BasicScheduler": "sigmas",
           "SamplerCustom": "custom", "ControlNetLoader": "controlnet", "ControlNetApplyAdvanced": "control",
@@ -263,15 +264,34 @@ class _Translator:
         return (dict(clip, layer=self.literal(node_id, "stop_at_clip_layer")),)
 
     def _CLIPTextEncode(self, node_id, nid):
+        return self._encode(node_id, nid, text=self.literal(node_id, "text"))
+
+    def _CLIPTextEncodeSDXL(self, node_id, nid):
+        """bigG reads text_g, CLIP-L text_l; the prompt carries its own size ids (comfy_extras/nodes_clip_sdxl.py)."""
+        sizes = {name: self.literal(node_id, name) for name in ("width", "height", "crop_w", "crop_h",
+                                                                 "target_width", "target_height")}
+        return self._encode(node_id, nid, sdxl_only=True, text=self.literal(node_id, "text_g"),
+                            text_l=self.literal(node_id, "text_l"), **sizes)
+
+    def _CLIPTextEncodeSDXLRefiner(self, node_id, nid):
+        return self._encode(node_id, nid, sdxl_only=True, text=self.literal(node_id, "text"),
+                            aesthetic_score=self.literal(node_id, "ascore"), width=self.literal(node_id, "width"),
+                            height=self.literal(node_id, "height"))
+
+    def _encode(self, node_id, nid, sdxl_only=False, **inputs):
         clip = self.link(node_id, "clip", "CLIP")
+        if sdxl_only and not clip["family"].startswith("sdxl"):
+            raise ComfyError(f"{self.where(node_id, 'clip')}: this node encodes for SDXL, but the CLIP is a "
+                             f"{clip['family']} one; use CLIPTextEncode")
         self.nodes[nid] = {"type": "ComfyTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
-                           "text": self.literal(node_id, "text"), "family": clip["family"]}
+                           **inputs, "family": clip["family"]}
         if "te2" in clip:
             self.nodes[nid].update(text_encoder_2=clip["te2"], tokenizer_2=clip["tok2"])
         for key, port in (("layer", "stop_at_clip_layer"), ("clip_layers", "clip_layers")):
             if key in clip:
                 self.nodes[nid][port] = clip[key]
-        return ({"embeddings": f"${nid}.embeddings", "pooled": f"${nid}.pooled"},)
+        cond = {"embeddings": f"${nid}.embeddings", "pooled": f"${nid}.pooled"}
+        return (dict(cond, size=f"${nid}.size") if sdxl_only else cond,)
 
     def _EmptyLatentImage(self, node_id, nid):
         self.nodes[nid] = {"type": "ComfyEmptyLatent", "width": self.literal(node_id, "width"),
@@ -337,8 +357,8 @@ class _Translator:
                 "latents": "$state.latents", "history": "$state.history", "sigmas": f"${sigmas}.sigmas",
                 "index": "$loop.item", "noise": f"${nid}_noise.noise",
                 **({"prediction": model["prediction"]} if model.get("prediction", "eps") != "eps" else {}),
-                **{f"{half}_control": cond["control"] for half, cond in (("positive", positive),
-                                                                         ("negative", negative)) if cond.get("control")}}},
+                **{f"{half}_{key}": cond[key] for half, cond in (("positive", positive), ("negative", negative))
+                   for key in ("control", "size") if cond.get(key)}}},
             "next": {"latents": f"${nid}_step.latents", "history": f"${nid}_step.history"},
         }
         return (f"${nid}.latents",)

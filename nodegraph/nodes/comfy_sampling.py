@@ -129,6 +129,8 @@ class ComfyDenoise(Node):
         prediction: Literal["eps", "v"] = Field("eps", description="what the UNet predicts: ε or v (SD 2.x 768-v)")
         positive_control: Any = Field(None, description="the prompt's ControlNet chain (ComfyControlNetApply)")
         negative_control: Any = None
+        positive_size: Any = Field(None, description="SDXL: the prompt's own size/score ids (CLIPTextEncodeSDXL)")
+        negative_size: Any = None
 
     class Outputs(Ports):
         denoised: Latent
@@ -139,7 +141,8 @@ class ComfyDenoise(Node):
         sigma = float(i.sigmas[i.index])
         return {"denoised": guided_denoise(i.unet, i.latents, sigma, i.positive, i.negative, i.cfg,
                                            i.positive_pooled, i.negative_pooled, i.prediction,
-                                           i.positive_control, i.negative_control)}
+                                           i.positive_control, i.negative_control, i.positive_size,
+                                           i.negative_size)}
 
 
 @node("ComfySamplerStep", version=1)
@@ -172,6 +175,8 @@ class ComfySamplerStep(Node):
         prediction: Literal["eps", "v"] = "eps"
         positive_control: Any = None
         negative_control: Any = None
+        positive_size: Any = None
+        negative_size: Any = None
 
     class Outputs(Ports):
         latents: Latent
@@ -192,7 +197,8 @@ class ComfySamplerStep(Node):
 
             def model(x, sigma):
                 return guided_denoise(i.unet, x, sigma, i.positive, i.negative, i.cfg, i.positive_pooled,
-                                      i.negative_pooled, i.prediction, i.positive_control, i.negative_control)
+                                      i.negative_pooled, i.prediction, i.positive_control, i.negative_control,
+                                      i.positive_size, i.negative_size)
 
         x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, i.noise, i.history, model)
         return {"latents": x, "history": history}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import Embeddings, TextEncoder, Tokenizer
@@ -20,6 +20,10 @@ class ComfyTextEncode(Node):
     alone (`text_encoder` is bigG). `stop_at_clip_layer` is CLIPSetLastLayer's: −1 the last layer of the file's
     encoder, −2 the one before; unset, the family's default. An empty `family` (graphs imported before it
     existed) reads sd1, or sdxl with `text_encoder_2`, where −1 meant the default.
+
+    CLIPTextEncodeSDXL's inputs: `text_l` is CLIP-L's own text (unset: `text`, which bigG reads), the shorter
+    encoding padded with empty-prompt chunks; `width` … `target_height` (and a refiner's `aesthetic_score`)
+    become the prompt's own size ids, output as `size` (unset: the latent's, at sampling).
     """
 
     class Inputs(Ports):
@@ -33,10 +37,19 @@ class ComfyTextEncode(Node):
                                                   description="CLIPSetLastLayer's value: -1 = last layer")
         clip_layers: Optional[int] = Field(None, ge=1, le=64, description="the file's text encoder layer count "
                                            "when nodegraph loads fewer (SD 2.x: 24 in the file, 23 loaded)")
+        text_l: Optional[str] = Field(None, description="SDXL: CLIP-L's own text (CLIPTextEncodeSDXL's text_l)")
+        width: Optional[int] = Field(None, ge=0, le=16384, description="SDXL: size ids of this prompt")
+        height: Optional[int] = Field(None, ge=0, le=16384)
+        crop_w: Optional[int] = Field(None, ge=0, le=16384)
+        crop_h: Optional[int] = Field(None, ge=0, le=16384)
+        target_width: Optional[int] = Field(None, ge=0, le=16384)
+        target_height: Optional[int] = Field(None, ge=0, le=16384)
+        aesthetic_score: Optional[float] = Field(None, ge=0.0, le=1000.0, description="SDXL refiner: the score")
 
     class Outputs(Ports):
         embeddings: Embeddings
         pooled: Optional[Embeddings] = None
+        size: Optional[Any] = None
 
     def run(self, i, ctx):
         import torch
@@ -50,13 +63,17 @@ class ComfyTextEncode(Node):
         if layer is None:
             layer = -1 if family == "sd1" else -2
 
-        def encoded(encoder, tokenizer, norm, pad, file_layers=None):
+        def encoded(encoder, tokenizer, norm, pad, file_layers=None, text=None):
             skip, kind = layer_choice(layer, encoder.config.num_hidden_layers, file_layers, norm)
-            return encode(encoder, tokenizer, i.text, skip, kind, pad)
+            return encode(encoder, tokenizer, i.text if text is None else text, skip, kind, pad)
+
+        names = ("width", "height", "crop_w", "crop_h", "target_width", "target_height", "aesthetic_score")
+        size = {name: getattr(i, name) for name in names if getattr(i, name) is not None} or None
 
         if family in ("sd1", "sd2"):
             hidden, _ = encoded(i.text_encoder, i.tokenizer, True, 0 if family == "sd2" else None, i.clip_layers)
-            return {"embeddings": hidden.to(dtype=ctx.dtype, device=ctx.device), "pooled": None}  # (1, 77·n, C)
+            return {"embeddings": hidden.to(dtype=ctx.dtype, device=ctx.device), "pooled": None,
+                    "size": size}  # (1, 77·n, C)
         if family == "sdxl_refiner":
             hidden, pooled = encoded(i.text_encoder, i.tokenizer, False, 0)
         else:
@@ -64,11 +81,26 @@ class ComfyTextEncode(Node):
             # with 0 and gives the pooled embedding.
             if i.text_encoder_2 is None or i.tokenizer_2 is None:
                 raise ValueError("`text_encoder_2`, `tokenizer_2`: an SDXL CLIP has two encoders; give both")
-            l_hidden, _ = encoded(i.text_encoder, i.tokenizer, False, None)
+            l_hidden, _ = encoded(i.text_encoder, i.tokenizer, False, None, text=i.text_l)
             g_hidden, pooled = encoded(i.text_encoder_2, i.tokenizer_2, False, 0)
+            if i.text_l is not None:  # CLIPTextEncodeSDXL: the shorter side gets empty-prompt chunks
+                l_hidden, g_hidden = (_pad_chunks(l_hidden, lambda: encoded(i.text_encoder, i.tokenizer, False,
+                                                                            None, text="")[0], g_hidden.shape[1]),
+                                      _pad_chunks(g_hidden, lambda: encoded(i.text_encoder_2, i.tokenizer_2, False,
+                                                                            0, text="")[0], l_hidden.shape[1]))
             length = min(l_hidden.shape[1], g_hidden.shape[1])
             hidden = torch.cat([l_hidden[:, :length], g_hidden[:, :length]], dim=-1)  # (1, 77·n, C_l + C_g)
         if pooled is None:
             raise ValueError("`text_encoder`: an SDXL CLIP's bigG must have its text projection (pooled output)")
         return {"embeddings": hidden.to(dtype=ctx.dtype, device=ctx.device),
-                "pooled": pooled.to(dtype=ctx.dtype, device=ctx.device)}  # (1, P)
+                "pooled": pooled.to(dtype=ctx.dtype, device=ctx.device), "size": size}  # (1, P)
+
+
+def _pad_chunks(hidden, empty, length: int):
+    """(1, T, C) → (1, ≥ length, C): empty-prompt chunks (77 tokens each) appended while shorter than `length`."""
+    import torch
+
+    if hidden.shape[1] >= length:
+        return hidden
+    chunk = empty()  # (1, 77, C)
+    return torch.cat([hidden] + [chunk] * ((length - hidden.shape[1]) // chunk.shape[1]), dim=1)

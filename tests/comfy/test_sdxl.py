@@ -48,7 +48,7 @@ def diffusers_sdxl(folder, comfy_sizes=True, lora=None, **call):
         pipe.set_adapters(["k"], [lora[1]])
     try:
         sizes = dict(original_size=(64, 64), target_size=(64, 64)) if comfy_sizes else {}
-        text = {} if "prompt_embeds" in call else {"prompt": PROMPT, "negative_prompt": NEGATIVE}
+        text = {} if "prompt_embeds" in call else {"prompt": call.pop("text_l", PROMPT), "negative_prompt": NEGATIVE}
         out = pipe(**text, num_inference_steps=STEPS, guidance_scale=CFG, height=32,
                    width=32, latents=first_latents(pipe), **sizes, **call)
     finally:
@@ -136,42 +136,86 @@ def test_lora_loader_on_sdxl_matches_diffusers_load_lora_weights(tmp_path, sdxl_
     assert max_diff(ours, sdxl_default_run) > 8  # the LoRA (UNet and both text encoders) really acts
 
 
-def test_base_then_refiner_matches_diffusers_ensemble_of_experts(tmp_path, sdxl_models, sdxl_refiner):
-    """KSamplerAdvanced on the base for steps 0–2 (leftover noise), then on the refiner for 2–4, as
-    ComfyUI's SDXL refiner example does; diffusers: denoising_end 0.5 → the refiner with denoising_start 0.5."""
-    from nodegraph.cli import main
-
+def test_clip_text_encode_sdxl_sets_its_texts_and_size_ids(tmp_path, sdxl_models, sdxl_default_run):
+    # bigG reads text_g, CLIP-L text_l; ids (height, width, crop_h, crop_w, target_height, target_width) are the
+    # node's for its prompt, the latent's for the plain negative: diffusers' prompt / prompt_2 and size arguments
     folder, models = sdxl_models
+    doc = api(n4_ckpt_name="tiny-sdxl.safetensors")
+    doc["6"] = {"class_type": "CLIPTextEncodeSDXL", "inputs": {
+        "width": 96, "height": 80, "crop_w": 8, "crop_h": 16, "target_width": 88, "target_height": 72,
+        "text_g": PROMPT, "text_l": "a drawing of a dog", "clip": ["4", 1]}}
+    ours = run_cli(tmp_path, doc, models, folder)[0]
+    theirs = diffusers_sdxl(folder, comfy_sizes=False, prompt_2=PROMPT, original_size=(80, 96),
+                            crops_coords_top_left=(16, 8), target_size=(72, 88), negative_original_size=(64, 64),
+                            negative_target_size=(64, 64), output_type="np", text_l="a drawing of a dog")
+    assert max_diff(ours, theirs) <= 1
+    assert max_diff(ours, sdxl_default_run) > 8
+
+
+def refiner_workflow(refiner_text=None) -> dict:
+    """KSamplerAdvanced on the base for steps 0–2 (leftover noise), then on the refiner for 2–4, as ComfyUI's
+    SDXL refiner example does; `refiner_text(text, positive)` replaces the refiner's CLIPTextEncode nodes."""
     doc = api(n4_ckpt_name="tiny-sdxl.safetensors")
     common = {"noise_seed": SEED, "steps": STEPS, "cfg": CFG, "sampler_name": "euler", "scheduler": "normal"}
     doc["3"] = {"class_type": "KSamplerAdvanced", "inputs": {
         **common, "add_noise": "enable", "start_at_step": 0, "end_at_step": 2, "return_with_leftover_noise": "enable",
         "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}}
     doc["12"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sdxl-refiner.safetensors"}}
-    doc["13"] = {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["12", 1]}}
-    doc["14"] = {"class_type": "CLIPTextEncode", "inputs": {"text": NEGATIVE, "clip": ["12", 1]}}
+    for node_id, text, positive in (("13", PROMPT, True), ("14", NEGATIVE, False)):
+        doc[node_id] = {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["12", 1]}}
+        if refiner_text:
+            doc[node_id] = refiner_text(text, positive)
     doc["15"] = {"class_type": "KSamplerAdvanced", "inputs": {
         **common, "add_noise": "disable", "start_at_step": 2, "end_at_step": 10000,
         "return_with_leftover_noise": "disable", "model": ["12", 0], "positive": ["13", 0], "negative": ["14", 0],
         "latent_image": ["3", 0]}}
     doc["8"]["inputs"].update(samples=["15", 0], vae=["12", 2])
-    (tmp_path / "w.json").write_text(__import__("json").dumps(doc))
+    return doc
+
+
+def run_base_and_refiner(tmp_path, doc, sdxl_models, sdxl_refiner):
+    import json
+
+    from PIL import Image
+
+    from nodegraph.cli import main
+
+    folder, models = sdxl_models
+    (tmp_path / "w.json").write_text(json.dumps(doc))
     code = main(["run", str(tmp_path / "w.json"), "--models", str(models), "--out", str(tmp_path / "out"), "-q",
                  "--set", f"config_4={folder}", "--set", f"config_12={sdxl_refiner}"])
     assert code == 0
-    from PIL import Image
+    return np.asarray(Image.open(next((tmp_path / "out").glob("*.png"))).convert("RGB"))
 
-    ours = np.asarray(Image.open(next((tmp_path / "out").glob("*.png"))).convert("RGB"))
 
-    latents = diffusers_sdxl(folder, denoising_end=0.5, output_type="latent")
-    refiner = _pipeline(sdxl_refiner, refiner=True)
-    out = refiner(PROMPT, negative_prompt=NEGATIVE, image=latents, num_inference_steps=STEPS, guidance_scale=CFG,
-                  denoising_start=0.5, original_size=(64, 64), output_type="np")
-    theirs = (out.images[0] * 255).round().astype(np.uint8)
+def diffusers_refined(sdxl_models, sdxl_refiner, **call):
+    """diffusers: the base with denoising_end 0.5 → the refiner with denoising_start 0.5."""
+    latents = diffusers_sdxl(sdxl_models[0], denoising_end=0.5, output_type="latent")
+    out = _pipeline(sdxl_refiner, refiner=True)(PROMPT, negative_prompt=NEGATIVE, image=latents,
+                                                num_inference_steps=STEPS, guidance_scale=CFG, denoising_start=0.5,
+                                                output_type="np", **call)
+    return (out.images[0] * 255).round().astype(np.uint8)
+
+
+def test_clip_text_encode_sdxl_refiner_sets_score_and_size(tmp_path, sdxl_models, sdxl_refiner):
+    def refiner_text(text, positive):
+        return {"class_type": "CLIPTextEncodeSDXLRefiner", "inputs": {
+            "ascore": 7.5 if positive else 2.0, "width": 96 if positive else 80, "height": 96 if positive else 80,
+            "text": text, "clip": ["12", 1]}}
+
+    ours = run_base_and_refiner(tmp_path, refiner_workflow(refiner_text), sdxl_models, sdxl_refiner)
+    theirs = diffusers_refined(sdxl_models, sdxl_refiner, original_size=(96, 96), negative_original_size=(80, 80),
+                               aesthetic_score=7.5, negative_aesthetic_score=2.0)
     assert max_diff(ours, theirs) <= 1
+    assert max_diff(ours, diffusers_refined(sdxl_models, sdxl_refiner, original_size=(64, 64))) > 4
+
+
+def test_base_then_refiner_matches_diffusers_ensemble_of_experts(tmp_path, sdxl_models, sdxl_refiner):
+    ours = run_base_and_refiner(tmp_path, refiner_workflow(), sdxl_models, sdxl_refiner)
+    # the refiner's plain CLIPTextEncode: size ids from the latent (64 px), ComfyUI's scores 6 and 2.5
+    assert max_diff(ours, diffusers_refined(sdxl_models, sdxl_refiner, original_size=(64, 64))) <= 1
     # sensitive: the refiner's steps matter (the base alone is another image), and so do its size and score ids
-    assert max_diff(ours, diffusers_sdxl(folder, output_type="np")) > 8
-    other = refiner(PROMPT, negative_prompt=NEGATIVE, image=latents, num_inference_steps=STEPS, guidance_scale=CFG,
-                    denoising_start=0.5, original_size=(32, 32), aesthetic_score=2.5, negative_aesthetic_score=6.0,
-                    output_type="np")
-    assert max_diff(ours, (other.images[0] * 255).round().astype(np.uint8)) > 4
+    assert max_diff(ours, diffusers_sdxl(sdxl_models[0], output_type="np")) > 8
+    other = diffusers_refined(sdxl_models, sdxl_refiner, original_size=(32, 32), aesthetic_score=2.5,
+                              negative_aesthetic_score=6.0)
+    assert max_diff(ours, other) > 4
