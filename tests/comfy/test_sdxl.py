@@ -198,16 +198,26 @@ def diffusers_refined(sdxl_models, sdxl_refiner, **call):
 
 
 def test_clip_text_encode_sdxl_refiner_sets_score_and_size(tmp_path, sdxl_models, sdxl_refiner):
-    def refiner_text(text, positive):
-        return {"class_type": "CLIPTextEncodeSDXLRefiner", "inputs": {
-            "ascore": 7.5 if positive else 2.0, "width": 96 if positive else 80, "height": 96 if positive else 80,
-            "text": text, "clip": ["12", 1]}}
+    # the refiner alone over all 4 steps; diffusers' refiner from ComfyUI's first x with denoising_start ≈ 0
+    # (every timestep, no noise added), aesthetic_score / original_size and their negative counterparts
+    _, models = sdxl_models
+    doc = api(n4_ckpt_name="tiny-sdxl-refiner.safetensors")
+    for node_id, text, score, size in (("6", PROMPT, 9.0, 128), ("7", NEGATIVE, 1.0, 48)):
+        doc[node_id] = {"class_type": "CLIPTextEncodeSDXLRefiner", "inputs": {
+            "ascore": score, "width": size, "height": size, "text": text, "clip": ["4", 1]}}
+    ours = run_cli(tmp_path, doc, models, sdxl_refiner)[0]
+    refiner = _pipeline(sdxl_refiner, refiner=True)
+    start = first_latents(refiner) * float(refiner.scheduler.init_noise_sigma)  # noise · √(1 + σmax²)
 
-    ours = run_base_and_refiner(tmp_path, refiner_workflow(refiner_text), sdxl_models, sdxl_refiner)
-    theirs = diffusers_refined(sdxl_models, sdxl_refiner, original_size=(96, 96), negative_original_size=(80, 80),
-                               aesthetic_score=7.5, negative_aesthetic_score=2.0)
-    assert max_diff(ours, theirs) <= 1
-    assert max_diff(ours, diffusers_refined(sdxl_models, sdxl_refiner, original_size=(64, 64))) > 4
+    def theirs(**ids):
+        out = refiner(PROMPT, negative_prompt=NEGATIVE, image=start, num_inference_steps=STEPS, guidance_scale=CFG,
+                      denoising_start=1e-6, output_type="np", **ids)
+        return (out.images[0] * 255).round().astype(np.uint8)
+
+    assert max_diff(ours, theirs(original_size=(128, 128), negative_original_size=(48, 48), aesthetic_score=9.0,
+                                 negative_aesthetic_score=1.0)) <= 1
+    # sensitive: the ids a plain CLIPTextEncode gives (the latent's 64 px, scores 6 and 2.5) are another image
+    assert max_diff(ours, theirs(original_size=(64, 64))) > 8
 
 
 def test_base_then_refiner_matches_diffusers_ensemble_of_experts(tmp_path, sdxl_models, sdxl_refiner):
