@@ -157,3 +157,36 @@ def sdxl_refiner(sdxl_models):
         add_watermarker=False).save_pretrained(folder)
     write_sdxl_file(folder, models / "checkpoints" / "tiny-sdxl-refiner.safetensors", refiner=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def sdxl_control_models(tmp_path_factory):
+    """(diffusers folder, ComfyUI models/ folder) for SDXL ControlNet workflows: tests/graphs' tiny SDXL base with
+    a VAE that downsamples 8× (ComfyUI's hint is 8× the latent), as checkpoints/tiny-sdxl-vae8.safetensors, and
+    an SDXL ControlNet whose image embedding also shrinks 8× (controlnet/tiny-sdxl-cn/, diffusers layout)."""
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "graphs"))
+    from tiny_sdxl import _perturb, _scheduler, _text_encoders, _tokenizers, base_unet_config
+
+    from tests.models.single_file.ldm_layout import write_sdxl_file
+
+    root = tmp_path_factory.mktemp("comfy-sdxl-control")
+    torch.manual_seed(0)
+    first, second = _text_encoders()
+    tokenizer, tokenizer_2 = _tokenizers()
+    vae = _perturb(AutoencoderKL(
+        block_out_channels=(8, 8, 16, 16), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=8, sample_size=64,
+        scaling_factor=0.13025), 26)
+    unet = _perturb(UNet2DConditionModel(**base_unet_config()), 24)
+    StableDiffusionXLPipeline(
+        vae=vae, text_encoder=first, text_encoder_2=second, tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet,
+        scheduler=_scheduler(), force_zeros_for_empty_prompt=True, add_watermarker=False).save_pretrained(root / "base")
+    models = root / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    write_sdxl_file(root / "base", models / "checkpoints" / "tiny-sdxl-vae8.safetensors")
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8, 8, 16))
+    _perturb(controlnet, 27).save_pretrained(models / "controlnet" / "tiny-sdxl-cn")
+    return root / "base", models

@@ -213,3 +213,38 @@ def test_older_controlnet_apply_on_the_positive_acts_on_the_negative_too(tmp_pat
     image = run_cli(tmp_path, doc, models, folder)[0]
     expected = theirs(control_models, control_images, [CN_A], ["a.png"], [0.8], [0.0], [1.0])
     assert max_diff(image, expected) <= 1
+
+
+def test_sdxl_controlnet_matches_diffusers_sdxl_controlnet_pipeline(tmp_path, sdxl_control_models, control_images):
+    # SDXL: the ControlNet also reads the pooled text and the size ids ComfyUI takes from the latent (8h, 8w)
+    import shutil
+
+    from diffusers import (ControlNetModel, EulerDiscreteScheduler, StableDiffusionXLControlNetPipeline,
+                           StableDiffusionXLPipeline)
+
+    folder, models = sdxl_control_models
+    shutil.copy(control_images / "a.png", tmp_path / "a.png")
+    doc = workflow(("tiny-sdxl-cn/diffusion_pytorch_model.safetensors", "a.png", 0.8, 0.0, 1.0))
+    doc["4"]["inputs"]["ckpt_name"] = "tiny-sdxl-vae8.safetensors"
+    image = run_cli(tmp_path, doc, models, folder)[0]
+
+    components = StableDiffusionXLPipeline.from_pretrained(folder).components
+    components["scheduler"] = EulerDiscreteScheduler.from_config(components["scheduler"].config,
+                                                                 timestep_spacing="linspace")
+    pipe = StableDiffusionXLControlNetPipeline(
+        **components, controlnet=ControlNetModel.from_pretrained(models / "controlnet" / "tiny-sdxl-cn"))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler.set_timesteps(STEPS)
+    sigma_max = float(pipe.scheduler.sigmas[0])
+    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(SEED))
+
+    def theirs(scale):
+        out = pipe(PROMPT, negative_prompt=NEGATIVE, image=comfy_hint(control_images / "a.png"), height=64,
+                   width=64, num_inference_steps=STEPS, guidance_scale=CFG, controlnet_conditioning_scale=scale,
+                   latents=noise * (1 + sigma_max ** 2) ** 0.5 / float(pipe.scheduler.init_noise_sigma),
+                   output_type="np")
+        return (out.images[0] * 255).round().astype(np.uint8)
+
+    expected = theirs(0.8)
+    assert max_diff(image, expected) <= 1
+    assert max_diff(expected, theirs(0.0)) > 8
