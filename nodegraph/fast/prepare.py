@@ -12,8 +12,10 @@ def prepare(model: nn.Module) -> nn.Module:
     from nodegraph.fast.attention import FastAttention
     from nodegraph.fast.conv import FastConv2d, packable
     from nodegraph.fast.linear import FastLinear
+    from nodegraph.fast.resnet import FastResnetBlock2D
     from nodegraph.models.attention import Attention
     from nodegraph.models.base import Conv2d, Linear
+    from nodegraph.models.resnet import ResnetBlock2D
 
     if next(model.parameters()).device.type != "cpu":
         return model
@@ -24,4 +26,6 @@ def prepare(model: nn.Module) -> nn.Module:
             module.__class__ = FastLinear
         elif type(module) is Attention:
             module.__class__ = FastAttention
+        elif type(module) is ResnetBlock2D:
+            module.__class__ = FastResnetBlock2D
     return model

@@ -49,3 +49,18 @@ def test_packed_conv_matches_torch_on_both_layouts_and_follows_weight_changes():
         plain.weight.add_(1.0)
         x = torch.randn(1, 8, 5, 7)
         torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_resnet_block_with_the_residual_fused_into_its_last_conv_matches_the_plain_block():
+    from nodegraph.fast import prepare
+    from nodegraph.fast.resnet import FastResnetBlock2D
+    from nodegraph.models.resnet import ResnetBlock2D
+
+    torch.manual_seed(0)
+    for c_in in (8, 16):  # identity shortcut, conv shortcut
+        plain = ResnetBlock2D(c_in, 16, temb_channels=12, groups=4, eps=1e-5).eval()
+        fast = prepare(torch.nn.Sequential(copy.deepcopy(plain)))[0]
+        assert type(fast) is FastResnetBlock2D
+        x, temb = torch.randn(2, c_in, 6, 5), torch.randn(2, 12)
+        with torch.no_grad():
+            torch.testing.assert_close(fast(x, temb), plain(x, temb), rtol=1e-5, atol=1e-5)
