@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from nodegraph.fast.linear import packed_linear
-from nodegraph.models.attention import Attention, multi_head_attention
+from nodegraph.models.attention import Attention, _plain_linear, multi_head_attention
 
 
 class FastAttention(Attention):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        if context is not None or torch.is_grad_enabled():
-            return super().forward(x, context)
+        if context is not None or torch.is_grad_enabled() or not _plain_linear(self.to_q, self.to_k, self.to_v):
+            return super().forward(x, context)  # cross-attention, training, or a wrapped (unfused LoRA) layer
         q, k, v = packed_linear(self, x, self._fused_weight(), None).chunk(3, dim=-1)  # (B, N, inner) each
         h = multi_head_attention(q, k, v, self.heads)
         return F.dropout(self.to_out[0](h), self.dropout, self.training)

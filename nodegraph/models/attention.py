@@ -73,7 +73,8 @@ class Attention(nn.Module):
         """to_k(context), to_v(context). The text context is the same tensor at every denoising step, so without
         autograd they are computed once and reused for as long as the very same context object, unmodified, meets
         the very same, unmodified weights: the same operation on the same inputs, so the same bits (issue 20)."""
-        if torch.is_grad_enabled() or context.is_inference():  # inference tensors keep no version counter
+        if torch.is_grad_enabled() or context.is_inference() or not _plain_linear(self.to_k, self.to_v):
+            # inference tensors keep no version counter; a wrapped layer (unfused LoRA) has more than a weight
             return self.to_k(context), self.to_v(context)
         key = (context._version, self.to_k.weight, self.to_k.weight._version, self.to_v.weight,
                self.to_v.weight._version)
@@ -83,6 +84,11 @@ class Attention(nn.Module):
         k, v = self.to_k(context), self.to_v(context)
         self.__dict__["_context_cache"] = (weakref.ref(context), key, k, v)  # one assignment: safe across threads
         return k, v
+
+
+def _plain_linear(*layers: nn.Module) -> bool:
+    """Layers whose output depends on their weight (and a bias that is never edited) alone."""
+    return all(isinstance(layer, nn.Linear) for layer in layers)
 
 
 def _same_key(a: tuple, b: tuple) -> bool:

@@ -66,3 +66,27 @@ def test_nothing_is_cached_while_autograd_records():
     attention(x, context).sum().backward()
     attention(x, context)
     assert calls == ["k", "k"] and context.grad is not None
+
+
+def test_wrapped_projections_are_called_every_time():
+    """An unfused LoRA wraps to_k/to_v in a module with no `weight` of its own: nothing is cached for it."""
+    attention, _ = _attention_counting_projections()
+    x, context = torch.randn(2, 9, 16), torch.randn(2, 5, 12)
+    with torch.no_grad():
+        want = _fresh(attention, x, context)
+    calls = []
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+
+        def forward(self, t):
+            calls.append("wrapped")
+            return self.base(t)
+
+    attention.to_k = Wrapped(attention.to_k)
+    with torch.no_grad():
+        outputs = [attention(x, context) for _ in range(2)]
+    assert calls == ["wrapped", "wrapped"]
+    assert torch.equal(outputs[0], want) and torch.equal(outputs[1], want)
