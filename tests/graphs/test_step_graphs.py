@@ -1,5 +1,5 @@
-"""The shipped step graphs run on their own: one step of sdxl_denoise_step.yaml, inpaint_denoise_step.yaml and
-controlnet_denoise_step.yaml against the same step written by hand with diffusers' models and schedulers."""
+"""The shipped step graphs run on their own: one step of sdxl_denoise_step.yaml, inpaint_denoise_step.yaml,
+sdxl_inpaint_denoise_step.yaml and controlnet_denoise_step.yaml against the same step written by hand with diffusers' models and schedulers."""
 
 from __future__ import annotations
 
@@ -157,3 +157,44 @@ def test_controlnet_step_graph_equals_one_diffusers_controlnet_step_and_skips_it
     assert (inside - theirs_at(1, controlled=False)).abs().max().item() > 1e-4  # the control matters there
     outside = ours_at(3)  # [0.75, 1.0): outside, the plain UNet step
     assert (outside - theirs_at(3, controlled=False)).abs().max().item() < 1e-5
+
+
+def test_sdxl_inpaint_step_graph_equals_one_diffusers_step_with_the_known_region_put_back(tiny_sdxl):
+    """A 4-channel SDXL UNet: predict with the added conditions, guide, step, then the known region (mask 0)
+    re-noised to the next timestep, as StableDiffusionXLInpaintPipeline does after each step."""
+    import diffusers
+
+    from nodegraph.models.loading import load_component
+
+    base = tiny_sdxl[0]
+    unet = diffusers.UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+    c = unet.config
+    g = torch.Generator().manual_seed(6)
+    latents, image_latents, noise = (torch.randn(1, c.in_channels, 8, 12, generator=g) for _ in range(3))
+    embeddings = torch.randn(2, 77, c.cross_attention_dim, generator=g)
+    pooled = torch.randn(2, c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim, generator=g)
+    time_ids = torch.tensor([[64.0, 96.0, 0.0, 0.0, 64.0, 96.0]] * 2)
+    mask = torch.zeros(1, 1, 8, 12)
+    mask[..., 2:6, 3:9] = 1.0
+    ours, theirs = scheduler_pair(base, "ddim", "DDIMScheduler")
+    timesteps = ours.timesteps
+
+    def step(mask):
+        return one_step("sdxl_inpaint_denoise_step.yaml", unet=load_component(base, "unet"),
+                        scheduler=scheduler_pair(base, "ddim", "DDIMScheduler")[0], embeddings=embeddings,
+                        pooled=pooled, time_ids=time_ids, latents=latents, t=timesteps[0], index=0,
+                        timesteps=timesteps, mask=mask, masked_image_latents=torch.zeros_like(latents),
+                        image_latents=image_latents, noise=noise, guidance_scale=5.0,
+                        generator=torch.Generator().manual_seed(0))
+
+    got = step(mask)
+    t = theirs.timesteps[0]
+    with torch.no_grad():
+        x = theirs.scale_model_input(torch.cat([latents] * 2), t)
+        pred = unet(x, t, encoder_hidden_states=embeddings,
+                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+    stepped = theirs.step(guided(pred, 5.0), t, latents).prev_sample
+    known = theirs.add_noise(image_latents, noise, theirs.timesteps[1:2])
+    expected = (1 - mask) * known + mask * stepped
+    assert (got - expected).abs().max().item() < 1e-5
+    assert (step(1 - mask) - got).abs().max().item() > 1e-2  # the mask decides which region is put back
