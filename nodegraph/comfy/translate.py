@@ -9,7 +9,6 @@ message.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from nodegraph.comfy.coverage import CHOICES, COVERED, OUTPUT_CLASSES
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.models import ModelPaths
 from nodegraph.comfy.reader import Workflow
+from nodegraph.comfy.translate_control import ControlTranslations, node_suffix
 
 STEP_GRAPH = Path(__file__).resolve().parents[2] / "graphs" / "comfy" / "ksampler_step.yaml"
 STEP_GRAPH_NAME = "comfy_ksampler_step.yaml"  # written beside the imported graph
@@ -82,12 +82,7 @@ def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP
         raise ComfyError(f"{workflow.origin}: the chain of linked nodes is too long to import") from None
 
 
-def _suffix(node_id: str) -> str:
-    """A node id as the tail of an identifier: "3" → "3", "12:5" (a subgraph's node) → "12_5"."""
-    return re.sub(r"\W", "_", str(node_id))
-
-
-class _Translator:
+class _Translator(ControlTranslations):
     def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, checkpoint):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
         self.checkpoint_of = checkpoint
@@ -151,7 +146,7 @@ class _Translator:
             spec["description"] = f"ComfyUI node {node_id} `{name}` {value!r}: a model file."
         if name in CHOICES:
             spec["choices"] = list(CHOICES[name])
-        graph_name = name if name in self.unique else f"{name}_{_suffix(node_id)}"
+        graph_name = name if name in self.unique else f"{name}_{node_suffix(node_id)}"
         self.inputs[graph_name] = spec
         return f"$inputs.{graph_name}"
 
@@ -182,14 +177,14 @@ class _Translator:
             raise ComfyError(f"{self.where(node_id)}: the workflow's links form a cycle through this node")
         self.visiting.add(node_id)
         kind = self.api[node_id]["class_type"]
-        self.done[node_id] = getattr(self, f"_{kind}")(node_id, f"{_SHORT[kind]}{_suffix(node_id)}")
+        self.done[node_id] = getattr(self, f"_{kind}")(node_id, f"{_SHORT[kind]}{node_suffix(node_id)}")
         self.visiting.discard(node_id)
         return self.done[node_id]
 
     def save(self, node_id: str) -> Saved:
         kind = self.api[node_id]["class_type"]
         image = self.link(node_id, "images", "IMAGE")
-        name = f"{_SHORT[kind]}{_suffix(node_id)}"
+        name = f"{_SHORT[kind]}{node_suffix(node_id)}"
         self.outputs[name] = image
         prefix = self.api[node_id]["inputs"].get("filename_prefix", "ComfyUI") if kind == "SaveImage" else "ComfyUI_temp"
         if not isinstance(prefix, str) or not prefix or ".." in prefix or prefix.startswith(("/", "\\")):
@@ -206,7 +201,7 @@ class _Translator:
                              f"the ComfyUI import runs SD1.x, SD2.x and SDXL base and refiner checkpoints for now "
                              f"(see docs/comfyui.md)")
         config = "config" if sum(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) == 1 \
-            else f"config_{_suffix(node_id)}"
+            else f"config_{node_suffix(node_id)}"
         self.inputs[config] = {"type": "str", "default": "", "description": (
             f"Node {node_id}'s checkpoint only: a diffusers folder or hub repo whose configs replace the ones "
             f"inferred from the file (needed for non-standard model sizes; empty = inferred).")}
@@ -379,46 +374,6 @@ class _Translator:
         # ComfyUI's own resize rule: none (the file's size); its MASK output (from alpha) is not covered.
         self.nodes[nid] = {"type": "LoadImage", "path": self.literal(node_id, "image"), "multiple_of": 1}
         return (f"${nid}.image", None)
-
-    def _ControlNetLoader(self, node_id, nid):
-        model = self.literal(node_id, "control_net_name")
-        path = Path(self.inputs[model.split(".", 1)[1]]["default"])
-        # a diffusers ControlNet kept as ComfyUI sees it (`name/diffusion_pytorch_model.safetensors`) takes the
-        # config.json beside it; an original-layout file infers its config from its weights
-        beside = path.parent / "config.json"
-        config = f"config_{_suffix(node_id)}"
-        self.inputs[config] = {"type": "str", "default": str(path.parent) if beside.is_file() else "",
-                               "description": f"Node {node_id}'s ControlNet only: a diffusers ControlNet folder "
-                                              f"whose config.json describes the file (empty = inferred)."}
-        self.nodes[nid] = {"type": "LoadControlNet", "model": model, "config": f"$inputs.{config}"}
-        return (f"${nid}.controlnet",)
-
-    def _ControlNetApplyAdvanced(self, node_id, nid):
-        positive = self.link(node_id, "positive", "CONDITIONING")
-        negative = self.link(node_id, "negative", "CONDITIONING")
-        apply = {"type": "ComfyControlNetApply", "controlnet": self.link(node_id, "control_net", "CONTROL_NET"),
-                 "image": self.link(node_id, "image", "IMAGE"), "strength": self.literal(node_id, "strength"),
-                 "start_percent": self.literal(node_id, "start_percent", 0.0),
-                 "end_percent": self.literal(node_id, "end_percent", 1.0)}
-        if "vae" in self.api[node_id]["inputs"]:
-            self.link(node_id, "vae", "VAE")  # only latent-hint ControlNets (not SD's) read it
-        # ComfyUI makes one ControlNet object per previous chain: prompts that shared a chain share the new one
-        out = []
-        for half, cond in (("positive", positive), ("negative", negative)):
-            name = nid if positive.get("control") == negative.get("control") else f"{nid}_{half}"
-            self.nodes[name] = dict(apply, **({"control": cond["control"]} if cond.get("control") else {}))
-            out.append(dict(cond, control=f"${name}.control", control_to_uncond=False))
-        return tuple(out)
-
-    def _ControlNetApply(self, node_id, nid):
-        """ComfyUI's older apply: on one conditioning, over all steps; at sampling a negative prompt without a
-        ControlNet of its own gets this one too (comfy/samplers.py `control_apply_to_uncond`)."""
-        cond = self.link(node_id, "conditioning", "CONDITIONING")
-        self.nodes[nid] = {"type": "ComfyControlNetApply",
-                           "controlnet": self.link(node_id, "control_net", "CONTROL_NET"),
-                           "image": self.link(node_id, "image", "IMAGE"), "strength": self.literal(node_id, "strength"),
-                           **({"control": cond["control"]} if cond.get("control") else {})}
-        return (dict(cond, control=f"${nid}.control", control_to_uncond=True),)
 
     def _VAEDecode(self, node_id, nid):
         self.nodes[nid] = {"type": "VAEDecode", "vae": self.link(node_id, "vae", "VAE"),
