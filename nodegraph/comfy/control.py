@@ -16,7 +16,7 @@ Facts from ComfyUI (nodes.py `ControlNetApplyAdvanced`, comfy/controlnet.py `Con
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 COMPRESSION = 8  # comfy/controlnet.py `ControlBase.compression_ratio` for SD ControlNets
@@ -33,6 +33,15 @@ class ComfyControl:
     start_percent: float
     end_percent: float
     previous: "ComfyControl | None" = None
+    # the hint of each latent size, device and dtype: ComfyUI also prepares it once, not at every step
+    hints: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def hint_for(self, x_in):
+        """The hint for latents like x_in (N, C, h, w), made at the first step that needs it."""
+        key = (*x_in.shape[-2:], x_in.device, x_in.dtype)
+        if key not in self.hints:
+            self.hints[key] = hint(self.image, *x_in.shape[-2:]).to(device=x_in.device, dtype=x_in.dtype)
+        return self.hints[key]
 
     def chain(self) -> list["ComfyControl"]:
         """Every apply of the chain, first applied first."""
@@ -82,8 +91,7 @@ def residuals(control: ComfyControl, x_in, t, context, sigma: float, added: dict
     for entry in control.chain():
         if not acts_at(entry, sigma):
             continue
-        image = hint(entry.image, x_in.shape[-2], x_in.shape[-1]).to(device=x_in.device, dtype=x_in.dtype)
-        image = _broadcast(image, x_in.shape[0], groups)
+        image = _broadcast(entry.hint_for(x_in), x_in.shape[0], groups)
         d, m = entry.controlnet(x_in, t, context, image, entry.strength, **added)
         down = d if down is None else [a + b for a, b in zip(down, d)]
         mid = m if mid is None else mid + m
