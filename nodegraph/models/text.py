@@ -1,6 +1,7 @@
 """CLIP text encoder and tokenizer. The encoder is nodegraph's own (`clip_text.py`: transformers' module tree and
 arithmetic, without the seconds its modeling code takes to import), loaded with the same strict key, dtype and pickle
-rules as the diffusion models; the tokenizer is transformers' CLIPTokenizer (cheap to import)."""
+rules as the diffusion models; the tokenizer is nodegraph's too (`clip_tokenizer.py`, on the `tokenizers` package:
+transformers' CLIPTokenizer pipeline without importing transformers)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def _materialize_buffers(model: torch.nn.Module, device: torch.device) -> None:
 
 def load_tokenizer(src: Source, folder: str):
     """CLIPTokenizer from `vocab.json` + `merges.txt` (transformers 4 layout) or `tokenizer.json` (transformers 5)."""
-    from transformers import CLIPTokenizer
+    from nodegraph.models.clip_tokenizer import CLIPTokenizer
 
     names = src.files(folder)
     where = src.where(folder) if folder else src.name
@@ -83,6 +84,6 @@ def load_tokenizer(src: Source, folder: str):
                               f"the folder holds {', '.join(names) or 'nothing'}.")
     local = [src.fetch(f"{folder}/{n}" if folder else n) for n in names if n.endswith((".json", ".txt"))]
     try:
-        return CLIPTokenizer.from_pretrained(local[0].parent)
+        return CLIPTokenizer.from_folder(local[0].parent)
     except Exception as e:
         raise CheckpointError(f"the tokenizer in {where} could not be read: {e}") from None

@@ -9,6 +9,7 @@ process keep seeing it as loaded, and dropping the patched tree frees only what 
 from __future__ import annotations
 
 import copy
+import sys
 
 from torch import nn
 
@@ -31,6 +32,8 @@ def _install_output_hooks(root: nn.Module) -> None:
     on the layers it shares with the original, once per copy, and every later copy would see each layer's output
     recorded several times (`hidden_states[-2]` becoming the last layer). Installing them on the original first
     makes every copy inherit both the hooks and the mark."""
+    if "transformers.modeling_utils" not in sys.modules:  # then no module is a transformers model (our CLIP is not)
+        return
     try:
         from transformers import PreTrainedModel
         from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY, maybe_install_capturing_hooks

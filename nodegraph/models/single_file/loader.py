@@ -237,9 +237,9 @@ def _tokenizer(fam: Family, name: str, config: str | None):
     options = builtin_config(fam.config).get(name)
     if options is None:
         raise CheckpointError(f"a {fam.description} checkpoint has no `{name}`.")
-    from transformers import CLIPTokenizer
+    from nodegraph.models.clip_tokenizer import CLIPTokenizer
 
-    return CLIPTokenizer.from_pretrained(BUILTIN_ROOT / "clip_tokenizer", **options)
+    return CLIPTokenizer.from_folder(BUILTIN_ROOT / "clip_tokenizer", **options)
 
 
 def scheduler_config(ckpt: CheckpointFile, fam: Family, config: str | None) -> dict[str, Any]:
