@@ -100,10 +100,20 @@ class LoadVAE(Node):
         if i.override:
             from nodegraph.models.single_file.vae_override import load_override
 
-            key = ("vae-override", i.override, i.model, i.config, str(ctx.dtype), str(ctx.device), i.channels_last)
-            return {"vae": ctx.components.get_or_load(key, lambda: load_override(
-                i.override, i.model, config=i.config or None, dtype=ctx.dtype, device=ctx.device,
-                allow_pickle=i.allow_pickle, channels_last=i.channels_last))}
+            fast = getattr(ctx, "fast", False)  # prepared as the checkpoint's own VAE would be
+            key = ("vae-override", i.override, i.model, i.config, str(ctx.dtype), str(ctx.device), i.channels_last
+                   ) + (("fast",) if fast else ())
+
+            def load():
+                vae = load_override(i.override, i.model, config=i.config or None, dtype=ctx.dtype, device=ctx.device,
+                                    allow_pickle=i.allow_pickle, channels_last=i.channels_last)
+                if fast:
+                    from nodegraph.fast import prepare
+
+                    prepare(vae)
+                return vae
+
+            return {"vae": ctx.components.get_or_load(key, load)}
         return {"vae": load_cached(i, "vae", ctx)}
 
 
