@@ -11,9 +11,10 @@ def prepare(model: nn.Module) -> nn.Module:
     Only CPU models change: on other devices torch's own kernels are already the fast path."""
     from nodegraph.fast.attention import FastAttention
     from nodegraph.fast.conv import FastConv2d, packable
+    from nodegraph.fast.feedforward import FastGEGLU
     from nodegraph.fast.linear import FastLinear
     from nodegraph.fast.resnet import FastResnetBlock2D
-    from nodegraph.models.attention import Attention
+    from nodegraph.models.attention import GEGLU, Attention
     from nodegraph.models.base import Conv2d, Linear
     from nodegraph.models.resnet import ResnetBlock2D
 
@@ -28,4 +29,6 @@ def prepare(model: nn.Module) -> nn.Module:
             module.__class__ = FastAttention
         elif type(module) is ResnetBlock2D:
             module.__class__ = FastResnetBlock2D
+        elif type(module) is GEGLU:
+            module.__class__ = FastGEGLU
     return model

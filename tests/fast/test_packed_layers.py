@@ -64,3 +64,23 @@ def test_resnet_block_with_the_residual_fused_into_its_last_conv_matches_the_pla
         x, temb = torch.randn(2, c_in, 6, 5), torch.randn(2, 12)
         with torch.no_grad():
             torch.testing.assert_close(fast(x, temb), plain(x, temb), rtol=1e-5, atol=1e-5)
+
+
+def test_gated_gelu_with_its_gelu_and_product_inside_the_gemms_matches_the_eager_one_and_follows_weight_changes():
+    from nodegraph.fast.feedforward import FastGEGLU
+    from nodegraph.models.attention import GEGLU
+
+    torch.manual_seed(0)
+    plain = GEGLU(24, 40).bfloat16().eval()
+    fast = copy.deepcopy(plain)
+    fast.__class__ = FastGEGLU
+    with torch.no_grad():
+        for shape in [(2, 9, 24), (3, 24)]:
+            x = torch.randn(shape).bfloat16()
+            assert fast(x).shape == plain(x).shape and _close(fast(x), plain(x))
+        x = torch.randn(2, 5, 24).bfloat16()
+        before = fast(x)
+        plain.proj.weight.mul_(-1)
+        fast.proj.weight.mul_(-1)
+        assert not _close(before, plain(x))  # so a stale packed weight would fail the next line
+        assert "_packed_halves" in fast.__dict__ and _close(fast(x), plain(x))
