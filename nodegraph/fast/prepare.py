@@ -14,7 +14,8 @@ def prepare(model: nn.Module) -> nn.Module:
     from nodegraph.fast.feedforward import FastGEGLU
     from nodegraph.fast.linear import FastLinear
     from nodegraph.fast.resnet import FastResnetBlock2D
-    from nodegraph.models.attention import GEGLU, Attention
+    from nodegraph.fast.transformer import FastTransformer2D
+    from nodegraph.models.attention import GEGLU, Attention, Transformer2D
     from nodegraph.models.base import Conv2d, Linear
     from nodegraph.models.resnet import ResnetBlock2D
 
@@ -31,4 +32,6 @@ def prepare(model: nn.Module) -> nn.Module:
             module.__class__ = FastResnetBlock2D
         elif type(module) is GEGLU:
             module.__class__ = FastGEGLU
+        elif type(module) is Transformer2D:
+            module.__class__ = FastTransformer2D
     return model

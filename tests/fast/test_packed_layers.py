@@ -84,3 +84,21 @@ def test_gated_gelu_with_its_gelu_and_product_inside_the_gemms_matches_the_eager
         fast.proj.weight.mul_(-1)
         assert not _close(before, plain(x))  # so a stale packed weight would fail the next line
         assert "_packed_halves" in fast.__dict__ and _close(fast(x), plain(x))
+
+
+def test_spatial_transformer_kept_channels_last_with_its_residual_in_proj_out_matches_the_plain_one():
+    from nodegraph.fast import prepare
+    from nodegraph.fast.transformer import FastTransformer2D
+    from nodegraph.models.attention import Transformer2D
+
+    torch.manual_seed(0)
+    for linear in (False, True):  # SD1 (1×1 conv projections), SD2/SDXL (Linear projections)
+        plain = Transformer2D(16, 2, context_dim=12, groups=4, use_linear_projection=linear).eval()
+        fast = prepare(torch.nn.Sequential(copy.deepcopy(plain)))[0]
+        assert type(fast) is FastTransformer2D
+        x = torch.randn(2, 16, 6, 5).contiguous(memory_format=torch.channels_last)
+        context = torch.randn(2, 7, 12)
+        with torch.no_grad():
+            out = fast(x, context)
+            torch.testing.assert_close(out, plain(x, context), rtol=1e-5, atol=1e-5)
+        assert out.is_contiguous(memory_format=torch.channels_last)
