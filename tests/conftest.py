@@ -6,5 +6,25 @@ process never oversubscribes them (oversubscription makes torch 8-10x slower on 
 
 import os
 
+import pytest
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture
+def weight_files_read(monkeypatch):
+    """The list, filled as models load, of the local weight files every folder load reads (through
+    `read_entries`), resolved, in order: what a prefetch must match (nodegraph/models/prefetch.py)."""
+    from nodegraph.models import checkpoint
+
+    seen = []
+    real = checkpoint.read_entries
+
+    def recording(src, weights):
+        seen.extend(src.fetch(p).resolve() for p in weights.paths)
+        return real(src, weights)
+
+    for module in ("nodegraph.models.checkpoint", "nodegraph.models.loading", "nodegraph.models.text"):
+        monkeypatch.setattr(f"{module}.read_entries", recording)
+    return seen

@@ -22,22 +22,13 @@ from torch import nn
 
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.sources import Source
-
-DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model", "diffusion_pytorch_model")  # stems of (.safetensors, .bin)
-TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
+# finding the files is torch-free (weight_files.py), for the prefetch too; its names stay importable from here
+from nodegraph.models.weight_files import DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, WeightFiles, find_weights  # noqa: F401
 
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
            "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
            "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 _MAX_HEADER = 100 << 20
-
-
-@dataclass(frozen=True)
-class WeightFiles:
-    """One component's weights: a single file or the shards an index names (paths relative to the source)."""
-
-    paths: tuple[str, ...]
-    pickle: bool
 
 
 @dataclass(frozen=True)
@@ -51,40 +42,6 @@ class Entry:
     start: int = 0
     end: int = 0
     tensor: torch.Tensor | None = None  # pickle: already loaded (memory-mapped)
-
-
-def find_weights(src: Source, folder: str, stems: tuple[str, str], variant: str | None,
-                 allow_pickle: bool) -> WeightFiles:
-    """The weight files of the component in `folder`; `stems` are the names before .safetensors and .bin."""
-    names = src.files(folder)
-    join = (lambda n: f"{folder}/{n}") if folder else (lambda n: n)
-    tag = f".{variant}" if variant else ""
-    for stem, ext, pickle in ((stems[0], "safetensors", False), (stems[1], "bin", True)):
-        single, index = f"{stem}{tag}.{ext}", f"{stem}.{ext}.index{tag}.json"
-        if single not in names and index not in names:
-            continue
-        found = single if single in names else index
-        if pickle and not allow_pickle:
-            raise CheckpointError(
-                f"{src.where(join(found))} is a pickle (.bin) checkpoint, and loading a pickle can run code. "
-                f"If you trust the source, pass allow_pickle=True (it is then read with "
-                f"torch.load(weights_only=True)); better, convert it to safetensors.")
-        if found == single:
-            return WeightFiles((join(single),), pickle)
-        weight_map = src.read_json(join(index)).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise CheckpointError(f"{src.where(join(index))} has no `weight_map`; re-save the checkpoint.")
-        return WeightFiles(tuple(join(shard) for shard in sorted(set(weight_map.values()))), pickle)
-    weights = [n for n in names if n.endswith((".safetensors", ".bin")) or ".index" in n]
-    stem_pattern = "|".join(map(re.escape, stems))
-    pattern = re.compile(rf"^(?:{stem_pattern})(?:\.([^.-]+)(?:-\d+-of-\d+)?\.(?:safetensors|bin)"
-                         rf"|\.(?:safetensors|bin)\.index\.([^.]+)\.json)$")
-    variants = sorted({v for n in weights if (m := pattern.match(n)) for v in m.groups() if v})
-    hint = f" Variants present: {', '.join(variants)} (pass `variant=` to pick one)." if variants else ""
-    raise CheckpointError(
-        f"no {f'`{variant}` variant ' if variant else ''}weights in {src.where(folder) if folder else src.name}: "
-        f"expected {stems[0]}{tag}.safetensors (or a sharded index{', or a .bin' if allow_pickle else ''}); "
-        f"the folder holds {', '.join(weights) or 'no weight files'}.{hint}")
 
 
 def read_entries(src: Source, weights: WeightFiles) -> dict[str, Entry]:

@@ -23,6 +23,7 @@ from nodegraph.models.sources import Source, resolve_source
 from nodegraph.models.text import TEXT_ENCODERS, TOKENIZERS, load_text_encoder, load_tokenizer
 from nodegraph.models.unet_2d import UNet2DModel
 from nodegraph.models.unet_2d_condition import UNet2DConditionModel
+from nodegraph.models.weight_files import locate_component
 
 __all__ = ["CheckpointError", "load_component", "read_config", "resolve_source", "Source", "MODELS"]
 
@@ -65,7 +66,7 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         raise CheckpointError(f"`ema` applies to single-file checkpoints; {source} is not a file (a diffusers "
                               f"folder holds one set of UNet weights).")
     src = resolve_source(source, revision)
-    folder, declared = _locate(src, name)
+    folder, declared = locate_component(src, name)
     join = (lambda n: f"{folder}/{n}") if folder else (lambda n: n)
     if name == "scheduler" or declared.endswith("Scheduler"):
         return src.read_json(join("scheduler_config.json"))
@@ -108,26 +109,7 @@ def read_config(source: str | os.PathLike | Source, name: str, revision: str | N
     src = resolve_source(source, revision)
     if name == "model_index":
         return src.read_json("model_index.json") if "model_index.json" in src.files("") else {}
-    folder, declared = _locate(src, name)
+    folder, declared = locate_component(src, name)
     file = "scheduler_config.json" if name == "scheduler" or declared.endswith("Scheduler") else "config.json"
     return src.read_json(f"{folder}/{file}" if folder else file)
 
-
-def _locate(src: Source, name: str) -> tuple[str, str]:
-    """The folder holding component `name` ("" for the root) and the class model_index.json declares ("" if none)."""
-    index = src.read_json("model_index.json") if "model_index.json" in src.files("") else None
-    in_folder = src.has_folder(name)
-    if index is None:
-        return (name if in_folder else ""), ""
-    entry = index.get(name)
-    if entry is None and name not in index:
-        if in_folder:
-            return name, ""
-        listed = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list)]
-        raise CheckpointError(f"{src.where('model_index.json')} lists no component `{name}`; it lists "
-                              f"{', '.join(listed) or 'none'}.")
-    if not (isinstance(entry, list) and len(entry) == 2):
-        raise CheckpointError(f"{src.where('model_index.json')}: `{name}` should be [library, class], not {entry!r}.")
-    if entry[1] is None:
-        raise CheckpointError(f"{src.where('model_index.json')} sets `{name}` to None: this pipeline has no {name}.")
-    return (name if in_folder else ""), entry[1]

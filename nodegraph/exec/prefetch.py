@@ -1,0 +1,101 @@
+"""Which weight files a run will load, known from its plan and bound inputs, read ahead in a background thread.
+
+`nodegraph run` calls `start_prefetch` once the inputs are bound, before anything imports torch: the disk then
+reads the UNet, VAE and text encoder files (in the order the plan loads them) while Python imports torch and
+while the first model is converted (see nodegraph/models/prefetch.py for the mechanism and its bounds).
+Only loader nodes whose model inputs are known before the run (literals or graph inputs, also inside included
+graphs) are looked at; a model computed by another node is left to its loader. `--no-prefetch` (or the
+environment variable NODEGRAPH_PREFETCH=0) turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from nodegraph.exec.steps import NodeStep, SubgraphStep
+
+# node type → the components it loads, in its order (LoadSDXLCLIP: `text_encoder` only with first_encoder).
+LOADS = {"LoadUNet": ("unet",), "LoadVAE": ("vae",), "LoadCLIP": ("text_encoder",),
+         "LoadSDXLCLIP": ("text_encoder_2", "text_encoder")}
+# node type → {output port: the input port it passes on unchanged} (SDXLCheckpoint checks `model`, then hands it on)
+PASSES_ON = {"SDXLCheckpoint": {"model": "model"}}
+_UNKNOWN = object()  # a value another node computes during the run
+
+
+def files_for_run(plan, values: dict[str, Any]) -> list[Path]:
+    """The weight files the loader nodes of `plan` will read with graph inputs `values`, in the order the plan
+    runs them, each once."""
+    from nodegraph.models.prefetch import component_files
+
+    known = {slot: values[name] for name, slot in plan.input_slots.items() if name in values}
+    files: dict[Path, None] = {}
+    for model, component, options in _loads(plan.steps, known):
+        files.update(dict.fromkeys(component_files(model, component, **options)))
+    return list(files)
+
+
+def _loads(steps: list, known: dict[int, Any]):
+    for step in steps:
+        if isinstance(step, SubgraphStep):
+            inner = dict(step.literals)
+            inner.update({i: known[o] for i, o in step.refs if o in known})
+            yield from _loads(step.plan.steps, inner)
+            continue
+        kind = step.label.partition("@")[0] if isinstance(step, NodeStep) else None
+        if kind not in LOADS and kind not in PASSES_ON:
+            continue
+        args = dict(step.literals)
+        args.update({name: known.get(slot, _UNKNOWN) for name, slot in step.refs})
+        if kind in PASSES_ON:
+            known.update({slot: args.get(PASSES_ON[kind][port], _UNKNOWN) for port, slot in step.outputs
+                          if port in PASSES_ON[kind]})
+            continue
+        model = args.get("override") or args.get("model")  # LoadVAE's `override` replaces the model's VAE
+        options = {"variant": args.get("variant"), "allow_pickle": args.get("allow_pickle", False)}
+        if not isinstance(model, str) or not model or any(v is _UNKNOWN for v in options.values()):
+            continue
+        for component in LOADS[kind]:
+            if component == "text_encoder" and args.get("first_encoder", True) is False:
+                continue
+            yield model, component, options
+
+
+class Prefetch(threading.Thread):
+    """A daemon thread that finds a run's weight files and asks the kernel to read them (models/prefetch.py).
+    `files` is what it chose to read (after the memory bound), set before it starts reading."""
+
+    def __init__(self, plan, values: dict[str, Any]):
+        super().__init__(name="nodegraph-prefetch", daemon=True)
+        self.plan, self.values = plan, values
+        self.files: list[Path] = []
+        self.requested = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from nodegraph.models.prefetch import available_memory, read_ahead, within_budget
+
+        try:
+            self.files = within_budget(files_for_run(self.plan, self.values), available_memory())
+            self.requested = read_ahead(self.files, self.stopping)
+        except Exception:  # advice only: whatever fails here, the loaders read the files themselves
+            pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def prefetch_enabled() -> bool:
+    return os.environ.get("NODEGRAPH_PREFETCH", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def start_prefetch(graph, values: dict[str, Any]) -> Prefetch | None:
+    """Start reading the weight files that running `graph` (all its outputs) with `values` will load; None when
+    NODEGRAPH_PREFETCH=0. Never raises for a bad model path: the run reports that itself."""
+    if not prefetch_enabled():
+        return None
+    prefetch = Prefetch(graph.plan(), values)
+    prefetch.start()
+    return prefetch
