@@ -17,6 +17,7 @@ COVERED_FAMILIES = ("sd1", "sd2", "sdxl_base", "sdxl_refiner")
 _SD2_V_KEY = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
 _SD2_V_STD = 0.09
 _SD2_TEXT_LAYER = "cond_stage_model.model.transformer.resblocks."
+_PICKLES = (".ckpt", ".pt", ".pth", ".bin")  # single_file/reader.py's PICKLES; any other file is read as safetensors
 
 
 @dataclass(frozen=True)
@@ -30,22 +31,43 @@ def read_checkpoint(path: Path) -> Checkpoint:
     """The family (from tensor names and shapes), prediction type and CLIP depth of a single file, ComfyUI's way."""
     from nodegraph.models.errors import CheckpointError
     from nodegraph.models.single_file.detect import detect
-    from nodegraph.models.single_file.loader import opened
 
     try:
-        ckpt = opened(path)
-        name = detect(ckpt.shapes, str(path)).name
+        shapes = _shapes(path)
+        name = detect(shapes, str(path)).name
     except CheckpointError as exc:
         raise ComfyError(str(exc)) from None
     if name == "sd2":
-        layers = 1 + max((int(k[len(_SD2_TEXT_LAYER):].split(".")[0]) for k in ckpt.shapes
+        from nodegraph.models.single_file.loader import opened  # torch: the v test reads a tensor
+
+        ckpt = opened(path)
+        layers = 1 + max((int(k[len(_SD2_TEXT_LAYER):].split(".")[0]) for k in shapes
                           if k.startswith(_SD2_TEXT_LAYER)), default=-1)
-        v = _SD2_V_KEY in ckpt.shapes and float(_tensor(ckpt, _SD2_V_KEY).float().std(unbiased=False)) > _SD2_V_STD
+        v = _SD2_V_KEY in shapes and float(_tensor(ckpt, _SD2_V_KEY).float().std(unbiased=False)) > _SD2_V_STD
         return Checkpoint(name, "v" if v else "eps", layers or None)
-    if name == "sdxl_base" and any(k in ckpt.shapes for k in ("edm_vpred.sigma_max", "ztsnr", "edm_mean")):
+    if name == "sdxl_base" and any(k in shapes for k in ("edm_vpred.sigma_max", "ztsnr", "edm_mean")):
         raise ComfyError(f"{path.name}: an SDXL checkpoint with its own noise schedule (EDM, zero-terminal-SNR or "
                          f"Playground's) is not covered by the ComfyUI import yet")
-    return Checkpoint(name, "v" if name == "sdxl_base" and "v_pred" in ckpt.shapes else "eps")
+    return Checkpoint(name, "v" if name == "sdxl_base" and "v_pred" in shapes else "eps")
+
+
+def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape by name. A safetensors file's header is read without importing torch, so that torch is
+    imported where a graph file's run imports it, in the first loader, while `nodegraph run`'s prefetch reads the
+    weights from disk (nodegraph/exec/prefetch.py); imported here, before the prefetch starts, a cold run of the
+    workflow would wait for the disk where the same graph written by hand does not. (The loaders parse the
+    header again, once, for the weights' offsets: a few milliseconds.)"""
+    if path.suffix.lower() in _PICKLES:  # only torch reads a pickle
+        from nodegraph.models.single_file.loader import opened
+
+        return opened(path).shapes
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise ComfyError(f"{path}: not a readable safetensors file ({exc}); re-download or re-save it") from None
 
 
 def _tensor(ckpt, key: str):

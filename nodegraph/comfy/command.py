@@ -140,9 +140,15 @@ def run_workflow(args) -> int:
 
     from nodegraph.cli import parse_sets
     from nodegraph.exec.executor import run_graph
-    from nodegraph.exec.hooks import CancelToken, ProgressHook
+    from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook
     from nodegraph.spec.values import bind_input_values
 
+    # The same execution as `nodegraph run graph.yaml`, in the same order: the allocator tuned before anything is
+    # loaded, the weights read ahead while torch is imported, each model freed after its last use.
+    if not getattr(args, "no_heap_reuse", False):
+        from nodegraph.exec.heap import reuse_freed_heap
+
+        reuse_freed_heap()
     with tempfile.TemporaryDirectory(prefix="nodegraph-comfy-") as scratch:
         try:
             graph, translation, workflow, _ = load_translated(args.graph, args, pathlib.Path(scratch))
@@ -156,12 +162,13 @@ def run_workflow(args) -> int:
         if out_dir.exists() and not out_dir.is_dir():
             print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
             return EXIT_INVALID
-        hooks = [ProgressHook(disable=True if args.quiet else None)]
-        # the same execution as `nodegraph run graph.yaml`: freed heap reused, each model freed after its last use
-        if not getattr(args, "no_heap_reuse", False):
-            from nodegraph.exec.heap import reuse_freed_heap
+        if not getattr(args, "no_prefetch", False):  # the disk reads the weights while torch is imported
+            from nodegraph.exec.prefetch import start_prefetch
 
-            reuse_freed_heap()
+            start_prefetch(graph, values)
+        hooks = [ProgressHook(disable=True if args.quiet else None)]
+        if getattr(args, "verbose", False):  # `-v`: each node's start and time, as for a graph file
+            hooks.append(LogHook())
         from nodegraph.exec.run_scoped import RunScopedComponents
 
         outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=CancelToken(),
