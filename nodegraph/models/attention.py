@@ -41,7 +41,10 @@ class SpatialSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         B, C, H, W = x.shape
-        h = self.group_norm(x).view(B, C, H * W).transpose(1, 2)  # (B, HW, C)
+        # normalised as (B, C, HW), as diffusers' AttnProcessor2_0 does: on a channels-last `x` (which oneDNN's
+        # bf16 convolutions can return) the 4-D norm keeps that layout, and the projections below then round
+        # differently in bf16 (up to 12/255 in an img2img image)
+        h = self.group_norm(x.view(B, C, H * W)).transpose(1, 2)  # (B, HW, C)
         h = multi_head_attention(self.to_q(h), self.to_k(h), self.to_v(h), self.heads)
         h = self.to_out[0](h).transpose(1, 2).reshape(B, C, H, W)
         out = h + x
@@ -177,16 +180,12 @@ class Transformer2D(nn.Module):
             h = block(h, context)
         if self.use_linear_projection:
             h = self.proj_out(h)
-        h = h.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous(memory_format=_layout_of(x))  # (B, C|inner, H, W)
+        # contiguous (NCHW) whatever `x` is, as diffusers' Transformer2DModel does: img2img latents come channels-last
+        # from the VAE encoder, and a channels-last proj_out rounds differently in bf16 (13/255 in an img2img image)
+        h = h.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous()  # (B, C|inner, H, W)
         if not self.use_linear_projection:
             h = self.proj_out(h)
         return h + x
-
-
-def _layout_of(x: torch.Tensor) -> torch.memory_format:
-    """Channels-last when `x` is (fast mode runs the network so: nodegraph/fast), else the default layout."""
-    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _linear_on_transposed(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:

@@ -46,3 +46,13 @@ def randn(shape: tuple[int, ...], generator, ctx):
     import torch
 
     return torch.randn(shape, generator=generator, dtype=ctx.dtype, device="cpu").to(ctx.device)
+
+
+def encoder_pixels(pixels, dtype):
+    """Pixels already in [-1, 1] (float32, as diffusers' image processor computes `2x − 1`) → the VAE encoder's
+    input: rounded to `dtype` in the layout the processor leaves them in, channels-last (it transposes the HWC
+    numpy array without copying). The layout is kept by every convolution of the encoder, and in bf16 the
+    mid-block attention's projections round differently on it (12/255 in an img2img image, 23/255 inpainting)."""
+    import torch
+
+    return pixels.contiguous(memory_format=torch.channels_last).to(dtype)

@@ -110,7 +110,7 @@ class InpaintLatents(Node):
         import torch
         import torch.nn.functional as F
 
-        from nodegraph.nodes._diffusion import randn, vae_scale_factor
+        from nodegraph.nodes._diffusion import encoder_pixels, randn, vae_scale_factor
 
         channels = i.unet.config.in_channels
         if channels not in (4, 9):
@@ -126,7 +126,7 @@ class InpaintLatents(Node):
 
         def encode(pixels):  # pixels: float32; rounded to the run's dtype first, as the pipelines do
             with torch.no_grad():
-                posterior = encoder.encode(pixels.to(ctx.dtype).to(encoder.dtype))
+                posterior = encoder.encode(encoder_pixels(pixels, ctx.dtype).to(encoder.dtype))
                 latents = posterior.sample(generator=i.generator).to(ctx.dtype) * vae.config.scaling_factor
             return latents.repeat(B // latents.shape[0], 1, 1, 1)  # (B, 4, h, w)
 

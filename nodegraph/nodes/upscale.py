@@ -33,7 +33,7 @@ class HiresUpscale(Node):
         import torch
         import torch.nn.functional as F
 
-        from nodegraph.nodes._diffusion import vae_scale_factor
+        from nodegraph.nodes._diffusion import encoder_pixels, vae_scale_factor
 
         vae, f = i.vae, vae_scale_factor(i.vae)
         height, width = (int(n * f * i.scale) // 8 * 8 for n in i.latents.shape[-2:])
@@ -47,6 +47,6 @@ class HiresUpscale(Node):
         resized = [np.asarray(PIL.Image.fromarray(a).resize((width, height), resample=PIL.Image.LANCZOS))
                    for a in (images * 255).round().astype("uint8")]
         x = torch.from_numpy(np.stack(resized).astype(np.float32) / 255.0).permute(0, 3, 1, 2)  # (B, 3, H', W')
-        x = x.to(device=ctx.device, dtype=ctx.dtype) * 2 - 1
+        x = encoder_pixels(x.to(device=ctx.device) * 2 - 1, ctx.dtype)  # as diffusers' image processor: see there
         with torch.no_grad():
             return {"latents": vae.encode(x).sample(generator=i.generator) * vae.config.scaling_factor}

@@ -54,8 +54,11 @@ class VAEEncode(Node):
     def run(self, i, ctx):
         import torch
 
+        from nodegraph.nodes._diffusion import encoder_pixels
+
         vae = i.vae
-        x = i.image.to(device=ctx.device, dtype=ctx.dtype) * 2 - 1  # (B, 3, H, W) in [-1, 1]
+        # 2x − 1 in float32 before rounding to the run's dtype, as diffusers' image processor and pipelines do
+        x = encoder_pixels(i.image.to(device=ctx.device, dtype=torch.float32) * 2 - 1, ctx.dtype)  # (B, 3, H, W)
         with torch.no_grad():
             latents = vae.encode(x).sample(generator=i.generator) * vae.config.scaling_factor
         if i.batch_size % latents.shape[0]:
