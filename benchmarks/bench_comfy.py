@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_comfy.py [--cache ~/.cache/nodegraph-bench] [--size 512] [--steps 20]
         [--repeats 3] [--tiny]
     .venv/bin/python benchmarks/bench_comfy.py --whole-process [--size 256] [--steps 4] [--repeats 5] [--tiny]
+        [--cold] [--phases]
 
 The workflow is ComfyUI's default txt2img graph (KSampler euler/normal, cfg 8) on an SD1.5-size single file with
 random weights (bench_single_file.py writes it once into the cache, about 4.3 GB); `--tiny` uses the tests' tiny
@@ -15,6 +16,11 @@ SD1 model instead (seconds, for a quick check). Reported:
 against `nodegraph run hand.yaml` (the same graph written by hand), alternating which goes first, each from
 process start to its PNG (import + translate + load + sample + decode + save), with the child's peak RSS;
 medians and spread of --repeats, and the largest pixel difference between the two PNGs (must be 0).
+`--cold` drops the page cache before every run (root only), so each reads the checkpoint from the disk.
+`--whole-process --phases` runs the same children through a small driver (the same entry point, `main()`, with a
+hook on the executor's node events) and prints, per side, the median wall and CPU seconds of each phase: start →
+nodegraph imported → graph ready (workflow: read + translate + validate) → each model load, the prompts, the
+sampling loop, the decode → PNG written; the driver adds one hook call per node.
 Goal (issue 19): the import costs nothing measurable — time-to-image ratio 1.00 within noise.
 """
 
@@ -112,7 +118,7 @@ def whole_process(args, models: Path, config: str) -> None:
     import os
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_time_to_image import GB, pixel_diff, timed_run, warm_page_cache
+    from bench_time_to_image import GB, can_drop_page_cache, drop_page_cache, pixel_diff, timed_run, warm_page_cache
 
     work = Path(tempfile.mkdtemp(prefix="bench-comfy-process-"))
     workflow = json.loads(json.dumps(WORKFLOW))
@@ -123,6 +129,9 @@ def whole_process(args, models: Path, config: str) -> None:
     checkpoint = models / "checkpoints" / "model.safetensors"
     config_set = ["--set", f"config={config}"] if config else []
     cli = [sys.executable, "-m", "nodegraph.cli", "run"]
+    if args.phases:
+        cli = [sys.executable, str(Path(__file__).resolve()), "--child-phases", str(work / "phases-{side}-{r}.json"),
+               "run"]
 
     def command(side: str, out: Path) -> list[str]:
         if side == "workflow":
@@ -131,18 +140,26 @@ def whole_process(args, models: Path, config: str) -> None:
         return [*cli, str(work / "hand.yaml"), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
                 *config_set, "--out", str(out), "-q"]
 
-    warm_page_cache(checkpoint.resolve().parent)
+    if args.cold and not can_drop_page_cache():
+        return
+    if not args.cold:
+        warm_page_cache(checkpoint.resolve().parent)
     runs: dict[str, list[tuple[float, int]]] = {"workflow": [], "hand": []}
     for r in range(args.repeats):
         for side in sorted(runs, reverse=bool(r % 2)):
-            seconds, rss = timed_run(command(side, work / f"{side}-{r}"), args.threads)
+            if args.cold:
+                drop_page_cache()
+            argv = [a.format(side=side, r=r) if "phases-" in a else a for a in command(side, work / f"{side}-{r}")]
+            seconds, rss = timed_run(argv, args.threads)
             runs[side].append((seconds, rss))
             print(f"  run {r} {side}: {seconds:.2f} s, peak RSS {rss / GB:.2f} GB", flush=True)
     first = {side: next((work / f"{side}-0").glob("*.png")) for side in runs}
     diff = pixel_diff(first["workflow"], first["hand"])
     model = "tiny SD1 (tests)" if args.tiny else "SD1.5-size random single file"
     print(f"\nwhole process, {model}, {args.size}px, {args.steps} steps, euler/normal, cfg 8, {args.threads} "
-          f"thread(s), {os.cpu_count()} CPUs, {args.repeats} alternated runs each; load average {os.getloadavg()}")
+          f"thread(s), {os.cpu_count()} CPUs, {args.repeats} alternated runs each, "
+          f"{'cold (page cache dropped before each run)' if args.cold else 'warm page cache'}; "
+          f"load average {os.getloadavg()}")
     medians = {}
     for side, rs in runs.items():
         times = sorted(s for s, _ in rs)
@@ -151,6 +168,100 @@ def whole_process(args, models: Path, config: str) -> None:
               f"{statistics.median(m for _, m in rs) / GB:.2f} GB")
     print(f"  ratio workflow / hand-written: {medians['workflow'] / medians['hand']:.3f}; largest pixel difference "
           f"{diff}")
+    if args.phases:
+        print_phases({side: [json.loads((work / f"phases-{side}-{r}.json").read_text()) for r in range(args.repeats)]
+                      for side in runs})
+
+
+# Phases of a run, in order: (name, the mark that ends it). Marks are seconds since the process started.
+PHASES = [("start → nodegraph imported", "imported"), ("→ graph ready (read, translate, validate)", "run start"),
+          ("→ run finished (nodes below)", "run end"), ("→ PNG written, report printed", "main returned")]
+NODE_GROUPS = {"LoadUNet": "load UNet", "LoadCLIP": "load CLIP", "LoadVAE": "load VAE",
+               "ComfyTextEncode": "encode prompts", "repeat": "sampling loop", "VAEDecode": "decode"}
+
+
+def child_phases(out: str, argv: list[str]) -> None:
+    """Run `nodegraph ARGV` as the console script does, recording phase marks and each top-level node's time."""
+    import os
+    import resource
+
+    def since_start() -> float:  # the process's age, from the kernel's start time (includes interpreter start)
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0]) - started
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    origin = time.perf_counter() - since_start()
+    marks: dict[str, tuple[float, float]] = {}
+
+    def mark(name: str) -> None:
+        marks[name] = (time.perf_counter() - origin, cpu())
+
+    nodes: dict[str, list[float]] = {}
+    open_nodes: list[float] = []  # CPU seconds at each running node's start; a repeat's body nests inside it
+
+    def hook(event) -> None:  # the executor's public node events (nodegraph/exec/events.py)
+        kind = type(event).__name__
+        if kind == "NodeStarted":
+            open_nodes.append(cpu())
+        elif kind == "NodeFinished":
+            began = open_nodes.pop()
+            if not open_nodes:  # a top-level node: its time includes what ran inside it
+                group = NODE_GROUPS.get(event.node_type.partition("@")[0], "other nodes")
+                spent = nodes.setdefault(group, [0.0, 0.0])
+                spent[0] += event.seconds
+                spent[1] += cpu() - began
+
+    import nodegraph.exec.executor as executor
+
+    run_graph = executor.run_graph
+
+    def timed_run_graph(*a, **kw):
+        mark("run start")
+        kw["hooks"] = [*(kw.get("hooks") or []), hook]
+        try:
+            return run_graph(*a, **kw)
+        finally:
+            mark("run end")
+
+    executor.run_graph = timed_run_graph
+    from nodegraph.cli import main
+
+    mark("imported")
+    code = main(argv)
+    mark("main returned")
+    Path(out).write_text(json.dumps({"marks": marks, "nodes": nodes}))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # as `nodegraph` itself leaves (nodegraph/cli.py entry)
+
+
+def print_phases(records: dict[str, list[dict]]) -> None:
+    """Median wall / CPU seconds of each phase per side, and the workflow's difference."""
+    def median_of(side: str, pick) -> tuple[float, float]:
+        values = [pick(r) for r in records[side]]
+        return statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
+
+    rows = []
+    previous = None
+    for name, mark in PHASES:
+        def span(r, mark=mark, previous=previous):
+            end, start = r["marks"][mark], r["marks"][previous] if previous else (0.0, 0.0)
+            return end[0] - start[0], end[1] - start[1]
+        rows.append((name, span))
+        previous = mark
+    groups = [g for g in [*NODE_GROUPS.values(), "other nodes"] if any(g in r["nodes"] for rs in records.values()
+                                                                      for r in rs)]
+    rows[3:3] = [(f"    {g}", lambda r, g=g: tuple(r["nodes"].get(g, (0.0, 0.0)))) for g in groups]
+    rows.append(("total (process start → exit of main)", lambda r: tuple(r["marks"]["main returned"])))
+    print("\nphases, median seconds (wall / CPU)      workflow           hand-written       workflow − hand (wall)")
+    for name, pick in rows:
+        w, h = median_of("workflow", pick), median_of("hand", pick)
+        print(f"  {name:<42} {w[0]:7.3f} / {w[1]:6.3f}   {h[0]:7.3f} / {h[1]:6.3f}   {w[0] - h[0]:+7.3f}")
 
 
 def main() -> None:
@@ -163,6 +274,12 @@ def main() -> None:
     parser.add_argument("--whole-process", action="store_true",
                         help="time fresh `nodegraph run` processes (default --size 256 --steps 4 --repeats 5)")
     parser.add_argument("--threads", type=int, default=2, help="--whole-process: threads per child")
+    parser.add_argument("--cold", action="store_true",
+                        help="--whole-process: drop the page cache before every run (root only)")
+    parser.add_argument("--phases", action="store_true",
+                        help="--whole-process: also time each phase of the children (through a small driver)")
+    if sys.argv[1:2] == ["--child-phases"]:
+        child_phases(sys.argv[2], sys.argv[3:])
     args = parser.parse_args()
     if args.whole_process:
         defaults = {"size": 512, "steps": 20, "repeats": 3}
