@@ -1,8 +1,8 @@
-"""Which weight files a run will load, known from its plan and bound inputs, read ahead in a background thread.
+"""Which weight files a run will load, known from its plan and bound inputs, read ahead by a process of its own.
 
 `nodegraph run` calls `start_prefetch` once the inputs are bound, before anything imports torch: the disk then
-reads the UNet, VAE and text encoder files (in the order the plan loads them) while Python imports torch and
-while the first model is converted (see nodegraph/models/prefetch.py for the mechanism and its bounds).
+reads the weight files (in the order the plan loads them) while Python imports torch (see
+nodegraph/models/prefetch.py for the mechanism and its bounds).
 Only loader nodes whose model inputs are known before the run (literals or graph inputs, also inside included
 graphs) are looked at; a model computed by another node is left to its loader. `--no-prefetch` (or the
 environment variable NODEGRAPH_PREFETCH=0) turns it off.
@@ -10,8 +10,10 @@ environment variable NODEGRAPH_PREFETCH=0) turns it off.
 
 from __future__ import annotations
 
+import atexit
 import os
-import threading
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,28 +65,18 @@ def _loads(steps: list, known: dict[int, Any]):
             yield model, component, options
 
 
-class Prefetch(threading.Thread):
-    """A daemon thread that finds a run's weight files and asks the kernel to read them (models/prefetch.py).
-    `files` is what it chose to read (after the memory bound), set before it starts reading."""
+@dataclass
+class Prefetch:
+    """A started read-ahead: the files it reads (after the memory bound) and its process (None: nothing to read)."""
 
-    def __init__(self, plan, values: dict[str, Any]):
-        super().__init__(name="nodegraph-prefetch", daemon=True)
-        self.plan, self.values = plan, values
-        self.files: list[Path] = []
-        self.requested = 0
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        from nodegraph.models.prefetch import available_memory, read_ahead, within_budget
-
-        try:
-            self.files = within_budget(files_for_run(self.plan, self.values), available_memory())
-            self.requested = read_ahead(self.files, self.stopping)
-        except Exception:  # advice only: whatever fails here, the loaders read the files themselves
-            pass
+    files: list[Path]
+    process: subprocess.Popen | None
 
     def stop(self) -> None:
-        self.stopping.set()
+        """End the reading early (it ends by itself once the files are read)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def prefetch_enabled() -> bool:
@@ -92,10 +84,15 @@ def prefetch_enabled() -> bool:
 
 
 def start_prefetch(graph, values: dict[str, Any]) -> Prefetch | None:
-    """Start reading the weight files that running `graph` (all its outputs) with `values` will load; None when
-    NODEGRAPH_PREFETCH=0. Never raises for a bad model path: the run reports that itself."""
+    """Start reading the weight files that running `graph` (all its outputs) with `values` will load, in a process
+    of its own that this process stops when it exits; None when NODEGRAPH_PREFETCH=0. Never raises for a bad
+    model path: the run reports that itself."""
+    from nodegraph.models.prefetch import available_memory, spawn_read_ahead, within_budget
+
     if not prefetch_enabled():
         return None
-    prefetch = Prefetch(graph.plan(), values)
-    prefetch.start()
+    files = within_budget(files_for_run(graph.plan(), values), available_memory())
+    prefetch = Prefetch(files, spawn_read_ahead(files))
+    if prefetch.process is not None:
+        atexit.register(prefetch.stop)  # reading on after the run would only take the disk from what comes next
     return prefetch

@@ -5,14 +5,10 @@ torch is imported and the first loader starts, one file after the other. The fil
 graph's inputs are bound; asking the kernel for them then lets the disk read while torch is imported and while
 the first model is converted.
 
-How: `read_ahead` asks the kernel, file by file in the order given, to read each file into the page cache:
-`posix_fadvise(POSIX_FADV_WILLNEED)` in chunks of `CHUNK` bytes. Nothing is copied into the process, the call
-releases the GIL, and the loaders then find the pages cached or already in flight. Linux reads at most the
-device's readahead window per request (read_ahead_kb: 128 KB by default; on the benchmark machine one request
-for a whole 3.3 GB file read 8 MB), hence chunks no larger than the default window; and the call blocks once
-the disk's queue is full, hence a thread of its own. Measured on a 3.3 GB file: 128 KB and 8 MB chunks read it
-at the same speed (about 1.5 GB/s, the disk's), with 0.7 CPU seconds of page-cache allocation in the thread
-(which the loader's page faults would otherwise spend).
+How: `component_files` finds the files exactly as the loaders will (the same torch-free `locate_component` and
+`find_weights`), and `spawn_read_ahead` starts a small process (models/read_ahead.py) that asks the kernel to
+read them into the page cache, in the order given, without copying them anywhere. The loaders then find the
+pages cached or already in flight.
 
 Bounded: only files that lie (symbolic links resolved) inside their model root, never more bytes than half of
 the memory the kernel reports available (prefetched pages that were evicted before use would be read twice),
@@ -23,7 +19,8 @@ torch is imported.
 from __future__ import annotations
 
 import os
-import threading
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -31,7 +28,6 @@ from nodegraph.models.errors import CheckpointError
 from nodegraph.models.sources import BUILTIN_PREFIX, LocalSource, resolve_source
 from nodegraph.models.weight_files import DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, find_weights, locate_component
 
-CHUNK = 128 << 10  # Linux's default readahead window: a larger request may read only its first window
 MEMORY_SHARE = 0.5  # of MemAvailable, at most, for prefetched files
 
 
@@ -95,26 +91,16 @@ def within_budget(files: Iterable[Path], available: int | None) -> list[Path]:
     return chosen
 
 
-def read_ahead(files: Iterable[Path], stop: threading.Event | None = None, chunk: int = CHUNK) -> int:
-    """Ask the kernel to read `files` into the page cache, in order; returns the bytes requested. Blocks while
-    the disk's queue is full: call it from a thread of its own. `stop` ends it between two chunks."""
-    if not hasattr(os, "posix_fadvise"):  # not Linux/BSD: nothing to ask
-        return 0
-    requested = 0
-    for path in files:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            size = os.fstat(fd).st_size
-            for offset in range(0, size, chunk):
-                if stop is not None and stop.is_set():
-                    return requested
-                os.posix_fadvise(fd, offset, min(chunk, size - offset), os.POSIX_FADV_WILLNEED)
-                requested += min(chunk, size - offset)
-        except OSError:
-            continue  # advice only: a file that cannot take it is read by its loader as before
-        finally:
-            os.close(fd)
-    return requested
+def spawn_read_ahead(files: list[Path]) -> subprocess.Popen | None:
+    """Start the process that reads `files` into the page cache (models/read_ahead.py); None when there is
+    nothing to read or this system has no `posix_fadvise`. It runs isolated (-I -S: the standard library only,
+    no site packages), ends by itself once the files are read, and takes nothing from the run's GIL."""
+    if not files or not hasattr(os, "posix_fadvise"):
+        return None
+    from nodegraph.models import read_ahead
+
+    try:
+        return subprocess.Popen([sys.executable, "-I", "-S", read_ahead.__file__, *map(str, files)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None

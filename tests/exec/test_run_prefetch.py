@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from nodegraph import load_graph
 from nodegraph.cli import main
 from nodegraph.exec import prefetch
-from nodegraph.exec.prefetch import Prefetch, files_for_run, start_prefetch
+from nodegraph.exec.prefetch import files_for_run, start_prefetch
 from nodegraph.spec.values import bind_input_values
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,27 +96,41 @@ outputs: {te: $clip.text_encoder_2}
     assert [p.parent.name for p in planned(load_graph(refiner), model=str(root))] == ["text_encoder_2"]
 
 
-def test_the_prefetch_reads_nothing_when_memory_is_short(monkeypatch):
-    asked = []
+@pytest.fixture
+def spawned(monkeypatch):
+    """The file lists the read-ahead process would be started with (none is started)."""
+    lists = []
+    monkeypatch.setattr("nodegraph.models.prefetch.spawn_read_ahead", lambda files: lists.append(files))
+    return lists
+
+
+def test_the_prefetch_reads_nothing_when_memory_is_short(monkeypatch, spawned):
     monkeypatch.setattr("nodegraph.models.prefetch.available_memory", lambda: 1 << 20)  # 1 MB free
-    monkeypatch.setattr(os, "posix_fadvise", lambda *args: asked.append(args))
     graph = load_graph(SD)
-    thread = Prefetch(graph.plan(), bind_input_values(graph.checked, {"model": "builtin:digits"}))
-    thread.start()
-    thread.join(10)
-    assert thread.files == [] and asked == []
+    started = start_prefetch(graph, bind_input_values(graph.checked, {"model": "builtin:digits"}))
+    assert started.files == [] and started.process is None and spawned == [[]]
 
 
-def test_the_prefetch_reads_every_planned_file_when_memory_allows(monkeypatch):
-    asked = []
+def test_the_prefetch_reads_every_planned_file_when_memory_allows(monkeypatch, spawned):
     monkeypatch.setattr("nodegraph.models.prefetch.available_memory", lambda: 1 << 40)
-    monkeypatch.setattr(os, "posix_fadvise", lambda fd, *args: asked.append(Path(os.readlink(f"/proc/self/fd/{fd}"))))
     graph = load_graph(SD)
-    thread = start_prefetch(graph, bind_input_values(graph.checked, {"model": "builtin:digits"}))
-    thread.join(10)
-    expected = digits("unet", "vae", "text_encoder")
-    assert thread.files == expected and list(dict.fromkeys(asked)) == expected
-    assert thread.requested == sum(p.stat().st_size for p in expected)
+    started = start_prefetch(graph, bind_input_values(graph.checked, {"model": "builtin:digits"}))
+    assert started.files == digits("unet", "vae", "text_encoder") and spawned == [started.files]
+
+
+def test_the_read_ahead_process_is_stopped_when_the_run_ends(monkeypatch):
+    import subprocess
+    import sys
+
+    registered = []
+    monkeypatch.setattr(prefetch.atexit, "register", registered.append)
+    monkeypatch.setattr("nodegraph.models.prefetch.spawn_read_ahead",
+                        lambda files: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+    graph = load_graph(SD)
+    started = start_prefetch(graph, bind_input_values(graph.checked, {"model": "builtin:digits"}))
+    assert registered == [started.stop]
+    started.stop()
+    assert started.process.poll() is not None
 
 
 def test_the_environment_variable_turns_the_prefetch_off(monkeypatch):

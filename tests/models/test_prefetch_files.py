@@ -1,17 +1,15 @@
-"""models/prefetch.py: which files a component's load reads, the memory bound, and the read-ahead itself."""
+"""models/prefetch.py: which files a component's load reads, and the memory bound."""
 
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import pytest
 
 from nodegraph.models import prefetch
 from nodegraph.models.loading import load_component
-from nodegraph.models.prefetch import component_files, read_ahead, within_budget
+from nodegraph.models.prefetch import component_files, within_budget
 
 
 @pytest.mark.parametrize("component", ["unet", "vae", "text_encoder"])
@@ -98,58 +96,3 @@ def test_available_memory_is_read_from_the_kernel():
     available = prefetch.available_memory()
     total = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal:")).split()[1]) * 1024
     assert 0 < available <= total
-
-
-def test_read_ahead_asks_for_every_byte_of_each_file_in_order_in_small_chunks(tmp_path, monkeypatch):
-    sizes = {"first": 3 * prefetch.CHUNK + 5, "second": 7, "empty": 0}
-    files = []
-    for name, size in sizes.items():
-        (tmp_path / name).write_bytes(b"x" * size)
-        files.append(tmp_path / name)
-    calls = []
-    monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, length, advice: calls.append(
-        (os.readlink(f"/proc/self/fd/{fd}"), offset, length, advice)))
-    assert read_ahead(files + [tmp_path / "missing"]) == sum(sizes.values())
-    chunk, first = prefetch.CHUNK, str(files[0])
-    assert calls == [(first, 0, chunk, os.POSIX_FADV_WILLNEED), (first, chunk, chunk, os.POSIX_FADV_WILLNEED),
-                     (first, 2 * chunk, chunk, os.POSIX_FADV_WILLNEED), (first, 3 * chunk, 5, os.POSIX_FADV_WILLNEED),
-                     (str(files[1]), 0, 7, os.POSIX_FADV_WILLNEED)]
-
-
-def test_read_ahead_stops_when_asked(tmp_path, monkeypatch):
-    import threading
-
-    (tmp_path / "w").write_bytes(b"x" * 10)
-    stop = threading.Event()
-    stop.set()
-    monkeypatch.setattr(os, "posix_fadvise", lambda *a: pytest.fail("asked after stop"))
-    assert read_ahead([tmp_path / "w"], stop) == 0
-
-
-def cached(fd: int, offset: int) -> bool:
-    try:
-        os.preadv(fd, [bytearray(4096)], offset, os.RWF_NOWAIT)  # reads only from the page cache
-        return True
-    except BlockingIOError:
-        return False
-
-
-def test_read_ahead_brings_an_evicted_file_into_the_page_cache(tmp_path):
-    path = tmp_path / "weights.bin"
-    size = 12 << 20  # past an 8 MB readahead window: one whole-file request would leave the end on disk
-    with open(path, "wb") as f:
-        f.write(os.urandom(size))
-        f.flush()
-        os.fsync(f.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        if cached(fd, size - 4096):
-            pytest.skip(f"this file system keeps {tmp_path} in memory (tmpfs?): nothing to read ahead")
-        read_ahead([path])
-        deadline = time.monotonic() + 10
-        while not all(cached(fd, off) for off in (0, size // 2, size - 4096)) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert all(cached(fd, off) for off in (0, size // 2, size - 4096))
-    finally:
-        os.close(fd)
