@@ -12,7 +12,8 @@ Checkpoints (random weights, cached outside the repo):
 - tiny: the tiny SD pipeline of tests/graphs (where fixed costs dominate).
 Cases: fp32 and bf16 on the CPU, fp16 on CUDA when a GPU is present. Goal (issue 20): ratio ≤ 0.75, max px Δ 0.
 `--cold` drops the page cache before every run (`sync; echo 3 > /proc/sys/vm/drop_caches`: root only; without
-the permission it says so and measures nothing). `--fast` runs nodegraph with `--fast` (the pixel difference is
+the permission it says so and measures nothing; NODEGRAPH_PREFETCH=0 in the environment measures nodegraph
+without its read-ahead of the weights). `--fast` runs nodegraph with `--fast` (the pixel difference is
 then fast mode's against diffusers' = the default image). `--step` instead times one UNet call (batch 2, 4×32×32,
 77×768 text) of nodegraph's default and fast modes against diffusers' UNet, in one process, alternated, median
 of --repeats (goal: fast ≤ 0.75× diffusers in bf16; default bit-equal). The load average is printed with each
@@ -249,7 +250,9 @@ def print_table(rows: list[dict], threads: int, repeats: int, cold: bool = False
     import torch
 
     print(f"\ntime-to-image, whole process (import + load + {STEPS} steps + decode + PNG), "
-          f"nodegraph CLI{' --fast' if fast else ''} vs diffusers {diffusers.__version__}; torch {torch.__version__}, "
+          f"nodegraph CLI{' --fast' if fast else ''}"
+          f"{' (read-ahead off: NODEGRAPH_PREFETCH=0)' if os.environ.get('NODEGRAPH_PREFETCH') == '0' else ''} "
+          f"vs diffusers {diffusers.__version__}; torch {torch.__version__}, "
           f"{threads} thread(s), {os.cpu_count()} CPUs; median of {repeats} (min–max); "
           f"{'cold (page cache dropped before each run)' if cold else 'warm page cache'}; "
           f"load average {load_average()}")
