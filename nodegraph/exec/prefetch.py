@@ -87,11 +87,12 @@ def start_prefetch(graph, values: dict[str, Any]) -> Prefetch | None:
     """Start reading the weight files that running `graph` (all its outputs) with `values` will load, in a process
     of its own that this process stops when it exits; None when NODEGRAPH_PREFETCH=0. Never raises for a bad
     model path: the run reports that itself."""
-    from nodegraph.models.prefetch import available_memory, spawn_read_ahead, within_budget
+    from nodegraph.models.prefetch import available_memory, looks_cached, spawn_read_ahead, within_budget
 
     if not prefetch_enabled():
         return None
-    files = within_budget(files_for_run(graph.plan(), values), available_memory())
+    to_read = [f for f in files_for_run(graph.plan(), values) if not looks_cached(f)]
+    files = within_budget(to_read, available_memory())
     prefetch = Prefetch(files, spawn_read_ahead(files))
     if prefetch.process is not None:
         atexit.register(prefetch.stop)  # reading on after the run would only take the disk from what comes next

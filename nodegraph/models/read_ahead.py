@@ -57,7 +57,7 @@ def _wait_until_read(fd: int, asked: deque, keep: int, patience: float = 1.0) ->
     A chunk still unread after `patience` seconds is given up on (the loader reads it if need be)."""
     deadline = None
     while len(asked) > keep:
-        if _in_page_cache(fd, asked[0]):
+        if in_page_cache(fd, asked[0]):
             asked.popleft()
             deadline = None
             continue
@@ -69,7 +69,7 @@ def _wait_until_read(fd: int, asked: deque, keep: int, patience: float = 1.0) ->
         time.sleep(0.001)
 
 
-def _in_page_cache(fd: int, offset: int) -> bool:
+def in_page_cache(fd: int, offset: int) -> bool:
     """Whether the byte at `offset` is in the page cache, read (RWF_NOWAIT: never waits for the disk)."""
     if not hasattr(os, "RWF_NOWAIT"):
         return True  # cannot tell: do not throttle

@@ -98,10 +98,21 @@ outputs: {te: $clip.text_encoder_2}
 
 @pytest.fixture
 def spawned(monkeypatch):
-    """The file lists the read-ahead process would be started with (none is started)."""
+    """The file lists the read-ahead process would be started with (none is started); every file looks cold."""
     lists = []
     monkeypatch.setattr("nodegraph.models.prefetch.spawn_read_ahead", lambda files: lists.append(files))
+    monkeypatch.setattr("nodegraph.models.prefetch.looks_cached", lambda path: False)
     return lists
+
+
+def test_files_already_in_the_page_cache_are_not_read_again(monkeypatch):
+    lists = []
+    monkeypatch.setattr("nodegraph.models.prefetch.spawn_read_ahead", lambda files: lists.append(files))
+    for path in digits("unet", "vae", "text_encoder"):
+        path.read_bytes()  # now cached
+    graph = load_graph(SD)
+    started = start_prefetch(graph, bind_input_values(graph.checked, {"model": "builtin:digits"}))
+    assert started.files == [] and lists == [[]]
 
 
 def test_the_prefetch_reads_nothing_when_memory_is_short(monkeypatch, spawned):
@@ -119,6 +130,7 @@ def test_the_prefetch_reads_every_planned_file_when_memory_allows(monkeypatch, s
 
 
 def test_the_read_ahead_process_is_stopped_when_the_run_ends(monkeypatch):
+    monkeypatch.setattr("nodegraph.models.prefetch.looks_cached", lambda path: False)
     import subprocess
     import sys
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from nodegraph.models import read_ahead as module
-from nodegraph.models.prefetch import spawn_read_ahead
+from nodegraph.models.prefetch import looks_cached, spawn_read_ahead
 from nodegraph.models.read_ahead import CHUNK, read_ahead
 
 
@@ -47,7 +47,7 @@ def test_at_most_in_flight_bytes_are_asked_for_and_not_yet_read(tmp_path, monkey
             read.add(offset)
         return offset in read
 
-    monkeypatch.setattr(module, "_in_page_cache", in_page_cache)
+    monkeypatch.setattr(module, "in_page_cache", in_page_cache)
     monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, *a: asked.append(len(asked) - len(read)))
     monkeypatch.setattr(time, "sleep", lambda s: None)
     read_ahead([tmp_path / "w"], in_flight=3 * CHUNK)
@@ -88,3 +88,13 @@ def test_read_ahead_brings_an_evicted_file_into_the_page_cache(where, tmp_path):
 
 def test_nothing_is_started_for_no_files():
     assert spawn_read_ahead([]) is None
+
+
+def test_a_file_looks_cached_only_once_it_is_read(tmp_path):
+    path, fd = evicted_file(tmp_path, 3 << 20)
+    try:
+        assert not looks_cached(path, every=1 << 20)
+        path.read_bytes()
+        assert looks_cached(path, every=1 << 20)
+    finally:
+        os.close(fd)
