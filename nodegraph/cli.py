@@ -258,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="out", metavar="DIR", help="folder for image outputs (default: out)")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when present)")
     run.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="default: fp32")
-    run.add_argument("--fast", action="store_true", help="fast mode: faster kernels, the image within 2/255 of the "
-                     "default (bit-equal to diffusers) one; recorded in the PNG (docs/performance.md)")
+    run.add_argument("--fast", action="store_true", help="fast mode: faster kernels; in fp32 the image within 2/255 of "
+                     "the default (bit-equal to diffusers) one, in bf16 as close to fp32 as the default bf16 image; "
+                     "recorded in the PNG (docs/performance.md)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.add_argument("--no-heap-reuse", action="store_true",
                      help="leave the C allocator's defaults (by default freed tensor memory is kept for reuse, "
