@@ -37,7 +37,7 @@ def worker_name(kind: str) -> str:
 
 
 def run_item(graph, index: int, inputs: dict[str, Any], *, device: Any = None, dtype: Any = None,
-             cancel=None, worker: str = "") -> ItemResult:
+             fast: bool = False, cancel=None, worker: str = "") -> ItemResult:
     """Run the graph once; a node or output failure becomes a failed result (cancellation propagates)."""
     from nodegraph.exec.executor import run_graph
     from nodegraph.exec.hooks import RunCancelledError
@@ -46,7 +46,7 @@ def run_item(graph, index: int, inputs: dict[str, Any], *, device: Any = None, d
     started = time.perf_counter()
     result = ItemResult(index, DONE, worker=worker)
     try:
-        outputs = run_graph(graph, inputs, device=device, dtype=dtype, cancel=cancel)
+        outputs = run_graph(graph, inputs, device=device, dtype=dtype, cancel=cancel, fast=fast)
         with tempfile.TemporaryDirectory(prefix="nodegraph-item-") as scratch:
             for name, value in outputs.items():
                 ptype = graph.output_types[name]
@@ -54,7 +54,7 @@ def run_item(graph, index: int, inputs: dict[str, Any], *, device: Any = None, d
                 if writer is None:
                     result.values[name] = summarize(value)
                     continue
-                info = OutputInfo(name, ptype, graph, inputs, device, dtype)
+                info = OutputInfo(name, ptype, graph, inputs, device, dtype, fast=fast)
                 paths = writer.write(value, pathlib.Path(scratch), info)
                 result.files[name] = [(p.name, p.read_bytes()) for p in paths]
     except (RunCancelledError, KeyboardInterrupt):

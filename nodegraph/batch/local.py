@@ -9,12 +9,12 @@ from nodegraph.batch.grid import Item
 from nodegraph.batch.item import ItemResult, run_item, worker_name
 
 
-def run_local(graph, items: list[Item], *, device: Any, dtype: Any, cancel,
+def run_local(graph, items: list[Item], *, device: Any, dtype: Any, fast: bool = False, cancel,
               on_start: Callable[[int, str], None], on_result: Callable[[ItemResult, int], None]) -> None:
     """Run `items` in order; `on_result(result, attempts)` stores each as soon as it is made."""
     worker = worker_name("local")
     for item in items:
         cancel.raise_if_cancelled()
         on_start(item.index, worker)
-        on_result(run_item(graph, item.index, item.inputs, device=device, dtype=dtype, cancel=cancel,
+        on_result(run_item(graph, item.index, item.inputs, device=device, dtype=dtype, fast=fast, cancel=cancel,
                            worker=worker), 1)

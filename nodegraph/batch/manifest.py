@@ -1,9 +1,10 @@
 """The batch's record in its output folder: `manifest.jsonl`, one JSON row per finished item, appended.
 
 A row: `item` (index), `status` (done / failed), `inputs` (every input value), `outputs` (per output, the
-files written or a summary of the value), `seconds`, `worker`, `attempts`, `error` (failed only) and `key`
-(a hash of the graph files and the inputs). Appending one flushed line per item keeps the file valid after a
-kill: at worst its last line is cut short, and that item simply runs again. Files are written before their
+files written or a summary of the value), `seconds`, `worker`, `attempts`, `error` (failed only), `key`
+(a hash of the graph files, the inputs, the dtype and fast mode) and `fast` (true, in a `--fast` batch only).
+Appending one flushed line per item keeps the file valid after a kill: at worst its last line is cut short,
+and that item simply runs again. Files are written before their
 row, so an item without a `done` row may have left files behind; they are replaced when it runs again.
 
 Resuming: an item whose latest row is `done` with the same key is skipped; a failed item runs again. A
@@ -26,8 +27,11 @@ class ManifestError(RuntimeError):
     """The output folder cannot hold this batch (another batch's results, another batch running, unwritable)."""
 
 
-def item_key(graph_fingerprint: str, inputs: dict[str, Any], dtype: Optional[str]) -> str:
-    text = json.dumps({"graph": graph_fingerprint, "inputs": inputs, "dtype": dtype}, sort_keys=True, default=repr)
+def item_key(graph_fingerprint: str, inputs: dict[str, Any], dtype: Optional[str], fast: bool = False) -> str:
+    made = {"graph": graph_fingerprint, "inputs": inputs, "dtype": dtype}
+    if fast:  # (only then: the keys of default batches written before fast mode existed stay valid)
+        made["fast"] = True
+    text = json.dumps(made, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

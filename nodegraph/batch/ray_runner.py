@@ -32,20 +32,21 @@ class RayBatchError(RuntimeError):
 class ItemWorker:
     """One Ray actor: the graph, loaded from its bundle; its models stay loaded between items."""
 
-    def __init__(self, bundle: dict, device: Any, dtype: Any):
+    def __init__(self, bundle: dict, device: Any, dtype: Any, fast: bool = False):
         from nodegraph.exec import png_metadata
 
         png_metadata.install()
         self._folder = tempfile.TemporaryDirectory(prefix="nodegraph-batch-graph-")
         self.graph = load_bundled_graph(bundle, self._folder.name)
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.fast = device, dtype, fast
         self.name = worker_name("ray")
 
     def identity(self) -> tuple[str, int]:
         return self.name, os.getpid()
 
     def run(self, index: int, inputs: dict) -> ItemResult:
-        return run_item(self.graph, index, inputs, device=self.device, dtype=self.dtype, worker=self.name)
+        return run_item(self.graph, index, inputs, device=self.device, dtype=self.dtype, fast=self.fast,
+                        worker=self.name)
 
 
 def check_reachable(address: Union[bool, str, None], timeout_s: float = 5.0) -> None:
@@ -103,13 +104,13 @@ def pool_shape(workers: Optional[int], device: Any = None) -> tuple[int, dict]:
 
 def run_ray(graph_bundle: dict, items: list[Item], *, address: Union[bool, str, None], workers: Optional[int],
             retries: int, device: Any, dtype: Any, on_start: Callable[[int, str], None],
-            on_result: Callable[[ItemResult, int], None]) -> None:
+            on_result: Callable[[ItemResult, int], None], fast: bool = False) -> None:
     """Run `items` on a Ray actor pool; `on_result(result, attempts)` is called exactly once per item."""
     import ray
 
     started_ray = connect(address, workers)
     try:
-        _Pool(graph_bundle, device, dtype, retries, on_start, on_result).run(items, *pool_shape(workers, device))
+        _Pool(graph_bundle, device, dtype, fast, retries, on_start, on_result).run(items, *pool_shape(workers, device))
     finally:
         if started_ray:
             ray.shutdown()
@@ -118,11 +119,11 @@ def run_ray(graph_bundle: dict, items: list[Item], *, address: Union[bool, str, 
 class _Pool:
     """The driver's loop: actors starting, items in flight (one per actor), the queue, attempts per item."""
 
-    def __init__(self, bundle, device, dtype, retries, on_start, on_result):
+    def __init__(self, bundle, device, dtype, fast, retries, on_start, on_result):
         import ray
 
         self.actor_class = ray.remote(max_restarts=0, max_concurrency=1)(ItemWorker)
-        self.bundle, self.device, self.dtype = bundle, device, dtype
+        self.bundle, self.device, self.dtype, self.fast = bundle, device, dtype, fast
         self.retries, self.on_start, self.on_result = retries, on_start, on_result
         self.names: dict[Any, str] = {}  # live actor -> worker name
         self.starting: dict[Any, Any] = {}  # identity ref -> actor still loading the graph
@@ -134,7 +135,7 @@ class _Pool:
 
     def _start(self, resources: dict) -> None:
         """Start an actor without waiting: the loop feeds it once it has loaded the graph."""
-        actor = self.actor_class.options(**resources).remote(self.bundle, self.device, self.dtype)
+        actor = self.actor_class.options(**resources).remote(self.bundle, self.device, self.dtype, self.fast)
         self.starting[actor.identity.remote()] = actor
 
     def _feed(self, actor) -> None:

@@ -70,22 +70,23 @@ def axes_from_mapping(grid: Union[Mapping[str, Iterable], Sequence[Axis], None])
 
 def run_batch(graph, grid=None, *, out: Union[str, os.PathLike], sets: Optional[Mapping[str, Any]] = None,
               zip: bool = False, repeat: int = 1, ray: Union[bool, str, None] = None, workers: Optional[int] = None,
-              retries: int = 2, device: Any = None, dtype: Any = None, hooks: Sequence[Callable] = (),
-              progress: bool = False) -> list[dict]:
+              retries: int = 2, device: Any = None, dtype: Any = None, fast: bool = False,
+              hooks: Sequence[Callable] = (), progress: bool = False) -> list[dict]:
     """Run a graph once per grid item, writing PNGs and `manifest.jsonl` to `out`; return the manifest rows.
 
     `graph`: a Graph or a graph file. `grid`: {input: values}; items are the product of the axes (`zip=True`:
     side by side), each `repeat` times with the seed advanced. `sets`: inputs fixed for every item. `ray`:
     None runs here, True starts a local Ray cluster, a string is a cluster address ("auto" for the running
-    one). Items already done in `out` are skipped. Raises ValidationFailed (bad values, before anything runs).
+    one). `fast`: every item in fast mode (nodegraph/fast; recorded in the PNGs and the manifest). Items already
+    done in `out` are skipped. Raises ValidationFailed (bad values, before anything runs).
     """
     return execute_batch(graph, axes_from_mapping(grid), out=out, sets=sets, zip_axes=zip, repeat=repeat, ray=ray,
-                         workers=workers, retries=retries, device=device, dtype=dtype, hooks=hooks,
+                         workers=workers, retries=retries, device=device, dtype=dtype, fast=fast, hooks=hooks,
                          progress=progress).rows
 
 
 def execute_batch(graph, axes: list[Axis], *, out, sets=None, zip_axes=False, repeat=1, ray=None, workers=None,
-                  retries=2, device=None, dtype=None, hooks=(), progress=False, cancel=None,
+                  retries=2, device=None, dtype=None, fast=False, hooks=(), progress=False, cancel=None,
                   set_origin: str = "value") -> BatchOutcome:
     from nodegraph.core.context import RunContext, check_dtype_name
     from nodegraph.exec import png_metadata
@@ -101,6 +102,8 @@ def execute_batch(graph, axes: list[Axis], *, out, sets=None, zip_axes=False, re
         RunContext(device, dtype).check_device()
     if workers is not None and workers < 1:
         raise GridError(f"`--workers` must be at least 1, got {workers}")
+    if not isinstance(fast, bool):
+        raise GridError(f"`fast` must be True or False, got {fast!r}")
     if retries < 0:
         raise GridError(f"`--retries` must be 0 or more, got {retries}")
     if ray:
@@ -111,37 +114,37 @@ def execute_batch(graph, axes: list[Axis], *, out, sets=None, zip_axes=False, re
     cancel = cancel or CancelToken()
     bundle = graph_bundle(graph)
     fingerprint = graph_fingerprint(bundle)
-    keys = {item.index: item_key(fingerprint, item.inputs, dtype) for item in items}
+    keys = {item.index: item_key(fingerprint, item.inputs, dtype, fast) for item in items}
     out_dir = pathlib.Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ManifestError(f"--out {out} exists and is not a folder")
     created = not out_dir.exists()
     try:
         return _run_pending(graph, items, keys, bundle, out_dir, ray=ray, workers=workers, retries=retries,
-                            device=device, dtype=dtype, hooks=hooks, progress=progress, cancel=cancel)
+                            device=device, dtype=dtype, fast=fast, hooks=hooks, progress=progress, cancel=cancel)
     except BaseException:
         if created:  # stopped before the first item finished (Ray unreachable, Ctrl-C): leave no empty folder
             remove_if_unused(out_dir)
         raise
 
 
-def _run_pending(graph, items, keys, bundle, out_dir, *, ray, workers, retries, device, dtype, hooks, progress,
-                 cancel) -> BatchOutcome:
+def _run_pending(graph, items, keys, bundle, out_dir, *, ray, workers, retries, device, dtype, fast, hooks,
+                 progress, cancel) -> BatchOutcome:
     with Manifest(out_dir) as manifest:
         pending = _pending(items, keys, manifest)
-        store = _Store(out_dir, manifest, items, keys, hooks, progress, skipped=len(items) - len(pending))
+        store = _Store(out_dir, manifest, items, keys, hooks, progress, skipped=len(items) - len(pending), fast=fast)
         started = time.perf_counter()
         try:
             if pending and ray:  # (nothing pending: no models to load, no cluster to start)
                 from nodegraph.batch.ray_runner import run_ray
 
                 run_ray(bundle, pending, address=ray, workers=workers, retries=retries, device=device, dtype=dtype,
-                        on_start=store.started, on_result=store.finished)
+                        fast=fast, on_start=store.started, on_result=store.finished)
             elif pending:
                 from nodegraph.batch.local import run_local
 
-                run_local(graph, pending, device=device, dtype=dtype, cancel=cancel, on_start=store.started,
-                          on_result=store.finished)
+                run_local(graph, pending, device=device, dtype=dtype, fast=fast, cancel=cancel,
+                          on_start=store.started, on_result=store.finished)
         finally:
             store.close()
         outcome = store.outcome
@@ -169,10 +172,11 @@ class _Store:
     """Writes each finished item's files and manifest row, drives the progress bar and the item hooks."""
 
     def __init__(self, out_dir: pathlib.Path, manifest: Manifest, items: list[Item], keys: dict[int, str],
-                 hooks, progress: bool, skipped: int):
+                 hooks, progress: bool, skipped: int, fast: bool = False):
         from tqdm import tqdm
 
         self.out_dir, self.manifest, self.keys, self.hooks = out_dir, manifest, keys, tuple(hooks)
+        self.fast = fast
         self.inputs = {item.index: item.inputs for item in items}
         for stale in out_dir.glob(".[0-9]*-*.part"):  # temporary files of a run killed while writing
             stale.unlink(missing_ok=True)
@@ -203,6 +207,8 @@ class _Store:
         row = {"item": result.index, "status": result.status, "inputs": self.inputs[result.index],
                "outputs": outputs, "seconds": result.seconds, "worker": result.worker, "attempts": attempts,
                "key": self.keys[result.index]}
+        if self.fast:
+            row["fast"] = True
         if result.status == FAILED:
             row["error"] = result.error
             self.outcome.failed += 1

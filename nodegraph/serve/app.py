@@ -37,6 +37,9 @@ class RunRequest(BaseModel):
     priority: int = Field(0, ge=-1000, le=1000, description="higher runs first; equal ones in arrival order")
     outputs: Optional[list[str]] = Field(None, description="outputs to compute (default: all)")
     preview: bool = Field(False, description="send a small latent preview with each progress event")
+    # checked by the service (422 at `fast`), not here: a bad value is a rejected run like any bad input value
+    fast: Any = Field(False, description="fast mode: faster kernels, the image within 2/255 of the default "
+                                         "(bit-equal to diffusers) one; recorded in the PNG (docs/performance.md)")
 
 
 def error(status: int, code: str, message: str, hint: str = "") -> JSONResponse:
@@ -136,7 +139,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.post("/runs", status_code=202, summary="Queue a run (validated first: 422 lists every problem)")
     def submit(body: RunRequest):
         run = service.submit(graph=body.graph, document=body.document, inputs=body.inputs,
-                             priority=body.priority, outputs=body.outputs, preview=body.preview)
+                             priority=body.priority, outputs=body.outputs, preview=body.preview, fast=body.fast)
         return service.run_json(run)
 
     @app.get("/runs", summary="Runs, newest first; `next` is the cursor of the following page")

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS runs (
     inputs TEXT NOT NULL,            -- JSON: the bound input values, defaults filled in
     wanted TEXT,                     -- JSON list of requested outputs, or null for all
     preview INTEGER NOT NULL DEFAULT 0,
+    fast INTEGER NOT NULL DEFAULT 0,  -- fast mode (nodegraph/fast): faster kernels, not bit-equal to diffusers
     requeued_from TEXT,
     created REAL NOT NULL,
     started REAL,
@@ -55,6 +56,9 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable against a killed process
             self._db.executescript(SCHEMA)
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
+            if "fast" not in columns:  # a data folder from before fast mode: its runs were all default ones
+                self._db.execute("ALTER TABLE runs ADD COLUMN fast INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -78,11 +82,12 @@ class RunStore:
 
     # runs
     def add(self, run_id: str, *, graph: str, digest: str, inputs: dict, priority: int = 0,
-            wanted: Optional[list] = None, preview: bool = False, requeued_from: Optional[str] = None) -> None:
-        self._write("INSERT INTO runs(id, status, priority, graph, digest, inputs, wanted, preview, requeued_from,"
-                    " created) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+            wanted: Optional[list] = None, preview: bool = False, fast: bool = False,
+            requeued_from: Optional[str] = None) -> None:
+        self._write("INSERT INTO runs(id, status, priority, graph, digest, inputs, wanted, preview, fast, "
+                    "requeued_from, created) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, priority, graph, digest, json.dumps(inputs), json.dumps(wanted), int(preview),
-                     requeued_from, time.time()))
+                     int(fast), requeued_from, time.time()))
 
     def get(self, run_id: str) -> Optional[dict]:
         row = self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -157,4 +162,5 @@ def _as_dict(row: sqlite3.Row) -> dict[str, Any]:
         if run.get(key) is not None:
             run[key] = json.loads(run[key])
     run["preview"] = bool(run["preview"])
+    run["fast"] = bool(run["fast"])
     return run

@@ -3,7 +3,7 @@
 GRAPH is a local graph file (sent with its includes), a PNG written by nodegraph (its embedded graph and
 inputs), or the name of a graph the server knows. `--set` values are typed by the graph's declared inputs;
 outputs are downloaded into `--out` under free names (never overwriting). Ctrl-C cancels the run on the
-server. Exit codes are `nodegraph run`'s.
+server. `--fast` asks for fast mode, as a PNG made in fast mode does. Exit codes are `nodegraph run`'s.
 """
 
 from __future__ import annotations
@@ -66,6 +66,14 @@ def _target(client, target: str, sets: list[str]) -> tuple[dict, dict]:
     return payload, {**base, **values}
 
 
+def _made_fast(target: str) -> bool:
+    if not (target.lower().endswith(".png") and os.path.isfile(target)):
+        return False
+    from nodegraph.exec.png_metadata import recorded_fast
+
+    return recorded_fast(target)
+
+
 def _problem(code: str, message: str, hint: str):
     from nodegraph.spec.errors import GraphError
 
@@ -83,6 +91,8 @@ def run_remote(args) -> int:
     try:
         payload, inputs = _target(client, args.graph, args.set)
         body = {**payload, "inputs": inputs}
+        if args.fast or _made_fast(args.graph):  # a PNG made in fast mode re-runs in fast mode, as it does locally
+            body["fast"] = True
         try:
             run_id = client.request("POST", "/runs", json=body)["id"]
         except ServerError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import uuid
 from dataclasses import dataclass, field
@@ -59,11 +60,16 @@ class Service:
         self.store.close()
 
     def submit(self, *, graph: Optional[str], document: Any, inputs: dict, priority: int,
-               outputs: Optional[list[str]], preview: bool, requeued_from: Optional[str] = None) -> dict:
+               outputs: Optional[list[str]], preview: bool, fast: Any = False,
+               requeued_from: Optional[str] = None) -> dict:
         """Validate everything, then queue; Rejected (nothing queued) when anything is wrong."""
         from nodegraph.spec.errors import GraphError, ValidationFailed
         from nodegraph.spec.values import bind_input_values
 
+        if not isinstance(fast, bool):
+            raise reject("invalid_value", "fast", f"`fast` must be true or false, got {json.dumps(fast, default=repr)}",
+                         "true runs in fast mode (faster kernels, the image within 2/255 of the default one); "
+                         "false or absent keeps the image bit-equal to diffusers")
         loaded, digest, name = self.documents.submit(graph, document)
         if not isinstance(inputs, dict):
             raise reject("bad_request", "inputs", "`inputs` must be an object {name: value}", status=400)
@@ -81,7 +87,7 @@ class Service:
         self.documents.check_values(loaded, values)
         run_id = uuid.uuid4().hex[:16]
         self.store.add(run_id, graph=name, digest=digest, inputs=values, priority=priority, wanted=outputs,
-                       preview=preview, requeued_from=requeued_from)
+                       preview=preview, fast=fast, requeued_from=requeued_from)
         self.logs.open(run_id).append({"type": "queued"})
         self.worker.wake()
         return self.store.get(run_id)
@@ -105,7 +111,7 @@ class Service:
                          "only failed or cancelled runs are re-queued", status=409)
         bundle = self.store.document(run["digest"])
         return self.submit(graph=None, document=bundle, inputs=run["inputs"], priority=run["priority"],
-                           outputs=run["wanted"], preview=run["preview"], requeued_from=run_id)
+                           outputs=run["wanted"], preview=run["preview"], fast=run["fast"], requeued_from=run_id)
 
     def free(self) -> dict:
         import gc
@@ -129,8 +135,9 @@ class Service:
                 outputs[name] = [{"file": f, "url": f"{base}/outputs/{run['id']}/{f}"} for f in item["files"]]
             else:
                 outputs[name] = item
-        shown = {k: run.get(k) for k in ("id", "seq", "status", "priority", "graph", "inputs", "created", "started",
-                                        "finished", "run_seconds", "error", "executed", "cached", "requeued_from")}
+        shown = {k: run.get(k) for k in ("id", "seq", "status", "priority", "graph", "inputs", "fast", "created",
+                                        "started", "finished", "run_seconds", "error", "executed", "cached",
+                                        "requeued_from")}
         shown["outputs"] = outputs
         shown["requested_outputs"] = run.get("wanted")
         return shown

@@ -71,6 +71,7 @@ class Worker:
         from nodegraph.exec.executor import execute_plan
         from nodegraph.exec.hooks import CancelToken, RunCancelledError
         from nodegraph.exec.steps import NodeExecutionError
+        from nodegraph.serve.cache import ModeOutputs
         from nodegraph.serve.preview import preview_family
         from nodegraph.spec.errors import ValidationFailed
         from nodegraph.spec.values import bind_input_values
@@ -91,13 +92,15 @@ class Worker:
             hook.family = preview_family(graph.checked)
             values = bind_input_values(graph.checked, run["inputs"])
             plan = graph.plan(tuple(run["wanted"]) if run["wanted"] else None)
-            ctx = RunContext(self.device, self.dtype, components=self.models, hooks=(hook,), cancel=cancel)
+            fast = run["fast"]  # fast mode: loaders prepare models of their own (nodegraph/nodes/loaders.py)
+            ctx = RunContext(self.device, self.dtype, components=self.models, hooks=(hook,), cancel=cancel, fast=fast)
+            cache = ModeOutputs(self.outputs_cache, "fast") if fast else self.outputs_cache
             started = time.perf_counter()
-            result = execute_plan(plan, values, ctx, cache=self.outputs_cache)
+            result = execute_plan(plan, values, ctx, cache=cache)
             seconds = time.perf_counter() - started
             if cancel.cancelled:
                 raise RunCancelledError()
-            outputs = self._write(run_id, graph, values, result)
+            outputs = self._write(run_id, graph, values, result, fast)
             status = "finished"
         except RunCancelledError as exc:
             # stopped by the server shutting down, not by a user: failed, like a run a crash interrupted
@@ -123,7 +126,7 @@ class Worker:
         log.append(end)
         log.drop_previews()
 
-    def _write(self, run_id: str, graph, values: dict, result: dict) -> dict:
+    def _write(self, run_id: str, graph, values: dict, result: dict, fast: bool) -> dict:
         from nodegraph.exec.writers import OutputInfo, summarize, writer_for
 
         written: dict[str, Any] = {}
@@ -135,6 +138,6 @@ class Worker:
                 written[name] = {"value": summarize(value)}
                 continue
             folder.mkdir(parents=True, exist_ok=True)
-            info = OutputInfo(name, ptype, graph, values, self.device, self.dtype)
+            info = OutputInfo(name, ptype, graph, values, self.device, self.dtype, fast=fast)
             written[name] = {"files": [path.name for path in writer.write(value, folder, info)]}
         return written
