@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+from safetensors.torch import save_file
+
 REPO = Path(__file__).resolve().parents[2]
 # runs the CLI in-process (its normal exit), then reports which modules were loaded
 PROBE = """
@@ -23,9 +27,14 @@ SLOW = ("transformers", "transformers.modeling_utils", "transformers.models.clip
         "sympy", "torch.fx.experimental.symbolic_shapes")
 
 
-def test_a_stable_diffusion_run_does_not_import_transformers_dynamo_or_sympy(tmp_path):
+@pytest.mark.parametrize("with_embedding", [False, True])
+def test_a_stable_diffusion_run_does_not_import_transformers_dynamo_or_sympy(tmp_path, with_embedding):
     argv = ["run", str(REPO / "graphs" / "stable_diffusion.yaml"), "--set", "model=builtin:digits", "--set",
             "steps=2", "--set", "height=32", "--set", "width=32", "--out", str(tmp_path), "-q"]
+    if with_embedding:  # textual inversion: tokens added to a tokenizer copy, the text encoder patched
+        save_file({"emb_params": torch.randn(2, 64, generator=torch.Generator().manual_seed(0))},
+                  tmp_path / "zqx-emb.safetensors")
+        argv += ["--set", f"embedding={tmp_path / 'zqx-emb.safetensors'}", "--set", "prompt=a photo of zqx-emb"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=env, timeout=300,
                           cwd=tmp_path)
