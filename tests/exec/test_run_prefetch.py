@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nodegraph import load_graph
+from nodegraph import RunOptions, load_graph
 from nodegraph.cli import main
+from nodegraph.core.context import ComponentCache
 from nodegraph.exec import prefetch
 from nodegraph.exec.prefetch import files_for_run, start_prefetch
 from nodegraph.spec.values import bind_input_values
@@ -30,7 +31,7 @@ def digits(*components: str) -> list[Path]:
 def test_a_run_reads_ahead_the_files_its_loaders_then_read_in_their_order(weight_files_read):
     graph = load_graph(SD)
     found = planned(graph, model="builtin:digits")
-    graph.run(model="builtin:digits", steps=1)
+    graph.run(RunOptions(components=ComponentCache()), model="builtin:digits", steps=1)  # loads, not cached
     assert found == digits("unet", "vae", "text_encoder") == weight_files_read
 
 
