@@ -107,3 +107,82 @@ def test_verbose_workflow_run_logs_every_node_with_its_time(spied_run):
     for node_id in ("ckpt4_unet", "text6", "ksampler3", "decode8"):
         assert f"started {node_id} (" in stderr
         assert f"finished {node_id} in " in stderr
+
+
+# ComfyUI's default workflow (workflows.DEFAULT_API) as a user would write it in nodegraph directly: the same
+# nodes, the step inline instead of the included step graph, no `history` state.
+HAND_WRITTEN = """
+nodegraph: 1
+inputs:
+  model: {type: str}
+  config: {type: str}
+nodes:
+  unet: {type: LoadUNet, model: $inputs.model, config: $inputs.config}
+  clip: {type: LoadCLIP, model: $inputs.model, config: $inputs.config}
+  vae: {type: LoadVAE, model: $inputs.model, config: $inputs.config}
+  pos: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer, text: a photo of a cat}
+  neg: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer, text: blurry}
+  empty: {type: ComfyEmptyLatent, width: 64, height: 64}
+  sigmas: {type: ComfySigmas, scheduler: normal, steps: 4}
+  noise: {type: ComfyNoise, latents: $empty.latents, sigmas: $sigmas.sigmas, seed: 5}
+  sample:
+    type: repeat
+    over: $sigmas.steps
+    state: {x: $noise.latents}
+    nodes:
+      x0: {type: ComfyDenoise, unet: $unet.unet, latents: $state.x, sigmas: $sigmas.sigmas, index: $loop.item,
+           positive: $pos.embeddings, negative: $neg.embeddings, cfg: 7.5}
+      euler: {type: ComfySamplerStep, sampler: euler, latents: $state.x, denoised: $x0.denoised,
+              sigmas: $sigmas.sigmas, index: $loop.item}
+    next: {x: $euler.latents}
+  decode: {type: VAEDecode, vae: $vae.vae, latents: $sample.x}
+outputs:
+  image: $decode.image
+"""
+
+
+def test_imported_workflow_dispatches_the_same_torch_ops_as_the_graph_written_by_hand(models_dir, sd1_folder,
+                                                                                        tmp_path):
+    """Op for op (name, input shapes, dtypes, memory layout), each run loading its models afresh: the included
+    step graph, the `history` state and the import's other wiring add no tensor work — no second load, no extra
+    copy, cast or `.contiguous()` per step."""
+    import argparse
+    from collections import Counter
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nodegraph.comfy.command import load_translated
+    from nodegraph.comfy.schedules import sigma_table
+    from nodegraph.exec.executor import run_graph
+    from nodegraph.exec.run_scoped import RunScopedComponents
+    from nodegraph.spec.loader import load_graph
+
+    class CountOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops: Counter = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            tensors = tuple((tuple(a.shape), a.dtype, a.is_contiguous()) for a in args if isinstance(a, torch.Tensor))
+            self.ops[(str(func), tensors)] += 1
+            return func(*args, **(kwargs or {}))
+
+    workflow = tmp_path / "workflow.json"
+    workflow.write_text(json.dumps(DEFAULT_API))
+    options = argparse.Namespace(models=[str(models_dir)], extra_model_paths=None, set=[], input=[])
+    imported = load_translated(str(workflow), options, tmp_path)[0]
+    (tmp_path / "hand.yaml").write_text(HAND_WRITTEN)
+    hand = load_graph(tmp_path / "hand.yaml")
+    runs = {"imported": (imported, {"config": str(sd1_folder)}),
+            "hand": (hand, {"model": str(models_dir / "checkpoints" / "tiny-sd1.safetensors"),
+                            "config": str(sd1_folder)})}
+    sigma_table()  # SD's σ table is made once per process: not by whichever run comes first
+    counted, images = {}, {}
+    for name, (graph, values) in runs.items():
+        with CountOps() as ops:  # a cache of the run's own, as `nodegraph run` has: each run loads its models
+            out = run_graph(graph, values, device="cpu", components=RunScopedComponents())
+        counted[name], images[name] = ops.ops, out.get("image", out.get("save9"))
+    assert sum(counted["hand"].values()) > 100  # the counter saw the run
+    assert counted["imported"] == counted["hand"]
+    assert torch.equal(images["imported"], images["hand"])
