@@ -9,6 +9,8 @@ Two measurements, each in fresh processes, the two tokenizers alternated (who go
    PNG, wall and CPU (the child's user + system seconds from os.wait4). "transformers" is the same run with
    `CLIPTokenizer.from_folder` replaced by transformers' `CLIPTokenizer.from_pretrained`, which is what
    nodegraph called before; both give the same ids (tests/models/test_clip_tokenizer.py).
+   `--embedding` adds the same run with a textual-inversion embedding, where the run before also imported
+   transformers' `PreTrainedModel` (adapters/patch.py, now skipped unless transformers' modeling code is loaded).
 Medians with their spread (min–max). The machine is shared: trust CPU seconds and large effects, and quote the
 load average printed with the tables.
 """
@@ -35,6 +37,10 @@ def _from_transformers(folder, **options):
     from transformers import CLIPTokenizer
     return CLIPTokenizer.from_pretrained(folder, **options)
 ours.CLIPTokenizer.from_folder = staticmethod(_from_transformers)
+"""
+# what a LoRA or embedding run also imported before: adapters/patch.py imported transformers' PreTrainedModel
+OLD_OUTPUT_HOOKS = """
+from transformers import PreTrainedModel
 """
 TOKENIZE = """
 import json, sys, time, torch, nodegraph.models  # what every run has imported before it reads a tokenizer
@@ -104,6 +110,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-run", action="store_true", help="only the tokenizer-cost measurement")
+    parser.add_argument("--embedding", action="store_true",
+                        help="also a run with a textual-inversion embedding (before: + the old PreTrainedModel import)")
     args = parser.parse_args()
     env = child_env(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +129,16 @@ def main() -> None:
         table("Whole process: nodegraph run stable_diffusion.yaml, builtin:digits, 2 steps, 32² (wall; child CPU)",
               alternate(lambda side: [sys.executable, "-c", RUN, side, USE_TRANSFORMERS, *run],
                         args.repeats, env, tmp))
+        if args.embedding:
+            import torch
+            from safetensors.torch import save_file
 
+            embedding = Path(tmp) / "zqx-emb.safetensors"  # 2 vectors for the digits model's 64-wide CLIP
+            save_file({"emb_params": torch.randn(2, 64, generator=torch.Generator().manual_seed(0))}, embedding)
+            run += ["--set", f"embedding={embedding}", "--set", "prompt=a photo of zqx-emb"]
+            table("Whole process with a textual-inversion embedding (transformers: + the old PreTrainedModel import)",
+                  alternate(lambda side: [sys.executable, "-c", RUN, side, USE_TRANSFORMERS + OLD_OUTPUT_HOOKS, *run],
+                            args.repeats, env, tmp))
 
 if __name__ == "__main__":
     main()

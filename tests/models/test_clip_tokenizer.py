@@ -130,6 +130,12 @@ def test_textual_inversion_tokens_added_to_a_copy_tokenize_as_in_transformers(la
     _assert_same_tokenization(ours, reference)
     assert ours("<spot-emb> <spot-emb>_1").input_ids[1:3] == [49408, 49409]
     assert "<spot-emb>" not in cached.get_vocab() and len(cached) == 49408, "the original is left as it was"
+    again = copy.deepcopy(ours)  # a second embedding on top of the first (copies share the BPE model)
+    assert again.add_tokens(["<more>"]) == reference.add_tokens(["<more>"]) == 1
+    _assert_same_vocabulary(again, reference)
+    assert again("<more> <spot-emb>").input_ids == reference("<more> <spot-emb>").input_ids == [49406, 49410, 49408,
+                                                                                                49407]
+    assert len(ours) == 49410 and "<more>" not in ours.get_vocab()
 
 
 def test_the_corpus_tells_the_layouts_apart():
