@@ -46,6 +46,15 @@ def test_missing_model_lists_every_place_looked(tmp_path, capsys, models_dir):
     assert str(models_dir / "checkpoints" / "sd15" / "v1-5.safetensors") in err
 
 
+def test_a_checkpoint_that_is_not_a_safetensors_file_is_refused_by_path(tmp_path, capsys):
+    models = tmp_path / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    (models / "checkpoints" / "broken.safetensors").write_bytes(b"<html>not found</html>")  # a failed download
+    err = run_bad(tmp_path, capsys, write(tmp_path, api(n4_ckpt_name="broken.safetensors")), models)
+    assert f"{models / 'checkpoints' / 'broken.safetensors'}: not a readable safetensors file" in err
+    assert "re-download or re-save it" in err
+
+
 def test_model_name_cannot_leave_the_models_folder(tmp_path, capsys, models_dir):
     err = run_bad(tmp_path, capsys, write(tmp_path, api(n4_ckpt_name="../../etc/passwd")), models_dir)
     assert "is not a model name" in err
