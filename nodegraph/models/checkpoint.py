@@ -23,7 +23,8 @@ from torch import nn
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.sources import Source
 # finding the files is torch-free (weight_files.py), for the prefetch too; its names stay importable from here
-from nodegraph.models.weight_files import DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, WeightFiles, find_weights  # noqa: F401
+from nodegraph.models.weight_files import (DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, WeightFiles,  # noqa: F401
+                                            find_weights)
 
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
            "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
