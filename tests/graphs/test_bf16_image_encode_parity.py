@@ -5,7 +5,8 @@ image processor computes 2x − 1 in float32 on a channels-last view (the HWC nu
 encoder's convolutions keep that layout, its mid-block attention normalises a (B, C, HW) view, and img2img's
 latents reach the UNet channels-last, whose transformer blocks return contiguous tensors. Before nodegraph did
 the same, these images differed from the pipelines' by 12/255 (img2img), 23/255 (inpainting, 4-channel UNet)
-and 10/255 (9-channel UNet below strength 1); fp32 was equal all along (tests next to this file).
+and 10/255 (9-channel UNet below strength 1), hires fix's image upscaler by 16/255; fp32 was equal all along
+(tests next to this file).
 """
 
 from __future__ import annotations
@@ -71,3 +72,16 @@ def test_inpaint_graph_in_bf16_equals_the_inpaint_pipeline_in_bf16(tiny_sd, tiny
         model=str(model), image=str(picture), mask=str(mask), strength=strength, **INPAINT),
         device="cpu", dtype=BF16)["image"])
     assert _max_difference(ours, theirs) == 0
+
+
+def test_hires_fix_image_upscaler_in_bf16_equals_the_two_diffusers_calls_in_bf16(tiny_sd):
+    """The image upscaler decodes, resizes and encodes again, then runs img2img on channels-last latents."""
+    from test_hires_fix import HIRES, SETTINGS, by_hand
+
+    from nodegraph import run_graph
+
+    ours = png_pixels(run_graph(REPO / "graphs" / "hires_fix.yaml", inputs=dict(
+        model=str(tiny_sd), upscaler="image", **SETTINGS, **HIRES), device="cpu", dtype=BF16)["image"])
+    theirs, enlarged = by_hand(tiny_sd, "image", dtype=BF16)
+    assert _max_difference(ours, theirs) == 0
+    assert np.abs(np.asarray(enlarged[0]).astype(int) - theirs[0].numpy().astype(int)).max() > 20  # img2img ran

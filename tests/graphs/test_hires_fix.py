@@ -18,18 +18,18 @@ HIRES = dict(upscale=1.5, hires_steps=6, hires_strength=0.5)  # 16×24 → 24×3
 
 
 @functools.cache
-def pipelines(model):
+def pipelines(model, dtype=torch.float32):
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
-    txt2img = StableDiffusionPipeline.from_pretrained(model, safety_checker=None)
+    txt2img = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, torch_dtype=dtype)
     txt2img.set_progress_bar_config(disable=True)
     img2img = StableDiffusionImg2ImgPipeline(**txt2img.components)
     img2img.set_progress_bar_config(disable=True)
     return txt2img, img2img
 
 
-def by_hand(model, upscaler, batch=1):
-    txt2img, img2img = pipelines(model)
+def by_hand(model, upscaler, batch=1, dtype=torch.float32):
+    txt2img, img2img = pipelines(model, dtype)
     generator = torch.Generator("cpu").manual_seed(SETTINGS["seed"])
     common = dict(prompt=SETTINGS["prompt"], negative_prompt=SETTINGS["negative_prompt"],
                   guidance_scale=SETTINGS["guidance_scale"], generator=generator, num_images_per_prompt=batch)
