@@ -111,6 +111,11 @@ class RunContext:
             self._device = resolve_device(self._device_request)
         return self._device
 
+    @property
+    def mode(self) -> tuple:
+        """What the run computes with besides its inputs, as asked (no torch import): device, dtype, fast mode."""
+        return (self._device_request, self._dtype_request, self.fast)
+
     def check_device(self) -> None:
         """Resolve the device now (imports torch), so a bad `--device` fails before anything runs."""
         _ = self.device

@@ -9,6 +9,8 @@ here once per run since the graph is static): sha256 of the step's kind and type
 inputs, the content of an included graph or of a `repeat` body (cached as a whole, never per iteration),
 and, for every value it reads, the signature of that value (a graph-input value, or the producing step's
 signature). So changing `prompt` changes the signatures of the text branch and of everything below it.
+The run's device, dtype and fast mode (nodegraph/fast) change what a node computes without changing its inputs,
+so they are part of every signature: one cache may serve fp32, bf16 and fast runs side by side.
 A string literal or input value naming an existing file adds that file's size and modification time, so a
 node reading an image, a mask or a LoRA file runs again when the file changes.
 
@@ -206,7 +208,8 @@ class CachePlan:
         names = [*node.body.state_init, *node.body.collect]
         return [names[index] for index, _ in step.outputs]
 
-    def signatures(self, values: dict[str, Any]) -> list[bytes]:
+    def signatures(self, values: dict[str, Any], mode: bytes = b"") -> list[bytes]:
+        """Each step's signature for graph inputs `values`; `mode` (see `run_mode`) seeds every one."""
         by_slot: dict[int, bytes] = {}
         for name, slot in self.input_slots.items():
             try:
@@ -216,7 +219,7 @@ class CachePlan:
                 by_slot[slot] = os.urandom(32)
         sigs: list[bytes] = []
         for index, info in enumerate(self.infos):
-            h = hashlib.sha256(info.static)
+            h = hashlib.sha256(mode + info.static)
             for slot in info.reads:
                 producer = self.producer.get(slot)
                 h.update(sigs[producer] if producer is not None else by_slot.get(slot, b"-"))
@@ -262,10 +265,15 @@ def cache_plan(plan) -> CachePlan:
     return found
 
 
+def run_mode(ctx) -> bytes:
+    """What the run computes with, besides its inputs: device, dtype and fast mode, as asked."""
+    return repr(tuple(str(field) for field in getattr(ctx, "mode", ()))).encode()
+
+
 def run_steps_cached(plan, slots: list, values: dict[str, Any], ctx, cache: NodeCache) -> None:
     """Like `run_steps(plan.steps, ...)`, but serving what it can from `cache` and storing what ran."""
     info = cache_plan(plan)
-    sigs = info.signatures(values)
+    sigs = info.signatures(values, run_mode(ctx))
     hits, run = info.decide(sigs, cache)
     for index, step in enumerate(plan.steps):
         entry = hits.get(index)

@@ -114,21 +114,6 @@ class ModelCache(ComponentCache):
         return count
 
 
-class ModeOutputs:
-    """The node-output cache as runs of one mode see it: fast-mode runs (nodegraph/fast) store and find their
-    outputs under signatures of their own, so a default run is never served a fast run's latents (nor the
-    reverse); both share one LRU and its budget. (Loaded models are kept apart by the loaders' cache key.)"""
-
-    def __init__(self, cache: OutputCache, mode: str):
-        self.cache, self.prefix = cache, f"{mode}:"
-
-    def get(self, signature: str) -> Optional[dict]:
-        return self.cache.get(self.prefix + signature)
-
-    def put(self, signature: str, outputs: dict) -> None:
-        self.cache.put(self.prefix + signature, outputs)
-
-
 class OutputCache:
     """Node outputs by signature, least recently used first out, under `budget` bytes of tensors."""
 

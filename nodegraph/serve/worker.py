@@ -71,7 +71,6 @@ class Worker:
         from nodegraph.exec.executor import execute_plan
         from nodegraph.exec.hooks import CancelToken, RunCancelledError
         from nodegraph.exec.steps import NodeExecutionError
-        from nodegraph.serve.cache import ModeOutputs
         from nodegraph.serve.preview import preview_family
         from nodegraph.spec.errors import ValidationFailed
         from nodegraph.spec.values import bind_input_values
@@ -94,9 +93,8 @@ class Worker:
             plan = graph.plan(tuple(run["wanted"]) if run["wanted"] else None)
             fast = run["fast"]  # fast mode: loaders prepare models of their own (nodegraph/nodes/loaders.py)
             ctx = RunContext(self.device, self.dtype, components=self.models, hooks=(hook,), cancel=cancel, fast=fast)
-            cache = ModeOutputs(self.outputs_cache, "fast") if fast else self.outputs_cache
             started = time.perf_counter()
-            result = execute_plan(plan, values, ctx, cache=cache)
+            result = execute_plan(plan, values, ctx, cache=self.outputs_cache)
             seconds = time.perf_counter() - started
             if cancel.cancelled:
                 raise RunCancelledError()

@@ -176,3 +176,17 @@ outputs: {{text: $read.text}}
     second.write_text("B!")
     assert run() == ("A!B!", ["read"])
     assert run() == ("A!B!", [])
+
+
+def test_dtype_and_fast_mode_are_part_of_the_signature_so_one_cache_never_mixes_runs(sd):
+    cache = DictCache()
+    plain, _ = run(sd, cache)
+    ran = TopLevel()
+    bf16 = sd.run(RunOptions(hooks=[ran], cache=cache, dtype="bf16"), **BASE)["image"]
+    assert ran == sd.plan().order and ran.cached == []  # an fp32 run's outputs never serve a bf16 run
+    assert (bf16 - plain).abs().max().item() > 0  # the fixture tells the dtypes apart
+    ran = TopLevel()
+    sd.run(RunOptions(hooks=[ran], cache=cache, dtype="bf16", fast=True), **BASE)
+    assert ran == sd.plan().order and ran.cached == []  # nor a default run's a fast one
+    again, ran = run(sd, cache)
+    assert ran == [] and "decode" in ran.cached and (again - plain).abs().max().item() == 0
