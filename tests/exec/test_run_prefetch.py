@@ -160,3 +160,22 @@ def test_nodegraph_run_prefetches_unless_told_not_to(flag, monkeypatch, tmp_path
     assert main(argv + flag) == 0
     assert json.loads(capsys.readouterr().out)["image"]
     assert started == ([] if flag else ["builtin:digits"])
+
+
+def test_torch_is_imported_for_the_prefetch_only_when_a_file_is_to_be_read():
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from nodegraph import load_graph
+from nodegraph.exec.prefetch import start_prefetch
+from nodegraph.spec.values import bind_input_values
+for path in {[str(p) for p in digits("unet", "vae", "text_encoder")]!r}:
+    open(path, "rb").read()  # in the page cache: nothing to read ahead
+graph = load_graph({str(SD)!r})
+started = start_prefetch(graph, bind_input_values(graph.checked, {{"model": "builtin:digits"}}))
+print(started.files, "torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.stdout.split() == ["[]", "False"], done.stderr
