@@ -269,9 +269,9 @@ def print_phases(records: dict[str, list[dict]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default="~/.cache/nodegraph-bench")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=None, help="default 512 (--whole-process 256, --tiny 64)")
+    parser.add_argument("--steps", type=int, default=None, help="default 20 (--whole-process 4)")
+    parser.add_argument("--repeats", type=int, default=None, help="default 3 (--whole-process 5)")
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny SD1 model (seconds)")
     parser.add_argument("--whole-process", action="store_true",
                         help="time fresh `nodegraph run` processes (default --size 256 --steps 4 --repeats 5)")
@@ -283,13 +283,13 @@ def main() -> None:
     if sys.argv[1:2] == ["--child-phases"]:
         child_phases(sys.argv[2], sys.argv[3:])
     args = parser.parse_args()
-    if args.whole_process:
-        defaults = {"size": 512, "steps": 20, "repeats": 3}
-        for name, value in {"size": 256, "steps": 4, "repeats": 5}.items():
-            if getattr(args, name) == defaults[name]:
-                setattr(args, name, value)
-    if args.tiny and args.size in (512, 256):
-        args.size = 64
+    defaults = {"size": 256, "steps": 4, "repeats": 5} if args.whole_process else {"size": 512, "steps": 20,
+                                                                                     "repeats": 3}
+    if args.tiny:
+        defaults["size"] = 64
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.whole_process:
         whole_process(args, *model_files(args))
         return
