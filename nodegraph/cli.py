@@ -151,7 +151,7 @@ def _run(args, scratch: pathlib.Path) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
         return EXIT_INVALID
-    if not args.no_prefetch:  # the disk reads the weights while torch is imported (nodegraph/exec/prefetch.py)
+    if not args.no_prefetch:  # the disk reads the weights ahead of the loaders (nodegraph/exec/prefetch.py)
         from nodegraph.exec.prefetch import start_prefetch
 
         start_prefetch(graph, values)
@@ -266,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave the C allocator's defaults (by default freed tensor memory is kept for reuse, "
                           "which avoids page faults on every CPU step)")
     run.add_argument("--no-prefetch", action="store_true",
-                     help="do not read the model files into the page cache ahead of their loaders (by default the "
-                          "disk reads them while torch is imported; see docs/performance.md)")
+                     help="do not read the model files into the page cache ahead of their loaders (by default a "
+                          "process reads those not yet cached, once torch is imported; see docs/performance.md)")
     run.add_argument("-v", "--verbose", action="store_true", help="log every node as it starts and ends")
     run.add_argument("--server", default=None, metavar="URL", help="run on a `nodegraph serve` server")
     run.add_argument("--token", default=None, help="the server's token (default: $NODEGRAPH_TOKEN)")

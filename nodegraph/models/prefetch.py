@@ -1,9 +1,9 @@
 """Reading weight files into the page cache ahead of their loader, so that the disk works while Python does not.
 
-Why: on a cold page cache a run otherwise reads its weights (SD1.5: 4.1 GB, about 3.5 s at 1.1 GB/s) only once
-torch is imported and the first loader starts, one file after the other. The files are known as soon as the
-graph's inputs are bound; asking the kernel for them then lets the disk read while torch is imported and while
-the first model is converted.
+Why: on a cold page cache a run otherwise reads its weights (SD1.5: 4.1 GB, about 3.5 s at 1.1 GB/s) as each
+loader touches them, in page faults, one file after the other, and the fp32 UNet's only during its first call.
+The files are known as soon as the graph's inputs are bound; asking the kernel for all of them in order lets the
+disk read them while the run builds models, converts the first one and encodes the prompt.
 
 How: `component_files` finds the files exactly as the loaders will (the same torch-free `locate_component` and
 `find_weights`), and `spawn_read_ahead` starts a small process (models/read_ahead.py) that asks the kernel to
