@@ -107,10 +107,16 @@ def spawned(monkeypatch):
 
 
 def test_files_already_in_the_page_cache_are_not_read_again(monkeypatch):
-    lists = []
-    monkeypatch.setattr("nodegraph.models.prefetch.spawn_read_ahead", lambda files: lists.append(files))
-    for path in digits("unet", "vae", "text_encoder"):
-        path.read_bytes()  # now cached
+    from nodegraph.models import prefetch as files_prefetch
+
+    lists, looks_cached = [], files_prefetch.looks_cached
+
+    def read_then_look(path):  # read just before the look, so that no page-cache drop elsewhere falls between
+        path.read_bytes()
+        return looks_cached(path)
+
+    monkeypatch.setattr(files_prefetch, "spawn_read_ahead", lambda files: lists.append(files))
+    monkeypatch.setattr(files_prefetch, "looks_cached", read_then_look)
     graph = load_graph(SD)
     started = start_prefetch(graph, bind_input_values(graph.checked, {"model": "builtin:digits"}))
     assert started.files == [] and lists == [[]]
