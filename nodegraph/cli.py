@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import pathlib
-import signal
 import sys
 import warnings
 from typing import Any, Optional
@@ -134,7 +133,7 @@ def cmd_run(args) -> int:
 def _run(args, scratch: pathlib.Path) -> int:
     from nodegraph.exec import png_metadata
     from nodegraph.exec.executor import run_graph
-    from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook
+    from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook, cancel_on_ctrl_c
     from nodegraph.exec.steps import NodeExecutionError
     from nodegraph.exec.writers import OutputInfo, summarize, writer_for
 
@@ -157,15 +156,7 @@ def _run(args, scratch: pathlib.Path) -> int:
         start_prefetch(graph, values)
     cancel = CancelToken()
     hooks = [ProgressHook(disable=True if args.quiet else None)] + ([LogHook()] if args.verbose else [])
-
-    def on_sigint(signum, frame):
-        if cancel.cancelled:
-            raise KeyboardInterrupt
-        cancel.cancel()
-        print("\ncancelling at the next step (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    with cancel_on_ctrl_c(cancel):
         try:
             from nodegraph.exec.run_scoped import RunScopedComponents  # one run: free each model after its last use
 
@@ -186,8 +177,6 @@ def _run(args, scratch: pathlib.Path) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
             info = OutputInfo(name, ptype, graph, values, args.device, args.dtype, fast=fast)
             report[name] = [str(p) for p in writer.write(value, out_dir, info)]
-    finally:
-        signal.signal(signal.SIGINT, previous)
     print(json.dumps(report, indent=2, default=repr))
     return 0
 

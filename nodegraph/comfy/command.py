@@ -140,7 +140,7 @@ def run_workflow(args) -> int:
 
     from nodegraph.cli import parse_sets
     from nodegraph.exec.executor import run_graph
-    from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook
+    from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook, cancel_on_ctrl_c
     from nodegraph.spec.values import bind_input_values
 
     # The same execution as `nodegraph run graph.yaml`, in the same order: the allocator tuned before anything is
@@ -171,8 +171,11 @@ def run_workflow(args) -> int:
             hooks.append(LogHook())
         from nodegraph.exec.run_scoped import RunScopedComponents
 
-        outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=CancelToken(),
-                            components=RunScopedComponents(), fast=getattr(args, "fast", False))
+        with cancel_on_ctrl_c(CancelToken()) as cancel:  # Ctrl-C: stop at the next step, write nothing
+            outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=cancel,
+                                components=RunScopedComponents(), fast=getattr(args, "fast", False))
+            if cancel.cancelled:
+                raise KeyboardInterrupt
         chunks = {"prompt": json.dumps(workflow.api)}
         if workflow.ui is not None:
             chunks["workflow"] = json.dumps(workflow.ui)

@@ -5,6 +5,8 @@ A hook is any callable taking one event. No node prints and no node knows about 
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import threading
 from typing import Any, Callable
@@ -44,6 +46,24 @@ class CancelToken:
     def raise_if_cancelled(self, node_id: str | None = None) -> None:
         if self._event.is_set():
             raise RunCancelledError(node_id)
+
+
+@contextlib.contextmanager
+def cancel_on_ctrl_c(cancel: CancelToken):
+    """While inside, a first Ctrl-C cancels `cancel` (the run stops at the next node or step, writing nothing) and
+    a second one stops at once (KeyboardInterrupt); the previous handler comes back on leaving."""
+
+    def on_sigint(signum, frame):
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\ncancelling at the next step (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class ProgressHook:

@@ -1,19 +1,23 @@
 """`nodegraph run WORKFLOW.json` runs like `nodegraph run graph.yaml`: the import adds no model work to the run
 (one header parse by the loaders, each model loaded once, no torch before the run), tunes the allocator before
-anything is loaded, reads the weights ahead as a graph file's run does, and logs with `-v`."""
+anything is loaded, reads the weights ahead as a graph file's run does, logs with `-v`, and stops cleanly at the
+next step on Ctrl-C."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+import workflows
 from workflows import DEFAULT_API, run_cli
 
 
@@ -186,3 +190,23 @@ def test_imported_workflow_dispatches_the_same_torch_ops_as_the_graph_written_by
     assert sum(counted["hand"].values()) > 100  # the counter saw the run
     assert counted["imported"] == counted["hand"]
     assert torch.equal(images["imported"], images["hand"])
+
+
+def test_ctrl_c_during_a_workflow_run_stops_at_the_next_step_with_exit_130_and_no_image(models_dir, sd1_folder,
+                                                                                        tmp_path):
+    workflow, out, log = tmp_path / "long.json", tmp_path / "out", tmp_path / "stderr.txt"
+    workflow.write_text(json.dumps(workflows.api(n3_steps=5000)))
+    with open(log, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "nodegraph.cli", "run", str(workflow), "--models",
+                                    str(models_dir), "--set", f"config={sd1_folder}", "--out", str(out), "-v"],
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   cwd=Path(__file__).resolve().parents[2])
+        deadline = time.monotonic() + 60
+        while "started ksampler3" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    text = log.read_text()
+    assert process.returncode == 130, text[-2000:]
+    assert "cancelling at the next step" in text and "Traceback" not in text
+    assert not out.exists() or list(out.rglob("*.png")) == []
