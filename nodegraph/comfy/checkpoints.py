@@ -53,10 +53,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
 
 def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Every tensor's shape by name. A safetensors file's header is read without importing torch, so that torch is
-    imported where a graph file's run imports it, in the first loader, while `nodegraph run`'s prefetch reads the
-    weights from disk (nodegraph/exec/prefetch.py); imported here, before the prefetch starts, a cold run of the
-    workflow would wait for the disk where the same graph written by hand does not. (The loaders parse the
-    header again, once, for the weights' offsets: a few milliseconds.)"""
+    imported where a graph file's run imports it: when the read-ahead of cold weight files starts
+    (nodegraph/exec/prefetch.py), or in the first loader. (The loaders parse the header again, once, for the
+    weights' offsets: a few milliseconds.)"""
     if path.suffix.lower() in _PICKLES:  # only torch reads a pickle
         from nodegraph.models.single_file.loader import opened
 

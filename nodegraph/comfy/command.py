@@ -144,7 +144,7 @@ def run_workflow(args) -> int:
     from nodegraph.spec.values import bind_input_values
 
     # The same execution as `nodegraph run graph.yaml`, in the same order: the allocator tuned before anything is
-    # loaded, the weights read ahead while torch is imported, each model freed after its last use.
+    # loaded, the weights read ahead of the loaders (files not yet cached), each model freed after its last use.
     if not getattr(args, "no_heap_reuse", False):
         from nodegraph.exec.heap import reuse_freed_heap
 
@@ -162,7 +162,7 @@ def run_workflow(args) -> int:
         if out_dir.exists() and not out_dir.is_dir():
             print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
             return EXIT_INVALID
-        if not getattr(args, "no_prefetch", False):  # the disk reads the weights while torch is imported
+        if not getattr(args, "no_prefetch", False):  # the disk reads the weights ahead of the loaders
             from nodegraph.exec.prefetch import start_prefetch
 
             start_prefetch(graph, values)
