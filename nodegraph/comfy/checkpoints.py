@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodegraph.comfy.errors import ComfyError
+from nodegraph.models.weight_files import PICKLES
 
 COVERED_FAMILIES = ("sd1", "sd2", "sdxl_base", "sdxl_refiner")
 _SD2_V_KEY = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
 _SD2_V_STD = 0.09
 _SD2_TEXT_LAYER = "cond_stage_model.model.transformer.resblocks."
-_PICKLES = (".ckpt", ".pt", ".pth", ".bin")  # single_file/reader.py's PICKLES; any other file is read as safetensors
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
     imported where a graph file's run imports it: when the read-ahead of cold weight files starts
     (nodegraph/exec/prefetch.py), or in the first loader. (The loaders parse the header again, once, for the
     weights' offsets: a few milliseconds.)"""
-    if path.suffix.lower() in _PICKLES:  # only torch reads a pickle
+    if path.suffix.lower() in PICKLES:  # only torch reads a pickle
         from nodegraph.models.single_file.loader import opened
 
         return opened(path).shapes

@@ -26,7 +26,8 @@ from typing import Iterable
 
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.sources import BUILTIN_PREFIX, LocalSource, resolve_source
-from nodegraph.models.weight_files import DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, find_weights, locate_component
+from nodegraph.models.weight_files import (DIFFUSERS_WEIGHTS, PICKLES, TRANSFORMERS_WEIGHTS, find_weights,
+                                           locate_component)
 
 MEMORY_SHARE = 0.5  # of MemAvailable, at most, for prefetched files
 
@@ -41,7 +42,7 @@ def component_files(model: str, component: str, *, variant: str | None = None,
     text = os.fspath(model)
     path = Path(text).expanduser()
     if not text.startswith(BUILTIN_PREFIX) and path.is_file():  # a single-file checkpoint holds every component
-        readable = (".safetensors", ".ckpt", ".pt", ".bin") if allow_pickle else (".safetensors",)
+        readable = (".safetensors", *PICKLES) if allow_pickle else (".safetensors",)
         return [path.resolve()] if path.suffix.lower() in readable else []
     if not text.startswith(BUILTIN_PREFIX) and not path.is_dir():
         return []  # a hub repo id, or nothing: never touch the network for a prefetch

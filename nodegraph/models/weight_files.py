@@ -12,6 +12,8 @@ from nodegraph.models.sources import Source
 
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model", "diffusion_pytorch_model")  # stems of (.safetensors, .bin)
 TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
+# a single file with one of these suffixes is a pickle (torch.load); any other is read as safetensors
+PICKLES = (".ckpt", ".pt", ".pth", ".bin")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from nodegraph.models.checkpoint import Entry, _read_safetensors_header, load_pickle_state
 from nodegraph.models.errors import CheckpointError
+from nodegraph.models.weight_files import PICKLES
 
 SAFETENSORS = (".safetensors", ".sft")
-PICKLES = (".ckpt", ".pt", ".pth", ".bin")
 
 
 @dataclass
