@@ -27,21 +27,12 @@ class LoadControlNet(Node):
 
     def run(self, i, ctx):
         from nodegraph.models.controlnet import load_controlnet
+        from nodegraph.nodes.loaders import get_or_load_model
 
-        fast = getattr(ctx, "fast", False)  # prepared as the UNet is (nodegraph/fast): a model of its own then
-        key = ("controlnet", i.model, i.revision, i.variant, i.config, str(ctx.dtype), str(ctx.device)) + (
-            ("fast",) if fast else ())
-
-        def load():
-            model = load_controlnet(i.model, dtype=ctx.dtype, device=ctx.device, revision=i.revision,
-                                    variant=i.variant, allow_pickle=i.allow_pickle, config=i.config or None)
-            if fast:
-                from nodegraph.fast import prepare
-
-                prepare(model)
-            return model
-
-        return {"controlnet": ctx.components.get_or_load(key, load)}
+        key = ("controlnet", i.model, i.revision, i.variant, i.config, str(ctx.dtype), str(ctx.device))
+        return {"controlnet": get_or_load_model(ctx, key, lambda: load_controlnet(  # fast: prepared as the UNet is
+            i.model, dtype=ctx.dtype, device=ctx.device, revision=i.revision, variant=i.variant,
+            allow_pickle=i.allow_pickle, config=i.config or None))}
 
 
 @node("ControlRange", version=1)

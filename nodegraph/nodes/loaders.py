@@ -42,21 +42,29 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
     channels_last = getattr(i, "channels_last", False)
     config = getattr(i, "config", None) or None
     ema = getattr(i, "ema", False)
-    fast = placed and getattr(ctx, "fast", False) and component in FAST_COMPONENTS  # a model of its own: see below
     key = ("component", i.model, i.revision, i.variant, component, str(dtype), str(device), channels_last, config,
-           ema) + (("fast",) if fast else ())
+           ema)
 
     def load():
         kwargs = {"dtype": dtype, "device": device, "channels_last": channels_last} if placed else {}
-        model = load_component(i.model, component, revision=i.revision, variant=i.variant,
-                               allow_pickle=i.allow_pickle, config=config, ema=ema, **kwargs)
-        if fast:  # prepared in place, so never the default run's cached copy (which stays bit-equal)
-            from nodegraph.fast import prepare
+        return load_component(i.model, component, revision=i.revision, variant=i.variant,
+                              allow_pickle=i.allow_pickle, config=config, ema=ema, **kwargs)
 
-            prepare(model)
-        return model
+    return get_or_load_model(ctx, key, load, fast=placed and component in FAST_COMPONENTS)
 
-    return ctx.components.get_or_load(key, load)
+
+def get_or_load_model(ctx: RunContext, key: tuple, load, *, fast: bool = True):
+    """`ctx.components.get_or_load(key, load)`; in a fast run (and `fast`), a model of its own, prepared once by
+    nodegraph.fast. Prepared in place, so never the default run's cached copy, which stays bit-equal."""
+    if not (fast and getattr(ctx, "fast", False)):
+        return ctx.components.get_or_load(key, load)
+
+    def load_prepared():
+        from nodegraph.fast import prepare
+
+        return prepare(load())
+
+    return ctx.components.get_or_load(key + ("fast",), load_prepared)
 
 
 @node("LoadUNet", version=1)
@@ -100,20 +108,10 @@ class LoadVAE(Node):
         if i.override:
             from nodegraph.models.single_file.vae_override import load_override
 
-            fast = getattr(ctx, "fast", False)  # prepared as the checkpoint's own VAE would be
-            key = ("vae-override", i.override, i.model, i.config, str(ctx.dtype), str(ctx.device), i.channels_last
-                   ) + (("fast",) if fast else ())
-
-            def load():
-                vae = load_override(i.override, i.model, config=i.config or None, dtype=ctx.dtype, device=ctx.device,
-                                    allow_pickle=i.allow_pickle, channels_last=i.channels_last)
-                if fast:
-                    from nodegraph.fast import prepare
-
-                    prepare(vae)
-                return vae
-
-            return {"vae": ctx.components.get_or_load(key, load)}
+            key = ("vae-override", i.override, i.model, i.config, str(ctx.dtype), str(ctx.device), i.channels_last)
+            return {"vae": get_or_load_model(ctx, key, lambda: load_override(  # fast: prepared as the own VAE is
+                i.override, i.model, config=i.config or None, dtype=ctx.dtype, device=ctx.device,
+                allow_pickle=i.allow_pickle, channels_last=i.channels_last))}
         return {"vae": load_cached(i, "vae", ctx)}
 
 
