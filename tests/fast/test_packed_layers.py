@@ -12,6 +12,13 @@ from nodegraph.fast.linear import FastLinear
 from nodegraph.models.base import Conv2d, Linear
 
 
+def _swapped(plain: torch.nn.Module, fast_class: type) -> torch.nn.Module:
+    """A copy of `plain` as `fast_class`, as nodegraph.fast.prepare swaps layers (the same parameters)."""
+    fast = copy.deepcopy(plain)
+    fast.__class__ = fast_class
+    return fast
+
+
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.allclose(a.float(), b.float(), rtol=2e-2, atol=2e-2)
 
@@ -19,8 +26,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 def test_packed_linear_matches_torch_at_other_row_counts_and_follows_weight_changes():
     torch.manual_seed(0)
     plain = Linear(24, 40).bfloat16().eval()
-    fast = copy.deepcopy(plain)
-    fast.__class__ = FastLinear
+    fast = _swapped(plain, FastLinear)
     with torch.no_grad():
         for shape in [(8, 24), (2, 3, 24), (20, 24)]:  # packed for the first, used for all
             x = torch.randn(shape).bfloat16()
@@ -38,8 +44,7 @@ def test_packed_linear_matches_torch_at_other_row_counts_and_follows_weight_chan
 def test_packed_conv_matches_torch_on_both_layouts_and_follows_weight_changes():
     torch.manual_seed(0)
     plain = Conv2d(8, 16, 3, padding=1).eval()
-    fast = copy.deepcopy(plain)
-    fast.__class__ = FastConv2d
+    fast = _swapped(plain, FastConv2d)
     with torch.no_grad():
         for size in (6, 9):
             x = torch.randn(2, 8, size, size)
@@ -72,8 +77,7 @@ def test_gated_gelu_with_its_gelu_and_product_inside_the_gemms_matches_the_eager
 
     torch.manual_seed(0)
     plain = GEGLU(24, 40).bfloat16().eval()
-    fast = copy.deepcopy(plain)
-    fast.__class__ = FastGEGLU
+    fast = _swapped(plain, FastGEGLU)
     with torch.no_grad():
         for shape in [(2, 9, 24), (3, 24)]:
             x = torch.randn(shape).bfloat16()
