@@ -66,14 +66,6 @@ def _target(client, target: str, sets: list[str]) -> tuple[dict, dict]:
     return payload, {**base, **values}
 
 
-def _made_fast(target: str) -> bool:
-    if not (target.lower().endswith(".png") and os.path.isfile(target)):
-        return False
-    from nodegraph.exec.png_metadata import recorded_fast
-
-    return recorded_fast(target)
-
-
 def _problem(code: str, message: str, hint: str):
     from nodegraph.spec.errors import GraphError
 
@@ -86,12 +78,13 @@ def run_remote(args) -> int:
     from nodegraph.client import Client, ServerError
     from nodegraph.exec import events as ev
     from nodegraph.exec.hooks import ProgressHook
+    from nodegraph.exec.png_metadata import recorded_fast
 
     client = Client(args.server, token=args.token)
     try:
         payload, inputs = _target(client, args.graph, args.set)
         body = {**payload, "inputs": inputs}
-        if args.fast or _made_fast(args.graph):  # a PNG made in fast mode re-runs in fast mode, as it does locally
+        if args.fast or (os.path.isfile(args.graph) and recorded_fast(args.graph)):  # a fast PNG re-runs fast
             body["fast"] = True
         try:
             run_id = client.request("POST", "/runs", json=body)["id"]
