@@ -42,8 +42,10 @@ def component_files(model: str, component: str, *, variant: str | None = None,
     text = os.fspath(model)
     path = Path(text).expanduser()
     if not text.startswith(BUILTIN_PREFIX) and path.is_file():  # a single-file checkpoint holds every component
-        readable = (".safetensors", *PICKLES) if allow_pickle else (".safetensors",)
-        return [path.resolve()] if path.suffix.lower() in readable else []
+        # the single-file reader's rule: a pickle suffix only when pickles are allowed, any other is safetensors
+        # (`.sft`, ComfyUI's `.safetensors` renamed, …)
+        readable = allow_pickle or path.suffix.lower() not in PICKLES
+        return [path.resolve()] if readable else []
     if not text.startswith(BUILTIN_PREFIX) and not path.is_dir():
         return []  # a hub repo id, or nothing: never touch the network for a prefetch
     try:

@@ -69,10 +69,11 @@ def test_hub_ids_and_missing_paths_give_nothing_and_never_list_the_hub(monkeypat
 
 
 def test_a_single_file_checkpoint_is_read_whole_and_a_pickle_only_when_allowed(tmp_path):
-    single, pickle = tmp_path / "model.safetensors", tmp_path / "model.ckpt"
-    single.write_bytes(b"x")
-    pickle.write_bytes(b"x")
+    single, sft, pickle = tmp_path / "model.safetensors", tmp_path / "flux.sft", tmp_path / "model.ckpt"
+    for path in (single, sft, pickle):
+        path.write_bytes(b"x")
     assert component_files(str(single), "vae") == [single.resolve()]
+    assert component_files(str(sft), "unet") == [sft.resolve()]  # the reader opens any non-pickle as safetensors
     assert component_files(str(pickle), "unet") == []
     assert component_files(str(pickle), "unet", allow_pickle=True) == [pickle.resolve()]
 

@@ -14,8 +14,6 @@ from nodegraph.models.checkpoint import Entry, _read_safetensors_header, load_pi
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.weight_files import PICKLES
 
-SAFETENSORS = (".safetensors", ".sft")
-
 
 @dataclass
 class CheckpointFile:
