@@ -85,7 +85,9 @@ class Client:
     def submit(self, graph: Any = None, *, document: Any = None, inputs: Optional[dict] = None, priority: int = 0,
                outputs: Optional[list[str]] = None, preview: bool = False, fast: bool = False,
                **more_inputs) -> RunHandle:
-        """Queue a run. `fast=True`: fast mode (faster kernels, the image within 2/255 of the default one)."""
+        """Queue a run. `fast=True`: fast mode (faster kernels instead of bit-equality: docs/performance.md).
+        A graph input named like one of this method's keywords (`document`, `inputs`, `priority`, `outputs`,
+        `preview`, `fast`) is given in `inputs={...}`; the keywords are the run's own settings."""
         body: dict[str, Any] = graph_payload(graph) if document is None else {"document": document}
         body.update(inputs={**(inputs or {}), **more_inputs}, priority=priority, outputs=outputs, preview=preview)
         if fast is not False:  # left out by default: a server from before fast mode takes the request as it was

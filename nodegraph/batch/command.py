@@ -36,7 +36,7 @@ def add_batch_parser(sub, sets: dict) -> None:
     batch.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when present)")
     batch.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="default: fp32")
     batch.add_argument("--fast", action="store_true", help="fast mode for every item, as `nodegraph run --fast`: "
-                       "faster kernels, images within 2/255 of the default ones; recorded in each PNG")
+                       "faster kernels instead of bit-equal images (docs/performance.md); recorded in each PNG")
     batch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     batch.add_argument("--no-heap-reuse", action="store_true", help="as for `nodegraph run`")
     batch.set_defaults(func=cmd_batch)

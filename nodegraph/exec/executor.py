@@ -20,7 +20,8 @@ class RunOptions:
     `hooks` (callables receiving events), `cancel` (a CancelToken scoped to this run), `cache` (a node-output
     cache, see exec/cache.py; None runs every node), `components` (the loaded-model cache; None = the
     process-wide one; exec/run_scoped.py frees each model after its last use, for one-shot processes), `fast`
-    (fast mode: faster kernels, images within 2/255 of the default ones instead of bit-equal; nodegraph/fast)."""
+    (fast mode: faster kernels instead of bit-equal images: within 2/255 of the default ones in fp32, about as far
+    as bf16 is from fp32 in bf16; nodegraph/fast)."""
 
     device: Any = None
     dtype: Any = None

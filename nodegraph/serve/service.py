@@ -68,7 +68,7 @@ class Service:
 
         if not isinstance(fast, bool):
             raise reject("invalid_value", "fast", f"`fast` must be true or false, got {json.dumps(fast, default=repr)}",
-                         "true runs in fast mode (faster kernels, the image within 2/255 of the default one); "
+                         "true runs in fast mode (faster kernels, the image not bit-equal to the default one); "
                          "false or absent keeps the image bit-equal to diffusers")
         loaded, digest, name = self.documents.submit(graph, document)
         if not isinstance(inputs, dict):

@@ -1,4 +1,4 @@
-"""Fast mode: its image stays within 2/255 of the default (diffusers-equal) one, it really runs other kernels,
+"""Fast mode: in fp32 its image stays within 2/255 of the default (diffusers-equal) one, it really runs other kernels,
 and it is recorded in the PNG so that `nodegraph run image.png` re-runs fast."""
 
 from __future__ import annotations
