@@ -164,9 +164,13 @@ def test_cancel_a_queued_and_a_running_run_and_only_that_run(client):
 def test_live_and_late_clients_get_every_event_progress_and_previews(client):
     from PIL import Image
 
-    client.submit("sleep", seconds=1, value=time.time())  # holds the queue: the next run is followed live
+    # the blocker holds the queue until the live client is subscribed (a fixed sleep raced a loaded machine)
+    blocker = client.submit("sleep", seconds=60, value=time.time())
     handle = client.submit("stable_diffusion", **DIGITS, prompt="a handwritten digit 1", seed=21, preview=True)
-    live = list(handle.events())
+    stream = handle.events()
+    live = [next(stream)]  # "queued", replayed: the stream is open and the run has not started
+    blocker.cancel()
+    live += list(stream)
     late = list(handle.events())  # after the end: all of it, replayed
     for events in (live, late):
         kinds = [e["type"] for e in events]
