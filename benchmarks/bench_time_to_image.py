@@ -1,7 +1,10 @@
 """Time-to-image, whole process: `nodegraph run graphs/stable_diffusion.yaml` vs diffusers' StableDiffusionPipeline.
 
     .venv/bin/python benchmarks/bench_time_to_image.py [--threads 2] [--repeats 5] [--only tiny|sd15]
-        [--dtypes fp32,bf16] [--cold] [--fast] [--step]
+        [--dtypes fp32,bf16] [--cold] [--fast] [--step] [--size PX] [--steps N]
+
+The GPU check of issue 20 (SD1.5 size, 512², 25 steps, fp16 on CUDA only), on a machine with a GPU:
+    .venv/bin/python benchmarks/bench_time_to_image.py --only sd15 --dtypes "" --size 512 --steps 25
 
 Each run is a fresh Python process, timed from its start until the PNG is written (import + load + sample +
 decode + save), with its own peak RSS (the kernel's ru_maxrss of that child, from os.wait4). The two libraries
@@ -68,7 +71,8 @@ def tiny_checkpoint(cache: Path) -> Path:
     return root
 
 
-def diffusers_worker(model: str, dtype_name: str, device: str, size: int, out: str, threads: int) -> None:
+def diffusers_worker(model: str, dtype_name: str, device: str, size: int, out: str, threads: int,
+                     steps: int = STEPS) -> None:
     """The diffusers side, as a user would write it (runs as the timed child process)."""
     import torch
     from diffusers import StableDiffusionPipeline
@@ -78,18 +82,18 @@ def diffusers_worker(model: str, dtype_name: str, device: str, size: int, out: s
     pipe = StableDiffusionPipeline.from_pretrained(model, torch_dtype=dtype, safety_checker=None,
                                                    requires_safety_checker=False).to(device)
     pipe.set_progress_bar_config(disable=True)
-    image = pipe(PROMPT, num_inference_steps=STEPS, height=size, width=size,
+    image = pipe(PROMPT, num_inference_steps=steps, height=size, width=size,
                  generator=torch.Generator("cpu").manual_seed(SEED)).images[0]
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
 
 
 def command(lib: str, model: Path, dtype: str, device: str, size: int, out: Path, threads: int,
-            fast: bool = False) -> list[str]:
+            fast: bool = False, steps: int = STEPS) -> list[str]:
     if lib == "diffusers":
         return [sys.executable, __file__, "--diffusers-worker", str(model), dtype, device, str(size),
-                str(out / "image.png"), str(threads)]
-    sets = dict(model=model, prompt=PROMPT, steps=STEPS, height=size, width=size, seed=SEED)
+                str(out / "image.png"), str(threads), str(steps)]
+    sets = dict(model=model, prompt=PROMPT, steps=steps, height=size, width=size, seed=SEED)
     return [sys.executable, "-m", "nodegraph.cli", "run", str(REPO / "graphs" / "stable_diffusion.yaml"),
             *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], "--dtype", dtype, "--device", device,
             "--out", str(out), "-q", *(["--fast"] if fast else [])]
@@ -236,20 +240,22 @@ def alternate_runs(command, repeats: int, threads: int, prefix: str, report=None
 
 
 def measure(name: str, model: Path, dtype: str, device: str, threads: int, repeats: int, cold: bool = False,
-            fast: bool = False) -> dict:
-    result = alternate_runs(lambda lib, out: command(lib, model, dtype, device, SIZES[name], out, threads, fast),
+            fast: bool = False, size: int | None = None, steps: int = STEPS) -> dict:
+    size = size or SIZES[name]
+    result = alternate_runs(lambda lib, out: command(lib, model, dtype, device, size, out, threads, fast, steps),
                             repeats, threads, "ng-tti-", before_each=drop_page_cache if cold else None)
-    row = {"case": name, "size": SIZES[name], "dtype": dtype, "device": device, **result}
+    row = {"case": name, "size": size, "dtype": dtype, "device": device, **result}
     print(f"  measured {name} {dtype} {device}: nodegraph {row['nodegraph_s']:.1f} s, diffusers "
           f"{row['diffusers_s']:.1f} s (load average {load_average()})", flush=True)
     return row
 
 
-def print_table(rows: list[dict], threads: int, repeats: int, cold: bool = False, fast: bool = False) -> None:
+def print_table(rows: list[dict], threads: int, repeats: int, cold: bool = False, fast: bool = False,
+                steps: int = STEPS) -> None:
     import diffusers
     import torch
 
-    print(f"\ntime-to-image, whole process (import + load + {STEPS} steps + decode + PNG), "
+    print(f"\ntime-to-image, whole process (import + load + {steps} steps + decode + PNG), "
           f"nodegraph CLI{' --fast' if fast else ''}"
           f"{' (read-ahead off: NODEGRAPH_PREFETCH=0)' if os.environ.get('NODEGRAPH_PREFETCH') == '0' else ''} "
           f"vs diffusers {diffusers.__version__}; torch {torch.__version__}, "
@@ -281,6 +287,10 @@ def main() -> None:
     parser.add_argument("--dtypes", default="fp32,bf16", help="CPU dtypes, comma-separated ('' for none: CUDA only)")
     parser.add_argument("--cold", action="store_true", help="drop the page cache before every run (root only)")
     parser.add_argument("--fast", action="store_true", help="run nodegraph with --fast")
+    parser.add_argument("--size", type=int, default=None, help="image size in pixels (default: sd15 256, tiny 64; "
+                                                               "issue 20's GPU check: 512)")
+    parser.add_argument("--steps", type=int, default=STEPS, help=f"denoising steps (default {STEPS}; the GPU "
+                                                                 f"check: 25)")
     parser.add_argument("--step", action="store_true", help="time one UNet call instead (sd15; default, fast and "
                                                             "diffusers in one process)")
     args = parser.parse_args()
@@ -305,15 +315,15 @@ def main() -> None:
     for name, root in checkpoints.items():
         if not args.cold:
             warm_page_cache(root)
-        rows += [measure(name, root, dtype, device, args.threads, args.repeats, args.cold, args.fast)
-                 for dtype, device in cases]
-    print_table(rows, args.threads, args.repeats, args.cold, args.fast)
+        rows += [measure(name, root, dtype, device, args.threads, args.repeats, args.cold, args.fast, args.size,
+                         args.steps) for dtype, device in cases]
+    print_table(rows, args.threads, args.repeats, args.cold, args.fast, args.steps)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--diffusers-worker":
-        model, dtype, device, size, out, threads = sys.argv[2:8]
-        diffusers_worker(model, dtype, device, int(size), out, int(threads))
+        model, dtype, device, size, out, threads, steps = sys.argv[2:9]
+        diffusers_worker(model, dtype, device, int(size), out, int(threads), int(steps))
     elif len(sys.argv) > 1 and sys.argv[1] == "--step-worker":
         model, dtype, threads, repeats = sys.argv[2:6]
         step_worker(model, dtype, int(threads), int(repeats))
