@@ -38,8 +38,9 @@ class RunRequest(BaseModel):
     outputs: Optional[list[str]] = Field(None, description="outputs to compute (default: all)")
     preview: bool = Field(False, description="send a small latent preview with each progress event")
     # checked by the service (422 at `fast`), not here: a bad value is a rejected run like any bad input value
-    fast: Any = Field(False, description="fast mode: faster kernels, the image within 2/255 of the default "
-                                         "(bit-equal to diffusers) one; recorded in the PNG (docs/performance.md)")
+    fast: Any = Field(False, description="fast mode: faster kernels, the image not bit-equal to the default one "
+                                         "(within 2/255 in fp32; in bf16 about as far as bf16 is from fp32); "
+                                         "recorded in the PNG (docs/performance.md)")
 
 
 def error(status: int, code: str, message: str, hint: str = "") -> JSONResponse:

@@ -1,6 +1,5 @@
 """The gallery of past runs: thumbnails, inputs, re-using them, full size and download; dropping a PNG."""
 
-import base64
 import io
 import json
 import time
@@ -8,7 +7,7 @@ import time
 import pytest
 from PIL import Image
 from playwright.sync_api import expect
-from web_helpers import DIGITS_MODEL, TOKEN
+from web_helpers import DIGITS_MODEL, TOKEN, drop_file
 
 SEVEN = {"model": DIGITS_MODEL, "prompt": "a handwritten digit 7", "seed": 4242, "steps": 2, "guidance_scale": 3.5}
 
@@ -22,18 +21,6 @@ def finished_run(web_server):
         run = client.get(handle.id)
         png = client.download(run["outputs"]["image"][0]["url"])
     return run, png
-
-
-def drop_file(page, name: str, data: bytes) -> None:
-    transfer = page.evaluate_handle("""([name, b64]) => {
-        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-        const transfer = new DataTransfer();
-        transfer.items.add(new File([bytes], name, {type: 'image/png'}));
-        return transfer;
-    }""", [name, base64.b64encode(data).decode()])
-    page.dispatch_event("main", "dragover", {"dataTransfer": transfer})
-    expect(page.locator("#drop-hint")).to_be_visible()
-    page.dispatch_event("main", "drop", {"dataTransfer": transfer})
 
 
 def test_gallery_shows_the_run_and_use_these_inputs_refills_the_form(page, finished_run):
@@ -101,12 +88,15 @@ def test_dropping_a_png_without_metadata_says_so(page):
 
 def test_a_run_started_elsewhere_is_watched_from_the_gallery_and_cancelled(page, web_server):
     with web_server.client() as client:
-        handle = client.submit("stable_diffusion", inputs={**SEVEN, "steps": 1000})
+        handle = client.submit("stable_diffusion", inputs={**SEVEN, "steps": 1000}, fast=True)
         page.click("#refresh")
         entry = page.locator(f'#gallery li[data-run="{handle.id}"]')
+        expect(page.locator("#fast")).not_to_be_checked()
         entry.get_by_role("button", name="Watch").click()
         expect(page.locator("#graph-title")).to_have_text("stable_diffusion")
         expect(page.locator("#in-steps")).to_have_value("1000")
+        expect(page.locator("#fast")).to_be_checked()  # the watched run's settings, as "Use these inputs" gives
+        expect(page.locator("#run-status")).to_contain_text("fast mode")
         bar = page.locator("#progress progress")
         expect(bar).to_have_count(1, timeout=30_000)
         first = bar.evaluate("p => p.value")

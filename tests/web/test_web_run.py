@@ -5,14 +5,7 @@ import time
 
 from PIL import Image
 from playwright.sync_api import expect
-from web_helpers import DIGITS_MODEL, DOCS_IMAGES
-
-RUN_TIMEOUT = 60_000
-
-
-def open_graph(page, name="stable_diffusion"):
-    page.get_by_role("button", name=name, exact=True).click()
-    expect(page.locator("#graph-title")).to_have_text(name)
+from web_helpers import DIGITS_MODEL, DOCS_IMAGES, RUN_TIMEOUT, open_graph
 
 
 def wait_until(page, script: str, timeout: float = RUN_TIMEOUT / 1000):

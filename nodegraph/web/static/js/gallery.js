@@ -1,5 +1,5 @@
 // Past runs from the server's history (GET /runs, newest first): thumbnails, inputs, timings;
-// "Use these inputs" refills the form; "Watch" follows a run still queued or running; a result opens full size or downloads as the PNG with its metadata.
+// "Use these inputs" refills the form (and the "Fast mode" box); "Watch" follows a run still queued or running; a result opens full size or downloads as the PNG with its metadata.
 
 import { api, authorized } from "./api.js";
 import { outputImages } from "./run.js";
@@ -34,7 +34,8 @@ function entry(run, onReuse, onWatch) {
   const title = document.createElement("strong");
   const when = new Date(run.created * 1000).toLocaleTimeString();
   const seconds = run.run_seconds == null ? "" : ` · ${run.run_seconds.toFixed(2)} s`;
-  title.textContent = `${run.graph} · ${run.status} · ${when}${seconds}`;
+  const fast = run.fast === true ? " · fast mode" : "";
+  title.textContent = `${run.graph} · ${run.status}${fast} · ${when}${seconds}`;
   const inputs = document.createElement("p");
   inputs.className = "inputs";
   inputs.textContent = summary(run.inputs || {});

@@ -21,6 +21,10 @@ function notice(text, isError = false) {
   box.classList.toggle("error", isError);
 }
 
+/** Tick "Fast mode" as a run or a PNG recorded it, so running again reproduces its image. Picking a graph
+ * from the list leaves the box as the user set it: it is a choice about speed, not part of a graph. */
+function restoreFast(recorded) { $("fast").checked = recorded === true; }
+
 function stem(name) { return String(name || "").replace(/^.*\//, "").replace(/\.(ya?ml|json)$/i, ""); }
 
 function inferredInputs(values) {
@@ -101,7 +105,8 @@ async function reuse(run) {
     return;
   }
   selectGraph(name, { values: run.inputs });
-  notice(`Inputs of run ${run.id} loaded.`);
+  restoreFast(run.fast);
+  notice(`Inputs of run ${run.id} loaded${run.fast ? ", with fast mode" : ""}.`);
   $("run-form").scrollIntoView({ block: "start" });
   $("fields").querySelector("[name]")?.focus();
 }
@@ -109,8 +114,9 @@ async function reuse(run) {
 async function watch(run) {
   await state.ready;
   if (state.graphs.has(run.graph)) selectGraph(run.graph, { values: run.inputs });
+  restoreFast(run.fast);
   $("run").disabled = true;
-  view.watch(run.id);
+  view.watch(run.id, run.fast);
 }
 
 async function submit(event) {
@@ -120,6 +126,7 @@ async function submit(event) {
   $("form-error").hidden = true;
   const inputs = read(fields);
   const request = state.document ? { document: state.document, inputs } : { graph: state.current, inputs };
+  if ($("fast").checked) request.fast = true;  // left out otherwise, as the Python client does
   $("run").disabled = true;
   try {
     await view.start(request);
@@ -140,7 +147,8 @@ async function loadPng(file) {
     const recipe = await readRecipe(file);
     const main = recipe.graph.main || "graph.yaml";
     selectGraph(stem(main), { values: recipe.inputs, document: recipe.graph, label: `${main} from ${file.name}` });
-    notice(`Loaded the graph and inputs of ${file.name}.`);
+    restoreFast(recipe.fast);
+    notice(`Loaded the graph and inputs of ${file.name}${recipe.fast === true ? ", made in fast mode" : ""}.`);
   } catch (error) {
     notice(error.message, true);
   }

@@ -20,6 +20,7 @@ export class RunView {
     this.onEnd = onEnd;
     this.source = null;
     this.runId = null;
+    this.fast = false;   // the run's record says it runs in fast mode: every status line says so
     this.bars = new Map();
   }
 
@@ -33,6 +34,7 @@ export class RunView {
     const run = await api("/runs", { method: "POST", body: { ...request, preview: true } });
     this.el.status.closest("section").hidden = false;
     this.runId = run.id;
+    this.fast = run.fast === true;
     this.setStatus(`Run ${run.id} queued`);
     this.el.cancel.disabled = false;
     this.follow(run.id);
@@ -40,13 +42,14 @@ export class RunView {
   }
 
   /** Follow a run started elsewhere (another tab, the CLI, before a reload); its events so far come first. */
-  watch(runId) {
+  watch(runId, fast) {
     this.stop();
     this.bars.clear();
     this.el.progress.replaceChildren();
     this.el.results.replaceChildren();
     this.el.previewFigure.hidden = true;
     this.runId = runId;
+    this.fast = fast === true;
     this.el.status.closest("section").hidden = false;
     this.setStatus(`Run ${runId}`);
     this.el.cancel.disabled = false;
@@ -80,7 +83,7 @@ export class RunView {
     }
   }
 
-  setStatus(text) { this.el.status.textContent = text; }
+  setStatus(text) { this.el.status.textContent = text + (this.fast ? " · fast mode" : ""); }
 
   bar(node, total) {
     let bar = this.bars.get(node);
@@ -147,6 +150,7 @@ export class RunView {
 
   async finish() {
     const run = await api(`/runs/${this.runId}`);
+    this.fast = run.fast === true;
     const seconds = run.run_seconds == null ? "" : ` in ${run.run_seconds.toFixed(2)} s`;
     this.setStatus(`Run ${run.id} finished${seconds}`);
     for (const image of outputImages(run)) {
