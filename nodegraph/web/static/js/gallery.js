@@ -1,5 +1,6 @@
 // Past runs from the server's history (GET /runs, newest first): thumbnails, inputs, timings;
-// "Use these inputs" refills the form (and the "Fast mode" box); "Watch" follows a run still queued or running; a result opens full size or downloads as the PNG with its metadata.
+// "Use these inputs" refills the form (and the "Fast mode" box); "Watch" follows a run still queued or running;
+// a result opens full size or downloads as the PNG with its metadata.
 
 import { api, authorized } from "./api.js";
 import { outputImages } from "./run.js";
