@@ -37,51 +37,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-WORKFLOW = {
-    "3": {"class_type": "KSampler", "inputs": {
-        "seed": 5, "steps": 20, "cfg": 8.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
-        "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "model.safetensors"}},
-    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
-    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photograph of an astronaut riding a horse",
-                                                     "clip": ["4", 1]}},
-    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
-    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
-}
+from tests.comfy.workflows import HAND_WRITTEN, api  # noqa: E402  (the tests' default workflow and its twin)
 
-# The same computation as a user would write it in nodegraph directly: no include, the step inline.
-HAND_WRITTEN = """
-nodegraph: 1
-inputs:
-  model: {type: str}
-  config: {type: str, default: ""}
-  size: {type: int, default: 512}
-  steps: {type: int, default: 20}
-nodes:
-  unet: {type: LoadUNet, model: $inputs.model, config: $inputs.config}
-  clip: {type: LoadCLIP, model: $inputs.model, config: $inputs.config}
-  vae: {type: LoadVAE, model: $inputs.model, config: $inputs.config}
-  pos: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer,
-        text: a photograph of an astronaut riding a horse}
-  neg: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer, text: blurry}
-  empty: {type: ComfyEmptyLatent, width: $inputs.size, height: $inputs.size}
-  sigmas: {type: ComfySigmas, scheduler: normal, steps: $inputs.steps}
-  noise: {type: ComfyNoise, latents: $empty.latents, sigmas: $sigmas.sigmas, seed: 5}
-  sample:
-    type: repeat
-    over: $sigmas.steps
-    state: {x: $noise.latents}
-    nodes:
-      x0: {type: ComfyDenoise, unet: $unet.unet, latents: $state.x, sigmas: $sigmas.sigmas, index: $loop.item,
-           positive: $pos.embeddings, negative: $neg.embeddings, cfg: 8.0}
-      euler: {type: ComfySamplerStep, sampler: euler, latents: $state.x, denoised: $x0.denoised,
-              sigmas: $sigmas.sigmas, index: $loop.item}
-    next: {x: $euler.latents}
-  decode: {type: VAEDecode, vae: $vae.vae, latents: $sample.x}
-outputs:
-  image: $decode.image
-"""
+PROMPT, CFG = "a photograph of an astronaut riding a horse", 8.0  # ComfyUI's default graph's cfg
+
+
+def workflow_json(args) -> str:
+    """ComfyUI's default graph at the benchmark's size and steps, on checkpoints/model.safetensors."""
+    return json.dumps(api(n3_steps=args.steps, n3_cfg=CFG, n4_ckpt_name="model.safetensors", n5_width=args.size,
+                          n5_height=args.size, n6_text=PROMPT))
+
+
+def hand_inputs(args) -> dict:
+    """HAND_WRITTEN's inputs for the same computation as `workflow_json` (model and config come apart)."""
+    return {"prompt": PROMPT, "cfg": CFG, "size": args.size, "steps": args.steps}
 
 
 def model_files(args) -> tuple[Path, str]:
@@ -121,10 +90,7 @@ def whole_process(args, models: Path, config: str) -> None:
     from bench_time_to_image import GB, can_drop_page_cache, drop_page_cache, pixel_diff, timed_run
 
     work = Path(tempfile.mkdtemp(prefix="bench-comfy-process-"))
-    workflow = json.loads(json.dumps(WORKFLOW))
-    workflow["3"]["inputs"]["steps"] = args.steps
-    workflow["5"]["inputs"].update(width=args.size, height=args.size)
-    (work / "workflow.json").write_text(json.dumps(workflow))
+    (work / "workflow.json").write_text(workflow_json(args))
     (work / "hand.yaml").write_text(HAND_WRITTEN)
     checkpoint = models / "checkpoints" / "model.safetensors"
     config_set = ["--set", f"config={config}"] if config else []
@@ -136,7 +102,7 @@ def whole_process(args, models: Path, config: str) -> None:
     def command(side: str, out: Path) -> list[str]:
         if side == "workflow":
             return [*cli, str(work / "workflow.json"), "--models", str(models), *config_set, "--out", str(out), "-q"]
-        sets = {"model": checkpoint, "size": args.size, "steps": args.steps}
+        sets = {"model": checkpoint, **hand_inputs(args)}
         return [*cli, str(work / "hand.yaml"), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
                 *config_set, "--out", str(out), "-q"]
 
@@ -303,11 +269,8 @@ def main() -> None:
 
     models, config = model_files(args)
     work = Path(tempfile.mkdtemp(prefix="bench-comfy-"))
-    workflow = json.loads(json.dumps(WORKFLOW))
-    workflow["3"]["inputs"]["steps"] = args.steps
-    workflow["5"]["inputs"].update(width=args.size, height=args.size)
     source = work / "workflow.json"
-    source.write_text(json.dumps(workflow))
+    source.write_text(workflow_json(args))
     hand = work / "hand.yaml"
     hand.write_text(HAND_WRITTEN)
     options = argparse.Namespace(models=[str(models)], extra_model_paths=None, set=[])
@@ -324,7 +287,7 @@ def main() -> None:
         load_times.append(time.perf_counter() - start)
     checkpoint = str(models / "checkpoints" / "model.safetensors")
     imported_inputs = {"config": config}
-    hand_inputs = {"model": checkpoint, "config": config, "size": args.size, "steps": args.steps}
+    hand_values = {"model": checkpoint, "config": config, **hand_inputs(args)}
 
     def image(graph, inputs):
         start = time.perf_counter()
@@ -337,7 +300,7 @@ def main() -> None:
     times = {"imported": [], "hand": []}
     pictures = {}
     for _ in range(args.repeats):
-        for name, graph, inputs in (("imported", imported, imported_inputs), ("hand", hand_graph, hand_inputs)):
+        for name, graph, inputs in (("imported", imported, imported_inputs), ("hand", hand_graph, hand_values)):
             seconds, pictures[name] = image(graph, inputs)
             times[name].append(seconds)
     ms = 1000

@@ -113,38 +113,6 @@ def test_verbose_workflow_run_logs_every_node_with_its_time(spied_run):
         assert f"finished {node_id} in " in stderr
 
 
-# ComfyUI's default workflow (workflows.DEFAULT_API) as a user would write it in nodegraph directly: the same
-# nodes, the step inline instead of the included step graph, no `history` state.
-HAND_WRITTEN = """
-nodegraph: 1
-inputs:
-  model: {type: str}
-  config: {type: str}
-nodes:
-  unet: {type: LoadUNet, model: $inputs.model, config: $inputs.config}
-  clip: {type: LoadCLIP, model: $inputs.model, config: $inputs.config}
-  vae: {type: LoadVAE, model: $inputs.model, config: $inputs.config}
-  pos: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer, text: a photo of a cat}
-  neg: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer, text: blurry}
-  empty: {type: ComfyEmptyLatent, width: 64, height: 64}
-  sigmas: {type: ComfySigmas, scheduler: normal, steps: 4}
-  noise: {type: ComfyNoise, latents: $empty.latents, sigmas: $sigmas.sigmas, seed: 5}
-  sample:
-    type: repeat
-    over: $sigmas.steps
-    state: {x: $noise.latents}
-    nodes:
-      x0: {type: ComfyDenoise, unet: $unet.unet, latents: $state.x, sigmas: $sigmas.sigmas, index: $loop.item,
-           positive: $pos.embeddings, negative: $neg.embeddings, cfg: 7.5}
-      euler: {type: ComfySamplerStep, sampler: euler, latents: $state.x, denoised: $x0.denoised,
-              sigmas: $sigmas.sigmas, index: $loop.item}
-    next: {x: $euler.latents}
-  decode: {type: VAEDecode, vae: $vae.vae, latents: $sample.x}
-outputs:
-  image: $decode.image
-"""
-
-
 def test_imported_workflow_dispatches_the_same_torch_ops_as_the_graph_written_by_hand(models_dir, sd1_folder,
                                                                                         tmp_path):
     """Op for op (name, input shapes, dtypes, memory layout), each run loading its models afresh: the included
@@ -176,7 +144,7 @@ def test_imported_workflow_dispatches_the_same_torch_ops_as_the_graph_written_by
     workflow.write_text(json.dumps(DEFAULT_API))
     options = argparse.Namespace(models=[str(models_dir)], extra_model_paths=None, set=[], input=[])
     imported = load_translated(str(workflow), options, tmp_path)[0]
-    (tmp_path / "hand.yaml").write_text(HAND_WRITTEN)
+    (tmp_path / "hand.yaml").write_text(workflows.HAND_WRITTEN)
     hand = load_graph(tmp_path / "hand.yaml")
     runs = {"imported": (imported, {"config": str(sd1_folder)}),
             "hand": (hand, {"model": str(models_dir / "checkpoints" / "tiny-sd1.safetensors"),

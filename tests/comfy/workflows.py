@@ -22,6 +22,43 @@ DEFAULT_API = {
 }
 
 
+# DEFAULT_API as a user would write it in nodegraph directly: the same nodes, the step inline instead of the
+# included step graph, no `history` state. Its defaults are DEFAULT_API's values; bench_comfy.py sets others.
+HAND_WRITTEN = """
+nodegraph: 1
+inputs:
+  model: {type: str}
+  config: {type: str, default: ""}
+  prompt: {type: str, default: a photo of a cat}
+  negative: {type: str, default: blurry}
+  cfg: {type: float, default: 7.5}
+  size: {type: int, default: 64}
+  steps: {type: int, default: 4}
+nodes:
+  unet: {type: LoadUNet, model: $inputs.model, config: $inputs.config}
+  clip: {type: LoadCLIP, model: $inputs.model, config: $inputs.config}
+  vae: {type: LoadVAE, model: $inputs.model, config: $inputs.config}
+  pos: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer, text: $inputs.prompt}
+  neg: {type: ComfyTextEncode, text_encoder: $clip.text_encoder, tokenizer: $clip.tokenizer, text: $inputs.negative}
+  empty: {type: ComfyEmptyLatent, width: $inputs.size, height: $inputs.size}
+  sigmas: {type: ComfySigmas, scheduler: normal, steps: $inputs.steps}
+  noise: {type: ComfyNoise, latents: $empty.latents, sigmas: $sigmas.sigmas, seed: 5}
+  sample:
+    type: repeat
+    over: $sigmas.steps
+    state: {x: $noise.latents}
+    nodes:
+      x0: {type: ComfyDenoise, unet: $unet.unet, latents: $state.x, sigmas: $sigmas.sigmas, index: $loop.item,
+           positive: $pos.embeddings, negative: $neg.embeddings, cfg: $inputs.cfg}
+      euler: {type: ComfySamplerStep, sampler: euler, latents: $state.x, denoised: $x0.denoised,
+              sigmas: $sigmas.sigmas, index: $loop.item}
+    next: {x: $euler.latents}
+  decode: {type: VAEDecode, vae: $vae.vae, latents: $sample.x}
+outputs:
+  image: $decode.image
+"""
+
+
 def api(**changes) -> dict:
     """DEFAULT_API with `{"3.seed": 6, ...}`-style changes (given as keyword `n3_seed=6` → node 3 input seed)."""
     doc = copy.deepcopy(DEFAULT_API)
