@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nodegraph.fast.derived import derived
 from nodegraph.fast.linear import packed_linear
 from nodegraph.models.attention import Attention, _plain_linear, multi_head_attention
 
@@ -21,10 +22,4 @@ class FastAttention(Attention):
 
     def _fused_weight(self) -> torch.Tensor:
         weights = (self.to_q.weight, self.to_k.weight, self.to_v.weight)
-        key = tuple((w, w._version) for w in weights)
-        cached = self.__dict__.get("_fused_cache")
-        if cached is not None and all(a is b and va == vb for (a, va), (b, vb) in zip(cached[0], key)):
-            return cached[1]
-        fused = torch.cat(weights)  # (3·inner, dim)
-        self.__dict__["_fused_cache"] = (key, fused)
-        return fused
+        return derived(self, "_fused_cache", weights, lambda: torch.cat(weights))  # (3·inner, dim)

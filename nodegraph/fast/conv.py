@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from nodegraph.fast.derived import derived
 from nodegraph.models.base import Conv2d
 
 
@@ -44,11 +45,6 @@ class FastConv2d(Conv2d):
 
     def _packed(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight
-        cached = self.__dict__.get("_packed_cache")  # (weight, its version, packed kernel)
-        if cached is not None and cached[0] is weight and cached[1] == weight._version:
-            return cached[2]
-        packed = torch.ops.mkldnn._reorder_convolution_weight(
+        return derived(self, "_packed_cache", (weight,), lambda: torch.ops.mkldnn._reorder_convolution_weight(
             weight.contiguous(memory_format=torch.channels_last), list(self.padding), list(self.stride),
-            list(self.dilation), self.groups, list(x.shape))
-        self.__dict__["_packed_cache"] = (weight, weight._version, packed)
-        return packed
+            list(self.dilation), self.groups, list(x.shape)))

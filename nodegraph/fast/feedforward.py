@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from nodegraph.fast.derived import derived
 from nodegraph.models.attention import GEGLU
 
 
@@ -32,13 +33,13 @@ class FastGEGLU(GEGLU):
     def _packed(self, rows: int) -> tuple:
         """Packed halves of the projection, redone when its weight object or contents change (LoRA, fuse)."""
         weight, bias = self.proj.weight, self.proj.bias
-        cached = self.__dict__.get("_packed_halves")  # (weight, its version, bias, halves)
-        if cached is None or cached[0] is not weight or cached[1] != weight._version or cached[2] is not bias:
+
+        def pack() -> tuple:
             inner = weight.shape[0] // 2
             halves = tuple(torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows)
                            for w in (weight[:inner], weight[inner:]))
             biases = (bias[:inner].contiguous(), bias[inner:].contiguous()) if bias is not None else (None, None)
-            cached = (weight, weight._version, bias, halves + biases)
-            self.__dict__["_packed_halves"] = cached
-        return cached[3]
+            return halves + biases
+
+        return derived(self, "_packed_halves", (weight, bias), pack)
 

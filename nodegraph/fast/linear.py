@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nodegraph.fast.derived import derived
 from nodegraph.models.base import Linear
 
 
@@ -22,12 +23,10 @@ def packed_linear(owner: torch.nn.Module, x: torch.Tensor, weight: torch.Tensor,
     if x.dtype != torch.bfloat16 or weight.dtype != torch.bfloat16 or x.device.type != "cpu" \
             or torch.is_grad_enabled() or not torch.backends.mkldnn.is_available():
         return F.linear(x, weight, bias)
-    cached = owner.__dict__.get("_packed_linear")  # (weight, its version, packed)
-    if cached is None or cached[0] is not weight or cached[1] != weight._version:
-        cached = (weight, weight._version, torch.ops.mkldnn._reorder_linear_weight(weight, x.numel() // x.shape[-1]))
-        owner.__dict__["_packed_linear"] = cached
     rows = x.reshape(-1, x.shape[-1])  # (N, in)
-    out = torch.ops.mkldnn._linear_pointwise(rows, cached[2], bias, "none", [], "")  # (N, out)
+    packed = derived(owner, "_packed_linear", (weight,),
+                     lambda: torch.ops.mkldnn._reorder_linear_weight(weight, rows.shape[0]))
+    out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")  # (N, out)
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
