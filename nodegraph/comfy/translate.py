@@ -19,8 +19,9 @@ from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.models import ModelPaths
 from nodegraph.comfy.reader import Workflow
 from nodegraph.comfy.translate_control import ControlTranslations, node_suffix
+from nodegraph.shipped_graphs import SHIPPED_GRAPHS
 
-STEP_GRAPH = Path(__file__).resolve().parents[2] / "graphs" / "comfy" / "ksampler_step.yaml"
+STEP_GRAPH = SHIPPED_GRAPHS / "comfy" / "ksampler_step.yaml"
 STEP_GRAPH_NAME = "comfy_ksampler_step.yaml"  # written beside the imported graph
 MAX_NODES = 2000  # ComfyUI's largest official templates have a few hundred
 _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "lora", "LoraLoaderModelOnly": "lora",

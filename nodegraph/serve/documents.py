@@ -33,11 +33,11 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Optional
 
+from nodegraph.shipped_graphs import SHIPPED_GRAPHS
 from nodegraph.spec.errors import GraphError, ValidationFailed
 
 GRAPH_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-SHIPPED_GRAPHS = pathlib.Path(__file__).resolve().parents[2] / "graphs"
 SUBMITTED = "submitted.yaml"
 
 
