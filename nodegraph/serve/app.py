@@ -26,6 +26,8 @@ from nodegraph.serve.service import ServeConfig, Service
 from nodegraph.web.routes import add_page, is_public
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+MAX_SQLITE_INT = 2**63 - 1  # SQLite's integers are 64-bit: a larger cursor is refused, never sent to it
+EVENT_ID = re.compile(r"[0-9]{1,18}")
 
 
 class RunRequest(BaseModel):
@@ -145,7 +147,8 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/runs", summary="Runs, newest first; `next` is the cursor of the following page")
     def runs(status: Optional[list[str]] = Query(None), limit: int = Query(50, ge=1, le=500),
-             cursor: Optional[int] = Query(None)):
+             cursor: Optional[int] = Query(None, ge=0, le=MAX_SQLITE_INT,
+                                           description="the `next` of the previous page")):
         bad = [s for s in status or [] if s not in STATUSES]
         if bad:
             raise reject("bad_request", "status", f"unknown status {', '.join(bad)}",
@@ -178,8 +181,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         if log is None:
             log = EventLog(run["events"] or []) if run["status"] in ("finished", "failed", "cancelled") \
                 else service.logs.open(run_id)
-        last = request.headers.get("last-event-id", "")
-        start = int(last) + 1 if last.isdigit() else 0
+        start = resume_after(request.headers.get("last-event-id", ""))
 
         async def stream():
             async for event in log.follow(start):
@@ -227,6 +229,18 @@ def create_app(config: ServeConfig) -> FastAPI:
     add_upload_route(app, service)
     add_page(app)
     return Guard(app, config.token, config.max_request_bytes) if config.token or config.max_request_bytes else app
+
+
+def resume_after(last_event_id: str) -> int:
+    """The index of the first event to send to a client that saw event `Last-Event-ID` (none: 0)."""
+    if not last_event_id.strip():
+        return 0
+    if not EVENT_ID.fullmatch(last_event_id.strip()):
+        shown = last_event_id if len(last_event_id) <= 40 else last_event_id[:40] + "…"
+        raise reject("bad_request", "Last-Event-ID", f"`Last-Event-ID` {shown!r} is not an event id",
+                     "send the `id` of the last event received (a number), or no header to start at the first",
+                     status=400)
+    return int(last_event_id) + 1
 
 
 def node_json(t) -> dict:

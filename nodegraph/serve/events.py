@@ -57,11 +57,14 @@ class EventLog:
                 self.events[i] = {k: v for k, v in self.events[i].items() if k != "preview"}
 
     async def follow(self, start: int = 0):
-        """Yield events from index `start` on, waiting for new ones, until the terminal event."""
+        """Yield events from index `start` on, waiting for new ones, until the terminal event; at once nothing
+        when the run has ended and `start` is past its last event (an SSE client reconnecting after the end)."""
         index = start
         while True:
             with self._lock:
                 new = self.events[index:]
+                if not new and self.done:  # resumed at or past the last event of an ended run: nothing follows
+                    return
                 if not new:
                     flag = asyncio.Event()
                     self._waiters.append((asyncio.get_running_loop(), flag))
