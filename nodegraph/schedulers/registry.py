@@ -13,16 +13,19 @@ from .ddpm import DDPMScheduler
 from .dpm_multistep import DPMSolverMultistepScheduler
 from .euler import EulerDiscreteScheduler
 from .euler_ancestral import EulerAncestralDiscreteScheduler
+from .lcm import LCMScheduler
 from .lms import LMSDiscreteScheduler
 from .pndm import PNDMScheduler
+from .tcd import TCDScheduler
 from .unipc import UniPCMultistepScheduler
 
 _CLASSES: tuple[type[BaseScheduler], ...] = (
     DDPMScheduler, DDIMScheduler, PNDMScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler,
     EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, LMSDiscreteScheduler,
+    LCMScheduler, TCDScheduler,  # few-step samplers of consistency-distilled models
 )
 SCHEDULER_NAMES: dict[str, type[BaseScheduler]] = {cls.short_name: cls for cls in _CLASSES}
-"""Short name -> class: ddpm, ddim, pndm, unipc, euler, euler_a, dpmpp_2m, lms."""
+"""Short name -> class: ddpm, ddim, pndm, unipc, euler, euler_a, dpmpp_2m, lms, lcm, tcd."""
 SCHEDULER_CLASSES: dict[str, type[BaseScheduler]] = {cls.class_name: cls for cls in _CLASSES}
 """diffusers class name -> class."""
 # Spellings from other UIs (A1111/ComfyUI, k-diffusion) that mean one of the short names.

@@ -16,7 +16,7 @@ from nodegraph.schedulers import SCHEDULER_CLASSES, SCHEDULER_NAMES, SchedulerCo
 from nodegraph.schedulers.lms import lms_coefficient
 
 SD14 = load_json("sd14_scheduler_config.json")
-SHORT = ["ddpm", "ddim", "pndm", "unipc", "euler", "euler_a", "dpmpp_2m", "lms"]
+SHORT = ["ddpm", "ddim", "pndm", "unipc", "euler", "euler_a", "dpmpp_2m", "lms", "lcm", "tcd"]
 
 
 def test_the_eight_short_names_and_their_diffusers_class_names_pick_the_same_class():
