@@ -8,7 +8,7 @@ from torch import nn
 def prepare(model: nn.Module) -> nn.Module:
     """Swap the layers fast mode speeds up for their fast subclasses; the same parameters, the same names.
 
-    Only CPU models change: on other devices torch's own kernels are already the fast path."""
+    Only CPU models: fast mode is refused on other devices before anything loads (support.py)."""
     from nodegraph.fast.attention import FastAttention
     from nodegraph.fast.conv import FastConv2d, packable
     from nodegraph.fast.feedforward import FastGEGLU
@@ -19,8 +19,6 @@ def prepare(model: nn.Module) -> nn.Module:
     from nodegraph.models.base import Conv2d, Linear
     from nodegraph.models.resnet import ResnetBlock2D
 
-    if next(model.parameters()).device.type != "cpu":
-        return model
     for module in model.modules():
         if type(module) is Conv2d and packable(module):
             module.__class__ = FastConv2d

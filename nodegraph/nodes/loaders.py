@@ -59,6 +59,10 @@ def get_or_load_model(ctx: RunContext, key: tuple, load, *, fast: bool = True):
     if not (fast and getattr(ctx, "fast", False)):
         return ctx.components.get_or_load(key, load)
 
+    from nodegraph.fast.support import check_supported
+
+    check_supported(ctx.device)  # before loading: no second copy of a model fast mode would not change
+
     def load_prepared():
         from nodegraph.fast import prepare
 
