@@ -20,6 +20,18 @@ def memory_size(text: str) -> int:
     return int(float(match.group(1)) * UNITS[match.group(2)])
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `--host` keeps the server on this machine: localhost, 127.0.0.0/8 or ::1 (not 0.0.0.0 or ::)."""
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost: it may resolve to anything
+        return False
+
+
 def default_data_dir() -> pathlib.Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return pathlib.Path(base) / "nodegraph" / "serve"
@@ -38,7 +50,11 @@ def add_parser(sub) -> None:
     serve.add_argument("--models", type=pathlib.Path, action="append", default=[], metavar="DIR",
                        help="folder local models may be loaded from (repeatable; hub ids and builtin: always work)")
     serve.add_argument("--token", default=None,
-                       help=f"require `Authorization: Bearer TOKEN` on every route (default: ${TOKEN_ENV} if set)")
+                       help=f"require `Authorization: Bearer TOKEN` on every route (default: ${TOKEN_ENV} if set); "
+                            "needed to bind beyond loopback")
+    serve.add_argument("--insecure", action="store_true",
+                       help="bind beyond loopback without a token: anyone who reaches the port may run graphs "
+                            "(a warning is printed)")
     serve.add_argument("--max-model-memory", type=memory_size, default=None, metavar="SIZE",
                        help="loaded models kept, least recently used dropped first (default: half the memory)")
     serve.add_argument("--max-cache-memory", type=memory_size, default=memory_size("1G"), metavar="SIZE",
@@ -61,6 +77,16 @@ def cmd_serve(args) -> int:
         print(f"error: the server needs the `serve` extra ({exc.name} is missing); "
               "install it with: pip install 'nodegraph[serve]'", file=sys.stderr)
         return 2
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if not is_loopback(args.host):
+        if token is None and not args.insecure:
+            print(f"error: --host {args.host} lets other machines reach the server, and it has no token: anyone "
+                  f"could run graphs and free its memory; give --token TOKEN (or set ${TOKEN_ENV}), or "
+                  "--insecure to serve without one anyway", file=sys.stderr)
+            return 2
+        if token is None:
+            print(f"warning: --insecure: serving {args.host} without a token; anyone who reaches port {args.port} "
+                  "may submit runs, cancel them and free the server's memory", file=sys.stderr, flush=True)
     for folder in [*args.graphs, *args.models]:
         if not folder.is_dir():
             print(f"error: {folder} is not a folder", file=sys.stderr)
@@ -76,7 +102,7 @@ def cmd_serve(args) -> int:
 
     reuse_freed_heap()
     config = ServeConfig(data=(args.data or default_data_dir()).resolve(), graphs=args.graphs, models=args.models,
-                         token=args.token or os.environ.get(TOKEN_ENV) or None,
+                         token=token,
                          max_request_bytes=args.max_request_bytes, max_nodes=args.max_nodes,
                          max_model_memory=args.max_model_memory, max_cache_memory=args.max_cache_memory,
                          device=args.device, dtype=args.dtype)
