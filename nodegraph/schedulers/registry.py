@@ -13,6 +13,7 @@ from .ddpm import DDPMScheduler
 from .dpm_multistep import DPMSolverMultistepScheduler
 from .euler import EulerDiscreteScheduler
 from .euler_ancestral import EulerAncestralDiscreteScheduler
+from .flow_match_euler import FlowMatchEulerDiscreteScheduler
 from .lcm import LCMScheduler
 from .lms import LMSDiscreteScheduler
 from .pndm import PNDMScheduler
@@ -28,6 +29,9 @@ SCHEDULER_NAMES: dict[str, type[BaseScheduler]] = {cls.short_name: cls for cls i
 """Short name -> class: ddpm, ddim, pndm, unipc, euler, euler_a, dpmpp_2m, lms, lcm, tcd."""
 SCHEDULER_CLASSES: dict[str, type[BaseScheduler]] = {cls.class_name: cls for cls in _CLASSES}
 """diffusers class name -> class."""
+# Flow-matching samplers (Flux, SD3, Z-Image) work on another noise path: not swappable with the ones above.
+FLOW_SCHEDULER_NAMES: dict[str, type[BaseScheduler]] = {c.short_name: c for c in (FlowMatchEulerDiscreteScheduler,)}
+FLOW_SCHEDULER_CLASSES: dict[str, type[BaseScheduler]] = {c.class_name: c for c in FLOW_SCHEDULER_NAMES.values()}
 # Spellings from other UIs (A1111/ComfyUI, k-diffusion) that mean one of the short names.
 ALIASES = {"dpm++_2m": "dpmpp_2m", "dpm++2m": "dpmpp_2m", "euler_ancestral": "euler_a", "k_euler": "euler",
            "k_euler_a": "euler_a", "k_euler_ancestral": "euler_a", "k_lms": "lms"}
@@ -38,7 +42,8 @@ def scheduler_class(name: str) -> type[BaseScheduler]:
     aliases ignore case)."""
     if isinstance(name, str):
         short = name.strip().lower()
-        cls = SCHEDULER_NAMES.get(ALIASES.get(short, short)) or SCHEDULER_CLASSES.get(name.strip())
+        cls = SCHEDULER_NAMES.get(ALIASES.get(short, short)) or SCHEDULER_CLASSES.get(name.strip()) \
+            or FLOW_SCHEDULER_NAMES.get(short) or FLOW_SCHEDULER_CLASSES.get(name.strip())
         if cls is not None:
             return cls
     known = list(SCHEDULER_NAMES) + list(ALIASES) + list(SCHEDULER_CLASSES)
