@@ -16,13 +16,17 @@ import posixpath
 import re
 from dataclasses import dataclass, replace
 from typing import Optional
-from urllib.parse import quote, unquote
+from urllib.parse import quote
+
+from nodegraph.spec.locations import COMMIT, LocationError, check_repo_path, check_revision, shown, summarise
 
 PREFIX = "hf://"
 _ADDRESS = re.compile(r"^hf://(?:(?P<kind>datasets|spaces)/)?(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)"
                       r"(?:@(?P<revision>[^/@]+))?/(?P<path>[^@]+)$")
 _KINDS = {None: "model", "datasets": "dataset", "spaces": "space"}
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_COMMIT = COMMIT
+_HOW = ("write hf://OWNER/REPO/PATH.yaml, with @REVISION after the repo to pin a branch, tag or commit "
+        "(hf://datasets/OWNER/REPO/... for a dataset repo)")
 
 
 class HubError(Exception):
@@ -58,6 +62,10 @@ class HubAddress:
             raise HubError("include_outside", f"`{relative}`: a graph from the Hub cannot include an absolute path",
                            "write the path relative to the including file, inside the same repo")
         joined = posixpath.normpath(posixpath.join(posixpath.dirname(self.path), relative))
+        try:  # decoded and checked like any path in a repo (no escape hides a `..`)
+            joined = posixpath.normpath(check_repo_path(joined)) if not joined.startswith("..") else joined
+        except LocationError:
+            joined = ".."
         if joined == ".." or joined.startswith("../"):
             raise HubError("include_outside", f"`{relative}` points outside the repo {self.repo_id}",
                            "an include inside a Hub graph must stay in its repo; use an hf:// address for another")
@@ -65,13 +73,18 @@ class HubAddress:
 
 
 def parse_address(text: str) -> HubAddress:
-    match = _ADDRESS.match(text)
-    path = match and posixpath.normpath(match["path"])
-    if not match or path.startswith("../") or path == ".." or not path.endswith((".yaml", ".yml")):
-        raise HubError("invalid_hub_address", f"`{text}` is not a graph address on the Hub",
-                       "write hf://OWNER/REPO/PATH.yaml, with @REVISION after the repo to pin a branch, tag or "
-                       "commit (hf://datasets/OWNER/REPO/... for a dataset repo)")
-    revision = unquote(match["revision"]) if match["revision"] else None  # `refs%2Fpr%2F1`, as HfFileSystem
+    """The address's parts, each checked in its decoded form (spec/locations.py): the revision a branch, tag
+    or commit, the path relative inside the repo. HubError otherwise, quoting the address escaped and cut."""
+    match = _ADDRESS.match(text) if isinstance(text, str) and len(text) <= 1024 else None
+    if not match:
+        raise HubError("invalid_hub_address", f"`{shown(str(text))}` is not a graph address on the Hub", _HOW)
+    try:
+        path = check_repo_path(match["path"])
+        revision = check_revision(match["revision"]) if match["revision"] else None  # `refs%2Fpr%2F1`, as HfFileSystem
+    except LocationError as exc:
+        raise HubError("invalid_hub_address", f"`{shown(text)}`: {exc.message}", f"{exc.hint}; {_HOW}") from None
+    if not path.endswith((".yaml", ".yml")):
+        raise HubError("invalid_hub_address", f"`{shown(text)}` is not a graph address on the Hub", _HOW)
     return HubAddress(match["repo"], path, revision, _KINDS[match["kind"]])
 
 
@@ -110,14 +123,16 @@ def fetch(address: HubAddress) -> HubFile:
                        "use a branch, tag or commit hash of that repo") from None
     except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: first)
         why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
-        raise HubError("hub_offline", f"`{address}`: {why} and huggingface_hub's cache ({constants.HF_HUB_CACHE}) "
-                       f"has no copy of {address.path} at `{revision}`",
+        raise HubError("hub_offline", f"`{address}`: {why} and huggingface_hub's cache has no copy of "
+                       f"{address.path} at `{revision}`",
                        "fetch it once while online, or pin a revision that is cached") from None
     except EntryNotFoundError:
         raise HubError("hub_not_found", f"`{address}`: the repo has no file {address.path} at `{revision}`",
                        "check the path (it is relative to the repo root)") from None
-    except (OSError, ValueError) as exc:  # network failures, malformed repo ids
-        raise HubError("hub_error", f"`{address}`: {exc}", "") from None
+    except Exception as exc:  # network failures, malformed repo ids: summarised, never echoed (it may quote a
+        # path or a file's content)
+        raise HubError("hub_error", f"`{address}`: {summarise(exc, 'reading it from the Hub')}",
+                       "check the address; run `hf download` on it to see huggingface_hub's own error") from None
     return HubFile(address, _commit_of(local, address.path), local)
 
 
@@ -125,7 +140,8 @@ def _commit_of(local: pathlib.Path, path: str) -> str:
     """huggingface_hub's cache lays files out as .../snapshots/<commit>/<path in repo>."""
     snapshot = local.parents[len(pathlib.PurePosixPath(path).parts) - 1]
     if snapshot.parent.name != "snapshots" or not _COMMIT.match(snapshot.name):
-        raise HubError("hub_error", f"cannot tell which commit {local} comes from", "")
+        raise HubError("hub_error", f"cannot tell which commit `{path}` comes from (huggingface_hub's cache is "
+                       "not laid out as expected)", "")
     return snapshot.name
 
 
