@@ -140,10 +140,10 @@ def create_app(config: ServeConfig) -> FastAPI:
         return run
 
     @app.post("/runs", status_code=202, summary="Queue a run (validated first: 422 lists every problem)")
-    def submit(body: RunRequest):
-        run = service.submit(graph=body.graph, document=body.document, inputs=body.inputs,
-                             priority=body.priority, outputs=body.outputs, preview=body.preview, fast=body.fast)
-        return service.run_json(run)
+    async def submit(body: RunRequest):
+        prepared = await service.lookups.run(service.prepare, graph=body.graph, document=body.document,
+                                             inputs=body.inputs, outputs=body.outputs, fast=body.fast)
+        return service.run_json(service.enqueue(prepared, priority=body.priority, preview=body.preview))
 
     @app.get("/runs", summary="Runs, newest first; `next` is the cursor of the following page")
     def runs(status: Optional[list[str]] = Query(None), limit: int = Query(50, ge=1, le=500),
@@ -168,9 +168,10 @@ def create_app(config: ServeConfig) -> FastAPI:
         return service.run_json(service.cancel(run_id))
 
     @app.post("/runs/{run_id}/requeue", status_code=202, summary="Queue a failed or cancelled run again")
-    def requeue(run_id: str):
+    async def requeue(run_id: str):
         found(run_id)
-        return service.run_json(service.requeue(run_id))
+        prepared = await service.lookups.run(service.prepare_requeue, run_id)
+        return service.run_json(service.enqueue_requeue(run_id, prepared))
 
     @app.get("/runs/{run_id}/events", summary="Server-Sent Events of a run; a late client gets all so far first")
     async def events(run_id: str, request: Request):
@@ -217,7 +218,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         from nodegraph import __version__
 
         return {"status": "ok", "version": __version__, "runs": service.store.counts(),
-                "running": service.worker.running, "models_loaded": len(service.models),
+                "running": service.worker.running, "lookups_pending": service.lookups.pending,
+                "models_loaded": len(service.models),
                 "model_bytes": service.models.used, "node_cache_entries": len(service.outputs_cache),
                 "node_cache_bytes": service.outputs_cache.used}
 

@@ -62,6 +62,12 @@ def add_parser(sub) -> None:
     serve.add_argument("--max-request-bytes", type=memory_size, default=memory_size("2M"), metavar="SIZE",
                        help="largest request accepted (default: 2M)")
     serve.add_argument("--max-nodes", type=int, default=500, help="largest graph accepted (default: 500 nodes)")
+    serve.add_argument("--lookup-workers", type=int, default=4, metavar="N",
+                       help="submissions checked at once, off the request handlers; one more is a 503 "
+                            "(default: 4)")
+    serve.add_argument("--lookup-seconds", type=float, default=20.0, metavar="S",
+                       help="how long POST /runs waits for a submission's check (a Hub lookup) before a 503 "
+                            "(default: 20)")
     serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
     serve.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="default: fp32")
     serve.set_defaults(func=cmd_serve)
@@ -105,7 +111,8 @@ def cmd_serve(args) -> int:
                          token=token,
                          max_request_bytes=args.max_request_bytes, max_nodes=args.max_nodes,
                          max_model_memory=args.max_model_memory, max_cache_memory=args.max_cache_memory,
-                         device=args.device, dtype=args.dtype)
+                         device=args.device, dtype=args.dtype, lookup_workers=args.lookup_workers,
+                         lookup_seconds=args.lookup_seconds)
     app = create_app(config)
     print(f"nodegraph serve: http://{args.host}:{args.port} (data in {config.data}; API page /docs)",
           file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from nodegraph.serve.documents import Documents, Rejected, reject, relative
+from nodegraph.serve.lookups import Lookups
 
 
 @dataclass
@@ -23,6 +24,19 @@ class ServeConfig:
     max_cache_memory: int = 1 << 30  # bytes of node outputs kept
     device: Any = None
     dtype: Any = None
+    lookup_workers: int = 4  # submissions checked at once (lookups.py)
+    lookup_seconds: float = 20.0  # how long a request waits for its check
+
+
+@dataclass
+class Prepared:
+    """A checked submission, ready to queue."""
+
+    name: str
+    digest: str
+    values: dict
+    outputs: Optional[list[str]]
+    fast: bool
 
 
 class Service:
@@ -43,6 +57,7 @@ class Service:
         self.interrupted = self.store.fail_interrupted()
         self.documents = Documents(config.data, config.graphs, config.models, self.store, config.max_nodes)
         self.logs = EventLogs()
+        self.lookups = Lookups(config.lookup_workers, config.lookup_seconds)
         self.models = ModelCache(config.max_model_memory or default_model_budget())
         self.outputs_cache = OutputCache(config.max_cache_memory, shared=self.models.shared_storages)
         self.models.on_evict = self.outputs_cache.drop_holding
@@ -57,12 +72,20 @@ class Service:
 
     def stop(self) -> None:
         self.worker.stop()
+        self.lookups.close()
         self.store.close()
 
     def submit(self, *, graph: Optional[str], document: Any, inputs: dict, priority: int,
                outputs: Optional[list[str]], preview: bool, fast: Any = False,
                requeued_from: Optional[str] = None) -> dict:
         """Validate everything, then queue; Rejected (nothing queued) when anything is wrong."""
+        prepared = self.prepare(graph=graph, document=document, inputs=inputs, outputs=outputs, fast=fast)
+        return self.enqueue(prepared, priority=priority, preview=preview, requeued_from=requeued_from)
+
+    def prepare(self, *, graph: Optional[str], document: Any, inputs: dict, outputs: Optional[list[str]],
+                fast: Any = False) -> Prepared:
+        """Everything a submission is checked for, nothing queued: the part that may be slow (lookups), run
+        off the event loop by the routes (lookups.py)."""
         from nodegraph.spec.errors import GraphError, ValidationFailed
         from nodegraph.spec.values import bind_input_values
 
@@ -85,9 +108,14 @@ class Service:
                                                 f"its outputs: {', '.join(loaded.spec.outputs)}", "<request>")
                                      for o in unknown], name)
         self.documents.check_values(loaded, values)
+        return Prepared(name, digest, values, outputs, fast)
+
+    def enqueue(self, prepared: Prepared, *, priority: int, preview: bool,
+                requeued_from: Optional[str] = None) -> dict:
         run_id = uuid.uuid4().hex[:16]
-        self.store.add(run_id, graph=name, digest=digest, inputs=values, priority=priority, wanted=outputs,
-                       preview=preview, fast=fast, requeued_from=requeued_from)
+        self.store.add(run_id, graph=prepared.name, digest=prepared.digest, inputs=prepared.values,
+                       priority=priority, wanted=prepared.outputs, preview=preview, fast=prepared.fast,
+                       requeued_from=requeued_from)
         self.logs.open(run_id).append({"type": "queued"})
         self.worker.wake()
         return self.store.get(run_id)
@@ -103,6 +131,10 @@ class Service:
         return self.store.get(run_id)
 
     def requeue(self, run_id: str) -> Optional[dict]:
+        prepared = self.prepare_requeue(run_id)
+        return None if prepared is None else self.enqueue_requeue(run_id, prepared)
+
+    def prepare_requeue(self, run_id: str) -> Optional[Prepared]:
         run = self.store.get(run_id)
         if run is None:
             return None
@@ -110,8 +142,11 @@ class Service:
             raise reject("not_requeueable", "status", f"run {run_id} is {run['status']}",
                          "only failed or cancelled runs are re-queued", status=409)
         bundle = self.store.document(run["digest"])
-        return self.submit(graph=None, document=bundle, inputs=run["inputs"], priority=run["priority"],
-                           outputs=run["wanted"], preview=run["preview"], fast=run["fast"], requeued_from=run_id)
+        return self.prepare(graph=None, document=bundle, inputs=run["inputs"], outputs=run["wanted"], fast=run["fast"])
+
+    def enqueue_requeue(self, run_id: str, prepared: Prepared) -> dict:
+        run = self.store.get(run_id)
+        return self.enqueue(prepared, priority=run["priority"], preview=run["preview"], requeued_from=run_id)
 
     def free(self) -> dict:
         import gc
