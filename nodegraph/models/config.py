@@ -94,6 +94,8 @@ class UNet2DConditionConfig:
     upcast_attention: bool | None = False  # SDXL's files write null
     mid_block_only_cross_attention: bool | None = None  # unused by UNetMidBlock2DCrossAttn (as in diffusers)
     time_embedding_dim: int | None = None
+    # LCM-distilled UNets (Luo et al. 2023): width of the guidance-scale embedding added to the timestep features
+    time_cond_proj_dim: int | None = None
     conv_in_kernel: int = 3
     conv_out_kernel: int = 3
     # SDXL's micro-conditioning: "text_time" adds MLP(cat(pooled text, sinusoids of the time ids)) to the
@@ -126,7 +128,6 @@ class UNet2DConditionConfig:
         "time_embedding_type": ("positional",),
         "time_embedding_act_fn": (None,),
         "timestep_post_act": (None,),
-        "time_cond_proj_dim": (None,),
         "attention_type": ("default",),
         "cross_attention_norm": (None,),
     }
@@ -198,7 +199,7 @@ def parse_config(cls: type[Config], raw: dict[str, Any], where: str = "config.js
                            + ", ".join(map(repr, choices)))
         values[f.name] = value
     config = cls(**values)
-    _check_lengths(config, fail)
+    getattr(config, "check", lambda fail: _check_lengths(config, fail))(fail)  # a config class may bring its own
     return config
 
 

@@ -24,6 +24,7 @@ from nodegraph.models.text import TEXT_ENCODERS, TOKENIZERS, load_text_encoder, 
 from nodegraph.models.unet_2d import UNet2DModel
 from nodegraph.models.unet_2d_condition import UNet2DConditionModel
 from nodegraph.models.weight_files import locate_component
+from nodegraph.models.z_image_transformer import ZImageTransformer2DModel, ZImageTransformerConfig
 
 __all__ = ["CheckpointError", "load_component", "read_config", "resolve_source", "Source", "MODELS"]
 
@@ -31,16 +32,17 @@ MODELS = {  # diffusers class name → (nodegraph model, its config)
     "UNet2DModel": (UNet2DModel, UNet2DConfig),
     "UNet2DConditionModel": (UNet2DConditionModel, UNet2DConditionConfig),
     "AutoencoderKL": (AutoencoderKL, AutoencoderKLConfig),
+    "ZImageTransformer2DModel": (ZImageTransformer2DModel, ZImageTransformerConfig),
 }
 # What the conventional component names must hold, so that `vae` pointing at a UNet fails early and clearly.
 EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("AutoencoderKL",), "text_encoder": TEXT_ENCODERS,
-            "text_encoder_2": TEXT_ENCODERS}
+            "text_encoder_2": TEXT_ENCODERS, "transformer": ("ZImageTransformer2DModel",)}
 
 
 def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
                    device: torch.device | str = "cpu", revision: str | None = None, variant: str | None = None,
                    allow_pickle: bool = False, channels_last: bool = False, config: str | None = None,
-                   ema: bool = False) -> Any:
+                   ema: bool = False, weights: str | None = None) -> Any:
     """Load component `name` ("unet", "vae", "text_encoder", "tokenizer", "scheduler", …) of `source`.
 
     Returns a model in eval mode with gradients off (UNet2DModel, UNet2DConditionModel, AutoencoderKL, or the
@@ -55,6 +57,8 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     `source` may also be one single-file checkpoint (`.safetensors`, or with `allow_pickle` `.ckpt`) in the
     original LDM/SGM layout; `config` (a diffusers folder or hub repo) then overrides its built-in configs,
     tokenizers and scheduler, and `ema` reads its UNet's EMA copy (see nodegraph.models.single_file).
+    Linear/Conv weights a folder's file stores as float8 stay float8, upcast per layer at call time;
+    `weights="fp8_e4m3fn"` (or "fp8_e5m2") stores a wider file's that way too (nodegraph.models.fp8).
     Every failure is a `CheckpointError` that names the file.
     """
     from nodegraph.models.single_file import is_single_file, load_single_file
@@ -83,8 +87,13 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         raise CheckpointError(f"{where} describes a {kind}, but component `{name}` must be "
                               f"{' or '.join(EXPECTED[name])}: is this the right folder?")
     dtype, device = default_dtype(dtype), torch.device(device)
+    if weights:
+        from nodegraph.models.fp8 import cast_to_fp8, check_fp8
+
+        check_fp8(device, weights)
     if kind in TEXT_ENCODERS:
-        return load_text_encoder(src, folder, raw, dtype, device, variant, allow_pickle)
+        encoder = load_text_encoder(src, folder, raw, dtype, device, variant, allow_pickle)
+        return cast_to_fp8(encoder, weights) if weights else encoder
     if kind not in MODELS:
         raise CheckpointError(f"{where}: nodegraph cannot load a {kind}; it loads "
                               f"{', '.join([*MODELS, *TEXT_ENCODERS])}.")
@@ -92,9 +101,14 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     config = parse_config(config_class, raw, where)
     with torch.device("meta"):
         model = model_class(config)
-    weights = find_weights(src, folder, DIFFUSERS_WEIGHTS, variant, allow_pickle)
-    fitted = fit(read_entries(src, weights), model, legacy_attention_name, f"the {kind} of {where}")
-    install_weights(model, read_tensors(fitted, dtype, device, channels_last=channels_last))
+    files = find_weights(src, folder, DIFFUSERS_WEIGHTS, variant, allow_pickle)
+    fitted = fit(read_entries(src, files), model, legacy_attention_name, f"the {kind} of {where}")
+    if weights or any(e.dtype.itemsize == 1 and e.dtype.is_floating_point for e in fitted.values()):
+        from nodegraph.models.fp8 import install_fp8
+
+        install_fp8(model, fitted, dtype, device, store=weights)
+    else:
+        install_weights(model, read_tensors(fitted, dtype, device, channels_last=channels_last))
     return model.eval()
 
 
