@@ -50,7 +50,8 @@ class Model(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        """The compute dtype: the first parameter's, skipping float8 weights (models/fp8.py upcasts those)."""
+        return next((p.dtype for p in self.parameters() if p.dtype.itemsize > 1), torch.float32)
 
     @property
     def device(self) -> torch.device:
