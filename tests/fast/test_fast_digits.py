@@ -1,7 +1,7 @@
 """Fast mode on trained weights (`builtin:digits`, the graph's 25 DPM++ 2M steps): the fp32 image stays within
 2/255 of the default one; in bf16 the fast image is no further from the fp32 image than the default bf16 image
 is, and an independent classifier reads the same prompted digits in it. (Pixel for pixel, bf16 fast and default
-images differ by about as much as either differs from fp32: see docs/performance.md, "Round three".)"""
+images differ by about as much as either differs from fp32: see docs/performance-history.md, "Round three".)"""
 
 from __future__ import annotations
 
