@@ -56,7 +56,7 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
 def get_or_load_model(ctx: RunContext, key: tuple, load, *, fast: bool = True):
     """`ctx.components.get_or_load(key, load)`; in a fast run (and `fast`), a model of its own, prepared once by
     nodegraph.fast. Prepared in place, so never the default run's cached copy, which stays bit-equal."""
-    if not (fast and getattr(ctx, "fast", False)):
+    if not (fast and ctx.fast):
         return ctx.components.get_or_load(key, load)
 
     from nodegraph.fast.support import check_supported

@@ -1,4 +1,4 @@
-"""Load one component of a single-file checkpoint into nodegraph's models (or transformers' CLIP).
+"""Load one component of a single-file checkpoint into nodegraph's models.
 
 The family is detected from the file's keys; the component's config comes from `config` (a diffusers folder or
 hub repo: its `<component>/config.json`, tokenizer and scheduler, as diffusers' `from_single_file(config=...)`)
