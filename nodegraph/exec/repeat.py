@@ -27,7 +27,14 @@ class BodyPlan:
 
 
 def as_sequence(value: Any, node_id: str):
-    """A list/tuple/range, or a 1-D tensor (checked without importing torch)."""
+    """A list/tuple/range, or a 1-D tensor (checked without importing torch), of at most `max_list_length`
+    elements (spec/limits.py)."""
+    from nodegraph.spec.limits import active_limits
+
+    limit = active_limits().max_list_length
+    if hasattr(value, "__len__") and len(value) > limit:
+        raise ValueError(f"repeat `{node_id}`: `over` has {len(value):,} elements, over the limit of {limit:,} "
+                         "(raise it with NODEGRAPH_MAX_LIST_LENGTH)")
     if isinstance(value, (list, tuple, range)):
         return value
     dim = getattr(value, "dim", None)

@@ -9,7 +9,11 @@ import time
 from typing import Any, Optional
 
 from nodegraph.core import Field, Node, Ports, RunContext, node
+from nodegraph.core.template import TemplateError, check_template, render
 from nodegraph.core.types import Image
+from nodegraph.spec.limits import active_limits
+
+_RAISE_LIST = "make fewer elements, or raise the limit with NODEGRAPH_MAX_LIST_LENGTH"
 
 
 @node("Int", version=1)
@@ -103,9 +107,21 @@ class Divide(Node):
         return {"value": i.a / i.b}
 
 
+def _range_problem(start: int, stop: int, step: int) -> Optional[str]:
+    """Why range(start, stop, step) may not be made: a zero step, or more elements than the limit."""
+    if step == 0:
+        return "`step` must not be 0"
+    limit = active_limits().max_list_length
+    if len(range(start, stop, step)) > limit:
+        return (f"range({start}, {stop}, {step}) would have {len(range(start, stop, step)):,} elements, over the "
+                f"limit of {limit:,} for a list")
+    return None
+
+
 @node("Range", version=1)
 class Range(Node):
-    """The integers start, start + step, ... below stop (Python's range)."""
+    """The integers start, start + step, ... below stop (Python's range), at most `max_list_length` of them
+    (spec/limits.py): checked at validation when the inputs are known, else before the list is made."""
 
     class Inputs(Ports):
         stop: int
@@ -115,9 +131,18 @@ class Range(Node):
     class Outputs(Ports):
         values: list[int]
 
+    @classmethod
+    def check_inputs(cls, known):
+        if all(isinstance(known.get(k), int) for k in ("stop", "start", "step")):
+            problem = _range_problem(known["start"], known["stop"], known["step"])
+            if problem:
+                return ("stop",), problem, _RAISE_LIST
+        return None
+
     def run(self, i: Inputs, ctx: RunContext) -> dict:
-        if i.step == 0:
-            raise ValueError("`step` must not be 0")
+        problem = _range_problem(i.start, i.stop, i.step)
+        if problem:
+            raise ValueError(f"{problem}; {_RAISE_LIST}")
         return {"values": list(range(i.start, i.stop, i.step))}
 
 
@@ -151,7 +176,8 @@ class Sum(Node):
 
 @node("FormatString", version=1)
 class FormatString(Node):
-    """Python `str.format` of `template` with the named values `x` and `y` (e.g. "step {x} of {y}")."""
+    """`template` with `{x}` and `{y}` filled in (e.g. "step {x} of {y:>4}"), in Python's format syntax but
+    only plain fields: no attribute or item access, widths and precisions at most `max_format_width`."""
 
     class Inputs(Ports):
         template: str
@@ -161,8 +187,20 @@ class FormatString(Node):
     class Outputs(Ports):
         text: str
 
+    @classmethod
+    def check_inputs(cls, known):
+        if isinstance(known.get("template"), str):
+            try:
+                check_template(known["template"], ("x", "y"), active_limits().max_format_width)
+            except TemplateError as exc:
+                return ("template",), str(exc), "write fields as {x} or {y}, e.g. \"step {x} of {y:>4}\""
+        return None
+
     def run(self, i: Inputs, ctx: RunContext) -> dict:
-        return {"text": i.template.format(x=i.x, y=i.y)}
+        try:
+            return {"text": render(i.template, {"x": i.x, "y": i.y}, active_limits().max_format_width)}
+        except TemplateError as exc:
+            raise ValueError(f"`template`: {exc}") from None
 
 
 @node("Sleep", version=1)
