@@ -1,4 +1,5 @@
-"""VAE nodes: latents ↔ images through the AutoencoderKL, with its `scaling_factor`."""
+"""VAE nodes: latents ↔ images through the AutoencoderKL, with its `scaling_factor` (and `shift_factor`, which
+the 16-channel VAEs of Flux, SD3 and Z-Image have: decode z/scale + shift, encode (x − shift)·scale)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class VAEDecode(Node):
         if i.force_upcast and vae.dtype == torch.float16 and vae.config.force_upcast:
             vae = copy.deepcopy(vae).float()  # the cached fp16 VAE stays as it is for other users
         with torch.no_grad():
-            x = vae.decode(i.latents.to(vae.dtype) / vae.config.scaling_factor)  # (B, 3, H, W) in ~[-1, 1]
+            x = vae.decode(to_vae_space(i.latents.to(vae.dtype), vae.config))  # (B, 3, H, W) in ~[-1, 1]
         return {"image": (x / 2 + 0.5).clamp(0, 1).float().cpu()}
 
 
@@ -60,7 +61,18 @@ class VAEEncode(Node):
         # 2x − 1 in float32 before rounding to the run's dtype, as diffusers' image processor and pipelines do
         x = encoder_pixels(i.image.to(device=ctx.device, dtype=torch.float32) * 2 - 1, ctx.dtype)  # (B, 3, H, W)
         with torch.no_grad():
-            latents = vae.encode(x).sample(generator=i.generator) * vae.config.scaling_factor
+            latents = from_vae_space(vae.encode(x).sample(generator=i.generator), vae.config)
         if i.batch_size % latents.shape[0]:
             raise ValueError(f"`batch_size` {i.batch_size} is not a multiple of the {latents.shape[0]} images given")
         return {"latents": torch.cat([latents] * (i.batch_size // latents.shape[0]))}
+
+
+def to_vae_space(latents, config):
+    """Diffusion latents → the decoder's input: / scaling_factor, + shift_factor where the VAE has one."""
+    z = latents / config.scaling_factor
+    return z if config.shift_factor is None else z + config.shift_factor
+
+
+def from_vae_space(sample, config):
+    """A posterior sample → diffusion latents: − shift_factor where the VAE has one, · scaling_factor."""
+    return (sample if config.shift_factor is None else sample - config.shift_factor) * config.scaling_factor
