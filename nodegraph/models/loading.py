@@ -19,6 +19,8 @@ from nodegraph.models.checkpoint import (DIFFUSERS_WEIGHTS, default_dtype, find_
                                          read_entries, read_tensors)
 from nodegraph.models.config import AutoencoderKLConfig, UNet2DConditionConfig, UNet2DConfig, parse_config
 from nodegraph.models.errors import CheckpointError
+from nodegraph.models.qwen3_text import (QWEN3_ENCODERS, is_qwen3_config, is_qwen_tokenizer, load_qwen3_text_encoder,
+                                         load_qwen_tokenizer)
 from nodegraph.models.sources import Source, resolve_source
 from nodegraph.models.text import TEXT_ENCODERS, TOKENIZERS, load_text_encoder, load_tokenizer
 from nodegraph.models.unet_2d import UNet2DModel
@@ -35,7 +37,8 @@ MODELS = {  # diffusers class name → (nodegraph model, its config)
     "ZImageTransformer2DModel": (ZImageTransformer2DModel, ZImageTransformerConfig),
 }
 # What the conventional component names must hold, so that `vae` pointing at a UNet fails early and clearly.
-EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("AutoencoderKL",), "text_encoder": TEXT_ENCODERS,
+EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("AutoencoderKL",),
+            "text_encoder": TEXT_ENCODERS + QWEN3_ENCODERS,
             "text_encoder_2": TEXT_ENCODERS, "transformer": ("ZImageTransformer2DModel",)}
 
 
@@ -74,6 +77,8 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     join = (lambda n: f"{folder}/{n}") if folder else (lambda n: n)
     if name == "scheduler" or declared.endswith("Scheduler"):
         return src.read_json(join("scheduler_config.json"))
+    if name.startswith("tokenizer") and is_qwen_tokenizer(src, folder, declared):
+        return load_qwen_tokenizer(src, folder)
     if name.startswith("tokenizer") or declared in TOKENIZERS:
         return load_tokenizer(src, folder)
 
@@ -81,6 +86,8 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     kind = raw.get("_class_name") or (raw.get("architectures") or [None])[0] or \
         ("CLIPTextModel" if raw.get("model_type") == "clip_text_model" else None)
     where = src.where(join("config.json"))
+    if is_qwen3_config(raw) and kind in QWEN3_ENCODERS + (None,):  # Z-Image declares Qwen3Model for a causal-LM folder
+        kind = declared if declared in QWEN3_ENCODERS else "Qwen3Model"
     if declared and kind != declared:
         raise CheckpointError(f"model_index.json declares `{name}` a {declared}, but {where} describes a {kind}.")
     if name in EXPECTED and kind not in EXPECTED[name]:
@@ -93,6 +100,9 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         check_fp8(device, weights)
     if kind in TEXT_ENCODERS:
         encoder = load_text_encoder(src, folder, raw, dtype, device, variant, allow_pickle)
+        return cast_to_fp8(encoder, weights) if weights else encoder
+    if kind in QWEN3_ENCODERS:
+        encoder = load_qwen3_text_encoder(src, folder, raw, dtype, device, variant, allow_pickle)
         return cast_to_fp8(encoder, weights) if weights else encoder
     if kind not in MODELS:
         raise CheckpointError(f"{where}: nodegraph cannot load a {kind}; it loads "
