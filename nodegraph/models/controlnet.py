@@ -39,6 +39,7 @@ class ControlNetConfig(UNet2DConditionConfig):
     _CLASS: ClassVar[str] = "ControlNetModel"
     _CHOICES: ClassVar[dict[str, tuple]] = {**UNet2DConditionConfig._CHOICES,
                                            "controlnet_conditioning_channel_order": ("rgb", "bgr")}
+    _ONLY: ClassVar[dict[str, tuple]] = {**UNet2DConditionConfig._ONLY, "time_cond_proj_dim": (None,)}
 
 
 def parse_controlnet_config(raw: dict[str, Any], where: str = "config.json") -> ControlNetConfig:
@@ -188,3 +189,18 @@ def controlnet_family(config: ControlNetConfig | UNet2DConditionConfig) -> tuple
     """What a ControlNet and a UNet must share to work together: text width, SDXL-ness and block widths."""
     return (config.per_block("cross_attention_dim")[-1], config.addition_embed_type,
             tuple(config.block_out_channels))
+
+
+def check_family(controlnet, unet) -> None:
+    """Refuse a ControlNet trained for another model family before any step runs (graph nodes and ComfyUI's
+    ControlNet chain both call this)."""
+
+    def describe(config) -> str:
+        kind = "SDXL" if config.addition_embed_type == "text_time" else "Stable Diffusion 1.x/2.x"
+        width = config.per_block("cross_attention_dim")[-1]
+        return f"{kind}, text width {width}, blocks {list(config.block_out_channels)}"
+
+    if controlnet_family(controlnet.config) != controlnet_family(unet.config):
+        raise ValueError(f"`controlnet` was made for another model family ({describe(controlnet.config)}) than "
+                         f"`model` ({describe(unet.config)}): use a ControlNet trained for this model "
+                         "(SD1.5 ControlNets with SD1.x, SDXL ones with graphs/sdxl_controlnet.yaml).")

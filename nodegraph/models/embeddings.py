@@ -32,16 +32,35 @@ def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class TimestepEmbedding(nn.Module):
-    """Sinusoidal features → linear_1 → act → linear_2 (the MLP both UNets put on the timestep)."""
+    """Sinusoidal features → linear_1 → act → linear_2 (the MLP both UNets put on the timestep).
 
-    def __init__(self, in_dim: int, out_dim: int, act_fn: str = "silu"):
+    With `cond_dim` (LCM-distilled UNets) a bias-free `cond_proj` maps a condition (B, cond_dim), the guidance
+    scale's embedding, onto the features before the MLP."""
+
+    def __init__(self, in_dim: int, out_dim: int, act_fn: str = "silu", cond_dim: int | None = None):
         super().__init__()
+        self.cond_proj = None if cond_dim is None else Linear(cond_dim, in_dim, bias=False)
         self.linear_1 = Linear(in_dim, out_dim)
         self.act = activation(act_fn)
         self.linear_2 = Linear(out_dim, out_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if condition is not None:
+            x = x + self.cond_proj(condition)  # (B, in_dim)
         return self.linear_2(self.act(self.linear_1(x)))
+
+
+def guidance_scale_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of guidance weights w (B,) → (B, dim) float32, the `timestep_cond` an LCM-distilled
+    UNet was trained with (Luo et al. 2023, §4.2; VDM's timestep embedding of 1000·w, `[sin, cos]`, frequencies
+    exp(-ln(10000)·i / (dim/2 - 1))). Same operations and order as diffusers' `get_guidance_scale_embedding`."""
+    w = w.reshape(-1) * 1000.0
+    half = dim // 2
+    step = torch.log(torch.tensor(10000.0)) / (half - 1)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -step)  # (half,)
+    args = w.to(torch.float32)[:, None] * freqs[None, :]  # (B, half)
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    return F.pad(emb, (0, 1)) if dim % 2 else emb
 
 
 def batch_timesteps(timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:

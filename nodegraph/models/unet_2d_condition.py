@@ -30,7 +30,7 @@ class UNet2DConditionModel(Model):
         self.config = c = config
         ch, n, layers, only_cross, temb, resnet, transformer = block_settings(c)
         self.conv_in = Conv2d(c.in_channels, ch[0], c.conv_in_kernel, padding=(c.conv_in_kernel - 1) // 2)
-        self.time_embedding = TimestepEmbedding(ch[0], temb, c.act_fn)
+        self.time_embedding = TimestepEmbedding(ch[0], temb, c.act_fn, c.time_cond_proj_dim)
         self.add_embedding = None
         if c.addition_embed_type == "text_time":
             self.add_embedding = TimestepEmbedding(c.projection_class_embeddings_input_dim, temb, c.act_fn)
@@ -61,9 +61,11 @@ class UNet2DConditionModel(Model):
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
                 encoder_hidden_states: torch.Tensor | None = None, text_embeds: torch.Tensor | None = None,
                 time_ids: torch.Tensor | None = None, down_residuals: list[torch.Tensor] | None = None,
-                mid_residual: torch.Tensor | None = None) -> torch.Tensor:
+                mid_residual: torch.Tensor | None = None, timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
         """`down_residuals` (one per skip state) and `mid_residual` are a ControlNet's outputs: added to the
-        skip states after the whole down pass and to the mid block's output, as diffusers does."""
+        skip states after the whole down pass and to the mid block's output, as diffusers does.
+        `timestep_cond` (B, time_cond_proj_dim): an LCM-distilled UNet's guidance embedding (ignored by others,
+        as in diffusers)."""
         c = self.config
         if encoder_hidden_states is None:
             raise ValueError(f"this UNet2DConditionModel needs `encoder_hidden_states` (B, tokens, "
@@ -79,7 +81,10 @@ class UNet2DConditionModel(Model):
             sample = 2 * sample - 1.0
         t = batch_timesteps(timestep, sample.shape[0], sample.device)  # (B,)
         t_features = timestep_embedding(t, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift)
-        temb = self.time_embedding(t_features.to(sample.dtype))  # (B, 4·C0)
+        cond = None
+        if timestep_cond is not None and self.time_embedding.cond_proj is not None:
+            cond = timestep_cond.to(sample.dtype)  # (B, time_cond_proj_dim)
+        temb = self.time_embedding(t_features.to(sample.dtype), cond)  # (B, 4·C0)
         if self.add_embedding is not None:
             temb = temb + added_time_embedding(self, text_embeds, time_ids, temb.dtype)
         context = encoder_hidden_states  # (B, L, D)

@@ -21,6 +21,7 @@ class UNetStep(Node):
         latents: Latent
         t: Tensor
         embeddings: Optional[Embeddings] = None
+        timestep_cond: Optional[Tensor] = None  # an LCM-distilled UNet's guidance embedding (LCMGuidance)
 
     class Outputs(Ports):
         noise_pred: Tensor
@@ -37,4 +38,5 @@ class UNetStep(Node):
             elif i.embeddings.shape[0] != x.shape[0]:
                 raise ValueError(f"`embeddings` batch {i.embeddings.shape[0]} does not fit `latents` batch "
                                  f"{x.shape[0]}; it must be equal (no guidance) or twice (guidance)")
-            return {"noise_pred": i.unet(x, i.t, encoder_hidden_states=i.embeddings)}
+            extra = {} if i.timestep_cond is None else {"timestep_cond": i.timestep_cond}
+            return {"noise_pred": i.unet(x, i.t, encoder_hidden_states=i.embeddings, **extra)}

@@ -30,7 +30,7 @@ def test_form_shows_typed_inputs_with_defaults_limits_choices_and_help(page):
     expect(page.locator("#help-steps")).to_contain_text("Number of denoising steps")
     expect(page.locator("textarea#in-prompt")).to_have_value("a photograph of an astronaut riding a horse")
     expect(page.locator("select#in-scheduler option")).to_have_text(
-        ["(default)", "pndm", "ddim", "unipc", "euler", "euler_a", "dpmpp_2m", "lms"])
+        ["(default)", "pndm", "ddim", "unipc", "euler", "euler_a", "dpmpp_2m", "lms", "lcm", "tcd"])
     page.locator("#picture-box summary").click()
     assert wait_until(page, "() => document.querySelector('#picture img.diagram')?.naturalWidth") > 600
     page.fill("#in-seed", "0")

@@ -1,0 +1,61 @@
+"""Tiny checkpoints of the few-step tests: the tiny SD pipeline of tests/graphs (shared per session), an
+LCM-distilled variant of it (guidance embedding in the UNet), LCM-style LoRA files, and the tiny SDXL pair."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "graphs"))  # tiny_sdxl imports its neighbours
+
+from tests.models.adapters.lora_files import lora_targets, session_tiny_sd, write_kohya  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    return session_tiny_sd(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def lcm_lora(tiny_sd, tmp_path_factory) -> Path:
+    """A UNet-only LoRA in kohya's layout, like latent-consistency/lcm-lora-sdv1-5 (no text-encoder layers)."""
+    targets = lora_targets(tiny_sd)
+    targets["text_encoder"] = {}
+    return write_kohya(tmp_path_factory.mktemp("lcm-lora") / "lcm_lora.safetensors", targets, seed=31)
+
+
+@pytest.fixture(scope="session")
+def tiny_lcm(tiny_sd, tmp_path_factory) -> Path:
+    """The tiny SD pipeline with an LCM-distilled UNet (`time_cond_proj_dim`: the guidance scale is an input)
+    and an LCMScheduler config, saved by diffusers like SimianLuo/LCM_Dreamshaper_v7."""
+    import torch
+    from diffusers import LCMScheduler, UNet2DConditionModel
+
+    from tests.models.tiny_checkpoints import perturbed
+
+    folder = tmp_path_factory.mktemp("lcm") / "tiny-lcm"
+    shutil.copytree(tiny_sd, folder)
+    config = json.loads((tiny_sd / "unet" / "config.json").read_text())
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    torch.manual_seed(5)
+    unet = UNet2DConditionModel(**dict(config, time_cond_proj_dim=16))
+    shutil.rmtree(folder / "unet")
+    perturbed(unet, 6, scale=0.05).save_pretrained(folder / "unet")
+    scheduler = LCMScheduler.from_config(json.loads((tiny_sd / "scheduler" / "scheduler_config.json").read_text()))
+    scheduler.save_pretrained(folder / "scheduler")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "LCMScheduler"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    from tests.graphs.tiny_sdxl import save_tiny_sdxl
+
+    root = tmp_path_factory.mktemp("sdxl-turbo")
+    return save_tiny_sdxl(root / "base", root / "refiner")[0]
