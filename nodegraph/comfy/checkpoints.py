@@ -77,3 +77,19 @@ def _tensor(ckpt, key: str):
 
     with safe_open(str(ckpt.path), framework="pt") as f:
         return f.get_tensor(key)
+
+
+# T2I-Adapters, which ComfyUI's ControlNetLoader also loads (comfy/controlnet.py `load_t2i_adapter`): the
+# original full adapter (`conv_in` + `body.N.block1`), the light one (`body.N.in_conv`) and diffusers' layout
+# (`adapter.body.N.resnets…`), told apart from ControlNets by their tensor names.
+_T2I_KEYS = ("body.0.block1.weight", "body.0.in_conv.weight", "adapter.body.0.resnets.0.block1.weight")
+
+
+def is_t2i_adapter(path: Path) -> bool:
+    """Whether a ControlNetLoader's .safetensors file is a T2I-Adapter (its header only; pickles are not read)."""
+    if path.suffix.lower() in PICKLES or not path.is_file():
+        return False
+    try:
+        return any(key.endswith(_T2I_KEYS) for key in _shapes(path))
+    except ComfyError:  # unreadable: the ControlNet loader says so when it opens the file
+        return False

@@ -57,9 +57,11 @@ def parse_weights(text: str, weight: float = 1.0) -> list[tuple[str, float]]:
 _ESCAPES = {"\\)": "\0\1", "\\(": "\0\2"}
 
 
-def weighted_chunks(prompt: str, tokenizer, pad: int | None = None) -> list[list[tuple[int, float]]]:
+def weighted_chunks(prompt: str, tokenizer, pad: int | None = None,
+                    embeddings=None) -> list[list[tuple[int, float]]]:
     """The prompt as chunks of 77 (token id, weight) pairs, as ComfyUI's SDTokenizer builds them; padded with
-    `pad` (default EOS, as for CLIP-L; SDXL's bigG pads with 0)."""
+    `pad` (default EOS, as for CLIP-L; SDXL's bigG pads with 0). `embeddings` (comfy/embeddings.py
+    PromptEmbeddings) turns `embedding:NAME` words into the embedding's token ids; None reads them as text."""
     for escaped, hidden in _ESCAPES.items():
         prompt = prompt.replace(escaped, hidden)
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
@@ -69,6 +71,10 @@ def weighted_chunks(prompt: str, tokenizer, pad: int | None = None) -> list[list
         for escaped, hidden in _ESCAPES.items():
             piece = piece.replace(hidden, escaped[1])
         for word in piece.replace("\n", " ").split(" "):
+            if word and embeddings is not None and word.startswith("embedding:"):
+                ids, word = embeddings.word(word)
+                if ids:
+                    words.append([(t, weight) for t in ids])
             if word:
                 ids = tokenizer(word).input_ids[1:-1]  # without BOS/EOS
                 words.append([(t, weight) for t in ids])
@@ -105,16 +111,20 @@ def layer_choice(stop_at_clip_layer: int, loaded_layers: int, file_layers: int |
     return loaded_layers - wanted, "last" if layer_norm else "raw"
 
 
-def encode(encoder, tokenizer, prompt: str, clip_skip: int = 0, layer: str = "last", pad: int | None = None):
+def encode(encoder, tokenizer, prompt: str, clip_skip: int = 0, layer: str = "last", pad: int | None = None,
+           embeddings=None):
     """((1, 77·chunks, C) hidden states, (1, P) pooled or None) of `prompt` by ComfyUI's rules.
 
     `layer` "last" (SD1.x: after the final layer norm; clip_skip as diffusers'), "penultimate" (SDXL: the raw
     hidden state before the last layer) or "raw" (the state `clip_skip` layers before the last, no final norm);
-    the pooled embedding is the first chunk's, unweighted.
+    the pooled embedding is the first chunk's, unweighted. `embeddings`: see `weighted_chunks`; its text encoder
+    (with the embeddings' rows) encodes the prompt.
     """
     import torch
 
-    chunks = weighted_chunks(prompt, tokenizer, pad)
+    chunks = weighted_chunks(prompt, tokenizer, pad, embeddings)
+    if embeddings is not None:
+        encoder = embeddings.encoder
     weighted = any(w != 1.0 for chunk in chunks for _, w in chunk)
     states, pooled = [], None
     empty = None

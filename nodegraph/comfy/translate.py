@@ -286,8 +286,20 @@ class _Translator(ControlTranslations):
         for key, port in (("layer", "stop_at_clip_layer"), ("clip_layers", "clip_layers")):
             if key in clip:
                 self.nodes[nid][port] = clip[key]
+        self._embeddings(node_id, nid)
         cond = {"embeddings": f"${nid}.embeddings", "pooled": f"${nid}.pooled"}
         return (dict(cond, size=f"${nid}.size") if sdxl_only else cond,)
+
+    def _embeddings(self, node_id, nid):
+        """`embedding:NAME` in a prompt: ComfyUI's embeddings/ folders, looked up when the prompt is encoded."""
+        texts = [v for k, v in self.api[node_id]["inputs"].items() if k.startswith("text") and isinstance(v, str)]
+        if not any("embedding:" in text for text in texts):
+            return
+        self.nodes[nid]["embedding_folders"] = [str(f) for f in self.paths.folders("embeddings") if f.is_dir()]
+        self.inputs.setdefault("allow_pickle", {"type": "bool", "default": False, "description": (
+            "Read pickled embedding files (.pt, .bin) named by `embedding:` in prompts, with "
+            "torch.load(weights_only=True); only for files you trust.")})
+        self.nodes[nid]["allow_pickle"] = "$inputs.allow_pickle"
 
     def _EmptyLatentImage(self, node_id, nid):
         self.nodes[nid] = {"type": "ComfyEmptyLatent", "width": self.literal(node_id, "width"),

@@ -7,6 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from nodegraph.comfy.checkpoints import is_t2i_adapter
+from nodegraph.comfy.errors import ComfyError
+
 
 def node_suffix(node_id: str) -> str:
     """A node id as the tail of an identifier: "3" → "3", "12:5" (a subgraph's node) → "12_5"."""
@@ -17,6 +20,10 @@ class ControlTranslations:
     def _ControlNetLoader(self, node_id, nid):
         model = self.literal(node_id, "control_net_name")
         path = Path(self.inputs[model.split(".", 1)[1]]["default"])
+        if is_t2i_adapter(path):
+            raise ComfyError(f"{self.where(node_id, 'control_net_name')}: {path.name} is a T2I-Adapter, not a "
+                             f"ControlNet; nodegraph does not run T2I-Adapters yet (nothing was run). Use a "
+                             f"ControlNet of the same kind (e.g. a depth ControlNet) in ControlNetLoader")
         # a diffusers ControlNet kept as ComfyUI sees it (`name/diffusion_pytorch_model.safetensors`) takes the
         # config.json beside it; an original-layout file infers its config from its weights
         beside = path.parent / "config.json"

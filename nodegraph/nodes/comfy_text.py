@@ -24,6 +24,10 @@ class ComfyTextEncode(Node):
     CLIPTextEncodeSDXL's inputs: `text_l` is CLIP-L's own text (unset: `text`, which bigG reads), the shorter
     encoding padded with empty-prompt chunks; `width` … `target_height` (and a refiner's `aesthetic_score`)
     become the prompt's own size ids, output as `size` (unset: the latent's, at sampling).
+
+    `embedding:NAME` words read textual-inversion files from `embedding_folders` by ComfyUI's rules
+    (nodegraph/comfy/embeddings.py: with or without the extension; a missing file drops the word with a
+    warning); pickled files (.pt) only with `allow_pickle`. No folders: the words are plain text.
     """
 
     class Inputs(Ports):
@@ -45,6 +49,9 @@ class ComfyTextEncode(Node):
         target_width: Optional[int] = Field(None, ge=0, le=16384)
         target_height: Optional[int] = Field(None, ge=0, le=16384)
         aesthetic_score: Optional[float] = Field(None, ge=0.0, le=1000.0, description="SDXL refiner: the score")
+        embedding_folders: list[str] = Field(default_factory=list,
+                                             description="ComfyUI's embeddings/ folders, for `embedding:NAME`")
+        allow_pickle: bool = Field(False, description="read .pt/.bin embeddings (torch.load weights_only=True)")
 
     class Outputs(Ports):
         embeddings: Embeddings
@@ -63,9 +70,15 @@ class ComfyTextEncode(Node):
         if layer is None:
             layer = -1 if family == "sd1" else -2
 
-        def encoded(encoder, tokenizer, norm, pad, file_layers=None, text=None):
+        def encoded(encoder, tokenizer, norm, pad, file_layers=None, text=None, key=""):
             skip, kind = layer_choice(layer, encoder.config.num_hidden_layers, file_layers, norm)
-            return encode(encoder, tokenizer, i.text if text is None else text, skip, kind, pad)
+            text = i.text if text is None else text
+            found = None
+            if i.embedding_folders and "embedding:" in text:
+                from nodegraph.comfy.embeddings import PromptEmbeddings
+
+                found = PromptEmbeddings(encoder, tokenizer, i.embedding_folders, key, i.allow_pickle, ctx.node_id)
+            return encode(encoder, tokenizer, text, skip, kind, pad, found)
 
         names = ("width", "height", "crop_w", "crop_h", "target_width", "target_height", "aesthetic_score")
         size = {name: getattr(i, name) for name in names if getattr(i, name) is not None} or None
@@ -75,14 +88,14 @@ class ComfyTextEncode(Node):
             return {"embeddings": hidden.to(dtype=ctx.dtype, device=ctx.device), "pooled": None,
                     "size": size}  # (1, 77·n, C)
         if family == "sdxl_refiner":
-            hidden, pooled = encoded(i.text_encoder, i.tokenizer, False, 0)
+            hidden, pooled = encoded(i.text_encoder, i.tokenizer, False, 0, key="clip_g")
         else:
             # SDXL (comfy/sdxl_clip.py): both encoders' hidden states, no final norm, side by side; bigG pads
             # with 0 and gives the pooled embedding.
             if i.text_encoder_2 is None or i.tokenizer_2 is None:
                 raise ValueError("`text_encoder_2`, `tokenizer_2`: an SDXL CLIP has two encoders; give both")
-            l_hidden, _ = encoded(i.text_encoder, i.tokenizer, False, None, text=i.text_l)
-            g_hidden, pooled = encoded(i.text_encoder_2, i.tokenizer_2, False, 0)
+            l_hidden, _ = encoded(i.text_encoder, i.tokenizer, False, None, text=i.text_l, key="clip_l")
+            g_hidden, pooled = encoded(i.text_encoder_2, i.tokenizer_2, False, 0, key="clip_g")
             if i.text_l is not None:  # CLIPTextEncodeSDXL: the shorter side gets empty-prompt chunks
                 l_hidden, g_hidden = (_pad_chunks(l_hidden, lambda: encoded(i.text_encoder, i.tokenizer, False,
                                                                             None, text="")[0], g_hidden.shape[1]),
