@@ -3,8 +3,21 @@ the 16-channel VAEs of Flux, SD3 and Z-Image have: decode z/scale + shift, encod
 
 from __future__ import annotations
 
+from typing import Literal
+
 from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import VAE, Generator, Image, Latent
+
+TILING = Field("auto", description="exact tiled pass (models/vae_tiling.py: the untiled image within 1/255, less "
+                                   "memory): on, off, or auto = when the untiled pass would not fit the run's "
+                                   "max_memory (else the free memory)")
+TILE_SIZE = Field(256, ge=32, le=4096, multiple_of=8, description="tile side, in output pixels of each stage")
+
+
+def _tiled(i, ctx, latent_shape) -> bool:
+    from nodegraph.memory.vae import should_tile
+
+    return should_tile(i.tiling, i.vae, latent_shape, ctx.device, ctx.mode.max_memory, i.tile_size)
 
 
 @node("VAEDecode", version=1)
@@ -19,6 +32,8 @@ class VAEDecode(Node):
         vae: VAE
         latents: Latent
         force_upcast: bool = Field(False, description="decode in float32 when the VAE is float16 and asks for it")
+        tiling: Literal["auto", "on", "off"] = TILING
+        tile_size: int = TILE_SIZE
 
     class Outputs(Ports):
         image: Image
@@ -31,8 +46,14 @@ class VAEDecode(Node):
         vae = i.vae
         if i.force_upcast and vae.dtype == torch.float16 and vae.config.force_upcast:
             vae = copy.deepcopy(vae).float()  # the cached fp16 VAE stays as it is for other users
+        z = to_vae_space(i.latents.to(vae.dtype), vae.config)
         with torch.no_grad():
-            x = vae.decode(to_vae_space(i.latents.to(vae.dtype), vae.config))  # (B, 3, H, W) in ~[-1, 1]
+            if _tiled(i, ctx, tuple(z.shape)):
+                from nodegraph.models.vae_tiling import tiled_decode
+
+                x = tiled_decode(vae, z, i.tile_size)  # (B, 3, H, W) in ~[-1, 1]
+            else:
+                x = vae.decode(z)
         return {"image": (x / 2 + 0.5).clamp(0, 1).float().cpu()}
 
 
@@ -48,6 +69,8 @@ class VAEEncode(Node):
         image: Image
         generator: Generator
         batch_size: int = Field(1, ge=1, le=64)
+        tiling: Literal["auto", "on", "off"] = TILING
+        tile_size: int = TILE_SIZE
 
     class Outputs(Ports):
         latents: Latent
@@ -60,8 +83,15 @@ class VAEEncode(Node):
         vae = i.vae
         # 2x − 1 in float32 before rounding to the run's dtype, as diffusers' image processor and pipelines do
         x = encoder_pixels(i.image.to(device=ctx.device, dtype=torch.float32) * 2 - 1, ctx.dtype)  # (B, 3, H, W)
+        latent_shape = (x.shape[0], 4, x.shape[2] // 8, x.shape[3] // 8)  # as for a decode to this size
         with torch.no_grad():
-            latents = from_vae_space(vae.encode(x).sample(generator=i.generator), vae.config)
+            if _tiled(i, ctx, latent_shape):
+                from nodegraph.models.vae_tiling import tiled_encode
+
+                posterior = tiled_encode(vae, x, i.tile_size)
+            else:
+                posterior = vae.encode(x)
+            latents = from_vae_space(posterior.sample(generator=i.generator), vae.config)
         if i.batch_size % latents.shape[0]:
             raise ValueError(f"`batch_size` {i.batch_size} is not a multiple of the {latents.shape[0]} images given")
         return {"latents": torch.cat([latents] * (i.batch_size // latents.shape[0]))}
