@@ -5,7 +5,27 @@ from __future__ import annotations
 from typing import Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import Image, Latent
+from nodegraph.core.types import FilePath, Image, Latent
+
+
+def read_image(path: str, port: str):
+    """The image file at `path`, decoded (in its own mode); ValueError naming
+    the `port` when it is missing, not an image or over `max_image_pixels` (checked before decoding)."""
+    import PIL.Image
+
+    from nodegraph.spec.limits import InputRefused
+    from nodegraph.spec.reading import open_image
+
+    try:
+        with open_image(path, repr(path)) as img:
+            img.load()
+            return img
+    except InputRefused as exc:
+        if exc.code == "file_not_found":
+            raise ValueError(f"`{port}`: no image file at {path!r}") from None
+        raise ValueError(f"`{port}`: {exc}") from None
+    except (OSError, SyntaxError, PIL.Image.DecompressionBombError) as exc:
+        raise ValueError(f"`{port}`: {path!r} cannot be read as an image ({type(exc).__name__})") from None
 
 
 @node("LoadImage", version=1)
@@ -19,7 +39,7 @@ class LoadImage(Node):
     pure = False  # the file may change between runs: never served from a node cache (exec/cache.py)
 
     class Inputs(Ports):
-        path: str = Field(min_length=1, description="image file (PNG, JPEG, WebP, …)")
+        path: FilePath = Field(min_length=1, description="image file (PNG, JPEG, WebP, …)")
         width: Optional[int] = Field(None, gt=0, le=8192)
         height: Optional[int] = Field(None, gt=0, le=8192)
         multiple_of: int = Field(8, ge=1, le=64)
@@ -32,13 +52,8 @@ class LoadImage(Node):
         import PIL.Image
         import torch
 
-        try:
-            with PIL.Image.open(i.path) as img:
-                img = img.convert("RGB")
-        except FileNotFoundError:
-            raise ValueError(f"`path`: no image file at {i.path!r}") from None
-        except (OSError, PIL.Image.DecompressionBombError) as exc:
-            raise ValueError(f"`path`: {i.path!r} cannot be read as an image ({exc})") from None
+        img = read_image(i.path, "path")
+        img = img.convert("RGB")
         width, height = i.width or img.width, i.height or img.height
         width, height = width - width % i.multiple_of, height - height % i.multiple_of
         if width == 0 or height == 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import VAE, Generator, Image, Latent, Scheduler, Tensor, Timesteps, UNet
+from nodegraph.core.types import VAE, FilePath, Generator, Image, Latent, Scheduler, Tensor, Timesteps, UNet
 
 
 @node("LoadInpaintImages", version=1)
@@ -25,8 +25,8 @@ class LoadInpaintImages(Node):
     pure = False  # the files may change between runs
 
     class Inputs(Ports):
-        image: str = Field(min_length=1, description="image file to edit")
-        mask: str = Field(min_length=1, description="mask file: white repaints, black keeps")
+        image: FilePath = Field(min_length=1, description="image file to edit")
+        mask: FilePath = Field(min_length=1, description="mask file: white repaints, black keeps")
         height: Optional[int] = Field(None, gt=0, le=8192)
         width: Optional[int] = Field(None, gt=0, le=8192)
 
@@ -62,16 +62,9 @@ class LoadInpaintImages(Node):
 
 
 def _read(path: str, name: str):
-    import PIL.Image
+    from nodegraph.nodes.image import read_image  # the pixel limit is checked before decoding
 
-    try:
-        with PIL.Image.open(path) as img:
-            img.load()
-            return img
-    except FileNotFoundError:
-        raise ValueError(f"`{name}`: no image file at {path!r}") from None
-    except (OSError, PIL.Image.DecompressionBombError) as exc:
-        raise ValueError(f"`{name}`: {path!r} cannot be read as an image ({exc})") from None
+    return read_image(path, name)
 
 
 @node("InpaintLatents", version=1)

@@ -16,7 +16,7 @@ import tempfile
 from fastapi import Request
 
 FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "BMP": "bmp", "GIF": "gif"}
-MAX_PIXELS = 8192 * 8192  # the graphs' own size limit; larger is refused before decoding a pixel
+MAX_PIXELS = 8192 * 8192  # the default of spec/limits.py's max_image_pixels (NODEGRAPH_MAX_IMAGE_PIXELS raises it)
 
 
 def add_upload_route(app, service) -> None:
@@ -44,15 +44,18 @@ def add_upload_route(app, service) -> None:
 def _checked_image(data: bytes, reject) -> tuple[int, int, str]:
     from PIL import Image
 
+    from nodegraph.spec.limits import active_limits
+
     try:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             kind, (width, height) = image.format, image.size
             if kind not in FORMATS:
                 raise reject("unsupported_image", "body", f"{kind} images are not accepted",
                              f"send one of {', '.join(FORMATS)}", status=422)
-            if width * height > MAX_PIXELS:
+            limit = active_limits().max_image_pixels  # the graphs' own limit, checked before decoding a pixel
+            if width * height > limit:
                 raise reject("image_too_large", "body", f"the image is {width}×{height}",
-                             f"at most {MAX_PIXELS:,} pixels", status=422)
+                             f"at most {limit:,} pixels", status=422)
             image.verify()  # the whole file is well formed
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise reject("not_an_image", "body", f"the file is not a readable image ({exc})",

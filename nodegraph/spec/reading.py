@@ -8,6 +8,7 @@ read up to one byte past the limit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -103,3 +104,31 @@ def _locate(text: str | bytes, token: str) -> tuple[int, int]:
         return 1, 1
     line = text.count("\n", 0, at) + 1
     return line, at - (text.rfind("\n", 0, at) + 1) + 1
+
+
+def check_pixels(width: int, height: int, shown: str, limits: Optional[Limits] = None) -> None:
+    """InputRefused if an image of width × height is over `max_image_pixels`."""
+    limit = (limits or active_limits()).max_image_pixels
+    if width * height > limit:
+        raise InputRefused("image_too_large", f"{shown} is {width}×{height} = {width * height:,} pixels, over "
+                           f"the limit of {limit:,}", "use a smaller image, or raise the limit with "
+                           "NODEGRAPH_MAX_IMAGE_PIXELS")
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike, shown: Optional[str] = None, limits: Optional[Limits] = None):
+    """`with open_image(p) as img:` a PIL image from a regular file, its size checked from the header before
+    anything is decoded. InputRefused when it is not a regular file, not an image, or over
+    `max_image_pixels`."""
+    import PIL.Image
+
+    shown = shown or os.fspath(path)
+    with open_regular(path, shown) as f:
+        try:
+            image = PIL.Image.open(f)
+        except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as exc:
+            raise InputRefused("not_an_image", f"{shown} cannot be read as an image ({type(exc).__name__})",
+                               "give a PNG, JPEG or WebP file") from None
+        with image:
+            check_pixels(image.width, image.height, shown, limits)
+            yield image
