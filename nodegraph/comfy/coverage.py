@@ -58,6 +58,14 @@ COVERED: dict[str, Covered] = {
     "LatentUpscale": Covered(("upscale_method", "width", "height", "crop"),
                              {"upscale_method": str, "width": int, "height": int, "crop": str}, ("LATENT",),
                              ("samples",)),
+    "LatentUpscaleBy": Covered(("upscale_method", "scale_by"), {"upscale_method": str, "scale_by": float},
+                               ("LATENT",), ("samples",)),
+    "ImageScale": Covered(("upscale_method", "width", "height", "crop"),
+                          {"upscale_method": str, "width": int, "height": int, "crop": str}, ("IMAGE",), ("image",)),
+    "ImageScaleToTotalPixels": Covered(("upscale_method", "megapixels", "resolution_steps"),
+                                       {"upscale_method": str, "megapixels": float, "resolution_steps": int},
+                                       ("IMAGE",), ("image",)),
+    "SDTurboScheduler": Covered(("steps", "denoise"), {"steps": int, "denoise": float}, ("SIGMAS",), ("model",)),
     "VAEDecode": Covered((), {}, ("IMAGE",), ("samples", "vae")),
     "VAEEncode": Covered((), {}, ("LATENT",), ("pixels", "vae")),
     "LoadImage": Covered(("image", "__upload"), {"image": str}, ("IMAGE", "MASK")),
@@ -79,7 +87,7 @@ CHOICES = {
     "scheduler": SCHEDULERS,
     "add_noise": ("enable", "disable"),
     "return_with_leftover_noise": ("disable", "enable"),
-    "upscale_method": ("nearest-exact", "bilinear", "area", "bicubic"),
+    "upscale_method": ("nearest-exact", "bilinear", "area", "bicubic", "lanczos"),  # lanczos: images only
     "crop": ("disabled", "center"),
 }
 

@@ -19,6 +19,7 @@ from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.models import ModelPaths
 from nodegraph.comfy.reader import Workflow
 from nodegraph.comfy.translate_control import ControlTranslations, node_suffix
+from nodegraph.comfy.translate_image import ImageTranslations
 from nodegraph.shipped_graphs import SHIPPED_GRAPHS
 
 STEP_GRAPH = SHIPPED_GRAPHS / "comfy" / "ksampler_step.yaml"
@@ -31,7 +32,8 @@ _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "l
           "VAEEncode": "encode", "LoadImage": "image", "KSamplerSelect": "sampler", "BasicScheduler": "sigmas",
           "SamplerCustom": "custom", "ControlNetLoader": "controlnet", "ControlNetApplyAdvanced": "control",
           "ControlNetApply": "control",
-          "SaveImage": "save", "PreviewImage": "preview"}
+          "SaveImage": "save", "PreviewImage": "preview", "LatentUpscaleBy": "upscale", "ImageScale": "scale",
+          "ImageScaleToTotalPixels": "scale", "SDTurboScheduler": "sigmas"}
 _MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
                "control_net_name": "controlnet"}
 
@@ -83,7 +85,7 @@ def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP
         raise ComfyError(f"{workflow.origin}: the chain of linked nodes is too long to import") from None
 
 
-class _Translator(ControlTranslations):
+class _Translator(ControlTranslations, ImageTranslations):
     def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, checkpoint):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
         self.checkpoint_of = checkpoint

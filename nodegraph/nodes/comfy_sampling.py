@@ -202,3 +202,27 @@ class ComfySamplerStep(Node):
 
         x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, i.noise, i.history, model)
         return {"latents": x, "history": history}
+
+
+@node("ComfyTurboSigmas", version=1)
+class ComfyTurboSigmas(Node):
+    """ComfyUI's SDTurboScheduler: σ at the timesteps 999, 899, … 99 (the table's own values), from step
+    10 − int(10 · denoise), `steps` of them, then 0 (comfy_extras/nodes_custom_sampler.py)."""
+
+    class Inputs(Ports):
+        steps: int = Field(1, ge=1, le=10)
+        denoise: float = Field(1.0, ge=0.0, le=1.0)
+
+    class Outputs(Ports):
+        sigmas: Tensor
+        steps: list[int]
+
+    def run(self, i, ctx):
+        import torch
+
+        from nodegraph.comfy.schedules import sigma_table
+
+        start = 10 - int(10 * i.denoise)
+        timesteps = [100 * k - 1 for k in range(10, 0, -1)][start:start + i.steps]
+        sigmas = torch.cat([sigma_table()[timesteps], torch.zeros(1)])
+        return {"sigmas": sigmas, "steps": list(range(len(sigmas) - 1))}

@@ -1,0 +1,32 @@
+"""ComfyUI's image and latent resizing nodes and SDTurboScheduler → nodegraph nodes: a mixin of translate.py's
+translator (its `literal`, `link`, `nodes`)."""
+
+from __future__ import annotations
+
+
+class ImageTranslations:
+    def _ImageScale(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyImageScale", "image": self.link(node_id, "image", "IMAGE"),
+                           "upscale_method": self.literal(node_id, "upscale_method"),
+                           "width": self.literal(node_id, "width"), "height": self.literal(node_id, "height"),
+                           "crop": self.literal(node_id, "crop", "disabled")}
+        return (f"${nid}.image",)
+
+    def _ImageScaleToTotalPixels(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyImageScaleToTotalPixels", "image": self.link(node_id, "image", "IMAGE"),
+                           "upscale_method": self.literal(node_id, "upscale_method", "nearest-exact"),
+                           "megapixels": self.literal(node_id, "megapixels", 1.0),
+                           "resolution_steps": self.literal(node_id, "resolution_steps", 1)}
+        return (f"${nid}.image",)
+
+    def _LatentUpscaleBy(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyLatentUpscaleBy", "latents": self.link(node_id, "samples", "LATENT"),
+                           "upscale_method": self.literal(node_id, "upscale_method"),
+                           "scale_by": self.literal(node_id, "scale_by")}
+        return (f"${nid}.latents",)
+
+    def _SDTurboScheduler(self, node_id, nid):
+        self.link(node_id, "model", "MODEL")  # ComfyUI reads the σ table from the model; SD's is built in
+        self.nodes[nid] = {"type": "ComfyTurboSigmas", "steps": self.literal(node_id, "steps", 1),
+                           "denoise": self.literal(node_id, "denoise", 1.0)}
+        return (nid,)
