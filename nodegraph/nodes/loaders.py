@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, RunContext, node
-from nodegraph.core.types import VAE, Scheduler, TextEncoder, Tokenizer, UNet
+from nodegraph.core.types import VAE, ModelSource, Scheduler, TextEncoder, Tokenizer, UNet
 
 MODEL_HELP = ("a pipeline folder, a component folder, a hub repo id (org/name), builtin:NAME, or a single-file "
               "checkpoint (.safetensors in the original SD/SDXL layout)")
@@ -20,12 +20,13 @@ FAST_COMPONENTS = ("unet", "vae")  # what fast mode (nodegraph/fast) changes
 
 
 class CheckpointInputs(Ports):
-    model: str = Field(description=MODEL_HELP, min_length=1)
+    model: ModelSource = Field(description=MODEL_HELP, min_length=1)
     revision: Optional[str] = Field(None, description="hub revision (branch, tag or commit)")
     variant: Optional[str] = Field(None, description="weights variant, e.g. fp16 (file.fp16.safetensors)")
     allow_pickle: bool = Field(False, description="allow .bin (pickle) weights; loaded with weights_only=True")
-    config: Optional[str] = Field(None, description="single-file checkpoints: a diffusers folder or hub repo whose "
-                                                    "configs, tokenizers and scheduler replace the built-in ones")
+    config: Optional[ModelSource] = Field(None, description="single-file checkpoints: a diffusers folder or hub repo "
+                                                            "whose configs, tokenizers and scheduler replace the "
+                                                            "built-in ones")
 
 
 class ModelInputs(CheckpointInputs):
@@ -33,6 +34,16 @@ class ModelInputs(CheckpointInputs):
     # bf16 they round differently from diffusers (up to 8/255 per pixel), so it is opt-in: exactness by default.
     channels_last: bool = Field(False, description="store conv weights channels-last (faster bf16/fp16 "
                                                    "convolutions on CPU; output no longer bit-equal to diffusers)")
+
+
+def checkpoint_reads(known: dict, *components: str, source: Optional[str] = None) -> list[tuple[str, str, dict]]:
+    """`Node.model_reads` of a checkpoint loader: each of `components` from its `model` input (or `source`), with
+    the loader options that choose its files; nothing while the model is not known before the run."""
+    model = source or known.get("model")
+    if not isinstance(model, str) or not model:
+        return []
+    options = {"variant": known.get("variant"), "allow_pickle": known.get("allow_pickle", False)}
+    return [(model, component, options) for component in components]
 
 
 def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed: bool = True):
@@ -88,6 +99,10 @@ class LoadUNet(Node):
     class Outputs(Ports):
         unet: UNet
 
+    @classmethod
+    def model_reads(cls, known):
+        return checkpoint_reads(known, "unet")
+
     def run(self, i, ctx):
         if i.family:
             from nodegraph.models.sdxl import refuse_other_family
@@ -102,11 +117,15 @@ class LoadVAE(Node):
     """Load the AutoencoderKL of a checkpoint (images ↔ latents), or the one `override` names instead."""
 
     class Inputs(ModelInputs):
-        override: str = Field("", description="a VAE file (.safetensors) or folder to use instead of the "
+        override: ModelSource = Field("", description="a VAE file (.safetensors) or folder to use instead of the "
                                               "checkpoint's own; empty = the checkpoint's")
 
     class Outputs(Ports):
         vae: VAE
+
+    @classmethod
+    def model_reads(cls, known):
+        return checkpoint_reads(known, "vae", source=known.get("override"))  # `override` replaces the model's VAE
 
     def run(self, i, ctx):
         if i.override:
@@ -129,6 +148,10 @@ class LoadCLIP(Node):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
 
+    @classmethod
+    def model_reads(cls, known):
+        return checkpoint_reads(known, "text_encoder")
+
     def run(self, i, ctx):
         return {"text_encoder": load_cached(i, "text_encoder", ctx),
                 "tokenizer": load_cached(i, "tokenizer", ctx, placed=False)}
@@ -138,7 +161,7 @@ class LoadCLIP(Node):
 class LoadScheduler(Node):
     """Make a fresh scheduler from a checkpoint's scheduler config, optionally as another scheduler class.
 
-    `scheduler` names the class by short name (ddpm, ddim, pndm, unipc, euler, euler_a, dpmpp_2m, lms) or
+    `scheduler` names the class by short name (ddpm, ddim, pndm, unipc, euler, euler_a, dpmpp_2m, lms, lcm, tcd) or
     diffusers class name; empty keeps the checkpoint's own. A swap follows diffusers' `from_config`: settings
     the checkpoint's json does not state take the new class's defaults. `sd_pipeline` applies
     StableDiffusionPipeline's corrections of old configs (steps_offset=1, clip_sample=False).
@@ -149,6 +172,9 @@ class LoadScheduler(Node):
         sd_pipeline: bool = Field(False, description="apply StableDiffusionPipeline's scheduler-config fixes")
         prediction_type: Literal["", "epsilon", "v_prediction", "sample"] = Field("", description="epsilon, v_prediction or sample, replacing the config's "
                                                      "(SD2.x single files cannot tell ε from v); empty = as loaded")
+        timestep_spacing: Literal["", "linspace", "leading", "trailing"] = Field(
+            "", description="replaces the config's spacing, as from_config(config, timestep_spacing=...) does "
+                            "(trailing for SDXL-Lightning / Hyper-SD); empty = as loaded")
 
     class Outputs(Ports):
         scheduler: Scheduler
@@ -159,4 +185,6 @@ class LoadScheduler(Node):
         config = load_cached(i, "scheduler", ctx, placed=False)
         if i.prediction_type:
             config = dict(config, prediction_type=i.prediction_type)
+        if i.timestep_spacing:
+            config = dict(config, timestep_spacing=i.timestep_spacing)
         return {"scheduler": make_scheduler(config, i.scheduler or None, sd_pipeline=i.sd_pipeline)}

@@ -53,9 +53,21 @@ def tiny_lcm(tiny_sd, tmp_path_factory) -> Path:
     return folder
 
 
+# stabilityai/sdxl-turbo's scheduler_config.json (the keys that matter): Euler ancestral, trailing spacing.
+TURBO_SCHEDULER = {"_class_name": "EulerAncestralDiscreteScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                   "beta_start": 0.00085, "num_train_timesteps": 1000, "prediction_type": "epsilon", "steps_offset": 1,
+                   "timestep_spacing": "trailing", "trained_betas": None}
+
+
 @pytest.fixture(scope="session")
-def tiny_sdxl(tmp_path_factory) -> Path:
+def tiny_sdxl_turbo(tmp_path_factory) -> Path:
+    """The tiny SDXL base of tests/graphs with SDXL-Turbo's scheduler config."""
     from tests.graphs.tiny_sdxl import save_tiny_sdxl
 
     root = tmp_path_factory.mktemp("sdxl-turbo")
-    return save_tiny_sdxl(root / "base", root / "refiner")[0]
+    base = save_tiny_sdxl(root / "base", root / "refiner")[0]
+    (base / "scheduler" / "scheduler_config.json").write_text(json.dumps(TURBO_SCHEDULER))
+    index = json.loads((base / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "EulerAncestralDiscreteScheduler"]
+    (base / "model_index.json").write_text(json.dumps(index))
+    return base
