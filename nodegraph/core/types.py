@@ -52,6 +52,10 @@ class UNet(Component):
     """A denoising UNet."""
 
 
+class Transformer(Component):
+    """A denoising transformer (DiT: Z-Image; later Flux, SD3)."""
+
+
 class VAE(Component):
     """A variational autoencoder (latents <-> images)."""
 
@@ -84,7 +88,7 @@ PRIMITIVES = {"int": int, "float": float, "str": str, "bool": bool}
 MARKERS: dict[str, type[PortKind]] = {
     cls.__name__: cls
     for cls in (Tensor, Latent, Image, Embeddings, Timesteps,
-                UNet, VAE, TextEncoder, Tokenizer, Scheduler, Generator, ControlNet, Control)
+                UNet, Transformer, VAE, TextEncoder, Tokenizer, Scheduler, Generator, ControlNet, Control)
 }
 TYPE_NAMES = [*PRIMITIVES, "list[T]", *MARKERS, "Any"]
 

@@ -20,6 +20,10 @@ class SchedulerSetTimesteps(Node):
         scheduler: Scheduler
         steps: int = Field(25, ge=1, le=1000, description="number of denoising steps")
         strength: float = Field(1.0, gt=0.0, le=1.0, description="share of the schedule to run (img2img)")
+        sigmas: Optional[list[float]] = Field(None, description="flow-matching schedulers: the sigmas the pipeline "
+                                                                "passes, one per step (FlowSigmas)")
+        mu: Optional[float] = Field(None, description="flow-matching schedulers: the resolution-dependent shift "
+                                                      "(FlowShift); used where the config sets dynamic shifting")
 
     class Outputs(Ports):
         scheduler: Scheduler
@@ -28,7 +32,11 @@ class SchedulerSetTimesteps(Node):
 
     def run(self, i, ctx):
         s = i.scheduler
-        s.set_timesteps(i.steps, device=ctx.device)
+        flow = {k: v for k, v in (("sigmas", i.sigmas), ("mu", i.mu)) if v is not None}
+        if flow and not getattr(s, "flow_matching", False):
+            raise ValueError(f"`sigmas` and `mu` are for flow-matching schedulers; {type(s).__name__} takes `steps` "
+                             "alone")
+        s.set_timesteps(i.steps, device=ctx.device, **flow)
         timesteps = s.timesteps
         if i.strength < 1.0:
             kept = min(int(i.steps * i.strength), i.steps)

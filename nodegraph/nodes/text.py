@@ -17,6 +17,8 @@ class TextEncode(Node):
     escapes, `BREAK` — and encodes long prompts in 75-token chunks (77·n tokens out); see docs/prompts-and-lora.md.
     `clip_skip` (diffusers' meaning: 0 = off, 1 = the penultimate layer = A1111's "Clip skip: 2").
     `batch_size` repeats the embedding once per image, as diffusers' `num_images_per_prompt` does.
+    Given a Qwen3 text encoder (Z-Image), the prompt is encoded as ZImagePipeline does instead: chat template,
+    up to `max_sequence_length` tokens, the second-to-last layer, padding dropped (B, tokens, C).
     """
 
     class Inputs(Ports):
@@ -27,6 +29,8 @@ class TextEncode(Node):
         syntax: Literal["plain", "a1111"] = Field("plain", description="plain (diffusers) or a1111 (weights, "
                                                                          "BREAK, long prompts)")
         clip_skip: int = Field(0, ge=0, le=24, description="skip the last k CLIP layers (0 = off)")
+        max_sequence_length: int = Field(512, ge=1, le=8192, description="Qwen3 encoders (Z-Image): tokens kept, "
+                                                                          "the prompt is cut there; CLIP: unused")
 
     class Outputs(Ports):
         embeddings: Embeddings
@@ -37,6 +41,8 @@ class TextEncode(Node):
         from nodegraph.prompts.a1111 import PromptError
         from nodegraph.prompts.encode import encode_a1111, encode_plain
 
+        if type(i.text_encoder).__name__ == "Qwen3TextModel":
+            return {"embeddings": _encode_qwen3(i, ctx)}
         encode = encode_a1111 if i.syntax == "a1111" else encode_plain
         try:
             encoded = encode(i.text_encoder, i.tokenizer, i.prompt, i.clip_skip)
@@ -46,6 +52,20 @@ class TextEncode(Node):
             warnings.warn(f"{ctx.node_id}: prompt {_short(i.prompt)}: {message}", PromptWarning, stacklevel=1)
         hidden = encoded.hidden.to(dtype=ctx.dtype, device=ctx.device)
         return {"embeddings": hidden.repeat_interleave(i.batch_size, dim=0)}  # (B, 77·chunks, C)
+
+
+def _encode_qwen3(i, ctx):
+    """ZImagePipeline's prompt encoding, repeated per image: (B, tokens, C) in the run's dtype."""
+    import torch
+
+    from nodegraph.models.qwen3_text import encode_prompts
+
+    if i.syntax != "plain" or i.clip_skip:
+        raise ValueError("`syntax: a1111` and `clip_skip` are CLIP features; a Qwen3 text encoder (Z-Image) takes "
+                         "plain prompts: leave them at plain / 0")
+    with torch.no_grad():
+        (hidden,) = encode_prompts(i.text_encoder, i.tokenizer, [i.prompt], i.max_sequence_length, device=ctx.device)
+    return hidden.to(dtype=ctx.dtype, device=ctx.device)[None].repeat_interleave(i.batch_size, dim=0)
 
 
 class PromptWarning(UserWarning):
