@@ -19,7 +19,8 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced", "LatentUpscale", "VAEDecode",
            "SaveImage", "PreviewImage", "VAEEncode", "LoadImage", "SamplerCustom", "KSamplerSelect",
            "BasicScheduler", "ControlNetLoader", "ControlNetApplyAdvanced",
-           "ControlNetApply", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner"}
+           "ControlNetApply", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "LatentUpscaleBy", "ImageScale",
+           "ImageScaleToTotalPixels", "SDTurboScheduler"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2"}
