@@ -151,8 +151,8 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         features = timestep_embedding(t, T_FREQUENCIES, flip_sin_to_cos=True, freq_shift=0)  # (B, 256) float32
-        weight = self.mlp[0].weight
-        return self.mlp(features.to(weight.dtype) if weight.dtype.is_floating_point else features)
+        # the compute dtype: the bias's, which float8 weight storage (models/fp8.py) leaves in it
+        return self.mlp(features.to(self.mlp[0].bias.dtype))
 
 
 @dataclass

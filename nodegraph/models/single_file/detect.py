@@ -120,6 +120,9 @@ def _what_else(shapes: dict[str, tuple[int, ...]]) -> str:
     if len(vae_like) == len(keys) or any(k.startswith(VAE_PREFIXES) for k in keys) and \
             not any(k.startswith(UNET_PREFIX) for k in keys):
         return "it holds VAE weights only; pass it as `vae`, with a full checkpoint as `model`."
+    flow = _flow_family(shapes)
+    if flow:
+        return flow
     if "conv_in.weight" in shapes and any(k.startswith("down_blocks.") for k in keys):
         return ("it holds a diffusers UNet's weights alone; pass the folder holding it with its config.json "
                 "(a diffusers pipeline folder), or a whole checkpoint file.")
@@ -135,3 +138,14 @@ def top_prefixes(keys: list[str], depth: int = 2, shown: int = 8) -> str:
     listed = [f"{p} ({n})" for p, n in counts.most_common(shown)]
     more = f", … and {len(counts) - shown} more" if len(counts) > shown else ""
     return ", ".join(listed) + more
+
+
+def _flow_family(shapes: dict[str, tuple[int, ...]]) -> str:
+    from nodegraph.models.single_file.z_image import detect_flow_file
+
+    found = detect_flow_file(shapes)
+    if found is None:
+        return ""
+    component = "transformer" if found[0] == "z_image_transformer" else "text_encoder"
+    return (f"it holds a Z-Image {component.replace('_', ' ')} alone (a flow-matching model, not Stable "
+            f"Diffusion); run it with graphs/z_image.yaml, passing it as `{component}`.")

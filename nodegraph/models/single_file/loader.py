@@ -23,6 +23,8 @@ from nodegraph.models.single_file import clip, ldm_unet, ldm_vae
 from nodegraph.models.single_file.detect import VAE_PREFIXES, Family, detect, top_prefixes
 from nodegraph.models.single_file.plan import Plan, Take, check, read
 from nodegraph.models.single_file.reader import PICKLES, CheckpointFile, open_checkpoint
+from nodegraph.models.single_file.z_image import (FLOW_COMPONENTS, detect_flow_file, flow_file_config, load_flow_file,
+                                                  not_a_flow_file)
 
 CONFIGS = Path(__file__).parent / "configs"
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
@@ -70,6 +72,10 @@ def load_single_file(path: str | os.PathLike, name: str, *, dtype: torch.dtype =
     """Component `name` of the single-file checkpoint at `path` (see `load_component` for what is returned)."""
     ckpt = opened(path, allow_pickle)
     shown = str(ckpt.path)
+    if detect_flow_file(ckpt.shapes):  # a Z-Image transformer or Qwen3 text encoder alone
+        return load_flow_file(ckpt, name, dtype, torch.device(device), config)
+    if name in FLOW_COMPONENTS:
+        raise not_a_flow_file(ckpt, name)
     if name not in COMPONENTS:
         raise CheckpointError(f"a single-file checkpoint has no component `{name}`; it holds "
                               f"{', '.join(COMPONENTS)} (those its family uses).")
@@ -100,6 +106,8 @@ def read_single_file_config(path: str | os.PathLike, name: str, config: str | No
 
         return read_config(config, name)
     ckpt = opened(path)
+    if detect_flow_file(ckpt.shapes):
+        return flow_file_config(ckpt, name)
     fam = detect(ckpt.shapes, str(ckpt.path))
     builtin = builtin_config(fam.config)
     if name == "scheduler":
