@@ -60,3 +60,17 @@ def _single_file_problem(source, given: str) -> str | None:
     graph = "graphs/sdxl.yaml" if family.startswith("sdxl") else "graphs/stable_diffusion.yaml"
     return (f"{given} is a {family} single-file checkpoint (a UNet, not a Z-Image transformer); run it with "
             f"{graph}, or pass {Z_IMAGE_NEEDS}.")
+
+
+def transformer_checkpoint(source: str | os.PathLike, revision: str | None = None) -> str | None:
+    """For the UNet graphs: what `source` is when it is a Z-Image pipeline (a transformer, no UNet), and the graph
+    that runs it; None otherwise (single files and UNet folders)."""
+    from nodegraph.models.loading import read_config
+    from nodegraph.models.single_file import is_single_file
+
+    if is_single_file(source):
+        return None
+    kind = read_config(source, "model_index", revision).get("_class_name")
+    if kind in Z_IMAGE_PIPELINES:
+        return f"a Z-Image checkpoint ({kind}: a flow-matching transformer, no UNet); run it with graphs/z_image.yaml"
+    return None

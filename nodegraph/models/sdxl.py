@@ -39,6 +39,10 @@ def sdxl_role(source: str | os.PathLike, revision: str | None = None,
             raise CheckpointError(f"{source} is an inpainting checkpoint (9-channel UNet input); the SDXL graphs "
                                   f"take text-to-image checkpoints.")
         return {"sdxl_base": "base", "sdxl_refiner": "refiner"}.get(family, "sd"), {}
+    from nodegraph.models.flow_family import transformer_checkpoint
+
+    if other := transformer_checkpoint(source, revision):
+        raise CheckpointError(f"{source} is {other}.")
     index = read_config(source, "model_index", revision)
     unet = read_config(source, "unet", revision)
     if unet.get("addition_embed_type") != "text_time":
@@ -74,6 +78,10 @@ def unet_family(source: str | os.PathLike, revision: str | None = None, allow_pi
 def refuse_other_family(source: str | os.PathLike, wanted: Family, input_name: str = "model",
                         revision: str | None = None, allow_pickle: bool = False) -> None:
     """Raise a ValueError naming `input_name` and the graph to use when `source`'s UNet is not of family `wanted`."""
+    from nodegraph.models.flow_family import transformer_checkpoint
+
+    if other := transformer_checkpoint(source, revision):
+        raise ValueError(f"`{input_name}` {str(source)!r} is {other}.")
     found = unet_family(source, revision, allow_pickle)
     if found != wanted:
         unet, detail, graph = FAMILIES[found]
