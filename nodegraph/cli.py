@@ -18,98 +18,24 @@ from typing import Any, Optional
 EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 1, 2, 130
 
 
-def _set_value(raw: str, ptype) -> Any:
-    """Parse one `--set` value by the input's declared type (lists and Any: YAML, e.g. `[1, 2]`)."""
-    import yaml
-
-    if ptype.name == "int":
-        return int(raw)
-    if ptype.name == "float":
-        return float(raw)
-    if ptype.name == "bool":
-        words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
-        if raw.lower() not in words:
-            raise ValueError("expected true or false")
-        return words[raw.lower()]
-    if ptype.name == "str":
-        return raw
-    if ptype.name in ("list", "Any"):
-        try:
-            return yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"not valid YAML ({str(exc).splitlines()[0]})") from None
-    raise ValueError(f"an input of type {ptype} cannot be given on the command line")
-
-
-def parse_sets(graph, sets: list[str]) -> tuple[dict[str, Any], list]:
-    """`NAME=VALUE` strings -> values by declared type, plus the problems found (all of them)."""
-    from nodegraph.spec.errors import GraphError
-
-    values: dict[str, Any] = {}
-    issues: list[GraphError] = []
-    for item in sets:
-        name, eq, raw = item.partition("=")
-        name = name.strip()
-        if not eq or not name:
-            issues.append(GraphError("bad_set", f"--set {item}", f"`--set {item}` is not NAME=VALUE",
-                                     "e.g. `--set steps=20`", "<command line>"))
-            continue
-        ptype = graph.input_types.get(name)
-        if ptype is None:
-            values[name] = raw  # reported as an unknown input, with a did-you-mean, by the value check
-            continue
-        try:
-            values[name] = _set_value(raw, ptype)
-        except ValueError as exc:
-            message = str(exc) if "command line" in str(exc) or "expected" in str(exc) else f"expected {ptype}"
-            issues.append(GraphError("invalid_value", f"--set {name}", f"`--set {name}={raw}`: {message}",
-                                     f"`{name}` is declared as {ptype}", "<command line>"))
-    return values, issues
-
-
 def _bind(graph, sets: list[str], require_all: bool, base: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Input values from `--set` over `base` (the values recorded in a PNG being re-run)."""
-    from nodegraph.spec.values import bind_input_values
+    from nodegraph.spec.values import bind_sets
 
-    values, issues = parse_sets(graph, sets)
-    values = {**(base or {}), **values}
-    return bind_input_values(graph.checked, values, origin="--set", require_all=require_all, issues=issues)
-
-
-def _load_run_target(target: str, scratch: pathlib.Path, args=None):
-    """GRAPH is a graph file, or a PNG written by `nodegraph run` (its embedded graph and input values)."""
-    from nodegraph.spec.loader import load_graph
-
-    allow = getattr(args, "allow_includes_outside", False)
-    if not target.lower().endswith(".png"):
-        return load_graph(target, allow_includes_outside=allow), None
-    from nodegraph.exec.png_metadata import read_recipe
-    from nodegraph.spec.bundle import unbundle
-
-    recipe = read_recipe(target)
-    pins = recipe.get("hub_pins") if isinstance(recipe.get("hub_pins"), dict) else None
-    if str(recipe.get("source", "")).startswith("hf://"):  # a Hub graph, pinned to the commit that ran
-        return load_graph(recipe["source"], hub_pins=pins), recipe["inputs"]
-    main = unbundle(recipe["graph"], scratch)
-    return load_graph(main, include_root=scratch, hub_pins=pins), recipe["inputs"]
-
-
-def _inputs_feeding(graph, node_id: str, values: dict[str, Any]) -> str:
-    """`name = value` of the graph inputs wired into a (top-level) node: what the user may need to change."""
-    from nodegraph.spec.document import Ref
-
-    spec = graph.spec.nodes.get(node_id.split("/")[0])
-    if spec is None:
-        return ""
-    wired = spec.inputs if hasattr(spec, "inputs") else {}
-    names = [v.name for v in wired.values() if isinstance(v, Ref) and v.scope == "inputs"]
-    return ", ".join(f"{n} = {values.get(n)!r}" for n in names)
+    return bind_sets(graph, sets, require_all=require_all, base=base)
 
 
 def _print_warnings(graph) -> None:
     for warning in graph.warnings:
         print(warning, file=sys.stderr)
 
+
+
+def run_mode(args, recorded_fast: bool = False):
+    """The run's mode from the command line (a PNG made in fast mode re-runs in fast mode)."""
+    from nodegraph.core.mode import RunMode
+
+    return RunMode(args.device, args.dtype, fast=bool(args.fast or recorded_fast))
 
 
 def cmd_run(args) -> int:
@@ -119,64 +45,43 @@ def cmd_run(args) -> int:
         from nodegraph.serve.remote import run_remote
 
         return run_remote(args)
-    from nodegraph.comfy.reader import is_comfy_file  # ComfyUI workflows (.json, ComfyUI PNGs): nodegraph/comfy/
-
-    if is_comfy_file(args.graph):
-        from nodegraph.comfy.command import run_workflow
-
-        return run_workflow(args)
-
     with tempfile.TemporaryDirectory(prefix="nodegraph-") as scratch:
         return _run(args, pathlib.Path(scratch))
 
 
 def _run(args, scratch: pathlib.Path) -> int:
-    from nodegraph.exec import png_metadata
-    from nodegraph.exec.executor import run_graph
-    from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook, cancel_on_ctrl_c
-    from nodegraph.exec.steps import NodeExecutionError
-    from nodegraph.exec.writers import OutputInfo, summarize, writer_for
+    """GRAPH: a graph file, an hf:// address, a PNG written by `nodegraph run`, or a ComfyUI workflow
+    (nodegraph/comfy); all run through nodegraph.runner."""
+    from nodegraph.comfy.errors import ComfyError
+    from nodegraph.exec.hooks import LogHook, ProgressHook
+    from nodegraph.exec.run_scoped import RunScopedComponents  # one run: free each model after its last use
+    from nodegraph.runner import Runner, interactive, is_comfy_target, open_target, prepare_process
 
-    png_metadata.install()
-    if not args.no_heap_reuse:
-        from nodegraph.exec.heap import reuse_freed_heap
-
-        reuse_freed_heap()
-    graph, recorded = _load_run_target(args.graph, scratch, args)
-    fast = args.fast or png_metadata.recorded_fast(args.graph)  # a PNG made in fast mode re-runs in fast mode
-    _print_warnings(graph)
-    values = _bind(graph, args.set, require_all=True, base=recorded)
+    comfy = is_comfy_target(args.graph)
+    prepare_process(heap_reuse=not args.no_heap_reuse)
+    try:
+        target = open_target(args.graph, scratch, allow_includes_outside=args.allow_includes_outside,
+                             comfy_options=args)
+    except ComfyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if not comfy:
+        _print_warnings(target.graph)
+    values = target.bind(args.set)
     out_dir = pathlib.Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
         return EXIT_INVALID
-    if not args.no_prefetch:  # the disk reads the weights ahead of the loaders (nodegraph/exec/prefetch.py)
-        from nodegraph.exec.prefetch import start_prefetch
-
-        start_prefetch(graph, values)
-    cancel = CancelToken()
+    runner = Runner(run_mode(args, target.recorded_fast), components=RunScopedComponents())
     hooks = [ProgressHook(disable=True if args.quiet else None)] + ([LogHook()] if args.verbose else [])
-    with cancel_on_ctrl_c(cancel):
+    with interactive() as cancel:
+        outputs = runner.run(target.graph, values, hooks=hooks, cancel=cancel, prefetch=not args.no_prefetch)
         try:
-            from nodegraph.exec.run_scoped import RunScopedComponents  # one run: free each model after its last use
-
-            outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=cancel,
-                                components=RunScopedComponents(), fast=fast)
-        except NodeExecutionError as exc:
-            exc.fed_by = _inputs_feeding(graph, exc.node_id, values)
-            raise
-        if cancel.cancelled:
-            raise KeyboardInterrupt
-        report: dict[str, Any] = {}
-        for name, value in outputs.items():
-            ptype = graph.output_types[name]
-            writer = writer_for(ptype, value)
-            if writer is None:
-                report[name] = summarize(value)
-                continue
-            out_dir.mkdir(parents=True, exist_ok=True)
-            info = OutputInfo(name, ptype, graph, values, args.device, args.dtype, fast=fast)
-            report[name] = [str(p) for p in writer.write(value, out_dir, info)]
+            written = runner.write(target, values, outputs, out_dir)
+        except ComfyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+    report = {w.name: [str(p) for p in w.files] if w.files is not None else w.summary for w in written}
     print(json.dumps(report, indent=2, default=repr))
     return 0
 
@@ -322,6 +227,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from nodegraph.exec.steps import NodeExecutionError
     from nodegraph.exec.png_metadata import RecipeError
     from nodegraph.exec.writers import OutputError
+    from nodegraph.runner import describe_failure
     from nodegraph.spec.bundle import BundleError
     from nodegraph.spec.errors import ValidationFailed
 
@@ -336,8 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except NodeExecutionError as exc:
-        fed_by = getattr(exc, "fed_by", "")
-        print(f"error: {exc}" + (f"\n  the node's graph inputs: {fed_by}" if fed_by else ""), file=sys.stderr)
+        print(f"error: {describe_failure(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)

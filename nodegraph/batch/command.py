@@ -44,14 +44,14 @@ def add_batch_parser(sub, sets: dict) -> None:
 
 def _converter(graph):
     """Text → value by the input's declared type, by the same rules as `--set`."""
-    from nodegraph.cli import _set_value
+    from nodegraph.spec.values import parse_set_value
 
     def convert(name: str, raw: str):
         ptype = graph.input_types.get(name)
         if ptype is None:
             return raw  # reported as an unknown input by the planner
         try:
-            return _set_value(raw, ptype)
+            return parse_set_value(raw, ptype)
         except ValueError as exc:
             text = str(exc)
             raise ValueError(text if "command line" in text or "expected" in text else f"expected {ptype}") from None
@@ -64,7 +64,7 @@ def cmd_batch(args) -> int:
     from nodegraph.batch.manifest import ManifestError
     from nodegraph.batch.ray_runner import RayBatchError
     from nodegraph.batch.run import execute_batch
-    from nodegraph.cli import parse_sets
+    from nodegraph.spec.values import parse_sets
     from nodegraph.exec.hooks import CancelToken, RunCancelledError
     from nodegraph.spec.errors import ValidationFailed
     from nodegraph.spec.loader import load_graph

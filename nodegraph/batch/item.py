@@ -36,27 +36,37 @@ def worker_name(kind: str) -> str:
     return f"{kind}:{os.getpid()}" if kind == "local" else f"{kind}:{socket.gethostname()}:{os.getpid()}"
 
 
-def run_item(graph, index: int, inputs: dict[str, Any], *, device: Any = None, dtype: Any = None,
-             fast: bool = False, cancel=None, worker: str = "") -> ItemResult:
-    """Run the graph once; a node or output failure becomes a failed result (cancellation propagates)."""
-    from nodegraph.exec.executor import run_graph
+def item_runner(device: Any = None, dtype: Any = None, fast: bool = False, *, max_memory: Optional[int] = None):
+    """The runner of one batch (or one Ray actor): the process's loaded models, and a node-output cache kept
+    across items, so what every item computes alike runs once — the LoRA read and fused, a fixed prompt
+    encoded, a ControlNet hint prepared — and only what an item changes (the seed's noise, ...) runs again."""
+    from nodegraph.core.context import COMPONENTS
+    from nodegraph.core.mode import RunMode
+    from nodegraph.exec.lru_caches import OutputCache, machine_memory, storages
+    from nodegraph.runner import Runner
+
+    cache = OutputCache(min(machine_memory() // 4, 4 << 30), shared=lambda: storages(COMPONENTS.values()))
+    return Runner(RunMode(device, dtype, fast, max_memory), cache=cache)
+
+
+def run_item(graph, index: int, inputs: dict[str, Any], runner, *, cancel=None, worker: str = "") -> ItemResult:
+    """Run the graph once through `runner` (`item_runner`); a node or output failure becomes a failed result
+    (cancellation propagates)."""
     from nodegraph.exec.hooks import RunCancelledError
-    from nodegraph.exec.writers import OutputInfo, summarize, writer_for
+    from nodegraph.spec.values import bind_input_values
 
     started = time.perf_counter()
     result = ItemResult(index, DONE, worker=worker)
     try:
-        outputs = run_graph(graph, inputs, device=device, dtype=dtype, cancel=cancel, fast=fast)
+        values = bind_input_values(graph.checked, dict(inputs))
+        outputs = runner.run(graph, values, cancel=cancel)
         with tempfile.TemporaryDirectory(prefix="nodegraph-item-") as scratch:
-            for name, value in outputs.items():
-                ptype = graph.output_types[name]
-                writer = writer_for(ptype, value)
-                if writer is None:
-                    result.values[name] = summarize(value)
-                    continue
-                info = OutputInfo(name, ptype, graph, inputs, device, dtype, fast=fast)
-                paths = writer.write(value, pathlib.Path(scratch), info)
-                result.files[name] = [(p.name, p.read_bytes()) for p in paths]
+            # the PNG records the item's own inputs (what re-runs it), as the manifest row does
+            for written in runner.write(graph, inputs, outputs, pathlib.Path(scratch)):
+                if written.files is None:
+                    result.values[written.name] = written.summary
+                else:
+                    result.files[written.name] = [(p.name, p.read_bytes()) for p in written.files]
     except (RunCancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:  # the batch goes on: the item is recorded as failed, with the reason
@@ -68,26 +78,24 @@ def run_item(graph, index: int, inputs: dict[str, Any], *, device: Any = None, d
 def _describe(exc: BaseException) -> str:
     from nodegraph.exec.steps import NodeExecutionError
     from nodegraph.exec.writers import OutputError
+    from nodegraph.runner import describe_failure
     from nodegraph.spec.errors import ValidationFailed
 
     if isinstance(exc, (NodeExecutionError, OutputError, ValidationFailed)):
-        return str(exc)
+        return describe_failure(exc)
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def load_bundled_graph(bundle: dict, folder: Optional[str] = None):
     """A graph shipped as a bundle (its file and includes as text), written to a private folder and loaded."""
-    from nodegraph.spec.bundle import unbundle
-    from nodegraph.spec.loader import load_graph
+    from nodegraph.runner import open_target
 
     folder = folder or tempfile.mkdtemp(prefix="nodegraph-batch-graph-")
-    return load_graph(unbundle(bundle, folder))
+    return open_target(bundle, folder).graph
 
 
 def graph_bundle(graph) -> dict:
     """The graph and every file it includes, as text (what a remote worker needs to load the same graph)."""
-    from nodegraph.spec.bundle import BUNDLE_FORMAT, bundle_graph
+    from nodegraph.exec.png_metadata import graph_bundle as bundle
 
-    if graph.file and os.path.isfile(graph.file):
-        return bundle_graph(graph.file)
-    return {"format": BUNDLE_FORMAT, "main": "graph.yaml", "files": {"graph.yaml": graph.to_yaml()}}
+    return bundle(graph)

@@ -6,15 +6,15 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from nodegraph.batch.grid import Item
-from nodegraph.batch.item import ItemResult, run_item, worker_name
+from nodegraph.batch.item import ItemResult, item_runner, run_item, worker_name
 
 
 def run_local(graph, items: list[Item], *, device: Any, dtype: Any, fast: bool = False, cancel,
               on_start: Callable[[int, str], None], on_result: Callable[[ItemResult, int], None]) -> None:
     """Run `items` in order; `on_result(result, attempts)` stores each as soon as it is made."""
     worker = worker_name("local")
+    runner = item_runner(device, dtype, fast)  # one node cache for the batch: shared work runs once
     for item in items:
         cancel.raise_if_cancelled()
         on_start(item.index, worker)
-        on_result(run_item(graph, item.index, item.inputs, device=device, dtype=dtype, fast=fast, cancel=cancel,
-                           worker=worker), 1)
+        on_result(run_item(graph, item.index, item.inputs, runner, cancel=cancel, worker=worker), 1)

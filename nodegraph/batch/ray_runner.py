@@ -20,7 +20,7 @@ import tempfile
 from typing import Any, Callable, Optional, Union
 
 from nodegraph.batch.grid import Item
-from nodegraph.batch.item import FAILED, ItemResult, load_bundled_graph, run_item, worker_name
+from nodegraph.batch.item import FAILED, ItemResult, item_runner, load_bundled_graph, run_item, worker_name
 
 START_TIMEOUT_S = 300  # a worker that cannot start in this time (no room on the cluster) is given up
 
@@ -33,20 +33,19 @@ class ItemWorker:
     """One Ray actor: the graph, loaded from its bundle; its models stay loaded between items."""
 
     def __init__(self, bundle: dict, device: Any, dtype: Any, fast: bool = False):
-        from nodegraph.exec import png_metadata
+        from nodegraph.runner import prepare_process
 
-        png_metadata.install()
+        prepare_process(heap_reuse=False)
         self._folder = tempfile.TemporaryDirectory(prefix="nodegraph-batch-graph-")
         self.graph = load_bundled_graph(bundle, self._folder.name)
-        self.device, self.dtype, self.fast = device, dtype, fast
+        self.runner = item_runner(device, dtype, fast)  # per actor: a LoRA is read and fused once, not per item
         self.name = worker_name("ray")
 
     def identity(self) -> tuple[str, int]:
         return self.name, os.getpid()
 
     def run(self, index: int, inputs: dict) -> ItemResult:
-        return run_item(self.graph, index, inputs, device=self.device, dtype=self.dtype, fast=self.fast,
-                        worker=self.name)
+        return run_item(self.graph, index, inputs, self.runner, worker=self.name)
 
 
 def check_reachable(address: Union[bool, str, None], timeout_s: float = 5.0) -> None:

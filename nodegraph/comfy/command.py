@@ -1,11 +1,12 @@
-"""`nodegraph run WORKFLOW.json|comfy.png` and `nodegraph import-comfy`: the ComfyUI import's command line.
+"""The ComfyUI import's command line: `nodegraph import-comfy`, the options `nodegraph run` takes for workflows,
+and the pieces nodegraph.runner uses to run one (`load_translated`, `split_sets`, `save_images`).
 
-cli.py only registers these; they use the core through `load_graph` and `run_graph` like any other caller.
+cli.py only registers these; `nodegraph run WORKFLOW.json|comfy.png` goes through nodegraph.runner like a graph
+file (translated here, run and written there).
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 import sys
@@ -131,58 +132,6 @@ def cmd_import(args) -> int:
                             encoding="utf-8")
     print(f"wrote {output} ({len(translation.document['nodes'])} nodes, {len(translation.document['inputs'])} "
           f"inputs; step graph {step})")
-    return 0
-
-
-def run_workflow(args) -> int:
-    """`nodegraph run` on a ComfyUI workflow: translate, validate, run, write each SaveImage as ComfyUI names it."""
-    import tempfile
-
-    from nodegraph.cli import parse_sets
-    from nodegraph.exec.executor import run_graph
-    from nodegraph.exec.hooks import CancelToken, LogHook, ProgressHook, cancel_on_ctrl_c
-    from nodegraph.spec.values import bind_input_values
-
-    # The same execution as `nodegraph run graph.yaml`, in the same order: the allocator tuned before anything is
-    # loaded, the weights read ahead of the loaders (files not yet cached), each model freed after its last use.
-    if not getattr(args, "no_heap_reuse", False):
-        from nodegraph.exec.heap import reuse_freed_heap
-
-        reuse_freed_heap()
-    with tempfile.TemporaryDirectory(prefix="nodegraph-comfy-") as scratch:
-        try:
-            graph, translation, workflow, _ = load_translated(args.graph, args, pathlib.Path(scratch))
-        except ComfyError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_INVALID
-        _, plain = split_sets(args.set)
-        values, issues = parse_sets(graph, plain)
-        values = bind_input_values(graph.checked, values, origin="--set", require_all=True, issues=issues)
-        out_dir = pathlib.Path(args.out)
-        if out_dir.exists() and not out_dir.is_dir():
-            print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
-            return EXIT_INVALID
-        if not getattr(args, "no_prefetch", False):  # the disk reads the weights ahead of the loaders
-            from nodegraph.exec.prefetch import start_prefetch
-
-            start_prefetch(graph, values)
-        hooks = [ProgressHook(disable=True if args.quiet else None)]
-        if getattr(args, "verbose", False):  # `-v`: each node's start and time, as for a graph file
-            hooks.append(LogHook())
-        from nodegraph.exec.run_scoped import RunScopedComponents
-
-        with cancel_on_ctrl_c(CancelToken()) as cancel:  # Ctrl-C: stop at the next step, write nothing
-            outputs = run_graph(graph, values, device=args.device, dtype=args.dtype, hooks=hooks, cancel=cancel,
-                                components=RunScopedComponents(), fast=getattr(args, "fast", False))
-            if cancel.cancelled:
-                raise KeyboardInterrupt
-        chunks = {"prompt": json.dumps(workflow.api)}
-        if workflow.ui is not None:
-            chunks["workflow"] = json.dumps(workflow.ui)
-        report = {}
-        for saved in translation.saves:
-            report[saved.output] = [str(p) for p in save_images(outputs[saved.output], out_dir, saved.prefix, chunks)]
-    print(json.dumps(report, indent=2))
     return 0
 
 

@@ -113,7 +113,7 @@ def _broadcast(image, batch: int, groups: int):
 
 def check_family(control: ComfyControl, unet) -> None:
     """Refuse a ControlNet made for another model family than the sampled UNet, before its first step."""
-    from nodegraph.nodes._control import check_family as check
+    from nodegraph.models.controlnet import check_family as check
 
     for entry in control.chain():
         check(entry.controlnet, unet)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from nodegraph.exec.hooks import CancelToken
+from nodegraph.core.cancel import CancelToken
+from nodegraph.core.mode import RunMode
 
 DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
                "half": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16"}
@@ -79,6 +80,10 @@ class ComponentCache:
     def __contains__(self, key: Any) -> bool:
         return key in self._items
 
+    def values(self) -> list[Any]:
+        """The loaded components (a snapshot)."""
+        return list(self._items.values())
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -92,13 +97,18 @@ COMPONENTS = ComponentCache()
 
 
 class RunContext:
-    """Passed to every `Node.run`: `device`, `dtype`, `fast` (fast mode: loaders prepare models with
-    nodegraph.fast), `components`, `emit(event)`, `check_cancelled()`, `node_id` (the id of the node now running)."""
+    """Passed to every `Node.run`: `mode` (a `RunMode`: device, dtype, fast mode, memory budget, as asked),
+    `device` / `dtype` (resolved torch objects), `fast` (fast mode: loaders prepare models with nodegraph.fast),
+    `components`, `emit(event)`, `check_cancelled()`, `node_id` (the id of the node now running).
+
+    Give either `mode=RunMode(...)` or the older `device`, `dtype`, `fast` arguments, not both."""
 
     def __init__(self, device: Any = None, dtype: Any = None, *, components: ComponentCache | None = None,
-                 hooks: tuple = (), cancel: CancelToken | None = None, fast: bool = False):
-        self._device_request, self._dtype_request = device, dtype
-        self.fast = fast
+                 hooks: tuple = (), cancel: CancelToken | None = None, fast: bool = False,
+                 mode: RunMode | None = None):
+        if mode is not None and (device is not None or dtype is not None or fast):
+            raise TypeError("RunContext: pass `mode` or `device`/`dtype`/`fast`, not both")
+        self.mode = mode if mode is not None else RunMode(device, dtype, fast)
         self._device = self._dtype = None
         self.components = COMPONENTS if components is None else components
         self.hooks = tuple(hooks)
@@ -106,15 +116,14 @@ class RunContext:
         self.node_id: str | None = None
 
     @property
-    def device(self):
-        if self._device is None:
-            self._device = resolve_device(self._device_request)
-        return self._device
+    def fast(self) -> bool:
+        return self.mode.fast
 
     @property
-    def mode(self) -> tuple:
-        """What the run computes with besides its inputs, as asked (no torch import): device, dtype, fast mode."""
-        return (self._device_request, self._dtype_request, self.fast)
+    def device(self):
+        if self._device is None:
+            self._device = resolve_device(self.mode.device)
+        return self._device
 
     def check_device(self) -> None:
         """Resolve the device now (imports torch), so a bad `--device` fails before anything runs."""
@@ -123,7 +132,7 @@ class RunContext:
     @property
     def dtype(self):
         if self._dtype is None:
-            self._dtype = resolve_dtype(self._dtype_request)
+            self._dtype = resolve_dtype(self.mode.dtype)
         return self._dtype
 
     def emit(self, event: Any) -> None:

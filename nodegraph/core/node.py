@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from nodegraph.core.types import PortType, UnsupportedType, port_type_of
+from nodegraph.core.types import PortType, UnsupportedType, location_of, port_type_of
 
 if TYPE_CHECKING:
     from nodegraph.core.context import RunContext
@@ -52,6 +52,13 @@ class Node:
         already checked alone). Return (the ports at fault, message, hint) or None (spec/together.py)."""
         return None
 
+    @classmethod
+    def model_reads(cls, known: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+        """(model source, component, loader options) this node will load with the input values `known` before the
+        run (literals and graph inputs; a value computed during the run is absent). The read-ahead
+        (exec/prefetch.py) asks every node; loader nodes answer from their `ModelSource` inputs."""
+        return []
+
 
 class NodeDefinitionError(TypeError):
     """A node class is malformed (raised at import time, where the class is defined)."""
@@ -76,6 +83,7 @@ class InputPort:
     annotation: Any = None
     description: str = ""
     constraints: tuple = ()
+    location: Optional[str] = None  # "model" / "file": a `ModelSource` / `FilePath` port (core/types.py)
 
     @cached_property
     def _adapter(self) -> TypeAdapter:
@@ -120,6 +128,7 @@ class NodeType:
     outputs: dict[str, PortType]
     output_docs: dict[str, str] = field(default_factory=dict)
     migrations: tuple = ()  # core.migration.Migration: how graphs written for older versions are carried over
+    output_locations: dict[str, str] = field(default_factory=dict)  # output port -> "model" / "file"
 
     @property
     def label(self) -> str:
@@ -176,6 +185,7 @@ def define_node_type(cls: type, name: str, version: int, migrations=()) -> NodeT
         raise NodeDefinitionError(f"{owner}: define `run(self, i, ctx)`")
     inputs: dict[str, InputPort] = {}
     outputs: dict[str, PortType] = {}
+    output_locations: dict[str, str] = {}
     try:
         for port, info in _read_ports(owner, cls.Inputs, "Inputs").items():
             ptype, nullable = port_type_of(info.annotation)
@@ -184,9 +194,11 @@ def define_node_type(cls: type, name: str, version: int, migrations=()) -> NodeT
                 name=port, type=ptype, nullable=nullable, required=required,
                 default=None if required else info.get_default(call_default_factory=True),
                 annotation=_annotation_with_metadata(info), description=info.description or "",
-                constraints=_constraint_texts(info.metadata))
+                constraints=_constraint_texts(info.metadata), location=location_of(info.annotation, tuple(info.metadata)))
         for port, info in _read_ports(owner, cls.Outputs, "Outputs").items():
             outputs[port] = port_type_of(info.annotation)[0]
+            if location_of(info.annotation, tuple(info.metadata)):
+                output_locations[port] = location_of(info.annotation, tuple(info.metadata))
     except UnsupportedType as exc:
         raise NodeDefinitionError(f"{owner}: {exc}") from None
     output_docs = {p: i.description or "" for p, i in cls.Outputs.model_fields.items()}
@@ -197,7 +209,7 @@ def define_node_type(cls: type, name: str, version: int, migrations=()) -> NodeT
         unknown = set(migration.rename.values()) - set(inputs) if migration.to_version == version else set()
         if unknown:
             raise NodeDefinitionError(f"{owner}: migration renames to {sorted(unknown)}, which are not inputs")
-    return NodeType(name, version, cls, doc, inputs, outputs, output_docs, tuple(migrations))
+    return NodeType(name, version, cls, doc, inputs, outputs, output_docs, tuple(migrations), output_locations)
 
 
 def node(name: str, version: int = 1, *, register: bool = True, migrations=()):

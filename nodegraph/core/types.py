@@ -84,6 +84,33 @@ class Control(PortKind):
     """ControlNets with their images, strengths and step ranges, applied together inside a denoising step."""
 
 
+@dataclass(frozen=True)
+class Location:
+    """Marks a `str` port as naming something a run reads from outside the graph: `kind` "model" (a model
+    source: a folder, a single file, a hub repo id, builtin:NAME) or "file" (a plain file path). The port's type
+    stays `str`; servers confine these values, the read-ahead and PNG metadata find models through them."""
+
+    kind: Literal["model", "file"]
+
+
+ModelSource = typing.Annotated[str, Location("model")]  # e.g. `model: ModelSource = Field(...)`
+FilePath = typing.Annotated[str, Location("file")]  # e.g. `lora: FilePath = ""`
+
+
+def location_of(annotation: Any, metadata: tuple = ()) -> Optional[str]:
+    """"model", "file" or None: the Location an annotation (or pydantic's field metadata) declares, also
+    inside Optional[...]."""
+    for item in metadata:
+        if isinstance(item, Location):
+            return item.kind
+    if typing.get_origin(annotation) is typing.Annotated:
+        return location_of(typing.get_args(annotation)[0], typing.get_args(annotation)[1:])
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        found = {location_of(a) for a in typing.get_args(annotation)} - {None}
+        return found.pop() if len(found) == 1 else None
+    return None
+
+
 PRIMITIVES = {"int": int, "float": float, "str": str, "bool": bool}
 MARKERS: dict[str, type[PortKind]] = {
     cls.__name__: cls

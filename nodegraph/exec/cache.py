@@ -2,7 +2,7 @@
 
 Pass any object with `get(signature) -> dict | None` and `put(signature, outputs: dict)` as
 `RunOptions(cache=...)` (or `execute_plan(..., cache=...)`); without one the executor runs exactly as
-before. `nodegraph serve` passes a memory-bounded LRU (nodegraph/serve/cache.py).
+before. `nodegraph serve` and batches pass a memory-bounded LRU (nodegraph/exec/lru_caches.py).
 
 The signature of a step is fixed by the plan and the run's input values (ComfyUI's cache key, computed
 here once per run since the graph is static): sha256 of the step's kind and type@version, its literal
@@ -266,8 +266,8 @@ def cache_plan(plan) -> CachePlan:
 
 
 def run_mode(ctx) -> bytes:
-    """What the run computes with, besides its inputs: device, dtype and fast mode, as asked."""
-    return repr(tuple(str(field) for field in getattr(ctx, "mode", ()))).encode()
+    """What the run computes with, besides its inputs: device, dtype and fast mode, as asked (core/mode.py)."""
+    return ctx.mode.signature()
 
 
 def run_steps_cached(plan, slots: list, values: dict[str, Any], ctx, cache: NodeCache) -> None:

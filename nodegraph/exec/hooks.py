@@ -8,44 +8,13 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-import threading
 from typing import Any, Callable
 
+from nodegraph.core.cancel import CancelToken, RunCancelledError  # re-exported: their home is core/
 from nodegraph.exec.events import (NodeFinished, NodeStarted, RepeatFinished, RepeatIteration, RepeatStarted,
                                    RunCancelled, RunFailed, RunFinished)
 
 Hook = Callable[[Any], None]
-
-
-class RunCancelledError(Exception):
-    """The run was cancelled; raised at the next node or iteration boundary after `CancelToken.cancel()`."""
-
-    def __init__(self, node_id: str | None = None):
-        super().__init__(f"run cancelled{f' before node `{node_id}`' if node_id else ''}")
-        self.node_id = node_id
-
-
-class CancelToken:
-    """Cancels one run: the executor checks it between nodes and between repeat iterations.
-
-    `cancel()` is safe to call from a signal handler or another thread.
-    """
-
-    __slots__ = ("_event",)
-
-    def __init__(self):
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def raise_if_cancelled(self, node_id: str | None = None) -> None:
-        if self._event.is_set():
-            raise RunCancelledError(node_id)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 from nodegraph.exec.writers import IMAGE_WRITER, OutputInfo
 
@@ -72,25 +72,36 @@ def _refiner_fields(inputs: dict[str, Any]) -> list[tuple[str, Any]]:
     return [("Refiner", inputs["refiner"]), ("Refiner switch at", inputs.get("high_noise_frac"))]
 
 
-def recipe(info: OutputInfo) -> dict[str, Any]:
+_RECIPE_FIELDS: list[Callable[[Any], dict[str, Any]]] = []
+
+
+def register_recipe_fields(fields: Callable[[Any], dict[str, Any]]) -> None:
+    """Add `fields(graph) -> {key: value}` to every recipe; a `graph` key replaces the bundle. The layer that
+    reads graphs from addresses (nodegraph/hub/graphs.py) records with it where the graph came from."""
+    if fields not in _RECIPE_FIELDS:
+        _RECIPE_FIELDS.append(fields)
+
+
+def graph_bundle(graph) -> dict:
+    """The graph file and every file it includes, as text (a graph built in Python: its self-contained YAML)."""
     from nodegraph.spec.bundle import BUNDLE_FORMAT, bundle_graph
 
-    from nodegraph.hub.resolve import hub_bundle, hub_pins, pinned_source
+    graph_file = getattr(graph, "file", None)
+    if graph_file and os.path.isfile(graph_file):
+        return bundle_graph(graph_file)
+    return {"format": BUNDLE_FORMAT, "main": "graph.yaml", "files": {"graph.yaml": graph.to_yaml()}}
 
-    graph_file = getattr(info.graph, "file", None)
-    source = pinned_source(info.graph)  # a Hub graph: re-run from the exact commit that made the image
-    if source is not None:
-        bundle = hub_bundle(info.graph)
-    elif graph_file and os.path.isfile(graph_file):
-        bundle = bundle_graph(graph_file)
-    else:  # built in Python: its YAML form is self-contained
-        bundle = {"format": BUNDLE_FORMAT, "main": "graph.yaml", "files": {"graph.yaml": info.graph.to_yaml()}}
-    record = {"graph": bundle, "inputs": info.inputs, "output": info.output, "dtype": info.dtype,
-              **({"fast": True} if info.fast else {})}
+
+def recipe(info: OutputInfo) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for fields in _RECIPE_FIELDS:
+        extra.update(fields(info.graph))
+    bundle = extra.pop("graph", None)  # a graph read from an address: its bundle as that layer made it
+    record = {"graph": graph_bundle(info.graph) if bundle is None else bundle, "inputs": info.inputs,
+              "output": info.output, "dtype": info.dtype, **({"fast": True} if info.fast else {})}
     if _model_hash(info.inputs, 1):
         record["model_sha256"] = _model_hash(info.inputs, 1)
-    pins = hub_pins(info.graph)  # Hub graphs used as nodes: the commits they were read at
-    return {**record, **({"source": source} if source else {}), **({"hub_pins": pins} if pins else {})}
+    return {**record, **extra}
 
 
 def metadata_hook(info: OutputInfo, index: int) -> dict[str, str]:

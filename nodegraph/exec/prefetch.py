@@ -5,8 +5,9 @@ torch (which the first loader needs anyway) only when some file is not yet in th
 the read-ahead: the disk reads the weight files, in the order the plan loads them, while the run builds its
 models, encodes the prompt and loads the components before the UNet is first called (see
 nodegraph/models/prefetch.py for the mechanism and its bounds).
-Only loader nodes whose model inputs are known before the run (literals or graph inputs, also inside included
-graphs) are looked at; a model computed by another node is left to its loader. `--no-prefetch` (or the
+Each node says what it will load (`Node.model_reads`, answered by the loader nodes from their `ModelSource`
+inputs); only models known before the run (literals or graph inputs, also inside included graphs) are read
+ahead; a model computed by another node is left to its loader. `--no-prefetch` (or the
 environment variable NODEGRAPH_PREFETCH=0) turns it off.
 """
 
@@ -21,11 +22,6 @@ from typing import Any
 
 from nodegraph.exec.steps import NodeStep, SubgraphStep
 
-# node type → the components it loads, in its order (LoadSDXLCLIP: `text_encoder` only with first_encoder).
-LOADS = {"LoadUNet": ("unet",), "LoadVAE": ("vae",), "LoadCLIP": ("text_encoder",),
-         "LoadSDXLCLIP": ("text_encoder_2", "text_encoder")}
-# node type → {output port: the input port it passes on unchanged} (SDXLCheckpoint checks `model`, then hands it on)
-PASSES_ON = {"SDXLCheckpoint": {"model": "model"}}
 _UNKNOWN = object()  # a value another node computes during the run
 
 
@@ -42,29 +38,23 @@ def files_for_run(plan, values: dict[str, Any]) -> list[Path]:
 
 
 def _loads(steps: list, known: dict[int, Any]):
+    """(model, component, options) of every load the nodes declare (`Node.model_reads`), in plan order; a node
+    passing a location on (an output typed `ModelSource` fed by its input of that name) carries the value on."""
     for step in steps:
         if isinstance(step, SubgraphStep):
             inner = dict(step.literals)
             inner.update({i: known[o] for i, o in step.refs if o in known})
             yield from _loads(step.plan.steps, inner)
             continue
-        kind = step.label.partition("@")[0] if isinstance(step, NodeStep) else None
-        if kind not in LOADS and kind not in PASSES_ON:
+        if not isinstance(step, NodeStep):
             continue
+        node_type = step.node_type
         args = dict(step.literals)
         args.update({name: known.get(slot, _UNKNOWN) for name, slot in step.refs})
-        if kind in PASSES_ON:
-            known.update({slot: args.get(PASSES_ON[kind][port], _UNKNOWN) for port, slot in step.outputs
-                          if port in PASSES_ON[kind]})
-            continue
-        model = args.get("override") or args.get("model")  # LoadVAE's `override` replaces the model's VAE
-        options = {"variant": args.get("variant"), "allow_pickle": args.get("allow_pickle", False)}
-        if not isinstance(model, str) or not model or any(v is _UNKNOWN for v in options.values()):
-            continue
-        for component in LOADS[kind]:
-            if component == "text_encoder" and args.get("first_encoder", True) is False:
-                continue
-            yield model, component, options
+        for port, slot in step.outputs:
+            if port in node_type.output_locations and port in node_type.inputs:
+                known[slot] = args.get(port, _UNKNOWN)
+        yield from node_type.cls.model_reads({k: v for k, v in args.items() if v is not _UNKNOWN})
 
 
 @dataclass

@@ -52,6 +52,11 @@ class NodeStep:
     def reads(self) -> list[int]:
         return [slot for _, slot in self.refs]
 
+    @property
+    def node_type(self):
+        """The NodeType this step runs: its declarations (location ports, `model_reads`)."""
+        return type(self.run.__self__).node_type
+
     def execute(self, values: list, ctx) -> None:
         args = self.literals.copy()
         for name, slot in self.refs:

@@ -23,21 +23,6 @@ class ControlEntry:
         return self.guess_mode or bool(self.controlnet.config.global_pool_conditions)
 
 
-def check_family(controlnet, unet) -> None:
-    """Refuse a ControlNet trained for another model family before any step runs."""
-    from nodegraph.models.controlnet import controlnet_family
-
-    def describe(config) -> str:
-        kind = "SDXL" if config.addition_embed_type == "text_time" else "Stable Diffusion 1.x/2.x"
-        width = config.per_block("cross_attention_dim")[-1]
-        return f"{kind}, text width {width}, blocks {list(config.block_out_channels)}"
-
-    if controlnet_family(controlnet.config) != controlnet_family(unet.config):
-        raise ValueError(f"`controlnet` was made for another model family ({describe(controlnet.config)}) than "
-                         f"`model` ({describe(unet.config)}): use a ControlNet trained for this model "
-                         "(SD1.5 ControlNets with SD1.x, SDXL ones with graphs/sdxl_controlnet.yaml).")
-
-
 def range_problem(known: dict) -> tuple[tuple[str, ...], str, str] | None:
     """`Node.check_inputs` of the nodes with a ControlNet step range: refuse start ≥ end before anything runs."""
     start, end = known.get("start"), known.get("end")

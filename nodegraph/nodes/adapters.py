@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import TextEncoder, Tokenizer, UNet
+from nodegraph.core.types import FilePath, TextEncoder, Tokenizer, UNet
 
 STRENGTH = dict(ge=-10.0, le=10.0)  # beyond ±10 a LoRA only produces noise; refuse it at validation time
 
@@ -30,7 +30,7 @@ class LoadLoRA(Node):
         unet: Optional[UNet] = None
         text_encoder: Optional[TextEncoder] = None
         text_encoder_2: Optional[TextEncoder] = None
-        lora: str = Field("", description="path of a LoRA .safetensors file; empty = none")
+        lora: FilePath = Field("", description="path of a LoRA .safetensors file; empty = none")
         strength_model: float = Field(1.0, **STRENGTH, description="UNet strength")
         strength_clip: float = Field(1.0, **STRENGTH, description="text-encoder strength")
         fuse: bool = Field(True, description="fold the LoRA into copies of the weights (fast steps)")
@@ -76,7 +76,7 @@ class LoadEmbedding(Node):
         tokenizer: Tokenizer
         text_encoder_2: Optional[TextEncoder] = None
         tokenizer_2: Optional[Tokenizer] = None
-        embedding: str = Field("", description="path of an embedding .safetensors (or .pt with allow_pickle)")
+        embedding: FilePath = Field("", description="path of an embedding .safetensors (or .pt with allow_pickle)")
         token: str = Field("", description="the word that stands for it in prompts; empty = the file's own")
         allow_pickle: bool = Field(False, description="allow A1111 .pt files (loaded with weights_only=True)")
 

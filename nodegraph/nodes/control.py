@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import Control, ControlNet, Embeddings, Image, Latent, Tensor, Timesteps, UNet
+from nodegraph.core.types import (Control, ControlNet, Embeddings, Image, Latent, ModelSource, Tensor, Timesteps,
+                                  UNet)
 
 
 @node("LoadControlNet", version=1)
@@ -15,8 +16,8 @@ class LoadControlNet(Node):
     original layout (`control_model.*` keys, e.g. control_v11p_sd15_canny.pth converted to .safetensors)."""
 
     class Inputs(Ports):
-        model: str = Field(min_length=1, description="ControlNet folder, hub repo id (org/name) or single file")
-        config: Optional[str] = Field(None, description="single files: a diffusers ControlNet folder whose "
+        model: ModelSource = Field(min_length=1, description="ControlNet folder, hub repo id (org/name) or single file")
+        config: Optional[ModelSource] = Field(None, description="single files: a diffusers ControlNet folder whose "
                                                         "config.json replaces the inferred one")
         revision: Optional[str] = Field(None, description="hub revision (branch, tag or commit)")
         variant: Optional[str] = Field(None, description="weights variant, e.g. fp16")
@@ -96,7 +97,8 @@ class ApplyControlNet(Node):
         return range_problem(known)
 
     def run(self, i, ctx):
-        from nodegraph.nodes._control import ControlEntry, check_family, check_range
+        from nodegraph.models.controlnet import check_family
+        from nodegraph.nodes._control import ControlEntry, check_range
 
         check_range(i.start, i.end)
         if i.unet is not None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import VAE, Embeddings, Latent, Scheduler, Tensor, TextEncoder, Timesteps, Tokenizer, UNet
-from nodegraph.nodes.loaders import CheckpointInputs
+from nodegraph.core.types import (VAE, Embeddings, Latent, ModelSource, Scheduler, Tensor, TextEncoder, Timesteps,
+                                  Tokenizer, UNet)
+from nodegraph.nodes.loaders import CheckpointInputs, checkpoint_reads
 
 
 @node("SDXLCheckpoint", version=1)
@@ -28,7 +29,7 @@ class SDXLCheckpoint(Node):
         input_name: str = Field("model", description="the graph input that feeds `model`, for messages")
 
     class Outputs(Ports):
-        model: str
+        model: ModelSource  # `model` passed on: a location, checked where it enters
         force_zeros_for_empty_prompt: bool
 
     def run(self, i, ctx):
@@ -62,6 +63,11 @@ class LoadSDXLCLIP(Node):
         tokenizer: Optional[Tokenizer] = None
         text_encoder_2: TextEncoder
         tokenizer_2: Tokenizer
+
+    @classmethod
+    def model_reads(cls, known):  # in load order: `text_encoder_2` first, `text_encoder` unless first_encoder is false
+        return checkpoint_reads(known, *(("text_encoder_2",) if known.get("first_encoder", True) is False
+                                         else ("text_encoder_2", "text_encoder")))
 
     def run(self, i, ctx):
         from nodegraph.nodes.loaders import load_cached

@@ -7,15 +7,13 @@ stored as one bundle, addressed by its sha256, and run from `<data>/documents/<d
 survives a restart unchanged and its PNG metadata can make the image again.
 
 The server's own rules, on top of the spec's (size limits, includes kept in their tree, nothing executed):
-* a model port (`model`, `config`, `override`, or a name ending in `_model`) takes `builtin:NAME`, a hub repo
-  id `org/name`, or an absolute path inside a `--models` folder; a hub id that is also a folder on the server
-  is refused;
-* a file port (`path`, `lora`, `embedding`, `image`, `mask`, or a name containing `path`, `file` or `dir`)
-  takes an absolute path inside a graphs, models or `<data>/inputs` folder; no relative paths, no `..`;
-* only `str` ports count: an `image` port taking an Image tensor is no file port;
-* model ports (`model`, `config`, `override`, `*_model`) and file ports take literals or graph inputs, never
-  a value another node computes (it could not be checked before the run), except one a node passes on from
-  its own location input of the same name (SDXLCheckpoint's `model`: checked where it enters);
+* which ports are locations, the node types say by type (core/types.py), never their names: a port typed
+  `ModelSource` takes `builtin:NAME`, a hub repo id `org/name`, or an absolute path inside a `--models` folder
+  (a hub id that is also a folder on the server is refused); a port typed `FilePath` takes an absolute path
+  inside a graphs, models or `<data>/inputs` folder; no relative paths, no `..`;
+* location ports take literals or graph inputs, never a value another node computes (it could not be checked
+  before the run), except one a node passes on from its own location input of the same name (an output typed
+  as a location, like SDXLCheckpoint's `model`: checked where it enters);
 * at most `max_nodes` nodes, counting included graphs and repeat bodies.
 """
 
@@ -65,18 +63,18 @@ def digest_of(bundle: dict) -> str:
     return hashlib.sha256(json.dumps(bundle, sort_keys=True).encode()).hexdigest()
 
 
-# ports naming something to load: where a model may come from, and where a plain file may be read
-MODEL_PORTS = {"model", "config", "override"}
-FILE_PORTS = {"path", "lora", "embedding", "image", "mask"}  # (as `str` ports: file names)
 COMPUTED = object()  # a location computed by another node: cannot be checked before the run
 
 
-def is_model_port(name: str) -> bool:
-    return name in MODEL_PORTS or name.endswith("_model")
+class LocatedPort(str):
+    """A location port's name, as `location_values` yields it, with its declared `kind`: "model" or "file"."""
 
+    kind: str
 
-def is_file_port(name: str) -> bool:
-    return name in FILE_PORTS or any(word in name for word in ("path", "file", "dir"))
+    def __new__(cls, name: str, kind: str):
+        located = super().__new__(cls, name)
+        located.kind = kind
+        return located
 
 
 class Documents:
@@ -245,7 +243,7 @@ class Documents:
                            "before the run", "give it as a literal or a graph input")
             elif not isinstance(value, str) or not value:  # empty or None: no model or file
                 continue
-            elif is_model_port(port):
+            elif port.kind == "model":
                 problem = self._model_problem(value)
             else:
                 problem = self._file_problem(value)
@@ -352,12 +350,12 @@ def location_values(checked, values: dict[str, Any], prefix: str = ""):
     from nodegraph.spec.document import Ref
 
     def located(port) -> bool:
-        return port is not None and port.type.name == "str" and (is_model_port(port.name) or is_file_port(port.name))
+        return port is not None and port.location is not None  # a ModelSource / FilePath port (core/types.py)
 
     for name, value in values.items():
         for consumer in checked.consumers.get(name, ()):
             if located(consumer.port):
-                yield consumer.port.name, value, f"{prefix}inputs.{name}"
+                yield LocatedPort(consumer.port.name, consumer.port.location), value, f"{prefix}inputs.{name}"
     by_id = {node.id: node for node in _walk(checked.nodes)}
     for node in by_id.values():
         if node.kind == "graph" and node.subgraph is not None:
@@ -376,9 +374,12 @@ def location_values(checked, values: dict[str, Any], prefix: str = ""):
                 continue
             if isinstance(value, Ref) and _passed_on(by_id.get(value.name), value.port, located):
                 continue  # checked where it enters the node that passes it on
-            yield port, COMPUTED if isinstance(value, Ref) else value, f"{prefix}nodes.{node.id}.{port}"
+            yield (LocatedPort(port, node.inputs[port].location), COMPUTED if isinstance(value, Ref) else value,
+                   f"{prefix}nodes.{node.id}.{port}")
 
 
 def _passed_on(producer, port: str, located) -> bool:
-    """A node that passes a checked location on under the same name (SDXLCheckpoint's `model`)."""
-    return producer is not None and producer.kind == "node" and located(producer.inputs.get(port))
+    """A node that passes a checked location on under the same name: an output typed as a location fed by the
+    input of that name (SDXLCheckpoint's `model`)."""
+    return (producer is not None and producer.kind == "node" and producer.node_type is not None
+            and port in producer.node_type.output_locations and located(producer.inputs.get(port)))

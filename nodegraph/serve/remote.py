@@ -28,21 +28,21 @@ class _Declared:
         return self.name
 
 
-def _target(client, target: str, sets: list[str]) -> tuple[dict, dict]:
-    """(graph payload, input values) for GRAPH and its `--set`s; ValidationFailed for bad values."""
-    from nodegraph.cli import parse_sets
+def _target(client, target: str, sets: list[str]) -> tuple[dict, dict, bool]:
+    """(graph payload, input values, recorded fast mode) for GRAPH and its `--set`s; ValidationFailed for bad
+    values. A PNG is read once (nodegraph.runner.open_target)."""
     from nodegraph.spec.errors import ValidationFailed
+    from nodegraph.spec.values import parse_sets
 
     base: dict[str, Any] = {}
+    fast = False
     if target.lower().endswith(".png") and os.path.isfile(target):
-        from nodegraph.exec.png_metadata import read_recipe
-        from nodegraph.spec.bundle import unbundle
-        from nodegraph.spec.loader import load_graph
+        from nodegraph.runner import open_target
 
-        recipe = read_recipe(target)
-        payload, base = {"document": recipe["graph"]}, dict(recipe["inputs"])
         with tempfile.TemporaryDirectory(prefix="nodegraph-") as scratch:
-            types = load_graph(unbundle(recipe["graph"], scratch)).input_types
+            opened = open_target(target, scratch)
+            types = opened.graph.input_types
+        payload, base, fast = {"document": opened.recipe["graph"]}, dict(opened.recorded), opened.recorded_fast
     elif os.path.isfile(target):
         from nodegraph.client import graph_payload
         from nodegraph.spec.loader import load_graph
@@ -63,7 +63,7 @@ def _target(client, target: str, sets: list[str]) -> tuple[dict, dict]:
     values, issues = parse_sets(View, sets)
     if issues:
         raise ValidationFailed(issues, "<command line>")
-    return payload, {**base, **values}
+    return payload, {**base, **values}, fast
 
 
 def _problem(code: str, message: str, hint: str):
@@ -78,13 +78,12 @@ def run_remote(args) -> int:
     from nodegraph.client import Client, ServerError
     from nodegraph.exec import events as ev
     from nodegraph.exec.hooks import ProgressHook
-    from nodegraph.exec.png_metadata import recorded_fast
 
     client = Client(args.server, token=args.token)
     try:
-        payload, inputs = _target(client, args.graph, args.set)
+        payload, inputs, recorded_fast = _target(client, args.graph, args.set)
         body = {**payload, "inputs": inputs}
-        if args.fast or (os.path.isfile(args.graph) and recorded_fast(args.graph)):  # a fast PNG re-runs fast
+        if args.fast or recorded_fast:  # a PNG made in fast mode re-runs in fast mode
             body["fast"] = True
         try:
             run_id = client.request("POST", "/runs", json=body)["id"]

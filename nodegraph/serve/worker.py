@@ -67,10 +67,10 @@ class Worker:
                 self.logs.open(run["id"]).append({"type": "failed", "error": error})
 
     def execute(self, run: dict) -> None:
-        from nodegraph.core.context import RunContext
-        from nodegraph.exec.executor import execute_plan
+        from nodegraph.core.mode import RunMode
         from nodegraph.exec.hooks import CancelToken, RunCancelledError
         from nodegraph.exec.steps import NodeExecutionError
+        from nodegraph.runner import Runner
         from nodegraph.serve.preview import preview_family
         from nodegraph.spec.errors import ValidationFailed
         from nodegraph.spec.values import bind_input_values
@@ -90,15 +90,13 @@ class Worker:
             graph = self.documents.graph(run["digest"])
             hook.family = preview_family(graph.checked)
             values = bind_input_values(graph.checked, run["inputs"])
-            plan = graph.plan(tuple(run["wanted"]) if run["wanted"] else None)
-            fast = run["fast"]  # fast mode: loaders prepare models of their own (nodegraph/nodes/loaders.py)
-            ctx = RunContext(self.device, self.dtype, components=self.models, hooks=(hook,), cancel=cancel, fast=fast)
+            # fast mode: loaders prepare models of their own (nodegraph/nodes/loaders.py)
+            runner = Runner(RunMode(self.device, self.dtype, fast=run["fast"]), components=self.models,
+                            cache=self.outputs_cache)
             started = time.perf_counter()
-            result = execute_plan(plan, values, ctx, cache=self.outputs_cache)
+            result = runner.run(graph, values, hooks=(hook,), cancel=cancel, outputs=run["wanted"] or None)
             seconds = time.perf_counter() - started
-            if cancel.cancelled:
-                raise RunCancelledError()
-            outputs = self._write(run_id, graph, values, result, fast)
+            outputs = self._write(run_id, runner, graph, values, result)
             status = "finished"
         except RunCancelledError as exc:
             # stopped by the server shutting down, not by a user: failed, like a run a crash interrupted
@@ -124,18 +122,7 @@ class Worker:
         log.append(end)
         log.drop_previews()
 
-    def _write(self, run_id: str, graph, values: dict, result: dict, fast: bool) -> dict:
-        from nodegraph.exec.writers import OutputInfo, summarize, writer_for
-
-        written: dict[str, Any] = {}
-        folder = self.out_dir / run_id
-        for name, value in result.items():
-            ptype = graph.output_types[name]
-            writer = writer_for(ptype, value)
-            if writer is None:
-                written[name] = {"value": summarize(value)}
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            info = OutputInfo(name, ptype, graph, values, self.device, self.dtype, fast=fast)
-            written[name] = {"files": [path.name for path in writer.write(value, folder, info)]}
-        return written
+    def _write(self, run_id: str, runner, graph, values: dict, result: dict) -> dict:
+        written = runner.write(graph, values, result, self.out_dir / run_id)
+        return {w.name: {"files": [path.name for path in w.files]} if w.files is not None else {"value": w.summary}
+                for w in written}

@@ -13,6 +13,22 @@ from nodegraph.spec.errors import GraphError, ValidationFailed
 from nodegraph.spec.yaml_io import FlowDict, dump_yaml
 
 
+_ENGINE: dict[str, Any] = {}  # "plan", "run": installed by the executor (nodegraph/exec/executor.py)
+
+
+def install_engine(plan, run) -> None:
+    """Called once by the layer above (exec/): `plan(checked, outputs)` builds a plan, `run(graph, inputs,
+    options=)` runs one. spec/ imports nothing above it, so `Graph.plan`/`Graph.run` reach the executor this way."""
+    _ENGINE.update(plan=plan, run=run)
+
+
+def _engine(name: str):
+    try:
+        return _ENGINE[name]
+    except KeyError:
+        raise RuntimeError("no executor installed: `import nodegraph` (or nodegraph.exec.executor) first") from None
+
+
 class Graph:
     """A validated graph. Build one with `load_graph`, `loads_graph` or `GraphBuilder.build()`.
 
@@ -61,17 +77,13 @@ class Graph:
 
     def plan(self, outputs: Optional[tuple[str, ...]] = None):
         """The execution plan for `outputs` (default: all), built once and reused by every run."""
-        from nodegraph.exec.plan import build_plan
-
         key = tuple(outputs) if outputs is not None else tuple(self.spec.outputs)
         if key not in self._plans:
-            self._plans[key] = build_plan(self.checked, key)
+            self._plans[key] = _engine("plan")(self.checked, key)
         return self._plans[key]
 
     def run(self, options=None, /, **inputs: Any) -> dict[str, Any]:
-        from nodegraph.exec.executor import run_graph
-
-        return run_graph(self, inputs, options=options)
+        return _engine("run")(self, inputs, options=options)
 
     def to_yaml(self) -> str:
         return dump_yaml(spec_to_data(self.spec))

@@ -74,15 +74,15 @@ class Includes:
 
     def _find(self, node_type: str, including: Source, r: Reporter, path: Path):
         """(local file, HubFile or None, display name) of an include, or None after reporting why not."""
-        from nodegraph.hub.resolve import HubError, fetch, is_hub_address, parse_address
+        from nodegraph.spec import remote  # hf:// addresses: a resolver that nodegraph/hub registers
 
-        if is_hub_address(node_type) or including.hub is not None:
+        if remote.is_address(node_type) or including.hub is not None:
             try:
-                address = (parse_address(node_type) if is_hub_address(node_type)
-                           else including.hub.pinned.sibling(node_type))
-                pin = self.hub_pins.get(str(address)) if is_hub_address(node_type) else None
-                hub = fetch(address.at(pin) if isinstance(pin, str) else address)
-            except HubError as exc:
+                address = (remote.parse(node_type) if remote.is_address(node_type)
+                           else remote.sibling(including.hub, node_type))
+                pin = self.hub_pins.get(str(address)) if remote.is_address(node_type) else None
+                hub = remote.fetch(remote.at(address, pin) if isinstance(pin, str) else address)
+            except remote.RemoteError as exc:
                 r.error(exc.code, path, exc.message, exc.hint)
                 return None
             return hub.local_path, hub, str(hub.address)
@@ -190,15 +190,15 @@ def load_graph(path: PathLike, registry: Optional[Registry] = None, *, limits: L
     `hub_pins` ({hf:// address as written: commit}, as recorded in PNG metadata) reads those includes at
     those commits.
     """
-    from nodegraph.hub.resolve import HubError, fetch, is_hub_address, parse_address
+    from nodegraph.spec import remote
     from nodegraph.spec.graph import Graph
 
     registry = registry or REGISTRY
     includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside, hub_pins=hub_pins)
-    if is_hub_address(str(path)):
+    if remote.is_address(str(path)):
         try:
-            hub = fetch(parse_address(str(path)))
-        except HubError as exc:
+            hub = remote.fetch(remote.parse(str(path)))
+        except remote.RemoteError as exc:
             raise ValidationFailed([GraphError(exc.code, "", exc.message, exc.hint, str(path))], str(path)) from None
         checked = check_file(hub.local_path, registry, includes, display=str(path), hub=hub)
     else:

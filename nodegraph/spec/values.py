@@ -161,3 +161,60 @@ def bind_input_values(graph: CheckedGraph, given: dict[str, Any], *, origin: str
     if r.has_errors:
         raise ValidationFailed(r.issues, graph.source.file)
     return values
+
+
+_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def parse_set_value(raw: str, ptype: PortType) -> Any:
+    """Parse one `--set` value by the input's declared type (lists and Any: YAML, e.g. `[1, 2]`)."""
+    import yaml
+
+    if ptype.name == "int":
+        return int(raw)
+    if ptype.name == "float":
+        return float(raw)
+    if ptype.name == "bool":
+        if raw.lower() not in _WORDS:
+            raise ValueError("expected true or false")
+        return _WORDS[raw.lower()]
+    if ptype.name == "str":
+        return raw
+    if ptype.name in ("list", "Any"):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    raise ValueError(f"an input of type {ptype} cannot be given on the command line")
+
+
+def parse_sets(graph, sets: list[str]) -> tuple[dict[str, Any], list[GraphError]]:
+    """`NAME=VALUE` strings -> values by declared type (`graph.input_types`), plus the problems found (all)."""
+    values: dict[str, Any] = {}
+    issues: list[GraphError] = []
+    for item in sets:
+        name, eq, raw = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            issues.append(GraphError("bad_set", f"--set {item}", f"`--set {item}` is not NAME=VALUE",
+                                     "e.g. `--set steps=20`", "<command line>"))
+            continue
+        ptype = graph.input_types.get(name)
+        if ptype is None:
+            values[name] = raw  # reported as an unknown input, with a did-you-mean, by the value check
+            continue
+        try:
+            values[name] = parse_set_value(raw, ptype)
+        except ValueError as exc:
+            message = str(exc) if "command line" in str(exc) or "expected" in str(exc) else f"expected {ptype}"
+            issues.append(GraphError("invalid_value", f"--set {name}", f"`--set {name}={raw}`: {message}",
+                                     f"`{name}` is declared as {ptype}", "<command line>"))
+    return values, issues
+
+
+def bind_sets(graph, sets: list[str], *, require_all: bool, base: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Input values from `--set` strings over `base` (e.g. the values recorded in a PNG being re-run), checked
+    like any input values (`bind_input_values`); raise ValidationFailed listing every problem."""
+    values, issues = parse_sets(graph, sets)
+    return bind_input_values(graph.checked, {**(base or {}), **values}, origin="--set", require_all=require_all,
+                             issues=issues)

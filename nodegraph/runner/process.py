@@ -1,0 +1,28 @@
+"""What a process that runs graphs sets up once, and the Ctrl-C handling of interactive runs."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+def prepare_process(*, heap_reuse: bool = True) -> None:
+    """PNG metadata on image outputs (the recipe to re-run them); with `heap_reuse` the C allocator keeps freed
+    tensor memory for reuse (exec/heap.py; before anything is loaded)."""
+    from nodegraph.exec import png_metadata
+
+    png_metadata.install()
+    if heap_reuse:
+        from nodegraph.exec.heap import reuse_freed_heap
+
+        reuse_freed_heap()
+
+
+@contextlib.contextmanager
+def interactive(cancel=None):
+    """A CancelToken that a first Ctrl-C cancels (the run stops at the next node or step, writing nothing) and a
+    second one stops at once (KeyboardInterrupt)."""
+    from nodegraph.core.cancel import CancelToken
+    from nodegraph.exec.hooks import cancel_on_ctrl_c
+
+    with cancel_on_ctrl_c(cancel or CancelToken()) as token:
+        yield token
