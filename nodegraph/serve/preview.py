@@ -2,7 +2,8 @@
 
 Four-channel latents are mapped to RGB by a fixed 4×3 matrix per model family, ComfyUI's
 `latent_rgb_factors` (comfy/latent_formats.py): SD 1.5's for the Stable Diffusion 1.x/2.x family and
-`builtin:digits`, SDXL's (with its bias) for graphs using SDXL nodes (`preview_family`); other latents show
+`builtin:digits`, SDXL's (with its bias) for graphs using SDXL nodes (`preview_family`). Sixteen-channel latents
+of the Flux VAE (Z-Image graphs) use ComfyUI's 16×3 Flux map with its bias; other latents show
 their first three channels (or one, as grey), each stretched to [0, 1]. It is a hint of composition and
 colour, not the image.
 """
@@ -22,17 +23,28 @@ SDXL_LATENT_RGB = [[0.3651, 0.4232, 0.4341],
                    [0.1076, 0.1111, -0.0362],
                    [-0.3165, -0.2492, -0.2188]]
 SDXL_LATENT_RGB_BIAS = [0.1084, -0.0175, -0.0011]
-FAMILIES = {"sd15": (SD15_LATENT_RGB, [0.0, 0.0, 0.0]), "sdxl": (SDXL_LATENT_RGB, SDXL_LATENT_RGB_BIAS)}
+FLUX_LATENT_RGB = [[-0.0346, 0.0244, 0.0681], [0.0034, 0.0210, 0.0687], [0.0275, -0.0668, -0.0433],
+                   [-0.0174, 0.0160, 0.0617], [0.0859, 0.0721, 0.0329], [0.0004, 0.0383, 0.0115],
+                   [0.0405, 0.0861, 0.0915], [-0.0236, -0.0185, -0.0259], [-0.0245, 0.0250, 0.1180],
+                   [0.1008, 0.0755, -0.0421], [-0.0515, 0.0201, 0.0011], [0.0428, -0.0012, -0.0036],
+                   [0.0817, 0.0765, 0.0749], [-0.1264, -0.0522, -0.1103], [-0.0280, -0.0881, -0.0499],
+                   [-0.1262, -0.0982, -0.0778]]
+FLUX_LATENT_RGB_BIAS = [-0.0329, -0.0718, -0.0851]
+FAMILIES = {"sd15": (SD15_LATENT_RGB, [0.0, 0.0, 0.0]), "sdxl": (SDXL_LATENT_RGB, SDXL_LATENT_RGB_BIAS),
+            "flux": (FLUX_LATENT_RGB, FLUX_LATENT_RGB_BIAS)}
 MIN_SIDE = 64  # tiny latents (8×8 for digits) are enlarged, pixel for pixel, to at least this
 
 
 def preview_family(checked) -> str:
-    """`sdxl` when the graph (its repeat bodies and included graphs too) uses an SDXL node, else `sd15`."""
+    """`sdxl` when the graph (its repeat bodies and included graphs too) uses an SDXL node, `flux` (the 16-channel
+    Flux VAE's latents) when it uses a Z-Image node, else `sd15`."""
     stack = [checked.nodes]
     while stack:
         for node in stack.pop().values():
             if "SDXL" in node.label:
                 return "sdxl"
+            if "ZImage" in node.label:
+                return "flux"
             if node.body is not None:
                 stack.append(node.body.nodes)
             if node.subgraph is not None:
@@ -49,8 +61,8 @@ def latent_preview(latents: Any, family: str = "sd15") -> Optional[str]:
     from PIL import Image
 
     x = latents[0].detach().float().cpu()  # (C, h, w)
-    if x.shape[0] == 4:
-        factors, bias = FAMILIES[family]
+    factors, bias = FAMILIES[family]
+    if x.shape[0] == len(factors):
         rgb = torch.einsum("chw,cr->rhw", x, torch.tensor(factors)) + torch.tensor(bias)[:, None, None]
         rgb = ((rgb + 1) / 2).clamp(0, 1)
     else:
