@@ -41,6 +41,8 @@ class SchedulerSetTimesteps(Node):
         if i.strength < 1.0:
             kept = min(int(i.steps * i.strength), i.steps)
             begin = max(i.steps - kept, 0) * s.order
+            if getattr(s, "flow_matching", False):  # diffusers' flow img2img pipelines round after subtracting
+                begin = int(max(i.steps - min(i.steps * i.strength, i.steps), 0))
             timesteps = timesteps[begin:]
             s.set_begin_index(begin)
             if len(timesteps) == 0:
