@@ -9,7 +9,6 @@ anything else is a `CheckpointError` that names the keys and the file.
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import re
@@ -24,12 +23,11 @@ from nodegraph.models.errors import CheckpointError
 from nodegraph.models.sources import Source
 # finding the files is torch-free (weight_files.py), for the prefetch too; its names stay importable from here
 from nodegraph.models.weight_files import (DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS, WeightFiles,  # noqa: F401
-                                            find_weights)
+                                            find_weights, read_safetensors_header)
 
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
            "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
            "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
-_MAX_HEADER = 100 << 20
 
 
 @dataclass(frozen=True)
@@ -59,28 +57,14 @@ def read_entries(src: Source, weights: WeightFiles) -> dict[str, Entry]:
 
 
 def _read_safetensors_header(local: Path, shown: str) -> dict[str, Entry]:
-    size = local.stat().st_size
-    with open(local, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if n < 0 or n > min(size - 8, _MAX_HEADER):
-            raise CheckpointError(f"{shown} is truncated or is not a safetensors file ({size} bytes); "
-                                  f"re-download or re-save it.")
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CheckpointError(f"{shown} has a corrupt safetensors header; re-download or re-save it.") from None
+    header = read_safetensors_header(local, shown)  # checked: size, entry count, types (weight_files.py)
+    n, size = header.size, local.stat().st_size
     entries = {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            dtype, shape, (start, end) = _DTYPES.get(info["dtype"]), tuple(info["shape"]), info["data_offsets"]
-            nbytes = math.prod(shape) * (dtype.itemsize if dtype else 0)
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{shown} has a corrupt safetensors header entry for `{key}`.") from None
+    for key, info in header.tensors.items():
+        dtype, shape, (start, end) = _DTYPES.get(info.dtype), tuple(info.shape), info.data_offsets
         if dtype is None:
-            raise CheckpointError(f"{shown}: tensor `{key}` has dtype {info['dtype']}, which nodegraph cannot read.")
+            raise CheckpointError(f"{shown}: tensor `{key}` has dtype {info.dtype[:40]}, which nodegraph cannot read.")
+        nbytes = math.prod(shape) * dtype.itemsize
         if not 0 <= start <= end or end - start != nbytes:
             raise CheckpointError(f"{shown} has a corrupt safetensors header entry for `{key}`.")
         if 8 + n + end > size:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.sources import Source
@@ -76,3 +79,78 @@ def locate_component(src: Source, name: str) -> tuple[str, str]:
     if entry[1] is None:
         raise CheckpointError(f"{src.where('model_index.json')} sets `{name}` to None: this pipeline has no {name}.")
     return (name if in_folder else ""), entry[1]
+
+
+class _TensorInfo(BaseModel):
+    """One tensor in a safetensors header: its dtype name, shape and byte range after the header."""
+
+    model_config = ConfigDict(extra="forbid")
+    dtype: StrictStr
+    shape: list[StrictInt]
+    data_offsets: tuple[StrictInt, StrictInt]
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    size: int  # bytes of the JSON header (the tensors' offsets count from 8 + size)
+    tensors: dict[str, _TensorInfo]
+    metadata: dict[str, Any]
+
+
+def read_safetensors_header(path, shown: str, limits=None) -> SafetensorsHeader:
+    """The checked header of safetensors file `path`: the length and entry count within spec/limits.py, the
+    JSON a mapping of {name: {dtype, shape, data_offsets}} (and `__metadata__`), numbers bounded.
+
+    CheckpointError says what is wrong, before more than the header's bytes are read."""
+    from nodegraph.spec.limits import InputRefused, active_limits
+    from nodegraph.spec.reading import JsonProblem, load_json, open_regular
+
+    limits = limits or active_limits()
+    try:
+        with open_regular(path, shown) as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n > limits.max_safetensors_header_bytes:
+                raise CheckpointError(f"{shown}: its safetensors header declares {n:,} bytes, over the limit of "
+                                      f"{limits.max_safetensors_header_bytes:,} (a real checkpoint's is under "
+                                      f"1 MB); raise it with NODEGRAPH_MAX_SAFETENSORS_HEADER_BYTES if genuine.")
+            raw = f.read(n) if n >= 0 else b""
+    except InputRefused as exc:
+        raise CheckpointError(str(exc)) from None
+    if n < 0 or len(raw) < n:
+        raise CheckpointError(f"{shown} is truncated or is not a safetensors file; re-download or re-save it.")
+    try:
+        header = load_json(raw, limits)
+    except JsonProblem as exc:
+        raise CheckpointError(f"{shown} has a corrupt safetensors header ({exc.message}); re-download or "
+                              f"re-save it.") from None
+    return _checked_header(header, n, shown, limits)
+
+
+def _checked_header(header: Any, n: int, shown: str, limits) -> SafetensorsHeader:
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{shown} has a corrupt safetensors header (a JSON {type(header).__name__}, not an "
+                              f"object); re-download or re-save it.")
+    count = len(header) - ("__metadata__" in header)
+    if count > limits.max_safetensors_entries:
+        raise CheckpointError(f"{shown}: its safetensors header lists {count:,} tensors, over the limit of "
+                              f"{limits.max_safetensors_entries:,}; raise it with "
+                              f"NODEGRAPH_MAX_SAFETENSORS_ENTRIES if genuine.")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{shown} has a corrupt safetensors header (`__metadata__` is not an object).")
+    tensors: dict[str, _TensorInfo] = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            entry = _TensorInfo.model_validate(info)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"]) or "the entry"
+            raise CheckpointError(f"{shown} has a corrupt safetensors header entry for `{key[:80]}` ({where}: "
+                                  f"{error['msg']}); re-download or re-save it.") from None
+        if any(d < 0 for d in entry.shape) or len(entry.shape) > 16:
+            raise CheckpointError(f"{shown} has a corrupt safetensors header entry for `{key[:80]}` (its shape).")
+        tensors[key] = entry
+    return SafetensorsHeader(n, tensors, metadata)
