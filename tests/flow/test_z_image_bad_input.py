@@ -1,6 +1,7 @@
-"""Wrong input to the Z-Image graph (and a Z-Image checkpoint to the UNet graphs): one clear message naming the
-input, a non-zero exit, no traceback, no image written, and nothing loaded first (the folders below hold config
-files only, so reading any weights would fail differently)."""
+"""The Z-Image graph from the command line. Wrong input (and a Z-Image checkpoint given to the UNet graphs): one
+clear message naming the input, a non-zero exit, no traceback, no image written, and nothing loaded first (the
+folders below hold config files only, so reading any weights would fail differently). A good run writes one PNG
+per image of the batch."""
 
 from __future__ import annotations
 
@@ -75,3 +76,9 @@ def test_a_z_image_checkpoint_given_to_a_unet_graph_is_refused(tiny_z_image, tmp
 def test_sizes_and_cfg_truncation_out_of_range_are_refused_at_validation(tmp_path, name, value, needle):
     result = run_cli("z_image.yaml", tmp_path, model=tmp_path / "never-read", **{name: value})
     assert_refused(result, tmp_path, f"inputs.{name}", needle)
+
+
+def test_the_cli_writes_one_png_per_image_of_a_batch(tiny_z_image, tmp_path):
+    result = run_cli("z_image.yaml", tmp_path, model=tiny_z_image, steps=2, width=32, height=16, batch_size=2)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["image_0.png", "image_1.png"]
