@@ -15,10 +15,14 @@ import math
 # "ddim" is ComfyUI's alias for Euler (comfy/samplers.py `sampler_object`), normally paired with ddim_uniform;
 # heun, dpm_2, dpm_2_ancestral and dpmpp_2s_ancestral evaluate the model a second time inside the step
 # (`model(x, σ) -> x₀`); uni_pc's corrector uses the next step's model evaluation instead.
+# dpmpp_sde and the 2M/3M SDE samplers (and their _gpu twins) live in nodegraph/comfy/sde.py (Brownian-tree noise).
 SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
-            "ddim", "uni_pc", "uni_pc_bh2")
-SECOND_ORDER = ("heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral")
-ANCESTRAL = ("euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral")
+            "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+            "dpmpp_3m_sde", "dpmpp_3m_sde_gpu")
+SECOND_ORDER = ("heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_sde_gpu")
+# samplers that draw noise: they need ComfyNoise's generator (the SDE ones read its seed for their Brownian tree)
+ANCESTRAL = ("euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde",
+             "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu")
 # KSampler / KSamplerAdvanced schedule these over one more step and drop the penultimate σ
 # (comfy/samplers.py `KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS`); SamplerCustom's σ nodes do not.
 DISCARD_PENULTIMATE_SIGMA = ("dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2")
@@ -85,6 +89,10 @@ def step(name: str, x, denoised, sigmas, i: int, noise=None, history=None, model
         return uni_pc_step(x, denoised, sigmas, i, history, variant="bh2" if name == "uni_pc_bh2" else "bh1")
     if name == "lms":
         return _lms(x, denoised, sigmas, i, history)
+    if "_sde" in name:
+        from nodegraph.comfy.sde import sde_step
+
+        return sde_step(name, x, denoised, sigmas, i, noise, history, model)
     raise ValueError(f"unknown sampler {name!r}; supported: {', '.join(SAMPLERS)}")
 
 

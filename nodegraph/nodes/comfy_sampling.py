@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
+from nodegraph.comfy.samplers import SAMPLERS
 from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import Embeddings, Generator, Latent, Tensor, UNet
 
 SchedulerName = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
-SamplerName = Literal["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m",
-                      "dpmpp_2s_ancestral", "ddim", "uni_pc", "uni_pc_bh2"]
+SamplerName = Literal[SAMPLERS]  # nodegraph/comfy/samplers.py: the one list of ComfyUI sampler names
 
 
 @node("ComfyEmptyLatent", version=1)

@@ -37,3 +37,37 @@ def sets(**values) -> list[str]:
         else:
             out += ["--set", f"{key}={value}"]
     return out
+
+
+def run_template(folder: Path, name: str, models: Path, config: Path, *extra: str) -> list:
+    """`nodegraph run` on the template → every image it saves, as (H, W, 3) uint8 arrays in file-name order."""
+    import numpy as np
+    from PIL import Image
+
+    from nodegraph.cli import main
+
+    out = folder / "out"
+    code = main(["run", str(template(name)), "--models", str(models), "--out", str(out), "-q",
+                 "--set", f"config={config}", *extra])
+    assert code == 0
+    return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(out.rglob("*.png"))]
+
+
+def small_sizes(name: str, size: int = 64, steps: int = 2) -> list[str]:
+    """`--set`s making a template tiny: every EmptyLatentImage size-by-size, every KSampler `steps` steps."""
+    from nodegraph.comfy.reader import read_workflow
+
+    values = {}
+    for node_id, entry in read_workflow(template(name)).api.items():
+        if entry["class_type"] == "EmptyLatentImage":
+            values.update({f"n{node_id}_width": size, f"n{node_id}_height": size})
+        if entry["class_type"] in ("KSampler", "KSamplerAdvanced"):
+            values[f"n{node_id}_steps"] = steps
+    return sets(**values)
+
+
+def checkpoints_of(name: str) -> set[str]:
+    from nodegraph.comfy.reader import read_workflow
+
+    return {e["inputs"]["ckpt_name"] for e in read_workflow(template(name)).api.values()
+            if e["class_type"] == "CheckpointLoaderSimple"}
