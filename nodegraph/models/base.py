@@ -48,9 +48,13 @@ class Embedding(_NoInitOnMeta, nn.Embedding):
 class Model(nn.Module):
     config: Any
 
+    compute_dtype: torch.dtype | None = None  # set where weights are kept in another dtype (models/streaming.py)
+
     @property
     def dtype(self) -> torch.dtype:
         """The compute dtype: the first parameter's, skipping float8 weights (models/fp8.py upcasts those)."""
+        if self.compute_dtype is not None:
+            return self.compute_dtype
         return next((p.dtype for p in self.parameters() if p.dtype.itemsize > 1), torch.float32)
 
     @property

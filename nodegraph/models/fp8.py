@@ -101,9 +101,10 @@ def storable(model: nn.Module) -> set[str]:
     return {f"{name}.weight" if name else "weight" for name, m in model.named_modules() if _fp8_class(m)}
 
 
-def enable_fp8(model: nn.Module) -> int:
-    """Swap every plain Linear / Conv layer whose weight is float8 to its upcasting class; the count."""
-    kinds, swapped = fp8_dtypes(), 0
+def enable_fp8(model: nn.Module, kinds: tuple[torch.dtype, ...] | None = None) -> int:
+    """Swap every plain Linear / Conv layer whose weight is float8 (or one of `kinds`) to its upcasting class;
+    the count. (models/streaming.py passes the dtypes other than the compute one: the upcast is the same.)"""
+    kinds, swapped = kinds or fp8_dtypes(), 0
     for module in model.modules():
         cls = _fp8_class(module)
         if cls is not None and module.weight.dtype in kinds:

@@ -45,7 +45,7 @@ EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("Autoencode
 def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
                    device: torch.device | str = "cpu", revision: str | None = None, variant: str | None = None,
                    allow_pickle: bool = False, channels_last: bool = False, config: str | None = None,
-                   ema: bool = False, weights: str | None = None) -> Any:
+                   ema: bool = False, weights: str | None = None, stream: bool = False) -> Any:
     """Load component `name` ("unet", "vae", "text_encoder", "tokenizer", "scheduler", …) of `source`.
 
     Returns a model in eval mode with gradients off (UNet2DModel, UNet2DConditionModel, AutoencoderKL, or the
@@ -62,6 +62,8 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     tokenizers and scheduler, and `ema` reads its UNet's EMA copy (see nodegraph.models.single_file).
     Linear/Conv weights a folder's file stores as float8 stay float8, upcast per layer at call time;
     `weights="fp8_e4m3fn"` (or "fp8_e5m2") stores a wider file's that way too (nodegraph.models.fp8).
+    `stream=True` (CPU, UNets and VAEs of a folder) keeps the weights in the memory-mapped file and gives each
+    block's pages back after it runs: the same numbers in about one block's memory (nodegraph.models.streaming).
     Every failure is a `CheckpointError` that names the file.
     """
     from nodegraph.models.single_file import is_single_file, load_single_file
@@ -113,7 +115,11 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         model = model_class(config)
     files = find_weights(src, folder, DIFFUSERS_WEIGHTS, variant, allow_pickle)
     fitted = fit(read_entries(src, files), model, legacy_attention_name, f"the {kind} of {where}")
-    if weights or any(e.dtype.itemsize == 1 and e.dtype.is_floating_point for e in fitted.values()):
+    if stream:
+        from nodegraph.models.streaming import install_streamed
+
+        install_streamed(model, fitted, dtype, device)
+    elif weights or any(e.dtype.itemsize == 1 and e.dtype.is_floating_point for e in fitted.values()):
         from nodegraph.models.fp8 import install_fp8
 
         install_fp8(model, fitted, dtype, device, store=weights)
