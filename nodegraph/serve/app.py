@@ -160,12 +160,16 @@ def create_app(config: ServeConfig) -> FastAPI:
     def get_run(run_id: str):
         return service.run_json(found(run_id))
 
-    @app.delete("/runs/{run_id}", summary="Cancel this run (queued, or running: stops at the next boundary)")
+    @app.delete("/runs/{run_id}", summary="Cancel this run: 200 once it has stopped (a running one stops at the "
+                "next model layer), 202 with `cancel: pending` if it has not yet")
     def cancel(run_id: str):
         run = found(run_id)
         if run["status"] not in ("queued", "running"):
             raise reject("not_cancellable", "status", f"run {run_id} is already {run['status']}", status=409)
-        return service.run_json(service.cancel(run_id))
+        run = service.run_json(service.cancel(run_id))
+        if run["status"] in ("queued", "running"):
+            return JSONResponse({**run, "cancel": "pending"}, status_code=202)
+        return {**run, "cancel": "done"}
 
     @app.post("/runs/{run_id}/requeue", status_code=202, summary="Queue a failed or cancelled run again")
     async def requeue(run_id: str):

@@ -31,6 +31,9 @@ class EventLog:
         self.events: list[dict] = list(events or [])
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._ended = threading.Event()  # set with the terminal event: what a cancel waits on
+        if self.done:
+            self._ended.set()
 
     @property
     def done(self) -> bool:
@@ -42,11 +45,17 @@ class EventLog:
             event["seq"] = len(self.events)
             self.events.append(event)
             waiters, self._waiters = self._waiters, []
+        if event["type"] in TERMINAL:
+            self._ended.set()
         for loop, flag in waiters:
             try:
                 loop.call_soon_threadsafe(flag.set)
             except RuntimeError:  # that client's loop is gone
                 pass
+
+    def wait_ended(self, timeout: float) -> bool:
+        """Block until the run's terminal event is in the log, at most `timeout` seconds; whether it is."""
+        return self._ended.wait(timeout)
 
     def drop_previews(self) -> None:
         """Keep only the last preview once a run has ended: a finished run's log is kept for replay, and a
@@ -136,7 +145,7 @@ class RunHook:
             self._depth += 1
         elif kind is ev.RepeatFinished:
             self._depth -= 1
-        elif self._depth or "/" in getattr(event, "node_id", ""):
+        elif self._depth or "/" in (getattr(event, "node_id", "") or ""):
             return
         elif kind is ev.NodeStarted:
             self.log.append({"type": "node_started", "node": event.node_id, "node_type": event.node_type})

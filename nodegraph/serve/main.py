@@ -9,6 +9,8 @@ import re
 import sys
 
 TOKEN_ENV = "NODEGRAPH_TOKEN"
+from nodegraph.serve.run_limits import RunLimits
+
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -18,6 +20,21 @@ def memory_size(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 8G, 512M or a number of bytes")
     return int(float(match.group(1)) * UNITS[match.group(2)])
+
+
+def positive(kind, zero: bool = False):
+    """An argparse type: a number of `kind` above 0 (or 0 too, with `zero`)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value >= 0 if zero else value > 0) or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r} must be above 0{' (or 0 for no limit)' if zero else ''}")
+        return value
+
+    return parse
 
 
 def is_loopback(host: str) -> bool:
@@ -62,10 +79,24 @@ def add_parser(sub) -> None:
     serve.add_argument("--max-request-bytes", type=memory_size, default=memory_size("2M"), metavar="SIZE",
                        help="largest request accepted (default: 2M)")
     serve.add_argument("--max-nodes", type=int, default=500, help="largest graph accepted (default: 500 nodes)")
-    serve.add_argument("--lookup-workers", type=int, default=4, metavar="N",
-                       help="submissions checked at once, off the request handlers; one more is a 503 "
+    limits = RunLimits()
+    serve.add_argument("--max-pixels", type=positive(int), default=limits.max_pixels, metavar="N",
+                       help="largest image (width × height) a run may ask for "
+                            f"(default: {limits.max_pixels:,}, 2048 × 1024)")
+    serve.add_argument("--max-pixel-steps", type=positive(int), default=limits.max_pixel_steps, metavar="N",
+                       help="largest image's pixels × steps in one run (default: "
+                            f"{limits.max_pixel_steps:,}, 1024² × 150)")
+    serve.add_argument("--max-batch", type=positive(int), default=limits.max_batch, metavar="N",
+                       help=f"largest batch a run may ask for (default: {limits.max_batch})")
+    serve.add_argument("--max-run-seconds", type=positive(float, zero=True), default=limits.max_run_seconds,
+                       metavar="S", help="a run still going after this is stopped and failed (default: "
+                                         f"{limits.max_run_seconds:g}; 0: no limit)")
+    serve.add_argument("--lookup-workers", type=positive(int), default=4, metavar="N",
+                       help="submissions checked at once, off the request handlers; more wait their turn "
                             "(default: 4)")
-    serve.add_argument("--lookup-seconds", type=float, default=20.0, metavar="S",
+    serve.add_argument("--max-pending-lookups", type=positive(int), default=64, metavar="N",
+                       help="submissions being checked or waiting to be; one more is a 503 at once (default: 64)")
+    serve.add_argument("--lookup-seconds", type=positive(float), default=20.0, metavar="S",
                        help="how long POST /runs waits for a submission's check (a Hub lookup) before a 503 "
                             "(default: 20)")
     serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
@@ -112,7 +143,9 @@ def cmd_serve(args) -> int:
                          max_request_bytes=args.max_request_bytes, max_nodes=args.max_nodes,
                          max_model_memory=args.max_model_memory, max_cache_memory=args.max_cache_memory,
                          device=args.device, dtype=args.dtype, lookup_workers=args.lookup_workers,
-                         lookup_seconds=args.lookup_seconds)
+                         run_limits=RunLimits(args.max_pixels, args.max_pixel_steps, args.max_batch,
+                                              args.max_run_seconds or None),
+                         lookup_seconds=args.lookup_seconds, max_pending_lookups=args.max_pending_lookups)
     app = create_app(config)
     print(f"nodegraph serve: http://{args.host}:{args.port} (data in {config.data}; API page /docs)",
           file=sys.stderr, flush=True)

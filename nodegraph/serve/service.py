@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from nodegraph.serve.documents import Documents, Rejected, reject, relative
 from nodegraph.serve.lookups import Lookups
+from nodegraph.serve.run_limits import RunLimits, run_limit_problems
 
 
 @dataclass
@@ -24,8 +25,11 @@ class ServeConfig:
     max_cache_memory: int = 1 << 30  # bytes of node outputs kept
     device: Any = None
     dtype: Any = None
+    run_limits: RunLimits = field(default_factory=RunLimits)  # pixels, steps, batch, wall time of one run
+    cancel_wait_seconds: float = 2.0  # how long DELETE waits for a running run to stop before saying "pending"
     lookup_workers: int = 4  # submissions checked at once (lookups.py)
     lookup_seconds: float = 20.0  # how long a request waits for its check
+    max_pending_lookups: int = 64  # checks running or waiting; one more is a 503 at once
 
 
 @dataclass
@@ -57,12 +61,13 @@ class Service:
         self.interrupted = self.store.fail_interrupted()
         self.documents = Documents(config.data, config.graphs, config.models, self.store, config.max_nodes)
         self.logs = EventLogs()
-        self.lookups = Lookups(config.lookup_workers, config.lookup_seconds)
+        self.lookups = Lookups(config.lookup_workers, config.lookup_seconds, config.max_pending_lookups)
         self.models = ModelCache(config.max_model_memory or default_model_budget())
         self.outputs_cache = OutputCache(config.max_cache_memory, shared=self.models.shared_storages)
         self.models.on_evict = self.outputs_cache.drop_holding
         self.worker = Worker(self.store, self.documents, self.logs, self.models, self.outputs_cache,
                              self.out_dir, config.device, config.dtype)
+        self.worker.max_run_seconds = config.run_limits.max_run_seconds
         queued, _ = self.store.page(["queued"], 1_000_000, None)
         for run in queued:  # accepted before a restart: their event logs start again
             self.logs.open(run["id"]).append({"type": "queued"})
@@ -108,6 +113,9 @@ class Service:
                                                 f"its outputs: {', '.join(loaded.spec.outputs)}", "<request>")
                                      for o in unknown], name)
         self.documents.check_values(loaded, values)
+        problems = run_limit_problems(loaded.checked, values, self.config.run_limits)
+        if problems:
+            raise Rejected(422, problems, "<request>")
         return Prepared(name, digest, values, outputs, fast)
 
     def enqueue(self, prepared: Prepared, *, priority: int, preview: bool,
@@ -121,6 +129,8 @@ class Service:
         return self.store.get(run_id)
 
     def cancel(self, run_id: str) -> Optional[dict]:
+        """Cancel a queued or running run; waits up to `cancel_wait_seconds` for a running one to stop (the
+        check between model layers makes that well under a second), so the answer says whether it has."""
         run = self.store.get(run_id)
         if run is None:
             return None
@@ -128,6 +138,7 @@ class Service:
             self.logs.open(run_id).append({"type": "cancelled", "error": "cancelled before it started"})
         elif run["status"] in ("queued", "running"):  # it started meanwhile, or was running
             self.worker.cancel(run_id)
+            self.logs.open(run_id).wait_ended(self.config.cancel_wait_seconds)
         return self.store.get(run_id)
 
     def requeue(self, run_id: str) -> Optional[dict]:

@@ -17,6 +17,8 @@ from nodegraph.serve.events import EventLogs, RunHook, without_previews
 
 
 class Worker:
+    max_run_seconds: Optional[float] = None  # a run still going after this is failed (set by the service)
+
     def __init__(self, store, documents, logs: EventLogs, models, outputs_cache, out_dir: pathlib.Path,
                  device: Any = None, dtype: Any = None):
         self.store, self.documents, self.logs = store, documents, logs
@@ -70,8 +72,10 @@ class Worker:
         from nodegraph.core.mode import RunMode
         from nodegraph.exec.hooks import CancelToken, RunCancelledError
         from nodegraph.exec.steps import NodeExecutionError
+        from nodegraph.exec.interrupt import cancel_between_blocks
         from nodegraph.runner import Runner
         from nodegraph.serve.preview import preview_family
+        from nodegraph.serve.run_limits import RunDeadline
         from nodegraph.spec.errors import ValidationFailed
         from nodegraph.spec.values import bind_input_values
 
@@ -83,6 +87,7 @@ class Worker:
             if run_id in self._cancel_requested:
                 self._cancel_requested.discard(run_id)
                 cancel.cancel()
+        deadline = RunDeadline(cancel, self.max_run_seconds)
         hook = RunHook(log, preview=run["preview"])
         log.append({"type": "started"})
         status, error, outputs, seconds = "failed", None, None, None
@@ -94,13 +99,16 @@ class Worker:
             runner = Runner(RunMode(self.device, self.dtype, fast=run["fast"]), components=self.models,
                             cache=self.outputs_cache)
             started = time.perf_counter()
-            result = runner.run(graph, values, hooks=(hook,), cancel=cancel, outputs=run["wanted"] or None)
+            with cancel_between_blocks(cancel):  # a cancel (or the deadline) stops inside a step too
+                result = runner.run(graph, values, hooks=(hook,), cancel=cancel, outputs=run["wanted"] or None)
             seconds = time.perf_counter() - started
             outputs = self._write(run_id, runner, graph, values, result)
             status = "finished"
         except RunCancelledError as exc:
             # stopped by the server shutting down, not by a user: failed, like a run a crash interrupted
             status, error = ("failed", "server stopped") if self._stop.is_set() else ("cancelled", str(exc))
+            if deadline.expired:  # the server's --max-run-seconds, not a user
+                status, error = "failed", deadline.message
         except NodeExecutionError as exc:
             error = str(exc)
         except ValidationFailed as exc:
@@ -108,6 +116,7 @@ class Worker:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
         finally:
+            deadline.stop()
             with self._lock:
                 self.running = self._cancel = None
         end: dict = {"type": status}
