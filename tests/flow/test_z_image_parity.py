@@ -69,3 +69,16 @@ def test_cfg_normalization_and_truncation_on_a_batch_of_two_match(tiny_z_image, 
     assert image.shape == (2, 48, 32, 3) and moved(image[0], image[1]) > 5
     assert moved(image, ours(tiny_z_image, **{**settings, "cfg_normalization": 0.0})) > 5
     assert moved(image, ours(tiny_z_image, **{**settings, "cfg_truncation": 1.0})) > 5
+
+
+def test_bf16_with_guidance_and_normalization_matches_diffusers_bf16_run(tiny_z_image):
+    from diffusers import ZImagePipeline
+
+    bf16 = ZImagePipeline.from_pretrained(tiny_z_image, torch_dtype=torch.bfloat16)
+    bf16.set_progress_bar_config(disable=True)
+    settings = dict(prompt="a cat on a table", negative_prompt="blurry", guidance_scale=3.0, cfg_normalization=1.0,
+                    steps=3, width=48, height=32)
+    expected = theirs(bf16, **settings)
+    assert moved(expected, theirs(bf16, **settings)) == 0  # diffusers' own bf16 run is deterministic here
+    got = png_pixels(run_graph(GRAPH, inputs={"model": str(tiny_z_image), **settings}, dtype=torch.bfloat16)["image"])
+    assert (got.int() - expected).abs().max() <= 1
