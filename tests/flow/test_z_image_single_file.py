@@ -147,3 +147,21 @@ def test_files_of_another_family_or_component_are_refused_with_what_to_pass(tiny
 
     with pytest.raises(CheckpointError, match="Z-Image transformer alone.*graphs/z_image.yaml"):
         detect({k: tuple(v.shape) for k, v in load_file(original_files[""]).items()}, "z.safetensors")
+
+
+def test_inspect_names_family_component_dtype_and_parameter_count(tiny_z_image, original_files, tmp_path):
+    from nodegraph.models.single_file.inspect import describe, render
+
+    info = describe(str(original_files["model.diffusion_model."]), config=str(tiny_z_image))
+    component = info["components"]["transformer"]
+    assert info["family"] == "z_image_transformer" and component["dtype"] == "float32"
+    assert component["parameters"] == sum(p.numel() for p in diffusers_transformer(tiny_z_image).parameters())
+    assert info["unused_keys"] == ["model.diffusion_model.norm_final.weight"]
+    assert "Z-Image transformer" in render(info)
+    state = load_file(tiny_z_image / "text_encoder" / "model.safetensors")
+    file = tmp_path / "qwen.safetensors"
+    save_file({"model." + k: v.to(torch.bfloat16) for k, v in state.items()}, file)
+    info = describe(str(file))
+    assert info["family"] == "qwen3_text_encoder"
+    assert info["components"]["text_encoder"]["dtype"] == "bfloat16"
+    assert info["components"]["text_encoder"]["parameters"] == sum(v.numel() for v in state.values())

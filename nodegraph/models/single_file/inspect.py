@@ -32,12 +32,15 @@ def describe(model: str, config: str | None = None, allow_pickle: bool = False) 
     from nodegraph.models.single_file.hashing import SHORT, file_sha256
     from nodegraph.models.single_file.loader import (_config_source, _meta_plan, builtin_config, check_all,
                                                      is_single_file, opened, scheduler_config)
+    from nodegraph.models.single_file.z_image import describe_flow_file, detect_flow_file
 
     if not is_single_file(model):
         raise CheckpointError(f"{model} is not a file; `nodegraph inspect` reads single-file checkpoints "
                               f"(.safetensors). A diffusers folder describes itself in its model_index.json.")
     ckpt = opened(model, allow_pickle)
     shown = str(ckpt.path)
+    if detect_flow_file(ckpt.shapes):  # Z-Image transformer / Qwen3 text encoder alone
+        return _with_file_facts(ckpt, describe_flow_file(ckpt, config))
     fam = detect(ckpt.shapes, shown)
     accounted = check_all(ckpt.shapes, shown, config)
     builtin = builtin_config(fam.config)
@@ -65,6 +68,16 @@ def describe(model: str, config: str | None = None, allow_pickle: bool = False) 
         "unused_summary": top_prefixes(unused) if unused else "", "sha256": sha, "short_hash": sha[:SHORT],
         "all_keys_accounted": accounted == set(ckpt.shapes),
     }
+
+
+def _with_file_facts(ckpt, info: dict[str, Any]) -> dict[str, Any]:
+    from nodegraph.models.single_file.detect import top_prefixes
+    from nodegraph.models.single_file.hashing import SHORT, file_sha256
+
+    sha = file_sha256(ckpt.path)
+    return {"file": str(ckpt.path), "bytes": ckpt.path.stat().st_size, **info, "sha256": sha,
+            "short_hash": sha[:SHORT], "unused_summary": top_prefixes(info["unused_keys"]),
+            "all_keys_accounted": True}  # the load's own check passed; unused keys are the ones diffusers drops too
 
 
 def _plans(ckpt, fam, config):

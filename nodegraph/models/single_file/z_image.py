@@ -195,3 +195,36 @@ def not_a_flow_file(ckpt, name: str) -> CheckpointError:
     except CheckpointError as e:
         what = str(e).split(": ", 1)[-1]
     return CheckpointError(f"{ckpt.path} is not a Z-Image {name} (no `{_TRANSFORMER_KEY}` key): {what}")
+
+
+def describe_flow_file(ckpt, config: str | None) -> dict[str, Any]:
+    """`nodegraph inspect` for these files: family, component, storage dtype, parameter count, checked against a
+    model built on the meta device (the keys and shapes a load would check)."""
+    import math
+    from collections import Counter
+
+    from nodegraph.models.checkpoint import fit
+
+    kind, prefix = detect_flow_file(ckpt.shapes)
+    shown = str(ckpt.path)
+    if kind == "z_image_transformer":
+        name, entries = "transformer", transformer_entries(ckpt.entries, prefix)
+        model = build_transformer(entries, config, shown)
+    else:
+        name = "text_encoder"
+        entries = {k[len(prefix):]: e for k, e in ckpt.entries.items() if k != "lm_head.weight"}
+        model = build_text_encoder({k: e.shape for k, e in entries.items()}, config, shown)
+    fitted = fit(entries, model, lambda key: key, f"the {FAMILIES[kind]} of its config")
+    dtypes = Counter(str(e.dtype).removeprefix("torch.") for e in fitted.values())
+    settings = dataclasses.asdict(model.config)
+    transformer = name == "transformer"
+    return {"family": kind, "description": FAMILIES[kind],
+            "prediction_type": "flow matching (Z-Image)" if transformer else "none: a text encoder",
+            "scheduler": "FlowMatchEulerDiscreteScheduler" if transformer else "none",
+            "configs": config or "inferred from the shapes",
+            "unused_keys": sorted(k for k in ckpt.shapes if k[len(prefix):] in ("norm_final.weight", "lm_head.weight")),
+            "components": {name: {
+                "tensors": len(fitted), "parameters": sum(math.prod(e.shape) for e in fitted.values()),
+                "bytes": sum(math.prod(e.shape) * e.dtype.itemsize for e in fitted.values()),
+                "dtype": ", ".join(f"{d} ({n})" if len(dtypes) > 1 else d for d, n in dtypes.most_common()),
+                "config": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}}}}
