@@ -112,22 +112,17 @@ def metadata_hook(info: OutputInfo, index: int) -> dict[str, str]:
 
 
 def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """The `nodegraph` chunk of a PNG written by `nodegraph run`; RecipeError says why when there is none."""
-    import PIL.Image
+    """The `nodegraph` chunk of a PNG written by `nodegraph run`, checked (spec/bundle.py: a regular file within
+    the pixel limit, bounded JSON, the recipe's shape, pins and bundle); RecipeError says why it cannot be used."""
+    from nodegraph.spec.bundle import read_png_recipe
+    from nodegraph.spec.limits import InputRefused
 
     try:
-        with PIL.Image.open(path) as img:
-            raw = img.text.get(RECIPE_KEY) if hasattr(img, "text") else None
-    except (OSError, ValueError) as exc:
-        raise RecipeError(f"{path}: cannot read it as an image ({exc})") from None
-    if raw is None:
+        data = read_png_recipe(path, RECIPE_KEY)
+    except InputRefused as exc:
+        raise RecipeError(exc.message if str(path) in exc.message else f"{path}: {exc.message}") from None
+    if data is None:
         raise RecipeError(f"{path} has no nodegraph metadata; only PNGs written by `nodegraph run` can be re-run")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise RecipeError(f"{path}: its nodegraph metadata is damaged ({exc})") from None
-    if not isinstance(data, dict) or not data.get("graph") or not isinstance(data.get("inputs"), dict):
-        raise RecipeError(f"{path}: its nodegraph metadata holds no graph to re-run")
     return data
 
 

@@ -64,30 +64,33 @@ def open_target(target: Union[str, pathlib.Path, dict, Any], scratch: Union[str,
         graph, translation, workflow, _ = load_translated(text, comfy_options, scratch)
         return Target(graph, kind="comfy", comfy=(translation, workflow))
     if text.lower().endswith(".png"):
-        return open_png(text, scratch)
+        return open_png(text, scratch, allow_hub=allow_includes_outside)
     from nodegraph.spec.loader import load_graph
 
     return Target(load_graph(text, allow_includes_outside=allow_includes_outside))
 
 
-def open_png(path: str, scratch: pathlib.Path) -> Target:
+def open_png(path: str, scratch: pathlib.Path, allow_hub: bool = False) -> Target:
     """A PNG written by nodegraph: its graph (the Hub address pinned to the commit that ran, else the bundle),
-    the input values and fast mode it recorded."""
+    the input values and fast mode it recorded. A recipe reads Hub graphs only at the commits it recorded
+    unless `allow_hub` (spec/locations.py)."""
     from nodegraph.exec.png_metadata import read_recipe
     from nodegraph.spec.loader import load_graph
 
     recipe = read_recipe(path)
+    policy = "any" if allow_hub else "pinned"
     pins = recipe.get("hub_pins") if isinstance(recipe.get("hub_pins"), dict) else None
     if str(recipe.get("source", "")).startswith("hf://"):  # a Hub graph, pinned to the commit that ran
-        graph = load_graph(recipe["source"], hub_pins=pins)
+        graph = load_graph(recipe["source"], hub_pins=pins, hub_references=policy)
     else:
-        graph = _load_bundle(recipe["graph"], scratch, hub_pins=pins)
+        graph = _load_bundle(recipe["graph"], scratch, hub_pins=pins, hub_references=policy)
     return Target(graph, kind="png", recorded=dict(recipe["inputs"]), recorded_fast=recipe.get("fast") is True,
                   recipe=recipe)
 
 
-def _load_bundle(bundle: dict, folder: pathlib.Path, hub_pins: Optional[dict] = None):
+def _load_bundle(bundle: dict, folder: pathlib.Path, hub_pins: Optional[dict] = None, hub_references: str = "any"):
     from nodegraph.spec.bundle import unbundle
     from nodegraph.spec.loader import load_graph
 
-    return load_graph(unbundle(bundle, folder), include_root=folder, hub_pins=hub_pins)
+    return load_graph(unbundle(bundle, folder), include_root=folder, hub_pins=hub_pins,
+                      hub_references=hub_references)

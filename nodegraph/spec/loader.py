@@ -16,7 +16,9 @@ from nodegraph.spec.check import GraphChecker
 from nodegraph.spec.checked import CheckedGraph, Source
 from nodegraph.spec.document import DocumentParser, GraphSpec
 from nodegraph.spec.errors import GraphError, Path, Reporter, ValidationFailed
-from nodegraph.spec.limits import DEFAULT_LIMITS, Limits
+from nodegraph.spec.limits import InputRefused, Limits, active_limits
+from nodegraph.spec.locations import LocationError, check_hub_reference
+from nodegraph.spec.reading import read_document
 from nodegraph.spec.requires import check_requires
 from nodegraph.spec.yaml_io import YamlProblem, load_yaml
 
@@ -40,12 +42,13 @@ class Includes:
     from. Nothing outside is even looked at, so a graph cannot probe the disk with its error messages.
     """
 
-    def __init__(self, registry: Registry, *, limits: Limits = DEFAULT_LIMITS, allow_outside: bool = False,
-                 hub_pins: Optional[dict] = None):
+    def __init__(self, registry: Registry, *, limits: Optional[Limits] = None, allow_outside: bool = False,
+                 hub_pins: Optional[dict] = None, hub_references: str = "any"):
         self.registry = registry
-        self.limits = limits
+        self.limits = limits or active_limits()  # the defaults, or NODEGRAPH_MAX_* from the environment
         self.allow_outside = allow_outside
         self.hub_pins = hub_pins or {}  # hf:// address as written -> the commit to read it at (a re-run)
+        self.hub_references = hub_references  # who may name a Hub graph (spec/locations.py HUB_POLICIES)
         self.cache: dict[pathlib.Path, CheckedGraph] = {}
         self.stack: list[pathlib.Path] = []
 
@@ -81,8 +84,10 @@ class Includes:
                 address = (remote.parse(node_type) if remote.is_address(node_type)
                            else remote.sibling(including.hub, node_type))
                 pin = self.hub_pins.get(str(address)) if remote.is_address(node_type) else None
+                if remote.is_address(node_type):  # the include rule, for Hub graphs (spec/locations.py)
+                    check_hub_reference(self.hub_references, node_type, getattr(address, "revision", None), pin)
                 hub = remote.fetch(remote.at(address, pin) if isinstance(pin, str) else address)
-            except remote.RemoteError as exc:
+            except (remote.RemoteError, LocationError) as exc:
                 r.error(exc.code, path, exc.message, exc.hint)
                 return None
             return hub.local_path, hub, str(hub.address)
@@ -109,18 +114,10 @@ def check_file(path: pathlib.Path, registry: Registry, includes: Includes,
     """Validate one graph file. `root`: the folder local includes must stay in (default: the file's own)."""
     display = display or display_name(path)
     source = Source(display, None, path.parent, path, root=root or path.parent, hub=hub)
-    limit = includes.limits.max_document_bytes
-    try:
-        if path.stat().st_size > limit:  # before reading: a huge file is never loaded into memory
-            return _failed(source, "document_too_large", f"{display} is {path.stat().st_size:,} bytes, over "
-                           f"the limit of {limit:,} for a graph file", "a graph file is a few kilobytes")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return _failed(source, "file_not_found", f"no such file: {display}", "check the path")
-    except IsADirectoryError:
-        return _failed(source, "file_not_found", f"{display} is a folder, not a graph file", "")
-    except (OSError, UnicodeDecodeError) as exc:
-        return _failed(source, "unreadable_file", f"cannot read {display}: {exc}", "")
+    try:  # a regular file, at most max_document_bytes read whatever st_size says (/dev/zero, a FIFO: refused)
+        text = read_document(path, includes.limits.max_document_bytes, display)
+    except InputRefused as exc:
+        return _failed(source, exc.code, exc.message, exc.hint)
     includes.stack.append(path)
     try:
         return check_text(text, source, registry, includes)
@@ -179,26 +176,31 @@ def _failed(source: Source, code: str, message: str, hint: str) -> CheckedGraph:
     return CheckedGraph(GraphSpec(), source, issues=[GraphError(code, "", message, hint, source.file)])
 
 
-def load_graph(path: PathLike, registry: Optional[Registry] = None, *, limits: Limits = DEFAULT_LIMITS,
+def load_graph(path: PathLike, registry: Optional[Registry] = None, *, limits: Optional[Limits] = None,
                allow_includes_outside: bool = False, include_root: Optional[PathLike] = None,
-               hub_pins: Optional[dict] = None):
+               hub_pins: Optional[dict] = None, hub_references: str = "any"):
     """Load and validate a graph file or `hf://OWNER/REPO[@REV]/PATH.yaml`; raise ValidationFailed listing
     every problem found.
 
     Local includes must stay inside `include_root` (default: the graph's folder) unless
     `allow_includes_outside`; `limits` bound what a hostile document can cost (see spec/limits.py).
     `hub_pins` ({hf:// address as written: commit}, as recorded in PNG metadata) reads those includes at
-    those commits.
+    those commits. `hub_references` ("any", "pinned", "none"): which Hub graphs the graph may name
+    (spec/locations.py), checked for `path` itself too.
     """
     from nodegraph.spec import remote
     from nodegraph.spec.graph import Graph
 
     registry = registry or REGISTRY
-    includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside, hub_pins=hub_pins)
+    includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside, hub_pins=hub_pins,
+                        hub_references=hub_references)
+    limits = includes.limits
     if remote.is_address(str(path)):
         try:
-            hub = remote.fetch(remote.parse(str(path)))
-        except remote.RemoteError as exc:
+            address = remote.parse(str(path))
+            check_hub_reference(hub_references, str(path), getattr(address, "revision", None), None)
+            hub = remote.fetch(address)
+        except (remote.RemoteError, LocationError) as exc:
             raise ValidationFailed([GraphError(exc.code, "", exc.message, exc.hint, str(path))], str(path)) from None
         checked = check_file(hub.local_path, registry, includes, display=str(path), hub=hub)
     else:
@@ -209,8 +211,8 @@ def load_graph(path: PathLike, registry: Optional[Registry] = None, *, limits: L
 
 
 def loads_graph(text: str, *, file: str = "<string>", base_dir: Optional[PathLike] = None,
-                registry: Optional[Registry] = None, limits: Limits = DEFAULT_LIMITS,
-                allow_includes_outside: bool = False):
+                registry: Optional[Registry] = None, limits: Optional[Limits] = None,
+                allow_includes_outside: bool = False, hub_references: str = "any"):
     """Load and validate a graph from YAML text; includes resolve against (and stay inside) `base_dir`
     (default: cwd)."""
     from nodegraph.spec.graph import Graph
@@ -218,5 +220,6 @@ def loads_graph(text: str, *, file: str = "<string>", base_dir: Optional[PathLik
     registry = registry or REGISTRY
     base = pathlib.Path(base_dir or os.getcwd()).resolve()
     source = Source(file, None, base, root=base)
-    includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside)
-    return Graph.from_checked(_check_expanded(check_text(text, source, registry, includes), limits), registry)
+    includes = Includes(registry, limits=limits, allow_outside=allow_includes_outside, hub_references=hub_references)
+    return Graph.from_checked(_check_expanded(check_text(text, source, registry, includes), includes.limits),
+                              registry)

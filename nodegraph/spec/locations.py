@@ -112,3 +112,27 @@ def summarise(exc: BaseException, what: str) -> str:
     """A library's error said without its text (which may quote a path or a file's content): its kind only."""
     reason: Optional[str] = getattr(exc, "strerror", None) if isinstance(exc, OSError) else None
     return f"{what} failed ({type(exc).__name__}{': ' + reason.lower() if reason else ''})"
+
+
+HUB_POLICIES = ("any", "pinned", "none")
+"""Who may name a Hub graph inside a graph (`type: hf://…`), like the include rule for local files:
+"any" — a graph the user runs directly; "pinned" — a PNG recipe: only the commits the recipe recorded
+(its `hub_pins`, or an address @<40-hex commit>); "none" — a document from the network (the server) unless
+its operator allows Hub graphs."""
+
+
+def check_hub_reference(policy: str, written: str, revision: Optional[str], pin: Optional[object]) -> None:
+    """LocationError unless `policy` lets a graph name the Hub graph `written` (its revision, its recorded pin)."""
+    if pin is not None:
+        check_commit(pin)
+    if policy == "any":
+        return
+    if policy == "none":
+        raise LocationError("hub_refused", f"`{shown(written)}`: graphs from this source may not read graphs "
+                            "from the Hub", "the operator allows it (nodegraph serve --allow-hub-graphs)")
+    if policy != "pinned":
+        raise ValueError(f"unknown Hub policy {policy!r}; one of {HUB_POLICIES}")
+    if pin is None and not (isinstance(revision, str) and COMMIT.match(revision)):
+        raise LocationError("hub_refused", f"`{shown(written)}`: a recipe may read a Hub graph only at the commit "
+                            "it recorded", "re-run the graph file itself, or pass --allow-includes-outside to "
+                            "let this recipe read the Hub")

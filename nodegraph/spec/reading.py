@@ -54,6 +54,22 @@ def read_limited(path: str | os.PathLike, limit: int, shown: Optional[str] = Non
     return data
 
 
+def read_document(path: str | os.PathLike, limit: int, shown: str) -> str:
+    """The UTF-8 text of a graph file: a regular file of at most `limit` bytes (codes document_too_large,
+    file_not_found, not_a_file, unreadable_file)."""
+    with open_regular(path, shown) as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(limit + 1) if size <= limit else b""
+    if size > limit or len(data) > limit:
+        raise InputRefused("document_too_large", f"{shown} is {max(size, len(data)):,}{'+' if size <= limit else ''}"
+                           f" bytes, over the limit of {limit:,} for a graph file", "a graph file is a few kilobytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputRefused("unreadable_file", f"cannot read {shown}: not UTF-8 text ({exc.reason} at byte "
+                           f"{exc.start})", "save the file as UTF-8") from None
+
+
 class JsonProblem(InputRefused):
     """Malformed or oversized JSON; `line` and `col` (1-based) locate it."""
 

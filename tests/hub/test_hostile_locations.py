@@ -94,3 +94,61 @@ def test_the_offline_message_does_not_show_the_cache_folder(hub_cache):
     with pytest.raises(ValidationFailed) as caught:
         load_graph(f"hf://{REPO}@v3/graph.yaml")
     assert caught.value.errors[0].code == "hub_offline" and str(hub_cache) not in caught.value.report()
+
+
+def recipe_png(path, recipe):
+    import json
+
+    import PIL.Image
+    import PIL.PngImagePlugin
+
+    info = PIL.PngImagePlugin.PngInfo()
+    info.add_text("nodegraph", json.dumps(recipe))
+    PIL.Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    return path
+
+
+def hub_node_recipe(address, pins=None):
+    text = (f"nodes:\n  s: {{type: '{address}', x: 0.004}}\n"
+            "  image: {type: SolidImage, value: $s.y, width: 8, height: 8}\noutputs: {image: $image.image}\n")
+    return {"graph": {"format": 1, "main": "g.yaml", "files": {"g.yaml": text}}, "inputs": {},
+            **({"hub_pins": pins} if pins is not None else {})}
+
+
+def test_a_recipe_pin_that_is_not_a_commit_is_refused_before_the_hub_is_asked(pot, hub_cache, tmp_path, capsys):
+    refs = hub_cache / f"models--{REPO.replace('/', '--')}" / "refs"
+    address = f"hf://{REPO}/parts/scale.yaml"
+    for pin in (os.path.relpath(pot.file, refs), str(pot.file), "main", "v1"):
+        png = recipe_png(tmp_path / "evil.png", hub_node_recipe(address, {address: pin}))
+        assert main(["run", str(png), "--out", str(tmp_path / "out"), "-q"]) == 2
+        out, err = capsys.readouterr()
+        assert "not a commit hash" in err and "internal error" not in err
+        pot.check(out, err)
+
+
+def test_a_recipe_reads_hub_graphs_only_at_the_commits_it_recorded(hub_cache, tmp_path, capsys):
+    address = f"hf://{REPO}/parts/scale.yaml"
+    png = recipe_png(tmp_path / "unpinned.png", hub_node_recipe(address))
+    assert main(["run", str(png), "--out", str(tmp_path / "a"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "hub_refused" in err and "at the commit it recorded" in err
+    # the user may allow it, as for includes outside the recipe's folder
+    assert main(["run", str(png), "--out", str(tmp_path / "b"), "-q", "--allow-includes-outside"]) == 0
+    capsys.readouterr()
+    pinned = recipe_png(tmp_path / "pinned.png", hub_node_recipe(address, {address: COMMIT_V1}))
+    assert main(["run", str(pinned), "--out", str(tmp_path / "c"), "-q"]) == 0
+    at_commit = recipe_png(tmp_path / "at.png", hub_node_recipe(f"hf://{REPO}@{COMMIT_V1}/parts/scale.yaml"))
+    assert main(["run", str(at_commit), "--out", str(tmp_path / "d"), "-q"]) == 0
+
+
+def test_a_loader_that_allows_no_hub_graphs_refuses_them_at_the_type(hub_cache, tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text(f"nodes:\n  s: {{type: 'hf://{REPO}@{COMMIT_V1}/parts/scale.yaml', x: 1.0}}\noutputs: {{y: $s.y}}\n")
+    assert load_graph(path).run() == {"y": 10.0}  # a graph the user runs directly: allowed
+    with pytest.raises(ValidationFailed) as caught:
+        load_graph(path, hub_references="none")
+    (error,) = caught.value.errors
+    assert (error.code, error.path, error.line) == ("hub_refused", "nodes.s.type", 2)
+    with pytest.raises(ValidationFailed) as caught:
+        load_graph(f"hf://{REPO}/graph.yaml", hub_references="none")
+    assert caught.value.errors[0].code == "hub_refused"

@@ -177,3 +177,55 @@ def test_a_recipe_in_a_png_is_read_checked(tmp_path):
     PIL.Image.new("RGB", (8, 8)).save(path, pnginfo=info)
     with pytest.raises(BundleError, match="5,000 characters"):
         read_png_recipe(path)
+
+
+def fifo_with_a_rescue(path):
+    """A FIFO, and a function that unblocks a reader stuck on it (so a failing test ends instead of hanging)."""
+    import os
+
+    os.mkfifo(path)
+
+    def rescue():
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # succeeds only while a reader has it open
+        os.close(fd)
+    return rescue
+
+
+def run_guarded(argv, rescue):
+    """main(argv) in a thread; if it is still blocked after 30 s, unblock it and fail (a FIFO read)."""
+    import threading
+
+    from nodegraph.cli import main
+
+    result = []
+    thread = threading.Thread(target=lambda: result.append(main(argv)), daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        try:
+            rescue()
+        except OSError:
+            pass
+        thread.join(30)
+        pytest.fail(f"{argv} blocked on a FIFO")
+    return result[0]
+
+
+@pytest.mark.parametrize("command", ["validate", "show", "run"])
+@pytest.mark.parametrize("name", ["pipe.yaml"])
+def test_a_fifo_is_refused_without_blocking(tmp_path, capsys, command, name):
+    rescue = fifo_with_a_rescue(tmp_path / name)
+    assert run_guarded([command, str(tmp_path / name)], rescue) == 2
+    err = capsys.readouterr().err
+    assert "pipe" in err and "not a regular file" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_dev_zero_and_links_to_it_are_refused_without_reading(tmp_path, capsys, command):
+    from nodegraph.cli import main
+
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    for target in ("/dev/zero", str(tmp_path / "zero.yaml")):
+        assert main([command, target]) == 2
+        err = capsys.readouterr().err
+        assert "a device, not a regular file" in err and "internal error" not in err
