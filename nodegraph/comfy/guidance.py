@@ -11,18 +11,29 @@ from __future__ import annotations
 
 def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 1.0, positive_pooled=None,
                    negative_pooled=None, prediction: str = "eps", positive_control=None, negative_control=None,
-                   positive_size=None, negative_size=None):
+                   positive_size=None, negative_size=None, positive_list=None, negative_list=None):
     """x (B, 4, h, w) at σ → the guided x₀ estimate (B, 4, h, w).
 
     SDXL UNets also get each prompt's pooled embedding and size conditioning: the prompt's own (`*_size`, from
     CLIPTextEncodeSDXL / …Refiner) or what ComfyUI derives from the latent (comfy/samplers.py
-    `encode_model_conds`): time ids (8h, 8w, 0, 0, 8h, 8w).
+    `encode_model_conds`): time ids (8h, 8w, 0, 0, 8h, 8w). `positive_list` / `negative_list`: a side given as
+    area-conditioned entries (nodegraph/comfy/areas.py) instead of one prompt.
     """
     import math
 
     import torch
 
     from nodegraph.comfy.schedules import sigma_table, timestep_of
+
+    if positive_list or negative_list:  # area conditioning (ConditioningSetArea / Combine): nodegraph/comfy/areas.py
+        from nodegraph.comfy.areas import area_denoise, entry
+
+        if positive_control is not None or negative_control is not None:
+            raise ValueError("a ControlNet on area-conditioned prompts (ConditioningSetArea / ConditioningCombine) "
+                             "is not covered yet; apply the ControlNet to prompts without areas")
+        pos = positive_list or [entry(positive, positive_pooled, positive_size)]
+        neg = negative_list or (None if negative is None else [entry(negative, negative_pooled, negative_size)])
+        return area_denoise(unet, x, sigma, pos, neg, cfg, prediction)
 
     t = torch.tensor(float(timestep_of(sigma_table(), sigma)), device=x.device)
     x_in = x / math.sqrt(sigma ** 2 + 1)

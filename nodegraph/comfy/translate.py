@@ -18,6 +18,7 @@ from nodegraph.comfy.coverage import CHOICES, COVERED, OUTPUT_CLASSES
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.models import ModelPaths
 from nodegraph.comfy.reader import Workflow
+from nodegraph.comfy.translate_cond import ConditioningTranslations
 from nodegraph.comfy.translate_control import ControlTranslations, node_suffix
 from nodegraph.comfy.translate_image import ImageTranslations
 from nodegraph.shipped_graphs import SHIPPED_GRAPHS
@@ -33,7 +34,8 @@ _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "l
           "SamplerCustom": "custom", "ControlNetLoader": "controlnet", "ControlNetApplyAdvanced": "control",
           "ControlNetApply": "control",
           "SaveImage": "save", "PreviewImage": "preview", "LatentUpscaleBy": "upscale", "ImageScale": "scale",
-          "ImageScaleToTotalPixels": "scale", "SDTurboScheduler": "sigmas"}
+          "ImageScaleToTotalPixels": "scale", "SDTurboScheduler": "sigmas", "ConditioningSetArea": "area",
+          "ConditioningCombine": "combine", "ConditioningZeroOut": "zero"}
 _MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
                "control_net_name": "controlnet"}
 
@@ -85,7 +87,7 @@ def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP
         raise ComfyError(f"{workflow.origin}: the chain of linked nodes is too long to import") from None
 
 
-class _Translator(ControlTranslations, ImageTranslations):
+class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations):
     def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, checkpoint):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
         self.checkpoint_of = checkpoint
@@ -292,17 +294,6 @@ class _Translator(ControlTranslations, ImageTranslations):
         cond = {"embeddings": f"${nid}.embeddings", "pooled": f"${nid}.pooled"}
         return (dict(cond, size=f"${nid}.size") if sdxl_only else cond,)
 
-    def _embeddings(self, node_id, nid):
-        """`embedding:NAME` in a prompt: ComfyUI's embeddings/ folders, looked up when the prompt is encoded."""
-        texts = [v for k, v in self.api[node_id]["inputs"].items() if k.startswith("text") and isinstance(v, str)]
-        if not any("embedding:" in text for text in texts):
-            return
-        self.nodes[nid]["embedding_folders"] = [str(f) for f in self.paths.folders("embeddings") if f.is_dir()]
-        self.inputs.setdefault("allow_pickle", {"type": "bool", "default": False, "description": (
-            "Read pickled embedding files (.pt, .bin) named by `embedding:` in prompts, with "
-            "torch.load(weights_only=True); only for files you trust.")})
-        self.nodes[nid]["allow_pickle"] = "$inputs.allow_pickle"
-
     def _EmptyLatentImage(self, node_id, nid):
         self.nodes[nid] = {"type": "ComfyEmptyLatent", "width": self.literal(node_id, "width"),
                            "height": self.literal(node_id, "height"),
@@ -360,15 +351,15 @@ class _Translator(ControlTranslations, ImageTranslations):
             "over": f"${sigmas}.steps",
             "state": {"latents": f"${nid}_noise.latents", "history": f"${nid}_noise.history"},
             "nodes": {f"{nid}_step": {
-                "type": self.step_graph, "unet": model["unet"], "positive": positive["embeddings"],
-                "negative": negative["embeddings"], "positive_pooled": positive["pooled"],
-                "negative_pooled": negative["pooled"],
+                "type": self.step_graph, "unet": model["unet"], "positive": positive.get("embeddings"),
+                "negative": negative.get("embeddings"), "positive_pooled": positive.get("pooled"),
+                "negative_pooled": negative.get("pooled"),
                 "cfg": self.literal(node_id, "cfg"), "sampler": sampler,
                 "latents": "$state.latents", "history": "$state.history", "sigmas": f"${sigmas}.sigmas",
                 "index": "$loop.item", "noise": f"${nid}_noise.noise",
                 **({"prediction": model["prediction"]} if model.get("prediction", "eps") != "eps" else {}),
                 **{f"{half}_{key}": cond[key] for half, cond in (("positive", positive), ("negative", negative))
-                   for key in ("control", "size") if cond.get(key)}}},
+                   for key in ("control", "size", "list") if cond.get(key)}}},
             "next": {"latents": f"${nid}_step.latents", "history": f"${nid}_step.history"},
         }
         return (f"${nid}.latents",)

@@ -121,7 +121,7 @@ class ComfyDenoise(Node):
         latents: Latent
         sigmas: Tensor
         index: int = Field(ge=0)
-        positive: Embeddings
+        positive: Optional[Embeddings] = None
         negative: Optional[Embeddings] = None
         cfg: float = Field(8.0, ge=0.0, le=100.0)
         positive_pooled: Optional[Embeddings] = Field(None, description="SDXL: the prompt's pooled embedding")
@@ -131,6 +131,9 @@ class ComfyDenoise(Node):
         negative_control: Any = None
         positive_size: Any = Field(None, description="SDXL: the prompt's own size/score ids (CLIPTextEncodeSDXL)")
         negative_size: Any = None
+        positive_list: Any = Field(None, description="area-conditioned prompts (ComfyConditioning… nodes) "
+                                   "instead of `positive`")
+        negative_list: Any = None
 
     class Outputs(Ports):
         denoised: Latent
@@ -139,10 +142,12 @@ class ComfyDenoise(Node):
         from nodegraph.comfy.guidance import guided_denoise
 
         sigma = float(i.sigmas[i.index])
+        if i.positive is None and not i.positive_list:
+            raise ValueError("`positive`: connect a prompt's embeddings (or `positive_list`)")
         return {"denoised": guided_denoise(i.unet, i.latents, sigma, i.positive, i.negative, i.cfg,
                                            i.positive_pooled, i.negative_pooled, i.prediction,
                                            i.positive_control, i.negative_control, i.positive_size,
-                                           i.negative_size)}
+                                           i.negative_size, i.positive_list, i.negative_list)}
 
 
 @node("ComfySamplerStep", version=1)
@@ -177,6 +182,8 @@ class ComfySamplerStep(Node):
         negative_control: Any = None
         positive_size: Any = None
         negative_size: Any = None
+        positive_list: Any = None
+        negative_list: Any = None
 
     class Outputs(Ports):
         latents: Latent
@@ -191,14 +198,14 @@ class ComfySamplerStep(Node):
         if i.sampler in SECOND_ORDER:
             from nodegraph.comfy.guidance import guided_denoise
 
-            if i.unet is None or i.positive is None:
+            if i.unet is None or (i.positive is None and not i.positive_list):
                 raise ValueError(f"`unet`, `positive`: {i.sampler} evaluates the model twice per step; give the "
                                  f"step the same model and prompts as ComfyDenoise")
 
             def model(x, sigma):
                 return guided_denoise(i.unet, x, sigma, i.positive, i.negative, i.cfg, i.positive_pooled,
                                       i.negative_pooled, i.prediction, i.positive_control, i.negative_control,
-                                      i.positive_size, i.negative_size)
+                                      i.positive_size, i.negative_size, i.positive_list, i.negative_list)
 
         x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, i.noise, i.history, model)
         return {"latents": x, "history": history}

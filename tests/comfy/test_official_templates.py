@@ -20,7 +20,8 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "SaveImage", "PreviewImage", "VAEEncode", "LoadImage", "SamplerCustom", "KSamplerSelect",
            "BasicScheduler", "ControlNetLoader", "ControlNetApplyAdvanced",
            "ControlNetApply", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "LatentUpscaleBy", "ImageScale",
-           "ImageScaleToTotalPixels", "SDTurboScheduler"}
+           "ImageScaleToTotalPixels", "SDTurboScheduler", "ConditioningSetArea", "ConditioningCombine",
+           "ConditioningZeroOut"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
