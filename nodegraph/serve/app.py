@@ -118,7 +118,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.exception_handler(Rejected)
     async def rejected(request: Request, exc: Rejected):
-        return JSONResponse(exc.as_json(), status_code=exc.status)
+        return JSONResponse(service.redactor.errors_json(exc.as_json()), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -193,6 +193,8 @@ def create_app(config: ServeConfig) -> FastAPI:
                 if event is None:
                     yield ": keep-alive\n\n"
                     continue
+                if "error" in event:  # no server path (redact.py)
+                    event = {**event, "error": service.redactor.text(event["error"])}
                 yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream",

@@ -248,7 +248,8 @@ class Documents:
             else:
                 problem = self._file_problem(value)
             if problem:
-                problems.append(GraphError(problem[0], where, f"`{port}` {value!r}: {problem[1]}", problem[2],
+                shown = "" if value is COMPUTED else f" {_shown(value)}"  # never the sentinel's `<object at 0x…>`
+                problems.append(GraphError(problem[0], where, f"`{port}`{shown}: {problem[1]}", problem[2],
                                            "<request>"))
         if problems:
             raise Rejected(422, problems, "<request>")
@@ -277,6 +278,12 @@ class Documents:
             return None
         return ("path_not_allowed", "files must be absolute paths inside the server's graphs, models or "
                 "inputs folders", f"allowed: {', '.join(map(str, roots))}")
+
+
+def _shown(value: str, most: int = 120) -> str:
+    """A value as a message quotes it: repr, cut short (a megabyte-long path is not sent back whole)."""
+    text = repr(value)
+    return text if len(text) <= most else text[:most] + "…'"
 
 
 def _stamp(path: pathlib.Path):

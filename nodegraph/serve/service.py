@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from nodegraph.serve.documents import Documents, Rejected, reject, relative
 from nodegraph.serve.lookups import Lookups
+from nodegraph.serve.redact import Redactor
 from nodegraph.serve.run_limits import RunLimits, run_limit_problems
 
 
@@ -61,6 +62,9 @@ class Service:
         self.interrupted = self.store.fail_interrupted()
         self.documents = Documents(config.data, config.graphs, config.models, self.store, config.max_nodes)
         self.logs = EventLogs()
+        self.redactor = Redactor(config.data, self.documents.root, [*self.documents.graph_dirs,
+                                                                    *self.documents.model_dirs,
+                                                                    self.documents.inputs_dir])
         self.lookups = Lookups(config.lookup_workers, config.lookup_seconds, config.max_pending_lookups)
         self.models = ModelCache(config.max_model_memory or default_model_budget())
         self.outputs_cache = OutputCache(config.max_cache_memory, shared=self.models.shared_storages)
@@ -90,7 +94,15 @@ class Service:
     def prepare(self, *, graph: Optional[str], document: Any, inputs: dict, outputs: Optional[list[str]],
                 fast: Any = False) -> Prepared:
         """Everything a submission is checked for, nothing queued: the part that may be slow (lookups), run
-        off the event loop by the routes (lookups.py)."""
+        off the event loop by the routes (lookups.py). A limit of the readers (spec/limits.py) is a 422."""
+        from nodegraph.spec.limits import InputRefused
+
+        try:
+            return self._prepare(graph, document, inputs, outputs, fast)
+        except InputRefused as exc:
+            raise reject(exc.code, "document", exc.message, exc.hint) from None
+
+    def _prepare(self, graph, document, inputs, outputs, fast) -> Prepared:
         from nodegraph.spec.errors import GraphError, ValidationFailed
         from nodegraph.spec.values import bind_input_values
 
@@ -184,6 +196,7 @@ class Service:
         shown = {k: run.get(k) for k in ("id", "seq", "status", "priority", "graph", "inputs", "fast", "created",
                                         "started", "finished", "run_seconds", "error", "executed", "cached",
                                         "requeued_from")}
+        shown["error"] = self.redactor.text(shown["error"])  # no server path (redact.py)
         shown["outputs"] = outputs
         shown["requested_outputs"] = run.get("wanted")
         return shown
