@@ -19,8 +19,10 @@ OTHER_PIPELINES = {  # model_index _class_name prefix → (what it is, the graph
 }
 
 
-def z_image_problem(source: str | os.PathLike, revision: str | None = None, input_name: str = "model") -> str | None:
-    """None when `source` is a Z-Image pipeline folder or hub repo; else what it is and what to pass instead."""
+def z_image_problem(source: str | os.PathLike, revision: str | None = None, input_name: str = "model",
+                    own_vae: bool = True) -> str | None:
+    """None when `source` is a Z-Image pipeline folder or hub repo; else what it is and what to pass instead.
+    `own_vae` False: another VAE replaces the pipeline's, so its latent width is not checked here."""
     from nodegraph.models.loading import read_config
     from nodegraph.models.single_file import is_single_file
 
@@ -42,7 +44,7 @@ def z_image_problem(source: str | os.PathLike, revision: str | None = None, inpu
         return (f"{given}: its transformer is a {transformer.get('_class_name')}, not a ZImageTransformer2DModel; "
                 f"pass {Z_IMAGE_NEEDS}.")
     channels = vae.get("latent_channels", 4)
-    if channels != transformer.get("in_channels", 16):
+    if own_vae and channels != transformer.get("in_channels", 16):
         return (f"{given}: its VAE has {channels} latent channels but the transformer takes "
                 f"{transformer.get('in_channels', 16)}; Z-Image needs the 16-channel Flux VAE (ae.safetensors), "
                 f"not an SD/SDXL VAE.")
@@ -74,3 +76,58 @@ def transformer_checkpoint(source: str | os.PathLike, revision: str | None = Non
     if kind in Z_IMAGE_PIPELINES:
         return f"a Z-Image checkpoint ({kind}: a flow-matching transformer, no UNet); run it with graphs/z_image.yaml"
     return None
+
+
+def component_problem(source: str | os.PathLike, name: str) -> str | None:
+    """None when the file or folder `source`, given as component `name` ("transformer", "text_encoder", "vae") of
+    a Z-Image graph, holds that component of this family; else what it holds. Keys, shapes and configs only."""
+    from nodegraph.models.loading import read_config
+    from nodegraph.models.single_file import is_single_file
+
+    given = f"`{name}` {str(source)!r}"
+    try:
+        if name == "vae":
+            channels = _vae_file_channels(source) if is_single_file(source) else \
+                read_config(source, "vae").get("latent_channels", 4)
+            if channels != 16:
+                return (f"{given} is a VAE with {channels} latent channels; Z-Image needs the 16-channel Flux VAE "
+                        f"(ae.safetensors), not an SD/SDXL VAE.")
+            return None
+        if is_single_file(source):
+            return _file_problem(source, name, given)
+        config = read_config(source, name)
+    except CheckpointError as exc:
+        return f"{given}: {exc}"
+    if name == "transformer" and config.get("_class_name") != "ZImageTransformer2DModel":
+        return f"{given} holds a {config.get('_class_name')}, not a Z-Image transformer (ZImageTransformer2DModel)."
+    if name == "text_encoder" and config.get("model_type") != "qwen3":
+        kind = config.get("model_type") or (config.get("architectures") or ["another model"])[0]
+        return f"{given} holds a {kind} text encoder; Z-Image needs its Qwen3 encoder (e.g. qwen_3_4b.safetensors)."
+    return None
+
+
+def _vae_file_channels(source) -> int:
+    """Latent channels of a VAE file, from the shape of its decoder's first convolution (any key prefix)."""
+    from nodegraph.models.single_file.loader import opened
+
+    shapes = opened(source, False).shapes
+    for key in ("decoder.conv_in.weight",):
+        found = [shape for k, shape in shapes.items() if k.endswith(key)]
+        if found:
+            return found[0][1]  # (out, latent channels, 3, 3)
+    raise CheckpointError(f"{source} has no VAE decoder (no `decoder.conv_in.weight`): is it a VAE file?")
+
+
+def _file_problem(source, name: str, given: str) -> str | None:
+    """A transformer or text-encoder file: its family from its keys (what it is otherwise, as the file reader
+    says it)."""
+    from nodegraph.models.loading import read_config
+    from nodegraph.models.single_file.loader import opened
+    from nodegraph.models.single_file.z_image import detect_flow_file
+
+    found = detect_flow_file(opened(source, False).shapes)
+    if found and found[0] == {"transformer": "z_image_transformer", "text_encoder": "qwen3_text_encoder"}[name]:
+        return None
+    read_config(source, name)  # raises CheckpointError saying what the file holds
+    return f"{given} is not a Z-Image {name} file."
+

@@ -1,18 +1,22 @@
 """Loader nodes of the flow-matching transformer families (Z-Image today): the family check that runs before
 anything loads, the denoising transformer, and a text encoder with its tokenizer. The VAE and the scheduler load
-through LoadVAE and LoadScheduler, whose meaning is the same for every family."""
+through LoadVAE (whose `override` takes a VAE file such as ae.safetensors) and LoadScheduler, whose meaning is the
+same for every family."""
 
 from __future__ import annotations
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import ModelSource, TextEncoder, Tokenizer, Transformer
+from nodegraph.core.types import TextEncoder, Tokenizer, Transformer
 from nodegraph.nodes.loaders import CheckpointInputs, load_cached
+
+OVERRIDE_HELP = "a single file or folder to load instead of the model's own (empty = the model's)"
 
 
 @node("ZImageCheckpoint", version=1)
 class ZImageCheckpoint(Node):
     """Check that `model` is a Z-Image pipeline before anything loads: its model_index.json, transformer class and
-    VAE latent width (16 channels), from config files only (an SD/SDXL single file from its key index).
+    VAE latent width (16 channels), from config files only (an SD/SDXL single file from its key index); and that
+    the component files given instead of the model's own are of this family, from their keys and shapes.
 
     Passes `model` on: wire the loaders to it, so they run after the check. `input_name` names the graph input
     in messages.
@@ -20,15 +24,24 @@ class ZImageCheckpoint(Node):
 
     class Inputs(CheckpointInputs):
         input_name: str = Field("model", description="the graph input that feeds `model`, for messages")
+        transformer: str = Field("", description="a transformer file or folder replacing the model's, checked too")
+        text_encoder: str = Field("", description="a text encoder file or folder replacing the model's, checked too")
+        vae: str = Field("", description="a VAE file or folder replacing the model's, checked too")
 
     class Outputs(Ports):
-        model: ModelSource  # `model` passed on: a location, checked where it enters
+        model: str
 
     def run(self, i, ctx):
-        from nodegraph.models.flow_family import z_image_problem
+        from nodegraph.models.flow_family import component_problem, z_image_problem
 
-        problem = ctx.components.get_or_load(("z-image-check", i.model, i.revision, i.input_name),
-                                             lambda: z_image_problem(i.model, i.revision, i.input_name) or "")
+        def check() -> str:
+            parts = {"transformer": i.transformer, "text_encoder": i.text_encoder, "vae": i.vae}
+            found = [component_problem(source, name) for name, source in parts.items() if source]
+            return z_image_problem(i.model, i.revision, i.input_name, own_vae=not i.vae) or next(
+                (p for p in found if p), "")
+
+        problem = ctx.components.get_or_load(("z-image-check", i.model, i.revision, i.input_name, i.transformer,
+                                              i.text_encoder, i.vae), check)
         if problem:
             raise ValueError(problem)
         return {"model": i.model}
@@ -36,28 +49,47 @@ class ZImageCheckpoint(Node):
 
 @node("LoadTransformer", version=1)
 class LoadTransformer(Node):
-    """Load the denoising transformer of a checkpoint (ZImageTransformer2DModel), in the run's dtype."""
+    """Load the denoising transformer of a checkpoint (ZImageTransformer2DModel) in the run's dtype, or the one
+    `override` names: a diffusers folder, or a single file as ComfyUI (diffusion_models/) and the publisher ship
+    it, bf16 or float8 (kept float8, upcast per layer), configured from `model`."""
 
-    Inputs = CheckpointInputs
+    class Inputs(CheckpointInputs):
+        override: str = Field("", description=OVERRIDE_HELP)
 
     class Outputs(Ports):
         transformer: Transformer
 
     def run(self, i, ctx):
+        if i.override:
+            return {"transformer": load_override(i, "transformer", ctx)}
         return {"transformer": load_cached(i, "transformer", ctx)}
 
 
 @node("LoadTextEncoder", version=1)
 class LoadTextEncoder(Node):
     """Load a checkpoint's text encoder and its tokenizer, whatever the family (Z-Image: Qwen3 and its Qwen2
-    tokenizer with the chat template). TextEncode encodes with them the way that family's pipeline does."""
+    tokenizer with the chat template). TextEncode encodes with them the way that family's pipeline does.
+    `override` replaces the encoder (e.g. ComfyUI's text_encoders/qwen_3_4b.safetensors); the tokenizer, never in
+    such a file, stays the model's."""
 
-    Inputs = CheckpointInputs
+    class Inputs(CheckpointInputs):
+        override: str = Field("", description=OVERRIDE_HELP)
 
     class Outputs(Ports):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
 
     def run(self, i, ctx):
-        return {"text_encoder": load_cached(i, "text_encoder", ctx),
-                "tokenizer": load_cached(i, "tokenizer", ctx, placed=False)}
+        encoder = load_override(i, "text_encoder", ctx) if i.override else load_cached(i, "text_encoder", ctx)
+        return {"text_encoder": encoder, "tokenizer": load_cached(i, "tokenizer", ctx, placed=False)}
+
+
+def load_override(i, component: str, ctx):
+    """`component` from the file or folder `i.override`; a single file is configured from `i.model`."""
+    from nodegraph.models.loading import load_component
+    from nodegraph.models.single_file import is_single_file
+
+    config = i.model if is_single_file(i.override) else None
+    key = (f"{component}-override", i.override, i.model, i.revision, str(ctx.dtype), str(ctx.device))
+    return ctx.components.get_or_load(key, lambda: load_component(
+        i.override, component, dtype=ctx.dtype, device=ctx.device, config=config, allow_pickle=i.allow_pickle))
