@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from nodegraph.comfy.errors import ComfyError
+from nodegraph.comfy.report import add_report_option, cmd_report
 
 EXIT_INVALID = 2
 
@@ -37,6 +38,7 @@ def add_import_parser(sub) -> None:
     add_run_options(p)
     p.add_argument("--set", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
                    help="change a workflow value before importing (e.g. --set 3.seed=5)")
+    add_report_option(p)  # --report: nodegraph/comfy/report.py
     p.set_defaults(func=cmd_import)
 
 
@@ -111,6 +113,9 @@ def write_yaml(document: dict, target: pathlib.Path) -> None:
 
 def cmd_import(args) -> int:
     import tempfile
+
+    if getattr(args, "report", False):
+        return cmd_report(args)
 
     output = pathlib.Path(args.output or pathlib.Path(args.workflow).with_suffix(".yaml").name)
     with tempfile.TemporaryDirectory(prefix="nodegraph-comfy-") as scratch:

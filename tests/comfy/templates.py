@@ -46,9 +46,13 @@ def run_template(folder: Path, name: str, models: Path, config: Path, *extra: st
 
     from nodegraph.cli import main
 
+    from nodegraph.comfy.reader import read_workflow
+
+    loaders = [k for k, e in read_workflow(template(name)).api.items() if e["class_type"] == "CheckpointLoaderSimple"]
+    configs = [f"config={config}"] if len(loaders) == 1 else [f"config_{k}={config}" for k in loaders]
     out = folder / "out"
     code = main(["run", str(template(name)), "--models", str(models), "--out", str(out), "-q",
-                 "--set", f"config={config}", *extra])
+                 *[a for c in configs for a in ("--set", c)], *extra])
     assert code == 0
     return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(out.rglob("*.png"))]
 

@@ -115,3 +115,11 @@ def test_hiresfix_latent_template_runs_with_dpmpp_sde(tmp_path, models_dir, sd1_
                                       for n in checkpoints_of(name)})
     images = run_template(tmp_path, name, models, sd1_folder, *small_sizes(name))
     assert max(i.shape[0] for i in images) > 16 and min(i.std() for i in images) > 1  # upscaled, not blank
+
+
+def test_latent_upscale_different_prompt_model_template_runs(tmp_path, models_dir, sd1_folder):
+    name = "latent_upscale_different_prompt_model"  # dpmpp_sde, LatentUpscaleBy 1.5, two checkpoints
+    models = models_folder(tmp_path, {f"checkpoints/{n}": models_dir / "checkpoints" / "tiny-sd1.safetensors"
+                                      for n in checkpoints_of(name)})
+    images = run_template(tmp_path, name, models, sd1_folder, *small_sizes(name))
+    assert sorted(i.shape[0] for i in images) == [16, 24]  # 8×8 latent, then ×1.5

@@ -1,0 +1,23 @@
+"""`nodegraph import-comfy --report` over the pinned template package: a row per workflow, runs or the parts that
+refuse it, and the count; nothing written."""
+
+from __future__ import annotations
+
+from templates import TEMPLATES
+
+
+def test_report_over_the_template_package_lists_each_template(tmp_path, capsys, monkeypatch):
+    from nodegraph.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["import-comfy", "--report", str(TEMPLATES)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1].rstrip(" |") for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| workflow")}
+    for name in ("default", "image2image", "area_composition", "hiresfix_latent_workflow", "sdxlturbo_example",
+                 "embedding_example"):
+        assert rows[name] == "runs", name
+    assert rows["esrgan_example"].startswith("refused: ") and "UpscaleModelLoader" in rows["esrgan_example"]
+    runs = sum(v == "runs" for v in rows.values())
+    assert f"{runs} of {len(rows)} run" in out and len(rows) > 100
+    assert list(tmp_path.iterdir()) == []  # nothing written
