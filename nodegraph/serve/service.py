@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -101,6 +102,13 @@ class Service:
             return self._prepare(graph, document, inputs, outputs, fast)
         except InputRefused as exc:
             raise reject(exc.code, "document", exc.message, exc.hint) from None
+        except Rejected:
+            raise
+        except Exception as exc:  # a reader's gap (a bug): the request is refused, the server goes on
+            message = self.redactor.text(f"{type(exc).__name__}: {exc}")[:300]
+            print(f"nodegraph serve: a submission could not be read: {message}", file=sys.stderr, flush=True)
+            raise reject("unreadable_document", "document", f"the submission could not be read ({message})",
+                         "check the document; if it is valid, this is a bug in nodegraph") from None
 
     def _prepare(self, graph, document, inputs, outputs, fast) -> Prepared:
         from nodegraph.spec.errors import GraphError, ValidationFailed
