@@ -6,7 +6,7 @@ same for every family."""
 from __future__ import annotations
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import TextEncoder, Tokenizer, Transformer
+from nodegraph.core.types import ModelSource, TextEncoder, Tokenizer, Transformer
 from nodegraph.nodes.loaders import CheckpointInputs, load_cached
 
 OVERRIDE_HELP = "a single file or folder to load instead of the model's own (empty = the model's)"
@@ -24,12 +24,14 @@ class ZImageCheckpoint(Node):
 
     class Inputs(CheckpointInputs):
         input_name: str = Field("model", description="the graph input that feeds `model`, for messages")
-        transformer: str = Field("", description="a transformer file or folder replacing the model's, checked too")
-        text_encoder: str = Field("", description="a text encoder file or folder replacing the model's, checked too")
-        vae: str = Field("", description="a VAE file or folder replacing the model's, checked too")
+        transformer: ModelSource = Field("", description="a transformer file or folder replacing the model's, "
+                                                         "checked too")
+        text_encoder: ModelSource = Field("", description="a text encoder file or folder replacing the model's, "
+                                                          "checked too")
+        vae: ModelSource = Field("", description="a VAE file or folder replacing the model's, checked too")
 
     class Outputs(Ports):
-        model: str
+        model: ModelSource  # `model` passed on: a location, checked where it enters
 
     def run(self, i, ctx):
         from nodegraph.models.flow_family import component_problem, z_image_problem
@@ -54,7 +56,7 @@ class LoadTransformer(Node):
     it, bf16 or float8 (kept float8, upcast per layer), configured from `model`."""
 
     class Inputs(CheckpointInputs):
-        override: str = Field("", description=OVERRIDE_HELP)
+        override: ModelSource = Field("", description=OVERRIDE_HELP)
 
     class Outputs(Ports):
         transformer: Transformer
@@ -73,7 +75,7 @@ class LoadTextEncoder(Node):
     such a file, stays the model's."""
 
     class Inputs(CheckpointInputs):
-        override: str = Field("", description=OVERRIDE_HELP)
+        override: ModelSource = Field("", description=OVERRIDE_HELP)
 
     class Outputs(Ports):
         text_encoder: TextEncoder
