@@ -71,6 +71,8 @@ COVERED: dict[str, Covered] = {
                                    ("CONDITIONING",), ("conditioning",)),
     "ConditioningCombine": Covered((), {}, ("CONDITIONING",), ("conditioning_1", "conditioning_2")),
     "ConditioningZeroOut": Covered((), {}, ("CONDITIONING",), ("conditioning",)),
+    "UpscaleModelLoader": Covered(("model_name",), {"model_name": str}, ("UPSCALE_MODEL",)),
+    "ImageUpscaleWithModel": Covered((), {}, ("IMAGE",), ("upscale_model", "image")),
     "VAEDecode": Covered((), {}, ("IMAGE",), ("samples", "vae")),
     "VAEEncode": Covered((), {}, ("LATENT",), ("pixels", "vae")),
     "LoadImage": Covered(("image", "__upload"), {"image": str}, ("IMAGE", "MASK")),

@@ -1,7 +1,7 @@
 """Find models by ComfyUI's names under `--models` dirs laid out as ComfyUI's `models/`, or extra_model_paths.yaml.
 
 A name may hold subfolders (`sd15/model.safetensors`, either slash); it never leaves the folder it is looked
-up in. ComfyUI's folder names: checkpoints, loras, vae, controlnet, embeddings.
+up in. ComfyUI's folder names: checkpoints, loras, vae, controlnet, embeddings, upscale_models.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nodegraph.comfy.errors import ComfyError
 
-KINDS = ("checkpoints", "loras", "vae", "controlnet", "embeddings", "input")  # input: LoadImage's folder
+KINDS = ("checkpoints", "loras", "vae", "controlnet", "embeddings", "upscale_models", "input")  # input: LoadImage's
 
 
 @dataclass

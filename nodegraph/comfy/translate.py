@@ -35,9 +35,10 @@ _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "l
           "ControlNetApply": "control",
           "SaveImage": "save", "PreviewImage": "preview", "LatentUpscaleBy": "upscale", "ImageScale": "scale",
           "ImageScaleToTotalPixels": "scale", "SDTurboScheduler": "sigmas", "ConditioningSetArea": "area",
-          "ConditioningCombine": "combine", "ConditioningZeroOut": "zero"}
+          "ConditioningCombine": "combine", "ConditioningZeroOut": "zero", "UpscaleModelLoader": "upscaler",
+          "ImageUpscaleWithModel": "upscale"}
 _MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
-               "control_net_name": "controlnet"}
+               "control_net_name": "controlnet", "model_name": "upscale_models"}
 
 
 @dataclass

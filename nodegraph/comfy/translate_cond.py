@@ -15,10 +15,15 @@ class ConditioningTranslations:
         if not any("embedding:" in text for text in texts):
             return
         self.nodes[nid]["embedding_folders"] = [str(f) for f in self.paths.folders("embeddings") if f.is_dir()]
+        self.nodes[nid]["allow_pickle"] = self.allow_pickle()
+
+    def allow_pickle(self) -> str:
+        """The graph input `allow_pickle` (default false), shared by every node reading a file that may be a pickle
+        (`embedding:` prompts' files, upscale models)."""
         self.inputs.setdefault("allow_pickle", {"type": "bool", "default": False, "description": (
-            "Read pickled embedding files (.pt, .bin) named by `embedding:` in prompts, with "
-            "torch.load(weights_only=True); only for files you trust.")})
-        self.nodes[nid]["allow_pickle"] = "$inputs.allow_pickle"
+            "Read pickled model files (.pt, .pth, .bin: embeddings named by `embedding:` in prompts, upscale "
+            "models) with torch.load(weights_only=True); only for files you trust.")})
+        return "$inputs.allow_pickle"
 
     def _as_list(self, node_id, name: str, nid: str) -> str:
         """The conditioning list a CONDITIONING input holds (a one-entry list made for a plain prompt)."""

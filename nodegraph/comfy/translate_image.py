@@ -1,5 +1,5 @@
-"""ComfyUI's image and latent resizing nodes and SDTurboScheduler → nodegraph nodes: a mixin of translate.py's
-translator (its `literal`, `link`, `nodes`)."""
+"""ComfyUI's image and latent resizing nodes, model upscaling and SDTurboScheduler → nodegraph nodes: a mixin of
+translate.py's translator (its `literal`, `link`, `nodes`)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,14 @@ class ImageTranslations:
         self.nodes[nid] = {"type": "ComfyTurboSigmas", "steps": self.literal(node_id, "steps", 1),
                            "denoise": self.literal(node_id, "denoise", 1.0)}
         return (nid,)
+
+    def _UpscaleModelLoader(self, node_id, nid):
+        self.nodes[nid] = {"type": "LoadUpscaleModel", "model": self.literal(node_id, "model_name"),
+                           "allow_pickle": self.allow_pickle()}
+        return (f"${nid}.upscale_model",)
+
+    def _ImageUpscaleWithModel(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyImageUpscaleWithModel",
+                           "upscale_model": self.link(node_id, "upscale_model", "UPSCALE_MODEL"),
+                           "image": self.link(node_id, "image", "IMAGE")}
+        return (f"${nid}.image",)

@@ -21,7 +21,7 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "BasicScheduler", "ControlNetLoader", "ControlNetApplyAdvanced",
            "ControlNetApply", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "LatentUpscaleBy", "ImageScale",
            "ImageScaleToTotalPixels", "SDTurboScheduler", "ConditioningSetArea", "ConditioningCombine",
-           "ConditioningZeroOut"}
+           "ConditioningZeroOut", "UpscaleModelLoader", "ImageUpscaleWithModel"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
@@ -75,7 +75,8 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
         models = tmp_path / template.stem / "models"
         for entry in workflow.api.values():  # empty stand-ins for the models the template names
             for key, folder in (("ckpt_name", "checkpoints"), ("vae_name", "vae"), ("lora_name", "loras"),
-                                ("control_net_name", "controlnet"), ("image", "../input")):
+                                ("control_net_name", "controlnet"), ("model_name", "upscale_models"),
+                                ("image", "../input")):
                 if isinstance(entry["inputs"].get(key), str):
                     (models / folder / entry["inputs"][key]).parent.mkdir(parents=True, exist_ok=True)
                     (models / folder / entry["inputs"][key]).touch()
