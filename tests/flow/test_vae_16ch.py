@@ -30,3 +30,20 @@ def test_vae_nodes_apply_shift_factor_where_diffusers_pipelines_do(tiny_z_image)
     assert torch.equal(to_vae_space(latents, config), latents / 0.3611 + 0.1159)
     assert torch.equal(from_vae_space(latents, config), (latents - 0.1159) * 0.3611)
     assert to_vae_space(latents, config).sub(latents / 0.3611).abs().min() > 0.1  # the shift is not lost
+
+
+def test_the_real_flux_vae_configuration_has_diffusers_keys_and_shapes():
+    from diffusers import AutoencoderKL as Theirs
+
+    from nodegraph.models.autoencoder_kl import AutoencoderKL
+
+    # Z-Image-Turbo's vae/config.json (hub; the Flux "ae"): 4 levels, 16 latent channels, no quant convs
+    raw = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+               up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512], layers_per_block=2,
+               latent_channels=16, norm_num_groups=32, sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159,
+               use_quant_conv=False, use_post_quant_conv=False, force_upcast=True, mid_block_add_attention=True)
+    with torch.device("meta"):
+        ours, theirs = AutoencoderKL.from_config(raw), Theirs(**raw)
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    assert sum(v.numel() for v in ours.state_dict().values()) == 83_819_683
