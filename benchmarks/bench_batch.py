@@ -6,12 +6,23 @@ Makes the same builtin:digits images (seeds 0..N-1) three ways, each timed from 
 3. N separate `nodegraph run` processes, one after another (the baseline: imports and model loads per image).
 It prints images/s for each, the ratios to the baseline, and the largest pixel difference from the one-process
 batch's images. `--separate K` times only the first K separate runs (their images/s is what N would give).
+
+    .venv/bin/python benchmarks/bench_batch.py --lora-grid [--images 16] [--steps 2] [--size 64] [--model digits|sd15]
+
+A seed grid with a LoRA (issue 29): the same `run_batch` (one process each, fresh, alternated, models loaded once
+either way) without the node-output cache (each item reads and fuses the LoRA and encodes the prompts again, as
+batches did before nodegraph/runner) and with it (the default now: once per batch); images/s of both, the ratio,
+and the largest pixel difference between their images (0: the cache changes no pixel). `--model sd15` uses the
+SD1.5-size random pipeline of bench_time_to_image.py and a random rank-32 LoRA (built once, ~4 GB of RAM);
+`digits` (default) builtin:digits and a random kohya LoRA over its UNet and text encoder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,17 +51,83 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(img).astype(np.int16)
 
 
+def lora_worker(mode: str, model: str, lora: str, images: int, steps: int, size: int, out: str) -> None:
+    """One fresh process: `run_batch` over seeds 0..images-1 with the LoRA; prints the seconds it took."""
+    import nodegraph.batch.local as local
+    from nodegraph.batch import run_batch
+    from nodegraph.runner import Runner, RunMode
+
+    if mode == "before":  # a runner without the node cache: every item runs every node, as before the runner
+        local.item_runner = lambda device, dtype, fast: Runner(RunMode(device, dtype, fast))
+    sets = {"model": model, "lora": lora, "steps": steps, "height": size, "width": size,
+            "prompt": "a photo of a cat", "negative_prompt": "blurry"}
+    start = time.perf_counter()
+    run_batch(GRAPH, {"seed": list(range(images))}, sets=sets, out=out)
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+
+
+def lora_grid(args, env: dict) -> None:
+    cache = Path.home() / ".cache" / "nodegraph-bench"
+    cache.mkdir(parents=True, exist_ok=True)
+    if args.model == "sd15":
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from bench_lora import pipeline_lora
+        from bench_time_to_image import sd15_checkpoint
+
+        model = sd15_checkpoint(cache, args.threads)
+        lora = pipeline_lora(model, 32, cache)
+    else:
+        sys.path.insert(0, str(REPO))
+        from tests.models.adapters.lora_files import lora_targets, write_kohya
+
+        model = REPO / "nodegraph" / "builtin" / "digits"
+        lora = cache / "digits-lora.safetensors"
+        if not lora.exists():
+            write_kohya(lora, lora_targets(model), seed=3)
+        model = "builtin:digits"
+    seconds: dict[str, list[float]] = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory(prefix="bench-batch-lora-") as tmp:
+        for r in range(args.repeats):
+            for mode in ("before", "after") if r % 2 == 0 else ("after", "before"):
+                out = Path(tmp) / f"{mode}-{r}"
+                result = subprocess.run([sys.executable, __file__, "--lora-worker", mode, str(model), str(lora),
+                                         str(args.images), str(args.steps), str(args.size), str(out)],
+                                        env=env, capture_output=True, text=True)
+                if result.returncode != 0:
+                    sys.exit(f"{mode} failed:\n{result.stderr[-2000:]}")
+                seconds[mode].append(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
+                print(f"  {mode} run {r}: {seconds[mode][-1]:.1f} s", flush=True)
+        diff = max(int(np.abs(pixels(Path(tmp) / "before-0" / f"{k:05d}-image.png")
+                              - pixels(Path(tmp) / "after-0" / f"{k:05d}-image.png")).max()) for k in range(args.images))
+    rate = {mode: args.images / statistics.median(values) for mode, values in seconds.items()}
+    print(f"{args.images}-item seed grid with a LoRA, {args.model}, {args.steps} steps, {args.size}px, "
+          f"{args.threads} torch threads, median of {args.repeats} fresh processes each")
+    for mode, label in (("before", "without the node cache (before)"), ("after", "with the node cache (now)")):
+        print(f"  {label:34s} {statistics.median(seconds[mode]):7.1f} s  {rate[mode]:6.2f} images/s")
+    print(f"  speedup {rate['after'] / rate['before']:.2f}x; max pixel difference between the two: {diff}")
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--lora-worker":
+        mode, model, lora, images, steps, size, out = sys.argv[2:9]
+        return lora_worker(mode, model, lora, int(images), int(steps), int(size), out)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--images", type=int, default=None, help="default: 64 (16 with --lora-grid)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the one-process runs")
     parser.add_argument("--separate", type=int, default=None, help="separate runs to time (default: all)")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--lora-grid", action="store_true", help="the LoRA seed grid: node cache off vs on")
+    parser.add_argument("--model", choices=["digits", "sd15"], default="digits", help="--lora-grid's model")
+    parser.add_argument("--size", type=int, default=64, help="--lora-grid's image size")
+    parser.add_argument("--repeats", type=int, default=1, help="--lora-grid: fresh processes per mode")
     args = parser.parse_args()
+    args.images = args.images or (16 if args.lora_grid else 64)
     n, separate = args.images, min(args.separate or args.images, args.images)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads),
            "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+    if args.lora_grid:
+        return lora_grid(args, env)
     sets = ["--set", "model=builtin:digits", "--set", f"steps={args.steps}", "--set", "prompt=a handwritten digit 7"]
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         tmp = Path(tmp)

@@ -86,10 +86,16 @@ def _run(args, scratch: pathlib.Path) -> int:
     return 0
 
 
-def cmd_validate(args) -> int:
+def _load(args):
+    """GRAPH of validate/show: a graph file (or `graphs/<name>.yaml`, the shipped copy from any folder)."""
+    from nodegraph.shipped_graphs import shipped_graph
     from nodegraph.spec.loader import load_graph
 
-    graph = load_graph(args.graph, allow_includes_outside=args.allow_includes_outside)
+    return load_graph(shipped_graph(args.graph) or args.graph, allow_includes_outside=args.allow_includes_outside)
+
+
+def cmd_validate(args) -> int:
+    graph = _load(args)
     _bind(graph, args.set, require_all=False)
     _print_warnings(graph)
     details = [f"{len(graph.spec.nodes)} nodes", f"outputs: {', '.join(graph.spec.outputs) or 'none'}"]
@@ -128,10 +134,9 @@ def cmd_nodes(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from nodegraph.spec.loader import load_graph
     from nodegraph.spec.mermaid import to_mermaid
 
-    print(to_mermaid(load_graph(args.graph, allow_includes_outside=args.allow_includes_outside).checked), end="")
+    print(to_mermaid(_load(args).checked), end="")
     return 0
 
 

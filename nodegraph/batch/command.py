@@ -71,11 +71,11 @@ def cmd_batch(args) -> int:
 
     if args.workers is not None and not args.ray:
         return _invalid("`--workers` chooses the number of Ray actors; add `--ray`")
-    if not args.no_heap_reuse:
-        from nodegraph.exec.heap import reuse_freed_heap
+    from nodegraph.runner import prepare_process
+    from nodegraph.shipped_graphs import shipped_graph
 
-        reuse_freed_heap()
-    graph = load_graph(args.graph)
+    prepare_process(heap_reuse=not args.no_heap_reuse)  # as `nodegraph run`: before anything is loaded
+    graph = load_graph(shipped_graph(args.graph) or args.graph)
     for warning in graph.warnings:
         print(warning, file=sys.stderr)
     values, set_issues = parse_sets(graph, args.set)

@@ -37,6 +37,10 @@ class Runner:
         ctx = RunContext(mode=self.mode, components=self.components, hooks=tuple(hooks), cancel=cancel)
         if self.mode.device is not None:
             ctx.check_device()
+        if self.mode.fast:  # refused at start, with a clear message, where it would do nothing (nodegraph/fast)
+            from nodegraph.fast.support import check_supported
+
+            check_supported(ctx.device)
         return ctx
 
     def run(self, graph, values: dict[str, Any], *, hooks: Sequence = (), cancel: Any = None,

@@ -65,9 +65,11 @@ def open_target(target: Union[str, pathlib.Path, dict, Any], scratch: Union[str,
         return Target(graph, kind="comfy", comfy=(translation, workflow))
     if text.lower().endswith(".png"):
         return open_png(text, scratch, allow_hub=allow_includes_outside)
+    from nodegraph.shipped_graphs import shipped_graph
     from nodegraph.spec.loader import load_graph
 
-    return Target(load_graph(text, allow_includes_outside=allow_includes_outside))
+    shipped = shipped_graph(text)  # `graphs/<name>.yaml` as the README writes it, from any folder once installed
+    return Target(load_graph(shipped or text, allow_includes_outside=allow_includes_outside))
 
 
 def open_png(path: str, scratch: pathlib.Path, allow_hub: bool = False) -> Target:

@@ -73,7 +73,7 @@ class Worker:
         from nodegraph.exec.hooks import CancelToken, RunCancelledError
         from nodegraph.exec.steps import NodeExecutionError
         from nodegraph.exec.interrupt import cancel_between_blocks
-        from nodegraph.runner import Runner
+        from nodegraph.runner import Runner, describe_failure
         from nodegraph.serve.preview import preview_family
         from nodegraph.serve.run_limits import RunDeadline
         from nodegraph.spec.errors import ValidationFailed
@@ -110,7 +110,7 @@ class Worker:
             if deadline.expired:  # the server's --max-run-seconds, not a user
                 status, error = "failed", deadline.message
         except NodeExecutionError as exc:
-            error = str(exc)
+            error = describe_failure(exc)  # with the graph inputs that fed the node, as the CLI prints it
         except ValidationFailed as exc:
             error = exc.report()
         except Exception as exc:
