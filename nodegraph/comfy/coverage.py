@@ -73,6 +73,8 @@ COVERED: dict[str, Covered] = {
     "ConditioningZeroOut": Covered((), {}, ("CONDITIONING",), ("conditioning",)),
     "UpscaleModelLoader": Covered(("model_name",), {"model_name": str}, ("UPSCALE_MODEL",)),
     "ImageUpscaleWithModel": Covered((), {}, ("IMAGE",), ("upscale_model", "image")),
+    "Canny": Covered(("low_threshold", "high_threshold"), {"low_threshold": float, "high_threshold": float},
+                     ("IMAGE",), ("image",)),
     "VAEDecode": Covered((), {}, ("IMAGE",), ("samples", "vae")),
     "VAEEncode": Covered((), {}, ("LATENT",), ("pixels", "vae")),
     "LoadImage": Covered(("image", "__upload"), {"image": str}, ("IMAGE", "MASK")),

@@ -36,7 +36,7 @@ _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "l
           "SaveImage": "save", "PreviewImage": "preview", "LatentUpscaleBy": "upscale", "ImageScale": "scale",
           "ImageScaleToTotalPixels": "scale", "SDTurboScheduler": "sigmas", "ConditioningSetArea": "area",
           "ConditioningCombine": "combine", "ConditioningZeroOut": "zero", "UpscaleModelLoader": "upscaler",
-          "ImageUpscaleWithModel": "upscale"}
+          "ImageUpscaleWithModel": "upscale", "Canny": "canny"}
 _MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
                "control_net_name": "controlnet", "model_name": "upscale_models"}
 

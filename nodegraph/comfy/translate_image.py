@@ -41,3 +41,9 @@ class ImageTranslations:
                            "upscale_model": self.link(node_id, "upscale_model", "UPSCALE_MODEL"),
                            "image": self.link(node_id, "image", "IMAGE")}
         return (f"${nid}.image",)
+
+    def _Canny(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyCanny", "image": self.link(node_id, "image", "IMAGE"),
+                           "low_threshold": self.literal(node_id, "low_threshold"),
+                           "high_threshold": self.literal(node_id, "high_threshold")}
+        return (f"${nid}.image",)

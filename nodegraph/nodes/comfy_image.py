@@ -1,5 +1,5 @@
-"""ComfyUI's image-resizing nodes (ImageScale, ImageScaleToTotalPixels) and LatentUpscaleBy, with its rule
-(nodegraph/comfy/resize.py); usable in hand-written graphs as they are."""
+"""ComfyUI's image-resizing nodes (ImageScale, ImageScaleToTotalPixels), LatentUpscaleBy, with its rule
+(nodegraph/comfy/resize.py), and its Canny; usable in hand-written graphs as they are."""
 
 from __future__ import annotations
 
@@ -79,3 +79,27 @@ class ComfyLatentUpscaleBy(Node):
         x = i.latents  # (B, 4, h, w)
         return {"latents": common_upscale(x, round(x.shape[-1] * i.scale_by), round(x.shape[-2] * i.scale_by),
                                           i.upscale_method)}
+
+
+@node("ComfyCanny", version=1)
+class ComfyCanny(Node):
+    """ComfyUI's Canny (comfy_extras/nodes_canny.py): kornia's `canny` on the images (grayscale, 5×5 Gaussian of
+    σ 1, Sobel magnitude, non-maximum suppression, hysteresis between the two thresholds), its edge map as a
+    3-channel image. ComfyUI calls kornia for this, so nodegraph does too (the `comfy` extra: pip install kornia):
+    the same kornia gives the same edges."""
+
+    class Inputs(Ports):
+        image: Image
+        low_threshold: float = Field(0.4, ge=0.01, le=0.99)
+        high_threshold: float = Field(0.8, ge=0.01, le=0.99)
+
+    class Outputs(Ports):
+        image: Image
+
+    def run(self, i, ctx):
+        try:
+            from kornia.filters import canny
+        except ImportError:
+            raise ValueError("ComfyUI's Canny is kornia's; install it (pip install kornia, the `comfy` extra)") from None
+        _, edges = canny(i.image, i.low_threshold, i.high_threshold)  # (B, 1, H, W) of 0 / 1
+        return {"image": edges.repeat(1, 3, 1, 1)}

@@ -21,7 +21,8 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "BasicScheduler", "ControlNetLoader", "ControlNetApplyAdvanced",
            "ControlNetApply", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "LatentUpscaleBy", "ImageScale",
            "ImageScaleToTotalPixels", "SDTurboScheduler", "ConditioningSetArea", "ConditioningCombine",
-           "ConditioningZeroOut", "UpscaleModelLoader", "ImageUpscaleWithModel"}
+           "ConditioningZeroOut", "UpscaleModelLoader", "ImageUpscaleWithModel",
+           "Canny"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from templates import models_folder, sets, template
+from templates import models_folder, run_template, sets, small_sizes, template
 from workflows import run_cli
 
 
@@ -116,3 +116,33 @@ def test_sdxlturbo_template_equals_diffusers_euler_ancestral_at_t_999(tmp_path, 
     theirs = (out.images[0] * 255).round().astype(np.uint8)
     assert max_diff(ours, theirs) <= 1
     assert max_diff(ours, (out.images[0] * 0).astype(np.uint8)) > 8
+
+
+def test_controlnet_example_template_runs_with_comfyuis_canny(tmp_path, control_models):
+    """Canny is kornia's canny in ComfyUI (comfy_extras/nodes_canny.py): the template's preview of the edges equals
+    kornia's edge map of the input image; the ControlNet is a diffusers one stored under the template's file name."""
+    import shutil
+
+    from PIL import Image
+    from kornia.filters import canny
+
+    folder, models_src = control_models
+    models = models_folder(tmp_path, {"checkpoints/DreamShaper_8_pruned.safetensors":
+                                      models_src / "checkpoints" / "tiny-sd1-vae8.safetensors"})
+    (models / "controlnet").mkdir()
+    for name in ("diffusion_pytorch_model.safetensors", "config.json"):
+        target = "control_v11p_sd15_scribble_fp16.safetensors" if name.endswith(".safetensors") else name
+        shutil.copy(models_src / "controlnet" / "tiny-cn-a" / name, models / "controlnet" / target)
+    (models / "vae").mkdir()
+    shutil.copy(folder / "vae" / "diffusion_pytorch_model.safetensors",
+                models / "vae" / "vae-ft-mse-840000-ema-pruned.safetensors")
+    pixels = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    (tmp_path / "input" / "pasted").mkdir(parents=True)
+    Image.fromarray(pixels).save(tmp_path / "input" / "pasted" / "image (2).png")
+    images = run_template(tmp_path, "controlnet_example", models, folder, "--input", str(tmp_path / "input"),
+                          *small_sizes("controlnet_example"))
+    edges = canny(torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255, 0.3500000000000001, 0.8)[1]
+    expected = (edges[0, 0].numpy() * 255).round().astype(np.uint8)
+    preview = [i for i in images if set(np.unique(i)) <= {0, 255}]  # the edges' PreviewImage (the other: the image)
+    assert len(images) == 2 and len(preview) == 1 and expected.max() == 255
+    assert max_diff(preview[0][..., 0], expected) == 0
