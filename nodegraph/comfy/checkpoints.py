@@ -60,13 +60,14 @@ def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
         from nodegraph.models.single_file.loader import opened
 
         return opened(path).shapes
-    from safetensors import SafetensorError, safe_open
+    from nodegraph.models.errors import CheckpointError
+    from nodegraph.models.weight_files import read_safetensors_header  # bounded and type-checked
 
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise ComfyError(f"{path}: not a readable safetensors file ({exc}); re-download or re-save it") from None
+        return {key: tuple(info.shape) for key, info in read_safetensors_header(path, str(path)).tensors.items()}
+    except CheckpointError as exc:
+        reason = str(exc).replace(str(path), "").lstrip(": ").rstrip(".")
+        raise ComfyError(f"{path}: not a readable safetensors file ({reason})") from None
 
 
 def _tensor(ckpt, key: str):

@@ -4,19 +4,23 @@ The API form is ComfyUI's own `/prompt` body: `{node_id: {"class_type": str, "in
 [source_id, output_index]}}}`. UI workflows (`nodes` + `links` + positional `widgets_values`) are converted
 the way ComfyUI's front end does it when queueing: Note/MarkdownNote dropped, Reroute followed, a
 PrimitiveNode's value written into the inputs it feeds, muted nodes dropped, bypassed nodes passed through.
+
+A workflow may come from a stranger: files are read as regular files within `max_input_bytes`, JSON with
+bounded numbers (spec/reading.py), PNGs within the pixel limit, and every document's types are checked
+(comfy/schema.py) before use, so anything malformed is a ComfyError naming the place.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nodegraph.comfy.coverage import widget_names
 from nodegraph.comfy.errors import ComfyError
-
-MAX_BYTES = 32 * 1024 * 1024  # a workflow is kilobytes; refuse anything that could exhaust memory
+from nodegraph.comfy.schema import check_api, check_ui
+from nodegraph.spec.limits import InputRefused, active_limits
+from nodegraph.spec.reading import JsonProblem, load_json, open_image, read_limited
 UI_ONLY = {"Note", "MarkdownNote"}
 MODE_MUTED, MODE_BYPASSED = 2, 4
 
@@ -35,12 +39,10 @@ def is_comfy_file(path: str) -> bool:
     lower = path.lower()
     if lower.endswith(".json"):  # unless it is a nodegraph graph written as JSON (YAML's subset)
         try:
-            if Path(path).stat().st_size <= MAX_BYTES:
-                doc = json.loads(Path(path).read_text(encoding="utf-8"))
-                return not (isinstance(doc, dict) and "nodegraph" in doc)
-        except (OSError, ValueError, RecursionError):
-            pass
-        return True
+            doc = load_json(read_limited(path, active_limits().max_input_bytes, path, "workflow"))
+            return not (isinstance(doc, dict) and "nodegraph" in doc)
+        except InputRefused:  # read_workflow says what is wrong
+            return True
     if not lower.endswith(".png"):
         return False
     chunks = _png_text(Path(path))
@@ -51,9 +53,9 @@ def _png_text(path: Path) -> dict[str, str] | None:
     import PIL.Image
 
     try:
-        with PIL.Image.open(path) as img:
+        with open_image(path, str(path)) as img:
             return dict(getattr(img, "text", {}) or {})
-    except (OSError, PIL.Image.DecompressionBombError):
+    except (InputRefused, OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError):
         return None
 
 
@@ -61,11 +63,12 @@ def read_workflow(path: str | Path) -> Workflow:
     """The workflow in `path` (.json in either format, or a ComfyUI PNG) as API form; ComfyError if unreadable."""
     path = Path(path)
     origin = str(path)
-    if not path.is_file():
-        raise ComfyError(f"{origin}: no such file")
-    if path.stat().st_size > MAX_BYTES:
-        raise ComfyError(f"{origin}: {path.stat().st_size} bytes is too large for a workflow (limit {MAX_BYTES})")
     if path.suffix.lower() == ".png":
+        try:
+            with open_image(path, origin):
+                pass
+        except InputRefused as exc:
+            raise ComfyError(f"{exc.message} ({exc.hint})" if exc.hint else exc.message) from None
         chunks = _png_text(path)
         if chunks is None:
             raise ComfyError(f"{origin}: cannot be read as a PNG image")
@@ -79,47 +82,39 @@ def read_workflow(path: str | Path) -> Workflow:
                          f"(text chunks found: {', '.join(sorted(chunks)) or 'none'}); only PNGs written by "
                          f"`nodegraph run` or ComfyUI's SaveImage can be re-run")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ComfyError(f"{origin}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return from_document(_parse_json(text, origin), origin)
+        data = read_limited(path, active_limits().max_input_bytes, origin, "workflow")
+    except InputRefused as exc:
+        raise ComfyError(f"{exc.message} ({exc.hint})" if exc.hint else exc.message) from None
+    return from_document(_parse_json(data, origin), origin)
 
 
 def from_document(doc: Any, origin: str) -> Workflow:
     """A parsed JSON document in any of ComfyUI's shapes → Workflow."""
-    if isinstance(doc, dict) and isinstance(doc.get("nodes"), list):
-        return Workflow(ui_to_api(doc, origin), origin, doc)
+    if isinstance(doc, dict) and isinstance(doc.get("nodes"), list):  # (its API form is checked like a file's)
+        return Workflow(_check_api(ui_to_api(doc, origin), origin), origin, doc)
     if isinstance(doc, dict) and isinstance(doc.get("prompt"), dict):  # a /prompt request body
         return Workflow(_check_api(doc["prompt"], origin), origin)
     return Workflow(_check_api(doc, origin), origin)
 
 
-def _parse_json(text: str, origin: str) -> Any:
+def _parse_json(text: str | bytes, origin: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ComfyError(f"{origin}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}; a ComfyUI workflow is "
-                         f"the .json saved by ComfyUI (Save or Export (API))") from None
-    except RecursionError:
-        raise ComfyError(f"{origin}: JSON nested too deeply to be a workflow") from None
+        return load_json(text)
+    except JsonProblem as exc:
+        raise ComfyError(f"{origin}:{exc.line}:{exc.col}: {exc.message}; a ComfyUI workflow is the .json saved "
+                         f"by ComfyUI (Save or Export (API))") from None
 
 
 def _check_api(doc: Any, origin: str) -> dict[str, dict[str, Any]]:
     if not isinstance(doc, dict) or not doc:
         raise ComfyError(f"{origin}: not a ComfyUI workflow: expected an object of nodes "
                          f'({{"3": {{"class_type": "KSampler", "inputs": {{...}}}}}}) or a UI workflow with `nodes`')
-    problems = []
-    for node_id, entry in doc.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("class_type"), str):
-            problems.append(f"node {node_id}: no `class_type`")
-        elif not isinstance(entry.get("inputs", {}), dict):
-            problems.append(f"node {node_id} ({entry['class_type']}): `inputs` is not an object")
-    if problems:
-        raise ComfyError(f"{origin}: not a ComfyUI API workflow: " + "; ".join(problems))
+    check_api(doc, origin)  # types first (comfy/schema.py): every list input is a link [node_id, output_index]
     api = {str(k): {"class_type": v["class_type"], "inputs": dict(v.get("inputs", {}))} for k, v in doc.items()}
     for node_id, entry in api.items():
         for name, value in entry["inputs"].items():
-            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) \
+                    and not isinstance(value[1], bool) and isinstance(value[0], (str, int)):
                 if str(value[0]) not in api:
                     raise ComfyError(f"{origin}: node {node_id} ({entry['class_type']}) input `{name}` links to "
                                      f"node {value[0]}, which is not in the workflow")
@@ -129,20 +124,16 @@ def _check_api(doc: Any, origin: str) -> dict[str, dict[str, Any]]:
 
 def ui_to_api(doc: dict, origin: str) -> dict[str, dict[str, Any]]:
     """ComfyUI's editor format → API form (what the front end's `graphToPrompt` sends)."""
-    nodes = {}
-    for raw in doc["nodes"]:
-        if not isinstance(raw, dict) or "id" not in raw or not isinstance(raw.get("type"), str):
-            raise ComfyError(f"{origin}: a UI node without `id` and `type`: {str(raw)[:80]}")
-        nodes[str(raw["id"])] = raw
+    check_ui(doc, origin)  # types first (comfy/schema.py): below, every field read has its checked type
+    nodes = {str(raw["id"]): raw for raw in doc["nodes"]}
     links: dict[int, tuple[str, int]] = {}
     for link in doc.get("links") or []:
-        if isinstance(link, list) and len(link) >= 5:
+        if isinstance(link, list):
             links[link[0]] = (str(link[1]), int(link[2]))
         elif isinstance(link, dict) and {"id", "origin_id", "origin_slot"} <= set(link):
             links[link["id"]] = (str(link["origin_id"]), int(link["origin_slot"]))
-    definitions = doc.get("definitions") if isinstance(doc.get("definitions"), dict) else {}
-    subgraphs = {s.get("id"): s.get("name") or s.get("id") for s in definitions.get("subgraphs") or []
-                 if isinstance(s, dict)}
+    definitions = doc.get("definitions") or {}
+    subgraphs = {s.get("id"): s.get("name") or s.get("id") for s in definitions.get("subgraphs") or []}
 
     def source(node_id: str, name: str, link_id) -> Any:
         """Follow a link through Reroutes and bypassed nodes to a real output, or to a PrimitiveNode's value."""
@@ -162,6 +153,7 @@ def ui_to_api(doc: dict, origin: str) -> dict[str, dict[str, Any]]:
             seen.add(src_id)
             if src["type"] == "PrimitiveNode":
                 values = src.get("widgets_values") or []
+                values = list(values.values()) if isinstance(values, dict) else values
                 if not values:
                     raise ComfyError(f"{origin}: PrimitiveNode {src_id} feeding node {node_id} input `{name}` "
                                      f"has no value")
@@ -196,7 +188,7 @@ def ui_to_api(doc: dict, origin: str) -> dict[str, dict[str, Any]]:
                 continue
             got = source(node_id, slot.get("name", "?"), slot["link"])
             if got[0] != "none":
-                inputs[slot.get("widget", {}).get("name") or slot.get("name")] = got[1]
+                inputs[(slot.get("widget") or {}).get("name") or slot.get("name")] = got[1]
         # A subgraph instance is named by its definition (refused as a whole: subgraphs are not expanded yet).
         api[node_id] = {"class_type": f"subgraph {subgraphs[kind]!r}" if kind in subgraphs else kind, "inputs": inputs}
     if not api:

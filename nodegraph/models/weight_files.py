@@ -4,6 +4,7 @@ answer serves the loader and the prefetch that reads those files ahead of it (mo
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -108,8 +109,11 @@ def read_safetensors_header(path, shown: str, limits=None) -> SafetensorsHeader:
     limits = limits or active_limits()
     try:
         with open_regular(path, shown) as f:
-            head = f.read(8)
+            head, size = f.read(8), os.fstat(f.fileno()).st_size
             n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 0 or n > size - 8:
+                raise CheckpointError(f"{shown} is truncated or is not a safetensors file; re-download or re-save "
+                                      f"it.")
             if n > limits.max_safetensors_header_bytes:
                 raise CheckpointError(f"{shown}: its safetensors header declares {n:,} bytes, over the limit of "
                                       f"{limits.max_safetensors_header_bytes:,} (a real checkpoint's is under "

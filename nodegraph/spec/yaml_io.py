@@ -114,7 +114,14 @@ def load_yaml(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> tuple[An
         raise YamlProblem([GraphError(
             "document_too_large", "", f"the document is {len(text):,} characters, over the limit of "
             f"{limits.max_document_bytes:,}", "a graph file is a few kilobytes; keep data out of it", file, 1, 1)])
-    loader = _GraphLoader(text, limits)
+    try:  # PyYAML's reader refuses control characters here, before parsing
+        loader = _GraphLoader(text, limits)
+    except yaml.reader.ReaderError as exc:
+        at = max(0, min(exc.position, len(text)))
+        line, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+        raise YamlProblem([GraphError("yaml_syntax", "", f"YAML syntax error: character U+{int(exc.character):04X} is not "
+                                      "allowed in YAML", "remove it (control characters cannot appear in YAML text)",
+                                      file, line, col)]) from None
     built = [0]
     try:
         root = loader.get_single_node()

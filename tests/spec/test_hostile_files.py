@@ -212,7 +212,7 @@ def run_guarded(argv, rescue):
 
 
 @pytest.mark.parametrize("command", ["validate", "show", "run"])
-@pytest.mark.parametrize("name", ["pipe.yaml"])
+@pytest.mark.parametrize("name", ["pipe.yaml", "pipe.json"])
 def test_a_fifo_is_refused_without_blocking(tmp_path, capsys, command, name):
     rescue = fifo_with_a_rescue(tmp_path / name)
     assert run_guarded([command, str(tmp_path / name)], rescue) == 2
