@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
-from nodegraph.core import Node, Ports, node
+from nodegraph.core import Field, Node, Ports, node
+from nodegraph.core.step_cache_event import StepCacheDecision
 from nodegraph.core.types import Embeddings, Latent, Tensor, UNet
 
 
@@ -14,6 +15,10 @@ class UNetStep(Node):
 
     When `embeddings` hold twice the latents' batch (a CFG batch from CFGEmbeddings), the latents are doubled
     and both halves go through the UNet in one call. Without `embeddings` the UNet is unconditional (DDPM).
+
+    `cache: deepcache` (DeepCache, Ma et al. 2023; models/deepcache.py): on a `refresh` step (see
+    StepCacheSchedule) the whole UNet runs, with the same numbers as without a cache, and its deep up-path
+    features are output; on the other steps only the shallow skip branch runs, on the `features` given.
     """
 
     class Inputs(Ports):
@@ -22,21 +27,45 @@ class UNetStep(Node):
         t: Tensor
         embeddings: Optional[Embeddings] = None
         timestep_cond: Optional[Tensor] = None  # an LCM-distilled UNet's guidance embedding (LCMGuidance)
+        cache: Literal["none", "deepcache"] = Field("none", description="none | deepcache")
+        refresh: bool = Field(True, description="deepcache: run the whole UNet this step (StepCacheSchedule)")
+        features: Optional[Tensor] = Field(None, description="deepcache: the features of the last full step")
 
     class Outputs(Ports):
         noise_pred: Tensor
+        features: Tensor  # deepcache: the features the next steps reuse; empty without a cache
 
     def run(self, i, ctx):
         import torch
 
         x = i.latents  # (B, C, h, w)
+        if i.cache != "none":
+            from nodegraph.models.deepcache import check_supported
+
+            check_supported(i.unet)
         with torch.no_grad():
             if i.embeddings is None:
-                return {"noise_pred": i.unet(x, i.t)}
+                return {"noise_pred": i.unet(x, i.t), "features": torch.empty(0)}
             if i.embeddings.shape[0] == 2 * x.shape[0]:
                 x = torch.cat([x, x])  # (2B, C, h, w): unconditional and conditional in one call
             elif i.embeddings.shape[0] != x.shape[0]:
                 raise ValueError(f"`embeddings` batch {i.embeddings.shape[0]} does not fit `latents` batch "
                                  f"{x.shape[0]}; it must be equal (no guidance) or twice (guidance)")
             extra = {} if i.timestep_cond is None else {"timestep_cond": i.timestep_cond}
-            return {"noise_pred": i.unet(x, i.t, encoder_hidden_states=i.embeddings, **extra)}
+            if i.cache == "none":
+                out = i.unet(x, i.t, encoder_hidden_states=i.embeddings, **extra)
+                return {"noise_pred": out, "features": torch.empty(0)}
+            return _deepcache_step(i, x, extra, ctx)
+
+
+def _deepcache_step(i, x, extra, ctx):
+    from nodegraph.models import deepcache
+
+    reuse = not i.refresh and i.features is not None and i.features.numel() > 0
+    if reuse:
+        out, features = deepcache.shallow_forward(i.unet, x, i.t, i.embeddings, i.features, **extra), i.features
+    else:
+        out, features = deepcache.full_forward(i.unet, x, i.t, i.embeddings, **extra)
+    if ctx.hooks:
+        ctx.emit(StepCacheDecision(ctx.node_id, i.cache, reused=reuse))
+    return {"noise_pred": out, "features": features}

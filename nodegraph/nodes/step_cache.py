@@ -1,0 +1,43 @@
+"""Step caching as nodes: the decision to reuse cached features is a node of its own (StepCacheSchedule), so a
+step graph shows when the model runs in full; the cached forward (UNetStep with `cache: deepcache`) carries its
+features in the repeat's state, which EmptyStepCache starts. DeepCache: Ma, Fang & Wang 2023
+(models/deepcache.py)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from nodegraph.core import Field, Node, Ports, node
+from nodegraph.core.types import Tensor
+
+CACHE_METHODS = ("none", "deepcache")
+
+
+@node("StepCacheSchedule", version=1)
+class StepCacheSchedule(Node):
+    """Whether step `index` runs the model in full: always with `method` none; with deepcache on every
+    `interval`-th step from the first (DeepCache's uniform 1:N schedule), reusing cached features between."""
+
+    class Inputs(Ports):
+        method: Literal["none", "deepcache"] = Field("none", description="none | deepcache")
+        index: int = Field(0, ge=0, description="the step's index ($loop.index)")
+        interval: int = Field(3, ge=1, le=50, description="N: one full step every N steps (1 = never reuse)")
+
+    class Outputs(Ports):
+        refresh: bool
+
+    def run(self, i, ctx):
+        return {"refresh": i.method == "none" or i.index % i.interval == 0}
+
+
+@node("EmptyStepCache", version=1)
+class EmptyStepCache(Node):
+    """An empty feature cache: the initial value of a repeat's cache state (nothing cached yet)."""
+
+    class Outputs(Ports):
+        features: Tensor
+
+    def run(self, i, ctx):
+        import torch
+
+        return {"features": torch.empty(0)}
