@@ -236,6 +236,10 @@ class ZImageTransformer2DModel(Model):
             captions.rows.append(rows), captions.ids.append(ids), captions.pad.append(pad)
             C, Fr, H, W = latent.shape
             grid = (Fr // pf, H // p, W // p)
+            lens = self.config.axes_lens
+            if cap_len + grid[0] >= lens[0] or grid[1] > lens[1] or grid[2] > lens[2]:
+                raise ValueError(f"{len(caption)} caption tokens and a {H}×{W} latent need more RoPE positions than "
+                                 f"this model has (axes_lens {list(lens)}): use a shorter prompt or a smaller size")
             rows, ids, pad = _pad_to_multiple(patchify(latent, p, pf), coordinate_grid(grid, (cap_len + 1, 0, 0),
                                                                                        device))
             images.rows.append(rows), images.ids.append(ids), images.pad.append(pad)

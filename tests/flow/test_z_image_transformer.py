@@ -112,3 +112,14 @@ def test_unsupported_or_broken_config_is_refused_naming_the_key(tmp_path, change
     with pytest.raises(CheckpointError, match="config.json") as e:
         load_component(tmp_path, "transformer")
     assert message in str(e.value)
+
+
+def test_inputs_beyond_the_rope_tables_are_refused_clearly(folder):
+    ours = load_component(folder, "transformer")
+    x, t, caps = inputs()
+    with pytest.raises(ValueError, match=r"need more RoPE positions than this model has \(axes_lens \[160, 24, 24\]"):
+        ours([torch.randn(16, 1, 50, 10)] * 2, t, caps)  # 25 rows of patches > 24
+    with pytest.raises(ValueError, match="160 caption tokens"):
+        ours(x, t, [torch.randn(160, 24)] * 2)
+    with pytest.raises(ValueError, match="2 latents but 1 captions"):
+        ours(x, t, caps[:1])
