@@ -104,6 +104,10 @@ def run_graph(graph: Union[str, os.PathLike, Any], inputs: Optional[dict[str, An
                      cancel=options.cancel)
     if run_mode.device is not None:
         ctx.check_device()
+    if run_mode.max_memory is not None:  # an impossible budget is refused before anything loads
+        from nodegraph.exec.memory_plan import check_budget
+
+        check_budget(graph, values, run_mode, ctx.device, tuple(outputs) if outputs is not None else None)
     return execute_plan(plan, values, ctx, options.cache)
 
 

@@ -1,5 +1,5 @@
 """The memory a run will need, estimated from its plan and the weight files' headers, before anything loads
-(`nodegraph validate --memory`, and the budget check of `--max-memory`).
+(`nodegraph validate --memory`, and the budget check of `--max-memory`); exec/memory_plan.py walks the plan.
 
 Sizes come from safetensors headers only (dtype and shape of every tensor: a few kilobytes read per file), in
 the run's compute dtype (float8 tensors stay one byte: models/fp8.py keeps them so). Lifetimes come from the
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BASELINE = 400 << 20  # RSS of a process that has imported torch and nodegraph (measured: 0.35–0.42 GB)
+BASELINE = 256 << 20  # RSS of a process that has imported torch and nodegraph (measured: 0.23 GB, torch 2.13 CPU)
 _FLOAT = {"F64", "F32", "F16", "BF16"}
 _SIZES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
           "F8_E4M3": 1, "F8_E5M2": 1}
@@ -35,6 +35,7 @@ class ComponentSize:
     component: str
     bytes: int
     held: tuple[int, int]  # (first, last) top-level step index the model is held over
+    largest_layer: int = 0  # what streaming it (models/streaming.py) cannot go below  # (first, last) top-level step index the model is held over
 
 
 @dataclass
@@ -55,15 +56,15 @@ class RunEstimate:
         return out
 
 
-def tensor_bytes(path: Path, compute_size: int, prefixes: tuple[str, ...] = ()) -> int:
-    """Bytes the tensors of safetensors file `path` take once loaded: floating tensors in `compute_size`-byte
-    elements, float8 and integer ones as stored; with `prefixes`, only keys that start with one of them."""
+def layer_bytes(path: Path, compute_size: int, prefixes: tuple[str, ...] = ()) -> dict[str, int]:
+    """{layer (key without its last part): bytes once loaded} for safetensors file `path`: floating tensors in
+    `compute_size`-byte elements, float8 and integer ones as stored; with `prefixes`, only keys with one."""
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
         if length > _MAX_HEADER:
             raise ValueError(f"{path}: safetensors header of {length} bytes is not plausible")
         header = json.loads(f.read(length))
-    total = 0
+    layers: dict[str, int] = {}
     for key, info in header.items():
         if key == "__metadata__" or (prefixes and not key.startswith(prefixes)):
             continue
@@ -71,12 +72,14 @@ def tensor_bytes(path: Path, compute_size: int, prefixes: tuple[str, ...] = ()) 
         for n in info["shape"]:
             numel *= n
         kind = info["dtype"]
-        total += numel * (compute_size if kind in _FLOAT else _SIZES.get(kind, 4))
-    return total
+        layer = key.rpartition(".")[0]
+        layers[layer] = layers.get(layer, 0) + numel * (compute_size if kind in _FLOAT else _SIZES.get(kind, 4))
+    return layers
 
 
-def component_bytes(model: str, component: str, compute_size: int, **options: Any) -> int | None:
-    """The loaded size of one component, or None where its files are not on this disk (or are pickles)."""
+def component_bytes(model: str, component: str, compute_size: int, **options: Any) -> tuple[int, int] | None:
+    """(loaded size, largest layer) of one component, or None where its files are not on this disk (or are
+    pickles)."""
     from nodegraph.models.prefetch import component_files
 
     files = component_files(model, component, **options)
@@ -84,32 +87,16 @@ def component_bytes(model: str, component: str, compute_size: int, **options: An
         return None
     single = len(files) == 1 and Path(model).expanduser().is_file()
     prefixes = _SINGLE_FILE_PREFIXES.get(component, ()) if single else ()
-    return sum(tensor_bytes(f, compute_size, prefixes) for f in files)
+    layers = [size for f in files for size in layer_bytes(f, compute_size, prefixes).values()]
+    return sum(layers), max(layers, default=0)
 
 
-def estimate_run(graph, values: dict[str, Any], compute_size: int = 4, outputs: tuple[str, ...] | None = None
-                 ) -> RunEstimate:
-    """The estimate for running `graph` with graph inputs `values` (defaults fill the rest), in
-    `compute_size`-byte floats (4: fp32, 2: fp16/bf16). Reads file headers only; loads nothing."""
-    from nodegraph.exec.prefetch import _loads
-
-    plan = graph.plan(outputs)
-    bound = {name: spec.default for name, spec in graph.inputs.items() if not spec.required}
-    bound.update(values)
-    known = {slot: bound[name] for name, slot in plan.input_slots.items() if name in bound}
-    estimate = RunEstimate()
-    freed_at = {slot: i for i, step in enumerate(plan.steps) for slot in step.free}
-    last = len(plan.steps) - 1
-    for index, step in enumerate(plan.steps):
-        for model, component, options in _loads([step], known):  # (SDXLCheckpoint passes its model on in `known`)
-            size = component_bytes(model, component, compute_size, **options)
-            if size is None:
-                estimate.unknown.append(f"{step.node_id}.{component} ({model})")
-                continue
-            end = max((freed_at.get(slot, last) for _, slot in step.outputs), default=index)
-            estimate.components.append(ComponentSize(step.node_id, component, size, (index, end)))
-    for index, step in enumerate(plan.steps):
-        held = sum(c.bytes for c in estimate.components if c.held[0] <= index <= c.held[1])
-        if BASELINE + held > estimate.peak:
-            estimate.peak, estimate.peak_step = BASELINE + held, step.node_id
-    return estimate
+def peak(steps: list, components: list[ComponentSize], cost) -> tuple[int, str | None]:
+    """BASELINE + the largest sum of `cost(component)` over the components held at one of the plan's `steps`, and
+    that step's node id."""
+    best, where = BASELINE, None
+    for index, step in enumerate(steps):
+        held = sum(cost(c) for c in components if c.held[0] <= index <= c.held[1])
+        if BASELINE + held > best:
+            best, where = BASELINE + held, step.node_id
+    return best, where

@@ -38,3 +38,12 @@ def format_size(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}" if unit == "GB" else f"{n / scale:.1f} {unit}"
     return f"{int(n)} B"
+
+
+def format_flag(n: float) -> str:
+    """`n` bytes rounded up to what one types after `--max-memory`: 413MB, 6.3GB."""
+    import math
+
+    if n < 10 << 30:
+        return f"{math.ceil(n / (1 << 20))}MB"
+    return f"{math.ceil(n / (1 << 30) * 10) / 10:.1f}GB"

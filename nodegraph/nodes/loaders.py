@@ -55,13 +55,23 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
     ema = getattr(i, "ema", False)
     key = ("component", i.model, i.revision, i.variant, component, str(dtype), str(device), channels_last, config,
            ema)
+    stream = placed and ctx.mode.max_memory is not None and _streamed(ctx, i, component)
 
     def load():
         kwargs = {"dtype": dtype, "device": device, "channels_last": channels_last} if placed else {}
+        if stream:  # the budget leaves less than this model needs: weights from the file (nodegraph/memory)
+            kwargs["stream"] = True
         return load_component(i.model, component, revision=i.revision, variant=i.variant,
                               allow_pickle=i.allow_pickle, config=config, ema=ema, **kwargs)
 
-    return get_or_load_model(ctx, key, load, fast=placed and component in FAST_COMPONENTS)
+    return get_or_load_model(ctx, key + (("stream",) if stream else ()), load,
+                             fast=placed and component in FAST_COMPONENTS)
+
+
+def _streamed(ctx: RunContext, i: CheckpointInputs, component: str) -> bool:
+    from nodegraph.memory.budget import should_stream
+
+    return should_stream(ctx, i.model, component, variant=i.variant, allow_pickle=i.allow_pickle)
 
 
 def get_or_load_model(ctx: RunContext, key: tuple, load, *, fast: bool = True):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from nodegraph import load_graph
-from nodegraph.memory.estimate import BASELINE, estimate_run
+from nodegraph.exec.memory_plan import estimate_run
+from nodegraph.memory.estimate import BASELINE
 
 GRAPHS = Path(__file__).parents[2] / "graphs"
 
@@ -26,6 +27,7 @@ def test_component_sizes_from_headers_equal_the_loaded_models(size):
 
     estimate = estimate_run(load_graph(GRAPHS / "stable_diffusion.yaml"), {"model": "builtin:digits"}, size)
     sizes = {c.component: c.bytes for c in estimate.components}
+    assert all(0 < c.largest_layer < c.bytes for c in estimate.components)
     assert set(sizes) == {"unet", "vae", "text_encoder"}
     dtype = torch.float32 if size == 4 else torch.float16
     loaded = {name: _loaded_bytes(name, dtype) for name in sizes}

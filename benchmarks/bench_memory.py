@@ -1,0 +1,109 @@
+"""Memory benchmark: an SDXL-size VAE decode of a large image, untiled vs nodegraph's exact tiling vs diffusers.
+
+    flock /tmp/nodegraph-heavy.lock .venv/bin/python benchmarks/bench_memory.py [--size 2048] [--tile 256]
+
+Builds an SDXL-architecture AutoencoderKL with random weights (diffusers' own init, saved once as fp32
+safetensors into a temporary folder), then decodes one seeded latent of size/8 in a fresh process per variant:
+nodegraph untiled, nodegraph tiled (models/vae_tiling.py), diffusers untiled and diffusers `enable_tiling()`.
+Each process reports its peak RSS from the OS (VmHWM), its RSS once the weights are loaded, and the decode
+time; the images are compared with nodegraph's untiled one in 1/255 steps of the [0, 1] image. Needs about
+3× the untiled decode's activations in free RAM at 2048² (check `free -g` first; the untiled runs are the big ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SDXL_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, norm_num_groups=32,
+                latent_channels=4, sample_size=1024, scaling_factor=0.13025, force_upcast=True)
+VARIANTS = ("nodegraph-untiled", "nodegraph-tiled", "diffusers-untiled", "diffusers-enable_tiling")
+
+
+def _vm(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+
+def child(variant: str, folder: str, size: int, tile: int, out: str) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_grad_enabled(False)
+    z = torch.randn(1, 4, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
+    if variant.startswith("nodegraph"):
+        from nodegraph.models.loading import load_component
+        from nodegraph.models.vae_tiling import tiled_decode
+
+        vae = load_component(folder, "vae")
+        loaded = _vm("VmRSS")
+        start = time.perf_counter()
+        image = tiled_decode(vae, z, tile) if variant.endswith("-tiled") else vae.decode(z)
+    else:
+        import diffusers
+
+        vae = diffusers.AutoencoderKL.from_pretrained(folder).eval()
+        if variant.endswith("enable_tiling"):
+            vae.enable_tiling()
+        loaded = _vm("VmRSS")
+        start = time.perf_counter()
+        image = vae.decode(z).sample
+    seconds = time.perf_counter() - start
+    np.save(out, (image / 2 + 0.5).clamp(0, 1).numpy())
+    print(json.dumps({"loaded": loaded, "peak": _vm("VmHWM"), "seconds": seconds}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2048, help="image side in pixels (a multiple of 8)")
+    parser.add_argument("--tile", type=int, default=256, help="nodegraph's tile side")
+    parser.add_argument("--only", nargs="*", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        variant, folder, size, tile, out = args.child
+        return child(variant, folder, int(size), int(tile), out)
+
+    import numpy as np
+    import torch
+
+    work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    import diffusers
+
+    torch.manual_seed(0)
+    diffusers.AutoencoderKL(**SDXL_VAE).save_pretrained(work / "vae")
+    weights = (work / "vae" / "diffusion_pytorch_model.safetensors").stat().st_size
+    print(f"SDXL-size VAE decode, {args.size}² image, fp32 weights {weights / 2**20:.0f} MB, "
+          f"{torch.get_num_threads()} threads")
+    results, images = {}, {}
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    for variant in args.only:
+        out = work / f"{variant}.npy"
+        run = subprocess.run([sys.executable, __file__, "--child", variant, str(work / "vae"), str(args.size),
+                              str(args.tile), str(out)], capture_output=True, text=True, env=env)
+        if run.returncode:
+            print(f"{variant}: failed (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
+            continue
+        results[variant] = json.loads(run.stdout.strip().splitlines()[-1])
+        images[variant] = np.load(out)
+    base = images.get("nodegraph-untiled")
+    print(f"{'variant':<26}{'peak RSS':>10}{'above weights':>15}{'seconds':>9}{'max |Δ| (1/255)':>18}")
+    for variant, r in results.items():
+        delta = f"{np.abs(images[variant] - base).max() * 255:.4f}" if base is not None else "-"
+        print(f"{variant:<26}{r['peak'] / 2**30:>9.2f}G{(r['peak'] - r['loaded']) / 2**30:>14.2f}G"
+              f"{r['seconds']:>9.1f}{delta:>18}")
+    if "nodegraph-tiled" in results and "nodegraph-untiled" in results:
+        t, u = results["nodegraph-tiled"], results["nodegraph-untiled"]
+        print(f"tiled / untiled: peak above weights {(t['peak'] - t['loaded']) / (u['peak'] - u['loaded']):.2f}×, "
+              f"time {t['seconds'] / u['seconds']:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
