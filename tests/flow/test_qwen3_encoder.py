@@ -138,3 +138,12 @@ def test_loading_and_encoding_never_imports_transformers(tiny_z_image):
             "assert 'transformers' not in sys.modules, 'transformers was imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_trimmed_padding_keeps_shapes_and_values_to_the_last_bits(tiny_z_image):
+    encoder, tokenizer = load_component(tiny_z_image, "text_encoder"), load_component(tiny_z_image, "tokenizer")
+    exact = encode_prompts(encoder, tokenizer, PROMPTS, max_sequence_length=512)
+    trimmed = encode_prompts(encoder, tokenizer, PROMPTS, max_sequence_length=512, trim_padding=True)
+    for e, t in zip(exact, trimmed):
+        assert e.shape == t.shape
+        torch.testing.assert_close(t, e, rtol=1e-6, atol=1e-6)
