@@ -145,15 +145,17 @@ def load_yaml(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> tuple[An
                 raise yaml.constructor.ConstructorError(None, None, f"the YAML tag {node.tag} is not allowed "
                                                         "in a graph", node.start_mark)
             if isinstance(node, yaml.MappingNode):
-                loader.flatten_mapping(node)  # resolves `<<:` merge keys like SafeLoader does
-                result: dict = {}
+                written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+                loader.flatten_mapping(node)  # resolves `<<:` merge keys like SafeLoader: merged pairs first,
+                result: dict = {}  # ordered so that the later pair wins (the YAML spec's precedence)
+                typed: set = set()  # keys written in this mapping itself: a second one is a duplicate
                 for key_node, value_node in node.value:
                     if not isinstance(key_node, yaml.ScalarNode):
                         raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value, "
                                                                 "not a list or mapping", key_node.start_mark)
                     key = loader.construct_object(key_node)
                     key_path = path + (key,)
-                    if key in result:
+                    if key in result and id(key_node) in written and key in typed:
                         line, col = _mark(key_node)
                         first = marks.keys[key_path][0]
                         if _is_node_map(path):
@@ -166,8 +168,9 @@ def load_yaml(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> tuple[An
                                 f"line {first}); YAML would silently keep only the last one",
                                 "remove or rename one of them", file, line, col))
                         continue
-                    marks.keys[key_path] = _mark(key_node)
+                    marks.keys[key_path] = _mark(key_node)  # a merged key, or one written over it: later wins
                     result[key] = build(value_node, key_path, active | {id(node)})
+                    typed.update({key} if id(key_node) in written else ())
                 return result
             if isinstance(node, yaml.SequenceNode):
                 return [build(item, path + (i,), active | {id(node)}) for i, item in enumerate(node.value)]

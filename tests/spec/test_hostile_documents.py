@@ -130,3 +130,38 @@ def test_control_characters_in_a_graph_file_are_a_located_syntax_error(tmp_path,
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "g.yaml:3:" in err and "yaml_syntax" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("base: &b {x: 1, default: 2}\nn: {<<: *b, default: 5}\n", {"x": 1, "default": 5}),  # the example
+    ("base: &b {x: 1}\nn:\n  x: 9\n  <<: *b\n", {"x": 9}),  # written before the merge: still wins
+    ("a: &a {x: 1}\nb: &b {x: 2, y: 3}\nn:\n  <<: [*a, *b]\n", {"x": 1, "y": 3}),  # first listed mapping wins
+    ("a: &a {x: 1}\nb: &b {<<: *a, y: 2}\nn: {<<: *b, y: 3, z: 4}\n", {"x": 1, "y": 3, "z": 4}),  # nested
+])
+def test_merge_keys_follow_the_yaml_spec(text, expected):
+    import yaml
+
+    from nodegraph.spec.yaml_io import load_yaml
+
+    data, _, errors = load_yaml(text, "f.yaml")
+    assert errors == [] and data["n"] == expected == yaml.safe_load(text)["n"]
+
+
+@pytest.mark.parametrize("text, line", [
+    ("a: &a {x: 1}\nn: {<<: *a, x: 2, x: 3}\n", 2),
+    ("a: &a {x: 1}\nn:\n  <<: *a\n  y: 2\n  y: 3\n", 5),
+])
+def test_a_key_written_twice_is_still_a_duplicate_beside_a_merge(text, line):
+    from nodegraph.spec.yaml_io import load_yaml
+
+    _, _, errors = load_yaml(text, "f.yaml")
+    assert [(e.code, e.line) for e in errors] == [("duplicate_key", line)]
+
+
+def test_a_graph_node_may_override_a_merged_default(tmp_path):
+    from nodegraph import load_graph
+
+    path = tmp_path / "g.yaml"
+    path.write_text("nodes:\n  base: &base {type: Int, value: 1}\n  one: {<<: *base, value: 5}\n"
+                    "outputs: {x: $one.value, y: $base.value}\n")
+    assert load_graph(path).run() == {"x": 5, "y": 1}
