@@ -35,7 +35,18 @@ def run_mode(args, recorded_fast: bool = False):
     """The run's mode from the command line (a PNG made in fast mode re-runs in fast mode)."""
     from nodegraph.core.mode import RunMode
 
-    return RunMode(args.device, args.dtype, fast=bool(args.fast or recorded_fast))
+    return RunMode(args.device, args.dtype, fast=bool(args.fast or recorded_fast),
+                   max_memory=getattr(args, "max_memory", None))
+
+
+def _size(text: str) -> int:
+    """`--max-memory`'s value in bytes; a malformed size is argparse's error (exit 2, nothing loaded)."""
+    from nodegraph.memory.sizes import SizeError, parse_size
+
+    try:
+        return parse_size(text)
+    except SizeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_run(args) -> int:
@@ -55,6 +66,7 @@ def _run(args, scratch: pathlib.Path) -> int:
     from nodegraph.comfy.errors import ComfyError
     from nodegraph.exec.hooks import LogHook, ProgressHook
     from nodegraph.exec.run_scoped import RunScopedComponents  # one run: free each model after its last use
+    from nodegraph.exec.step_cache_report import StepCacheReport  # -v: how many steps each step cache reused
     from nodegraph.runner import Runner, interactive, is_comfy_target, open_target, prepare_process
 
     comfy = is_comfy_target(args.graph)
@@ -73,9 +85,16 @@ def _run(args, scratch: pathlib.Path) -> int:
         print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
         return EXIT_INVALID
     runner = Runner(run_mode(args, target.recorded_fast), components=RunScopedComponents())
-    hooks = [ProgressHook(disable=True if args.quiet else None)] + ([LogHook()] if args.verbose else [])
+    memory = _memory_hook(runner, target.graph, values) if args.verbose or args.max_memory else None
+    if memory is False:
+        return EXIT_INVALID
+    verbose = [LogHook(), StepCacheReport()] if args.verbose else []
+    hooks = [ProgressHook(disable=True if args.quiet else None)] + verbose
     with interactive() as cancel:
-        outputs = runner.run(target.graph, values, hooks=hooks, cancel=cancel, prefetch=not args.no_prefetch)
+        outputs = runner.run(target.graph, values, hooks=hooks + ([memory] if args.verbose else []), cancel=cancel,
+                             prefetch=not args.no_prefetch)
+        if args.verbose:
+            print("\n".join(memory.report.lines()), file=sys.stderr)
         try:
             written = runner.write(target, values, outputs, out_dir)
         except ComfyError as exc:
@@ -84,6 +103,24 @@ def _run(args, scratch: pathlib.Path) -> int:
     report = {w.name: [str(p) for p in w.files] if w.files is not None else w.summary for w in written}
     print(json.dumps(report, indent=2, default=repr))
     return 0
+
+
+def _memory_hook(runner, graph, values):
+    """The -v memory report's hook, with the plan's estimate; False (after the message) when `--max-memory` is
+    below the least this run can use (checked before anything loads)."""
+    from nodegraph.exec.memory_plan import BudgetError, check_budget, estimate_run
+    from nodegraph.exec.memory_report import MemoryHook
+    from nodegraph.memory.budget import compute_size
+
+    device = runner.context().device
+    try:
+        check_budget(graph, values, runner.mode, device)
+    except BudgetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    hook = MemoryHook(device)
+    hook.estimate = estimate_run(graph, values, compute_size(runner.mode.dtype)).peak
+    return hook
 
 
 def _load(args):
@@ -96,8 +133,13 @@ def _load(args):
 
 def cmd_validate(args) -> int:
     graph = _load(args)
-    _bind(graph, args.set, require_all=False)
+    values = _bind(graph, args.set, require_all=False)
     _print_warnings(graph)
+    if args.memory:  # sizes from the weight files' headers; nothing loads (nodegraph/exec/memory_plan.py)
+        from nodegraph.exec.memory_plan import estimate_run
+        from nodegraph.memory.budget import compute_size
+
+        print("\n".join(estimate_run(graph, values, compute_size(args.dtype)).lines()))
     details = [f"{len(graph.spec.nodes)} nodes", f"outputs: {', '.join(graph.spec.outputs) or 'none'}"]
     if graph.warnings:
         details.append(f"{len(graph.warnings)} warning{'s' if len(graph.warnings) > 1 else ''}")
@@ -160,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fast", action="store_true", help="fast mode: faster kernels; in fp32 the image within 2/255 of "
                      "the default (bit-equal to diffusers) one, in bf16 as close to fp32 as the default bf16 image; "
                      "recorded in the PNG (docs/performance.md)")
+    run.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
+                     help="memory budget (e.g. 6GB): models stream from their files and the VAE tiles to fit; "
+                          "refused before loading when the run cannot fit (docs/memory.md)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.add_argument("--no-heap-reuse", action="store_true",
                      help="leave the C allocator's defaults (by default freed tensor memory is kept for reuse, "
@@ -167,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-prefetch", action="store_true",
                      help="do not read the model files into the page cache ahead of their loaders (by default a "
                           "process reads those not yet cached, once torch is imported; see docs/performance.md)")
-    run.add_argument("-v", "--verbose", action="store_true", help="log every node as it starts and ends")
+    run.add_argument("-v", "--verbose", action="store_true", help="log every node as it starts and ends, and "
+                     "how many steps each step cache reused")
     run.add_argument("--server", default=None, metavar="URL", help="run on a `nodegraph serve` server")
     run.add_argument("--token", default=None, help="the server's token (default: $NODEGRAPH_TOKEN)")
     run.add_argument("--allow-includes-outside", **outside)
@@ -180,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("graph", metavar="GRAPH")
     validate.add_argument("--set", **sets)
     validate.add_argument("--allow-includes-outside", **outside)
+    validate.add_argument("--memory", action="store_true", help="print the memory the run will need, from the "
+                          "weight files' headers (nothing loads)")
+    validate.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="for --memory (default fp32)")
     validate.set_defaults(func=cmd_validate)
 
     nodes = sub.add_parser("nodes", help="list node types with their ports, parameters and help")

@@ -80,3 +80,15 @@ def test_no_cache_reports_nothing(tiny_sd):
     out = io.StringIO()
     run(StepCacheReport(file=out), model=str(tiny_sd), **dict(SETTINGS, steps=2))
     assert out.getvalue() == ""
+
+
+def test_nodegraph_run_verbose_reports_the_reused_steps(tiny_sd, tmp_path):
+    import subprocess
+    import sys
+
+    sets = dict(model=tiny_sd, steps=4, scheduler="euler", height=16, width=16, cache="deepcache", cache_interval=2)
+    done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", SD_GRAPH, "-v", "--out", tmp_path,
+                           *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "step cache step/predict: deepcache reused 2 of 4 steps (2 full model calls)" in done.stderr
