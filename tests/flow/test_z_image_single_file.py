@@ -165,3 +165,12 @@ def test_inspect_names_family_component_dtype_and_parameter_count(tiny_z_image, 
     assert info["family"] == "qwen3_text_encoder"
     assert info["components"]["text_encoder"]["dtype"] == "bfloat16"
     assert info["components"]["text_encoder"]["parameters"] == sum(v.numel() for v in state.values())
+
+
+@pytest.mark.parametrize("extra, message", [({"scaled_fp8": torch.zeros(1)}, "scaled-fp8 export"),
+                                            ({"siglip_pad_token": torch.zeros(1, 48)}, "Z-Image Omni")])
+def test_unsupported_variants_are_named(original_files, tmp_path, extra, message):
+    file = tmp_path / "variant.safetensors"
+    save_file({**load_file(original_files[""]), **extra}, file)
+    with pytest.raises(CheckpointError, match=message):
+        load_component(file, "transformer")

@@ -54,6 +54,7 @@ def load_flow_file(ckpt, name: str, dtype: torch.dtype, device: torch.device, co
             if name.startswith("tokenizer") else ""
         raise CheckpointError(f"{shown} holds a {FAMILIES[kind]} alone, not a `{name}`{hint}; pass it as "
                               f"`{wanted}`.")
+    refuse_unsupported(ckpt.shapes, shown)
     if kind == "z_image_transformer":
         entries = transformer_entries(ckpt.entries, prefix)
         model = build_transformer(entries, config, shown)
@@ -61,6 +62,16 @@ def load_flow_file(ckpt, name: str, dtype: torch.dtype, device: torch.device, co
         entries = {k[len(prefix):]: e for k, e in ckpt.entries.items() if k != "lm_head.weight"}
         model = build_text_encoder({k: e.shape for k, e in entries.items()}, config, shown)
     return install(model, entries, dtype, device, f"the {FAMILIES[kind]} of its config")
+
+
+def refuse_unsupported(shapes: dict[str, tuple[int, ...]], shown: str) -> None:
+    """Variants whose keys would otherwise only show up as a list of unexpected keys."""
+    if "scaled_fp8" in shapes or any(k.endswith(".scale_weight") for k in shapes):
+        raise CheckpointError(f"{shown} is a scaled-fp8 export (per-layer `scale_weight` tensors), which nodegraph "
+                              f"does not read; use the bf16 file or a plain float8_e4m3fn one.")
+    if any(".siglip_" in k or k.startswith(("siglip_", DIFFUSION_PREFIX + "siglip_")) for k in shapes):
+        raise CheckpointError(f"{shown} is a Z-Image Omni transformer (SigLIP image inputs), which nodegraph does "
+                              f"not support; use Z-Image or Z-Image-Turbo.")
 
 
 def install(model, entries: dict[str, Entry], dtype: torch.dtype, device: torch.device, what: str):
