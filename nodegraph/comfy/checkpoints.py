@@ -14,7 +14,7 @@ from pathlib import Path
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.models.weight_files import PICKLES
 
-COVERED_FAMILIES = ("sd1", "sd2", "sdxl_base", "sdxl_refiner")
+COVERED_FAMILIES = ("sd1", "sd2", "sdxl_base", "sdxl_refiner", "sd1_inpaint", "sd2_inpaint")
 _SD2_V_KEY = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
 _SD2_V_STD = 0.09
 _SD2_TEXT_LAYER = "cond_stage_model.model.transformer.resblocks."
@@ -37,13 +37,14 @@ def read_checkpoint(path: Path) -> Checkpoint:
         name = detect(shapes, str(path)).name
     except CheckpointError as exc:
         raise ComfyError(str(exc)) from None
-    if name == "sd2":
+    if name in ("sd2", "sd2_inpaint"):  # inpainting UNets (9 input channels) are ε in ComfyUI, whatever the std
         from nodegraph.models.single_file.loader import opened  # torch: the v test reads a tensor
 
         ckpt = opened(path)
         layers = 1 + max((int(k[len(_SD2_TEXT_LAYER):].split(".")[0]) for k in shapes
                           if k.startswith(_SD2_TEXT_LAYER)), default=-1)
-        v = _SD2_V_KEY in shapes and float(_tensor(ckpt, _SD2_V_KEY).float().std(unbiased=False)) > _SD2_V_STD
+        v = name == "sd2" and _SD2_V_KEY in shapes and \
+            float(_tensor(ckpt, _SD2_V_KEY).float().std(unbiased=False)) > _SD2_V_STD
         return Checkpoint(name, "v" if v else "eps", layers or None)
     if name == "sdxl_base" and any(k in shapes for k in ("edm_vpred.sigma_max", "ztsnr", "edm_mean")):
         raise ComfyError(f"{path.name}: an SDXL checkpoint with its own noise schedule (EDM, zero-terminal-SNR or "

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 1.0, positive_pooled=None,
                    negative_pooled=None, prediction: str = "eps", positive_control=None, negative_control=None,
-                   positive_size=None, negative_size=None, positive_list=None, negative_list=None):
+                   positive_size=None, negative_size=None, positive_list=None, negative_list=None, inpaint=None,
+                   concat=None):
     """x (B, 4, h, w) at σ → the guided x₀ estimate (B, 4, h, w).
 
     SDXL UNets also get each prompt's pooled embedding and size conditioning: the prompt's own (`*_size`, from
     CLIPTextEncodeSDXL / …Refiner) or what ComfyUI derives from the latent (comfy/samplers.py
     `encode_model_conds`): time ids (8h, 8w, 0, 0, 8h, 8w). `positive_list` / `negative_list`: a side given as
-    area-conditioned entries (nodegraph/comfy/areas.py) instead of one prompt.
+    area-conditioned entries (nodegraph/comfy/areas.py) instead of one prompt. `inpaint`: ComfyInpaint's mask,
+    latents and noise (nodegraph/comfy/inpaint.py); `concat`: extra UNet input channels (an inpainting UNet's).
     """
     import math
 
@@ -25,6 +27,15 @@ def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 
 
     from nodegraph.comfy.schedules import sigma_table, timestep_of
 
+    if inpaint is not None:  # VAEEncodeForInpaint's mask: nodegraph/comfy/inpaint.py
+        from nodegraph.comfy.inpaint import inpaint_denoise
+
+        def masked(x_, concat_):
+            return guided_denoise(unet, x_, sigma, positive, negative, cfg, positive_pooled, negative_pooled,
+                                  prediction, positive_control, negative_control, positive_size, negative_size,
+                                  positive_list, negative_list, None, concat_)
+
+        return inpaint_denoise(masked, x, sigma, inpaint)
     if positive_list or negative_list:  # area conditioning (ConditioningSetArea / Combine): nodegraph/comfy/areas.py
         from nodegraph.comfy.areas import area_denoise, entry
 
@@ -54,6 +65,8 @@ def guided_denoise(unet, x, sigma: float, positive, negative=None, cfg: float = 
     with torch.no_grad():
         x_batch = torch.cat([x_in] * len(conds))  # (nB, 4, h, w)
         residuals = _control_residuals(unet, controls, x_batch, t, batch, sigma, extra)
+        if concat is not None:  # an inpainting UNet's mask and masked-image latent after x: (nB, 9, h, w)
+            x_batch = torch.cat([x_batch, torch.cat([concat.to(x_batch)] * len(conds))], dim=1)
         out = unet(x_batch, t, encoder_hidden_states=batch, **extra, **residuals)
     if prediction == "v":
         denoised = [x / (sigma ** 2 + 1) - v * sigma / math.sqrt(sigma ** 2 + 1) for v in out.chunk(len(conds))]

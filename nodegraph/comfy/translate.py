@@ -21,6 +21,7 @@ from nodegraph.comfy.reader import Workflow
 from nodegraph.comfy.translate_cond import ConditioningTranslations
 from nodegraph.comfy.translate_control import ControlTranslations, node_suffix
 from nodegraph.comfy.translate_image import ImageTranslations
+from nodegraph.comfy.translate_inpaint import InpaintTranslations
 from nodegraph.shipped_graphs import SHIPPED_GRAPHS
 
 STEP_GRAPH = SHIPPED_GRAPHS / "comfy" / "ksampler_step.yaml"
@@ -36,7 +37,8 @@ _SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "l
           "SaveImage": "save", "PreviewImage": "preview", "LatentUpscaleBy": "upscale", "ImageScale": "scale",
           "ImageScaleToTotalPixels": "scale", "SDTurboScheduler": "sigmas", "ConditioningSetArea": "area",
           "ConditioningCombine": "combine", "ConditioningZeroOut": "zero", "UpscaleModelLoader": "upscaler",
-          "ImageUpscaleWithModel": "upscale", "Canny": "canny"}
+          "ImageUpscaleWithModel": "upscale", "Canny": "canny", "VAEEncodeForInpaint": "encode",
+          "ImagePadForOutpaint": "pad"}
 _MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
                "control_net_name": "controlnet", "model_name": "upscale_models"}
 
@@ -88,7 +90,7 @@ def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP
         raise ComfyError(f"{workflow.origin}: the chain of linked nodes is too long to import") from None
 
 
-class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations):
+class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations, InpaintTranslations):
     def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, checkpoint):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
         self.checkpoint_of = checkpoint
@@ -215,7 +217,7 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
         for part, loader in (("unet", "LoadUNet"), ("clip", "LoadSDXLCLIP" if sdxl else "LoadCLIP"), ("vae", "LoadVAE")):
             self.nodes[f"{nid}_{part}"] = {"type": loader, "model": model, "config": f"$inputs.{config}"}
         self.checkpoint = (model, f"$inputs.{config}")
-        family = {"sdxl_base": "sdxl"}.get(ckpt.family, ckpt.family)
+        family = {"sdxl_base": "sdxl"}.get(ckpt.family, ckpt.family).removesuffix("_inpaint")
         clip = {"te": f"${nid}_clip.text_encoder", "tok": f"${nid}_clip.tokenizer", "family": family}
         if ckpt.family == "sdxl_base":
             clip.update(te2=f"${nid}_clip.text_encoder_2", tok2=f"${nid}_clip.tokenizer_2")
@@ -224,7 +226,8 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
             clip.update(te=f"${nid}_clip.text_encoder_2", tok=f"${nid}_clip.tokenizer_2")
         if ckpt.clip_layers:
             clip["clip_layers"] = ckpt.clip_layers
-        return {"unet": f"${nid}_unet.unet", "prediction": ckpt.prediction}, clip, f"${nid}_vae.vae"
+        model = {"unet": f"${nid}_unet.unet", "prediction": ckpt.prediction, "inpaint": ckpt.family.endswith("_inpaint")}
+        return model, clip, f"${nid}_vae.vae"
 
     def _VAELoader(self, node_id, nid):
         base = getattr(self, "checkpoint", None)
@@ -343,9 +346,10 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
             self.nodes[sigmas] = {"type": "ComfySigmas", "scheduler": self.literal(node_id, "scheduler"),
                                   "steps": self.literal(node_id, "steps"), **schedule,
                                   "sampler": self.literal(node_id, "sampler_name")}  # dpm_2/uni_pc: own schedule
-        sampler = sampler or self.literal(node_id, "sampler_name")
+        sampler, seed = sampler or self.literal(node_id, "sampler_name"), self.literal(node_id, seed)
         self.nodes[f"{nid}_noise"] = {"type": "ComfyNoise", "latents": latent, "sigmas": f"${sigmas}.sigmas",
-                                      "seed": self.literal(node_id, seed), "add_noise": add_noise}
+                                      "seed": seed, "add_noise": add_noise}
+        inpaint = self.inpaint(node_id, nid, model, latent, seed)
         self.nodes[nid] = {
             "type": "repeat",
             "description": f"ComfyUI's {self.api[node_id]['class_type']} {node_id}: one iteration per σ step.",
@@ -359,33 +363,11 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
                 "latents": "$state.latents", "history": "$state.history", "sigmas": f"${sigmas}.sigmas",
                 "index": "$loop.item", "noise": f"${nid}_noise.noise",
                 **({"prediction": model["prediction"]} if model.get("prediction", "eps") != "eps" else {}),
+                **({"inpaint": inpaint} if inpaint else {}),
                 **{f"{half}_{key}": cond[key] for half, cond in (("positive", positive), ("negative", negative))
                    for key in ("control", "size", "list") if cond.get(key)}}},
             "next": {"latents": f"${nid}_step.latents", "history": f"${nid}_step.history"},
         }
         return (f"${nid}.latents",)
-
-    def _LatentUpscale(self, node_id, nid):
-        self.nodes[nid] = {"type": "ComfyLatentUpscale", "latents": self.link(node_id, "samples", "LATENT"),
-                           "upscale_method": self.literal(node_id, "upscale_method"),
-                           "width": self.literal(node_id, "width"), "height": self.literal(node_id, "height"),
-                           "crop": self.literal(node_id, "crop", "disabled")}
-        return (f"${nid}.latents",)
-
-    def _VAEEncode(self, node_id, nid):
-        self.nodes[nid] = {"type": "ComfyVAEEncode", "vae": self.link(node_id, "vae", "VAE"),
-                           "image": self.link(node_id, "pixels", "IMAGE")}
-        return (f"${nid}.latents",)
-
-    def _LoadImage(self, node_id, nid):
-        # ComfyUI's own resize rule: none (the file's size); its MASK output (from alpha) is not covered.
-        self.nodes[nid] = {"type": "LoadImage", "path": self.literal(node_id, "image"), "multiple_of": 1}
-        return (f"${nid}.image", None)
-
-    def _VAEDecode(self, node_id, nid):
-        self.nodes[nid] = {"type": "VAEDecode", "vae": self.link(node_id, "vae", "VAE"),
-                           "latents": self.link(node_id, "samples", "LATENT")}
-        return (f"${nid}.image",)
-
 
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

@@ -5,6 +5,29 @@ from __future__ import annotations
 
 
 class ImageTranslations:
+    def _LatentUpscale(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyLatentUpscale", "latents": self.link(node_id, "samples", "LATENT"),
+                           "upscale_method": self.literal(node_id, "upscale_method"),
+                           "width": self.literal(node_id, "width"), "height": self.literal(node_id, "height"),
+                           "crop": self.literal(node_id, "crop", "disabled")}
+        return (f"${nid}.latents",)
+
+    def _VAEEncode(self, node_id, nid):
+        self.nodes[nid] = {"type": "ComfyVAEEncode", "vae": self.link(node_id, "vae", "VAE"),
+                           "image": self.link(node_id, "pixels", "IMAGE")}
+        return (f"${nid}.latents",)
+
+    def _LoadImage(self, node_id, nid):
+        # ComfyUI's own resize rule: none (the file's size). Its MASK (1 − alpha) is a node made where it is used.
+        path = self.literal(node_id, "image")
+        self.nodes[nid] = {"type": "LoadImage", "path": path, "multiple_of": 1}
+        return (f"${nid}.image", {"mask_of": path, "node": f"{nid}_mask"})
+
+    def _VAEDecode(self, node_id, nid):
+        self.nodes[nid] = {"type": "VAEDecode", "vae": self.link(node_id, "vae", "VAE"),
+                           "latents": self.link(node_id, "samples", "LATENT")}
+        return (f"${nid}.image",)
+
     def _ImageScale(self, node_id, nid):
         self.nodes[nid] = {"type": "ComfyImageScale", "image": self.link(node_id, "image", "IMAGE"),
                            "upscale_method": self.literal(node_id, "upscale_method"),

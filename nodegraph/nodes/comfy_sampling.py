@@ -134,6 +134,7 @@ class ComfyDenoise(Node):
         positive_list: Any = Field(None, description="area-conditioned prompts (ComfyConditioning… nodes) "
                                    "instead of `positive`")
         negative_list: Any = None
+        inpaint: Any = Field(None, description="ComfyInpaint's mask, latents and noise (VAEEncodeForInpaint)")
 
     class Outputs(Ports):
         denoised: Latent
@@ -147,7 +148,7 @@ class ComfyDenoise(Node):
         return {"denoised": guided_denoise(i.unet, i.latents, sigma, i.positive, i.negative, i.cfg,
                                            i.positive_pooled, i.negative_pooled, i.prediction,
                                            i.positive_control, i.negative_control, i.positive_size,
-                                           i.negative_size, i.positive_list, i.negative_list)}
+                                           i.negative_size, i.positive_list, i.negative_list, i.inpaint)}
 
 
 @node("ComfySamplerStep", version=1)
@@ -184,6 +185,7 @@ class ComfySamplerStep(Node):
         negative_size: Any = None
         positive_list: Any = None
         negative_list: Any = None
+        inpaint: Any = None
 
     class Outputs(Ports):
         latents: Latent
@@ -205,7 +207,8 @@ class ComfySamplerStep(Node):
             def model(x, sigma):
                 return guided_denoise(i.unet, x, sigma, i.positive, i.negative, i.cfg, i.positive_pooled,
                                       i.negative_pooled, i.prediction, i.positive_control, i.negative_control,
-                                      i.positive_size, i.negative_size, i.positive_list, i.negative_list)
+                                      i.positive_size, i.negative_size, i.positive_list, i.negative_list,
+                                      i.inpaint)
 
         x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, i.noise, i.history, model)
         return {"latents": x, "history": history}

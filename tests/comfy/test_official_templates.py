@@ -22,7 +22,7 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "ControlNetApply", "CLIPTextEncodeSDXL", "CLIPTextEncodeSDXLRefiner", "LatentUpscaleBy", "ImageScale",
            "ImageScaleToTotalPixels", "SDTurboScheduler", "ConditioningSetArea", "ConditioningCombine",
            "ConditioningZeroOut", "UpscaleModelLoader", "ImageUpscaleWithModel",
-           "Canny"}
+           "Canny", "VAEEncodeForInpaint", "ImagePadForOutpaint"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
