@@ -235,7 +235,8 @@ def load_qwen_tokenizer(src, folder: str):
     if "tokenizer.json" not in names:
         raise CheckpointError(f"no tokenizer.json in {where}: a Qwen tokenizer folder holds tokenizer.json, "
                               f"tokenizer_config.json and its chat template; it holds {', '.join(names) or 'nothing'}.")
-    local = [src.fetch(f"{folder}/{n}" if folder else n) for n in names if n.endswith((".json", ".jinja"))]
+    needed = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")  # not vocab.json / merges.txt
+    local = [src.fetch(f"{folder}/{n}" if folder else n) for n in names if n in needed]
     try:
         return QwenTokenizer.from_folder(local[0].parent)
     except Exception as e:
