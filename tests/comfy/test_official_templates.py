@@ -1,4 +1,5 @@
-"""ComfyUI's official workflow templates (the `comfyui-workflow-templates-json` package) import or are refused.
+"""ComfyUI's official workflow templates (the `comfyui-workflow-templates-json` package and the pinned
+`comfyui-workflow-templates` 0.1.95) import or are refused.
 
 Every template whose nodes are all covered must import and validate; every other one must be refused with
 exactly the unsupported parts, which this test lists from the raw JSON itself (node types outside the covered
@@ -11,8 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import comfyui_workflow_templates  # the pinned 0.1.95 (all 25 SD-family templates)
 import comfyui_workflow_templates_json as templates  # the test extra's copy of ComfyUI's official templates
-TEMPLATES = sorted(p for p in (Path(templates.__file__).parent / "templates").glob("*.json")
+TEMPLATES = sorted(p for folder in (Path(templates.__file__).parent / "templates",
+                                    Path(comfyui_workflow_templates.get_templates_path()))
+                   for p in folder.glob("*.json")
                    if isinstance(doc := json.loads(p.read_text()), dict) and "nodes" in doc)
 
 COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModelOnly", "CLIPSetLastLayer",
@@ -73,7 +77,7 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
     for template in TEMPLATES:
         expected = expected_refusals(json.loads(template.read_text()))
         workflow = read_workflow(template)
-        models = tmp_path / template.stem / "models"
+        models = tmp_path / template.parent.parent.name / template.stem / "models"
         for entry in workflow.api.values():  # empty stand-ins for the models the template names
             for key, folder in (("ckpt_name", "checkpoints"), ("vae_name", "vae"), ("lora_name", "loras"),
                                 ("control_net_name", "controlnet"), ("model_name", "upscale_models"),
@@ -92,7 +96,7 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
             refused += 1
             continue
         assert not expected, template.name
-        folder = tmp_path / template.stem
+        folder = tmp_path / template.parent.parent.name / template.stem
         from nodegraph.comfy.command import write_yaml
 
         write_yaml(translation.document, folder / "graph.yaml")
