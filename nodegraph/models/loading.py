@@ -70,7 +70,7 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
 
     if is_single_file(source):
         return load_single_file(source, name, dtype=default_dtype(dtype), device=device, config=config or None,
-                                allow_pickle=allow_pickle, channels_last=channels_last, ema=ema)
+                                allow_pickle=allow_pickle, channels_last=channels_last, ema=ema, weights=weights)
     if ema:
         raise CheckpointError(f"`ema` applies to single-file checkpoints; {source} is not a file (a diffusers "
                               f"folder holds one set of UNet weights).")

@@ -174,3 +174,13 @@ def test_unsupported_variants_are_named(original_files, tmp_path, extra, message
     save_file({**load_file(original_files[""]), **extra}, file)
     with pytest.raises(CheckpointError, match=message):
         load_component(file, "transformer")
+
+
+def test_a_wide_transformer_file_can_be_stored_as_float8_on_request(tiny_z_image, original_files):
+    from nodegraph.models.fp8 import is_fp8_model
+
+    model = load_component(original_files[""], "transformer", config=str(tiny_z_image), weights="fp8_e4m3fn")
+    assert is_fp8_model(model) and model.layers[1].feed_forward.w2.weight.dtype == torch.float8_e4m3fn
+    x, t, caps = inputs(16, 40)
+    with torch.no_grad():
+        assert torch.isfinite(model(x, t, caps)[0]).all()

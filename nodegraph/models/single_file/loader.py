@@ -68,12 +68,13 @@ def builtin_config(family_name: str) -> dict[str, Any]:
 
 def load_single_file(path: str | os.PathLike, name: str, *, dtype: torch.dtype = torch.float32,
                      device: torch.device | str = "cpu", config: str | None = None, allow_pickle: bool = False,
-                     channels_last: bool = False, ema: bool = False) -> Any:
-    """Component `name` of the single-file checkpoint at `path` (see `load_component` for what is returned)."""
+                     channels_last: bool = False, ema: bool = False, weights: str | None = None) -> Any:
+    """Component `name` of the single-file checkpoint at `path` (see `load_component` for what is returned);
+    `weights` (float8 storage) is read for Z-Image files only."""
     ckpt = opened(path, allow_pickle)
     shown = str(ckpt.path)
     if detect_flow_file(ckpt.shapes):  # a Z-Image transformer or Qwen3 text encoder alone
-        return load_flow_file(ckpt, name, dtype, torch.device(device), config)
+        return load_flow_file(ckpt, name, dtype, torch.device(device), config, store=weights)
     if name in FLOW_COMPONENTS:
         raise not_a_flow_file(ckpt, name)
     if name not in COMPONENTS:

@@ -44,8 +44,10 @@ def detect_flow_file(shapes: dict[str, tuple[int, ...]]) -> tuple[str, str] | No
     return None
 
 
-def load_flow_file(ckpt, name: str, dtype: torch.dtype, device: torch.device, config: str | None):
-    """Component `name` of a Z-Image transformer or Qwen3 text-encoder file (a `CheckpointFile`)."""
+def load_flow_file(ckpt, name: str, dtype: torch.dtype, device: torch.device, config: str | None,
+                   store: str | None = None):
+    """Component `name` of a Z-Image transformer or Qwen3 text-encoder file (a `CheckpointFile`); `store`
+    ("fp8_e4m3fn", "fp8_e5m2") keeps a wider file's Linear weights in that float8 format (models/fp8.py)."""
     kind, prefix = detect_flow_file(ckpt.shapes)
     shown = str(ckpt.path)
     wanted = {"z_image_transformer": "transformer", "qwen3_text_encoder": "text_encoder"}[kind]
@@ -61,7 +63,7 @@ def load_flow_file(ckpt, name: str, dtype: torch.dtype, device: torch.device, co
     else:
         entries = {k[len(prefix):]: e for k, e in ckpt.entries.items() if k != "lm_head.weight"}
         model = build_text_encoder({k: e.shape for k, e in entries.items()}, config, shown)
-    return install(model, entries, dtype, device, f"the {FAMILIES[kind]} of its config")
+    return install(model, entries, dtype, device, f"the {FAMILIES[kind]} of its config", store)
 
 
 def refuse_unsupported(shapes: dict[str, tuple[int, ...]], shown: str) -> None:
@@ -74,16 +76,18 @@ def refuse_unsupported(shapes: dict[str, tuple[int, ...]], shown: str) -> None:
                               f"not support; use Z-Image or Z-Image-Turbo.")
 
 
-def install(model, entries: dict[str, Entry], dtype: torch.dtype, device: torch.device, what: str):
-    """Strict key/shape check, then the tensors: float8 ones kept as float8 (per-layer upcast), others in `dtype`."""
+def install(model, entries: dict[str, Entry], dtype: torch.dtype, device: torch.device, what: str,
+            store: str | None = None):
+    """Strict key/shape check, then the tensors: float8 ones kept as float8 (per-layer upcast), others in `dtype`
+    (Linear weights in `store`'s float8 format when given)."""
     from nodegraph.models.base import install_weights
     from nodegraph.models.checkpoint import fit, read_tensors
 
     fitted = fit(entries, model, lambda key: key, what)
-    if any(e.dtype.is_floating_point and e.dtype.itemsize == 1 for e in fitted.values()):
+    if store or any(e.dtype.is_floating_point and e.dtype.itemsize == 1 for e in fitted.values()):
         from nodegraph.models.fp8 import install_fp8
 
-        install_fp8(model, fitted, dtype, device)
+        install_fp8(model, fitted, dtype, device, store=store)
     else:
         install_weights(model, read_tensors(fitted, dtype, device))
     return model.eval()
