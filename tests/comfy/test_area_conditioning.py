@@ -109,3 +109,32 @@ def test_area_composition_template_runs_end_to_end(tmp_path, models_dir, sd1_fol
             small[f"n{node_id}_steps"] = 2
     images = run_template(tmp_path, name, models, sd1_folder, *sets(**small))
     assert len(images) == 2 and min(i.std() for i in images) > 1
+
+
+def test_conditioning_zero_out_is_a_prompt_of_zeros(tmp_path, models_dir, sd1_folder, default_run):
+    """ConditioningZeroOut (comfy_extras/nodes_cond.py: zeros_like of the embeddings and the pooled output) as the
+    negative prompt equals diffusers' pipeline given negative_prompt_embeds of zeros, sampled as ComfyUI samples."""
+    import diffusers
+    import numpy as np
+
+    from workflows import CFG, PROMPT, SEED, STEPS, api, run_cli
+
+    doc = api()
+    doc["10"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["7", 0]}}
+    doc["3"]["inputs"]["negative"] = ["10", 0]
+    ours = run_cli(tmp_path, doc, models_dir, sd1_folder)[0]
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(sd1_folder, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace")
+    pipe.scheduler.set_timesteps(STEPS)
+    sigma = float(pipe.scheduler.sigmas[0])
+    ids = pipe.tokenizer(PROMPT, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        embeds = pipe.text_encoder(ids)[0]
+    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(SEED))
+    out = pipe(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), num_inference_steps=STEPS,
+               guidance_scale=CFG, height=16, width=16, output_type="np",
+               latents=noise * (1 + sigma ** 2) ** 0.5 / float(pipe.scheduler.init_noise_sigma))
+    theirs = (out.images[0] * 255).round().astype(np.uint8)
+    assert int(np.abs(ours.astype(int) - theirs.astype(int)).max()) <= 1
+    assert int(np.abs(ours.astype(int) - default_run[0].astype(int)).max()) > 8  # not the "blurry" negative
