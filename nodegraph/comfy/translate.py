@@ -226,7 +226,8 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
             clip.update(te=f"${nid}_clip.text_encoder_2", tok=f"${nid}_clip.tokenizer_2")
         if ckpt.clip_layers:
             clip["clip_layers"] = ckpt.clip_layers
-        model = {"unet": f"${nid}_unet.unet", "prediction": ckpt.prediction, "inpaint": ckpt.family.endswith("_inpaint")}
+        model = {"unet": f"${nid}_unet.unet", "prediction": ckpt.prediction,
+                 "inpaint": ckpt.family.endswith("_inpaint")}
         return model, clip, f"${nid}_vae.vae"
 
     def _VAELoader(self, node_id, nid):

@@ -100,6 +100,7 @@ class ComfyCanny(Node):
         try:
             from kornia.filters import canny
         except ImportError:
-            raise ValueError("ComfyUI's Canny is kornia's; install it (pip install kornia, the `comfy` extra)") from None
+            raise ValueError("ComfyUI's Canny is kornia's; install it (pip install kornia: the `comfy` extra)") \
+                from None
         _, edges = canny(i.image, i.low_threshold, i.high_threshold)  # (B, 1, H, W) of 0 / 1
         return {"image": edges.repeat(1, 3, 1, 1)}

@@ -69,7 +69,8 @@ def test_area_conditioning_follows_comfyuis_crop_feather_and_weighted_mean():
         return ComfyConditioning().run(ComfyConditioning.Inputs(embeddings=e), None)["conditioning"]
 
     def area(c, **kw):
-        return ComfyConditioningSetArea().run(ComfyConditioningSetArea.Inputs(conditioning=c, **kw), None)["conditioning"]
+        inputs = ComfyConditioningSetArea.Inputs(conditioning=c, **kw)
+        return ComfyConditioningSetArea().run(inputs, None)["conditioning"]
 
     def combine(a, b):
         return ComfyConditioningCombine().run(ComfyConditioningCombine.Inputs(conditioning_1=a, conditioning_2=b),

@@ -64,7 +64,8 @@ def diffusers_textual_inversion(folder, embedding, prompt: str):
     def embed(text):  # clip skip 1, diffusers' rule written out: final_layer_norm(hidden_states[-2])
         ids = pipe.tokenizer(text, padding="max_length", max_length=77, return_tensors="pt").input_ids
         with torch.no_grad():
-            return pipe.text_encoder.final_layer_norm(pipe.text_encoder(ids, output_hidden_states=True).hidden_states[-2])
+            states = pipe.text_encoder(ids, output_hidden_states=True).hidden_states
+            return pipe.text_encoder.final_layer_norm(states[-2])
 
     noise = torch.randn((1, 4, 8, 8), generator=torch.Generator("cpu").manual_seed(SEED))
     latents = noise * (1 + sigma_max ** 2) ** 0.5 / float(pipe.scheduler.init_noise_sigma)
