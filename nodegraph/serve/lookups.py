@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 DEFAULT_WORKERS = 4
-DEFAULT_SECONDS = 20.0
+DEFAULT_SECONDS = 10.0
 DEFAULT_PENDING = 64
 
 

@@ -96,9 +96,9 @@ def add_parser(sub) -> None:
                             "(default: 4)")
     serve.add_argument("--max-pending-lookups", type=positive(int), default=64, metavar="N",
                        help="submissions being checked or waiting to be; one more is a 503 at once (default: 64)")
-    serve.add_argument("--lookup-seconds", type=positive(float), default=20.0, metavar="S",
+    serve.add_argument("--lookup-seconds", type=positive(float), default=10.0, metavar="S",
                        help="how long POST /runs waits for a submission's check (a Hub lookup) before a 503 "
-                            "(default: 20)")
+                            "(default: 10)")
     serve.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when present)")
     serve.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="default: fp32")
     serve.set_defaults(func=cmd_serve)

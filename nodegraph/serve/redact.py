@@ -5,7 +5,8 @@ the Hugging Face cache, the stored document's folder (`<data>/documents/<digest>
 that, and it tells a stranger how the machine is laid out. Every error message the server sends (a run's
 `error`, a `failed` event, a refusal) passes through `Redactor.text`:
 
-* a node error's `(at FILE:LINE in FUNCTION)` and a Python traceback are dropped (the message stays);
+* a node error's `(at FILE:LINE in FUNCTION)`, a Python traceback and an object's `<… object at 0x…>` are
+  dropped (the message stays);
 * a stored document's folder is dropped (its files keep their own names, as in the document);
 * the data folder, the hub cache, nodegraph's install, Python's and the home folder become `<data>`,
   `<hub cache>`, `<nodegraph>`, `<python>` and `~`;
@@ -22,6 +23,7 @@ import sys
 from typing import Any, Iterable
 
 WHERE = re.compile(r" \(at [^()\n]*?:\d+ in [\w<>.]+\)")
+OBJECT = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")  # a Python object's repr: its address in memory
 TRACEBACK = "Traceback (most recent call last):"
 
 
@@ -57,7 +59,7 @@ class Redactor:
             head, _, trace = text.partition(TRACEBACK)
             last = [line for line in trace.strip().splitlines() if line.strip()][-1:]
             text = (head + " ".join(last)).strip()
-        text = WHERE.sub("", text)
+        text = OBJECT.sub("", WHERE.sub("", text))
         kept = {}
         for index, folder in enumerate(self._allowed):  # shield the allowed folders from the replacements
             if folder in text:

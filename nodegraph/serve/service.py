@@ -30,7 +30,7 @@ class ServeConfig:
     run_limits: RunLimits = field(default_factory=RunLimits)  # pixels, steps, batch, wall time of one run
     cancel_wait_seconds: float = 2.0  # how long DELETE waits for a running run to stop before saying "pending"
     lookup_workers: int = 4  # submissions checked at once (lookups.py)
-    lookup_seconds: float = 20.0  # how long a request waits for its check
+    lookup_seconds: float = 10.0  # how long a request waits for its check
     max_pending_lookups: int = 64  # checks running or waiting; one more is a 503 at once
 
 

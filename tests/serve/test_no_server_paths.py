@@ -69,3 +69,11 @@ def test_the_redactor_hides_internal_folders_and_keeps_the_ones_clients_name(tmp
     trace = "internal error: Traceback (most recent call last):\n  File \"/x/y.py\", line 3, in f\nValueError: bad\n"
     assert redactor.text(trace) == "internal error: ValueError: bad"
     assert redactor.text(None) is None
+    assert redactor.text("cannot identify image file <_io.BytesIO object at 0x7fe2e1c0>") == \
+        "cannot identify image file"
+
+
+def test_an_upload_that_is_no_image_is_refused_without_an_object_address(server):
+    response = httpx.post(f"{server.url}/inputs", headers=server.headers, content=b"\x89PNG\r\n\x1a\n" + bytes(50))
+    assert response.status_code == 422 and response.json()["errors"][0]["code"] == "not_an_image"
+    assert "object at 0x" not in response.text and "not a readable image" in response.text
