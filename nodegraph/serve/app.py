@@ -116,6 +116,16 @@ def create_app(config: ServeConfig) -> FastAPI:
                   "partial re-execution. See docs/server.md.", lifespan=lifespan)
     app.state.service = service
 
+    _add_error_handlers(app, service)
+    _add_run_routes(app, service)
+    _add_info_routes(app, service)
+    add_picture_route(app, service)
+    add_upload_route(app, service)
+    add_page(app)
+    return Guard(app, config.token, config.max_request_bytes) if config.token or config.max_request_bytes else app
+
+
+def _add_error_handlers(app: FastAPI, service: Service) -> None:
     @app.exception_handler(Rejected)
     async def rejected(request: Request, exc: Rejected):
         return JSONResponse(service.redactor.errors_json(exc.as_json()), status_code=exc.status)
@@ -133,11 +143,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         return JSONResponse({"message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
                              "errors": errors}, status_code=400)
 
-    def found(run_id: str) -> dict:
-        run = service.store.get(run_id)
-        if run is None:
-            raise reject("unknown_run", "id", f"no run {run_id}", "GET /runs lists them", status=404)
-        return run
+
+def _add_run_routes(app: FastAPI, service: Service) -> None:
+    """Submitting, listing, following, cancelling and re-queueing runs."""
 
     @app.post("/runs", status_code=202, summary="Queue a run (validated first: 422 lists every problem)")
     async def submit(body: RunRequest):
@@ -158,12 +166,12 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/runs/{run_id}", summary="A run: status, timings, outputs with URLs, error")
     def get_run(run_id: str):
-        return service.run_json(found(run_id))
+        return service.run_json(found(service, run_id))
 
     @app.delete("/runs/{run_id}", summary="Cancel this run: 200 once it has stopped (a running one stops at the "
                 "next model layer), 202 with `cancel: pending` if it has not yet")
     def cancel(run_id: str):
-        run = found(run_id)
+        run = found(service, run_id)
         if run["status"] not in ("queued", "running"):
             raise reject("not_cancellable", "status", f"run {run_id} is already {run['status']}", status=409)
         run = service.run_json(service.cancel(run_id))
@@ -173,7 +181,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.post("/runs/{run_id}/requeue", status_code=202, summary="Queue a failed or cancelled run again")
     async def requeue(run_id: str):
-        found(run_id)
+        found(service, run_id)
         prepared = await service.lookups.run(service.prepare_requeue, run_id)
         return service.run_json(service.enqueue_requeue(run_id, prepared))
 
@@ -181,7 +189,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def events(run_id: str, request: Request):
         from nodegraph.serve.events import EventLog
 
-        run = found(run_id)
+        run = found(service, run_id)
         log = service.logs.get(run_id)
         if log is None:
             log = EventLog(run["events"] or []) if run["status"] in ("finished", "failed", "cancelled") \
@@ -199,6 +207,10 @@ def create_app(config: ServeConfig) -> FastAPI:
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _add_info_routes(app: FastAPI, service: Service) -> None:
+    """Outputs, node types, graphs, health, freeing memory."""
 
     @app.get("/outputs/{run_id}/{file}", summary="An output file (PNG with its nodegraph metadata)")
     def output(run_id: str, file: str):
@@ -233,10 +245,12 @@ def create_app(config: ServeConfig) -> FastAPI:
     def free():
         return {"freed": service.free()}
 
-    add_picture_route(app, service)
-    add_upload_route(app, service)
-    add_page(app)
-    return Guard(app, config.token, config.max_request_bytes) if config.token or config.max_request_bytes else app
+
+def found(service: Service, run_id: str) -> dict:
+    run = service.store.get(run_id)
+    if run is None:
+        raise reject("unknown_run", "id", f"no run {run_id}", "GET /runs lists them", status=404)
+    return run
 
 
 def resume_after(last_event_id: str) -> int:
