@@ -21,6 +21,7 @@ from collections import OrderedDict
 from typing import Any, Optional
 
 from nodegraph.exec import events as ev
+from nodegraph.exec.interrupt import refresh as refresh_cancel_checks
 
 TERMINAL = ("finished", "failed", "cancelled")
 KEEP_LOGS = 256  # finished runs whose logs stay in memory
@@ -148,6 +149,7 @@ class RunHook:
         elif self._depth or "/" in (getattr(event, "node_id", "") or ""):
             return
         elif kind is ev.NodeStarted:
+            refresh_cancel_checks()  # models loaded by the nodes before this one stop between blocks when cancelled
             self.log.append({"type": "node_started", "node": event.node_id, "node_type": event.node_type})
         elif kind is ev.NodeFinished:
             self.executed += 1

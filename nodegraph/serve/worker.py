@@ -99,7 +99,7 @@ class Worker:
             runner = Runner(RunMode(self.device, self.dtype, fast=run["fast"]), components=self.models,
                             cache=self.outputs_cache)
             started = time.perf_counter()
-            with cancel_between_blocks(cancel):  # a cancel (or the deadline) stops inside a step too
+            with cancel_between_blocks(cancel, self.models):  # a cancel (or the deadline) stops inside a step too
                 result = runner.run(graph, values, hooks=(hook,), cancel=cancel, outputs=run["wanted"] or None)
             seconds = time.perf_counter() - started
             outputs = self._write(run_id, runner, graph, values, result)

@@ -11,9 +11,11 @@ from nodegraph.exec.interrupt import cancel_between_blocks
 from nodegraph.exec.hooks import CancelToken, RunCancelledError
 
 
-def test_a_cancelled_token_stops_a_model_between_its_layers_on_its_own_thread_only():
+def test_a_cancelled_token_stops_a_cached_model_between_its_blocks_on_its_own_thread_only():
     import pytest
     import torch
+
+    from nodegraph.core.context import ComponentCache
 
     ran = []
     model = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(4)])
@@ -21,8 +23,10 @@ def test_a_cancelled_token_stops_a_model_between_its_layers_on_its_own_thread_on
         layer.register_forward_hook(lambda m, a, o, index=index: ran.append(index))
     token = CancelToken()
     model[1].register_forward_hook(lambda *_: token.cancel())  # cancelled while the model runs
+    components = ComponentCache()
+    components.get_or_load("model", lambda: model)
     other = []
-    with cancel_between_blocks(token):
+    with cancel_between_blocks(token, components):
         with pytest.raises(RunCancelledError):
             model(torch.zeros(1, 2))
         assert ran == [0, 1]  # layers 2 and 3 never ran
