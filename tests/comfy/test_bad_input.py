@@ -79,13 +79,13 @@ def test_png_without_comfyui_chunks_says_so(tmp_path, capsys, models_dir):
 
 def test_unsupported_nodes_and_names_are_all_listed_before_running(tmp_path, capsys, models_dir):
     doc = copy.deepcopy(DEFAULT_API)
-    doc["3"]["inputs"]["sampler_name"] = "dpmpp_sde"
-    doc["10"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x.pth"}}
-    doc["11"] = {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["10", 0], "image": ["8", 0]}}
+    doc["3"]["inputs"]["sampler_name"] = "dpm_adaptive"  # (dpmpp_sde and upscale models are covered now)
+    doc["10"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_g.safetensors"}}
+    doc["11"] = {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["10", 0], "image": ["8", 0]}}
     err = run_bad(tmp_path, capsys, write(tmp_path, doc), models_dir)
     assert "3 parts of this workflow nodegraph cannot run yet (nothing was run)" in err
-    for part in ("node 3 (KSampler): sampler_name 'dpmpp_sde'", "node 10: UpscaleModelLoader",
-                 "node 11: ImageUpscaleWithModel"):
+    for part in ("node 3 (KSampler): sampler_name 'dpm_adaptive'", "node 10: CLIPVisionLoader",
+                 "node 11: CLIPVisionEncode"):
         assert part in err
 
 
@@ -121,7 +121,11 @@ def test_a_checkpoint_of_an_uncovered_family_is_refused_by_name(tmp_path):
 
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "tiny-sd1.safetensors").touch()
+    # (SD1.x/SD2.x inpainting files are covered now; SDXL inpainting ones are not)
     with pytest.raises(ComfyError, match=r"node 4 \(CheckpointLoaderSimple\) input `ckpt_name`: tiny-sd1.safetensors "
-                                         r"is a sd1_inpaint checkpoint"):
+                                         r"is a sdxl_base_inpaint checkpoint"):
+        translate(Workflow(api(), "w.json"), ModelPaths([tmp_path]),
+                  checkpoint=lambda path: Checkpoint("sdxl_base_inpaint"))
+    with pytest.raises(ComfyError, match=r"node 3 \(KSampler\) input `latent_image`: the model is an inpainting one"):
         translate(Workflow(api(), "w.json"), ModelPaths([tmp_path]), checkpoint=lambda path: Checkpoint("sd1_inpaint"))
     translate(Workflow(api(), "w.json"), ModelPaths([tmp_path]), checkpoint=lambda path: Checkpoint("sd1"))
