@@ -282,8 +282,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     from nodegraph.exec.png_metadata import RecipeError
     from nodegraph.exec.writers import OutputError
     from nodegraph.runner import describe_failure
-    from nodegraph.spec.bundle import BundleError
     from nodegraph.spec.errors import ValidationFailed
+    from nodegraph.spec.limits import InputRefused  # BundleError, LocationError, JsonProblem... (spec/limits.py)
 
     warnings.showwarning = _show_warning
     args = build_parser().parse_args(argv)
@@ -301,7 +301,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (RecipeError, BundleError) as exc:
+    except (RecipeError, InputRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except (RunCancelledError, KeyboardInterrupt):

@@ -229,3 +229,13 @@ def test_dev_zero_and_links_to_it_are_refused_without_reading(tmp_path, capsys, 
         assert main([command, target]) == 2
         err = capsys.readouterr().err
         assert "a device, not a regular file" in err and "internal error" not in err
+
+
+def test_a_malformed_limit_in_the_environment_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from nodegraph.cli import main
+
+    (tmp_path / "g.yaml").write_text(GRAPH)
+    monkeypatch.setenv("NODEGRAPH_MAX_LIST_LENGTH", "lots")
+    assert main(["validate", str(tmp_path / "g.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "NODEGRAPH_MAX_LIST_LENGTH='lots' is not a positive whole number" in err and "internal" not in err
