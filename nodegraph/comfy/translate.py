@@ -84,10 +84,30 @@ def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP
         raise ComfyError(f"{workflow.origin}: {len(refused)} part{'s' if len(refused) > 1 else ''} of this workflow "
                          f"nodegraph cannot run yet (nothing was run):\n  " + "\n  ".join(refused)
                          + "\n  see docs/comfyui.md for what is covered")
+    missing_models(workflow, paths)
     try:
         return _Translator(workflow, paths, step_graph, checkpoint).run()
     except RecursionError:  # links are followed recursively; a chain this long is not a real workflow
         raise ComfyError(f"{workflow.origin}: the chain of linked nodes is too long to import") from None
+
+
+def missing_models(workflow: Workflow, paths: ModelPaths) -> None:
+    """Every model and image file the workflow names that is not found, in one message (each with the folders
+    looked in), before anything loads."""
+    missing = []
+    for node_id, entry in workflow.api.items():
+        for name, kind in _MODEL_KIND.items():
+            value = entry["inputs"].get(name)
+            if isinstance(value, str) and entry["class_type"] in COVERED:
+                try:
+                    paths.find(kind, value, f"{workflow.origin}: node {node_id} ({entry['class_type']}) input `{name}`")
+                except ComfyError as exc:
+                    missing.append(str(exc))
+    if len(missing) == 1:
+        raise ComfyError(missing[0])
+    if missing:
+        raise ComfyError(f"{len(missing)} files of this workflow are missing (nothing was run):\n"
+                         + "\n".join(missing))
 
 
 class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations, InpaintTranslations):

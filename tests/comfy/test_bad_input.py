@@ -129,3 +129,16 @@ def test_a_checkpoint_of_an_uncovered_family_is_refused_by_name(tmp_path):
     with pytest.raises(ComfyError, match=r"node 3 \(KSampler\) input `latent_image`: the model is an inpainting one"):
         translate(Workflow(api(), "w.json"), ModelPaths([tmp_path]), checkpoint=lambda path: Checkpoint("sd1_inpaint"))
     translate(Workflow(api(), "w.json"), ModelPaths([tmp_path]), checkpoint=lambda path: Checkpoint("sd1"))
+
+
+def test_every_missing_model_file_is_named_with_its_folder_before_anything_loads(tmp_path, capsys, models_dir):
+    doc = api(n4_ckpt_name="nowhere.safetensors")
+    doc["10"] = {"class_type": "LoraLoader", "inputs": {"lora_name": "gone.safetensors", "strength_model": 1.0,
+                                                        "strength_clip": 1.0, "model": ["4", 0], "clip": ["4", 1]}}
+    doc["3"]["inputs"]["model"] = ["10", 0]
+    err = run_bad(tmp_path, capsys, write(tmp_path, doc), models_dir)
+    assert "2 files of this workflow are missing (nothing was run)" in err
+    assert "node 4 (CheckpointLoaderSimple) input `ckpt_name`: model 'nowhere.safetensors' not found" in err
+    assert "node 10 (LoraLoader) input `lora_name`: model 'gone.safetensors' not found" in err
+    assert str(models_dir / "checkpoints" / "nowhere.safetensors") in err
+    assert str(models_dir / "loras" / "gone.safetensors") in err
