@@ -106,8 +106,9 @@ class _Meter:
 class MemoryHook:
     """Executor hook: `hook.report` is the `MemoryReport` of the last run (filled as nodes finish)."""
 
-    def __init__(self, device: Any = None):
+    def __init__(self, device: Any = None, estimate: int | None = None):
         self._device = device
+        self.estimate = estimate  # the plan's estimate, shown beside the measured peak
         self._meter: _Meter | None = None
         self._open: list[NodeMemory] = []
         self.report = MemoryReport("cpu")
@@ -115,7 +116,8 @@ class MemoryHook:
     def __call__(self, event: Any) -> None:
         if isinstance(event, RunStarted):
             self._meter = _Meter(self._device)
-            self.report = MemoryReport("cuda" if self._meter.cuda else "cpu", peak=self._meter.now())
+            self.report = MemoryReport("cuda" if self._meter.cuda else "cpu", peak=self._meter.now(),
+                                       estimate=self.estimate)
             self._open = []
         elif self._meter is None:
             return
