@@ -1,7 +1,8 @@
 """`nodegraph import-comfy --report WORKFLOW|FOLDER`: for each workflow, whether nodegraph runs it or the parts that
 refuse it (the same check `nodegraph run` makes before anything runs: node classes, subgraphs, sampler and
 scheduler names), as a table; nothing is imported or written. Model files are not looked up here (a run names any
-that are missing); a FOLDER is every `*.json` workflow in it (ComfyUI's template package: its `templates/`)."""
+that are missing), except that with `--models` a ControlNetLoader file that is a T2I-Adapter is named; a FOLDER is
+every `*.json` workflow in it (ComfyUI's template package: its `templates/`)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,23 @@ def add_report_option(parser) -> None:
                              "parts nodegraph does not cover yet; nothing is written")
 
 
-def check(path: pathlib.Path) -> list[str]:
-    """The parts of the workflow at `path` that nodegraph does not run yet ([] when it runs)."""
+def check(path: pathlib.Path, paths=None) -> list[str]:
+    """The parts of the workflow at `path` that nodegraph does not run yet ([] when it runs). With `paths` (the
+    `--models` folders), ControlNetLoader files that are T2I-Adapters are named too."""
     from nodegraph.comfy.reader import read_workflow
     from nodegraph.comfy.translate import refusals
 
-    return refusals(read_workflow(path).api)
+    api = read_workflow(path).api
+    refused = refusals(api)
+    for node_id, entry in api.items():
+        name = entry["inputs"].get("control_net_name")
+        if paths is not None and entry["class_type"] == "ControlNetLoader" and isinstance(name, str):
+            from nodegraph.comfy.checkpoints import is_t2i_adapter
+
+            found = [folder / name for folder in paths.folders("controlnet") if (folder / name).is_file()]
+            if found and is_t2i_adapter(found[0]):
+                refused.append(f"node {node_id}: T2I-Adapter {name}")
+    return refused
 
 
 def workflows(target: pathlib.Path) -> list[pathlib.Path]:
@@ -48,9 +60,14 @@ def cmd_report(args) -> int:
         print(f"error: {target} does not exist", file=sys.stderr)
         return 2
     rows, runs = ["| workflow | nodegraph |", "|---|---|"], 0
+    paths = None
+    if getattr(args, "models", None) or getattr(args, "extra_model_paths", None):
+        from nodegraph.comfy.command import model_paths
+
+        paths = model_paths(args)
     for path in workflows(target):
         try:
-            refused = check(path)
+            refused = check(path, paths)
         except ComfyError as exc:
             refused = [str(exc).splitlines()[0].replace(f"{path}: ", "")]
         runs += not refused

@@ -21,3 +21,20 @@ def test_report_over_the_template_package_lists_each_template(tmp_path, capsys, 
     runs = sum(v == "runs" for v in rows.values())
     assert f"{runs} of {len(rows)} run" in out and len(rows) > 100
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_report_with_models_names_a_t2i_adapter_file(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from nodegraph.cli import main
+    from templates import template
+
+    folder = tmp_path / "models" / "controlnet"
+    folder.mkdir(parents=True)
+    save_file({"conv_in.weight": torch.zeros(4, 192, 3, 3), "body.0.block1.weight": torch.zeros(4, 4, 3, 3)},
+              str(folder / "controlnetT2IAdapter_t2iAdapterDepth.safetensors"))
+    assert main(["import-comfy", "--report", str(template("depth_t2i_adapter")), "--models",
+                 str(tmp_path / "models")]) == 0
+    assert ("| depth_t2i_adapter | refused: T2I-Adapter controlnetT2IAdapter_t2iAdapterDepth.safetensors |"
+            in capsys.readouterr().out)
