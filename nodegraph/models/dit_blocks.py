@@ -5,7 +5,8 @@ fall). Each block computes what diffusers 0.42.1's counterpart computes, operati
 results are bit-equal (tests/flow/test_z_image_transformer.py checks the whole model):
 * `RMSNorm` (Zhang & Sennrich, 2019): diffusers' `normalization.RMSNorm` — also the per-head QK-norm;
 * rotary position embeddings (Su et al., 2021) over several position axes: `rope_table` / `apply_rope_complex`
-  are the complex, adjacent-pair form of Z-Image (and Lumina); Flux's real cos/sin form goes beside them;
+  are the complex, adjacent-pair form of Z-Image (and Lumina); `rope_cos_sin` / `apply_rope_real` the real
+  cos/sin form of Flux.1 (checked against diffusers' in tests/flow/test_dit_blocks.py, ready for the next issue);
 * `modulate` / `gate` helpers for adaLN modulation (DiT's adaptive layer norm);
 * `patchify` / `unpatchify` in Z-Image's token layout (channels last in a patch; Flux packs channels first);
 * `attention`: multi-head attention through `scaled_dot_product_attention`, with the optional key mask of a batch
@@ -78,8 +79,27 @@ def apply_rope_complex(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * freqs.unsqueeze(2)).flatten(3).type_as(x)
 
 
-# Flux.1 / SD3.5 (next issue): the real form — cos/sin tables repeat-interleaved over pairs, applied as
-# x·cos + rotate_pairs(x)·sin in float32 — belongs here as `apply_rope_real`, sharing `MultiAxisRope`'s axes logic.
+def rope_cos_sin(ids: torch.Tensor, axes_dims: tuple[int, ...], theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real form (Flux.1): ids (N, n_axes) → cos, sin (N, sum(axes_dims)) float32, each axis's angles
+    p·theta^(-2k/d) in float64 (positions from float32), every value repeated for its pair (x_{2k}, x_{2k+1}), axes
+    concatenated (diffusers' `FluxPosEmbed` with `get_1d_rotary_pos_embed(use_real=True)`)."""
+    positions = ids.float()
+    cos, sin = [], []
+    for i, d in enumerate(axes_dims):
+        freqs = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float64, device=ids.device) / d))  # (d/2,)
+        angles = torch.outer(positions[:, i], freqs)  # (N, d/2) float64
+        cos.append(angles.cos().repeat_interleave(2, dim=1).float())
+        sin.append(angles.sin().repeat_interleave(2, dim=1).float())
+    return torch.cat(cos, dim=-1), torch.cat(sin, dim=-1)
+
+
+def apply_rope_real(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, S, heads, d), cos/sin (S, d) → x·cos + rotate_pairs(x)·sin in float32, back in x's dtype, where
+    rotate_pairs maps (a, b) → (−b, a) on adjacent pairs (diffusers' `apply_rotary_emb`, use_real_unbind_dim -1)."""
+    real, imag = x.reshape(*x.shape[:-1], -1, 2).unbind(-1)  # (B, S, heads, d/2) each
+    rotated = torch.stack([-imag, real], dim=-1).flatten(3)  # (B, S, heads, d)
+    cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
 
 
 # --- adaLN modulation -----------------------------------------------------------------------------------------------
