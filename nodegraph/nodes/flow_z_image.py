@@ -42,6 +42,21 @@ class ZImageLatent(Node):
         return {"latents": torch.randn(shape, generator=i.generator, dtype=torch.float32).to(ctx.device)}
 
 
+@node("ZImageGuidanceOff", version=1)
+class ZImageGuidanceOff(Node):
+    """Whether Z-Image's CFG is off for the whole run (`guidance_scale` 0): then the negative prompt is not
+    encoded at all, as ZImagePipeline skips it (feed `off` to that TextEncode's `skip`)."""
+
+    class Inputs(Ports):
+        guidance_scale: float = Field(0.0, ge=0.0, le=100.0, description="Z-Image CFG scale; 0 = off")
+
+    class Outputs(Ports):
+        off: bool
+
+    def run(self, i, ctx):
+        return {"off": not i.guidance_scale > 0}
+
+
 @node("ZImageTransformerStep", version=1)
 class ZImageTransformerStep(Node):
     """One transformer call at scheduler timestep `t`: the velocity −model(x, 1 − t/1000, captions) in float32.

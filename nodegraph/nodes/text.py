@@ -31,12 +31,17 @@ class TextEncode(Node):
         clip_skip: int = Field(0, ge=0, le=24, description="skip the last k CLIP layers (0 = off)")
         max_sequence_length: int = Field(512, ge=1, le=8192, description="Qwen3 encoders (Z-Image): tokens kept, "
                                                                           "the prompt is cut there; CLIP: unused")
+        skip: bool = Field(False, description="encode nothing and output no embeddings (a negative prompt while "
+                                              "guidance is off, which diffusers does not encode either)")
 
     class Outputs(Ports):
         embeddings: Embeddings
 
     def run(self, i, ctx):
         import warnings
+
+        if i.skip:
+            return {"embeddings": None}
 
         from nodegraph.prompts.a1111 import PromptError
         from nodegraph.prompts.encode import encode_a1111, encode_plain

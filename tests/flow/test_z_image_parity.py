@@ -82,3 +82,16 @@ def test_bf16_with_guidance_and_normalization_matches_diffusers_bf16_run(tiny_z_
     assert moved(expected, theirs(bf16, **settings)) == 0  # diffusers' own bf16 run is deterministic here
     got = png_pixels(run_graph(GRAPH, inputs={"model": str(tiny_z_image), **settings}, dtype=torch.bfloat16)["image"])
     assert (got.int() - expected).abs().max() <= 1
+
+
+def test_the_negative_prompt_is_encoded_only_when_guidance_is_on(tiny_z_image, monkeypatch):
+    import nodegraph.models.qwen3_text as qwen3
+
+    encoded, encode = [], qwen3.encode_prompts
+    monkeypatch.setattr(qwen3, "encode_prompts", lambda te, tok, prompts, *a, **k: encoded.append(prompts) or
+                        encode(te, tok, prompts, *a, **k))
+    settings = dict(prompt="a cat", negative_prompt="blurry", steps=1, width=16, height=16)
+    ours(tiny_z_image, **settings)
+    assert encoded == [["a cat"]]  # diffusers skips the negative without CFG, and so does the graph
+    ours(tiny_z_image, **settings, guidance_scale=1.5)
+    assert sorted(encoded[1:]) == [["a cat"], ["blurry"]]
