@@ -39,14 +39,17 @@ def image(folder, **inputs) -> torch.Tensor:
     return png_pixels(run_graph("graphs/z_image.yaml", inputs={"model": str(folder), **SETTINGS, **inputs})["image"])
 
 
-def test_encoder_and_vae_files_give_the_folders_image(tiny_z_image, files):
-    folder = image(tiny_z_image).int()
+@pytest.fixture(scope="module")
+def folder(tiny_z_image) -> torch.Tensor:
+    return image(tiny_z_image).int()
+
+
+def test_encoder_and_vae_files_give_the_folders_image(tiny_z_image, files, folder):
     got = image(tiny_z_image, text_encoder=str(files["text_encoder"]), vae=str(files["vae"])).int()
     assert (got - folder).abs().max() == 0
 
 
-def test_transformer_files_in_bf16_and_fp8_storage_stay_near_the_folders_image(tiny_z_image, files):
-    folder = image(tiny_z_image).int()
+def test_transformer_files_in_bf16_and_fp8_storage_stay_near_the_folders_image(tiny_z_image, files, folder):
     # the folder's fp32 weights rounded to bf16 (and to float8_e4m3fn for the matrices), run in fp32: measured
     # 1/255 and 20/255 on this random model (random weights are a hard case for fp8)
     assert (image(tiny_z_image, transformer=str(files["bf16"])).int() - folder).abs().max() <= 2
