@@ -8,7 +8,7 @@ import sys
 
 import httpx
 import pytest
-from serve_helpers import ROOT, wait_for
+from serve_helpers import ROOT, Server, wait_for
 
 from nodegraph.client import ServerError
 from nodegraph.serve.redact import Redactor
@@ -19,10 +19,19 @@ def server_paths(server) -> list[str]:
             "object at 0x", "Traceback", ".py:"]
 
 
-@pytest.fixture
-def offline_server(start_server, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub id fails at once, from the cache, as it does offline
-    return start_server()
+@pytest.fixture(scope="module")
+def offline_server(tmp_path_factory):
+    before = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a hub id fails at once, from the cache, as it does offline
+    try:
+        running = Server(tmp_path_factory.mktemp("offline")).start()
+    finally:
+        if before is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = before
+    yield running
+    running.stop()
 
 
 def test_a_failed_runs_error_names_no_server_path(offline_server):
@@ -38,13 +47,14 @@ def test_a_failed_runs_error_names_no_server_path(offline_server):
 
 def test_bundles_over_the_file_limit_and_computed_locations_are_refused_without_internals(offline_server):
     with offline_server.client() as client:
+        stored = set((offline_server.data / "documents").iterdir())
         for count in (257, 20_000):
             files = {f"f{i}.yaml": "nodegraph: 1\n" for i in range(count)}
             with pytest.raises(ServerError) as caught:
                 client.submit(document={"format": 1, "main": "f0.yaml", "files": files})
             assert caught.value.status == 422 and caught.value.errors[0]["code"] == "bad_bundle"
             assert f"the bundle holds {count:,} files, over the limit of 256" in str(caught.value)
-            assert not any((offline_server.data / "documents").iterdir())  # nothing written
+            assert set((offline_server.data / "documents").iterdir()) == stored  # nothing written
         computed = ("nodegraph: 1\nnodes:\n  p: {type: String, value: secret.png}\n"
                     "  i: {type: LoadImage, path: $p.value}\noutputs: {image: $i.image}\n")
         with pytest.raises(ServerError) as caught:
