@@ -13,9 +13,9 @@ to 29/255 in ComfyUI). Here the network is run one stage at a time instead, and 
   approximation of estimating them from a downscaled image);
 * the mid block (with its global self-attention) runs untiled at the latent resolution, where it is small.
 
-What is held: the stage's input and output at full size (two activations of the widest stage), plus one tile's
-temporaries — where the untiled pass holds the norm, activation, upsampled and convolved copies of the whole
-image at once. Measured figures are in docs/memory.md.
+What is held: a resnet's input, its first conv's output and (when the widths differ) its sum at full size, plus
+one tile's temporaries — where the untiled pass holds the norm, activation, upsampled and convolved copies of
+the whole image at once. An upsampler's output is never held: it is recomputed where read (`Upsampled`). Measured figures are in docs/memory.md.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def tiled_decode(vae: AutoencoderKL, z: torch.Tensor, tile: int = DEFAULT_TILE) 
     for block in dec.up_blocks:
         for resnet in block.resnets:
             x = _resnet(resnet, x, tile)
-        if block.upsamplers is not None:
-            x = _resample(block.upsamplers[0], x, tile)
+        if block.upsamplers is not None:  # never held whole: the next resnet reads it region by region
+            x = Upsampled(block.upsamplers[0], x)
     return _norm_act_conv(dec.conv_norm_out, dec.conv_act, dec.conv_out, x, tile)
 
 
@@ -59,9 +59,35 @@ def tiled_encode(vae: AutoencoderKL, x: torch.Tensor, tile: int = DEFAULT_TILE) 
     return DiagonalGaussian(moments)
 
 
+class Upsampled:
+    """An `Upsample2D`'s output (nearest ×2, 3×3 conv) computed region by region when read, from the input held at
+    half the size: the resnet after it reads it three times (statistics, first conv, shortcut), which costs the
+    upsampler's conv three times over and spares holding the widest activation of the decoder (SDXL at 2048²:
+    256 channels at full size, 4 GB in fp32)."""
+
+    def __init__(self, layer: Upsample2D, x: torch.Tensor):
+        self.layer, self.x = layer, x
+        B, _, H, W = x.shape
+        self.shape = (B, layer.conv.out_channels, 2 * H, 2 * W)
+        self.dtype, self.device = x.dtype, x.device
+
+    def __getitem__(self, index: tuple) -> torch.Tensor:
+        """`up[:, :, rows]` or `up[:, :, rows, cols]` (plain slices)."""
+        rows, cols = index[2], index[3] if len(index) > 3 else slice(None)
+        (y0, y1), (x0, x1) = _bounds(rows, self.shape[2]), _bounds(cols, self.shape[3])
+        a, b, oy = _source_span("up", y0, y1, self.x.shape[2])
+        c, d, ox = _source_span("up", x0, x1, self.x.shape[3])
+        out = self.layer.conv(F.interpolate(self.x[:, :, a:b, c:d], scale_factor=2.0, mode="nearest"))
+        return out[:, :, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+
+
+def _bounds(s: slice, size: int) -> tuple[int, int]:
+    return min(s.start or 0, size), size if s.stop is None else min(s.stop, size)
+
+
 # ---- GroupNorm in two passes ------------------------------------------------------------------------------
 
-def group_stats(x: torch.Tensor, norm: torch.nn.GroupNorm, rows: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def group_stats(x: torch.Tensor | Upsampled, norm: torch.nn.GroupNorm, rows: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, 1/sqrt(var + eps)) per (sample, group), each (B, G) float32, gathered over bands of `rows` rows."""
     B, C, H, W = x.shape
     G = norm.num_groups
@@ -111,7 +137,7 @@ def _out_size(kind: str, size: int) -> int:
     return {"same": size, "up": 2 * size, "down": size // 2}[kind]  # down: (size + 1 − 3) // 2 + 1
 
 
-def _map_tiles(x: torch.Tensor, channels: int, kind: str, tile: int, op, out: torch.Tensor | None = None,
+def _map_tiles(x: torch.Tensor | Upsampled, channels: int, kind: str, tile: int, op, out: torch.Tensor | None = None,
                shortcut=None) -> torch.Tensor:
     """Apply `op` (a tile of x → its output) over output tiles of `tile`² pixels into `out` (B, channels, H', W');
     `shortcut(rows, cols)`, if given, is added to each tile's core (computed before the core is overwritten)."""
@@ -132,12 +158,12 @@ def _map_tiles(x: torch.Tensor, channels: int, kind: str, tile: int, op, out: to
     return out
 
 
-def _norm_act_conv(norm, act, conv, x: torch.Tensor, tile: int) -> torch.Tensor:
+def _norm_act_conv(norm, act, conv, x: torch.Tensor | Upsampled, tile: int) -> torch.Tensor:
     stats = group_stats(x, norm)
     return _map_tiles(x, conv.out_channels, "same", tile, lambda t: conv(act(_normalise(t, norm, stats))))
 
 
-def _resnet(block: ResnetBlock2D, x: torch.Tensor, tile: int) -> torch.Tensor:
+def _resnet(block: ResnetBlock2D, x: torch.Tensor | Upsampled, tile: int) -> torch.Tensor:
     """norm1 → act → conv1 → norm2 → act → conv2, plus the shortcut, in two tiled passes (no time embedding)."""
     stats1 = group_stats(x, block.norm1)
     h = _map_tiles(x, block.conv1.out_channels, "same", tile,
@@ -150,7 +176,7 @@ def _resnet(block: ResnetBlock2D, x: torch.Tensor, tile: int) -> torch.Tensor:
         return skip(core) if skip is not None else core
 
     # the second pass reads x only at each tile's own core, so the sum may overwrite x when the widths agree
-    out = x if skip is None and block.output_scale_factor == 1.0 else None
+    out = x if skip is None and block.output_scale_factor == 1.0 and isinstance(x, torch.Tensor) else None
     out = _map_tiles(h, block.conv2.out_channels, "same", tile,
                      lambda t: block.conv2(block.act(_normalise(t, block.norm2, stats2))), out=out, shortcut=shortcut)
     return out if block.output_scale_factor == 1.0 else out / block.output_scale_factor
