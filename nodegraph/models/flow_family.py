@@ -28,7 +28,7 @@ def z_image_problem(source: str | os.PathLike, revision: str | None = None, inpu
 
     given = f"`{input_name}` {str(source)!r}"
     if is_single_file(source):
-        return _single_file_problem(source, given)
+        return _single_file_problem(source, given, input_name)
     try:
         index = read_config(source, "model_index", revision)
         kind = index.get("_class_name")
@@ -51,12 +51,19 @@ def z_image_problem(source: str | os.PathLike, revision: str | None = None, inpu
     return None
 
 
-def _single_file_problem(source, given: str) -> str | None:
+def _single_file_problem(source, given: str, input_name: str) -> str | None:
     from nodegraph.models.single_file.detect import detect
     from nodegraph.models.single_file.loader import opened
+    from nodegraph.models.single_file.z_image import detect_flow_file
 
+    shapes = opened(source, False).shapes
+    if flow := detect_flow_file(shapes):
+        component = {"z_image_transformer": "transformer", "qwen3_text_encoder": "text_encoder"}[flow[0]]
+        return (f"{given} holds a Z-Image {component.replace('_', ' ')} alone; pass it as `{component}`, with a "
+                f"Z-Image pipeline folder or repo as `{input_name}` (the tokenizer, scheduler and "
+                f"configs come from there).")
     try:
-        family = detect(opened(source, False).shapes, str(source)).name
+        family = detect(shapes, str(source)).name
     except CheckpointError:
         return None  # not an SD-family file: the Z-Image loaders read it and say what they find
     graph = "graphs/sdxl.yaml" if family.startswith("sdxl") else "graphs/stable_diffusion.yaml"

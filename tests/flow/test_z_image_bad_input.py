@@ -82,3 +82,13 @@ def test_the_cli_writes_one_png_per_image_of_a_batch(tiny_z_image, tmp_path):
     result = run_cli("z_image.yaml", tmp_path, model=tiny_z_image, steps=2, width=32, height=16, batch_size=2)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["image_0.png", "image_1.png"]
+
+
+def test_a_transformer_file_given_as_model_is_sent_to_the_transformer_input(tiny_z_image, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from test_z_image_single_file import original_layout
+
+    state = load_file(tiny_z_image / "transformer" / "diffusion_pytorch_model.safetensors")
+    save_file(original_layout(state, ""), tmp_path / "z_image_turbo_bf16.safetensors")
+    result = run_cli("z_image.yaml", tmp_path, model=tmp_path / "z_image_turbo_bf16.safetensors", steps=2)
+    assert_refused(result, tmp_path, "`model`", "pass it as `transformer`", "Z-Image pipeline folder or repo")
