@@ -14,7 +14,8 @@ The server's own rules, on top of the spec's (size limits, includes kept in thei
 * location ports take literals or graph inputs, never a value another node computes (it could not be checked
   before the run), except one a node passes on from its own location input of the same name (an output typed
   as a location, like SDXLCheckpoint's `model`: checked where it enters);
-* at most `max_nodes` nodes, counting included graphs and repeat bodies.
+* at most `max_nodes` nodes, counting included graphs and repeat bodies;
+* no Hub graph (`type: hf://…`) unless the operator allows them (`hub_graphs`, `--allow-hub-graphs`).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Documents:
     """Resolves submissions to validated graphs; keeps recently used graphs loaded (plans included)."""
 
     def __init__(self, data_dir: pathlib.Path, graph_dirs: list[pathlib.Path], model_dirs: list[pathlib.Path],
-                 store, max_nodes: int = 500):
+                 store, max_nodes: int = 500, hub_graphs: bool = False):
         self.root = data_dir / "documents"
         self.root.mkdir(parents=True, exist_ok=True)
         self.inputs_dir = data_dir / "inputs"
@@ -89,6 +90,7 @@ class Documents:
         self.model_dirs = [p.resolve() for p in model_dirs]
         self.store = store
         self.max_nodes = max_nodes
+        self.hub_references = "any" if hub_graphs else "none"  # `type: hf://…` in a document (spec/locations.py)
         self._graphs: OrderedDict[str, Any] = OrderedDict()
         self._bundles: OrderedDict[Any, tuple[dict, dict]] = OrderedDict()  # what was submitted -> bundle, file stamps
         self._lock = threading.Lock()
@@ -107,7 +109,7 @@ class Documents:
         described = []
         for name, path in self.graph_files().items():
             try:
-                graph = load_graph(path)
+                graph = load_graph(path, hub_references=self.hub_references)
             except ValidationFailed:
                 continue
             if not graph.spec.outputs:
@@ -178,7 +180,7 @@ class Documents:
 
         base = self.graph_dirs[0]
         try:
-            graph = loads_graph(text, file=SUBMITTED, base_dir=base)
+            graph = loads_graph(text, file=SUBMITTED, base_dir=base, hub_references=self.hub_references)
         except ValidationFailed as exc:
             raise Rejected(422, exc.issues, SUBMITTED) from None
         files = {SUBMITTED: text}
@@ -215,7 +217,7 @@ class Documents:
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         try:
-            graph = load_graph(folder / bundle["main"])
+            graph = load_graph(folder / bundle["main"], hub_references=self.hub_references)
         except ValidationFailed as exc:
             if created:  # an invalid document leaves nothing behind
                 shutil.rmtree(folder, ignore_errors=True)

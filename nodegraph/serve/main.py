@@ -72,6 +72,9 @@ def add_parser(sub) -> None:
     serve.add_argument("--insecure", action="store_true",
                        help="bind beyond loopback without a token: anyone who reaches the port may run graphs "
                             "(a warning is printed)")
+    serve.add_argument("--allow-hub-graphs", action="store_true",
+                       help="let documents name graphs on the Hub (`type: hf://…`); refused by default: a lookup "
+                            "reaches the network on a stranger's behalf")
     serve.add_argument("--max-model-memory", type=memory_size, default=None, metavar="SIZE",
                        help="loaded models kept, least recently used dropped first (default: half the memory)")
     serve.add_argument("--max-cache-memory", type=memory_size, default=memory_size("1G"), metavar="SIZE",
@@ -138,14 +141,13 @@ def cmd_serve(args) -> int:
     from nodegraph.exec.heap import reuse_freed_heap
 
     reuse_freed_heap()
+    limits = RunLimits(args.max_pixels, args.max_pixel_steps, args.max_batch, args.max_run_seconds or None)
     config = ServeConfig(data=(args.data or default_data_dir()).resolve(), graphs=args.graphs, models=args.models,
-                         token=token,
-                         max_request_bytes=args.max_request_bytes, max_nodes=args.max_nodes,
+                         token=token, max_request_bytes=args.max_request_bytes, max_nodes=args.max_nodes,
                          max_model_memory=args.max_model_memory, max_cache_memory=args.max_cache_memory,
-                         device=args.device, dtype=args.dtype, lookup_workers=args.lookup_workers,
-                         run_limits=RunLimits(args.max_pixels, args.max_pixel_steps, args.max_batch,
-                                              args.max_run_seconds or None),
-                         lookup_seconds=args.lookup_seconds, max_pending_lookups=args.max_pending_lookups)
+                         device=args.device, dtype=args.dtype, allow_hub_graphs=args.allow_hub_graphs,
+                         run_limits=limits, lookup_workers=args.lookup_workers, lookup_seconds=args.lookup_seconds,
+                         max_pending_lookups=args.max_pending_lookups)
     app = create_app(config)
     print(f"nodegraph serve: http://{args.host}:{args.port} (data in {config.data}; API page /docs)",
           file=sys.stderr, flush=True)

@@ -27,6 +27,7 @@ class ServeConfig:
     max_cache_memory: int = 1 << 30  # bytes of node outputs kept
     device: Any = None
     dtype: Any = None
+    allow_hub_graphs: bool = False  # documents may name graphs on the Hub (`type: hf://…`)
     run_limits: RunLimits = field(default_factory=RunLimits)  # pixels, steps, batch, wall time of one run
     cancel_wait_seconds: float = 2.0  # how long DELETE waits for a running run to stop before saying "pending"
     lookup_workers: int = 4  # submissions checked at once (lookups.py)
@@ -61,7 +62,8 @@ class Service:
         _remove_partial_files(self.out_dir)
         self.store = RunStore(config.data / "runs.sqlite")
         self.interrupted = self.store.fail_interrupted()
-        self.documents = Documents(config.data, config.graphs, config.models, self.store, config.max_nodes)
+        self.documents = Documents(config.data, config.graphs, config.models, self.store, config.max_nodes,
+                                   hub_graphs=config.allow_hub_graphs)
         self.logs = EventLogs()
         self.redactor = Redactor(config.data, self.documents.root, [*self.documents.graph_dirs,
                                                                     *self.documents.model_dirs,

@@ -51,3 +51,13 @@ def test_a_number_no_reader_expected_is_refused_not_a_500(client):
         client.submit(document=document)
     assert caught.value.status == 422 and "Traceback" not in str(caught.value)
     assert client.health()["status"] == "ok"
+
+
+@pytest.mark.parametrize("address", ["hf://a/b/g.yaml", "hf://a/b@main/g.yaml", "hf://a/b@" + "0" * 40 + "/g.yaml"])
+def test_a_hub_graph_in_a_document_is_refused_unless_the_operator_allows_it(client, address):
+    document = f"nodegraph: 1\nnodes:\n  s: {{type: '{address}'}}\noutputs: {{v: $s.value}}\n"
+    with pytest.raises(ServerError) as caught:
+        client.submit(document=document)
+    assert caught.value.status == 422
+    assert [e["code"] for e in caught.value.errors] == ["hub_refused"]
+    assert "--allow-hub-graphs" in caught.value.errors[0]["hint"]
