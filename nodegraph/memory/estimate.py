@@ -35,7 +35,7 @@ class ComponentSize:
     component: str
     bytes: int
     held: tuple[int, int]  # (first, last) top-level step index the model is held over
-    largest_layer: int = 0  # what streaming it (models/streaming.py) cannot go below  # (first, last) top-level step index the model is held over
+    largest_layer: int = 0  # what streaming it (models/streaming.py) cannot go below
 
 
 @dataclass

@@ -15,7 +15,8 @@ to 29/255 in ComfyUI). Here the network is run one stage at a time instead, and 
 
 What is held: a resnet's input, its first conv's output and (when the widths differ) its sum at full size, plus
 one tile's temporaries — where the untiled pass holds the norm, activation, upsampled and convolved copies of
-the whole image at once. An upsampler's output is never held: it is recomputed where read (`Upsampled`). Measured figures are in docs/memory.md.
+the whole image at once. An upsampler's output is never held: it is recomputed where read (`Upsampled`).
+Measured figures are in docs/memory.md.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def _bounds(s: slice, size: int) -> tuple[int, int]:
 
 # ---- GroupNorm in two passes ------------------------------------------------------------------------------
 
-def group_stats(x: torch.Tensor | Upsampled, norm: torch.nn.GroupNorm, rows: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def group_stats(x: torch.Tensor | Upsampled, norm: torch.nn.GroupNorm, rows: int = 16
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, 1/sqrt(var + eps)) per (sample, group), each (B, G) float32, gathered over bands of `rows` rows."""
     B, C, H, W = x.shape
     G = norm.num_groups

@@ -1,9 +1,10 @@
 """Exact tiled VAE (models/vae_tiling.py): tiled decode and encode equal diffusers' untiled AutoencoderKL.
 
 Measured with 16-pixel tiles (many cuts at every stage), fp32: the largest difference from diffusers' untiled
-decode is at most 6e-6 in the [-1, 1] range (outputs up to 5.7 in size) on all configs and sizes here (the bound is 1/255 of the [0, 1] image,
-i.e. 2/255 in [-1, 1]); the encoder's posterior mean differs by less than 1e-5. Cutting the latents into
-halves and decoding them apart (the naive tiling) moves pixels by far more than the bound on the same models.
+decode is at most 6e-6 in the [-1, 1] range (outputs up to 5.7 in size) on all configs and sizes here (the
+bound is 1/255 of the [0, 1] image, i.e. 2/255 in [-1, 1]); the encoder's posterior mean differs by less than
+1e-5. Cutting the latents into halves and decoding them apart (the naive tiling) moves pixels by far more than
+the bound on the same models.
 """
 
 from __future__ import annotations
