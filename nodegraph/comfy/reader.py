@@ -19,6 +19,7 @@ from typing import Any
 from nodegraph.comfy.coverage import widget_names
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.schema import check_api, check_ui
+from nodegraph.comfy.subgraphs import flatten_subgraphs
 from nodegraph.spec.limits import InputRefused, active_limits
 from nodegraph.spec.reading import JsonProblem, load_json, open_image, read_limited
 UI_ONLY = {"Note", "MarkdownNote"}
@@ -125,6 +126,7 @@ def _check_api(doc: Any, origin: str) -> dict[str, dict[str, Any]]:
 def ui_to_api(doc: dict, origin: str) -> dict[str, dict[str, Any]]:
     """ComfyUI's editor format → API form (what the front end's `graphToPrompt` sends)."""
     check_ui(doc, origin)  # types first (comfy/schema.py): below, every field read has its checked type
+    doc = flatten_subgraphs(doc, origin)  # definitions.subgraphs: instances → their nodes (comfy/subgraphs.py)
     nodes = {str(raw["id"]): raw for raw in doc["nodes"]}
     links: dict[int, tuple[str, int]] = {}
     for link in doc.get("links") or []:

@@ -10,6 +10,8 @@ primitives are UI-only; muted and bypassed nodes are not sent).
 from __future__ import annotations
 
 import json
+
+import pytest
 from pathlib import Path
 
 import comfyui_workflow_templates  # the pinned 0.1.95 (all 25 SD-family templates)
@@ -34,24 +36,38 @@ SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms
 SCHEDULERS = {"normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"}
 
 
+class NotExpanded(Exception):
+    """A subgraph instance nodegraph refuses to expand (its own widget values, or bypassed): the reason."""
+
+
 def expected_refusals(doc: dict) -> set[str]:
-    subgraphs = {s["id"]: s.get("name") or s["id"] for s in (doc.get("definitions") or {}).get("subgraphs") or []}
+    """The unsupported parts, subgraph instances expanded as `instance:inner` ids (nested), as the front end sends
+    them; raises NotExpanded for an instance the import refuses to expand."""
+    definitions = {s["id"]: s for s in (doc.get("definitions") or {}).get("subgraphs") or []}
     out = set()
-    for node in doc["nodes"]:
-        kind, node_id = node["type"], node["id"]
-        if kind in UI_ONLY or node.get("mode") in (2, 4):
-            continue
-        if kind in subgraphs:
-            out.add(f"node {node_id}: subgraph {subgraphs[kind]!r}")
-        elif kind not in COVERED:
-            out.add(f"node {node_id}: {kind}")
-        else:  # the widget slots holding a sampler or scheduler name, in the front end's order
-            values = node.get("widgets_values") or []
-            slots = {"KSampler": (4, 5), "KSamplerAdvanced": (5, 6), "KSamplerSelect": (0, None),
-                     "BasicScheduler": (None, 0)}.get(kind, (None, None))  # after seed and its "control" slot
-            for slot, name, allowed in zip(slots, ("sampler_name", "scheduler"), (SAMPLERS, SCHEDULERS)):
-                if slot is not None and values[slot] not in allowed:
-                    out.add(f"node {node_id} ({kind}): {name} {values[slot]!r}")
+
+    def walk(nodes, prefix):
+        for node in nodes:
+            kind, node_id = node["type"], f"{prefix}{node['id']}"
+            if kind in UI_ONLY or node.get("mode") == 2 or (node.get("mode") == 4 and kind not in definitions):
+                continue
+            if kind in definitions:
+                if node.get("mode") == 4:
+                    raise NotExpanded("is bypassed")
+                if node.get("widgets_values"):
+                    raise NotExpanded("carries its own widget values")
+                walk(definitions[kind].get("nodes") or [], f"{node_id}:")
+            elif kind not in COVERED:
+                out.add(f"node {node_id}: {kind}")
+            else:  # the widget slots holding a sampler or scheduler name, in the front end's order
+                values = node.get("widgets_values") or []
+                slots = {"KSampler": (4, 5), "KSamplerAdvanced": (5, 6), "KSamplerSelect": (0, None),
+                         "BasicScheduler": (None, 0)}.get(kind, (None, None))  # after seed and its "control" slot
+                for slot, name, allowed in zip(slots, ("sampler_name", "scheduler"), (SAMPLERS, SCHEDULERS)):
+                    if slot is not None and values[slot] not in allowed:
+                        out.add(f"node {node_id} ({kind}): {name} {values[slot]!r}")
+
+    walk(doc["nodes"], "")
     return out
 
 
@@ -75,7 +91,13 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
 
     imported, refused = [], 0
     for template in TEMPLATES:
-        expected = expected_refusals(json.loads(template.read_text()))
+        try:
+            expected = expected_refusals(json.loads(template.read_text()))
+        except NotExpanded as reason:
+            with pytest.raises(ComfyError, match=str(reason)):
+                read_workflow(template)
+            refused += 1
+            continue
         workflow = read_workflow(template)
         models = tmp_path / template.parent.parent.name / template.stem / "models"
         for entry in workflow.api.values():  # empty stand-ins for the models the template names

@@ -1,0 +1,67 @@
+"""UI-format subgraphs (`definitions.subgraphs`) are flattened as ComfyUI's front end sends them: the default graph
+with its KSampler and VAEDecode moved into a subgraph (fed through subgraph inputs, the seed from a PrimitiveNode
+outside, the image out through a subgraph output) gives the default graph's image; inner ids read
+`<instance>:<inner>`; instances carrying their own widget values are refused with the reason."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from workflows import default_ui, run_cli
+
+
+def in_a_subgraph(widgets_values=None) -> dict:
+    ui = default_ui()
+    inner = {n["id"]: copy.deepcopy(n) for n in ui["nodes"] if n["id"] in (3, 8)}
+    ui["nodes"] = [n for n in ui["nodes"] if n["id"] not in (3, 8)]
+    ksampler, decode = inner[3], inner[8]
+    ksampler["id"], decode["id"] = 1, 2
+    for slot, link in zip(ksampler["inputs"], (101, 102, 103, 104, 106)):  # model, positive, negative, latent, seed
+        slot["link"] = link
+    decode["inputs"][0]["link"], decode["inputs"][1]["link"] = 107, 105  # samples from the KSampler, vae input 4
+    names = ("model", "positive", "negative", "latent_image", "vae", "seed")  # subgraph inputs 0…5
+    targets = ((1, 0), (1, 1), (1, 2), (1, 3), (2, 1), (1, 4))  # the inner (node, slot) each feeds
+    links = [{"id": 101 + k, "origin_id": -10, "origin_slot": k, "target_id": node, "target_slot": slot,
+              "type": "*"} for k, (node, slot) in enumerate(targets)]
+    links += [{"id": 107, "origin_id": 1, "origin_slot": 0, "target_id": 2, "target_slot": 0, "type": "LATENT"},
+              {"id": 108, "origin_id": 2, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "IMAGE"}]
+    subgraph = {"id": "sample-and-decode", "name": "Sample and decode", "nodes": [ksampler, decode], "links": links,
+                "inputs": [{"name": n, "linkIds": [101 + k]} for k, n in enumerate(names)],
+                "outputs": [{"name": "IMAGE", "linkIds": [108]}]}
+    outer = (1, 4, 6, 2, 11, 20)  # the top-level links into the instance's inputs, in the same order
+    ui["nodes"].append({"id": 20, "type": "sample-and-decode", "mode": 0,
+                        "inputs": [{"name": n, "type": "*", "link": link} for n, link in zip(names, outer)],
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [9]}],
+                        "widgets_values": widgets_values or []})
+    ui["links"] = [[1, 4, 0, 20, 0, "MODEL"], [2, 5, 0, 20, 3, "LATENT"], [3, 4, 1, 6, 0, "CLIP"],
+                   [4, 6, 0, 20, 1, "CONDITIONING"], [5, 4, 1, 7, 0, "CLIP"], [6, 7, 0, 20, 2, "CONDITIONING"],
+                   [9, 20, 0, 9, 0, "IMAGE"], [10, 4, 2, 10, 0, "VAE"], [11, 10, 0, 20, 4, "VAE"],
+                   [20, 12, 0, 20, 5, "INT"]]
+    ui["definitions"] = {"subgraphs": [subgraph]}
+    return ui
+
+
+def test_a_subgraph_runs_as_the_flat_graph_with_comfyuis_ids(tmp_path, models_dir, sd1_folder, default_run):
+    from nodegraph.comfy.reader import read_workflow
+
+    path = tmp_path / "sub.json"
+    path.write_text(json.dumps(in_a_subgraph()))
+    api = read_workflow(path).api
+    assert api["20:1"]["class_type"] == "KSampler" and api["20:1"]["inputs"]["seed"] == 5  # the PrimitiveNode's
+    assert api["20:2"]["inputs"]["samples"] == ["20:1", 0] and api["9"]["inputs"]["images"] == ["20:2", 0]
+    ours = run_cli(tmp_path / "run", in_a_subgraph(), models_dir, sd1_folder)[0]
+    assert int(np.abs(ours.astype(int) - default_run[0].astype(int)).max()) == 0
+
+
+def test_a_subgraph_instance_with_its_own_widget_values_is_refused(tmp_path):
+    from nodegraph.comfy.errors import ComfyError
+    from nodegraph.comfy.reader import read_workflow
+
+    path = tmp_path / "sub.json"
+    path.write_text(json.dumps(in_a_subgraph(widgets_values=[7])))
+    with pytest.raises(ComfyError, match=r"node 20 \(subgraph 'Sample and decode'\) carries its own widget values"):
+        read_workflow(path)
