@@ -132,9 +132,10 @@ def _add_error_handlers(app: FastAPI, service: Service) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}",
-                     "GET /docs lists the routes")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        hint = ("the body must be one JSON object as GET /docs shows (integers of at most 4,300 digits)"
+                if exc.status_code == 400 else "GET /docs lists the routes")
+        return error(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}", hint)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):

@@ -73,3 +73,17 @@ def test_an_sse_client_reconnecting_after_the_terminal_event_does_not_hang(serve
     with httpx.stream("GET", f"{server.url}/runs/{run_id}/events", headers=server.headers, timeout=20) as response:
         ids = [line[4:] for line in response.iter_lines() if line.startswith("id: ")]
     assert read_stream(server, run_id, ids[-1]) == ""  # what EventSource sends when it reconnects
+
+
+@pytest.mark.parametrize("body", ['{"graph": "sleep", "priority": ' + HUGE + '}',
+                                  '{"graph": "sleep", "inputs": {"value": ' + HUGE + '}}',
+                                  '{"graph": "sleep", "priority": 1001}', '{"graph": "sleep", "priority": -5.5}',
+                                  '{"graph": "sleep"', '\xff\xfe', '[1, 2]', '"sleep"', 'null',
+                                  '{"graph": "sleep", "inputs": [1]}', '{"graph": "sleep", "outputs": "value"}',
+                                  '{"graph": "sleep", "unknown": 1}'])
+def test_a_malformed_run_request_body_is_400_and_nothing_is_queued(server, body):
+    before = httpx.get(f"{server.url}/health", headers=server.headers).json()["runs"]
+    answer = refused(server, "POST", "/runs", content=body.encode("utf-8", "surrogateescape"),
+                     headers={"content-type": "application/json"})
+    assert answer["errors"][0]["code"] == "bad_request"
+    assert httpx.get(f"{server.url}/health", headers=server.headers).json()["runs"] == before
