@@ -1,8 +1,11 @@
 """Hostile documents submitted over HTTP: a 422 with the messages `nodegraph validate` gives (the readers'
 own checks, spec/), nothing queued, and the server keeps serving."""
 
+import json
+import sys
+
 import pytest
-from serve_helpers import TEST_GRAPHS
+from serve_helpers import TEST_GRAPHS, TOKEN
 
 from nodegraph.client import ServerError
 from nodegraph.spec.errors import ValidationFailed
@@ -42,6 +45,30 @@ def test_a_hostile_document_is_422_with_validates_messages_and_nothing_queued(cl
     assert caught.value.status == 422
     assert {(e["code"], e["message"]) for e in caught.value.errors} == validate_messages(HOSTILE[name])
     assert client.health()["runs"] == before
+    assert TOKEN not in str(caught.value) + json.dumps(caught.value.errors)  # the server's secret stays in
+
+
+def peak_bytes(pid: int) -> int:
+    """The process's peak resident memory so far (Linux's VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak from /proc")
+def test_every_hostile_document_together_costs_the_server_little_memory(client, server):
+    for text in HOSTILE.values():  # once each first: imports and caches warm
+        with pytest.raises(ServerError):
+            client.submit(document=text)
+    with open(f"/proc/{server.proc.pid}/clear_refs", "w") as clear:
+        clear.write("5")  # the peak starts again from the memory held now (not an earlier run's peak)
+    before = peak_bytes(server.proc.pid)
+    for _ in range(3):
+        for text in HOSTILE.values():
+            with pytest.raises(ServerError):
+                client.submit(document=text)
+    grown = peak_bytes(server.proc.pid) - before
+    assert grown < 64 * 2**20, f"the server's peak grew {grown / 2**20:.0f} MiB refusing hostile documents"
+    assert client.health()["status"] == "ok"
 
 
 def test_a_number_no_reader_expected_is_refused_not_a_500(client):
