@@ -17,7 +17,7 @@ from nodegraph.spec.checked import CheckedGraph, Source
 from nodegraph.spec.document import DocumentParser, GraphSpec
 from nodegraph.spec.errors import GraphError, Path, Reporter, ValidationFailed
 from nodegraph.spec.limits import InputRefused, Limits, active_limits
-from nodegraph.spec.locations import LocationError, check_hub_reference
+from nodegraph.spec.locations import LocationError, check_hub_reference, confine, is_file, shown
 from nodegraph.spec.reading import read_document
 from nodegraph.spec.requires import check_requires
 from nodegraph.spec.yaml_io import YamlProblem, load_yaml
@@ -95,15 +95,19 @@ class Includes:
         outside_hint = ("includes stay inside the folder of the graph being loaded; to allow this one, pass "
                         "--allow-includes-outside (or allow_includes_outside=True)")
         if (os.path.isabs(node_type) or node_type.startswith("~")) and not self.allow_outside:
-            r.error("include_outside", path, f"`{node_type}`: an include cannot be an absolute path",
+            r.error("include_outside", path, f"`{shown(node_type)}`: an include cannot be an absolute path",
                     "write the path relative to the including file; " + outside_hint)
             return None
-        target = (including.base_dir / node_type).resolve()
-        if not self.allow_outside and target != root and root not in target.parents:
-            r.error("include_outside", path, f"`{node_type}` points outside {display_name(root)}", outside_hint)
+        try:  # the location rule (spec/locations.py): resolved, symlinks followed, inside the root
+            target = confine(node_type, including.base_dir, None if self.allow_outside else [root], "graph file")
+        except LocationError as exc:
+            outside = exc.code == "location_outside"
+            r.error("include_outside" if outside else exc.code, path, f"`{shown(node_type)}` points outside "
+                    f"{display_name(root)}" if outside else exc.message, outside_hint if outside else
+                    "name a graph file relative to the including file")
             return None
-        if not target.is_file():
-            r.error("file_not_found", path, f"included graph `{node_type}` not found (looked for {target})",
+        if not is_file(target):
+            r.error("file_not_found", path, f"included graph `{shown(node_type)}` not found (looked for {shown(str(target), 300)})",
                     "the path is relative to the folder of the including file")
             return None
         return target, None, display_name(target)

@@ -35,7 +35,8 @@ class LocationError(InputRefused):
 def shown(text: str, limit: int = 80) -> str:
     """`text` safe to quote in a message: control characters escaped, long text cut."""
     text = text if len(text) <= limit else text[:limit] + "…"
-    return text.encode("unicode_escape").decode("ascii")
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]",
+                  lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def decoded(text: str) -> str:
@@ -92,20 +93,30 @@ def inside(path: pathlib.Path, roots: Iterable[pathlib.Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
-def confine(text: str, base: pathlib.Path, roots: Iterable[pathlib.Path], what: str = "path",
+def confine(text: str, base: pathlib.Path, roots: Optional[Iterable[pathlib.Path]], what: str = "path",
             hint: str = "") -> pathlib.Path:
-    """`text` (relative to `base`) resolved, symlinks followed; LocationError unless inside one of `roots`.
-
-    The error names the path as written, never where it resolved to, and says nothing of whether it exists.
-    """
-    roots = [pathlib.Path(r).resolve() for r in roots]
+    """`text` (relative to `base`) resolved, symlinks followed; LocationError unless inside one of `roots`
+    (None: anywhere, for a user who allowed it). The error names the path as written (escaped), never where
+    it resolved to, and says nothing of whether it exists."""
     if not isinstance(text, str) or not text or "\x00" in text or len(text) > MAX_LOCATION_CHARS:
-        raise LocationError("invalid_location", f"`{shown(str(text))}` is not a {what}", hint)
-    target = (base / os.path.expanduser(text) if text.startswith("~") else base / text).resolve()
-    if not inside(target, roots):
+        raise LocationError("invalid_location", f"`{shown(str(text))}` is not a {what} (empty, too long or "
+                            "holding a NUL byte)", hint)
+    try:
+        target = (base / os.path.expanduser(text) if text.startswith("~") else base / text).resolve()
+    except (OSError, RuntimeError, ValueError):  # a name too long for the file system, a symlink loop
+        raise LocationError("invalid_location", f"`{shown(text)}` is not a usable {what}", hint) from None
+    if roots is not None and not inside(target, [pathlib.Path(r).resolve() for r in roots]):
         raise LocationError("location_outside", f"`{shown(text)}` points outside the folders this {what} may "
                             "use", hint)
     return target
+
+
+def is_file(path: pathlib.Path) -> bool:
+    """Path.is_file, False also for a name the file system refuses (too long)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def summarise(exc: BaseException, what: str) -> str:

@@ -165,3 +165,27 @@ def test_a_graph_node_may_override_a_merged_default(tmp_path):
     path.write_text("nodes:\n  base: &base {type: Int, value: 1}\n  one: {<<: *base, value: 5}\n"
                     "outputs: {x: $one.value, y: $base.value}\n")
     assert load_graph(path).run() == {"x": 5, "y": 1}
+
+
+@pytest.mark.parametrize("include, code", [
+    ('./a\\0b.yaml', "invalid_location"),  # a NUL byte (was: ValueError, "internal error")
+    ("./" + "a" * 5000 + ".yaml", "invalid_location"),  # longer than any file name (was: OSError)
+    ("./" + "a/" * 3000 + "x.yaml", "invalid_location"),
+    ("../secret/honey.yaml", "include_outside"),
+    ("sub/../../secret/honey.yaml", "include_outside"),
+    ("./x\\e[2J.yaml", "file_not_found"),  # a terminal escape: shown escaped, not sent to the terminal
+])
+def test_hostile_local_includes_are_refused_without_opening_anything_outside(tmp_path, monkeypatch, capsys,
+                                                                             include, code):
+    from hostile_audit import Honeypot
+
+    home = tmp_path / "home"
+    home.mkdir()
+    path = home / "g.yaml"
+    path.write_text(f'nodes:\n  s: {{type: "{include}"}}\noutputs: {{}}\n')
+    with Honeypot(tmp_path / "secret", monkeypatch) as pot:
+        assert main(["validate", str(path)]) == 2
+        err = capsys.readouterr().err
+    assert f"[{code}]" in err and "g.yaml:2:" in err and "internal error" not in err, err
+    assert "\x1b" not in err and "\x00" not in err
+    pot.check(err)
