@@ -107,8 +107,8 @@ class Includes:
                     "name a graph file relative to the including file")
             return None
         if not is_file(target):
-            r.error("file_not_found", path, f"included graph `{shown(node_type)}` not found (looked for {shown(str(target), 300)})",
-                    "the path is relative to the folder of the including file")
+            r.error("file_not_found", path, f"included graph `{shown(node_type)}` not found (looked for "
+                    f"{shown(str(target), 300)})", "the path is relative to the folder of the including file")
             return None
         return target, None, display_name(target)
 

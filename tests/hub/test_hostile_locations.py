@@ -143,7 +143,8 @@ def test_a_recipe_reads_hub_graphs_only_at_the_commits_it_recorded(hub_cache, tm
 
 def test_a_loader_that_allows_no_hub_graphs_refuses_them_at_the_type(hub_cache, tmp_path):
     path = tmp_path / "g.yaml"
-    path.write_text(f"nodes:\n  s: {{type: 'hf://{REPO}@{COMMIT_V1}/parts/scale.yaml', x: 1.0}}\noutputs: {{y: $s.y}}\n")
+    path.write_text(f"nodes:\n  s: {{type: 'hf://{REPO}@{COMMIT_V1}/parts/scale.yaml', x: 1.0}}\n"
+                    "outputs: {y: $s.y}\n")
     assert load_graph(path).run() == {"y": 10.0}  # a graph the user runs directly: allowed
     with pytest.raises(ValidationFailed) as caught:
         load_graph(path, hub_references="none")

@@ -115,7 +115,8 @@ def test_the_unmutated_workflows_are_read(model_paths):
 RECIPE = {"graph": {"format": 1, "main": "g.yaml", "files": {
     "g.yaml": "inputs:\n  n: {type: int, default: 2}\nnodes:\n  s: {type: ./parts/s.yaml, n: $inputs.n}\n"
               "outputs: {x: $s.x}\n",
-    "parts/s.yaml": "inputs:\n  n: {type: int}\nnodes:\n  r: {type: Range, stop: $inputs.n}\noutputs: {x: $r.values}\n"}},
+    "parts/s.yaml": "inputs:\n  n: {type: int}\nnodes:\n  r: {type: Range, stop: $inputs.n}\n"
+                    "outputs: {x: $r.values}\n"}},
     "inputs": {"n": 3}, "output": "x", "dtype": "fp32", "hub_pins": {"hf://a/b/g.yaml": "1" * 40}}
 
 
