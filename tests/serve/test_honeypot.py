@@ -23,8 +23,8 @@ def audit(event: str, args: tuple) -> None:
 @pytest.fixture(scope="module")
 def honeypot(tmp_path_factory):
     outside = tmp_path_factory.mktemp("honeypot")
-    (outside / "secret.yaml").write_text(f"nodegraph: 1\ndescription: {MARKER}\nnodes:\n  a: {{type: Add, a: 1, b: 2}}\n"
-                                         "outputs: {x: $a.value}\n")
+    (outside / "secret.yaml").write_text(f"nodegraph: 1\ndescription: {MARKER}\n"
+                                         "nodes:\n  a: {type: Add, a: 1, b: 2}\noutputs: {x: $a.value}\n")
     (outside / "secret.png").write_bytes(b"\x89PNG\r\n\x1a\n" + MARKER.encode())
     (outside / "model").mkdir()
     (outside / "model" / "model_index.json").write_text("{}")
