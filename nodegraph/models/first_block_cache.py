@@ -76,3 +76,24 @@ class FirstBlockCache:
                 self.tail_residual = out - self.head_output
             return out
         return run
+
+
+class CachedTransformer:
+    """A transformer handle whose calls go through one FirstBlockCache (the main stack is `model.layers`);
+    attributes (`config`, `dtype`, ...) are the model's. `on_call(reused)` is told each call's decision."""
+
+    def __init__(self, model: nn.Module, threshold: float, on_call=None):
+        if not isinstance(getattr(model, "layers", None), nn.ModuleList) or len(model.layers) < 2:
+            raise ValueError(f"first-block cache supports transformers with a main stack of blocks (`layers`: "
+                             f"Z-Image); this model is a {type(model).__name__}. Use `cache: none` for it.")
+        self.model, self.cache, self.on_call = model, FirstBlockCache(threshold), on_call
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def __call__(self, *args, **kwargs):
+        with self.cache.applied(self.model.layers):
+            out = self.model(*args, **kwargs)
+        if self.on_call is not None:
+            self.on_call(not self.cache.decisions[-1])
+        return out

@@ -8,10 +8,8 @@ from __future__ import annotations
 from typing import Literal
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import Tensor
-
-CACHE_METHODS = ("none", "deepcache")
-
+from nodegraph.core.step_cache_event import StepCacheDecision
+from nodegraph.core.types import Tensor, Transformer
 
 @node("StepCacheSchedule", version=1)
 class StepCacheSchedule(Node):
@@ -41,3 +39,32 @@ class EmptyStepCache(Node):
         import torch
 
         return {"features": torch.empty(0)}
+
+
+@node("FirstBlockCacheTransformer", version=1)
+class FirstBlockCacheTransformer(Node):
+    """A transformer whose calls in this run go through a first-block cache (models/first_block_cache.py):
+    each call runs the first block and skips the others when its residual changed by at most `threshold` since
+    the last full call (diffusers' FirstBlockCache, default 0.05). With method none the transformer passes
+    through unchanged. Made afresh each run (the cache's state belongs to one run); every call sends a
+    StepCacheDecision event."""
+
+    pure = False  # the returned handle carries one run's cache state
+
+    class Inputs(Ports):
+        transformer: Transformer
+        method: Literal["none", "first_block"] = Field("none", description="none | first_block")
+        threshold: float = Field(0.05, ge=0.0, le=1.0, description="relative change of the first block's "
+                                                                   "residual below which the other blocks are skipped")
+
+    class Outputs(Ports):
+        transformer: Transformer
+
+    def run(self, i, ctx):
+        if i.method == "none":
+            return {"transformer": i.transformer}
+        from nodegraph.models.first_block_cache import CachedTransformer
+
+        node_id = ctx.node_id
+        emit = (lambda reused: ctx.emit(StepCacheDecision(node_id, "first_block", reused))) if ctx.hooks else None
+        return {"transformer": CachedTransformer(i.transformer, i.threshold, emit)}

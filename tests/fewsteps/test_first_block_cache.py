@@ -18,6 +18,7 @@ TINY = dict(all_patch_size=[2], all_f_patch_size=[1], in_channels=16, dim=64, n_
             n_heads=4, n_kv_heads=4, norm_eps=1e-5, qk_norm=True, cap_feat_dim=24, rope_theta=256.0,
             t_scale=1000.0, axes_dims=[4, 6, 6], axes_lens=[160, 24, 24])
 SIGMAS = torch.linspace(1.0, 0.0, 21)  # 20 steps
+REPO_GRAPH = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "graphs" / "z_image.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,61 @@ def test_first_block_cache_matches_diffusers_hook(models):
         assert len(calls) == their_calls + 1 and torch.isfinite(plain).all()
 
 
-def test_threshold_out_of_range_says_what_is_allowed():
+def test_threshold_out_of_range_and_an_unsupported_model_say_what_is_allowed():
+    from nodegraph.models.first_block_cache import CachedTransformer
+
     with pytest.raises(ValueError, match=r"`threshold` must be from 0 to 1 \(diffusers' default 0.05"):
         FirstBlockCache(1.5)
+    with pytest.raises(ValueError, match=r"supports transformers with a main stack of blocks \(`layers`: Z-Image\); "
+                                         r"this model is a Linear. Use `cache: none`"):
+        CachedTransformer(torch.nn.Linear(2, 2), 0.05)
+
+
+@pytest.fixture(scope="module")
+def smooth_z_image(tmp_path_factory):
+    """tests/flow's tiny Z-Image pipeline with the slow-frequency timestep MLP of `models` (so calls can be
+    skipped), saved by diffusers."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flow"))
+    from tiny_z_image import build_components
+
+    from diffusers import ZImagePipeline
+
+    parts = build_components()
+    with torch.no_grad():
+        parts["transformer"].t_embedder.mlp[0].weight[:, :64] = 0
+        parts["transformer"].t_embedder.mlp[0].weight[:, 128:192] = 0
+    folder = tmp_path_factory.mktemp("zimage-smooth") / "tiny-z-image"
+    ZImagePipeline(**parts).save_pretrained(folder)
+    return folder
+
+
+def test_z_image_graph_first_block_cache_matches_diffusers_pipeline_with_the_hook(smooth_z_image):
+    from diffusers import ZImagePipeline
+    from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+    from diffusers.hooks.hooks import CacheContext, _set_cache_context
+    from diffusers.models.transformers.transformer_z_image import ZImageTransformerBlock
+
+    from nodegraph import run_graph
+    from nodegraph.exec.step_cache_report import StepCacheReport
+    from tests.graphs.tiny_pipelines import png_pixels, to_uint8
+
+    settings = dict(prompt="a red fox", seed=2, steps=10, width=32, height=32)
+    pipe = ZImagePipeline.from_pretrained(smooth_z_image)
+    pipe.set_progress_bar_config(disable=True)
+    TransformerBlockRegistry.get(ZImageTransformerBlock)._cached_parameter_indices = {"hidden_states": 0}
+    apply_first_block_cache(pipe.transformer, FirstBlockCacheConfig(threshold=0.3))
+    _set_cache_context(pipe.transformer, CacheContext("cond"))  # as in run_diffusers
+    their_calls = count_calls(pipe.transformer.layers[-1].attention)  # runs only on full calls
+    images = pipe(settings["prompt"], height=32, width=32, num_inference_steps=10, guidance_scale=0.0,
+                  generator=torch.Generator("cpu").manual_seed(2), output_type="np").images
+    report = StepCacheReport()
+    got = run_graph(REPO_GRAPH, inputs={"model": str(smooth_z_image), "cache": "first_block", "cache_threshold": 0.3,
+                                        **settings}, hooks=[report])["image"]
+    (reused, total), = report.counts.values()
+    assert total == 10 and 0 < reused < 10, report.counts
+    assert len(their_calls) == total - reused, "the same calls run in full"
+    assert (png_pixels(got).int() - to_uint8(images).int()).abs().max() <= 1
