@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
+
 import pytest
-import torch
 
 from nodegraph import RunOptions
 from nodegraph.exec import events as ev
@@ -14,17 +15,20 @@ BIG = 256 << 20
 
 
 def _drive(hook, hold_until_finished: bool):
-    """small, then big (allocates and touches 256 MB), then the run ends; returns what big allocated."""
+    """small, then big (maps and touches 256 MB) inside outer, then the run ends; the report."""
     hook(ev.RunStarted("g", ("x",)))
     hook(ev.NodeStarted("small", "T@1"))
     hook(ev.NodeFinished("small", "T@1", 0.0))
     hook(ev.NodeStarted("outer", "repeat"))
     hook(ev.NodeStarted("big", "T@1"))
-    block = torch.ones(BIG // 4)  # float32: BIG bytes, every page written
+    # fresh pages from the OS (a tensor could reuse memory the heap already holds), every page written
+    block = mmap.mmap(-1, BIG)
+    for offset in range(0, BIG, mmap.PAGESIZE):
+        block[offset] = 1
     if not hold_until_finished:
-        del block
+        block.close()
     hook(ev.NodeFinished("big", "T@1", 0.0))
-    block = None
+    block.close()
     hook(ev.NodeFinished("outer", "repeat", 0.0))
     hook(ev.RunFinished("g", 0.0, {}))
     return hook.report
