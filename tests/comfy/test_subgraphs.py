@@ -65,3 +65,34 @@ def test_a_subgraph_instance_with_its_own_widget_values_is_refused(tmp_path):
     path.write_text(json.dumps(in_a_subgraph(widgets_values=[7])))
     with pytest.raises(ComfyError, match=r"node 20 \(subgraph 'Sample and decode'\) carries its own widget values"):
         read_workflow(path)
+
+
+def test_nested_subgraphs_wire_through_both_levels(tmp_path):
+    """The VAEDecode moved one level deeper (a subgraph inside the subgraph, fed through both levels' inputs, its
+    image out through both levels' outputs): the flat graph is the same, with ids `20:3:2`."""
+    from nodegraph.comfy.reader import read_workflow
+
+    ui = in_a_subgraph()
+    outer = ui["definitions"]["subgraphs"][0]
+    ksampler, decode = outer["nodes"]
+    inner = {"id": "decode-only", "name": "Decode", "nodes": [dict(decode, inputs=[
+        dict(decode["inputs"][0], link=201), dict(decode["inputs"][1], link=202)])],
+        "links": [{"id": 201, "origin_id": -10, "origin_slot": 0, "target_id": 2, "target_slot": 0},
+                  {"id": 202, "origin_id": -10, "origin_slot": 1, "target_id": 2, "target_slot": 1},
+                  {"id": 203, "origin_id": 2, "origin_slot": 0, "target_id": -20, "target_slot": 0}],
+        "inputs": [{"name": "samples"}, {"name": "vae"}], "outputs": [{"name": "IMAGE"}]}
+    outer["nodes"] = [ksampler, {"id": 3, "type": "decode-only", "mode": 0,
+                                 "inputs": [{"name": "samples", "link": 107}, {"name": "vae", "link": 105}],
+                                 "outputs": [{"name": "IMAGE", "links": [108]}]}]
+    for link in outer["links"]:  # the outer subgraph's links now end at / start from the nested instance 3
+        if link["id"] in (105, 107):
+            link["target_id"], link["target_slot"] = 3, (1 if link["id"] == 105 else 0)
+        if link["id"] == 108:
+            link["origin_id"] = 3
+    ui["definitions"]["subgraphs"].append(inner)
+    path = tmp_path / "nested.json"
+    path.write_text(json.dumps(ui))
+    api = read_workflow(path).api
+    assert api["20:3:2"]["class_type"] == "VAEDecode"
+    assert api["20:3:2"]["inputs"] == {"samples": ["20:1", 0], "vae": ["4", 2]}  # through the Reroute outside
+    assert api["9"]["inputs"]["images"] == ["20:3:2", 0]
