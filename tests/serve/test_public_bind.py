@@ -17,7 +17,7 @@ def test_loopback_addresses_and_others():
                                             "example.org", "localhost.example.org", "", "0"))
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.org"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "example.org"])  # the others: test_loopback_addresses_and_others
 def test_a_public_bind_without_a_token_is_refused_before_anything_starts(tmp_path, host):
     env = {k: v for k, v in os.environ.items() if k != "NODEGRAPH_TOKEN"}
     done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "serve", "--host", host, "--port", str(free_port()),
