@@ -81,8 +81,9 @@ def main() -> None:
     diffusers.AutoencoderKL(**SDXL_VAE).save_pretrained(work / "vae")
     weights = (work / "vae" / "diffusion_pytorch_model.safetensors").stat().st_size
     print(f"SDXL-size VAE decode, {args.size}² image, fp32 weights {weights / 2**20:.0f} MB, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads", flush=True)
     results, images = {}, {}
+    print(f"{'variant':<26}{'peak RSS':>10}{'above weights':>15}{'seconds':>9}{'max |Δ| (1/255)':>18}", flush=True)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
     for variant in args.only:
         out = work / f"{variant}.npy"
@@ -91,14 +92,12 @@ def main() -> None:
         if run.returncode:
             print(f"{variant}: failed (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
             continue
-        results[variant] = json.loads(run.stdout.strip().splitlines()[-1])
+        results[variant] = r = json.loads(run.stdout.strip().splitlines()[-1])
         images[variant] = np.load(out)
-    base = images.get("nodegraph-untiled")
-    print(f"{'variant':<26}{'peak RSS':>10}{'above weights':>15}{'seconds':>9}{'max |Δ| (1/255)':>18}")
-    for variant, r in results.items():
+        base = images.get("nodegraph-untiled")
         delta = f"{np.abs(images[variant] - base).max() * 255:.4f}" if base is not None else "-"
         print(f"{variant:<26}{r['peak'] / 2**30:>9.2f}G{(r['peak'] - r['loaded']) / 2**30:>14.2f}G"
-              f"{r['seconds']:>9.1f}{delta:>18}")
+              f"{r['seconds']:>9.1f}{delta:>18}", flush=True)
     if "nodegraph-tiled" in results and "nodegraph-untiled" in results:
         t, u = results["nodegraph-tiled"], results["nodegraph-untiled"]
         print(f"tiled / untiled: peak above weights {(t['peak'] - t['loaded']) / (u['peak'] - u['loaded']):.2f}×, "
