@@ -1,9 +1,14 @@
-"""Refusing hostile graphs is cheap: `.venv/bin/python benchmarks/bench_hostile_inputs.py [--repeat 5]`
+"""Refusing hostile input is cheap: `.venv/bin/python benchmarks/bench_hostile_inputs.py [--repeat 5]`
 
 Times `load_graph` (validation only, nothing runs) on each hostile document of tests/spec/test_hostile_input.py
 and on the shipped Stable Diffusion graph (the baseline: a real graph, with its include), in one process, and
 prints the median seconds, the ratio to the baseline and the peak Python memory (tracemalloc) of each. Without
 the limits the alias bomb would expand to 387 million strings and 10,000 `[` would overflow the stack.
+
+Round two (issue 32) adds the other ways input enters, each refused through the library entry point the CLI
+uses: Hub revisions escaping the cache, a FormatString walking to os.environ, Range(10**9), /dev/zero and a
+FIFO as a graph, a 30,000-file bundle, a 12000x12000 PNG recipe (5 GB decoded), a 100 MB safetensors header
+(20 s and 1.7 GB before), a 5,000-digit number in a ComfyUI workflow.
 """
 
 from __future__ import annotations
@@ -54,12 +59,71 @@ def cases(folder: Path) -> dict[str, Path]:
     }
 
 
-def load(path: Path) -> str:
+def load(path) -> str:
+    if callable(path):
+        return path()
     try:
         load_graph(path)
         return "valid"
     except ValidationFailed as exc:
         return exc.codes[0]
+
+
+def refused(action) -> str:
+    """`action()`'s outcome: "valid", or the code / exception name of its refusal."""
+    try:
+        action()
+        return "valid"
+    except ValidationFailed as exc:
+        return exc.codes[0]
+    except Exception as exc:  # the readers' own refusals: InputRefused, ComfyError, CheckpointError
+        return getattr(exc, "code", type(exc).__name__)
+
+
+def round_two(folder: Path) -> dict:
+    """Issue 32's hostile inputs, each as a function the timing loop calls."""
+    import json
+    import os
+    import struct
+    import zlib
+
+    from nodegraph import loads_graph
+    from nodegraph.comfy.reader import read_workflow
+    from nodegraph.models.weight_files import read_safetensors_header
+    from nodegraph.spec.bundle import read_png_recipe, unbundle
+
+    os.mkfifo(folder / "fifo.yaml")
+    png = folder / "huge.png"  # 12000x12000 gray, all zero: 140 kB on disk
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    squeeze = zlib.compressobj(9)
+    body = b"".join(squeeze.compress(b"\0" * 12001) for _ in range(12000)) + squeeze.flush()
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 12000, 12000, 8, 0, 0, 0, 0))
+                    + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    header = folder / "big.safetensors"
+    text = b'{"__metadata__": {"x": "' + b"a" * (100 << 20) + b'"}}'
+    header.write_bytes(struct.pack("<Q", len(text)) + text)
+    workflow = folder / "wf.json"
+    workflow.write_text(json.dumps({"3": {"class_type": "KSampler", "inputs": {}}}).replace("{}", '{"seed": '
+                                                                                            + "9" * 5000 + "}"))
+    bundle = {"format": 1, "main": "f0.yaml", "files": {f"f{i}.yaml": "" for i in range(30_000)}}
+    return {
+        "hf:// revision ..%2F.. (cache escape)": lambda: refused(
+            lambda: load_graph("hf://a/b@..%2F..%2F..%2Fx/g.yaml")),
+        "FormatString {x.__init__.__globals__}": lambda: refused(lambda: loads_graph(
+            "nodes:\n  f: {type: FormatString, template: '{x.__init__.__globals__[os].environ}', x: 1}\n"
+            "outputs: {t: $f.text}\n")),
+        "Range stop 10**9": lambda: refused(lambda: loads_graph(
+            "nodes:\n  r: {type: Range, stop: 1000000000}\noutputs: {v: $r.values}\n")),
+        "/dev/zero as a graph": lambda: refused(lambda: load_graph("/dev/zero")),
+        "a FIFO as a graph": lambda: refused(lambda: load_graph(folder / "fifo.yaml")),
+        "bundle of 30,000 files": lambda: refused(lambda: unbundle(bundle, folder / "unpacked")),
+        "PNG recipe 12000x12000": lambda: refused(lambda: read_png_recipe(png)),
+        "safetensors 100 MB header": lambda: refused(lambda: read_safetensors_header(header, "big")),
+        "ComfyUI 5,000-digit number": lambda: refused(lambda: read_workflow(workflow)),
+    }
 
 
 def main() -> None:
@@ -69,7 +133,7 @@ def main() -> None:
     REGISTRY.names()  # node modules imported once, outside the timings
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        for name, path in cases(Path(tmp)).items():
+        for name, path in {**cases(Path(tmp)), **round_two(Path(tmp))}.items():
             outcome = load(path)
             times = []
             for _ in range(args.repeat):

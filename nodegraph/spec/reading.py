@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import stat
+import warnings
 from typing import Any, BinaryIO, Optional
 
 from nodegraph.spec.limits import InputRefused, Limits, active_limits
@@ -42,12 +43,24 @@ def open_regular(path: str | os.PathLike, shown: Optional[str] = None) -> Binary
         raise
 
 
+def _read_at_most(f: BinaryIO, n: int) -> bytes:
+    """Up to `n` bytes, read in 1 MiB pieces (f.read(n) would allocate all `n` bytes up front)."""
+    parts, total = [], 0
+    while total < n:
+        part = f.read(min(1 << 20, n - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)
+
+
 def read_limited(path: str | os.PathLike, limit: int, shown: Optional[str] = None, what: str = "file",
                  limit_name: str = "max_input_bytes") -> bytes:
     """At most `limit` bytes of the regular file `path`; InputRefused if it holds more."""
     shown = shown or os.fspath(path)
     with open_regular(path, shown) as f:
-        data = f.read(limit + 1)
+        data = _read_at_most(f, limit + 1)
     if len(data) > limit:
         raise InputRefused("file_too_large", f"{shown} holds more than {limit:,} bytes, over the limit for a "
                            f"{what}", f"raise it with NODEGRAPH_{limit_name.upper()} if this file is genuine")
@@ -59,7 +72,7 @@ def read_document(path: str | os.PathLike, limit: int, shown: str) -> str:
     file_not_found, not_a_file, unreadable_file)."""
     with open_regular(path, shown) as f:
         size = os.fstat(f.fileno()).st_size
-        data = f.read(limit + 1) if size <= limit else b""
+        data = _read_at_most(f, limit + 1) if size <= limit else b""
     if size > limit or len(data) > limit:
         raise InputRefused("document_too_large", f"{shown} is {max(size, len(data)):,}{'+' if size <= limit else ''}"
                            f" bytes, over the limit of {limit:,} for a graph file", "a graph file is a few kilobytes")
@@ -141,8 +154,14 @@ def open_image(path: str | os.PathLike, shown: Optional[str] = None, limits: Opt
     shown = shown or os.fspath(path)
     with open_regular(path, shown) as f:
         try:
-            image = PIL.Image.open(f)
-        except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError) as exc:
+            with warnings.catch_warnings():  # PIL warns from the header alone; the check below decides
+                warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+                image = PIL.Image.open(f)
+        except PIL.Image.DecompressionBombError:  # over twice PIL's own limit: refused by PIL from the header
+            raise InputRefused("image_too_large", f"{shown} declares more than {2 * PIL.Image.MAX_IMAGE_PIXELS:,} "
+                               f"pixels, over the limit of {(limits or active_limits()).max_image_pixels:,}",
+                               "use a smaller image") from None
+        except (OSError, ValueError, SyntaxError) as exc:
             raise InputRefused("not_an_image", f"{shown} cannot be read as an image ({type(exc).__name__})",
                                "give a PNG, JPEG or WebP file") from None
         with image:

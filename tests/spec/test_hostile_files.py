@@ -239,3 +239,20 @@ def test_a_malformed_limit_in_the_environment_is_a_clear_error(tmp_path, monkeyp
     assert main(["validate", str(tmp_path / "g.yaml")]) == 2
     err = capsys.readouterr().err
     assert "NODEGRAPH_MAX_LIST_LENGTH='lots' is not a positive whole number" in err and "internal" not in err
+
+
+def test_an_image_over_pils_own_limit_is_refused_as_too_large_without_a_warning(tmp_path, recwarn):
+    from nodegraph.nodes.image import read_image
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path = tmp_path / "bomb.png"  # 20000x20000 declared in the header: PIL itself refuses past 179 MP
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 20001)) + chunk(b"IEND", b""))
+    with pytest.raises(InputRefused) as caught:
+        read_png_recipe(path)
+    assert caught.value.code == "image_too_large"
+    with pytest.raises(ValueError, match="over the limit of 67,108,864"):
+        read_image(str(path), "path")
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]
