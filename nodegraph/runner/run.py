@@ -53,7 +53,12 @@ class Runner:
         from nodegraph.exec.steps import NodeExecutionError
 
         ctx = self.context(hooks, cancel)
-        plan = graph.plan(tuple(outputs) if outputs is not None else None)
+        wanted = tuple(outputs) if outputs is not None else None
+        plan = graph.plan(wanted)
+        if self.mode.max_memory is not None:  # an impossible budget is refused before anything loads
+            from nodegraph.exec.memory_plan import check_budget
+
+            check_budget(graph, values, self.mode, ctx.device, wanted)
         if prefetch:  # the disk reads the weights ahead of the loaders (nodegraph/exec/prefetch.py)
             from nodegraph.exec.prefetch import start_prefetch
 
