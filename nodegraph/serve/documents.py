@@ -317,7 +317,7 @@ def describe_inputs(graph) -> dict[str, dict]:
                 "required": decl.default is NO_DEFAULT}
         if decl.default is not NO_DEFAULT:
             item["default"] = decl.default
-        for key in ("choices", "min", "max"):
+        for key in ("choices", "min", "max", "group"):
             if getattr(decl, key) is not None:
                 item[key] = getattr(decl, key)
         described[name] = item

@@ -69,6 +69,7 @@ class InputSpec(BaseModel):
     choices: Optional[list[Any]] = None
     min: Optional[Union[int, float]] = None
     max: Optional[Union[int, float]] = None
+    group: Optional[str] = None  # where a form shows it: no group = the essentials; e.g. `advanced` (collapsed)
 
     @property
     def required(self) -> bool:
@@ -183,7 +184,7 @@ class DocumentParser:
                     key = str(err["loc"][0])
                     hint = ("a comma inside `{...}` splits the text there: quote it, e.g. "
                             "`description: \"a, b\"`" if " " in key and err["input"] is None
-                            else "a graph input takes type, default, description, choices, min, max")
+                            else "a graph input takes type, default, description, choices, min, max, group")
                     self.r.error("unknown_field", where, f"unknown key `{key}` in a graph input", hint,
                                  at_key=True)
                 elif err["type"] == "missing":

@@ -132,7 +132,7 @@ def spec_to_data(spec: GraphSpec) -> dict:
             fields = FlowDict(type=decl.type)
             if decl.default is not NO_DEFAULT:
                 fields["default"] = decl.default
-            for key in ("description", "choices", "min", "max"):
+            for key in ("description", "choices", "min", "max", "group"):
                 if getattr(decl, key) not in (None, ""):
                     fields[key] = getattr(decl, key)
             data["inputs"][name] = fields
