@@ -19,6 +19,7 @@ from nodegraph.models.checkpoint import (DIFFUSERS_WEIGHTS, default_dtype, find_
                                          read_entries, read_tensors)
 from nodegraph.models.config import AutoencoderKLConfig, UNet2DConditionConfig, UNet2DConfig, parse_config
 from nodegraph.models.errors import CheckpointError
+from nodegraph.models.flux_transformer import FluxTransformer2DModel, FluxTransformerConfig
 from nodegraph.models.qwen3_text import (QWEN3_ENCODERS, is_qwen3_config, is_qwen_tokenizer, load_qwen3_text_encoder,
                                          load_qwen_tokenizer)
 from nodegraph.models.sources import Source, resolve_source
@@ -35,11 +36,12 @@ MODELS = {  # diffusers class name → (nodegraph model, its config)
     "UNet2DConditionModel": (UNet2DConditionModel, UNet2DConditionConfig),
     "AutoencoderKL": (AutoencoderKL, AutoencoderKLConfig),
     "ZImageTransformer2DModel": (ZImageTransformer2DModel, ZImageTransformerConfig),
+    "FluxTransformer2DModel": (FluxTransformer2DModel, FluxTransformerConfig),
 }
 # What the conventional component names must hold, so that `vae` pointing at a UNet fails early and clearly.
 EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("AutoencoderKL",),
             "text_encoder": TEXT_ENCODERS + QWEN3_ENCODERS,
-            "text_encoder_2": TEXT_ENCODERS, "transformer": ("ZImageTransformer2DModel",)}
+            "text_encoder_2": TEXT_ENCODERS, "transformer": ("ZImageTransformer2DModel", "FluxTransformer2DModel")}
 
 
 def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
