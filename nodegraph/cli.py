@@ -182,6 +182,17 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _add_validate(sub, sets: dict, outside: dict) -> None:
+    validate = sub.add_parser("validate", help="check a graph (and --set values) without running it")
+    validate.add_argument("graph", metavar="GRAPH")
+    validate.add_argument("--set", **sets)
+    validate.add_argument("--allow-includes-outside", **outside)
+    validate.add_argument("--memory", action="store_true", help="print the memory the run will need, from the "
+                          "weight files' headers (nothing loads)")
+    validate.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="for --memory (default fp32)")
+    validate.set_defaults(func=cmd_validate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nodegraph import __version__
 
@@ -222,14 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     comfy.add_run_options(run)
     run.set_defaults(func=cmd_run)
 
-    validate = sub.add_parser("validate", help="check a graph (and --set values) without running it")
-    validate.add_argument("graph", metavar="GRAPH")
-    validate.add_argument("--set", **sets)
-    validate.add_argument("--allow-includes-outside", **outside)
-    validate.add_argument("--memory", action="store_true", help="print the memory the run will need, from the "
-                          "weight files' headers (nothing loads)")
-    validate.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="for --memory (default fp32)")
-    validate.set_defaults(func=cmd_validate)
+    _add_validate(sub, sets, outside)
 
     nodes = sub.add_parser("nodes", help="list node types with their ports, parameters and help")
     nodes.add_argument("names", nargs="*", metavar="NAME", help="only these types")

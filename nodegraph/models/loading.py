@@ -117,6 +117,14 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         model = model_class(config)
     files = find_weights(src, folder, DIFFUSERS_WEIGHTS, variant, allow_pickle)
     fitted = fit(read_entries(src, files), model, legacy_attention_name, f"the {kind} of {where}")
+    _install(model, fitted, dtype, device, channels_last, weights, stream)
+    return model.eval()
+
+
+def _install(model, fitted: dict, dtype: torch.dtype, device: torch.device, channels_last: bool,
+             weights: str | None, stream: bool) -> None:
+    """The checked entries into the meta-device model: streamed from the file, as float8 where the file has
+    float8 (or `weights` asks for it), or read whole in `dtype`."""
     if stream:
         from nodegraph.models.streaming import install_streamed
 
@@ -127,7 +135,6 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         install_fp8(model, fitted, dtype, device, store=weights)
     else:
         install_weights(model, read_tensors(fitted, dtype, device, channels_last=channels_last))
-    return model.eval()
 
 
 def read_config(source: str | os.PathLike | Source, name: str, revision: str | None = None) -> dict[str, Any]:
