@@ -96,3 +96,16 @@ def test_inspect_refuses_what_is_not_a_regular_file(tmp_path, special, capsys):
     assert main(["inspect", special]) == 2  # returns at once: a FIFO with no writer is never opened to block
     with pytest.raises(CheckpointError):
         read_safetensors_header(special, special)
+
+
+@pytest.mark.parametrize("raw", ["[1, 2]", '"text"', '{"lora_alpha": ' + "9" * 5000 + "}", "{not json"])
+def test_a_lora_whose_adapter_metadata_is_malformed_keeps_its_default_alphas(raw):
+    import torch
+
+    from nodegraph.models.adapters.lora import LoraLayer, _apply_peft_alphas
+
+    layer = LoraLayer(torch.zeros(4, 8), torch.zeros(8, 4))
+    _apply_peft_alphas({"unet": {"a.b": layer}}, {"lora_adapter_metadata": raw})
+    assert layer.alpha is None
+    _apply_peft_alphas({"unet": {"a.b": layer}}, {"lora_adapter_metadata": '{"unet.lora_alpha": 8}'})
+    assert layer.alpha == 8.0

@@ -17,7 +17,6 @@ Kohya names are module paths with "." written "_" (`lora_unet_down_blocks_0_atte
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -143,9 +142,13 @@ def _apply_peft_alphas(parts: dict[str, dict[str, LoraLayer]], metadata: dict[st
     raw = metadata.get("lora_adapter_metadata")
     if not raw:
         return
+    from nodegraph.spec.reading import JsonProblem, load_json  # numbers bounded: the file may be a stranger's
+
     try:
-        config = json.loads(raw)
-    except json.JSONDecodeError:
+        config = load_json(raw)
+    except JsonProblem:
+        return
+    if not isinstance(config, dict):  # not diffusers' flattened LoraConfig: no alphas to read
         return
     for part, layers in parts.items():
         alpha = config.get(f"{part}.lora_alpha", config.get("lora_alpha"))
