@@ -6,7 +6,7 @@ reader), never of the page alone."""
 
 import pytest
 from playwright.sync_api import expect
-from web_helpers import DIGITS_MODEL, RUN_TIMEOUT, drop_file, open_graph
+from web_helpers import DIGITS_MODEL, RUN_TIMEOUT, drop_file, fill_input, open_graph
 
 from nodegraph.exec.png_metadata import recorded_fast
 
@@ -53,7 +53,7 @@ def test_a_ticked_box_runs_in_fast_mode_and_an_unticked_one_does_not(page, web_s
     expect(page.locator("#fast")).not_to_be_checked()  # off by default
     expect(page.locator("#help-fast")).to_contain_text("not bit-equal")
     for name, value in THREE.items():
-        page.fill(f"#in-{name}", str(value))
+        fill_input(page, name, str(value))
     page.check("#fast")
 
     body, fast_id = run_from_page(page)

@@ -35,7 +35,13 @@ def test_keyboard_alone_opens_a_graph_and_reaches_its_run_button(page):
     page.get_by_role("button", name="stable_diffusion", exact=True).focus()
     page.keyboard.press("Enter")
     expect(page.locator("#graph-title")).to_have_text("stable_diffusion")
-    page.locator("#in-clip_skip").focus()  # the last input: Tab goes on to the "Fast mode" box, then Run
+    page.locator("#in-batch_size").focus()  # the last essential: Tab goes on to the collapsed "Advanced" group
+    page.keyboard.press("Tab")
+    expect(page.locator("details.group summary")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    expect(page.locator("#in-model")).to_be_focused()  # the group's first input
+    page.locator("#fields [name]").last.focus()  # the last input: Tab goes on to the "Fast mode" box, then Run
     page.keyboard.press("Tab")
     expect(page.locator("#fast")).to_be_focused()
     page.keyboard.press("Space")

@@ -5,7 +5,7 @@ import time
 
 from PIL import Image
 from playwright.sync_api import expect
-from web_helpers import DIGITS_MODEL, DOCS_IMAGES, RUN_TIMEOUT, open_graph
+from web_helpers import DIGITS_MODEL, DOCS_IMAGES, RUN_TIMEOUT, fill_input, open_graph
 
 
 def wait_until(page, script: str, timeout: float = RUN_TIMEOUT / 1000):
@@ -46,7 +46,7 @@ def test_form_shows_typed_inputs_with_defaults_limits_choices_and_help(page):
 
 def test_a_prompt_runs_to_100_percent_and_its_image_appears(page):
     open_graph(page)
-    page.fill("#in-model", DIGITS_MODEL)
+    fill_input(page, "model", DIGITS_MODEL)
     page.fill("#in-prompt", "a handwritten digit 7")
     page.fill("#in-steps", "3")
     page.click("#run")
@@ -63,7 +63,7 @@ def test_a_prompt_runs_to_100_percent_and_its_image_appears(page):
 
 def test_out_of_range_value_is_shown_at_its_field_and_nothing_runs(page):
     open_graph(page)
-    page.fill("#in-model", DIGITS_MODEL)
+    fill_input(page, "model", DIGITS_MODEL)
     page.fill("#in-steps", "0")
     page.click("#run")
     error = page.locator("#err-steps")
@@ -83,7 +83,7 @@ def test_out_of_range_value_is_shown_at_its_field_and_nothing_runs(page):
 
 def test_a_long_run_is_cancelled_from_the_page(page):
     open_graph(page)
-    page.fill("#in-model", DIGITS_MODEL)
+    fill_input(page, "model", DIGITS_MODEL)
     page.fill("#in-steps", "1000")
     page.click("#run")
     wait_until(page, "() => document.querySelector('#progress progress')?.value >= 2")
@@ -98,7 +98,7 @@ def test_a_long_run_is_cancelled_from_the_page(page):
 
 def test_the_latent_preview_changes_between_steps(page):
     open_graph(page)
-    page.fill("#in-model", DIGITS_MODEL)
+    fill_input(page, "model", DIGITS_MODEL)
     page.fill("#in-steps", "12")
     # Each drawn preview's pixels, captured in the page the moment a step's preview is drawn.
     page.evaluate("""() => {
@@ -125,7 +125,7 @@ def test_an_image_input_is_uploaded_from_the_page_and_used_by_the_run(page, web_
     photo = tmp_path / "white.png"
     Image.new("RGB", (32, 32), "white").save(photo)
     open_graph(page, "img2img")
-    page.fill("#in-model", DIGITS_MODEL)
+    fill_input(page, "model", DIGITS_MODEL)
     page.fill("#in-steps", "2")
     page.set_input_files("#file-image", str(photo))
     inputs_dir = str((web_server.data / "inputs").resolve())

@@ -35,6 +35,14 @@ def open_graph(page, name="stable_diffusion"):
     expect(page.locator("#graph-title")).to_have_text(name)
 
 
+def fill_input(page, name: str, value: str) -> None:
+    """Type `value` into the field of graph input `name`, opening its collapsed group first as a person would."""
+    group = page.locator(f"details.group:has(#in-{name})")
+    if group.count() and group.get_attribute("open") is None:
+        group.locator("summary").click()
+    page.fill(f"#in-{name}", value)
+
+
 def drop_file(page, name: str, data: bytes) -> None:
     """Drag `data` onto the page as a file named `name`, as a user drops a PNG."""
     from playwright.sync_api import expect
@@ -50,4 +58,4 @@ def drop_file(page, name: str, data: bytes) -> None:
     page.dispatch_event("main", "drop", {"dataTransfer": transfer})
 
 
-__all__ = ["DIGITS_MODEL", "DOCS_IMAGES", "RUN_TIMEOUT", "TOKEN", "Server", "chromium_path", "drop_file", "open_graph"]
+__all__ = ["DIGITS_MODEL", "DOCS_IMAGES", "RUN_TIMEOUT", "TOKEN", "Server", "chromium_path", "drop_file", "fill_input", "open_graph"]

@@ -1,6 +1,6 @@
 // A form generated from a graph's typed inputs (GET /graphs): numbers with min/max, selects for choices,
 // text areas for prompts, file upload for image inputs, defaults filled in, descriptions as help, a
-// random-seed button.
+// random-seed button; inputs with a `group` in collapsed sections after the essentials.
 
 import { upload } from "./api.js";
 
@@ -111,8 +111,27 @@ function fieldFor(name, spec) {
   return row;
 }
 
+/** The inputs' `group`s (docs/graphs.md#inputs) as collapsed sections after the essentials (no group). */
+function sections(inputs) {
+  const essentials = [], groups = new Map();
+  for (const [name, spec] of Object.entries(inputs)) {
+    if (!spec.group) { essentials.push(fieldFor(name, spec)); continue; }
+    if (!groups.has(spec.group)) {
+      const box = document.createElement("details");
+      box.className = "group";
+      box.dataset.group = spec.group;
+      const title = document.createElement("summary");
+      title.textContent = spec.group.charAt(0).toUpperCase() + spec.group.slice(1).replaceAll("_", " ");
+      box.append(title);
+      groups.set(spec.group, box);
+    }
+    groups.get(spec.group).append(fieldFor(name, spec));
+  }
+  return [...essentials, ...groups.values()];
+}
+
 export function buildForm(container, inputs) {
-  container.replaceChildren(...Object.entries(inputs).map(([name, spec]) => fieldFor(name, spec)));
+  container.replaceChildren(...sections(inputs));
   fill(container, Object.fromEntries(Object.entries(inputs).map(([n, s]) => [n, s.default ?? null])));
 }
 
@@ -161,6 +180,8 @@ export function showErrors(container, errors) {
     slot.textContent = [slot.textContent, error.message + (error.hint ? ` — ${error.hint}` : "")]
       .filter(Boolean).join(" ");
     const control = container.querySelector(`[name="${CSS.escape(match[1])}"]`);
+    const group = control.closest("details");
+    if (group) group.open = true;  // an error in a collapsed group is shown, not hidden
     control.setAttribute("aria-invalid", "true");
     first = first || control;
   }

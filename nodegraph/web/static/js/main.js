@@ -3,6 +3,7 @@
 import { api, ApiError, authorized, setToken } from "./api.js";
 import { buildForm, clearErrors, fill, read, showErrors } from "./form.js";
 import { loadGallery } from "./gallery.js";
+import { DEFAULT_GRAPH, isBuildingBlock, showGraphs } from "./graphlist.js";
 import { readRecipe } from "./png.js";
 import { RunView } from "./run.js";
 
@@ -57,7 +58,7 @@ function selectGraph(name, { values, document: bundle, label } = {}) {
   const graph = state.graphs.get(name);
   state.current = graph ? name : null;
   state.document = bundle || null;
-  for (const button of document.querySelectorAll("#graphs button")) {
+  for (const button of document.querySelectorAll("nav button[data-graph]")) {
     button.setAttribute("aria-current", String(button.dataset.graph === name && !bundle));
   }
   $("graph").hidden = false;
@@ -73,20 +74,13 @@ function selectGraph(name, { values, document: bundle, label } = {}) {
 async function loadGraphs() {
   const { graphs } = await api("/graphs");
   state.graphs = new Map(graphs.map((g) => [g.name, g]));
-  $("graphs").replaceChildren(...graphs.map((graph) => {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.dataset.graph = graph.name;
-    button.textContent = graph.name;
-    const about = document.createElement("small");
-    about.textContent = graph.description;
-    button.addEventListener("click", () => selectGraph(graph.name));
-    item.append(button, about);
-    return item;
-  }));
+  showGraphs($("graphs"), $("blocks"), graphs, (name) => selectGraph(name));
   const wanted = new URLSearchParams(location.hash.slice(1)).get("graph");
-  if (wanted && state.graphs.has(wanted)) selectGraph(wanted);
+  // Nothing asked for in the address: start where a new user should, on text to image.
+  const name = wanted && state.graphs.has(wanted) ? wanted : DEFAULT_GRAPH;
+  if (!state.graphs.has(name)) return;
+  selectGraph(name);
+  if (isBuildingBlock(name)) $("blocks").closest("details").open = true;
 }
 
 async function refreshGallery() {
