@@ -310,6 +310,7 @@ def relative(error: GraphError, folder: pathlib.Path) -> GraphError:
 
 def describe_inputs(graph) -> dict[str, dict]:
     from nodegraph.spec.document import NO_DEFAULT
+    from nodegraph.web.offline import offline_model
 
     described = {}
     for name, decl in graph.inputs.items():
@@ -320,6 +321,9 @@ def describe_inputs(graph) -> dict[str, dict]:
         for key in ("choices", "min", "max", "group"):
             if getattr(decl, key) is not None:
                 item[key] = getattr(decl, key)
+        offline = offline_model(decl)  # the page's first run works offline (web/offline.py)
+        if offline:
+            item["offline"] = offline
         described[name] = item
     return described
 

@@ -9,7 +9,11 @@ from web_helpers import TOKEN, Server, chromium_path
 
 @pytest.fixture(scope="session")
 def web_server(tmp_path_factory):
-    running = Server(tmp_path_factory.mktemp("web")).start()
+    # An empty Hugging Face cache, whatever this machine has downloaded: the page's first run must work
+    # offline (tests/web/test_web_start.py). Set only while the server process starts (it copies the env).
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hub-cache")))
+        running = Server(tmp_path_factory.mktemp("web")).start()
     yield running
     running.stop()
 

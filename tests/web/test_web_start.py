@@ -1,6 +1,7 @@
 """Where a new user starts: the main graphs first, building blocks apart, the essentials of a form first."""
 
 from playwright.sync_api import expect
+from web_helpers import DIGITS_MODEL, RUN_TIMEOUT
 
 
 def test_the_page_opens_on_text_to_image_with_the_main_graphs_first(page):
@@ -56,3 +57,14 @@ def test_an_error_in_a_collapsed_group_opens_it_and_shows_the_error(page):
     expect(page.locator("#err-clip_skip")).to_be_visible()
     expect(page.locator("#err-clip_skip")).to_contain_text("24")
     expect(page.locator("#in-clip_skip")).to_be_focused()
+
+
+def test_the_first_run_with_every_default_works_offline(page):
+    """stable_diffusion's default model is a hub id the test machine has not downloaded: the form starts
+    on builtin:digits instead, says why, and Run with nothing changed makes an image."""
+    expect(page.locator("#graph-title")).to_have_text("stable_diffusion")
+    expect(page.locator("#in-model")).to_have_value(DIGITS_MODEL)
+    expect(page.locator("#help-model")).to_contain_text("CompVis/stable-diffusion-v1-4 is not downloaded on this server")
+    page.click("#run")
+    expect(page.locator("#run-status")).to_contain_text("finished", timeout=RUN_TIMEOUT)
+    expect(page.locator("img.result")).to_have_count(1)

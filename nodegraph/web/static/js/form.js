@@ -37,6 +37,25 @@ function uploader(name, control) {
   return [picker, thumb];
 }
 
+/** A hub model this server has not downloaded: the form starts on the offline model instead (GET /graphs
+ * reports it as `offline`), says so, and offers both in a list. */
+function offerOffline(name, spec, control, line, help) {
+  const list = document.createElement("datalist");
+  list.id = `list-${name}`;
+  for (const value of [spec.offline, spec.default]) {
+    const option = document.createElement("option");
+    option.value = value;
+    list.append(option);
+  }
+  control.setAttribute("list", list.id);
+  line.append(list);
+  const note = document.createElement("span");
+  note.className = "offline-note";
+  note.textContent = ` ${spec.default} is not downloaded on this server, so ${spec.offline} (a tiny model that runs ` +
+    "offline) is filled in; type or pick the other to use it.";
+  help.append(note);
+}
+
 function fieldFor(name, spec) {
   const id = `in-${name}`;
   let control;
@@ -89,6 +108,7 @@ function fieldFor(name, spec) {
   const line = document.createElement("div");
   line.className = "control";
   line.append(control);
+  if (spec.offline) offerOffline(name, spec, control, line, help);
   if (name === "seed" && spec.type === "int") {
     const dice = document.createElement("button");
     dice.type = "button";
@@ -132,7 +152,7 @@ function sections(inputs) {
 
 export function buildForm(container, inputs) {
   container.replaceChildren(...sections(inputs));
-  fill(container, Object.fromEntries(Object.entries(inputs).map(([n, s]) => [n, s.default ?? null])));
+  fill(container, Object.fromEntries(Object.entries(inputs).map(([n, s]) => [n, s.offline ?? s.default ?? null])));
 }
 
 /** Put values into the form (missing names keep what they have). */
