@@ -41,11 +41,15 @@ def test_keyboard_alone_opens_a_graph_and_reaches_its_run_button(page):
     page.keyboard.press("Enter")
     page.keyboard.press("Tab")
     expect(page.locator("#in-model")).to_be_focused()  # the group's first input
-    page.locator("#fields [name]").last.focus()  # the last input: Tab goes on to the "Fast mode" box, then Run
+    page.locator("#fields [name]").last.focus()  # the last input: Tab goes on to the run options, then Run
     page.keyboard.press("Tab")
     expect(page.locator("#fast")).to_be_focused()
     page.keyboard.press("Space")
     expect(page.locator("#fast")).to_be_checked()
+    page.keyboard.press("Tab")
+    expect(page.locator("#seed-each")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.locator("#batch-count")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.locator("#run")).to_be_focused()
 

@@ -6,6 +6,12 @@ import { upload } from "./api.js";
 
 const MAX_SEED = 2 ** 32 - 1;
 
+/** A random seed within the seed input's declared range. */
+export function randomSeed(spec) {
+  const low = Math.max(0, spec.min ?? 0), high = Math.min(MAX_SEED, spec.max ?? MAX_SEED);
+  return low + Math.floor(Math.random() * (high - low + 1));
+}
+
 function isPrompt(name) { return /prompt/.test(name); }
 // Inputs naming an image file (img2img's `image`, inpainting's `mask`, a ControlNet's `control_image`).
 function isImage(name) { return /(^|_)(image|mask)$/.test(name); }
@@ -115,10 +121,7 @@ function fieldFor(name, spec) {
     dice.id = "random-seed";
     dice.textContent = "Random";
     dice.title = "a random seed";
-    dice.addEventListener("click", () => {
-      const low = Math.max(0, spec.min ?? 0), high = Math.min(MAX_SEED, spec.max ?? MAX_SEED);
-      control.value = String(low + Math.floor(Math.random() * (high - low + 1)));
-    });
+    dice.addEventListener("click", () => { control.value = String(randomSeed(spec)); });
     line.append(dice);
   }
   if (spec.type === "str" && isImage(name)) {

@@ -1,7 +1,7 @@
 // The page: graphs list → a graph's form → run with progress → gallery. Only the server's own API is used.
 
 import { api, ApiError, authorized, setToken } from "./api.js";
-import { buildForm, clearErrors, fill, read, showErrors } from "./form.js";
+import { buildForm, clearErrors, fill, randomSeed, read, showErrors } from "./form.js";
 import { loadGallery } from "./gallery.js";
 import { DEFAULT_GRAPH, isBuildingBlock, showGraphs } from "./graphlist.js";
 import { readRecipe } from "./png.js";
@@ -65,6 +65,7 @@ function selectGraph(name, { values, document: bundle, label } = {}) {
   $("graph-title").textContent = label || name;
   $("graph-description").textContent = graph ? graph.description : "Loaded from an image's metadata.";
   buildForm($("fields"), graph ? graph.inputs : inferredInputs(values || {}));
+  $("seed-each-box").hidden = !(graph && !bundle && graph.inputs.seed?.type === "int");
   if (values) fill($("fields"), values);
   $("form-error").hidden = true;
   showPicture(graph && !bundle ? name : null);
@@ -113,17 +114,50 @@ async function watch(run) {
   view.watch(run.id, run.fast);
 }
 
+/** The inputs of each run of a batch: a fresh seed per run when "Random seed on every run" is ticked,
+ * else seed, seed + 1, … (A1111's batch count); the seed field shows the first run's. */
+function batchInputs(inputs, count) {
+  const seedSpec = state.graphs.get(state.current)?.inputs?.seed;
+  const hasSeed = seedSpec?.type === "int" && !state.document;
+  if (!hasSeed && count === 1) return [inputs];
+  const random = hasSeed && $("seed-each").checked;
+  const first = random ? randomSeed(seedSpec) : inputs.seed;
+  const batch = Array.from({ length: count }, (_, i) => {
+    if (!hasSeed || typeof first !== "number") return { ...inputs };
+    return { ...inputs, seed: i === 0 ? first : random ? randomSeed(seedSpec) : first + i };
+  });
+  if (random) $("in-seed").value = String(first);
+  return batch;
+}
+
+function batchCount() {
+  const count = Number($("batch-count").value);
+  return Number.isInteger(count) && count >= 1 && count <= 100 ? count : null;
+}
+
 async function submit(event) {
   event.preventDefault();
   const fields = $("fields");
   clearErrors(fields);
   $("form-error").hidden = true;
-  const inputs = read(fields);
-  const request = state.document ? { document: state.document, inputs } : { graph: state.current, inputs };
-  if ($("fast").checked) request.fast = true;  // left out otherwise, as the Python client does
+  const count = batchCount();
+  if (count === null) {
+    $("form-error").textContent = "Batch count: a whole number from 1 to 100.";
+    $("form-error").hidden = false;
+    $("batch-count").focus();
+    return;
+  }
+  const requests = batchInputs(read(fields), count).map((inputs) => {
+    const request = state.document ? { document: state.document, inputs } : { graph: state.current, inputs };
+    if ($("fast").checked) request.fast = true;  // left out otherwise, as the Python client does
+    return request;
+  });
   $("run").disabled = true;
   try {
-    await view.start(request);
+    const first = await view.start(requests[0]);
+    // The first one checked the inputs; the rest are queued behind it and shown in the gallery.
+    const rest = await Promise.all(requests.slice(1).map((body) => api("/runs", { method: "POST", body })));
+    if (rest.length) notice(`Queued ${count} runs: ${[first, ...rest].map((run) => run.id).join(", ")}.`);
     refreshGallery();
   } catch (error) {
     $("run").disabled = false;
