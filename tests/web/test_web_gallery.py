@@ -81,9 +81,12 @@ def test_dropping_a_nodegraph_png_loads_its_graph_and_inputs_and_runs_it(page, f
 def test_dropping_a_png_without_metadata_says_so(page):
     plain = io.BytesIO()
     Image.new("RGB", (8, 8), "red").save(plain, format="PNG")
+    page.get_by_role("button", name="img2img", exact=True).click()  # the page opens on a graph: pick another
+    expect(page.locator("#graph-title")).to_have_text("img2img")
     drop_file(page, "plain.png", plain.getvalue())
     expect(page.locator("#notice")).to_contain_text("plain.png has no nodegraph metadata")
-    expect(page.locator("#graph")).to_be_hidden()
+    expect(page.locator("#graph-title")).to_have_text("img2img")  # nothing was loaded in its place
+    expect(page.get_by_role("button", name="img2img", exact=True)).to_have_attribute("aria-current", "true")
 
 
 def test_a_run_started_elsewhere_is_watched_from_the_gallery_and_cancelled(page, web_server):
