@@ -1,7 +1,7 @@
 """Where a new user starts: the main graphs first, building blocks apart, the essentials of a form first."""
 
 from playwright.sync_api import expect
-from web_helpers import DIGITS_MODEL, RUN_TIMEOUT
+from web_helpers import DIGITS_MODEL, DOCS_IMAGES, RUN_TIMEOUT
 
 
 def test_the_page_opens_on_text_to_image_with_the_main_graphs_first(page):
@@ -44,6 +44,9 @@ def test_the_form_shows_the_essentials_first_and_the_advanced_inputs_collapsed(p
     advanced.locator("summary").click()
     expect(page.locator("#in-model")).to_be_visible()
     expect(page.locator("#in-clip_skip")).to_be_visible()
+    page.locator("#in-batch_size").scroll_into_view_if_needed()
+    page.evaluate("() => window.scrollBy(0, 120)")  # the last essentials above the opened group
+    page.screenshot(path=DOCS_IMAGES / "web-advanced.png")
 
 
 def test_an_error_in_a_collapsed_group_opens_it_and_shows_the_error(page):
