@@ -103,7 +103,8 @@ def build_schema(registry: Optional[Registry] = None) -> dict:
                          "type such as Latent, Image, UNet",
                          "examples": ["int", "float", "str", "bool", "list[int]", "Latent", "Image"]},
                 "default": {}, "description": {"type": "string"},
-                "choices": {"type": "array"}, "min": {"type": "number"}, "max": {"type": "number"}},
+                "choices": {"type": "array"}, "min": {"type": "number"}, "max": {"type": "number"},
+                "group": {"type": "string", "description": "where a form shows it, e.g. advanced (collapsed)"}},
         },
         "nodes": {"type": "object", "propertyNames": {"pattern": IDENTIFIER.pattern, "not": {
             "enum": ["inputs", "state", "loop"]}}, "additionalProperties": _ref("node")},
