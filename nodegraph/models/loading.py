@@ -23,6 +23,7 @@ from nodegraph.models.flux_transformer import FluxTransformer2DModel, FluxTransf
 from nodegraph.models.qwen3_text import (QWEN3_ENCODERS, is_qwen3_config, is_qwen_tokenizer, load_qwen3_text_encoder,
                                          load_qwen_tokenizer)
 from nodegraph.models.sources import Source, resolve_source
+from nodegraph.models.t5_text import T5_ENCODERS, load_t5_encoder
 from nodegraph.models.text import TEXT_ENCODERS, TOKENIZERS, load_text_encoder, load_tokenizer
 from nodegraph.models.unet_2d import UNet2DModel
 from nodegraph.models.unet_2d_condition import UNet2DConditionModel
@@ -38,10 +39,13 @@ MODELS = {  # diffusers class name → (nodegraph model, its config)
     "ZImageTransformer2DModel": (ZImageTransformer2DModel, ZImageTransformerConfig),
     "FluxTransformer2DModel": (FluxTransformer2DModel, FluxTransformerConfig),
 }
+ENCODERS = {**dict.fromkeys(TEXT_ENCODERS, load_text_encoder), **dict.fromkeys(QWEN3_ENCODERS, load_qwen3_text_encoder),
+            **dict.fromkeys(T5_ENCODERS, load_t5_encoder)}  # transformers class name → its loader
 # What the conventional component names must hold, so that `vae` pointing at a UNet fails early and clearly.
 EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("AutoencoderKL",),
             "text_encoder": TEXT_ENCODERS + QWEN3_ENCODERS,
-            "text_encoder_2": TEXT_ENCODERS, "transformer": ("ZImageTransformer2DModel", "FluxTransformer2DModel")}
+            "text_encoder_2": TEXT_ENCODERS + T5_ENCODERS, "text_encoder_3": T5_ENCODERS,  # Flux's / SD3's T5
+            "transformer": ("ZImageTransformer2DModel", "FluxTransformer2DModel")}
 
 
 def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
@@ -88,7 +92,7 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
 
     raw = src.read_json(join("config.json"))
     kind = raw.get("_class_name") or (raw.get("architectures") or [None])[0] or \
-        ("CLIPTextModel" if raw.get("model_type") == "clip_text_model" else None)
+        {"clip_text_model": "CLIPTextModel", "t5": "T5EncoderModel"}.get(raw.get("model_type"))
     where = src.where(join("config.json"))
     if is_qwen3_config(raw) and kind in QWEN3_ENCODERS + (None,):  # Z-Image declares Qwen3Model for a causal-LM folder
         kind = declared if declared in QWEN3_ENCODERS else "Qwen3Model"
@@ -102,15 +106,12 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         from nodegraph.models.fp8 import cast_to_fp8, check_fp8
 
         check_fp8(device, weights)
-    if kind in TEXT_ENCODERS:
-        encoder = load_text_encoder(src, folder, raw, dtype, device, variant, allow_pickle)
-        return cast_to_fp8(encoder, weights) if weights else encoder
-    if kind in QWEN3_ENCODERS:
-        encoder = load_qwen3_text_encoder(src, folder, raw, dtype, device, variant, allow_pickle)
+    if kind in ENCODERS:
+        encoder = ENCODERS[kind](src, folder, raw, dtype, device, variant, allow_pickle)
         return cast_to_fp8(encoder, weights) if weights else encoder
     if kind not in MODELS:
         raise CheckpointError(f"{where}: nodegraph cannot load a {kind}; it loads "
-                              f"{', '.join([*MODELS, *TEXT_ENCODERS])}.")
+                              f"{', '.join([*MODELS, *ENCODERS])}.")
     model_class, config_class = MODELS[kind]
     config = parse_config(config_class, raw, where)
     with torch.device("meta"):

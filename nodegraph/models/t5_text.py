@@ -237,10 +237,6 @@ T5_ENCODERS = ("T5EncoderModel",)
 _TIED = ("shared.weight", "encoder.embed_tokens.weight")
 
 
-def is_t5_config(raw: dict[str, Any]) -> bool:
-    return raw.get("model_type") == "t5" or (raw.get("architectures") or [None])[0] in T5_ENCODERS
-
-
 def build_t5(raw: dict[str, Any], where: str) -> T5EncoderModel:
     """An uninitialised T5EncoderModel on the meta device, from a config.json dict."""
     with torch.device("meta"):

@@ -8,6 +8,7 @@ text_encoder_3) is checked on the meta device against transformers' own state di
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,33 @@ def test_loading_and_encoding_never_imports_transformers(tiny_t5):
             "assert 'transformers' not in sys.modules, 'transformers was imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def pipeline_folder(tiny_t5: Path, root: Path, name: str, architectures: bool = True) -> Path:
+    """A pipeline-style folder whose `name` component is the tiny T5 (model_index.json as Flux/SD3 write it)."""
+    shutil.copytree(tiny_t5, root / name)
+    if not architectures:  # an older config.json: model_type only
+        config = json.loads((root / name / "config.json").read_text())
+        (root / name / "config.json").write_text(json.dumps({**config, "architectures": None}))
+    (root / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline",
+                                                       name: ["transformers", "T5EncoderModel"]}))
+    return root
+
+
+@pytest.mark.parametrize("name, architectures", [("text_encoder_2", True), ("text_encoder_3", False)])
+def test_load_component_recognises_flux_and_sd3_t5_folders(tiny_t5, tmp_path, name, architectures):
+    from nodegraph.models.loading import load_component
+
+    folder = pipeline_folder(tiny_t5, tmp_path / "pipe", name, architectures)
+    model = load_component(folder, name, dtype="bf16")
+    assert isinstance(model, T5EncoderModel) and model.dtype == torch.bfloat16
+    ids, mask = inputs()
+    assert torch.equal(model(ids, mask), ours(tiny_t5, torch.bfloat16)(ids, mask))
+
+
+def test_t5_folder_in_a_clip_slot_is_refused_by_name(tiny_t5, tmp_path):
+    from nodegraph.models.loading import CheckpointError, load_component
+
+    shutil.copytree(tiny_t5, tmp_path / "text_encoder")
+    with pytest.raises(CheckpointError, match=r"describes a T5EncoderModel, but component `text_encoder` must be"):
+        load_component(tmp_path, "text_encoder")
