@@ -6,7 +6,7 @@ Flux.1 (`text_encoder_2`) and SD3 (`text_encoder_3`) read its `last_hidden_state
 Same parameter names as transformers' `T5EncoderModel` (`shared`, `encoder.block.N.layer.0.SelfAttention.q`,
 `encoder.block.N.layer.1.DenseReluDense.wi_0`, `encoder.final_layer_norm`), so its files load strictly; the
 token embedding is one module under two names (`shared` and `encoder.embed_tokens`), as transformers ties them.
-Same operations in the same order as transformers 5, so hidden states are bit-equal in fp32 and bf16
+Same operations in the same order as transformers 5, so hidden states are bit-equal in fp32, bf16, fp16
 (tests/flow/test_t5_encoder.py):
 * T5LayerNorm: RMS without mean or bias, float32 variance, the normed states multiplied in float32 unless the
   weight is fp16/bf16 (then cast to it first);

@@ -2,8 +2,9 @@
 configurations unlike transformers' defaults (3 heads of 12 over a 40-wide stream, 12 buckets, max_distance 10,
 3 blocks), v1.1 gated-gelu and original ReLU, every weight moved off its initialisation, a 37-token sequence
 (well past max_distance, so the log-spaced and last buckets are used), batches with and without padding;
-last_hidden_state bit-equal in fp32 and bf16. The real T5-XXL v1.1 configuration (Flux's text_encoder_2, SD3's
-text_encoder_3) is checked on the meta device against transformers' own state dict."""
+last_hidden_state bit-equal in fp32, bf16 and fp16 (`wo` kept in float32, as transformers loads it). The real
+T5-XXL v1.1 configuration (Flux's text_encoder_2, SD3's text_encoder_3) is checked on the meta device against
+transformers' own state dict."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return ids.masked_fill(~mask, 0), mask
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
 def test_last_hidden_state_equals_transformers_bit_for_bit(tiny_t5, dtype):
     from transformers import T5EncoderModel as TheirT5
 
@@ -68,6 +69,9 @@ def test_last_hidden_state_equals_transformers_bit_for_bit(tiny_t5, dtype):
         assert got.dtype == expected.dtype == dtype
         assert got.shape == (2, LENGTH, TINY["d_model"])
         assert torch.equal(got, expected)
+    wo = {mine.encoder.block[0].layer[1].DenseReluDense.wo.weight.dtype,
+          theirs.encoder.block[0].layer[1].DenseReluDense.wo.weight.dtype}
+    assert wo == {torch.float32 if dtype == torch.float16 else dtype}  # transformers' _keep_in_fp32_modules
     unmasked, masked = mine(ids), mine(ids, mask)
     assert not torch.allclose(unmasked[1, :15], masked[1, :15])  # the mask reaches the attention
 
@@ -123,7 +127,8 @@ def test_loading_and_encoding_never_imports_transformers(tiny_t5):
             "from nodegraph.models.sources import resolve_source; "
             "from nodegraph.models.t5_text import load_t5_encoder; "
             f"folder = Path({str(tiny_t5)!r}); raw = json.loads((folder / 'config.json').read_text()); "
-            "model = load_t5_encoder(resolve_source(folder), '', raw, torch.float32, torch.device('cpu'), None, False); "
+            "model = load_t5_encoder(resolve_source(folder), '', raw, torch.float32, torch.device('cpu'), None, "
+            "False); "
             "print(model(torch.tensor([[5, 9, 3, 1]])).shape); "
             "assert 'transformers' not in sys.modules, 'transformers was imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
