@@ -21,6 +21,7 @@ from nodegraph.models.checkpoint import default_dtype
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.single_file import clip, ldm_unet, ldm_vae
 from nodegraph.models.single_file.detect import VAE_PREFIXES, Family, detect, top_prefixes
+from nodegraph.models.single_file.flux import detect_flux_file, flux_file_config, load_flux_file
 from nodegraph.models.single_file.plan import Plan, Take, check, read
 from nodegraph.models.single_file.reader import PICKLES, CheckpointFile, open_checkpoint
 from nodegraph.models.single_file.z_image import (FLOW_COMPONENTS, detect_flow_file, flow_file_config, load_flow_file,
@@ -73,6 +74,8 @@ def load_single_file(path: str | os.PathLike, name: str, *, dtype: torch.dtype =
     `weights` (float8 storage) is read for Z-Image files only."""
     ckpt = opened(path, allow_pickle)
     shown = str(ckpt.path)
+    if detect_flux_file(ckpt.shapes) is not None:  # a Flux.1 transformer in BFL's layout
+        return load_flux_file(ckpt, name, dtype, torch.device(device), config, store=weights)
     if detect_flow_file(ckpt.shapes):  # a Z-Image transformer or Qwen3 text encoder alone
         return load_flow_file(ckpt, name, dtype, torch.device(device), config, store=weights)
     if name in FLOW_COMPONENTS:
@@ -107,6 +110,8 @@ def read_single_file_config(path: str | os.PathLike, name: str, config: str | No
 
         return read_config(config, name)
     ckpt = opened(path)
+    if detect_flux_file(ckpt.shapes) is not None:
+        return flux_file_config(ckpt, name)
     if detect_flow_file(ckpt.shapes):
         return flow_file_config(ckpt, name)
     fam = detect(ckpt.shapes, str(ckpt.path))
