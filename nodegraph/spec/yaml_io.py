@@ -108,75 +108,15 @@ def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
 
 def load_yaml(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, Marks, list[GraphError]]:
     """Parse `text`; return (data, marks, duplicate-key errors). A syntax error raises YamlProblem."""
-    marks = Marks()
-    errors: list[GraphError] = []
     if len(text) > limits.max_document_bytes:
         raise YamlProblem([GraphError(
             "document_too_large", "", f"the document is {len(text):,} characters, over the limit of "
             f"{limits.max_document_bytes:,}", "a graph file is a few kilobytes; keep data out of it", file, 1, 1)])
-    try:  # PyYAML's reader refuses control characters here, before parsing
-        loader = _GraphLoader(text, limits)
-    except yaml.reader.ReaderError as exc:
-        at = max(0, min(exc.position, len(text)))
-        line, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
-        raise YamlProblem([GraphError("yaml_syntax", "", f"YAML syntax error: character U+{int(exc.character):04X} is not "
-                                      "allowed in YAML", "remove it (control characters cannot appear in YAML text)",
-                                      file, line, col)]) from None
-    built = [0]
+    builder = _Builder(_open_loader(text, file, limits), file, limits)
     try:
-        root = loader.get_single_node()
-        if root is None:
-            return None, marks, errors
-
-        def build(node, path: Path, active: frozenset):
-            if id(node) in active:
-                raise yaml.constructor.ConstructorError(None, None, "a YAML alias refers to itself",
-                                                        node.start_mark)
-            built[0] += 1
-            if built[0] > limits.max_yaml_values:
-                raise _TooBig("too_many_values", f"the document expands to more than {limits.max_yaml_values:,} "
-                              "values (YAML aliases repeat what they name)",
-                              "an alias bomb looks like this; use fewer `*alias` references", node.start_mark)
-            if len(path) > limits.max_depth:
-                raise _TooBig("too_deep", f"the document nests more than {limits.max_depth} levels deep "
-                              "(counting what aliases expand to)", "flatten the structure", node.start_mark)
-            marks.values[path] = _mark(node)
-            if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
-                raise yaml.constructor.ConstructorError(None, None, f"the YAML tag {node.tag} is not allowed "
-                                                        "in a graph", node.start_mark)
-            if isinstance(node, yaml.MappingNode):
-                written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
-                loader.flatten_mapping(node)  # resolves `<<:` merge keys like SafeLoader: merged pairs first,
-                result: dict = {}  # ordered so that the later pair wins (the YAML spec's precedence)
-                typed: set = set()  # keys written in this mapping itself: a second one is a duplicate
-                for key_node, value_node in node.value:
-                    if not isinstance(key_node, yaml.ScalarNode):
-                        raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value, "
-                                                                "not a list or mapping", key_node.start_mark)
-                    key = loader.construct_object(key_node)
-                    key_path = path + (key,)
-                    if key in result and id(key_node) in written and key in typed:
-                        line, col = _mark(key_node)
-                        first = marks.keys[key_path][0]
-                        if _is_node_map(path):
-                            errors.append(GraphError(
-                                "duplicate_node_id", dotted(key_path), f"node id `{key}` is used twice "
-                                f"(first on line {first})", "give each node a unique id", file, line, col))
-                        else:
-                            errors.append(GraphError(
-                                "duplicate_key", dotted(key_path), f"key `{key}` appears twice (first on "
-                                f"line {first}); YAML would silently keep only the last one",
-                                "remove or rename one of them", file, line, col))
-                        continue
-                    marks.keys[key_path] = _mark(key_node)  # a merged key, or one written over it: later wins
-                    result[key] = build(value_node, key_path, active | {id(node)})
-                    typed.update({key} if id(key_node) in written else ())
-                return result
-            if isinstance(node, yaml.SequenceNode):
-                return [build(item, path + (i,), active | {id(node)}) for i, item in enumerate(node.value)]
-            return loader.construct_object(node)
-
-        return build(root, (), frozenset()), marks, errors
+        root = builder.loader.get_single_node()
+        data = None if root is None else builder.build(root, (), frozenset())
+        return data, builder.marks, builder.errors
     except _TooBig as exc:
         raise _too_big_error(exc, file) from None
     except RecursionError:  # a guard behind the depth limit: never a traceback
@@ -191,7 +131,79 @@ def load_yaml(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> tuple[An
     except yaml.YAMLError as exc:
         raise YamlProblem([GraphError("yaml_syntax", "", f"YAML error: {exc}", "", file, 1, 1)]) from None
     finally:
-        loader.dispose()
+        builder.loader.dispose()
+
+
+def _open_loader(text: str, file: str, limits: Limits) -> _GraphLoader:
+    try:  # PyYAML's reader refuses control characters here, before parsing
+        return _GraphLoader(text, limits)
+    except yaml.reader.ReaderError as exc:
+        at = max(0, min(exc.position, len(text)))
+        line, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+        raise YamlProblem([GraphError("yaml_syntax", "", f"YAML syntax error: character U+{int(exc.character):04X} is not "
+                                      "allowed in YAML", "remove it (control characters cannot appear in YAML text)",
+                                      file, line, col)]) from None
+
+
+class _Builder:
+    """Builds Python values from composed nodes, counting them against the limits (aliases included), keeping
+    every value's and key's line:col, and reporting keys written twice in one mapping."""
+
+    def __init__(self, loader: _GraphLoader, file: str, limits: Limits):
+        self.loader, self.file, self.limits = loader, file, limits
+        self.marks, self.errors, self.built = Marks(), [], 0
+
+    def build(self, node, path: Path, active: frozenset):
+        if id(node) in active:
+            raise yaml.constructor.ConstructorError(None, None, "a YAML alias refers to itself", node.start_mark)
+        self.built += 1
+        if self.built > self.limits.max_yaml_values:
+            raise _TooBig("too_many_values", f"the document expands to more than {self.limits.max_yaml_values:,} "
+                          "values (YAML aliases repeat what they name)",
+                          "an alias bomb looks like this; use fewer `*alias` references", node.start_mark)
+        if len(path) > self.limits.max_depth:
+            raise _TooBig("too_deep", f"the document nests more than {self.limits.max_depth} levels deep "
+                          "(counting what aliases expand to)", "flatten the structure", node.start_mark)
+        self.marks.values[path] = _mark(node)
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+            raise yaml.constructor.ConstructorError(None, None, f"the YAML tag {node.tag} is not allowed "
+                                                    "in a graph", node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, active | {id(node)})
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,), active | {id(node)}) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node)
+
+    def _mapping(self, node, path: Path, active: frozenset) -> dict:
+        written = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        self.loader.flatten_mapping(node)  # resolves `<<:` merge keys like SafeLoader: merged pairs first,
+        result: dict = {}  # ordered so that the later pair wins (the YAML spec's precedence)
+        typed: set = set()  # keys written in this mapping itself: a second one is a duplicate
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(None, None, "a key must be a plain value, "
+                                                        "not a list or mapping", key_node.start_mark)
+            key = self.loader.construct_object(key_node)
+            key_path = path + (key,)
+            if key in result and id(key_node) in written and key in typed:
+                self._duplicate(key, key_path, key_node, path)
+                continue
+            self.marks.keys[key_path] = _mark(key_node)  # a merged key, or one written over it: later wins
+            result[key] = self.build(value_node, key_path, active)
+            typed.update({key} if id(key_node) in written else ())
+        return result
+
+    def _duplicate(self, key, key_path: Path, key_node, path: Path) -> None:
+        line, col = _mark(key_node)
+        first = self.marks.keys[key_path][0]
+        if _is_node_map(path):
+            self.errors.append(GraphError("duplicate_node_id", dotted(key_path), f"node id `{key}` is used twice "
+                                          f"(first on line {first})", "give each node a unique id",
+                                          self.file, line, col))
+        else:
+            self.errors.append(GraphError("duplicate_key", dotted(key_path), f"key `{key}` appears twice (first on "
+                                          f"line {first}); YAML would silently keep only the last one",
+                                          "remove or rename one of them", self.file, line, col))
 
 
 class FlowDict(dict):
