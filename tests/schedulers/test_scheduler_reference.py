@@ -1,5 +1,10 @@
 """The real SD1.4 and ddpm-cat-256 scheduler configs give the timesteps diffusers 0.42.1 gives (recorded in
-data/timesteps-diffusers-0.42.1.json); needs no diffusers."""
+data/timesteps-diffusers-0.42.1.json); needs no diffusers.
+
+Timesteps are compared exactly. Sigmas are compared to within one float32 ulp: they were recorded on an AMD EPYC,
+and torch's vectorised exp/pow round the last bit differently on other CPUs (on an Intel Xeon with avx512_fp16,
+diffusers itself gives 0.029167532920837402 where the file says 0.02916753478348255). The exact comparison with
+diffusers on the machine at hand is tests/schedulers/test_scheduler_parity.py's."""
 
 from __future__ import annotations
 
@@ -20,6 +25,12 @@ SWAPS = {"ddim": "sd14_ddim", "unipc": "sd14_unipc_from_config", "euler": "sd14_
 
 def f32(values) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
+
+
+def assert_within_one_ulp(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """|actual - expected| < eps·|expected| admits a difference of one unit in the last place, never two."""
+    gap, bound = (actual - expected).abs(), torch.finfo(torch.float32).eps * expected.abs()
+    assert bool((gap <= bound).all()), f"more than one ulp apart: {actual.tolist()} vs {expected.tolist()}"
 
 
 def test_sd14_pndm_repeats_the_second_timestep():
@@ -53,14 +64,14 @@ def test_sd14_swapped_schedulers_give_diffusers_sigmas(name):
     s = create_scheduler(SD14, name=name)
     s.set_timesteps(25)
     first, second_to_last, last = REF[f"{key}_sigmas_first_last"]
-    assert s.sigmas[[0, -2, -1]].tolist() == f32([first, second_to_last, last]).tolist()
+    assert_within_one_ulp(s.sigmas[[0, -2, -1]], f32([first, second_to_last, last]))
     assert float(s.init_noise_sigma) == f32(REF[f"{key}_init_noise_sigma"]).item()
 
 
-def test_sd14_unipc_sigmas_are_exact():
+def test_sd14_unipc_sigmas_match_to_the_last_bit_but_one():
     s = create_scheduler(SD14, name="unipc")
     s.set_timesteps(25)
-    assert torch.equal(s.sigmas, f32(REF["sd14_unipc_from_config_sigmas"]))
+    assert_within_one_ulp(s.sigmas, f32(REF["sd14_unipc_from_config_sigmas"]))
 
 
 def test_sd14_unipc_from_a_resaved_config_uses_leading_spacing():
