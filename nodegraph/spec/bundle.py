@@ -96,7 +96,7 @@ def check_recipe(data: Any, limits: Optional[Limits] = None) -> dict[str, Any]:
     if recipe.source is not None and not _pinned_address(recipe.source):
         raise BundleError(f"its source `{shown(recipe.source)}` is not an hf:// address pinned to a commit",
                           "invalid_pin", "a recipe records hf://OWNER/REPO@<40-hex commit>/PATH.yaml")
-    checked = recipe.model_dump()
+    checked = recipe.model_dump(exclude_unset=True)  # keys the PNG does not hold stay absent, as written
     if recipe.source is None:
         checked["graph"] = check_bundle(recipe.graph, limits)
     return checked
