@@ -5,9 +5,11 @@
     queue.py      runs, their inputs, status, events and outputs in SQLite under --data
     worker.py     the one thread that runs queued runs in order of priority, then arrival
     events.py     per-run event logs that live clients follow and late clients replay
-    cache.py      the memory-bounded node-output cache and the model LRU kept across runs
+    lookups.py    submissions checked on a pool of their own, so a slow lookup never holds a request handler
+    run_limits.py per-run limits (pixels, pixels × steps, batch, wall time) checked before a run is queued
+    redact.py     messages without the server's own paths or object addresses
     main.py       the `nodegraph serve` command
 
 It talks to the core only through its public API: `load_graph`, `bind_input_values`, `Graph.plan`,
-`execute_plan`, hooks, the component cache and the output writers.
+`execute_plan` through `nodegraph.runner`, hooks, and the model / node-output caches of exec/lru_caches.py.
 """

@@ -49,7 +49,7 @@ class Prepared:
 class Service:
     def __init__(self, config: ServeConfig):
         from nodegraph.exec import png_metadata
-        from nodegraph.serve.cache import ModelCache, OutputCache, default_model_budget
+        from nodegraph.exec.lru_caches import ModelCache, OutputCache, default_model_budget
         from nodegraph.serve.events import EventLogs
         from nodegraph.serve.queue import RunStore
         from nodegraph.serve.worker import Worker

@@ -4,7 +4,7 @@ import copy
 
 import torch
 
-from nodegraph.serve.cache import ModelCache, OutputCache, nbytes
+from nodegraph.exec.lru_caches import ModelCache, OutputCache, nbytes
 
 
 def model(n: int) -> torch.nn.Module:
