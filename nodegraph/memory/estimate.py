@@ -12,8 +12,6 @@ not seen; a hub repo not yet downloaded counts 0 and is named in `unknown`.
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,6 @@ _SIZES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "I16": 2,
 _SINGLE_FILE_PREFIXES = {"unet": ("model.diffusion_model.",), "vae": ("first_stage_model.",),
                          "text_encoder": ("cond_stage_model.", "conditioner.embedders.0."),
                          "text_encoder_2": ("conditioner.embedders.1.",)}
-_MAX_HEADER = 100 << 20
 
 
 @dataclass
@@ -59,19 +56,17 @@ class RunEstimate:
 def layer_bytes(path: Path, compute_size: int, prefixes: tuple[str, ...] = ()) -> dict[str, int]:
     """{layer (key without its last part): bytes once loaded} for safetensors file `path`: floating tensors in
     `compute_size`-byte elements, float8 and integer ones as stored; with `prefixes`, only keys with one."""
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        if length > _MAX_HEADER:
-            raise ValueError(f"{path}: safetensors header of {length} bytes is not plausible")
-        header = json.loads(f.read(length))
+    from nodegraph.models.weight_files import read_safetensors_header
+
+    header = read_safetensors_header(path, str(path))  # checked: size, entry count, types (spec/limits.py)
     layers: dict[str, int] = {}
-    for key, info in header.items():
-        if key == "__metadata__" or (prefixes and not key.startswith(prefixes)):
+    for key, info in header.tensors.items():
+        if prefixes and not key.startswith(prefixes):
             continue
         numel = 1
-        for n in info["shape"]:
+        for n in info.shape:
             numel *= n
-        kind = info["dtype"]
+        kind = info.dtype
         layer = key.rpartition(".")[0]
         layers[layer] = layers.get(layer, 0) + numel * (compute_size if kind in _FLOAT else _SIZES.get(kind, 4))
     return layers

@@ -26,6 +26,7 @@ from torch import nn
 
 from nodegraph.models.adapters.patch import replace_modules, with_weight
 from nodegraph.models.errors import CheckpointError
+from nodegraph.models.weight_files import read_safetensors_header
 
 KOHYA_PARTS = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
                "lora_te2_": "text_encoder_2"}
@@ -66,6 +67,7 @@ def read_lora(path: str) -> LoraFile:
     if not path.endswith(".safetensors"):
         raise CheckpointError(f"{path}: LoRA files are read as .safetensors only (pickled .pt/.ckpt files can run "
                               f"code when loaded); convert it to .safetensors")
+    read_safetensors_header(path, path)  # the header checked against spec/limits.py before safetensors reads it
     try:
         with safe_open(path, framework="pt") as f:
             keys, metadata = list(f.keys()), f.metadata() or {}

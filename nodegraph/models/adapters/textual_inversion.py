@@ -21,6 +21,7 @@ from torch import nn
 
 from nodegraph.models.adapters.patch import replace_modules
 from nodegraph.models.errors import CheckpointError
+from nodegraph.models.weight_files import read_safetensors_header
 
 
 def read_embedding(path: str, allow_pickle: bool = False) -> tuple[str | None, dict[str, torch.Tensor]]:
@@ -30,6 +31,7 @@ def read_embedding(path: str, allow_pickle: bool = False) -> tuple[str | None, d
     if path.endswith(".safetensors"):
         from safetensors import SafetensorError, safe_open
 
+        read_safetensors_header(path, path)  # the header checked against spec/limits.py before safetensors reads it
         try:
             with safe_open(path, framework="pt") as f:
                 keys = list(f.keys())
