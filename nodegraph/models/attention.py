@@ -189,11 +189,12 @@ class Transformer2D(nn.Module):
 
 
 def _linear_on_transposed(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """`layer(x)` for x (B, N, C) that is a transposed view of a contiguous (B, C, N), computed as torch computes
-    it for diffusers: there the weight requires grad, and torch's matmul then multiplies the transposed problem
-    (W · xᵀ)ᵀ instead of copying x. In bf16 the two orders round differently (up to 22/255 per pixel of an
-    SDXL image); the same order keeps nodegraph's bf16 images equal to diffusers'. It also skips the copy."""
-    if x.dim() != 3 or x.is_contiguous() or not x.transpose(1, 2).is_contiguous():
+    """`layer(x)` computed the way torch computes it for diffusers' module, whose weight requires grad (ours, loaded
+    for inference, does not). For x (B, N, C) that is a transposed view of a contiguous (B, C, N), torch picks its
+    bf16 matmul by that flag and by the CPU: on an AMD EPYC it multiplies the transposed problem (W · xᵀ)ᵀ, on an
+    Intel Xeon with AMX it runs oneDNN on x as it is. The orders round differently (up to 22/255 per pixel of an
+    SDXL image in bf16), so the call is made with a weight that requires grad, as diffusers' is, and torch picks the
+    same kernel on every CPU. No graph is recorded: models run under torch.no_grad()."""
+    if x.dim() != 3 or x.is_contiguous() or not x.transpose(1, 2).is_contiguous() or torch.is_grad_enabled():
         return layer(x)
-    out = torch.matmul(layer.weight, x.transpose(1, 2)).transpose(1, 2)  # (B, N, C_out), a transposed view
-    return out.add_(layer.bias) if layer.bias is not None else out
+    return torch.nn.functional.linear(x, layer.weight.detach().requires_grad_(), layer.bias)
