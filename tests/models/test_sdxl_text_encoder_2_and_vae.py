@@ -67,9 +67,11 @@ def sdxl_vae(tmp_path_factory):
 
 
 def decode(vae, latents, force_upcast):
+    from nodegraph.core import RunContext, RunMode
     from nodegraph.nodes.vae import VAEDecode
 
-    return VAEDecode().run(VAEDecode.Inputs(vae=vae, latents=latents, force_upcast=force_upcast), None)["image"]
+    ctx = RunContext(mode=RunMode(device="cpu"))
+    return VAEDecode().run(VAEDecode.Inputs(vae=vae, latents=latents, force_upcast=force_upcast), ctx)["image"]
 
 
 def test_fp16_sdxl_vae_decodes_in_float32_like_diffusers_upcast_vae(sdxl_vae):
