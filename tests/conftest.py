@@ -28,3 +28,14 @@ def weight_files_read(monkeypatch):
     for module in ("nodegraph.models.checkpoint", "nodegraph.models.loading", "nodegraph.models.text"):
         monkeypatch.setattr(f"{module}.read_entries", recording)
     return seen
+
+
+with open(os.path.join(os.path.dirname(__file__), "slow_tests.txt"), encoding="utf-8") as listed:
+    _SLOW = {line.strip() for line in listed if line.strip() and not line.startswith("#")}
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` on the tests listed in slow_tests.txt, so `pytest -m "not slow"` is a quick subset (CI runs all)."""
+    for item in items:
+        if item.nodeid.split("[", 1)[0] in _SLOW:
+            item.add_marker(pytest.mark.slow)
