@@ -4,12 +4,10 @@ between the steps included."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.graphs.step_alone import run_step_graph_alone
+
 WRAPPER = """
 nodegraph: 1
 inputs:
@@ -48,11 +46,7 @@ outputs:
 def test_the_lcm_step_graph_alone_equals_the_loop_by_hand(tiny_sd, tmp_path):
     from diffusers import LCMScheduler, StableDiffusionPipeline
 
-    from nodegraph import run_graph
-
-    shutil.copy(ROOT / "graphs" / "lcm_denoise_step.yaml", tmp_path)
-    (tmp_path / "two_steps.yaml").write_text(WRAPPER)
-    out = run_graph(str(tmp_path / "two_steps.yaml"), inputs={"model": str(tiny_sd)}, device="cpu")
+    out = run_step_graph_alone("lcm_denoise_step.yaml", WRAPPER, tmp_path, tiny_sd)
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None, requires_safety_checker=False)
     scheduler = LCMScheduler.from_config(pipe.scheduler.config)

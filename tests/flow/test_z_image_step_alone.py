@@ -3,12 +3,10 @@ from given noise equal the loop written out by hand with diffusers' transformer 
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.graphs.step_alone import run_step_graph_alone
+
 WRAPPER = """
 nodegraph: 1
 inputs:
@@ -47,11 +45,7 @@ outputs:
 def test_the_step_graph_alone_equals_the_loop_by_hand(tiny_z_image, tmp_path):
     from diffusers import FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
 
-    from nodegraph import run_graph
-
-    shutil.copy(ROOT / "graphs" / "z_image_denoise_step.yaml", tmp_path)
-    (tmp_path / "two_steps.yaml").write_text(WRAPPER)
-    out = run_graph(str(tmp_path / "two_steps.yaml"), inputs={"model": str(tiny_z_image)}, device="cpu")
+    out = run_step_graph_alone("z_image_denoise_step.yaml", WRAPPER, tmp_path, tiny_z_image)
 
     transformer = ZImageTransformer2DModel.from_pretrained(tiny_z_image, subfolder="transformer")
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_z_image, subfolder="scheduler")
