@@ -31,12 +31,14 @@ def _print_warnings(graph) -> None:
 
 
 
-def run_mode(args, recorded_fast: bool = False):
-    """The run's mode from the command line (a PNG made in fast mode re-runs in fast mode)."""
+def run_mode(args, recorded_fast: bool = False, recorded_weights: Optional[str] = None):
+    """The run's mode from the command line (a PNG made in fast mode or with fp8 weights re-runs so;
+    `--weights file` overrides the recorded fp8)."""
     from nodegraph.core.mode import RunMode
 
+    weights = getattr(args, "weights", None) or recorded_weights
     return RunMode(args.device, args.dtype, fast=bool(args.fast or recorded_fast),
-                   max_memory=getattr(args, "max_memory", None))
+                   max_memory=getattr(args, "max_memory", None), weights=None if weights == "file" else weights)
 
 
 def _size(text: str) -> int:
@@ -84,7 +86,7 @@ def _run(args, scratch: pathlib.Path) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
         return EXIT_INVALID
-    runner = Runner(run_mode(args, target.recorded_fast), components=RunScopedComponents())
+    runner = Runner(run_mode(args, target.recorded_fast, target.recorded_weights), components=RunScopedComponents())
     memory = _memory_hook(runner, target.graph, values) if args.verbose or args.max_memory else None
     if memory is False:
         return EXIT_INVALID
@@ -216,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-memory", type=_size, default=None, metavar="SIZE",
                      help="memory budget (e.g. 6GB): models stream from their files and the VAE tiles to fit; "
                           "refused before loading when the run cannot fit (docs/memory.md)")
+    run.add_argument("--weights", default=None, choices=["fp8", "fp8_e4m3fn", "fp8_e5m2", "file"],
+                     help="hold the UNet's / transformer's Linear and Conv weights as float8 (fp8 = fp8_e4m3fn), "
+                          "upcast per layer: about 1/4 of fp32's memory, not the same pixels; recorded in the PNG; "
+                          "`file` = as the file stores them (docs/memory.md)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.add_argument("--no-heap-reuse", action="store_true",
                      help="leave the C allocator's defaults (by default freed tensor memory is kept for reuse, "

@@ -50,7 +50,8 @@ def _model_hash(inputs: dict[str, Any], which: int) -> str | None:
     return hashes[which] if hashes else None
 
 
-def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None, fast: bool = False) -> str:
+def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None, fast: bool = False,
+                    weights: str | None = None) -> str:
     from nodegraph.prompts.parameters import fields as conditioning_fields, prompt_suffix
 
     lines = [str(inputs.get("prompt", "")) + prompt_suffix(inputs)]
@@ -61,7 +62,7 @@ def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None, fast: 
               ("Size", f"{size[0]}x{size[1]}" if size else None), ("Model hash", _model_hash(inputs, 0)),
               ("Model", inputs.get("model")),
               ("Strength", inputs.get("strength")), *conditioning_fields(inputs), *_refiner_fields(inputs),
-              ("nodegraph fast mode", "on" if fast else None)]
+              ("nodegraph fast mode", "on" if fast else None), ("nodegraph weights", weights)]
     lines.append(", ".join(f"{k}: {v}" for k, v in fields if v not in (None, "")))
     return "\n".join(lines)
 
@@ -116,14 +117,15 @@ def recipe(info: OutputInfo) -> dict[str, Any]:
         extra.update(fields(info.graph))
     bundle = extra.pop("graph", None)  # a graph read from an address: its bundle as that layer made it
     record = {"graph": graph_bundle(info.graph) if bundle is None else bundle, "inputs": info.inputs,
-              "output": info.output, "dtype": info.dtype, **({"fast": True} if info.fast else {})}
+              "output": info.output, "dtype": info.dtype, **({"fast": True} if info.fast else {}),
+              **({"weights": info.weights} if info.weights else {})}
     if _model_hash(info.inputs, 1):
         record["model_sha256"] = _model_hash(info.inputs, 1)
     return {**record, **extra}
 
 
 def metadata_hook(info: OutputInfo, index: int) -> dict[str, str]:
-    text = {PARAMETERS_KEY: parameters_text(info.inputs, info.size, info.fast)}
+    text = {PARAMETERS_KEY: parameters_text(info.inputs, info.size, info.fast, info.weights)}
     if info.graph is None:  # a writer called without a graph (library use): there is no recipe to record
         return text
     return {**text, RECIPE_KEY: json.dumps(recipe(info), default=repr)}

@@ -38,6 +38,7 @@ class OutputInfo:
     dtype: Optional[str] = None
     size: Optional[tuple[int, int]] = None  # (width, height) of an image output, set by the image writer
     fast: bool = False  # made in fast mode (nodegraph/fast): a re-run from the PNG uses it too
+    weights: Optional[str] = None  # the denoiser's weights held as fp8 ("fp8_e4m3fn"), recorded for the re-run
 
 
 class OutputWriter(Protocol):

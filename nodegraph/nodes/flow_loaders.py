@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import ModelSource, TextEncoder, Tokenizer, Transformer
-from nodegraph.nodes.loaders import CheckpointInputs, load_cached
+from nodegraph.nodes.loaders import CheckpointInputs, fp8_weights, load_cached
 
 OVERRIDE_HELP = "a single file or folder to load instead of the model's own (empty = the model's)"
 
@@ -92,6 +92,8 @@ def load_override(i, component: str, ctx):
     from nodegraph.models.single_file import is_single_file
 
     config = i.model if is_single_file(i.override) else None
-    key = (f"{component}-override", i.override, i.model, i.revision, str(ctx.dtype), str(ctx.device))
+    weights = fp8_weights(ctx, component)  # `--weights fp8` (RunMode.weights): the transformer held as float8
+    key = (f"{component}-override", i.override, i.model, i.revision, str(ctx.dtype), str(ctx.device), weights)
     return ctx.components.get_or_load(key, lambda: load_component(
-        i.override, component, dtype=ctx.dtype, device=ctx.device, config=config, allow_pickle=i.allow_pickle))
+        i.override, component, dtype=ctx.dtype, device=ctx.device, config=config, allow_pickle=i.allow_pickle,
+        weights=weights))

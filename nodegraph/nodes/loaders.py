@@ -17,6 +17,12 @@ MODEL_HELP = ("a pipeline folder, a component folder, a hub repo id (org/name), 
 
 
 FAST_COMPONENTS = ("unet", "vae")  # what fast mode (nodegraph/fast) changes
+FP8_COMPONENTS = ("unet", "transformer")  # what `--weights fp8` (RunMode.weights) holds as float8: the denoiser
+
+
+def fp8_weights(ctx: RunContext, component: str):
+    """The run's fp8 storage (RunMode.weights) for `component`, None where it does not apply."""
+    return ctx.mode.weights if component in FP8_COMPONENTS else None
 
 
 class CheckpointInputs(Ports):
@@ -53,14 +59,18 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
     channels_last = getattr(i, "channels_last", False)
     config = getattr(i, "config", None) or None
     ema = getattr(i, "ema", False)
+    weights = fp8_weights(ctx, component) if placed else None
     key = ("component", i.model, i.revision, i.variant, component, str(dtype), str(device), channels_last, config,
-           ema)
-    stream = placed and ctx.mode.max_memory is not None and _streamed(ctx, i, component)
+           ema) + ((weights,) if weights else ())
+    # fp8 storage (a quarter of fp32) is the run's own choice over streaming
+    stream = placed and not weights and ctx.mode.max_memory is not None and _streamed(ctx, i, component)
 
     def load():
         kwargs = {"dtype": dtype, "device": device, "channels_last": channels_last} if placed else {}
         if stream:  # the budget leaves less than this model needs: weights from the file (nodegraph/memory)
             kwargs["stream"] = True
+        if weights:  # `--weights fp8`: the denoiser's Linear/Conv weights held as float8 (models/fp8.py)
+            kwargs["weights"] = weights
         return load_component(i.model, component, revision=i.revision, variant=i.variant,
                               allow_pickle=i.allow_pickle, config=config, ema=ema, **kwargs)
 

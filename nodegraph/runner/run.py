@@ -41,6 +41,14 @@ class Runner:
             from nodegraph.fast.support import check_supported
 
             check_supported(ctx.device)
+        if self.mode.weights:  # fp8 storage refused at start where torch or the device lacks float8
+            from nodegraph.core.context import DeviceError
+            from nodegraph.models.fp8 import Fp8Unsupported, check_fp8
+
+            try:
+                check_fp8(ctx.device, self.mode.weights)
+            except Fp8Unsupported as exc:
+                raise DeviceError(f"`--weights {self.mode.weights}`: {exc}") from None
         return ctx
 
     def run(self, graph, values: dict[str, Any], *, hooks: Sequence = (), cancel: Any = None,
@@ -95,7 +103,7 @@ def write_outputs(graph, values: dict[str, Any], outputs: dict[str, Any], out_di
             written.append(Written(name, summary=summarize(value)))
             continue
         out_dir.mkdir(parents=True, exist_ok=True)
-        info = OutputInfo(name, ptype, graph, values, mode.device, mode.dtype, fast=mode.fast)
+        info = OutputInfo(name, ptype, graph, values, mode.device, mode.dtype, fast=mode.fast, weights=mode.weights)
         written.append(Written(name, files=list(writer.write(value, out_dir, info))))
     return written
 

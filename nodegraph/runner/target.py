@@ -22,6 +22,7 @@ class Target:
     kind: str = "graph"
     recorded: Optional[dict[str, Any]] = None
     recorded_fast: bool = False
+    recorded_weights: Optional[str] = None  # fp8 storage of the denoiser the PNG was made with (core/mode.py)
     recipe: Optional[dict[str, Any]] = None
     comfy: Any = None
 
@@ -87,7 +88,7 @@ def open_png(path: str, scratch: pathlib.Path, allow_hub: bool = False) -> Targe
     else:
         graph = _load_bundle(recipe["graph"], scratch, hub_pins=pins, hub_references=policy)
     return Target(graph, kind="png", recorded=dict(recipe["inputs"]), recorded_fast=recipe.get("fast") is True,
-                  recipe=recipe)
+                  recorded_weights=recipe.get("weights"), recipe=recipe)
 
 
 def _load_bundle(bundle: dict, folder: pathlib.Path, hub_pins: Optional[dict] = None, hub_references: str = "any"):

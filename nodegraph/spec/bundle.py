@@ -43,6 +43,7 @@ class _Recipe(BaseModel):
     source: Optional[StrictStr] = None
     hub_pins: Optional[dict[StrictStr, StrictStr]] = None
     fast: Optional[StrictBool] = None
+    weights: Optional[Literal["fp8_e4m3fn", "fp8_e5m2"]] = None  # the denoiser held as fp8 (core/mode.py)
 
 
 def _first_problem(exc: ValidationError) -> str:
