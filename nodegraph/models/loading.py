@@ -22,6 +22,7 @@ from nodegraph.models.errors import CheckpointError
 from nodegraph.models.flux_transformer import FluxTransformer2DModel, FluxTransformerConfig
 from nodegraph.models.qwen3_text import (QWEN3_ENCODERS, is_qwen3_config, is_qwen_tokenizer, load_qwen3_text_encoder,
                                          load_qwen_tokenizer)
+from nodegraph.models.sd3_transformer import SD3Transformer2DModel, SD3TransformerConfig
 from nodegraph.models.sources import Source, resolve_source
 from nodegraph.models.t5_text import T5_ENCODERS, load_t5_encoder
 from nodegraph.models.text import TEXT_ENCODERS, TOKENIZERS, load_text_encoder, load_tokenizer
@@ -38,6 +39,7 @@ MODELS = {  # diffusers class name → (nodegraph model, its config)
     "AutoencoderKL": (AutoencoderKL, AutoencoderKLConfig),
     "ZImageTransformer2DModel": (ZImageTransformer2DModel, ZImageTransformerConfig),
     "FluxTransformer2DModel": (FluxTransformer2DModel, FluxTransformerConfig),
+    "SD3Transformer2DModel": (SD3Transformer2DModel, SD3TransformerConfig),
 }
 ENCODERS = {**dict.fromkeys(TEXT_ENCODERS, load_text_encoder), **dict.fromkeys(QWEN3_ENCODERS, load_qwen3_text_encoder),
             **dict.fromkeys(T5_ENCODERS, load_t5_encoder)}  # transformers class name → its loader
@@ -45,7 +47,7 @@ ENCODERS = {**dict.fromkeys(TEXT_ENCODERS, load_text_encoder), **dict.fromkeys(Q
 EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("AutoencoderKL",),
             "text_encoder": TEXT_ENCODERS + QWEN3_ENCODERS,
             "text_encoder_2": TEXT_ENCODERS + T5_ENCODERS, "text_encoder_3": T5_ENCODERS,  # Flux's / SD3's T5
-            "transformer": ("ZImageTransformer2DModel", "FluxTransformer2DModel")}
+            "transformer": ("ZImageTransformer2DModel", "FluxTransformer2DModel", "SD3Transformer2DModel")}
 
 
 def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
