@@ -25,6 +25,7 @@ from nodegraph.models.qwen3_text import (QWEN3_ENCODERS, is_qwen3_config, is_qwe
 from nodegraph.models.sd3_transformer import SD3Transformer2DModel, SD3TransformerConfig
 from nodegraph.models.sources import Source, resolve_source
 from nodegraph.models.t5_text import T5_ENCODERS, load_t5_encoder
+from nodegraph.models.t5_tokenizer import is_t5_tokenizer, load_t5_tokenizer
 from nodegraph.models.text import TEXT_ENCODERS, TOKENIZERS, load_text_encoder, load_tokenizer
 from nodegraph.models.unet_2d import UNet2DModel
 from nodegraph.models.unet_2d_condition import UNet2DConditionModel
@@ -89,6 +90,8 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         return src.read_json(join("scheduler_config.json"))
     if name.startswith("tokenizer") and is_qwen_tokenizer(src, folder, declared):
         return load_qwen_tokenizer(src, folder)
+    if name.startswith("tokenizer") and is_t5_tokenizer(src, folder, declared):
+        return load_t5_tokenizer(src, folder)
     if name.startswith("tokenizer") or declared in TOKENIZERS:
         return load_tokenizer(src, folder)
 
