@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nodegraph.serve.documents import Rejected, reject
+from nodegraph.serve.editor_routes import add_editor_routes
 from nodegraph.serve.picture import add_picture_route
 from nodegraph.serve.uploads import add_upload_route
 from nodegraph.serve.queue import STATUSES
@@ -121,6 +122,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     _add_info_routes(app, service)
     add_picture_route(app, service)
     add_upload_route(app, service)
+    add_editor_routes(app, service)
     add_page(app)
     return Guard(app, config.token, config.max_request_bytes) if config.token or config.max_request_bytes else app
 

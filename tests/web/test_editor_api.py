@@ -1,0 +1,100 @@
+"""The editor's routes through a real server: the connection table is the validator's rule, saving is a
+round trip keeping the file's comments, a file changed on disk is not overwritten, invalid graphs become drafts,
+the shipped graphs are never written, and every editor route needs the token."""
+
+import json
+
+import httpx
+import pytest
+from editor_helpers import editor_server
+from serve_helpers import ROOT
+
+from nodegraph.core.types import can_connect, parse_type_name
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = editor_server(tmp_path_factory.mktemp("editor-api"))
+    yield running
+    running.stop()
+
+
+def call(server, method, path, body=None):
+    return httpx.request(method, server.url + path, headers=server.headers, json=body, timeout=30)
+
+
+def test_every_editor_route_needs_the_token(server):
+    paths = call(server, "GET", "/openapi.json").json()["paths"]
+    routes = [(method.upper(), path.replace("{name}", "stable_diffusion")) for path, item in paths.items()
+              if path.startswith("/editor") for method in item]
+    assert len(routes) == 5, routes
+    for method, path in routes:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            response = httpx.request(method, server.url + path, headers=headers, json={"document": {}})
+            assert response.status_code == 401, (method, path)
+
+
+def test_the_connection_table_is_the_validators_rule(server):
+    table = call(server, "GET", "/editor/types").json()
+    assert {"Latent", "Tensor", "int", "float", "UNet", "list[str]"} <= set(table["types"])
+    for src in table["types"]:
+        for dst in table["types"]:
+            expected = can_connect(parse_type_name(src), parse_type_name(dst))
+            assert (dst in table["connects"][src]) == expected, (src, dst)
+    assert "Tensor" in table["connects"]["Latent"] and "Latent" not in table["connects"]["Tensor"]
+
+
+def test_opening_a_graph_gives_its_structure_stamp_and_included_ports(server):
+    opened = call(server, "GET", "/editor/graphs/stable_diffusion").json()
+    assert opened["editable"] is True
+    assert opened["document"]["nodes"]["scheduler"]["sd_pipeline"] is True
+    assert opened["yaml"] == (ROOT / "graphs" / "stable_diffusion.yaml").read_text()
+    step = opened["includes"]["./sd_denoise_step.yaml"]
+    assert {"name": "latents", "type": "Latent"} in step["outputs"]
+    assert [p["type"] for p in step["inputs"] if p["name"] == "unet"] == ["UNet"]
+
+
+def test_validate_locates_each_problem_at_its_node_and_port(server):
+    document = call(server, "GET", "/editor/graphs/stable_diffusion").json()["document"]
+    document["nodes"]["decode"]["latents"] = "$clip.tokenizer"
+    errors = call(server, "POST", "/editor/validate", {"document": document, "name": "stable_diffusion"}).json()
+    [mismatch] = [e for e in errors["errors"] if e["code"] == "type_mismatch"]
+    assert mismatch["path"] == "nodes.decode.latents" and "takes Latent" in mismatch["message"]
+
+
+def test_saving_keeps_the_file_and_refuses_a_file_changed_on_disk(server, tmp_path):
+    opened = call(server, "GET", "/editor/graphs/stable_diffusion").json()
+    document = opened["document"]
+    document["nodes"]["scheduler"]["sd_pipeline"] = False
+    body = {"document": document, "stamp": opened["stamp"], "layout": {"decode": [10, 20]}}
+    saved = call(server, "PUT", "/editor/graphs/stable_diffusion", body)
+    assert saved.status_code == 200, saved.text
+    expected = opened["yaml"].replace("    sd_pipeline: true\n", "    sd_pipeline: false\n")
+    assert saved.json()["yaml"] == expected and saved.json()["saved"] == "graph"
+    again = call(server, "PUT", "/editor/graphs/stable_diffusion", body)  # the old stamp: changed since
+    assert again.status_code == 409 and again.json()["errors"][0]["code"] == "changed_on_disk"
+    forced = call(server, "PUT", "/editor/graphs/stable_diffusion", {**body, "overwrite": True})
+    assert forced.status_code == 200
+    assert call(server, "GET", "/editor/graphs/stable_diffusion").json()["layout"] == {"decode": [10, 20]}
+
+
+def test_an_invalid_graph_is_saved_only_as_a_draft_with_its_errors(server):
+    document = {"nodegraph": 1, "nodes": {"seed": {"type": "Seed", "seed": "ten"}}, "outputs": {"g": "$seed.generator"}}
+    refused = call(server, "PUT", "/editor/graphs/fresh", {"document": document})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["path"] == "nodes.seed.seed"
+    draft = call(server, "PUT", "/editor/graphs/fresh", {"document": document, "draft": True}).json()
+    assert draft["saved"] == "draft" and draft["errors"][0]["path"] == "nodes.seed.seed"
+    names = [g["name"] for g in call(server, "GET", "/graphs").json()["graphs"]]
+    assert "fresh" not in names  # a draft is never one of the graphs runs may name
+    text = call(server, "POST", "/editor/yaml", {"document": document}).json()["yaml"]
+    assert "seed: ten" in text  # Download YAML works for an invalid graph too
+
+
+def test_the_shipped_graphs_and_odd_names_are_never_written(server):
+    opened = call(server, "GET", "/editor/graphs/sdxl").json()  # only in the shipped graphs folder
+    assert opened["editable"] is False
+    refused = call(server, "PUT", "/editor/graphs/sdxl", {"document": opened["document"], "stamp": opened["stamp"]})
+    assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "read_only_graph"
+    odd = call(server, "PUT", "/editor/graphs/..%2Fescape", {"document": {"nodegraph": 1}})
+    assert odd.status_code in (400, 404)
+    assert json.dumps(odd.json()).count("errors")
