@@ -37,6 +37,9 @@ def add_batch_parser(sub, sets: dict) -> None:
     batch.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"], help="default: fp32")
     batch.add_argument("--fast", action="store_true", help="fast mode for every item, as `nodegraph run --fast`: "
                        "faster kernels instead of bit-equal images (docs/performance.md); recorded in each PNG")
+    batch.add_argument("--weights", default=None, choices=["fp8", "fp8_e4m3fn", "fp8_e5m2"],
+                       help="every item with the UNet / transformer held as float8, as `nodegraph run --weights` "
+                            "(docs/memory.md); recorded in each PNG and the manifest")
     batch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     batch.add_argument("--no-heap-reuse", action="store_true", help="as for `nodegraph run`")
     batch.set_defaults(func=cmd_batch)
@@ -102,7 +105,7 @@ def cmd_batch(args) -> int:
         outcome = execute_batch(graph, axes, out=args.out, sets=values, zip_axes=args.zip, repeat=args.repeat,
                                 ray=args.ray, workers=args.workers, retries=args.retries, device=args.device,
                                 dtype=args.dtype, fast=args.fast, progress=not args.quiet, cancel=cancel,
-                                set_origin="--set")
+                                set_origin="--set", weights=args.weights)
     except (GridError, ManifestError, RayBatchError) as exc:
         return _invalid(str(exc))
     except (RunCancelledError, KeyboardInterrupt):

@@ -36,7 +36,8 @@ def worker_name(kind: str) -> str:
     return f"{kind}:{os.getpid()}" if kind == "local" else f"{kind}:{socket.gethostname()}:{os.getpid()}"
 
 
-def item_runner(device: Any = None, dtype: Any = None, fast: bool = False, *, max_memory: Optional[int] = None):
+def item_runner(device: Any = None, dtype: Any = None, fast: bool = False, *, max_memory: Optional[int] = None,
+                weights: Optional[str] = None):
     """The runner of one batch (or one Ray actor): the process's loaded models, and a node-output cache kept
     across items, so what every item computes alike runs once — the LoRA read and fused, a fixed prompt
     encoded, a ControlNet hint prepared — and only what an item changes (the seed's noise, ...) runs again."""
@@ -46,7 +47,7 @@ def item_runner(device: Any = None, dtype: Any = None, fast: bool = False, *, ma
     from nodegraph.runner import Runner
 
     cache = OutputCache(min(machine_memory() // 4, 4 << 30), shared=lambda: storages(COMPONENTS.values()))
-    return Runner(RunMode(device, dtype, fast, max_memory), cache=cache)
+    return Runner(RunMode(device, dtype, fast, max_memory, weights), cache=cache)
 
 
 def run_item(graph, index: int, inputs: dict[str, Any], runner, *, cancel=None, worker: str = "") -> ItemResult:

@@ -27,10 +27,13 @@ class ManifestError(RuntimeError):
     """The output folder cannot hold this batch (another batch's results, another batch running, unwritable)."""
 
 
-def item_key(graph_fingerprint: str, inputs: dict[str, Any], dtype: Optional[str], fast: bool = False) -> str:
+def item_key(graph_fingerprint: str, inputs: dict[str, Any], dtype: Optional[str], fast: bool = False,
+             weights: Optional[str] = None) -> str:
     made = {"graph": graph_fingerprint, "inputs": inputs, "dtype": dtype}
     if fast:  # (only then: the keys of default batches written before fast mode existed stay valid)
         made["fast"] = True
+    if weights:  # likewise: fp8 storage of the denoiser (core/mode.py)
+        made["weights"] = weights
     text = json.dumps(made, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

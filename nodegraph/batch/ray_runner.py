@@ -32,13 +32,14 @@ class RayBatchError(RuntimeError):
 class ItemWorker:
     """One Ray actor: the graph, loaded from its bundle; its models stay loaded between items."""
 
-    def __init__(self, bundle: dict, device: Any, dtype: Any, fast: bool = False):
+    def __init__(self, bundle: dict, device: Any, dtype: Any, fast: bool = False, weights: Optional[str] = None):
         from nodegraph.runner import prepare_process
 
         prepare_process(heap_reuse=False)
         self._folder = tempfile.TemporaryDirectory(prefix="nodegraph-batch-graph-")
         self.graph = load_bundled_graph(bundle, self._folder.name)
-        self.runner = item_runner(device, dtype, fast)  # per actor: a LoRA is read and fused once, not per item
+        # per actor: a LoRA is read and fused once, not per item
+        self.runner = item_runner(device, dtype, fast, weights=weights)
         self.name = worker_name("ray")
 
     def identity(self) -> tuple[str, int]:
@@ -103,13 +104,15 @@ def pool_shape(workers: Optional[int], device: Any = None) -> tuple[int, dict]:
 
 def run_ray(graph_bundle: dict, items: list[Item], *, address: Union[bool, str, None], workers: Optional[int],
             retries: int, device: Any, dtype: Any, on_start: Callable[[int, str], None],
-            on_result: Callable[[ItemResult, int], None], fast: bool = False) -> None:
+            on_result: Callable[[ItemResult, int], None], fast: bool = False, weights: Optional[str] = None) -> None:
     """Run `items` on a Ray actor pool; `on_result(result, attempts)` is called exactly once per item."""
     import ray
 
     started_ray = connect(address, workers)
     try:
-        _Pool(graph_bundle, device, dtype, fast, retries, on_start, on_result).run(items, *pool_shape(workers, device))
+        pool = _Pool(graph_bundle, device, dtype, fast, retries, on_start, on_result)
+        pool.weights = weights
+        pool.run(items, *pool_shape(workers, device))
     finally:
         if started_ray:
             ray.shutdown()
@@ -123,6 +126,7 @@ class _Pool:
 
         self.actor_class = ray.remote(max_restarts=0, max_concurrency=1)(ItemWorker)
         self.bundle, self.device, self.dtype, self.fast = bundle, device, dtype, fast
+        self.weights = None  # fp8 storage of the denoiser (core/mode.py), set by run_ray
         self.retries, self.on_start, self.on_result = retries, on_start, on_result
         self.names: dict[Any, str] = {}  # live actor -> worker name
         self.starting: dict[Any, Any] = {}  # identity ref -> actor still loading the graph
@@ -134,7 +138,8 @@ class _Pool:
 
     def _start(self, resources: dict) -> None:
         """Start an actor without waiting: the loop feeds it once it has loaded the graph."""
-        actor = self.actor_class.options(**resources).remote(self.bundle, self.device, self.dtype, self.fast)
+        actor = self.actor_class.options(**resources).remote(self.bundle, self.device, self.dtype, self.fast,
+                                                                  self.weights)
         self.starting[actor.identity.remote()] = actor
 
     def _feed(self, actor) -> None:

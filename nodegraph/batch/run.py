@@ -71,23 +71,24 @@ def axes_from_mapping(grid: Union[Mapping[str, Iterable], Sequence[Axis], None])
 def run_batch(graph, grid=None, *, out: Union[str, os.PathLike], sets: Optional[Mapping[str, Any]] = None,
               zip: bool = False, repeat: int = 1, ray: Union[bool, str, None] = None, workers: Optional[int] = None,
               retries: int = 2, device: Any = None, dtype: Any = None, fast: bool = False,
-              hooks: Sequence[Callable] = (), progress: bool = False) -> list[dict]:
+              hooks: Sequence[Callable] = (), progress: bool = False, weights: Optional[str] = None) -> list[dict]:
     """Run a graph once per grid item, writing PNGs and `manifest.jsonl` to `out`; return the manifest rows.
 
     `graph`: a Graph or a graph file. `grid`: {input: values}; items are the product of the axes (`zip=True`:
     side by side), each `repeat` times with the seed advanced. `sets`: inputs fixed for every item. `ray`:
     None runs here, True starts a local Ray cluster, a string is a cluster address ("auto" for the running
-    one). `fast`: every item in fast mode (nodegraph/fast; recorded in the PNGs and the manifest). Items already
+    one). `fast`: every item in fast mode (nodegraph/fast; recorded in the PNGs and the manifest); `weights`:
+    "fp8" holds every item's denoiser as float8 (core/mode.py; recorded likewise). Items already
     done in `out` are skipped. Raises ValidationFailed (bad values, before anything runs).
     """
     return execute_batch(graph, axes_from_mapping(grid), out=out, sets=sets, zip_axes=zip, repeat=repeat, ray=ray,
                          workers=workers, retries=retries, device=device, dtype=dtype, fast=fast, hooks=hooks,
-                         progress=progress).rows
+                         progress=progress, weights=weights).rows
 
 
 def execute_batch(graph, axes: list[Axis], *, out, sets=None, zip_axes=False, repeat=1, ray=None, workers=None,
                   retries=2, device=None, dtype=None, fast=False, hooks=(), progress=False, cancel=None,
-                  set_origin: str = "value") -> BatchOutcome:
+                  set_origin: str = "value", weights=None) -> BatchOutcome:
     from nodegraph.core.context import RunContext, check_dtype_name
     from nodegraph.exec import png_metadata
     from nodegraph.exec.hooks import CancelToken
@@ -106,6 +107,7 @@ def execute_batch(graph, axes: list[Axis], *, out, sets=None, zip_axes=False, re
         raise GridError(f"`fast` must be True or False, got {fast!r}")
     if retries < 0:
         raise GridError(f"`--retries` must be 0 or more, got {retries}")
+    weights = _weights(weights, device, dtype, check=not ray)
     if ray:
         from nodegraph.batch.ray_runner import check_reachable
 
@@ -114,36 +116,53 @@ def execute_batch(graph, axes: list[Axis], *, out, sets=None, zip_axes=False, re
     cancel = cancel or CancelToken()
     bundle = graph_bundle(graph)
     fingerprint = graph_fingerprint(bundle)
-    keys = {item.index: item_key(fingerprint, item.inputs, dtype, fast) for item in items}
+    keys = {item.index: item_key(fingerprint, item.inputs, dtype, fast, weights) for item in items}
     out_dir = pathlib.Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ManifestError(f"--out {out} exists and is not a folder")
     created = not out_dir.exists()
     try:
         return _run_pending(graph, items, keys, bundle, out_dir, ray=ray, workers=workers, retries=retries,
-                            device=device, dtype=dtype, fast=fast, hooks=hooks, progress=progress, cancel=cancel)
+                            device=device, dtype=dtype, fast=fast, hooks=hooks, progress=progress, cancel=cancel,
+                            weights=weights)
     except BaseException:
         if created:  # stopped before the first item finished (Ray unreachable, Ctrl-C): leave no empty folder
             remove_if_unused(out_dir)
         raise
 
 
+def _weights(weights, device, dtype, check: bool):
+    """`weights` by its canonical name (core/mode.py), refused before anything runs where torch or the device
+    has no float8 (`check`: a local batch; Ray workers check their own device)."""
+    from nodegraph.core.mode import RunMode
+    from nodegraph.runner import Runner
+
+    try:
+        mode = RunMode(device, dtype, weights=weights)
+    except ValueError as exc:
+        raise GridError(str(exc)) from None
+    if mode.weights and check:
+        Runner(mode).context()  # DeviceError (exit 2) without float8
+    return mode.weights
+
+
 def _run_pending(graph, items, keys, bundle, out_dir, *, ray, workers, retries, device, dtype, fast, hooks,
-                 progress, cancel) -> BatchOutcome:
+                 progress, cancel, weights=None) -> BatchOutcome:
     with Manifest(out_dir) as manifest:
         pending = _pending(items, keys, manifest)
         store = _Store(out_dir, manifest, items, keys, hooks, progress, skipped=len(items) - len(pending), fast=fast)
+        store.weights = weights
         started = time.perf_counter()
         try:
             if pending and ray:  # (nothing pending: no models to load, no cluster to start)
                 from nodegraph.batch.ray_runner import run_ray
 
                 run_ray(bundle, pending, address=ray, workers=workers, retries=retries, device=device, dtype=dtype,
-                        fast=fast, on_start=store.started, on_result=store.finished)
+                        fast=fast, on_start=store.started, on_result=store.finished, weights=weights)
             elif pending:
                 from nodegraph.batch.local import run_local
 
-                run_local(graph, pending, device=device, dtype=dtype, fast=fast, cancel=cancel,
+                run_local(graph, pending, device=device, dtype=dtype, fast=fast, weights=weights, cancel=cancel,
                           on_start=store.started, on_result=store.finished)
         finally:
             store.close()
@@ -177,6 +196,7 @@ class _Store:
 
         self.out_dir, self.manifest, self.keys, self.hooks = out_dir, manifest, keys, tuple(hooks)
         self.fast = fast
+        self.weights = None  # fp8 storage of the denoiser (core/mode.py), set by the batch
         self.inputs = {item.index: item.inputs for item in items}
         for stale in out_dir.glob(".[0-9]*-*.part"):  # temporary files of a run killed while writing
             stale.unlink(missing_ok=True)
@@ -209,6 +229,8 @@ class _Store:
                "key": self.keys[result.index]}
         if self.fast:
             row["fast"] = True
+        if self.weights:
+            row["weights"] = self.weights
         if result.status == FAILED:
             row["error"] = result.error
             self.outcome.failed += 1
