@@ -310,6 +310,7 @@ def relative(error: GraphError, folder: pathlib.Path) -> GraphError:
 
 def describe_inputs(graph) -> dict[str, dict]:
     from nodegraph.spec.document import NO_DEFAULT
+    from nodegraph.serve.model_list import accepts_of
     from nodegraph.web.offline import offline_model
 
     described = {}
@@ -321,6 +322,9 @@ def describe_inputs(graph) -> dict[str, dict]:
         for key in ("choices", "min", "max", "group"):
             if getattr(decl, key) is not None:
                 item[key] = getattr(decl, key)
+        accepts = accepts_of(graph.checked, name)  # a model input: the families its pickers list (model_list.py)
+        if accepts is not None:
+            item["accepts"] = accepts
         offline = offline_model(decl)  # the page's first run works offline (web/offline.py)
         if offline:
             item["offline"] = offline

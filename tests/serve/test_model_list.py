@@ -1,0 +1,144 @@
+"""GET /models: the models a server may load, with their family; what each graph's model inputs accept.
+
+The fixture lays out a `--models` folder as ComfyUI's `models/` (tiny safetensors files holding only the keys
+that tell a family apart, a diffusers folder) and a Hugging Face cache with one snapshot.
+"""
+
+import json
+
+import httpx
+import pytest
+import torch
+from inprocess import serving
+from safetensors.torch import save_file
+
+SDXL_FILE = "checkpoints/sdxl/tiny_xl.safetensors"
+
+
+def write(path, keys: dict[str, tuple[int, ...]]):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: torch.zeros(shape) for k, shape in keys.items()}, str(path))
+
+
+def unet_in(channels: int) -> dict:
+    return {"model.diffusion_model.input_blocks.0.0.weight": (2, channels, 1, 1)}
+
+
+def make_models(root):
+    """A ComfyUI-style models folder; returns {label: family} as the files were built to be."""
+    write(root / "checkpoints/sd15_tiny.safetensors",
+          {**unet_in(4), "cond_stage_model.transformer.text_model.final_layer_norm.weight": (2,)})
+    write(root / SDXL_FILE, {**unet_in(4), "conditioner.embedders.1.model.ln_final.weight": (2,)})
+    write(root / "checkpoints/sd15_inpaint.safetensors",
+          {**unet_in(9), "cond_stage_model.transformer.text_model.final_layer_norm.weight": (2,)})
+    write(root / "vae/sd_vae.safetensors", {"decoder.conv_in.weight": (2, 4, 1, 1)})
+    write(root / "vae/ae.safetensors", {"decoder.conv_in.weight": (2, 16, 1, 1)})
+    write(root / "loras/detail.safetensors", {"lora_unet_down_blocks_0.lora_down.weight": (1, 2)})
+    write(root / "diffusion_models/z_image_turbo.safetensors",
+          {"layers.0.adaLN_modulation.0.weight": (2, 2), "cap_embedder.0.weight": (2,)})
+    pipeline = root / "diffusers/my-sdxl"
+    (pipeline / "unet").mkdir(parents=True)
+    (pipeline / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline",
+                                                           "text_encoder": ["transformers", "CLIPTextModel"]}))
+    (pipeline / "unet/config.json").write_text(json.dumps({"addition_embed_type": "text_time", "in_channels": 4}))
+    (root / "checkpoints/notes.txt").write_text("not a model")
+    return {"checkpoints/sd15_tiny.safetensors": "sd1", SDXL_FILE: "sdxl_base",
+            "checkpoints/sd15_inpaint.safetensors": "sd1_inpaint", "vae/sd_vae.safetensors": "vae",
+            "vae/ae.safetensors": "vae16", "loras/detail.safetensors": "lora",
+            "diffusion_models/z_image_turbo.safetensors": "z_image_transformer", "diffusers/my-sdxl": "sdxl_base"}
+
+
+def make_hub_cache(cache):
+    snapshot = cache / "models--someone--tiny-z-image" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text(json.dumps({"_class_name": "ZImagePipeline"}))
+    (cache / "models--someone--tiny-z-image" / "refs").mkdir()
+    (cache / "datasets--someone--data" / "snapshots" / ("b" * 40)).mkdir(parents=True)  # a data set: not a model
+
+
+@pytest.fixture(scope="module")
+def models_server(tmp_path_factory):
+    from huggingface_hub import constants
+
+    root = tmp_path_factory.mktemp("models")
+    expected = make_models(root)
+    outside = tmp_path_factory.mktemp("outside")
+    write(outside / "secret.safetensors", {**unet_in(4), "cond_stage_model.transformer.x": (2,)})
+    (root / "checkpoints/escape.safetensors").symlink_to(outside / "secret.safetensors")
+    cache = tmp_path_factory.mktemp("hub")
+    make_hub_cache(cache)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        with serving(tmp_path_factory.mktemp("data"), models=[root]) as (url, headers, service):
+            yield url, headers, root.resolve(), expected, outside
+
+
+def get(server, path, **params):
+    url, headers = server[:2]
+    return httpx.get(url + path, headers=headers, params=params, timeout=30)
+
+
+def test_models_lists_builtin_models_folder_and_hub_cache_each_with_its_family(models_server):
+    _, _, root, expected, _ = models_server
+    response = get(models_server, "/models")
+    assert response.status_code == 200
+    listed = response.json()["models"]
+    by_label = {m["label"]: m for m in listed}
+    assert {label: by_label[label]["family"] for label in expected} == expected
+    assert by_label[SDXL_FILE]["value"] == str(root / SDXL_FILE)  # what a run takes: the path inside --models
+    assert by_label[SDXL_FILE]["family_label"] == "Stable Diffusion XL base"
+    assert by_label[SDXL_FILE]["source"] == "models"
+    digits = next(m for m in listed if m["value"] == "builtin:digits")
+    assert (digits["family"], digits["source"]) == ("sd1", "builtin")
+    hub = next(m for m in listed if m["source"] == "hub cache")
+    assert (hub["value"], hub["family"]) == ("someone/tiny-z-image", "z_image")
+    assert len([m for m in listed if m["source"] == "hub cache"]) == 1  # the data set is not a model
+    assert "checkpoints/notes.txt" not in by_label
+
+
+def test_a_link_leading_out_of_the_models_folders_is_not_offered(models_server):
+    outside = models_server[4]
+    text = get(models_server, "/models").text
+    assert "escape.safetensors" not in text
+    assert str(outside) not in text
+
+
+def test_the_family_filter_keeps_only_those_families(models_server):
+    listed = get(models_server, "/models", family=["sdxl_base", "vae16"]).json()["models"]
+    assert sorted(m["label"] for m in listed) == ["checkpoints/sdxl/tiny_xl.safetensors", "diffusers/my-sdxl",
+                                                 "vae/ae.safetensors"]
+    bad = get(models_server, "/models", family="sdxl")
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["path"] == "family"
+
+
+def test_models_needs_the_token(models_server):
+    url = models_server[0]
+    assert httpx.get(url + "/models", timeout=10).status_code == 401
+    assert httpx.get(url + "/models", headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
+
+
+def test_graphs_say_which_families_each_model_input_accepts(models_server):
+    graphs = {g["name"]: g["inputs"] for g in get(models_server, "/graphs").json()["graphs"]}
+    assert graphs["sdxl"]["model"]["accepts"] == ["sdxl_base"]
+    assert graphs["sdxl_turbo"]["model"]["accepts"] == ["sdxl_base"]  # through the included sdxl.yaml
+    assert graphs["sdxl_refiner"]["refiner"]["accepts"] == ["sdxl_refiner"]
+    assert "sd1" in graphs["stable_diffusion"]["model"]["accepts"]
+    assert "sdxl_base" not in graphs["stable_diffusion"]["model"]["accepts"]
+    assert graphs["z_image"]["transformer"]["accepts"] == ["z_image_transformer"]
+    assert graphs["stable_diffusion"]["lora"]["accepts"] == ["lora"]
+    assert "accepts" not in graphs["stable_diffusion"]["prompt"]
+
+
+def test_a_listed_model_passes_the_path_rule_and_a_typed_path_outside_is_refused(models_server):
+    url, headers, root, _, outside = models_server
+    big = {"width": 8192, "height": 8192}  # refused after the path rule, so nothing is queued
+    listed = httpx.post(f"{url}/runs", headers=headers, timeout=30,
+                        json={"graph": "sdxl", "inputs": {"model": str(root / SDXL_FILE), **big}})
+    assert listed.status_code == 422
+    assert {e["code"] for e in listed.json()["errors"]} == {"run_too_large"}
+    for typed in (str(outside / "secret.safetensors"), str(root / "checkpoints/escape.safetensors")):
+        refused = httpx.post(f"{url}/runs", headers=headers, timeout=30,
+                             json={"graph": "sdxl", "inputs": {"model": typed, **big}})
+        assert refused.status_code == 422
+        assert "model_not_allowed" in {e["code"] for e in refused.json()["errors"]}
