@@ -71,3 +71,35 @@ def tiny_sdxl_turbo(tmp_path_factory) -> Path:
     index["scheduler"] = ["diffusers", "EulerAncestralDiscreteScheduler"]
     (base / "model_index.json").write_text(json.dumps(index))
     return base
+
+
+# The tiny Z-Image transformer of the step-cache tests (dim 64, 4 main layers), with weights moved off their
+# initialisation and a timestep MLP that reads only the slow frequencies: a trained one does, and random weights
+# on the fast ones make each step's modulation unrelated to the last, so no cache could reuse anything.
+TINY_Z_IMAGE = dict(all_patch_size=[2], all_f_patch_size=[1], in_channels=16, dim=64, n_layers=4, n_refiner_layers=1,
+                    n_heads=4, n_kv_heads=4, norm_eps=1e-5, qk_norm=True, cap_feat_dim=24, rope_theta=256.0,
+                    t_scale=1000.0, axes_dims=[4, 6, 6], axes_lens=[160, 24, 24])
+
+
+@pytest.fixture(scope="session")
+def z_image_pair(tmp_path_factory):
+    """(folder, our model, build) — `build()` loads a fresh diffusers ZImageTransformer2DModel (hooks change the
+    model they are applied to, so each test takes its own copy); ours is loaded once by load_component."""
+    import torch
+    from diffusers import ZImageTransformer2DModel
+
+    from nodegraph.models.loading import load_component
+
+    torch.manual_seed(31)
+    model = ZImageTransformer2DModel(**TINY_Z_IMAGE)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        model.t_embedder.mlp[0].weight[:, :64] = 0  # cosines of index < 64
+        model.t_embedder.mlp[0].weight[:, 128:192] = 0  # sines
+    root = tmp_path_factory.mktemp("zimage-caches")
+    model.save_pretrained(root / "transformer")
+    (root / "model_index.json").write_text(json.dumps({"_class_name": "ZImagePipeline",
+                                                       "transformer": ["diffusers", "ZImageTransformer2DModel"]}))
+    build = lambda: ZImageTransformer2DModel.from_pretrained(root / "transformer").eval()  # noqa: E731
+    return root, load_component(root, "transformer"), build

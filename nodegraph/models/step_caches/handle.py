@@ -1,0 +1,83 @@
+"""A transformer handle whose every call in one run goes through one step cache, and the caches by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+METHODS = ("first_block", "taylorseer", "mag", "pab")
+SUPPORTED = "transformers with a main stack `layers` of blocks, each with an `attention` module (Z-Image)"
+
+
+class _FirstBlock:
+    """models/first_block_cache.py's cache with the common `applied(model, t)` face."""
+
+    def __init__(self, threshold: float):
+        from nodegraph.models.first_block_cache import FirstBlockCache
+
+        self.cache = FirstBlockCache(threshold)
+
+    @property
+    def decisions(self) -> list[bool]:
+        return self.cache.decisions
+
+    def applied(self, model: nn.Module, t: float | None = None):
+        return self.cache.applied(model.layers)
+
+
+def make_cache(method: str, *, threshold: float = 0.05, interval: int | None = None, steps: int = 28,
+               mag_ratios: Sequence[float] | None = None):
+    """One run's cache. `threshold`: first_block's and mag's; `interval`: taylorseer's (default 5) and pab's
+    (default 2); `steps` and `mag_ratios` (None = calibrate): mag's."""
+    if method == "first_block":
+        return _FirstBlock(threshold)
+    if method == "taylorseer":
+        from nodegraph.models.step_caches.taylorseer import TaylorSeerCache
+
+        return TaylorSeerCache(interval or 5)
+    if method == "mag":
+        from nodegraph.models.step_caches.mag_cache import MagCache
+
+        return MagCache(threshold, steps, mag_ratios)
+    if method == "pab":
+        from nodegraph.models.step_caches.pab import PyramidAttentionBroadcast
+
+        return PyramidAttentionBroadcast(interval or 2)
+    raise ValueError(f"unknown step cache `{method}`; the transformer caches are {', '.join(METHODS)}")
+
+
+def check_supported(model: object, method: str) -> None:
+    """Raise a ValueError naming what the caches support when `model` is not one of them."""
+    layers = getattr(model, "layers", None)
+    ok = isinstance(layers, nn.ModuleList) and len(layers) >= 2
+    if ok and method in ("taylorseer", "pab"):
+        ok = all(isinstance(getattr(block, "attention", None), nn.Module) for block in layers)
+    if not ok:
+        raise ValueError(f"step cache `{method}` supports {SUPPORTED}; this model is a {type(model).__name__}. "
+                         f"Use `cache: none` for it.")
+
+
+def scheduler_timestep(model_t: torch.Tensor) -> float:
+    """Z-Image's transformer takes t' = (1000 − t)/1000; the scheduler's t back (rounded to 1e-3)."""
+    return round(1000.0 * (1.0 - float(model_t.reshape(-1)[0])), 3)
+
+
+class CachedTransformer:
+    """Calls go through `cache` (one run's); attributes (`config`, `dtype`, …) are the model's. `on_call(reused)`
+    is told each call's decision."""
+
+    def __init__(self, model: nn.Module, cache, method: str, on_call: Callable[[bool], None] | None = None):
+        check_supported(model, method)
+        self.model, self.cache, self.method, self.on_call = model, cache, method, on_call
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def __call__(self, x, t, *args, **kwargs):
+        with self.cache.applied(self.model, scheduler_timestep(t)):
+            out = self.model(x, t, *args, **kwargs)
+        if self.on_call is not None:
+            self.on_call(not self.cache.decisions[-1])
+        return out
