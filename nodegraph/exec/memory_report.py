@@ -36,6 +36,14 @@ class MemoryReport:
     peak: int = 0
     estimate: int | None = None  # the plan's estimate, when the caller had one (nodegraph/memory/estimate.py)
 
+    def as_json(self) -> dict[str, Any]:
+        """The figures in bytes, for a run record (the server's `memory`): the run's peak, each node's peak and
+        what it added over its start, and the plan's estimate when there was one."""
+        nodes = {n.node_id: {"type": n.node_type, "peak": n.peak, "added": max(n.peak - n.start, 0)}
+                 for n in self.nodes.values()}
+        return {"device": self.device, "peak": self.peak, "nodes": nodes,
+                **({"estimate": self.estimate} if self.estimate else {})}
+
     def lines(self) -> list[str]:
         what = "peak allocated" if self.device == "cuda" else "peak RSS"
         width = max([len(n) for n in self.nodes] + [4])

@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS runs (
     outputs TEXT,                    -- JSON: {name: [file names] or a small summary}
     executed INTEGER,                -- top-level nodes that ran
     cached INTEGER,                  -- top-level nodes served from the node cache
-    events TEXT                      -- JSON list of the run's events (previews left out)
+    events TEXT,                     -- JSON list of the run's events (previews left out)
+    memory TEXT                      -- JSON: the run's peak and each node's (exec/memory_report.py), bytes
 );
 CREATE INDEX IF NOT EXISTS runs_queue ON runs(status, priority DESC, seq);
 """
@@ -59,6 +60,8 @@ class RunStore:
             columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
             if "fast" not in columns:  # a data folder from before fast mode: its runs were all default ones
                 self._db.execute("ALTER TABLE runs ADD COLUMN fast INTEGER NOT NULL DEFAULT 0")
+            if "memory" not in columns:  # from before the memory report: its runs have none
+                self._db.execute("ALTER TABLE runs ADD COLUMN memory TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -132,11 +135,12 @@ class RunStore:
 
     def finish(self, run_id: str, status: str, *, error: Optional[str] = None, outputs: Optional[dict] = None,
                executed: int = 0, cached: int = 0, run_seconds: Optional[float] = None,
-               events: Optional[list] = None) -> None:
+               events: Optional[list] = None, memory: Optional[dict] = None) -> None:
         self._write("UPDATE runs SET status = ?, finished = ?, error = ?, outputs = ?, executed = ?, cached = ?, "
-                    "run_seconds = ?, events = ? WHERE id = ?",
+                    "run_seconds = ?, events = ?, memory = ? WHERE id = ?",
                     (status, time.time(), error, json.dumps(outputs) if outputs is not None else None, executed,
-                     cached, run_seconds, json.dumps(events) if events is not None else None, run_id))
+                     cached, run_seconds, json.dumps(events) if events is not None else None,
+                     json.dumps(memory) if memory is not None else None, run_id))
 
     def cancel_queued(self, run_id: str) -> bool:
         """Cancel a run that has not started; False if it is not queued (any more)."""
@@ -158,7 +162,7 @@ class RunStore:
 
 def _as_dict(row: sqlite3.Row) -> dict[str, Any]:
     run = dict(row)
-    for key in ("inputs", "wanted", "outputs", "events"):
+    for key in ("inputs", "wanted", "outputs", "events", "memory"):
         if run.get(key) is not None:
             run[key] = json.loads(run[key])
     run["preview"] = bool(run["preview"])

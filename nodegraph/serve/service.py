@@ -205,7 +205,7 @@ class Service:
                 outputs[name] = item
         shown = {k: run.get(k) for k in ("id", "seq", "status", "priority", "graph", "inputs", "fast", "created",
                                         "started", "finished", "run_seconds", "error", "executed", "cached",
-                                        "requeued_from")}
+                                        "requeued_from", "memory")}
         shown["error"] = self.redactor.text(shown["error"])  # no server path (redact.py)
         shown["outputs"] = outputs
         shown["requested_outputs"] = run.get("wanted")

@@ -89,6 +89,7 @@ class Worker:
                 cancel.cancel()
         deadline = RunDeadline(cancel, self.max_run_seconds)
         hook = RunHook(log, preview=run["preview"])
+        memory = memory_hook(self.device)  # each node's peak and the run's, kept in the run record
         log.append({"type": "started"})
         status, error, outputs, seconds = "failed", None, None, None
         try:
@@ -100,7 +101,8 @@ class Worker:
                             cache=self.outputs_cache)
             started = time.perf_counter()
             with cancel_between_blocks(cancel, self.models):  # a cancel (or the deadline) stops inside a step too
-                result = runner.run(graph, values, hooks=(hook,), cancel=cancel, outputs=run["wanted"] or None)
+                result = runner.run(graph, values, hooks=(hook, memory), cancel=cancel,
+                                    outputs=run["wanted"] or None)
             seconds = time.perf_counter() - started
             outputs = self._write(run_id, runner, graph, values, result)
             status = "finished"
@@ -127,7 +129,8 @@ class Worker:
         end.update(time=time.time(), seq=len(log.events))
         # stored first: a client that sees the last event and then asks for the run finds it final
         self.store.finish(run_id, status, error=error, outputs=outputs, executed=hook.executed, cached=hook.cached,
-                          run_seconds=seconds, events=without_previews([*log.events, end]))
+                          run_seconds=seconds, events=without_previews([*log.events, end]),
+                          memory=memory.report.as_json() if memory.report.nodes else None)
         log.append(end)
         log.drop_previews()
 
@@ -135,3 +138,12 @@ class Worker:
         written = runner.write(graph, values, result, self.out_dir / run_id)
         return {w.name: {"files": [path.name for path in w.files]} if w.files is not None else {"value": w.summary}
                 for w in written}
+
+
+def memory_hook(device: Any):
+    """A MemoryHook (nodegraph/exec/memory_report.py) for a run on `device` (None: CUDA when present). The
+    server's RSS is the whole process's, so a CPU figure includes what the HTTP threads hold meanwhile."""
+    from nodegraph.core.context import resolve_device
+    from nodegraph.exec.memory_report import MemoryHook
+
+    return MemoryHook(resolve_device(device))
