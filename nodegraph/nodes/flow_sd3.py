@@ -1,0 +1,223 @@
+"""Stable Diffusion 3 / 3.5's nodes (diffusers 0.42.1, StableDiffusion3Pipeline.encode_prompt / __call__): the
+three text encoders' loader, the three-encoder conditioning, the starting noise, one transformer call per step
+(negatives and positives in one batch), and skip-layer guidance. CFG is CFGCombine (u + g·(c − u)); the prompts
+are encoded by CLIPPooledEncode and T5TextEncode; the scheduler step is SchedulerStep."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from nodegraph.core import Field, Node, Ports, node
+from nodegraph.core.types import VAE, Embeddings, Generator, Latent, Tensor, TextEncoder, Tokenizer, Transformer
+from nodegraph.nodes.loaders import CheckpointInputs, checkpoint_reads, load_cached
+
+T5_LENGTH_HELP = "T5 tokens, padding included (≤ 512); the sequence is 77 CLIP tokens + these"
+
+
+@node("LoadSD3TextEncoders", version=1)
+class LoadSD3TextEncoders(Node):
+    """Load SD3's three text encoders and their tokenizers: CLIP-L and OpenCLIP bigG, both with their projection
+    (`text_encoder`, `text_encoder_2`), and T5-XXL (`text_encoder_3`). A pipeline whose model_index.json sets
+    `text_encoder_3` to null gives no T5 (its part of the conditioning is then zeros, as diffusers does)."""
+
+    class Inputs(CheckpointInputs):
+        pass
+
+    class Outputs(Ports):
+        text_encoder: TextEncoder
+        tokenizer: Tokenizer
+        text_encoder_2: TextEncoder
+        tokenizer_2: Tokenizer
+        text_encoder_3: Optional[TextEncoder] = None
+        tokenizer_3: Optional[Tokenizer] = None
+        has_t5: bool
+
+    @classmethod
+    def model_reads(cls, known):
+        return checkpoint_reads(known, "text_encoder", "text_encoder_2", "text_encoder_3")
+
+    def run(self, i, ctx):
+        from nodegraph.models.loading import read_config
+
+        out = {}
+        for n in ("", "_2", "_3"):
+            if n == "_3" and (read_config(i.model, "model_index", i.revision).get("text_encoder_3") or [0, 0])[1] \
+                    is None:
+                out.update(text_encoder_3=None, tokenizer_3=None)
+                continue
+            out[f"text_encoder{n}"] = load_cached(i, f"text_encoder{n}", ctx)
+            out[f"tokenizer{n}"] = load_cached(i, f"tokenizer{n}", ctx, placed=False)
+        return {**out, "has_t5": out["text_encoder_3"] is not None}
+
+
+@node("SD3Guidance", version=1)
+class SD3Guidance(Node):
+    """Which negative encodings a run needs: none while CFG is off (`guidance_scale` ≤ 1), as
+    StableDiffusion3Pipeline then encodes no negative prompt; no T5 one without a T5 encoder. Feed `off` to the
+    negative CLIPPooledEncodes' `skip`, `skip_negative_t5` to the negative T5TextEncode's, `skip_t5` to the
+    positive one's."""
+
+    class Inputs(Ports):
+        guidance_scale: float = Field(7.0, ge=0.0, le=100.0, description="CFG scale; ≤ 1 turns it off")
+        has_t5: bool = Field(True, description="whether the checkpoint has a T5 encoder")
+
+    class Outputs(Ports):
+        off: bool
+        skip_t5: bool
+        skip_negative_t5: bool
+
+    def run(self, i, ctx):
+        off = not i.guidance_scale > 1
+        return {"off": off, "skip_t5": not i.has_t5, "skip_negative_t5": off or not i.has_t5}
+
+
+@node("SD3Conditioning", version=1)
+class SD3Conditioning(Node):
+    """SD3's text conditioning from its three encoders, concatenated as StableDiffusion3Pipeline.encode_prompt
+    does: CLIP-L's and bigG's hidden states side by side on features (768 + 1280), zero-padded to T5's width, then
+    T5's states after them on the sequence: (B, 77 + max_sequence_length, 4096); pooled = CLIP-L's ‖ bigG's
+    projected embeddings (B, 2048). Without T5 (`t5` None) its part is zeros of the transformer's text width.
+    Skipped CLIP encodings (a negative prompt while CFG is off) give no conditioning (None)."""
+
+    class Inputs(Ports):
+        clip_l: Optional[Embeddings] = Field(None, description="CLIP-L's hidden states (CLIPPooledEncode)")
+        clip_g: Optional[Embeddings] = Field(None, description="bigG's hidden states")
+        pooled_l: Optional[Embeddings] = Field(None, description="CLIP-L's projected embedding")
+        pooled_g: Optional[Embeddings] = Field(None, description="bigG's projected embedding")
+        t5: Optional[Embeddings] = Field(None, description="T5's states (None: the pipeline has no T5)")
+        transformer: Transformer
+        max_sequence_length: int = Field(256, ge=1, le=512, description=T5_LENGTH_HELP)
+
+    class Outputs(Ports):
+        embeddings: Optional[Embeddings] = None
+        pooled: Optional[Embeddings] = None
+
+    def run(self, i, ctx):
+        import torch
+        import torch.nn.functional as F
+
+        if i.clip_l is None or i.clip_g is None:
+            return {"embeddings": None, "pooled": None}
+        clip = torch.cat([i.clip_l, i.clip_g], dim=-1)  # (B, 77, C_L + C_G)
+        t5 = i.t5
+        if t5 is None:
+            width = i.transformer.config.joint_attention_dim
+            t5 = clip.new_zeros(clip.shape[0], i.max_sequence_length, width)  # (B, L, 4096)
+        if clip.shape[-1] > t5.shape[-1]:
+            raise ValueError(f"the CLIP states are {clip.shape[-1]} wide together, more than T5's {t5.shape[-1]}: "
+                             f"are these SD3's encoders (CLIP-L, bigG, T5-XXL)?")
+        clip = F.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))  # (B, 77, 4096)
+        return {"embeddings": torch.cat([clip, t5.to(clip.dtype)], dim=-2),  # (B, 77 + L, 4096)
+                "pooled": torch.cat([i.pooled_l, i.pooled_g], dim=-1)}  # (B, P_L + P_G)
+
+
+@node("SD3Latent", version=1)
+class SD3Latent(Node):
+    """Gaussian starting latents in the run's dtype (as StableDiffusion3Pipeline draws them, in the text
+    embeddings' dtype), from the CPU generator: (batch_size, transformer channels, height / f, width / f) for a
+    VAE of factor f. Height and width must be multiples of f · patch size (16 for SD3)."""
+
+    class Inputs(Ports):
+        generator: Generator
+        transformer: Transformer
+        vae: VAE
+        batch_size: int = Field(1, ge=1, le=64)
+        height: int = Field(1024, gt=0, le=8192, multiple_of=8, description="image height in pixels")
+        width: int = Field(1024, gt=0, le=8192, multiple_of=8, description="image width in pixels")
+
+    class Outputs(Ports):
+        latents: Latent
+
+    def run(self, i, ctx):
+        from nodegraph.nodes._diffusion import randn, vae_scale_factor
+
+        factor = vae_scale_factor(i.vae)
+        step = factor * i.transformer.config.patch_size
+        for name, size in (("height", i.height), ("width", i.width)):
+            if size % step:
+                raise ValueError(f"`{name}` {size} must be a multiple of {step} for this model; "
+                                 f"try {size // step * step or step}")
+        shape = (i.batch_size, i.transformer.config.in_channels, i.height // factor, i.width // factor)
+        return {"latents": randn(shape, i.generator, ctx)}
+
+
+@node("SD3TransformerStep", version=1)
+class SD3TransformerStep(Node):
+    """One SD3 transformer call at scheduler timestep `t` (0..1000, as is): the velocity prediction in the
+    model's dtype. With guidance on (`guidance_scale` > 1) the batch is [negatives, positives] in one call and
+    `prediction` holds 2B items for CFGCombine."""
+
+    class Inputs(Ports):
+        transformer: Transformer
+        latents: Latent
+        t: Tensor
+        embeddings: Embeddings
+        pooled: Embeddings
+        negative_embeddings: Optional[Embeddings] = Field(None, description="the negative prompt's (CFG)")
+        negative_pooled: Optional[Embeddings] = Field(None, description="the negative prompt's pooled (CFG)")
+        guidance_scale: float = Field(7.0, ge=0.0, le=100.0, description="CFG scale; ≤ 1 turns it off")
+
+    class Outputs(Ports):
+        prediction: Tensor
+
+    def run(self, i, ctx):
+        import torch
+
+        model, x = i.transformer, i.latents  # x: (B, C, h, w)
+        context, pooled = i.embeddings, i.pooled
+        if i.guidance_scale > 1:
+            if i.negative_embeddings is None or i.negative_pooled is None:
+                raise ValueError("guidance is on (guidance_scale > 1) but no negative embeddings were given; "
+                                 "encode the negative prompt (\"\" by default) and pass it")
+            x = torch.cat([x, x])
+            context = torch.cat([i.negative_embeddings, context])
+            pooled = torch.cat([i.negative_pooled, pooled])
+        timestep = i.t.reshape(()).expand(x.shape[0])  # (B or 2B,)
+        with torch.no_grad():
+            out = model(x.to(model.dtype), context.to(model.dtype), pooled.to(model.dtype), timestep)
+        return {"prediction": out}  # (B or 2B, C, h, w)
+
+
+@node("SkipLayerGuidance", version=1)
+class SkipLayerGuidance(Node):
+    """Skip-layer guidance (SD3.5; diffusers' StableDiffusion3Pipeline `skip_guidance_layers`): on steps
+    `index` with steps·start < index < steps·stop, and only while CFG is on, one more positive-only transformer
+    call with the blocks `layers` left out; the guided prediction moves by (text − skipped) · scale, text being
+    the positive half of `prediction`. Otherwise `noise_pred` passes through. SD3.5 Medium's card uses [7, 8, 9]."""
+
+    class Inputs(Ports):
+        transformer: Transformer
+        latents: Latent
+        t: Tensor
+        embeddings: Embeddings
+        pooled: Embeddings
+        prediction: Tensor
+        noise_pred: Tensor
+        index: int = Field(0, ge=0, description="this step's 0-based index ($loop.index)")
+        steps: int = Field(28, ge=1, le=1000, description="number of denoising steps of the run")
+        guidance_scale: float = Field(7.0, ge=0.0, le=100.0, description="CFG scale; ≤ 1: no skip-layer guidance")
+        layers: list[int] = Field(default_factory=list, description="blocks to skip (empty: off)")
+        scale: float = Field(2.8, ge=0.0, le=100.0, description="skip-layer guidance scale")
+        start: float = Field(0.01, ge=0.0, le=1.0, description="first share of the steps where it applies")
+        stop: float = Field(0.2, ge=0.0, le=1.0, description="share of the steps where it stops")
+
+    class Outputs(Ports):
+        noise_pred: Tensor
+
+    def run(self, i, ctx):
+        import torch
+
+        active = i.layers and i.guidance_scale > 1 and i.steps * i.start < i.index < i.steps * i.stop
+        if not active:
+            return {"noise_pred": i.noise_pred}
+        model, x = i.transformer, i.latents
+        blocks = len(model.transformer_blocks)
+        if any(not 0 <= n < blocks for n in i.layers):
+            raise ValueError(f"`skip_guidance_layers` {list(i.layers)} names blocks this transformer lacks; it has "
+                             f"blocks 0 to {blocks - 1}")
+        timestep = i.t.reshape(()).expand(x.shape[0])
+        with torch.no_grad():
+            skipped = model(x.to(model.dtype), i.embeddings.to(model.dtype), i.pooled.to(model.dtype), timestep,
+                            skip_layers=list(i.layers))
+        text = i.prediction.chunk(2)[1]  # the positive half of [negatives, positives]
+        return {"noise_pred": i.noise_pred + (text - skipped) * i.scale}
