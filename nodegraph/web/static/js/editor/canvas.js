@@ -1,0 +1,185 @@
+// Draws one scope of the model with Drawflow (window.Drawflow, vendored) and turns what the user does on the
+// canvas into model changes: a dropped connection is checked with the validator's type rule first and
+// removed again with the reason when it is refused; Delete removes the selected node or connection.
+
+import { boxHtml, boxesOf, referenceOf, sourceOf } from "./boxes.js";
+import { autoLayout } from "./layout.js";
+
+export class Canvas {
+  constructor(container, model, { say, open }) {
+    this.container = container;
+    this.model = model;
+    this.say = say;  // (message, isError, where) -> shows it
+    this.open = open;  // (box) -> opens a repeat body or an included graph
+    this.scope = [];
+    this.layout = {};
+    this.boxes = new Map();  // drawflow id -> box
+    this.ids = new Map();  // box key -> drawflow id
+    this.drawing = false;
+    this.editor = new window.Drawflow(container);
+    this.editor.reroute = false;
+    this.editor.start();
+    this.listen();
+  }
+
+  layoutKey(key) { return [...this.scope, key].join("/"); }
+
+  /** Draw the current scope again from the model (after any change: the model is the truth). */
+  render() {
+    this.drawing = true;
+    const { editor } = this;
+    editor.clear();
+    this.boxes.clear();
+    this.ids.clear();
+    const boxes = boxesOf(this.model, this.scope);
+    const placed = autoLayout(boxes, this.scope, this.model);
+    for (const box of boxes) {
+      const [x, y] = this.layout[this.layoutKey(box.key)] || placed.get(box.key);
+      const id = editor.addNode(box.key, box.inputs.length, box.outputs.length, x, y, `box-${box.kind}`,
+        {}, boxHtml(box), false);
+      this.boxes.set(id, box);
+      this.ids.set(box.key, id);
+    }
+    const nodes = this.model.nodesAt(this.scope);
+    for (const [id, box] of this.boxes) {
+      box.inputs.forEach((port, index) => {
+        const from = sourceOf(this.scope, port.value, nodes);
+        const source = from && this.ids.get(from.key);
+        const out = source && this.boxes.get(source).outputs.findIndex((p) => p.name === from.port);
+        if (source && out >= 0) editor.addConnection(source, id, `output_${out + 1}`, `input_${index + 1}`);
+      });
+    }
+    this.alignPorts();
+    this.drawing = false;
+  }
+
+  /** Put each port's dot beside its row (rows have different heights: errors, fields). */
+  alignPorts() {
+    for (const [id] of this.boxes) {
+      const element = this.container.querySelector(`#node-${id}`);
+      if (!element) continue;
+      for (const side of ["input", "output"]) {
+        element.querySelectorAll(`.${side}s .${side}`).forEach((dot, index) => {
+          const row = element.querySelector(`[data-row="${side === "input" ? "in" : "out"}-${index}"]`);
+          if (row) dot.style.top = `${row.offsetTop + row.offsetHeight / 2 - 8}px`;
+        });
+      }
+      this.editor.updateConnectionNodes(`node-${id}`);
+    }
+  }
+
+  fit() {
+    const { editor } = this;
+    const nodes = [...this.container.querySelectorAll(".drawflow-node")];
+    if (!nodes.length) return;
+    const right = Math.max(...nodes.map((n) => n.offsetLeft + n.offsetWidth));
+    const bottom = Math.max(...nodes.map((n) => n.offsetTop + n.offsetHeight));
+    const width = this.container.clientWidth;
+    const height = this.container.clientHeight;
+    const zoom = Math.max(0.3, Math.min(1, (width - 20) / right, (height - 20) / bottom));
+    // Drawflow scales about the canvas's centre: shift so the drawing's top left corner stays in view.
+    editor.zoom_last_value = 1;
+    editor.canvas_x = 0;
+    editor.canvas_y = 0;
+    editor.zoom = zoom;
+    editor.zoom_refresh();
+    editor.canvas_x = (width / 2) * (zoom - 1) + 10;
+    editor.canvas_y = (height / 2) * (zoom - 1) + 10;
+    editor.precanvas.style.transform = `translate(${editor.canvas_x}px, ${editor.canvas_y}px) scale(${zoom})`;
+  }
+
+  /** The target of a connection: the path its value is written at, and the port's name for the type check. */
+  target(box, port) {
+    const outer = this.scope.slice(0, -1);
+    const repeat = this.scope[this.scope.length - 1];
+    if (box.kind === "outputs") return { path: ["outputs", port], check: null };
+    if (box.kind === "next") {
+      const [part, name] = [port.slice(0, port.indexOf(".")), port.slice(port.indexOf(".") + 1)];
+      return { path: this.model.pathOf(outer, repeat, part, name), check: null };
+    }
+    if (port.startsWith("state.")) {
+      return { path: this.model.pathOf(this.scope, box.key, "state", port.slice(6)), check: port };
+    }
+    return { path: this.model.pathOf(this.scope, box.key, port), check: port };
+  }
+
+  /** Connect output `out` of box `fromKey` to input `port` of box `toKey`; false (and the reason said) if refused. */
+  connect(fromKey, out, toKey, port) {
+    const source = this.boxes.get(this.ids.get(fromKey));
+    const box = this.boxes.get(this.ids.get(toKey));
+    if (!source || !box) return false;
+    const value = referenceOf(source, out);
+    const { path, check } = this.target(box, port);
+    const reason = check === null ? null : this.model.refusal(this.scope, box.key, check, value);
+    if (reason) {
+      this.say(`Not connected: ${reason}.`, true, { box: toKey, port });
+      return false;
+    }
+    this.model.change(`connect ${toKey}.${port}`, [[path, value]]);
+    this.say(`Connected ${value} to ${toKey}.${port}.`);
+    return true;
+  }
+
+  disconnect(toKey, port) {
+    const box = this.boxes.get(this.ids.get(toKey));
+    if (!box) return;
+    this.model.change(`disconnect ${toKey}.${port}`, [[this.target(box, port).path, undefined]]);
+  }
+
+  remove(key) {
+    const box = this.boxes.get(this.ids.get(key));
+    if (!box || !["node", "repeat", "include"].includes(box.kind)) {
+      this.render();  // the graph's inputs/outputs boxes stay
+      return;
+    }
+    this.model.removeNode(this.scope, key);
+    this.say(`Deleted ${key}.`);
+  }
+
+  listen() {
+    const { editor } = this;
+    editor.on("connectionCreated", (c) => {
+      if (this.drawing) return;
+      const from = this.boxes.get(Number(c.output_id));
+      const to = this.boxes.get(Number(c.input_id));
+      const out = from?.outputs[Number(c.output_class.slice(7)) - 1];
+      const port = to?.inputs[Number(c.input_class.slice(6)) - 1];
+      this.drawing = true;
+      editor.removeSingleConnection(c.output_id, c.input_id, c.output_class, c.input_class);
+      this.drawing = false;
+      if (!from || !out || !port || !this.connect(from.key, out.name, to.key, port.name)) this.render();
+    });
+    editor.on("connectionRemoved", (c) => {
+      if (this.drawing) return;
+      const to = this.boxes.get(Number(c.input_id));
+      const port = to?.inputs[Number(c.input_class.slice(6)) - 1];
+      if (port) this.disconnect(to.key, port.name);
+    });
+    editor.on("nodeRemoved", (id) => {
+      if (this.drawing) return;
+      const box = this.boxes.get(Number(id));
+      if (box) this.remove(box.key);
+    });
+    editor.on("nodeMoved", (id) => {
+      const box = this.boxes.get(Number(id));
+      const data = editor.drawflow.drawflow[editor.module].data[id];
+      if (box && data) this.layout[this.layoutKey(box.key)] = [Math.round(data.pos_x), Math.round(data.pos_y)];
+    });
+    this.container.addEventListener("click", (event) => {
+      const open = event.target.closest("[data-open]");
+      const remove = event.target.closest("[data-delete]");
+      if (open) this.open(this.boxes.get(this.ids.get(open.dataset.open)));
+      if (remove) this.remove(remove.dataset.delete);
+    });
+  }
+
+  /** Positions of every box drawn so far (the layout sidecar). */
+  positions() {
+    const { editor } = this;
+    for (const [id, box] of this.boxes) {
+      const data = editor.drawflow.drawflow[editor.module].data[id];
+      if (data) this.layout[this.layoutKey(box.key)] = [Math.round(data.pos_x), Math.round(data.pos_y)];
+    }
+    return this.layout;
+  }
+}
