@@ -1,0 +1,123 @@
+"""Flux.1's checkpoint nodes (diffusers 0.42.1, FluxPipeline): the family check that runs before anything loads
+and tells dev (guidance embedding) from schnell, the settings each variant is run with, and the two text encoders
+with their tokenizers (CLIP-L for the pooled vector, T5-XXL for the sequence). The transformer, VAE and scheduler
+load through LoadTransformer, LoadVAE and LoadScheduler."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+from nodegraph.core import Field, Node, Ports, node
+from nodegraph.core.types import ModelSource, TextEncoder, Tokenizer
+from nodegraph.nodes.loaders import CheckpointInputs, checkpoint_reads, load_cached
+
+DEV_GUIDANCE = 3.5  # FluxPipeline's default guidance_scale; FLUX.1-schnell's card runs it with 0.0
+
+
+class FluxWarning(UserWarning):
+    """A setting a Flux checkpoint ignores (guidance on schnell)."""
+
+
+@node("FluxCheckpoint", version=1)
+class FluxCheckpoint(Node):
+    """Check that `model` is a Flux.1 pipeline before anything loads (model_index.json, the transformer class, the
+    VAE's latent width; a single file from its key index), and that a `transformer` given instead of the model's
+    is a Flux transformer. `schnell` is true when the transformer has no guidance embedding (FLUX.1-schnell).
+
+    Passes `model` on: wire the loaders to it, so they run after the check.
+    """
+
+    class Inputs(CheckpointInputs):
+        input_name: str = Field("model", description="the graph input that feeds `model`, for messages")
+        graph: str = Field("graphs/flux.yaml", description="the graph named in messages")
+        transformer: ModelSource = Field("", description="a transformer file or folder replacing the model's, "
+                                                         "checked too")
+
+    class Outputs(Ports):
+        model: ModelSource
+        schnell: bool
+
+    def run(self, i, ctx):
+        from nodegraph.models.flux_family import flux_problem, has_guidance, transformer_problem
+
+        def check():
+            problem = flux_problem(i.model, i.revision, i.input_name, i.graph) or (
+                transformer_problem(i.transformer) if i.transformer else None)
+            return problem, (None if problem else not has_guidance(i.model, i.transformer, i.revision))
+
+        problem, schnell = ctx.components.get_or_load(("flux-check", i.model, i.revision, i.input_name, i.graph,
+                                                       i.transformer), check)
+        if problem:
+            raise ValueError(problem)
+        return {"model": i.model, "schnell": schnell}
+
+
+@node("FluxSettings", version=1)
+class FluxSettings(Node):
+    """The settings a Flux.1 variant runs with: 0 steps or 0 max_sequence_length mean the variant's own (dev 28
+    steps and 512 T5 tokens, as FluxPipeline's defaults; schnell 4 and 256, as its model card). schnell has no
+    guidance embedding, so `guidance` is ignored there, with a warning unless it is 3.5 (the default) or 0."""
+
+    class Inputs(Ports):
+        schnell: bool = Field(False, description="the checkpoint has no guidance embedding (FluxCheckpoint)")
+        steps: int = Field(0, ge=0, le=1000, description="denoising steps; 0 = the variant's (28 dev, 4 schnell)")
+        max_sequence_length: int = Field(0, ge=0, le=512, description="T5 tokens; 0 = the variant's (512 dev, "
+                                                                       "256 schnell)")
+        guidance: float = Field(DEV_GUIDANCE, ge=0.0, le=100.0, description="dev's distilled guidance")
+
+    class Outputs(Ports):
+        steps: int
+        max_sequence_length: int
+        guidance: float
+
+    def run(self, i, ctx):
+        if i.schnell and i.guidance not in (DEV_GUIDANCE, 0.0):
+            warnings.warn(f"{ctx.node_id}: `guidance` {i.guidance} is ignored: this is a FLUX.1-schnell checkpoint "
+                          f"(no guidance embedding)", FluxWarning, stacklevel=1)
+        steps, length = (4, 256) if i.schnell else (28, 512)
+        return {"steps": i.steps or steps, "max_sequence_length": i.max_sequence_length or length,
+                "guidance": i.guidance}
+
+
+@node("FluxTrueCFGOff", version=1)
+class FluxTrueCFGOff(Node):
+    """Whether FluxPipeline's true CFG is off: it runs only with `true_cfg_scale` > 1 and a negative prompt (an
+    empty one counts as none, as the pipeline's default None does). Feed `off` to the negative's encoders' and
+    transformer step's `skip`, so nothing is computed for it otherwise."""
+
+    class Inputs(Ports):
+        true_cfg_scale: float = Field(1.0, ge=0.0, le=100.0, description="true CFG scale; ≤ 1 = off")
+        negative_prompt: str = Field("", description="the negative prompt; empty = off")
+
+    class Outputs(Ports):
+        off: bool
+
+    def run(self, i, ctx):
+        return {"off": not (i.true_cfg_scale > 1 and i.negative_prompt != "")}
+
+
+@node("LoadFluxText", version=1)
+class LoadFluxText(Node):
+    """Load a Flux (or SD3) checkpoint's CLIP-L text encoder and T5 encoder with their tokenizers: components
+    `text_encoder` / `tokenizer` and `t5` (text_encoder_2 / tokenizer_2 for Flux, _3 for SD3)."""
+
+    class Inputs(CheckpointInputs):
+        t5: Literal["text_encoder_2", "text_encoder_3"] = Field(
+            "text_encoder_2", description="the T5 component: text_encoder_2 (Flux) or text_encoder_3 (SD3)")
+
+    class Outputs(Ports):
+        clip: TextEncoder
+        clip_tokenizer: Tokenizer
+        t5: TextEncoder
+        t5_tokenizer: Tokenizer
+
+    @classmethod
+    def model_reads(cls, known):
+        return checkpoint_reads(known, "text_encoder", known.get("t5") or "text_encoder_2")
+
+    def run(self, i, ctx):
+        tokenizer = "tokenizer_" + i.t5[-1]
+        return {"clip": load_cached(i, "text_encoder", ctx), "clip_tokenizer": load_cached(i, "tokenizer", ctx,
+                                                                                            placed=False),
+                "t5": load_cached(i, i.t5, ctx), "t5_tokenizer": load_cached(i, tokenizer, ctx, placed=False)}
