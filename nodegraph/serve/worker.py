@@ -14,6 +14,7 @@ import traceback
 from typing import Any, Optional
 
 from nodegraph.serve.events import EventLogs, RunHook, without_previews
+from nodegraph.serve.run_limits import Watchdog
 
 
 class Worker:
@@ -31,8 +32,10 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="nodegraph-worker", daemon=True)
+        self._watchdog = Watchdog()  # one thread for every run's wall-time limit, not one per run
 
     def start(self) -> None:
+        self._watchdog.start()
         self._thread.start()
 
     def stop(self, timeout: float = 10) -> None:
@@ -42,6 +45,7 @@ class Worker:
             if self._cancel is not None:
                 self._cancel.cancel()
         self._thread.join(timeout)
+        self._watchdog.close()
 
     def wake(self) -> None:
         self._wake.set()
@@ -75,7 +79,6 @@ class Worker:
         from nodegraph.exec.interrupt import cancel_between_blocks
         from nodegraph.runner import Runner, describe_failure
         from nodegraph.serve.preview import preview_family
-        from nodegraph.serve.run_limits import RunDeadline
         from nodegraph.spec.errors import ValidationFailed
         from nodegraph.spec.values import bind_input_values
 
@@ -87,7 +90,7 @@ class Worker:
             if run_id in self._cancel_requested:
                 self._cancel_requested.discard(run_id)
                 cancel.cancel()
-        deadline = RunDeadline(cancel, self.max_run_seconds)
+        deadline = self._watchdog.deadline(cancel, self.max_run_seconds)
         hook = RunHook(log, preview=run["preview"])
         memory = memory_hook(self.device)  # each node's peak and the run's, kept in the run record
         log.append({"type": "started"})
