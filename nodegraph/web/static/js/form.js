@@ -3,6 +3,7 @@
 // random-seed button; inputs with a `group` in collapsed sections after the essentials.
 
 import { upload } from "./api.js";
+import { attachPicker } from "./pickers.js";
 
 const MAX_SEED = 2 ** 32 - 1;
 
@@ -115,6 +116,8 @@ function fieldFor(name, spec) {
   line.className = "control";
   line.append(control);
   if (spec.offline) offerOffline(name, spec, control, line, help);
+  // a model input: a searchable list of the server's models of the families it accepts (pickers.js)
+  const picker = spec.accepts && spec.type === "str" ? [attachPicker(line, control, name, spec)] : [];
   if (name === "seed" && spec.type === "int") {
     const dice = document.createElement("button");
     dice.type = "button";
@@ -130,7 +133,7 @@ function fieldFor(name, spec) {
     row.append(label, line, picker, thumb, help, error);
     return row;
   }
-  row.append(label, line, help, error);
+  row.append(label, line, ...picker, help, error);
   return row;
 }
 
