@@ -45,6 +45,9 @@ class RunRequest(BaseModel):
     fast: Any = Field(False, description="fast mode: faster kernels, the image not bit-equal to the default one "
                                          "(within 2/255 in fp32; in bf16 about as far as bf16 is from fp32); "
                                          "recorded in the PNG (docs/performance.md)")
+    weights: Any = Field(None, description="fp8 (fp8_e4m3fn, fp8_e5m2): the UNet / transformer held as float8, "
+                                           "upcast per layer; not the same pixels; recorded in the PNG "
+                                           "(docs/memory.md)")
 
 
 def error(status: int, code: str, message: str, hint: str = "") -> JSONResponse:
@@ -155,7 +158,8 @@ def _add_run_routes(app: FastAPI, service: Service) -> None:
     @app.post("/runs", status_code=202, summary="Queue a run (validated first: 422 lists every problem)")
     async def submit(body: RunRequest):
         prepared = await service.lookups.run(service.prepare, graph=body.graph, document=body.document,
-                                             inputs=body.inputs, outputs=body.outputs, fast=body.fast)
+                                             inputs=body.inputs, outputs=body.outputs, fast=body.fast,
+                                             weights=body.weights)
         return service.run_json(service.enqueue(prepared, priority=body.priority, preview=body.preview))
 
     @app.get("/runs", summary="Runs, newest first; `next` is the cursor of the following page")

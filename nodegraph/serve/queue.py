@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS runs (
     wanted TEXT,                     -- JSON list of requested outputs, or null for all
     preview INTEGER NOT NULL DEFAULT 0,
     fast INTEGER NOT NULL DEFAULT 0,  -- fast mode (nodegraph/fast): faster kernels, not bit-equal to diffusers
+    weights TEXT,                    -- fp8 storage of the denoiser (core/mode.py), null = the files' own
     requeued_from TEXT,
     created REAL NOT NULL,
     started REAL,
@@ -60,6 +61,8 @@ class RunStore:
             columns = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
             if "fast" not in columns:  # a data folder from before fast mode: its runs were all default ones
                 self._db.execute("ALTER TABLE runs ADD COLUMN fast INTEGER NOT NULL DEFAULT 0")
+            if "weights" not in columns:  # from before fp8 runs: its runs held the files' own weights
+                self._db.execute("ALTER TABLE runs ADD COLUMN weights TEXT")
             if "memory" not in columns:  # from before the memory report: its runs have none
                 self._db.execute("ALTER TABLE runs ADD COLUMN memory TEXT")
 
@@ -86,11 +89,11 @@ class RunStore:
     # runs
     def add(self, run_id: str, *, graph: str, digest: str, inputs: dict, priority: int = 0,
             wanted: Optional[list] = None, preview: bool = False, fast: bool = False,
-            requeued_from: Optional[str] = None) -> None:
+            requeued_from: Optional[str] = None, weights: Optional[str] = None) -> None:
         self._write("INSERT INTO runs(id, status, priority, graph, digest, inputs, wanted, preview, fast, "
-                    "requeued_from, created) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "requeued_from, created, weights) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, priority, graph, digest, json.dumps(inputs), json.dumps(wanted), int(preview),
-                     int(fast), requeued_from, time.time()))
+                     int(fast), requeued_from, time.time(), weights))
 
     def get(self, run_id: str) -> Optional[dict]:
         row = self._one("SELECT * FROM runs WHERE id = ?", (run_id,))

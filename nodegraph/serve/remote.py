@@ -85,6 +85,8 @@ def run_remote(args) -> int:
         body = {**payload, "inputs": inputs}
         if args.fast or recorded_fast:  # a PNG made in fast mode re-runs in fast mode
             body["fast"] = True
+        if getattr(args, "weights", None) not in (None, "file"):  # `--weights fp8`: the server holds it as float8
+            body["weights"] = args.weights
         try:
             run_id = client.request("POST", "/runs", json=body)["id"]
         except ServerError as exc:

@@ -44,6 +44,7 @@ class Prepared:
     values: dict
     outputs: Optional[list[str]]
     fast: bool
+    weights: Optional[str] = None  # fp8 storage of the denoiser (core/mode.py)
 
 
 class Service:
@@ -95,13 +96,13 @@ class Service:
         return self.enqueue(prepared, priority=priority, preview=preview, requeued_from=requeued_from)
 
     def prepare(self, *, graph: Optional[str], document: Any, inputs: dict, outputs: Optional[list[str]],
-                fast: Any = False) -> Prepared:
+                fast: Any = False, weights: Any = None) -> Prepared:
         """Everything a submission is checked for, nothing queued: the part that may be slow (lookups), run
         off the event loop by the routes (lookups.py). A limit of the readers (spec/limits.py) is a 422."""
         from nodegraph.spec.limits import InputRefused
 
         try:
-            return self._prepare(graph, document, inputs, outputs, fast)
+            return self._prepare(graph, document, inputs, outputs, fast, weights)
         except InputRefused as exc:
             raise reject(exc.code, "document", exc.message, exc.hint) from None
         except Rejected:
@@ -112,7 +113,7 @@ class Service:
             raise reject("unreadable_document", "document", f"the submission could not be read ({message})",
                          "check the document; if it is valid, this is a bug in nodegraph") from None
 
-    def _prepare(self, graph, document, inputs, outputs, fast) -> Prepared:
+    def _prepare(self, graph, document, inputs, outputs, fast, weights=None) -> Prepared:
         from nodegraph.spec.errors import GraphError, ValidationFailed
         from nodegraph.spec.values import bind_input_values
 
@@ -120,6 +121,7 @@ class Service:
             raise reject("invalid_value", "fast", f"`fast` must be true or false, got {json.dumps(fast, default=repr)}",
                          "true runs in fast mode (faster kernels, the image not bit-equal to the default one); "
                          "false or absent keeps the image bit-equal to diffusers")
+        weights = self._weights(weights)
         loaded, digest, name = self.documents.submit(graph, document)
         if not isinstance(inputs, dict):
             raise reject("bad_request", "inputs", "`inputs` must be an object {name: value}", status=400)
@@ -138,14 +140,30 @@ class Service:
         problems = run_limit_problems(loaded.checked, values, self.config.run_limits)
         if problems:
             raise Rejected(422, problems, "<request>")
-        return Prepared(name, digest, values, outputs, fast)
+        return Prepared(name, digest, values, outputs, fast, weights)
+
+    def _weights(self, weights: Any) -> Optional[str]:
+        """A run's `weights` by its canonical name; 422 for an unknown one or where torch or the server's device
+        has no float8 (models/fp8.py), before anything is queued."""
+        from nodegraph.core.context import resolve_device
+        from nodegraph.core.mode import RunMode
+        from nodegraph.models.fp8 import Fp8Unsupported, check_fp8
+
+        try:
+            weights = RunMode(weights=weights).weights
+            if weights:
+                check_fp8(resolve_device(self.config.device), weights)
+        except (ValueError, TypeError) as exc:  # Fp8Unsupported is a ValueError
+            hint = "" if isinstance(exc, Fp8Unsupported) else "fp8, fp8_e4m3fn, fp8_e5m2, or null for the files' own"
+            raise reject("invalid_value", "weights", str(exc), hint) from None
+        return weights
 
     def enqueue(self, prepared: Prepared, *, priority: int, preview: bool,
                 requeued_from: Optional[str] = None) -> dict:
         run_id = uuid.uuid4().hex[:16]
         self.store.add(run_id, graph=prepared.name, digest=prepared.digest, inputs=prepared.values,
                        priority=priority, wanted=prepared.outputs, preview=preview, fast=prepared.fast,
-                       requeued_from=requeued_from)
+                       requeued_from=requeued_from, weights=prepared.weights)
         self.logs.open(run_id).append({"type": "queued"})
         self.worker.wake()
         return self.store.get(run_id)
@@ -175,7 +193,8 @@ class Service:
             raise reject("not_requeueable", "status", f"run {run_id} is {run['status']}",
                          "only failed or cancelled runs are re-queued", status=409)
         bundle = self.store.document(run["digest"])
-        return self.prepare(graph=None, document=bundle, inputs=run["inputs"], outputs=run["wanted"], fast=run["fast"])
+        return self.prepare(graph=None, document=bundle, inputs=run["inputs"], outputs=run["wanted"], fast=run["fast"],
+                            weights=run.get("weights"))
 
     def enqueue_requeue(self, run_id: str, prepared: Prepared) -> dict:
         run = self.store.get(run_id)
@@ -205,7 +224,7 @@ class Service:
                 outputs[name] = item
         shown = {k: run.get(k) for k in ("id", "seq", "status", "priority", "graph", "inputs", "fast", "created",
                                         "started", "finished", "run_seconds", "error", "executed", "cached",
-                                        "requeued_from", "memory")}
+                                        "requeued_from", "weights", "memory")}
         shown["error"] = self.redactor.text(shown["error"])  # no server path (redact.py)
         shown["outputs"] = outputs
         shown["requested_outputs"] = run.get("wanted")

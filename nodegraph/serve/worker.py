@@ -100,8 +100,8 @@ class Worker:
             hook.family = preview_family(graph.checked)
             values = bind_input_values(graph.checked, run["inputs"])
             # fast mode: loaders prepare models of their own (nodegraph/nodes/loaders.py)
-            runner = Runner(RunMode(self.device, self.dtype, fast=run["fast"]), components=self.models,
-                            cache=self.outputs_cache)
+            runner = Runner(RunMode(self.device, self.dtype, fast=run["fast"], weights=run.get("weights")),
+                            components=self.models, cache=self.outputs_cache)
             started = time.perf_counter()
             with cancel_between_blocks(cancel, self.models):  # a cancel (or the deadline) stops inside a step too
                 result = runner.run(graph, values, hooks=(hook, memory), cancel=cancel,
