@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nodegraph.serve.documents import Rejected, reject
 from nodegraph.serve.editor_routes import add_editor_routes
 from nodegraph.serve.model_list import add_model_route
+from nodegraph.serve.queue_routes import add_queue_routes
 from nodegraph.serve.picture import add_picture_route
 from nodegraph.serve.uploads import add_upload_route
 from nodegraph.serve.queue import STATUSES
@@ -128,6 +129,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     add_upload_route(app, service)
     add_editor_routes(app, service)
     add_model_route(app, service)
+    add_queue_routes(app, service)
     add_page(app)
     return Guard(app, config.token, config.max_request_bytes) if config.token or config.max_request_bytes else app
 

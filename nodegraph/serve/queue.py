@@ -157,6 +157,42 @@ class RunStore:
         return self._write("UPDATE runs SET status = 'failed', finished = ?, error = 'server stopped', events = ? "
                            "WHERE status = 'running'", (now, events))
 
+    def waiting(self) -> list[dict]:
+        """The running run(s), then the queued ones in the order the worker takes them (claim_next's)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM runs WHERE status IN ('running', 'queued') "
+                                    "ORDER BY status = 'queued', priority DESC, seq").fetchall()
+        return [_as_dict(r) for r in rows]
+
+    def set_priority(self, run_id: str, priority: int) -> bool:
+        """Change a queued run's priority; False if it is not queued (any more)."""
+        return self._write("UPDATE runs SET priority = ? WHERE id = ? AND status = 'queued'", (priority, run_id)) == 1
+
+    def history(self, query: str, limit: int, before: Optional[int]) -> tuple[list[dict], Optional[int], int]:
+        """Runs that ended, newest first, whose prompt contains `query` (any case; empty: all): a page, the
+        cursor of the next one, and how many match in all."""
+        where, args = [f"status IN ({', '.join('?' for _ in DONE)})"], list(DONE)
+        if query:
+            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("json_extract(inputs, '$.prompt') LIKE ? ESCAPE '\\'")
+            args.append(f"%{escaped}%")
+        condition = " AND ".join(where)
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM runs WHERE {condition}", args).fetchone()[0]
+            if before is not None:
+                condition += " AND seq < ?"
+                args.append(before)
+            rows = self._db.execute(f"SELECT * FROM runs WHERE {condition} ORDER BY seq DESC LIMIT ?",
+                                    (*args, limit + 1)).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_as_dict(r) for r in rows], (rows[-1]["seq"] if more and rows else None), total
+
+    def delete(self, run_id: str) -> bool:
+        """Forget a run that ended (its row; the caller removes its files); False if it has not ended."""
+        return self._write(f"DELETE FROM runs WHERE id = ? AND status IN ({', '.join('?' for _ in DONE)})",
+                           (run_id, *DONE)) == 1
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT status, COUNT(*) AS n FROM runs GROUP BY status").fetchall()
