@@ -68,3 +68,68 @@ class FirstBlockCacheTransformer(Node):
         node_id = ctx.node_id
         emit = (lambda reused: ctx.emit(StepCacheDecision(node_id, "first_block", reused))) if ctx.hooks else None
         return {"transformer": CachedTransformer(i.transformer, i.threshold, emit)}
+
+
+RATIOS_HELP = ("mag: the model's magnitude ratios, comma-separated (one per step of a calibration run; resampled "
+               "to this run's steps); `calibrate` measures them (no step skipped, printed as a warning)")
+
+
+@node("StepCacheTransformer", version=1)
+class StepCacheTransformer(Node):
+    """A transformer whose calls in this run go through one step cache (models/step_caches/): first_block (skip
+    the later blocks while the first block's residual barely changes), taylorseer (forecast attention outputs
+    between full steps), mag (skip the stack while the magnitude-ratio error stays under `threshold`), pab
+    (reuse attention outputs inside t 100–800). With method none the transformer passes through. Made afresh each
+    run; every call sends a StepCacheDecision event."""
+
+    pure = False  # the returned handle carries one run's cache state
+
+    class Inputs(Ports):
+        transformer: Transformer
+        method: Literal["none", "first_block", "taylorseer", "mag", "pab"] = Field(
+            "none", description="none | first_block | taylorseer | mag | pab")
+        threshold: float = Field(0.05, ge=0.0, le=1.0, description="first_block: relative change of the first "
+                                 "block's residual (default 0.05); mag: accumulated error (diffusers' default 0.06)")
+        interval: int = Field(0, ge=0, le=50, description="taylorseer / pab: one full call every N (0 = the "
+                              "method's default: taylorseer 5, pab 2)")
+        steps: int = Field(28, ge=1, le=1000, description="mag: the run's number of transformer calls")
+        mag_ratios: str = Field("", description=RATIOS_HELP)
+
+    class Outputs(Ports):
+        transformer: Transformer
+
+    def run(self, i, ctx):
+        if i.method == "none":
+            return {"transformer": i.transformer}
+        from nodegraph.models.step_caches.handle import CachedTransformer, make_cache
+
+        ratios = parse_mag_ratios(i.mag_ratios) if i.method == "mag" else None
+        cache = make_cache(i.method, threshold=i.threshold, interval=i.interval or None, steps=i.steps,
+                           mag_ratios=ratios)
+        node_id, method = ctx.node_id, i.method
+
+        def on_call(reused: bool) -> None:
+            if ctx.hooks:
+                ctx.emit(StepCacheDecision(node_id, method, reused))
+            if method == "mag" and ratios is None and len(cache.measured) == i.steps:
+                import warnings
+
+                values = ",".join(f"{r:.5f}" for r in cache.measured)
+                warnings.warn(f"{node_id}: MagCache calibration of {i.steps} steps: pass "
+                              f"`mag_ratios={values}` (graphs: --set cache_mag_ratios=...)", stacklevel=2)
+        return {"transformer": CachedTransformer(i.transformer, cache, method, on_call)}
+
+
+def parse_mag_ratios(text: str) -> list[float] | None:
+    """`calibrate` → None (measure them); else the comma-separated positive numbers."""
+    if text.strip() == "calibrate":
+        return None
+    try:
+        ratios = [float(part) for part in text.split(",")] if text.strip() else []
+    except ValueError:
+        ratios = []
+    if not ratios or not all(0.0 < r < 10.0 for r in ratios):
+        raise ValueError(f"`mag_ratios` must be the model's magnitude ratios, comma-separated numbers "
+                         f"between 0 and 10 (got {text!r}); MagCache has none built in for this model: run once "
+                         f"with `mag_ratios: calibrate` (graphs: --set cache_mag_ratios=calibrate) to measure them.")
+    return ratios

@@ -103,3 +103,22 @@ def z_image_pair(tmp_path_factory):
                                                        "transformer": ["diffusers", "ZImageTransformer2DModel"]}))
     build = lambda: ZImageTransformer2DModel.from_pretrained(root / "transformer").eval()  # noqa: E731
     return root, load_component(root, "transformer"), build
+
+
+@pytest.fixture(scope="session")
+def smooth_z_image(tmp_path_factory):
+    """tests/flow's tiny Z-Image pipeline with the slow-frequency timestep MLP of `z_image_pair` (so calls can
+    be skipped), saved by diffusers."""
+    import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flow"))
+    from tiny_z_image import build_components
+
+    from diffusers import ZImagePipeline
+
+    parts = build_components()
+    with torch.no_grad():
+        parts["transformer"].t_embedder.mlp[0].weight[:, :64] = 0
+        parts["transformer"].t_embedder.mlp[0].weight[:, 128:192] = 0
+    folder = tmp_path_factory.mktemp("zimage-smooth") / "tiny-z-image"
+    ZImagePipeline(**parts).save_pretrained(folder)
+    return folder

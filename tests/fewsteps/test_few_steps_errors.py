@@ -55,3 +55,21 @@ def tiny_ddpm_graph(tmp_path_factory):
     graph = root / "ddpm_cached.yaml"
     graph.write_text(text)
     return graph, model
+
+
+def test_transformer_cache_choice_and_interval_out_of_range_are_located_before_anything_runs():
+    done = cli("validate", GRAPHS / "z_image.yaml", "--set", "cache=teacache", "--set", "cache_interval=99")
+    err = done.stderr + done.stdout
+    assert done.returncode != 0 and "Traceback" not in err
+    assert "z_image.yaml:" in err and "cache_interval" in err and "above the maximum 50" in err
+    assert "'teacache' is not one of the allowed values 'none', 'first_block', 'taylorseer', 'mag', 'pab'" in err
+
+
+def test_mag_cache_with_unreadable_ratios_stops_the_run_saying_how_to_calibrate(smooth_z_image, tmp_path):
+    done = cli("run", GRAPHS / "z_image.yaml", "--set", f"model={smooth_z_image}", "--set", "cache=mag",
+               "--set", "cache_mag_ratios=1.0,fast", "--set", "steps=2", "--set", "width=32", "--set", "height=32",
+               "--out", tmp_path, "-q")
+    err = done.stderr
+    assert done.returncode != 0 and "Traceback" not in err
+    assert "node `cached`" in err and "`mag_ratios` must be the model's magnitude ratios, comma-separated numbers" in err
+    assert "'1.0,fast'" in err and "--set cache_mag_ratios=calibrate" in err

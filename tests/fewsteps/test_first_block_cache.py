@@ -111,27 +111,6 @@ def test_threshold_out_of_range_and_an_unsupported_model_say_what_is_allowed():
         CachedTransformer(torch.nn.Linear(2, 2), 0.05)
 
 
-@pytest.fixture(scope="module")
-def smooth_z_image(tmp_path_factory):
-    """tests/flow's tiny Z-Image pipeline with the slow-frequency timestep MLP of `models` (so calls can be
-    skipped), saved by diffusers."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flow"))
-    from tiny_z_image import build_components
-
-    from diffusers import ZImagePipeline
-
-    parts = build_components()
-    with torch.no_grad():
-        parts["transformer"].t_embedder.mlp[0].weight[:, :64] = 0
-        parts["transformer"].t_embedder.mlp[0].weight[:, 128:192] = 0
-    folder = tmp_path_factory.mktemp("zimage-smooth") / "tiny-z-image"
-    ZImagePipeline(**parts).save_pretrained(folder)
-    return folder
-
-
 def test_z_image_graph_first_block_cache_matches_diffusers_pipeline_with_the_hook(smooth_z_image):
     from diffusers import ZImagePipeline
     from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
