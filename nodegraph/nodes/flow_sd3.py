@@ -8,10 +8,34 @@ from __future__ import annotations
 from typing import Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import VAE, Embeddings, Generator, Latent, Tensor, TextEncoder, Tokenizer, Transformer
+from nodegraph.core.types import (VAE, Embeddings, Generator, Latent, ModelSource, Tensor, TextEncoder, Tokenizer,
+                                  Transformer)
 from nodegraph.nodes.loaders import CheckpointInputs, checkpoint_reads, load_cached
 
 T5_LENGTH_HELP = "T5 tokens, padding included (≤ 512); the sequence is 77 CLIP tokens + these"
+
+
+@node("SD3Checkpoint", version=1)
+class SD3Checkpoint(Node):
+    """Check that `model` is a Stable Diffusion 3 / 3.5 pipeline before anything loads: its model_index.json,
+    transformer class and VAE latent width, from config files only (another family's single file from its key
+    index). Passes `model` on: wire the loaders to it, so they run after the check. `input_name` names the graph
+    input in messages."""
+
+    class Inputs(CheckpointInputs):
+        input_name: str = Field("model", description="the graph input that feeds `model`, for messages")
+
+    class Outputs(Ports):
+        model: ModelSource  # `model` passed on: a location, checked where it enters
+
+    def run(self, i, ctx):
+        from nodegraph.models.sd3_family import sd3_problem
+
+        problem = ctx.components.get_or_load(("sd3-check", i.model, i.revision, i.input_name),
+                                             lambda: sd3_problem(i.model, i.revision, i.input_name) or "")
+        if problem:
+            raise ValueError(problem)
+        return {"model": i.model}
 
 
 @node("LoadSD3TextEncoders", version=1)
@@ -122,8 +146,8 @@ class SD3Latent(Node):
         transformer: Transformer
         vae: VAE
         batch_size: int = Field(1, ge=1, le=64)
-        height: int = Field(1024, gt=0, le=8192, multiple_of=8, description="image height in pixels")
-        width: int = Field(1024, gt=0, le=8192, multiple_of=8, description="image width in pixels")
+        height: int = Field(1024, gt=0, le=8192, multiple_of=16, description="image height in pixels")
+        width: int = Field(1024, gt=0, le=8192, multiple_of=16, description="image width in pixels")
 
     class Outputs(Ports):
         latents: Latent
@@ -131,12 +155,15 @@ class SD3Latent(Node):
     def run(self, i, ctx):
         from nodegraph.nodes._diffusion import randn, vae_scale_factor
 
-        factor = vae_scale_factor(i.vae)
-        step = factor * i.transformer.config.patch_size
+        factor, config = vae_scale_factor(i.vae), i.transformer.config
+        step = factor * config.patch_size
         for name, size in (("height", i.height), ("width", i.width)):
             if size % step:
                 raise ValueError(f"`{name}` {size} must be a multiple of {step} for this model; "
                                  f"try {size // step * step or step}")
+            if size // step > config.pos_embed_max_size:
+                raise ValueError(f"`{name}` {size} is larger than this transformer's position table allows: at "
+                                 f"most {config.pos_embed_max_size * step} pixels")
         shape = (i.batch_size, i.transformer.config.in_channels, i.height // factor, i.width // factor)
         return {"latents": randn(shape, i.generator, ctx)}
 
