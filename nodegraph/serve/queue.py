@@ -169,9 +169,9 @@ class RunStore:
         return self._write("UPDATE runs SET priority = ? WHERE id = ? AND status = 'queued'", (priority, run_id)) == 1
 
     def history(self, query: str, limit: int, before: Optional[int]) -> tuple[list[dict], Optional[int], int]:
-        """Runs that ended, newest first, whose prompt contains `query` (any case; empty: all): a page, the
-        cursor of the next one, and how many match in all."""
-        where, args = [f"status IN ({', '.join('?' for _ in DONE)})"], list(DONE)
+        """Runs, newest first, whose prompt contains `query` (any case; empty: all): a page, the cursor of the
+        next one, and how many match in all."""
+        where, args = ["1"], []
         if query:
             escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("json_extract(inputs, '$.prompt') LIKE ? ESCAPE '\\'")

@@ -1,6 +1,6 @@
 """The queue and the history, as the page shows them: the waiting runs with their positions, a queued run's
-priority changed (the worker takes the highest first, then the earliest), the runs that ended paged and
-searched by prompt, and one of them deleted with its files. Cancelling is `DELETE /runs/{id}` (app.py).
+priority changed (the worker takes the highest first, then the earliest), every run newest first, paged and
+searched by prompt, and a run that ended deleted with its files. Cancelling is `DELETE /runs/{id}` (app.py).
 
 The token rule applies to every route here, as to all of the API (app.py's Guard).
 """
@@ -52,7 +52,7 @@ def add_queue_routes(app, service) -> None:
                          "only a queued run's priority can change", status=409)
         return next((r for r in waiting() if r["id"] == run_id), None) or service.run_json(known(run_id))
 
-    @app.get("/history", summary="Runs that ended, newest first, searched by prompt; `next` pages on")
+    @app.get("/history", summary="Runs, newest first, searched by prompt; `next` pages on; `total` matches")
     def history(q: str = Query("", max_length=200, description="text the prompt contains (any case)"),
                 limit: int = Query(20, ge=1, le=500),
                 cursor: Optional[int] = Query(None, ge=0, le=MAX_SQLITE_INT, description="the previous `next`")):

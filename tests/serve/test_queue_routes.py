@@ -37,7 +37,7 @@ def submit(api, **body) -> dict:
 
 @pytest.fixture(scope="module")
 def ended(api):
-    """Runs that ended: five with prompts (oldest first), then a cancelled one."""
+    """Five finished runs with prompts, oldest first."""
     from nodegraph.client import Client
 
     runs = [submit(api, document=PROMPTED, inputs={"prompt": p}) for p in PROMPTS]
