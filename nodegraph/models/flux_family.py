@@ -57,7 +57,7 @@ def _single_file_problem(source, given: str, input_name: str, graph: str) -> str
     from nodegraph.models.single_file.z_image import detect_flow_file
 
     shapes = opened(source, False).shapes
-    if detect_flux_file(shapes):
+    if detect_flux_file(shapes) is not None:
         return (f"{given} holds a Flux transformer alone; pass it as `transformer`, with a Flux pipeline folder or "
                 f"repo as `{input_name}` (the text encoders, tokenizers, VAE, scheduler and configs come from there).")
     if detect_flow_file(shapes):
@@ -82,7 +82,7 @@ def transformer_problem(source: str | os.PathLike, name: str = "transformer") ->
             from nodegraph.models.single_file.flux import detect_flux_file
             from nodegraph.models.single_file.loader import opened
 
-            if detect_flux_file(opened(source, False).shapes):
+            if detect_flux_file(opened(source, False).shapes) is not None:
                 return None
             read_config(source, "transformer")  # raises, saying what the file holds
             return f"{given} is not a Flux transformer file."

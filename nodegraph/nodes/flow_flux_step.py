@@ -44,6 +44,23 @@ class FluxLatent(Node):
         return {"latents": torch.randn(shape, generator=i.generator, dtype=ctx.dtype).to(ctx.device)}
 
 
+@node("FluxSize", version=1)
+class FluxSize(Node):
+    """The image size of a Flux run, checked when the graph is validated: multiples of 16 (8 pixels a latent, 2×2
+    latents a token). Passes `height` and `width` on (img2img resizes its init image to them)."""
+
+    class Inputs(Ports):
+        height: int = Field(1024, gt=0, le=8192, multiple_of=16, description="image height in pixels")
+        width: int = Field(1024, gt=0, le=8192, multiple_of=16, description="image width in pixels")
+
+    class Outputs(Ports):
+        height: int
+        width: int
+
+    def run(self, i, ctx):
+        return {"height": i.height, "width": i.width}
+
+
 @node("FluxSigmas", version=1)
 class FluxSigmas(Node):
     """The sigmas FluxPipeline passes to the scheduler: `steps` values evenly from 1 down to 1/steps, spaced in
