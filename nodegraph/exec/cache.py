@@ -11,8 +11,10 @@ and, for every value it reads, the signature of that value (a graph-input value,
 signature). So changing `prompt` changes the signatures of the text branch and of everything below it.
 The run's device, dtype and fast mode (nodegraph/fast) change what a node computes without changing its inputs,
 so they are part of every signature: one cache may serve fp32, bf16 and fast runs side by side.
-A string literal or input value naming an existing file adds that file's size and modification time, so a
-node reading an image, a mask or a LoRA file runs again when the file changes.
+A value given to a port typed as a location (`FilePath`, `ModelSource`: core/types.py; spec/location_ports.py
+follows them through included graphs) that names an existing file adds that file's size and modification time,
+so a node reading an image, a mask or a LoRA file runs again when the file changes. Other strings are never
+stat-ed: a prompt or a plugin's `profile` is text, and a plugin reading a file declares its port `FilePath`.
 
 Three kinds of steps are treated apart:
 * A node class with `pure = False` (its outputs are not a function of its inputs: it reads a file that
@@ -40,6 +42,7 @@ from typing import Any, Optional, Protocol
 
 from nodegraph.exec.events import NodeCached
 from nodegraph.exec.steps import NodeStep, SubgraphStep, run_steps
+from nodegraph.spec.location_ports import is_location_port, location_inputs, location_literals, strings
 
 # Component kinds no step changes: the component cache hands the same loaded object to every run already
 READ_ONLY_KINDS = frozenset({"UNet", "VAE", "TextEncoder", "Tokenizer"})
@@ -125,31 +128,6 @@ def file_stamp(value: Any) -> bytes:
     return b"" if stat.S_ISDIR(info.st_mode) else f"|{info.st_size}|{info.st_mtime_ns}".encode()
 
 
-def _strings(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _strings(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-
-
-def _literal_strings(node) -> list[str]:
-    """Every string literal of a node, inside included graphs and repeat bodies too."""
-    from nodegraph.spec.document import Ref
-
-    found = [text for value in node.values.values() if not isinstance(value, Ref) for text in _strings(value)]
-    inner = node.subgraph.nodes.values() if node.kind == "graph" and node.subgraph is not None else \
-        node.body.nodes.values() if node.kind == "repeat" and node.body is not None else ()
-    for child in inner:
-        found += _literal_strings(child)
-    if node.kind == "graph" and node.subgraph is not None:
-        found += [text for value in node.subgraph.defaults.values() for text in _strings(value)]
-    return found
-
-
 class _StepInfo:
     __slots__ = ("static", "pure", "storable", "reads", "mutable_reads", "keys", "files")
 
@@ -174,9 +152,10 @@ class CachePlan:
             except Unhashable:
                 info.pure = False
             info.static = h.digest()
-            defaults = step.literals.values() if isinstance(step, NodeStep) else ()
-            # stat-ed every run: a file named here may appear, change or go between runs
-            info.files = sorted({text for text in [*_literal_strings(node), *(t for v in defaults for t in _strings(v))]
+            defaults = [v for port, v in step.literals.items() if is_location_port(node, port)] \
+                if isinstance(step, NodeStep) else ()
+            # stat-ed every run: a file named at a location port may appear, change or go between runs
+            info.files = sorted({text for text in [*location_literals(node), *(t for v in defaults for t in strings(v))]
                                  if text})
             info.keys = [key for key, _ in step.outputs]
             names = self._port_names(step, node)
@@ -197,6 +176,7 @@ class CachePlan:
                 readers[slot].append(index)
         self.input_slots = plan.input_slots
         self.output_slots = plan.output_slots
+        self.stamped_inputs = location_inputs(checked)  # graph inputs that reach a location port
 
     @staticmethod
     def _port_names(step, node) -> list[str]:
@@ -213,7 +193,8 @@ class CachePlan:
         by_slot: dict[int, bytes] = {}
         for name, slot in self.input_slots.items():
             try:
-                stamps = b"".join(file_stamp(text) for text in _strings(values[name]))
+                stamps = b"".join(file_stamp(text) for text in strings(values[name])) \
+                    if name in self.stamped_inputs else b""
                 by_slot[slot] = hashlib.sha256(encode(values[name]) + stamps).digest()
             except Unhashable:
                 by_slot[slot] = os.urandom(32)

@@ -137,14 +137,15 @@ def test_changed_literal_in_a_graph_misses_and_equal_literal_hits(graph):
 def test_a_file_named_by_a_literal_or_an_input_is_read_again_when_it_changes(tmp_path):
     from nodegraph.core import Node, Ports, node
     from nodegraph.core.registry import Registry
+    from nodegraph.core.types import FilePath
 
     @node("ReadText", version=1, register=False)
     class ReadText(Node):
-        """Reads two text files (a pure node: same files, same output)."""
+        """Reads two text files (a pure node: same files, same output); its ports say they are file paths."""
 
         class Inputs(Ports):
-            first: str
-            second: str
+            first: FilePath
+            second: FilePath
 
         class Outputs(Ports):
             text: str
