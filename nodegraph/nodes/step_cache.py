@@ -78,20 +78,20 @@ RATIOS_HELP = ("mag: the model's magnitude ratios, comma-separated (one per step
 class StepCacheTransformer(Node):
     """A transformer whose calls in this run go through one step cache (models/step_caches/): first_block (skip
     the later blocks while the first block's residual barely changes), taylorseer (forecast attention outputs
-    between full steps), mag (skip the stack while the magnitude-ratio error stays under `threshold`), pab
-    (reuse attention outputs inside t 100–800). With method none the transformer passes through. Made afresh each
+    between full steps), mag (skip the stack while the magnitude-ratio error stays under `threshold`), faster
+    (extrapolate attention outputs for t below 681), pab (reuse attention outputs inside t 100–800). With method none the transformer passes through. Made afresh each
     run; every call sends a StepCacheDecision event."""
 
     pure = False  # the returned handle carries one run's cache state
 
     class Inputs(Ports):
         transformer: Transformer
-        method: Literal["none", "first_block", "taylorseer", "mag", "pab"] = Field(
-            "none", description="none | first_block | taylorseer | mag | pab")
+        method: Literal["none", "first_block", "taylorseer", "mag", "faster", "pab"] = Field(
+            "none", description="none | first_block | taylorseer | mag | faster | pab")
         threshold: float = Field(0.05, ge=0.0, le=1.0, description="first_block: relative change of the first "
                                  "block's residual (default 0.05); mag: accumulated error (diffusers' default 0.06)")
-        interval: int = Field(0, ge=0, le=50, description="taylorseer / pab: one full call every N (0 = the "
-                              "method's default: taylorseer 5, pab 2)")
+        interval: int = Field(0, ge=0, le=50, description="taylorseer / faster / pab: one full call every N (0 = "
+                              "the method's default: taylorseer 5, faster and pab 2)")
         steps: int = Field(28, ge=1, le=1000, description="mag: the run's number of transformer calls")
         mag_ratios: str = Field("", description=RATIOS_HELP)
 

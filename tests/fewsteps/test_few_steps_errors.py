@@ -62,7 +62,7 @@ def test_transformer_cache_choice_and_interval_out_of_range_are_located_before_a
     err = done.stderr + done.stdout
     assert done.returncode != 0 and "Traceback" not in err
     assert "z_image.yaml:" in err and "cache_interval" in err and "above the maximum 50" in err
-    assert "'teacache' is not one of the allowed values 'none', 'first_block', 'taylorseer', 'mag', 'pab'" in err
+    assert "'teacache' is not one of the allowed values 'none', 'first_block', 'taylorseer', 'mag', 'faster', 'pab'" in err
 
 
 def test_mag_cache_with_unreadable_ratios_stops_the_run_saying_how_to_calibrate(smooth_z_image, tmp_path):

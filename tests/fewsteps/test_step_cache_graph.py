@@ -1,4 +1,4 @@
-"""graphs/z_image.yaml with `cache: taylorseer | pab | mag` equals ZImagePipeline with diffusers 0.42.1's hook on
+"""graphs/z_image.yaml with `cache: taylorseer | pab | faster | mag` equals ZImagePipeline with diffusers 0.42.1's hook on
 the same tiny checkpoint: the same number of transformer calls run in full (ours counted by the StepCacheDecision
 events `nodegraph run -v` reports, theirs at the last block's attention), pixels within 1/255. MagCache's ratios
 come from the graph's own calibration run (`cache_mag_ratios: calibrate`, printed as a warning)."""
@@ -71,14 +71,27 @@ def taylorseer(pipe):
         cache_interval=3, cache_identifiers=[r"layers\.\d+\.attention"]))
 
 
+def scheduler_clock(pipe):
+    """The scheduler's timestep of the call about to run (ZImagePipeline has no `current_timestep`)."""
+    calls = []
+    pipe.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
+    return lambda: pipe.scheduler.timesteps[len(calls) - 1].item()
+
+
 def pab(pipe):
     from diffusers.hooks import PyramidAttentionBroadcastConfig, apply_pyramid_attention_broadcast
 
-    calls = []  # the scheduler's timestep of the call about to run (ZImagePipeline has no current_timestep)
-    pipe.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
     apply_pyramid_attention_broadcast(pipe.transformer, PyramidAttentionBroadcastConfig(
-        spatial_attention_block_skip_range=2,
-        current_timestep_callback=lambda: pipe.scheduler.timesteps[len(calls) - 1].item()))
+        spatial_attention_block_skip_range=2, current_timestep_callback=scheduler_clock(pipe)))
+
+
+def faster(pipe):
+    from diffusers.hooks import FasterCacheConfig, apply_faster_cache
+
+    names = (r"^layers\.\d+\.attention$",)  # see test_step_caches.py's FasterCache test
+    apply_faster_cache(pipe.transformer, FasterCacheConfig(
+        spatial_attention_block_identifiers=names, is_guidance_distilled=True,
+        current_timestep_callback=scheduler_clock(pipe), attention_weight_callback=lambda _: 0.5))
 
 
 def test_z_image_graph_taylorseer_matches_diffusers_pipeline_with_the_hook(smooth_z_image, plain):
@@ -88,6 +101,13 @@ def test_z_image_graph_taylorseer_matches_diffusers_pipeline_with_the_hook(smoot
 
 def test_z_image_graph_pab_matches_diffusers_pipeline_with_the_hook(smooth_z_image, plain):
     assert_same(run_ours(smooth_z_image, cache="pab"), run_theirs(smooth_z_image, pab), plain)
+
+
+def test_z_image_graph_faster_cache_matches_diffusers_pipeline_with_the_hook(smooth_z_image, plain, monkeypatch):
+    from diffusers.hooks import faster_cache
+
+    monkeypatch.setattr(faster_cache, "_TRANSFORMER_BLOCK_IDENTIFIERS", (r"^layers\.\d+\.attention$",))
+    assert_same(run_ours(smooth_z_image, cache="faster"), run_theirs(smooth_z_image, faster), plain)
 
 
 def test_z_image_graph_mag_cache_calibrates_then_matches_diffusers_pipeline_with_the_hook(smooth_z_image, plain):

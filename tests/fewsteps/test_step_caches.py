@@ -143,3 +143,22 @@ def test_caches_refuse_bad_settings_and_unsupported_models_saying_what_is_allowe
                                          r"blocks, each with an `attention` module \(Z-Image\); this model is a "
                                          r"Linear. Use `cache: none`"):
         CachedTransformer(torch.nn.Linear(2, 2), make_cache("pab"), "pab")
+
+
+def test_faster_cache_matches_diffusers_hook_on_a_guidance_distilled_model(z_image_pair, inputs, uncached,
+                                                                          monkeypatch):
+    from diffusers.hooks import FasterCacheConfig, apply_faster_cache
+    from diffusers.hooks import faster_cache as theirs_module
+
+    # apply_faster_cache looks attention modules up by a module constant of Flux-style names (`^blocks.*attn`, …),
+    # not by the config's identifiers, so it finds none in Z-Image (`layers.N.attention`); widen both.
+    names = (r"^layers\.\d+\.attention$",)
+    monkeypatch.setattr(theirs_module, "_TRANSFORMER_BLOCK_IDENTIFIERS", names)
+    clock = {}
+    config = FasterCacheConfig(spatial_attention_block_identifiers=names, is_guidance_distilled=True,
+                               current_timestep_callback=lambda: clock["t"], attention_weight_callback=lambda _: 0.5)
+    expected, theirs = run_theirs(z_image_pair[2], lambda m: apply_faster_cache(m, config), inputs, clock)
+    cache = make_cache("faster")
+    got, ours = run_ours(z_image_pair[1], cache, "faster", inputs)
+    check(expected, got, theirs, ours, cache, uncached)
+    assert cache.decisions[:7] == [True] * 7  # t = 1000 … 700 lie outside (−1, 681)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-METHODS = ("first_block", "taylorseer", "mag", "pab")
+METHODS = ("first_block", "taylorseer", "mag", "faster", "pab")
 SUPPORTED = "transformers with a main stack `layers` of blocks, each with an `attention` module (Z-Image)"
 
 
@@ -29,8 +29,8 @@ class _FirstBlock:
 
 def make_cache(method: str, *, threshold: float = 0.05, interval: int | None = None, steps: int = 28,
                mag_ratios: Sequence[float] | None = None):
-    """One run's cache. `threshold`: first_block's and mag's; `interval`: taylorseer's (default 5) and pab's
-    (default 2); `steps` and `mag_ratios` (None = calibrate): mag's."""
+    """One run's cache. `threshold`: first_block's and mag's; `interval`: taylorseer's (default 5), faster's and
+    pab's (default 2); `steps` and `mag_ratios` (None = calibrate): mag's."""
     if method == "first_block":
         return _FirstBlock(threshold)
     if method == "taylorseer":
@@ -41,6 +41,10 @@ def make_cache(method: str, *, threshold: float = 0.05, interval: int | None = N
         from nodegraph.models.step_caches.mag_cache import MagCache
 
         return MagCache(threshold, steps, mag_ratios)
+    if method == "faster":
+        from nodegraph.models.step_caches.faster_cache import FasterCache
+
+        return FasterCache(interval or 2)
     if method == "pab":
         from nodegraph.models.step_caches.pab import PyramidAttentionBroadcast
 
@@ -52,7 +56,7 @@ def check_supported(model: object, method: str) -> None:
     """Raise a ValueError naming what the caches support when `model` is not one of them."""
     layers = getattr(model, "layers", None)
     ok = isinstance(layers, nn.ModuleList) and len(layers) >= 2
-    if ok and method in ("taylorseer", "pab"):
+    if ok and method in ("taylorseer", "faster", "pab"):
         ok = all(isinstance(getattr(block, "attention", None), nn.Module) for block in layers)
     if not ok:
         raise ValueError(f"step cache `{method}` supports {SUPPORTED}; this model is a {type(model).__name__}. "
