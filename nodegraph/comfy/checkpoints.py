@@ -34,6 +34,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
 
     try:
         shapes = _shapes(path)
+        flow = flow_family(shapes)
+        if flow:
+            return Checkpoint(flow)
         name = detect(shapes, str(path)).name
     except CheckpointError as exc:
         raise ComfyError(str(exc)) from None
@@ -50,6 +53,19 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise ComfyError(f"{path.name}: an SDXL checkpoint with its own noise schedule (EDM, zero-terminal-SNR or "
                          f"Playground's) is not covered by the ComfyUI import yet")
     return Checkpoint(name, "v" if name == "sdxl_base" and "v_pred" in shapes else "eps")
+
+
+def flow_family(shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """"z_image" for a Z-Image transformer file (`layers.0.adaLN_modulation.0.weight` beside `cap_embedder.0.weight`,
+    bare or under `model.diffusion_model.`), "qwen3" for a Qwen3 text encoder (`embed_tokens` with per-head
+    `q_norm`, bare or under `model.`), as nodegraph/models/single_file/z_image.py tells them; else None."""
+    for prefix in ("", "model.diffusion_model."):
+        if {prefix + "layers.0.adaLN_modulation.0.weight", prefix + "cap_embedder.0.weight"} <= shapes.keys():
+            return "z_image"
+    for prefix in ("", "model."):
+        if {prefix + "layers.0.self_attn.q_norm.weight", prefix + "embed_tokens.weight"} <= shapes.keys():
+            return "qwen3"
+    return None
 
 
 def _shapes(path: Path) -> dict[str, tuple[int, ...]]:

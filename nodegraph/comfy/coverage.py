@@ -88,10 +88,32 @@ COVERED: dict[str, Covered] = {
     "ControlNetApplyAdvanced": Covered(("strength", "start_percent", "end_percent"),
                                        {"strength": float, "start_percent": float, "end_percent": float},
                                        ("CONDITIONING", "CONDITIONING"), ("positive", "negative", "control_net", "image")),
+    "UNETLoader": Covered(("unet_name", "weight_dtype"), {"unet_name": str, "weight_dtype": str}, ("MODEL",)),
+    "CLIPLoader": Covered(("clip_name", "type", "device"), {"clip_name": str, "type": str, "device": str}, ("CLIP",)),
+    "ModelSamplingAuraFlow": Covered(("shift",), {"shift": float}, ("MODEL",), ("model",)),
+    "EmptySD3LatentImage": Covered(("width", "height", "batch_size"),
+                                   {"width": int, "height": int, "batch_size": int}, ("LATENT",)),
     "SaveImage": Covered(("filename_prefix",), {"filename_prefix": str}, (), ("images",)),
     "PreviewImage": Covered((), {}, (), ("images",)),
 }
 OUTPUT_CLASSES = ("SaveImage", "PreviewImage")
+SHORT_NAMES = {  # a translated node's id prefix, by class
+    "CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "lora", "LoraLoaderModelOnly": "lora",
+    "CLIPSetLastLayer": "clip_layer", "CLIPTextEncode": "text", "EmptyLatentImage": "latent",
+    "CLIPTextEncodeSDXL": "text", "CLIPTextEncodeSDXLRefiner": "text", "KSampler": "ksampler",
+    "KSamplerAdvanced": "ksampler", "LatentUpscale": "upscale", "VAEDecode": "decode", "VAEEncode": "encode",
+    "LoadImage": "image", "KSamplerSelect": "sampler", "BasicScheduler": "sigmas", "SamplerCustom": "custom",
+    "ControlNetLoader": "controlnet", "ControlNetApplyAdvanced": "control", "ControlNetApply": "control",
+    "SaveImage": "save", "PreviewImage": "preview", "LatentUpscaleBy": "upscale", "ImageScale": "scale",
+    "ImageScaleToTotalPixels": "scale", "SDTurboScheduler": "sigmas", "ConditioningSetArea": "area",
+    "ConditioningCombine": "combine", "ConditioningZeroOut": "zero", "UpscaleModelLoader": "upscaler",
+    "ImageUpscaleWithModel": "upscale", "Canny": "canny", "VAEEncodeForInpaint": "encode",
+    "ImagePadForOutpaint": "pad", "UNETLoader": "unet", "CLIPLoader": "clip", "EmptySD3LatentImage": "latent",
+    "ModelSamplingAuraFlow": "sampling"}
+MODEL_KINDS = {  # ComfyUI's folder of the file a literal input names
+    "ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
+    "control_net_name": "controlnet", "model_name": "upscale_models", "unet_name": "diffusion_models",
+    "clip_name": "text_encoders"}
 # The front end's own widget orders for classes we refuse, so their UI workflows still convert (and are refused
 # by name rather than by a confusing widget error).
 _OTHER_WIDGETS = {"Note": ("text",), "MarkdownNote": ("text",), "PrimitiveNode": ("value", "__control")}
@@ -103,6 +125,17 @@ CHOICES = {
     "upscale_method": ("nearest-exact", "bilinear", "area", "bicubic", "lanczos"),  # lanczos: images only
     "crop": ("disabled", "center"),
 }
+
+
+# Values of a class's inputs that decide whether nodegraph can run it (refused by name, like a sampler):
+# CLIPLoader's `lumina2` is the Qwen3 encoder of Z-Image; UNETLoader's other weight dtypes are fp8 storage.
+CLASS_VALUES = {"CLIPLoader": {"type": ("lumina2",)}, "UNETLoader": {"weight_dtype": ("default",)}}
+
+
+def checked_values(class_type: str) -> dict[str, tuple[str, ...]]:
+    """Input name → the values covered, for the inputs `refusals` checks on a node of `class_type`."""
+    return {"sampler_name": CHOICES["sampler_name"], "scheduler": CHOICES["scheduler"],
+            **CLASS_VALUES.get(class_type, {})}
 
 
 def widget_names(class_type: str) -> tuple[str, ...] | None:

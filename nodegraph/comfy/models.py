@@ -1,7 +1,8 @@
 """Find models by ComfyUI's names under `--models` dirs laid out as ComfyUI's `models/`, or extra_model_paths.yaml.
 
 A name may hold subfolders (`sd15/model.safetensors`, either slash); it never leaves the folder it is looked
-up in. ComfyUI's folder names: checkpoints, loras, vae, controlnet, embeddings, upscale_models.
+up in. ComfyUI's folder names: checkpoints, loras, vae, controlnet, embeddings, upscale_models, diffusion_models (or its
+older name unet), text_encoders (or clip).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from pathlib import Path
 
 from nodegraph.comfy.errors import ComfyError
 
-KINDS = ("checkpoints", "loras", "vae", "controlnet", "embeddings", "upscale_models", "input")  # input: LoadImage's
+KINDS = ("checkpoints", "loras", "vae", "controlnet", "embeddings", "upscale_models", "diffusion_models",
+         "text_encoders", "input")  # input: LoadImage's
+ALIASES = {"diffusion_models": ("diffusion_models", "unet"), "text_encoders": ("text_encoders", "clip")}  # + legacy
 
 
 @dataclass
@@ -24,7 +27,9 @@ class ModelPaths:
     def folders(self, kind: str) -> list[Path]:
         if kind == "input":
             return list(self.inputs)
-        return [root / kind for root in self.roots] + self.extra.get(kind, [])
+        names = ALIASES.get(kind, (kind,))
+        return [root / name for root in self.roots for name in names] + [
+            folder for name in names for folder in self.extra.get(name, [])]
 
     def find(self, kind: str, name: str, where: str) -> Path:
         """The file for `name` in the first folder of `kind` that has it; ComfyError listing every place looked."""

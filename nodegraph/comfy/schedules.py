@@ -44,14 +44,20 @@ def timestep_of(table, sigma) -> int:
     return int((table.log() - torch.as_tensor(sigma, dtype=torch.float32).log()).abs().argmin())
 
 
-def sigmas_for(scheduler: str, steps: int, table=None):
-    """The σ schedule of `steps` steps, highest first, ending with 0 (length steps + 1), float32."""
+def sigmas_for(scheduler: str, steps: int, table=None, flow=None):
+    """The σ schedule of `steps` steps, highest first, ending with 0 (length steps + 1), float32. `flow`: a flow
+    model's sampling (nodegraph/comfy/flow.py `FlowSampling`), whose own `table()` is used."""
     import torch
 
-    table = sigma_table() if table is None else table
+    table = flow.table() if flow is not None else sigma_table() if table is None else table
     sigma_min, sigma_max = float(table[0]), float(table[-1])
     if steps <= 0:
         return torch.zeros(0)
+    if scheduler in ("normal", "sgm_uniform") and flow is not None:
+        # continuous σ(t) between timestep(σmax) and timestep(σmin) (comfy/samplers.py `normal_scheduler`)
+        start, end = float(flow.timestep(sigma_max)), float(flow.timestep(sigma_min))
+        ts = torch.linspace(start, end, steps + 1)[:-1] if scheduler == "sgm_uniform" else torch.linspace(start, end, steps)
+        return torch.cat([flow.sigma(ts), torch.zeros(1)])
     if scheduler in ("normal", "sgm_uniform"):
         # Timesteps evenly spaced from t(σmax) to t(σmin); sgm_uniform takes steps + 1 points and drops the last.
         start, end = len(table) - 1, 0
@@ -76,21 +82,21 @@ def sigmas_for(scheduler: str, steps: int, table=None):
 
 
 def ksampler_sigmas(scheduler: str, steps: int, denoise: float = 1.0, start: int = 0, end: int | None = None,
-                    force_full_denoise: bool = False, table=None, discard_penultimate: bool = False):
+                    force_full_denoise: bool = False, table=None, discard_penultimate: bool = False, flow=None):
     """The σ a KSampler / KSamplerAdvanced runs over.
 
     denoise < 1: the schedule of int(steps / denoise) steps, keeping its last steps + 1 σ (ComfyUI's
     `KSampler.set_steps`); denoise ≤ 0 gives no steps. KSamplerAdvanced: σ[:end + 1] (last σ set to 0 when
     `force_full_denoise`), then σ[start:] (comfy/samplers.py `KSampler.sample`). `discard_penultimate`
     (ComfyUI's rule for dpm_2 and uni_pc samplers, `KSampler.calculate_sigmas`): each schedule is made over
-    one more step and its penultimate σ dropped, before the denoise tail is taken.
+    one more step and its penultimate σ dropped, before the denoise tail is taken. `flow`: as in `sigmas_for`.
     """
     import torch
 
     def schedule(n):
         if not discard_penultimate:
-            return sigmas_for(scheduler, n, table)
-        longer = sigmas_for(scheduler, n + 1, table)
+            return sigmas_for(scheduler, n, table, flow)
+        longer = sigmas_for(scheduler, n + 1, table, flow)
         return torch.cat([longer[:-2], longer[-1:]])
 
     if denoise <= 0:

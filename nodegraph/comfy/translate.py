@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from nodegraph.comfy.checkpoints import COVERED_FAMILIES, read_checkpoint
-from nodegraph.comfy.coverage import CHOICES, COVERED, OUTPUT_CLASSES
+from nodegraph.comfy.coverage import CHOICES, COVERED, MODEL_KINDS, OUTPUT_CLASSES, SHORT_NAMES, checked_values
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.models import ModelPaths
 from nodegraph.comfy.reader import Workflow
 from nodegraph.comfy.translate_cond import ConditioningTranslations
 from nodegraph.comfy.translate_control import ControlTranslations, node_suffix
+from nodegraph.comfy.translate_flow import FlowTranslations, flow_refusals
 from nodegraph.comfy.translate_image import ImageTranslations
 from nodegraph.comfy.translate_inpaint import InpaintTranslations
 from nodegraph.shipped_graphs import SHIPPED_GRAPHS
@@ -27,20 +28,7 @@ from nodegraph.shipped_graphs import SHIPPED_GRAPHS
 STEP_GRAPH = SHIPPED_GRAPHS / "comfy" / "ksampler_step.yaml"
 STEP_GRAPH_NAME = "comfy_ksampler_step.yaml"  # written beside the imported graph
 MAX_NODES = 2000  # ComfyUI's largest official templates have a few hundred
-_SHORT = {"CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "lora", "LoraLoaderModelOnly": "lora",
-          "CLIPSetLastLayer": "clip_layer", "CLIPTextEncode": "text", "EmptyLatentImage": "latent",
-          "CLIPTextEncodeSDXL": "text", "CLIPTextEncodeSDXLRefiner": "text",
-          "KSampler": "ksampler", "KSamplerAdvanced": "ksampler", "LatentUpscale": "upscale", "VAEDecode": "decode",
-          "VAEEncode": "encode", "LoadImage": "image", "KSamplerSelect": "sampler", "BasicScheduler": "sigmas",
-          "SamplerCustom": "custom", "ControlNetLoader": "controlnet", "ControlNetApplyAdvanced": "control",
-          "ControlNetApply": "control",
-          "SaveImage": "save", "PreviewImage": "preview", "LatentUpscaleBy": "upscale", "ImageScale": "scale",
-          "ImageScaleToTotalPixels": "scale", "SDTurboScheduler": "sigmas", "ConditioningSetArea": "area",
-          "ConditioningCombine": "combine", "ConditioningZeroOut": "zero", "UpscaleModelLoader": "upscaler",
-          "ImageUpscaleWithModel": "upscale", "Canny": "canny", "VAEEncodeForInpaint": "encode",
-          "ImagePadForOutpaint": "pad"}
-_MODEL_KIND = {"ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
-               "control_net_name": "controlnet", "model_name": "upscale_models"}
+_SHORT, _MODEL_KIND = SHORT_NAMES, MODEL_KINDS
 
 
 @dataclass
@@ -66,11 +54,11 @@ def refusals(api: dict[str, dict[str, Any]]) -> list[str]:
         if kind not in COVERED:
             out.append(f"node {node_id}: {kind}")
             continue
-        for name in ("sampler_name", "scheduler"):
+        for name, allowed in checked_values(kind).items():
             value = entry["inputs"].get(name)
-            if isinstance(value, str) and value not in CHOICES[name]:
+            if isinstance(value, str) and value not in allowed:
                 out.append(f"node {node_id} ({kind}): {name} {value!r}")
-    return out
+    return out + flow_refusals(api)
 
 
 def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP_GRAPH_NAME}",
@@ -110,7 +98,8 @@ def missing_models(workflow: Workflow, paths: ModelPaths) -> None:
                          + "\n".join(missing))
 
 
-class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations, InpaintTranslations):
+class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations, InpaintTranslations,
+                  FlowTranslations):
     def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, checkpoint):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
         self.checkpoint_of = checkpoint
@@ -258,8 +247,11 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
                     self.translate(other)
                     base = getattr(self, "checkpoint", None)
                     break
+        if base is None and any(e["class_type"] == "UNETLoader" for e in self.api.values()):
+            return self.flow_vae(node_id, nid)
         if base is None:
-            raise ComfyError(f"{self.where(node_id)}: a VAELoader needs a CheckpointLoaderSimple in the workflow")
+            raise ComfyError(f"{self.where(node_id)}: a VAELoader needs a CheckpointLoaderSimple (or a Z-Image "
+                             f"UNETLoader) in the workflow")
         self.nodes[nid] = {"type": "LoadVAE", "model": base[0], "config": base[1],
                            "override": self.literal(node_id, "vae_name")}
         return (f"${nid}.vae",)
@@ -308,6 +300,8 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
         if sdxl_only and not clip["family"].startswith("sdxl"):
             raise ComfyError(f"{self.where(node_id, 'clip')}: this node encodes for SDXL, but the CLIP is a "
                              f"{clip['family']} one; use CLIPTextEncode")
+        if clip["family"] == "z_image":
+            return self.flow_encode(node_id, nid, clip, inputs)
         self.nodes[nid] = {"type": "ComfyTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
                            **inputs, "family": clip["family"]}
         if "te2" in clip:
@@ -357,6 +351,8 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
     def _sampler(self, node_id, nid, *, seed, add_noise, schedule=None, sampler=None, sigmas=None):
         """ComfySigmas (or the given SIGMAS node) → ComfyNoise → a repeat over the included step graph."""
         model = self.link(node_id, "model", "MODEL")
+        if "transformer" in model:
+            return self.flow_sampler(node_id, nid, model, seed)
         positive = self.link(node_id, "positive", "CONDITIONING")
         negative = self.link(node_id, "negative", "CONDITIONING")
         latent = self.link(node_id, "latent_image", "LATENT")

@@ -1,0 +1,179 @@
+"""ComfyUI-semantics nodes for flow-matching models (Z-Image): EmptySD3LatentImage, the prompt as ComfyUI's
+Qwen3 encoder gives it, the shifted flow σ schedule, CONST's starting noise, the x₀ estimate and sampler steps.
+
+A ComfyUI KSampler on a Z-Image model is written out as ComfyFlowSigmas → ComfyFlowNoise → a repeat of
+ComfyFlowDenoise → ComfyFlowSamplerStep; the math lives in nodegraph/comfy/flow.py and comfy/samplers.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from nodegraph.core import Field, Node, Ports, node
+from nodegraph.core.types import Embeddings, Latent, Tensor, TextEncoder, Tokenizer, Transformer
+from nodegraph.nodes.comfy_sampling import SamplerName, SchedulerName
+
+SHIFT_HELP = "the model's σ shift (ModelSamplingAuraFlow's `shift`; a Z-Image file's own is 3)"
+MULTIPLIER_HELP = "timestep = σ · multiplier (1 for ModelSamplingAuraFlow and Z-Image)"
+
+
+@node("ComfyEmptySD3Latent", version=1)
+class ComfyEmptySD3Latent(Node):
+    """ComfyUI's EmptySD3LatentImage: zeros of shape (batch, 16, height // 8, width // 8), in ComfyUI's raw latent
+    space (ComfyFlowNoise's `latent_format` takes them into the model's)."""
+
+    class Inputs(Ports):
+        width: int = Field(1024, ge=16, le=16384)
+        height: int = Field(1024, ge=16, le=16384)
+        batch_size: int = Field(1, ge=1, le=4096)
+
+    class Outputs(Ports):
+        latents: Latent
+
+    def run(self, i, ctx):
+        import torch
+
+        return {"latents": torch.zeros((i.batch_size, 16, i.height // 8, i.width // 8), dtype=torch.float32,
+                                       device=ctx.device)}
+
+
+@node("ComfyQwenTextEncode", version=1)
+class ComfyQwenTextEncode(Node):
+    """ComfyUI's CLIPTextEncode with a Qwen3 text encoder (its `lumina2` CLIP type, comfy/text_encoders/z_image.py):
+    the prompt taken as it is (no weight syntax), in the chat template "<|im_start|>user\\n…<|im_end|>\\n
+    <|im_start|>assistant\\n", no padding, the second-to-last layer's output without the final norm: (1, tokens, C)."""
+
+    class Inputs(Ports):
+        text_encoder: TextEncoder
+        tokenizer: Tokenizer
+        text: str = Field("", description="the prompt, used verbatim")
+
+    class Outputs(Ports):
+        embeddings: Embeddings
+
+    def run(self, i, ctx):
+        import torch
+
+        from nodegraph.models.qwen3_text import encode_prompts
+
+        with torch.no_grad():  # trim_padding: the encoder sees the prompt's own tokens only, as ComfyUI's does
+            (hidden,) = encode_prompts(i.text_encoder, i.tokenizer, [i.text], 8192, device=ctx.device,
+                                       trim_padding=True)
+        return {"embeddings": hidden.to(device=ctx.device)[None]}
+
+
+@node("ComfyFlowSigmas", version=1)
+class ComfyFlowSigmas(Node):
+    """The σ schedule a ComfyUI KSampler runs over on a flow model (ModelSamplingDiscreteFlow with `shift` and
+    `multiplier`), and its step indices; `denoise` < 1 keeps the last steps + 1 σ of a longer schedule."""
+
+    class Inputs(Ports):
+        scheduler: SchedulerName = "simple"
+        steps: int = Field(8, ge=1, le=10000)
+        denoise: float = Field(1.0, ge=0.0, le=1.0)
+        shift: float = Field(3.0, gt=0.0, le=100.0, description=SHIFT_HELP)
+        multiplier: float = Field(1.0, gt=0.0, le=10000.0, description=MULTIPLIER_HELP)
+
+    class Outputs(Ports):
+        sigmas: Tensor
+        steps: list[int]
+
+    def run(self, i, ctx):
+        from nodegraph.comfy.flow import FlowSampling
+        from nodegraph.comfy.schedules import ksampler_sigmas
+
+        sigmas = ksampler_sigmas(i.scheduler, i.steps, i.denoise, flow=FlowSampling(i.shift, i.multiplier))
+        return {"sigmas": sigmas, "steps": list(range(max(len(sigmas) - 1, 0)))}
+
+
+@node("ComfyFlowNoise", version=1)
+class ComfyFlowNoise(Node):
+    """A flow model's starting point as ComfyUI makes it: one CPU draw of the latents' shape from `seed`, then
+    σ₀·noise + (1 − σ₀)·latent (comfy/model_sampling.py `CONST.noise_scaling`). `latent_scale` / `latent_shift`
+    first take ComfyUI's raw latent into the model's space, (z − shift)·scale (the Flux format: 0.3611, 0.1159);
+    leave them at 1 / 0 for latents already there (VAEEncode's)."""
+
+    class Inputs(Ports):
+        latents: Latent
+        sigmas: Tensor
+        seed: int = Field(0, ge=0, le=2**64 - 1)
+        latent_scale: float = Field(1.0, gt=0.0, le=100.0, description="scale of a raw latent's format")
+        latent_shift: float = Field(0.0, ge=-100.0, le=100.0, description="shift of a raw latent's format")
+
+    class Outputs(Ports):
+        latents: Latent
+        history: Any
+
+    def run(self, i, ctx):
+        import torch
+
+        from nodegraph.comfy.flow import start_latents
+
+        x = (i.latents.float() - i.latent_shift) * i.latent_scale
+        if len(i.sigmas) > 1:
+            noise = torch.randn(x.shape, generator=torch.Generator("cpu").manual_seed(i.seed), dtype=torch.float32)
+            x = start_latents(x, noise.to(x.device), float(i.sigmas[0]))
+        return {"latents": x, "history": None}
+
+
+class _Model(Ports):
+    transformer: Transformer
+    positive: Embeddings
+    negative: Optional[Embeddings] = None
+    cfg: float = Field(1.0, ge=0.0, le=100.0, description="CFG on x₀; 1 skips the negative pass")
+    multiplier: float = Field(1.0, gt=0.0, le=10000.0, description=MULTIPLIER_HELP)
+
+
+@node("ComfyFlowDenoise", version=1)
+class ComfyFlowDenoise(Node):
+    """The guided x₀ estimate of a Z-Image transformer at σ = sigmas[index], as ComfyUI's KSampler computes it:
+    x₀ = x − σ·v with v the negated transformer output at timestep 1 − σ·multiplier, CFG on x₀."""
+
+    class Inputs(_Model):
+        latents: Latent
+        sigmas: Tensor
+        index: int = Field(ge=0)
+
+    class Outputs(Ports):
+        denoised: Latent
+
+    def run(self, i, ctx):
+        from nodegraph.comfy.flow import flow_denoise
+
+        return {"denoised": flow_denoise(i.transformer, i.latents, float(i.sigmas[i.index]), i.positive, i.negative,
+                                         i.cfg, i.multiplier)}
+
+
+@node("ComfyFlowSamplerStep", version=1)
+class ComfyFlowSamplerStep(Node):
+    """One ComfyUI sampler step on a flow model from sigmas[index] to sigmas[index + 1] given the x₀ estimate:
+    the deterministic k-diffusion samplers (nodegraph/comfy/samplers.py; res_multistep is RES's second-order
+    multistep integrator), second-order ones evaluating the transformer again here. The ancestral and SDE samplers,
+    which ComfyUI swaps for rectified-flow variants on these models, are refused."""
+
+    class Inputs(_Model):
+        sampler: SamplerName = "euler"
+        latents: Latent
+        denoised: Latent
+        sigmas: Tensor
+        index: int = Field(ge=0)
+        history: Any = None
+
+    class Outputs(Ports):
+        latents: Latent
+        history: Any
+
+    def run(self, i, ctx):
+        from nodegraph.comfy.flow import FLOW_SAMPLERS, flow_denoise
+        from nodegraph.comfy.samplers import step
+
+        if i.sampler not in FLOW_SAMPLERS:
+            raise ValueError(f"`sampler` {i.sampler!r} on a flow model is not covered yet (ComfyUI runs a "
+                             f"rectified-flow variant of it); use one of {', '.join(FLOW_SAMPLERS)}")
+
+        def model(x, sigma):
+            return flow_denoise(i.transformer, x, sigma, i.positive, i.negative, i.cfg, i.multiplier)
+
+        x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, None, i.history, model)
+        return {"latents": x, "history": history}
+

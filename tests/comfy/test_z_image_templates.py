@@ -1,0 +1,178 @@
+"""ComfyUI's Z-Image templates (`comfyui-workflow-templates-json`'s image_z_image_turbo and image_z_image) run from
+their own JSON on tiny random split files in ComfyUI's layout (diffusion_models/, text_encoders/, vae/ae.safetensors),
+with the tiny Z-Image folder as `config` (tokenizer and configs).
+
+With `euler` the Turbo template equals diffusers' ZImagePipeline (guidance 0: ComfyUI's cfg 1 skips the negative);
+the base template's cfg 4 over an empty negative equals the pipeline's guidance_scale 3 (ComfyUI mixes x₀ as
+neg + cfg·(pos − neg), Z-Image's pipeline as pos + g·(pos − neg)). The templates' own `res_multistep` is checked
+against ComfyUI's arithmetic written out here (comfy/k_diffusion/sampling.py `res_multistep`, eta 0; the "simple"
+schedule over ModelSamplingDiscreteFlow's shifted table) around diffusers' transformer, encoder and VAE.
+
+Step counts divide 1000, so that ComfyUI's "simple" σ (table entries every 1000/steps) are the pipeline's
+linspace(1, 1/n, n) shifted (with 3 steps ComfyUI takes t = 0.667 and 0.334, not 2/3 and 1/3).
+The tiny VAE shrinks 4× (ComfyUI's empty latent is always width/8): a template at 64×96 has the pipeline's latent
+at 32×48 pixels, and both decode to 32×48.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import comfyui_workflow_templates_json as templates_json
+
+TEMPLATES = Path(templates_json.__file__).parent / "templates"
+TURBO, BASE = TEMPLATES / "image_z_image_turbo.json", TEMPLATES / "image_z_image.json"
+
+
+@pytest.fixture(scope="module")
+def z_models(tmp_path_factory):
+    """(tiny Z-Image folder, ComfyUI models/ folder with the template's file names)."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.flow.test_z_image_single_file import original_layout
+    from tests.flow.tiny_z_image import save_tiny_z_image
+    from tests.models.single_file.ldm_layout import vae_to_ldm
+
+    root = tmp_path_factory.mktemp("comfy-z")
+    folder = save_tiny_z_image(root / "tiny-z-image")
+    models = root / "models"
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (models / sub).mkdir(parents=True)
+    transformer = original_layout(load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors"), "")
+    for name in ("z_image_turbo_bf16", "z_image_bf16"):  # fp32 under the templates' names
+        save_file(transformer, models / "diffusion_models" / f"{name}.safetensors")
+    save_file(load_file(folder / "text_encoder" / "model.safetensors"), models / "text_encoders" / "qwen_3_4b.safetensors")
+    vae = load_file(folder / "vae" / "diffusion_pytorch_model.safetensors")
+    save_file({k: v.contiguous() for k, v in vae_to_ldm(vae, 3, prefix="").items()}, models / "vae" / "ae.safetensors")
+    return folder, models
+
+
+@pytest.fixture(scope="module")
+def pipe(z_models):
+    from diffusers import ZImagePipeline
+
+    return ZImagePipeline.from_pretrained(z_models[0])
+
+
+def run(workflow: Path, z_models, out: Path, *sets: str) -> np.ndarray:
+    from nodegraph.cli import main
+
+    args = [a for s in (f"config={z_models[0]}", *sets) for a in ("--set", s)]
+    assert main(["run", str(workflow), "--models", str(z_models[1]), "--out", str(out), "-q", *args]) == 0
+    (png,) = sorted(out.rglob("*.png"))
+    return np.asarray(Image.open(png).convert("RGB")).astype(int)
+
+
+def turbo(z_models, out, sampler: str, seed: int = 5) -> np.ndarray:
+    return run(TURBO, z_models, out, "57:13.width=64", "57:13.height=96", "57:3.steps=4", f"57:3.seed={seed}",
+               f"57:3.sampler_name={sampler}")
+
+
+def prompt_of(workflow: Path, node: str) -> str:
+    from nodegraph.comfy.reader import read_workflow
+
+    return read_workflow(workflow).api[node]["inputs"]["text"]
+
+
+def pipeline_image(pipe, prompt, steps, seed, guidance=0.0, negative=None) -> np.ndarray:
+    # ComfyUI never cuts a Qwen3 prompt; the base template's is 733 tokens for the tiny tokenizer (pipeline: 512)
+    out = pipe(prompt=prompt, negative_prompt=negative, height=48, width=32, num_inference_steps=steps,
+               guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(seed), output_type="np",
+               max_sequence_length=1024)
+    return np.round(out.images[0] * 255).astype(int)
+
+
+def test_z_image_turbo_template_with_euler_equals_the_diffusers_pipeline(z_models, pipe, tmp_path):
+    got = turbo(z_models, tmp_path / "euler", "euler")
+    want = pipeline_image(pipe, prompt_of(TURBO, "57:27"), steps=4, seed=5)
+    assert got.shape == want.shape == (48, 32, 3)
+    assert np.abs(got - want).max() <= 1
+    other_seed = turbo(z_models, tmp_path / "seed6", "euler", seed=6)
+    assert np.abs(other_seed - want).max() > 8  # the comparison sees the noise
+
+
+def comfy_simple_sigmas(steps: int, shift: float) -> list[float]:
+    """ComfyUI's "simple" scheduler over ModelSamplingDiscreteFlow(shift, multiplier 1): the table σ(k/1000) for
+    k = 1…1000, float32, picked every 1000/steps entries from the top, then 0."""
+    u = torch.arange(1, 1001, 1) / 1000
+    table = shift * u / (1 + (shift - 1) * u)
+    return [float(table[-(1 + int(x * 1000 / steps))]) for x in range(steps)] + [0.0]
+
+
+def test_z_image_turbo_template_runs_res_multistep_as_comfyui(z_models, pipe, tmp_path):
+    got = turbo(z_models, tmp_path / "res", "res_multistep")
+    (caption,) = pipe.encode_prompt(prompt_of(TURBO, "57:27"), do_classifier_free_guidance=False)[0]
+    sigmas = comfy_simple_sigmas(4, shift=3.0)
+    x = torch.randn((1, 16, 12, 8), generator=torch.Generator("cpu").manual_seed(5))  # σ₀ = 1: x = noise
+    old = None
+    for i in range(4):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        with torch.no_grad():  # NextDiT at t = 1 − σ returns −v; x₀ = x − σ·v
+            out = pipe.transformer([x[0].unsqueeze(1)], torch.tensor([1 - s]), [caption], return_dict=False)[0][0]
+        x0 = x + out.squeeze(1)[None] * s
+        if old is None or s_next == 0:  # Euler
+            x = x + (x - x0) / s * (s_next - s)
+        else:  # RES second order in λ = −log σ
+            lam, lam_next, lam_prev = -math.log(s), -math.log(s_next), -math.log(sigmas[i - 1])
+            h = lam_next - lam
+            c2 = (lam_prev - lam) / h
+            phi1 = math.expm1(-h) / -h
+            phi2 = (phi1 - 1) / -h
+            x = math.exp(-h) * x + h * ((phi1 - phi2 / c2) * x0 + (phi2 / c2) * old)
+        old = x0
+    with torch.no_grad():
+        image = pipe.vae.decode(x / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor).sample
+    want = np.round((image / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).astype(int)
+    assert np.abs(got - want).max() <= 1
+    assert np.abs(got - turbo(z_models, tmp_path / "euler", "euler")).max() > 4  # res_multistep ≠ Euler here
+
+
+def base_without_helpers(tmp_path: Path, width: int, height: int) -> Path:
+    """image_z_image with its two non-core helpers replaced as a user would: ResolutionSelector's size typed into
+    the subgraph's width/height, SaveImageAdvanced swapped for SaveImage."""
+    doc = copy.deepcopy(json.loads(BASE.read_text()))
+    doc["nodes"] = [n for n in doc["nodes"] if n["type"] != "ResolutionSelector"]
+    doc["links"] = [link for link in doc["links"] if link[1] != 94]
+    for n in doc["nodes"]:
+        if n["type"] == "SaveImageAdvanced":
+            n.update(type="SaveImage", widgets_values=["z-image"])
+        for slot in n.get("inputs") or []:
+            if slot.get("link") in (134, 135):
+                slot["link"] = None
+    (subgraph,) = doc["definitions"]["subgraphs"]
+    for n in subgraph["nodes"]:
+        if n["type"] == "EmptySD3LatentImage":
+            n["widgets_values"] = [width, height, 1]
+    path = tmp_path / "image_z_image_helpers_replaced.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_z_image_base_template_cfg_4_equals_the_pipeline_at_guidance_3(z_models, pipe, tmp_path):
+    workflow = base_without_helpers(tmp_path, 64, 96)
+    got = run(workflow, z_models, tmp_path / "out", "76:69.steps=4", "76:69.seed=7", "76:69.sampler_name=euler")
+    want = pipeline_image(pipe, prompt_of(BASE, "76:67"), steps=4, seed=7, guidance=3.0, negative="")
+    assert np.abs(got - want).max() <= 1
+    unguided = pipeline_image(pipe, prompt_of(BASE, "76:67"), steps=4, seed=7)
+    assert np.abs(unguided - want).max() > 4  # the negative pass matters here
+
+
+def test_z_image_base_template_is_refused_for_its_two_helper_nodes_only():
+    from nodegraph.comfy.errors import ComfyError
+    from nodegraph.comfy.reader import read_workflow
+    from nodegraph.comfy.translate import refusals
+
+    assert refusals(read_workflow(BASE).api) == ["node 94: ResolutionSelector", "node 95: SaveImageAdvanced"]
+    with pytest.raises(ComfyError):
+        from nodegraph.comfy.models import ModelPaths
+        from nodegraph.comfy.translate import translate
+
+        translate(read_workflow(BASE), ModelPaths([]))
