@@ -33,6 +33,8 @@ class EventLog:
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self._ended = threading.Event()  # set with the terminal event: what a cancel waits on
+        self._following = 0  # clients following the log now
+        self._drop_pending = False  # previews to drop once they have left
         if self.done:
             self._ended.set()
 
@@ -60,15 +62,39 @@ class EventLog:
 
     def drop_previews(self) -> None:
         """Keep only the last preview once a run has ended: a finished run's log is kept for replay, and a
-        thousand steps of previews would be megabytes."""
+        thousand steps of previews would be megabytes. While clients follow the log this waits for the last of
+        them to leave: a live client gets every preview, however far behind a loaded machine leaves it."""
         with self._lock:
-            shown = [i for i, e in enumerate(self.events) if "preview" in e]
-            for i in shown[:-1]:
-                self.events[i] = {k: v for k, v in self.events[i].items() if k != "preview"}
+            if self._following:
+                self._drop_pending = True
+            else:
+                self._drop_previews()
+
+    def _drop_previews(self) -> None:  # with the lock held
+        shown = [i for i, e in enumerate(self.events) if "preview" in e]
+        for i in shown[:-1]:
+            self.events[i] = {k: v for k, v in self.events[i].items() if k != "preview"}
+        self._drop_pending = False
 
     async def follow(self, start: int = 0):
         """Yield events from index `start` on, waiting for new ones, until the terminal event; at once nothing
-        when the run has ended and `start` is past its last event (an SSE client reconnecting after the end)."""
+        when the run has ended and `start` is past its last event (an SSE client reconnecting after the end).
+        A client that comes after the end gets the replay (only the last preview), whether or not the worker
+        has dropped the others yet."""
+        with self._lock:
+            self._following += 1
+            late = self.done
+            shown = [i for i, e in enumerate(self.events) if "preview" in e] if late else []
+        try:
+            async for event in self._follow(start, set(shown[:-1])):
+                yield event
+        finally:
+            with self._lock:
+                self._following -= 1
+                if not self._following and self._drop_pending:
+                    self._drop_previews()
+
+    async def _follow(self, start: int, replay_without_preview: set[int]):
         index = start
         while True:
             with self._lock:
@@ -79,7 +105,9 @@ class EventLog:
                     flag = asyncio.Event()
                     self._waiters.append((asyncio.get_running_loop(), flag))
             if new:
-                for event in new:
+                for offset, event in enumerate(new):
+                    if index + offset in replay_without_preview:
+                        event = {k: v for k, v in event.items() if k != "preview"}
                     yield event
                     if event["type"] in TERMINAL:
                         return

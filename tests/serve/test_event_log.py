@@ -1,0 +1,61 @@
+"""A run's event log (serve/events.py): what live and late clients get, whatever order the worker and the
+clients happen to run in on a loaded machine (each order is made here on purpose, nothing waits on a clock)."""
+
+import asyncio
+
+from nodegraph.serve.events import EventLog
+
+
+def a_run_with_previews(log: EventLog, steps: int = 3) -> None:
+    log.append({"type": "queued"})
+    log.append({"type": "started"})
+    for index in range(1, steps + 1):
+        log.append({"type": "progress", "node": "denoise", "index": index, "total": steps, "preview": f"p{index}"})
+
+
+def previews(events: list[dict]) -> list[bool]:
+    return ["preview" in e for e in events if e["type"] == "progress"]
+
+
+async def read(stream, count: int) -> list[dict]:
+    return [await stream.__anext__() for _ in range(count)]
+
+
+def test_a_live_client_far_behind_still_gets_every_preview_and_the_drop_waits_for_it():
+    async def scenario():
+        log = EventLog()
+        a_run_with_previews(log)
+        stream = log.follow()
+        seen = await read(stream, 1)  # connected during the run, then left behind
+        log.append({"type": "finished"})
+        log.drop_previews()  # the worker is done before the client reads on
+        assert previews(log.events) == [True, True, True]  # not yet: a client is still reading
+        seen += [event async for event in stream]
+        assert [e["type"] for e in seen][-1] == "finished" and previews(seen) == [True, True, True]
+        assert previews(log.events) == [False, False, True]  # the last client left: dropped, the last kept
+
+    asyncio.run(scenario())
+
+
+def test_a_client_arriving_after_the_end_gets_only_the_last_preview_even_before_the_drop():
+    async def scenario():
+        log = EventLog()
+        a_run_with_previews(log)
+        log.append({"type": "finished"})
+        late = [event async for event in log.follow()]  # before the worker dropped the previews
+        assert previews(late) == [False, False, True] and late[-1]["type"] == "finished"
+        assert previews(log.events) == [True, True, True]  # the replay took copies; the log is left to the drop
+        log.drop_previews()
+        again = [event async for event in log.follow()]
+        assert previews(again) == [False, False, True] and previews(log.events) == [False, False, True]
+        assert [e["seq"] for e in again] == list(range(len(again)))
+
+    asyncio.run(scenario())
+
+
+def test_without_clients_the_previews_are_dropped_at_once():
+    log = EventLog()
+    a_run_with_previews(log, steps=4)
+    log.append({"type": "failed", "error": "x"})
+    log.drop_previews()
+    assert previews(log.events) == [False, False, False, True]
