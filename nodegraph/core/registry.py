@@ -35,6 +35,7 @@ class Registry:
         self._migrations: dict[str, dict[int, object]] = {}  # name -> from_version -> Migration
         self._want_builtins, self._want_plugins = builtins, plugins
         self._loaded = False
+        self._loading = False
         self._lock = threading.RLock()
         self.plugin_problems: list[str] = []
 
@@ -145,14 +146,17 @@ class Registry:
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
-        with self._lock:
-            if self._loaded:
+        with self._lock:  # other threads wait here until every module is loaded (never see half a registry)
+            if self._loaded or self._loading:  # _loading: this thread, re-entering while its modules import
                 return
-            self._loaded = True  # set first: imported modules call REGISTRY.add while we load
-            if self._want_builtins:
-                self._load_builtins()
-            if self._want_plugins:
-                self._load_entry_points()
+            self._loading = True
+            try:
+                if self._want_builtins:
+                    self._load_builtins()
+                if self._want_plugins:
+                    self._load_entry_points()
+            finally:
+                self._loaded, self._loading = True, False
 
     def _load_builtins(self) -> None:
         package = importlib.import_module(BUILTIN_PACKAGE)
