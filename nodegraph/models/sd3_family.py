@@ -22,7 +22,8 @@ OTHERS = {  # model_index _class_name prefix → (what it is, the graph that run
 
 def sd3_problem(source: str | os.PathLike, revision: str | None = None, input_name: str = "model",
                 graph: str = "graphs/sd3.yaml") -> str | None:
-    """None when `source` is an SD3 pipeline folder or hub repo; else what it is and what to pass instead."""
+    """None when `source` is an SD3 pipeline folder or hub repo, or an SD3 single file; else what it is and what
+    to pass instead."""
     from nodegraph.models.loading import read_config
     from nodegraph.models.single_file import is_single_file
 
@@ -50,11 +51,15 @@ def sd3_problem(source: str | os.PathLike, revision: str | None = None, input_na
 
 
 def _single_file_problem(source, given: str, graph: str) -> str | None:
-    """A single file: named with the graph that runs its family (SD3 single files are not read yet)."""
+    """A single file: SD3's layout passes (all-in-one or the transformer alone); another family is named with
+    the graph that runs it."""
     from nodegraph.models.single_file.detect import detect
     from nodegraph.models.single_file.loader import opened
+    from nodegraph.models.single_file.sd3 import detect_sd3_file
 
     shapes = opened(source, False).shapes
+    if detect_sd3_file(shapes) is not None:
+        return None
     try:
         family = detect(shapes, str(source)).name
     except CheckpointError:

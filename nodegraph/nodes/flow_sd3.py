@@ -19,8 +19,8 @@ T5_LENGTH_HELP = "T5 tokens, padding included (≤ 512); the sequence is 77 CLIP
 class SD3Checkpoint(Node):
     """Check that `model` is a Stable Diffusion 3 / 3.5 pipeline before anything loads: its model_index.json,
     transformer class and VAE latent width, from config files only (another family's single file from its key
-    index). Passes `model` on: wire the loaders to it, so they run after the check. `input_name` names the graph
-    input in messages."""
+    index; SD3.5's single files pass). Passes `model` on: wire the loaders to it, so they run after the check.
+    `input_name` names the graph input in messages."""
 
     class Inputs(CheckpointInputs):
         input_name: str = Field("model", description="the graph input that feeds `model`, for messages")
@@ -62,10 +62,12 @@ class LoadSD3TextEncoders(Node):
 
     def run(self, i, ctx):
         from nodegraph.models.loading import read_config
+        from nodegraph.models.single_file import is_single_file
 
+        pipeline = i.config if i.config and is_single_file(i.model) else i.model  # a file has no model_index
         out = {}
         for n in ("", "_2", "_3"):
-            if n == "_3" and (read_config(i.model, "model_index", i.revision).get("text_encoder_3") or [0, 0])[1] \
+            if n == "_3" and (read_config(pipeline, "model_index", i.revision).get("text_encoder_3") or [0, 0])[1] \
                     is None:
                 out.update(text_encoder_3=None, tokenizer_3=None)
                 continue

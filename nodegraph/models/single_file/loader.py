@@ -24,6 +24,7 @@ from nodegraph.models.single_file.detect import VAE_PREFIXES, Family, detect, to
 from nodegraph.models.single_file.flux import detect_flux_file, flux_file_config, load_flux_file
 from nodegraph.models.single_file.plan import Plan, Take, check, read
 from nodegraph.models.single_file.reader import PICKLES, CheckpointFile, open_checkpoint
+from nodegraph.models.single_file.sd3 import detect_sd3_file, load_sd3_file, sd3_file_config
 from nodegraph.models.single_file.z_image import (FLOW_COMPONENTS, detect_flow_file, flow_file_config, load_flow_file,
                                                   not_a_flow_file)
 
@@ -76,6 +77,8 @@ def load_single_file(path: str | os.PathLike, name: str, *, dtype: torch.dtype =
     shown = str(ckpt.path)
     if detect_flux_file(ckpt.shapes) is not None:  # a Flux.1 transformer in BFL's layout
         return load_flux_file(ckpt, name, dtype, torch.device(device), config, store=weights)
+    if detect_sd3_file(ckpt.shapes) is not None:  # an SD3 / SD3.5 file (all-in-one, or the transformer alone)
+        return load_sd3_file(ckpt, name, dtype, torch.device(device), config, store=weights)
     if detect_flow_file(ckpt.shapes):  # a Z-Image transformer or Qwen3 text encoder alone
         return load_flow_file(ckpt, name, dtype, torch.device(device), config, store=weights)
     if name in FLOW_COMPONENTS:
@@ -112,6 +115,8 @@ def read_single_file_config(path: str | os.PathLike, name: str, config: str | No
     ckpt = opened(path)
     if detect_flux_file(ckpt.shapes) is not None:
         return flux_file_config(ckpt, name)
+    if detect_sd3_file(ckpt.shapes) is not None:
+        return sd3_file_config(ckpt, name, None)
     if detect_flow_file(ckpt.shapes):
         return flow_file_config(ckpt, name)
     fam = detect(ckpt.shapes, str(ckpt.path))

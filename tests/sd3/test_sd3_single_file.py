@@ -1,0 +1,84 @@
+"""SD3.5 single files (Stability AI's all-in-one layout, with and without the text encoders) made from the tiny
+folder: diffusers' own `from_single_file` reads the written file back into the folder's weights (so the layout is
+SAI's), and graphs/sd3.yaml given the file (configs and tokenizers from `config`) draws the folder's image. The
+real SD3.5 Large and Medium key sets, written from diffusers' meta-device models, are all consumed and infer
+the hub's configs."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from nodegraph import run_graph
+from tests.graphs.tiny_pipelines import png_pixels
+from tests.sd3.sd3_files import transformer_to_sai, write_sd3_file
+from tests.sd3.test_sd3_transformer import REAL
+
+GRAPH = "graphs/sd3.yaml"
+SETTINGS = dict(prompt="a red fox in fresh snow", negative_prompt="blurry", steps=2, width=32, height=48,
+                guidance_scale=4.0, max_sequence_length=12, skip_guidance_layers=[1], skip_layer_guidance_stop=1.0)
+
+
+@pytest.fixture(scope="module")
+def configs_only(tiny_sd3, tmp_path_factory):
+    """The tiny folder without its weight files: what the all-in-one file needs beside it (tokenizers,
+    scheduler, configs), so nothing can be read from the folder's weights instead of the file's."""
+    root = tmp_path_factory.mktemp("sd3_configs") / "sd3"
+    shutil.copytree(tiny_sd3, root, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def files(tiny_sd3, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sd3_files")
+    return {"all-in-one": write_sd3_file(tiny_sd3, root / "sd3.5_tiny.safetensors"),
+            "no text encoders": write_sd3_file(tiny_sd3, root / "sd3.5_tiny_noclip.safetensors", text_encoders=False)}
+
+
+def test_diffusers_reads_the_written_file_as_the_folder(tiny_sd3, files):
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
+
+    for cls, sub in ((SD3Transformer2DModel, "transformer"), (AutoencoderKL, "vae")):
+        folder = cls.from_pretrained(tiny_sd3 / sub).state_dict()
+        single = cls.from_single_file(str(files["all-in-one"]), config=str(tiny_sd3), subfolder=sub).state_dict()
+        assert folder.keys() == single.keys() and all(torch.equal(folder[k], single[k]) for k in folder), sub
+
+
+def image(model, **inputs) -> torch.Tensor:
+    return png_pixels(run_graph(GRAPH, inputs={"model": str(model), **SETTINGS, **inputs}, device="cpu")["image"])
+
+
+def test_the_all_in_one_file_draws_the_folders_image_with_configs_only_beside_it(tiny_sd3, files, configs_only):
+    assert torch.equal(image(files["all-in-one"], config=str(configs_only)), image(tiny_sd3))
+
+
+def test_a_file_without_text_encoders_takes_them_from_config(tiny_sd3, files, configs_only):
+    assert torch.equal(image(files["no text encoders"], config=str(tiny_sd3)), image(tiny_sd3))
+    with pytest.raises(Exception, match="holds no `text_encoder`"):  # configs only: nowhere to read them from
+        image(files["no text encoders"], config=str(configs_only))
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_real_sd35_file_keys_are_all_consumed_with_the_hubs_config(name, monkeypatch):
+    from diffusers import SD3Transformer2DModel as Theirs
+
+    from nodegraph.models.checkpoint import Entry
+    from nodegraph.models.single_file import sd3
+
+    with torch.device("meta"):
+        theirs = Theirs(**REAL[name])
+    expected = {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    file_keys = transformer_to_sai(theirs.state_dict())  # meta tensors: names and shapes only
+    assert sd3.detect_sd3_file(file_keys) == "model.diffusion_model."
+    assert sd3.sd3_variant({k: tuple(v.shape) for k, v in file_keys.items()}, "model.diffusion_model.") == name.replace(
+        "-", " ")
+    monkeypatch.setattr(sd3, "_swapped", lambda entry: entry)  # would read the bytes; shapes are unchanged
+    entries = {k: Entry(file="real.safetensors", shape=tuple(v.shape), dtype=torch.bfloat16, tensor=v)
+               for k, v in file_keys.items()}
+    converted = {k: tuple(e.shape) for k, e in sd3.transformer_entries(entries, "model.diffusion_model.").items()}
+    assert converted == expected
+    config = sd3.inferred_transformer_config(converted)
+    assert {k: config[k] for k in REAL[name]} == {k: list(v) if isinstance(v, tuple) else v
+                                                  for k, v in REAL[name].items()}
