@@ -59,6 +59,11 @@ def add_editor_routes(app, service) -> None:
     def types():
         return connection_table()
 
+    @app.get("/editor/graphs", summary="The names of the graph files the editor can open (valid or not)")
+    def names():
+        return {"graphs": [{"name": name, "editable": files.editable(path)}
+                           for name, path in service.documents.graph_files().items()]}
+
     @app.get("/editor/graphs/{name}", summary="A graph for the editor: its YAML, structure, stamp, layout")
     def open_graph(name: str):
         opened = files.open(name)

@@ -27,7 +27,7 @@ def test_every_editor_route_needs_the_token(server):
     paths = call(server, "GET", "/openapi.json").json()["paths"]
     routes = [(method.upper(), path.replace("{name}", "stable_diffusion")) for path, item in paths.items()
               if path.startswith("/editor") for method in item]
-    assert len(routes) == 5, routes
+    assert len(routes) == 6, routes
     for method, path in routes:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             response = httpx.request(method, server.url + path, headers=headers, json={"document": {}})

@@ -88,6 +88,19 @@ export class Canvas {
     editor.precanvas.style.transform = `translate(${editor.canvas_x}px, ${editor.canvas_y}px) scale(${zoom})`;
   }
 
+  /** Show box `key` at full size near the canvas's top left corner. */
+  show(key) {
+    const element = this.container.querySelector(`#node-${this.ids.get(key)}`);
+    if (!element) return;
+    const { editor } = this;
+    editor.zoom = 1;
+    editor.zoom_last_value = 1;
+    editor.canvas_x = 40 - element.offsetLeft;
+    editor.canvas_y = 40 - element.offsetTop;
+    editor.precanvas.style.transform = `translate(${editor.canvas_x}px, ${editor.canvas_y}px) scale(1)`;
+    element.querySelector("[data-select]")?.focus({ preventScroll: true });
+  }
+
   /** The target of a connection: the path its value is written at, and the port's name for the type check. */
   target(box, port) {
     const outer = this.scope.slice(0, -1);

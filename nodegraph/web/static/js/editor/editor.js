@@ -5,7 +5,7 @@
 import { api, ApiError } from "../api.js";
 import { Canvas } from "./canvas.js";
 import { GraphModel, isRef } from "./model.js";
-import { buildPanel, parseLiteral, say, showProblems } from "./panel.js";
+import { buildPanel, parseLiteral, placeOf, say, showProblems } from "./panel.js";
 import { setTypes } from "./types.js";
 
 const VENDOR = "/static/vendor/drawflow/";
@@ -123,6 +123,16 @@ async function openGraph(name) {
   } catch (error) {
     say(panel, `Could not open ${name}: ${error.message}`, true);
   }
+}
+
+/** Bring the box a problem concerns into view, opening the repeat body it is in. */
+function showPlace(place) {
+  if (place.id === null) return;
+  if (place.scope.join("/") !== state.canvas.scope.join("/")) {
+    state.canvas.scope = place.scope;
+    redraw();
+  }
+  state.canvas.show(place.id);
 }
 
 function openBox(box) {
@@ -267,11 +277,15 @@ function wire() {
   panel.newOutput.addEventListener("keydown", (e) => { if (e.key === "Enter") addPort("output"); });
   panel.newInput.addEventListener("keydown", (e) => { if (e.key === "Enter") addPort("input"); });
   panel.canvas.addEventListener("change", literalChanged);
+  panel.errors.addEventListener("click", (event) => {
+    const where = event.target.closest("[data-path]");
+    if (where) showPlace(placeOf(where.dataset.path));
+  });
   panel.section.addEventListener("keydown", keys, true);
 }
 
 export async function listGraphs() {
-  const { graphs } = await api("/graphs");
+  const { graphs } = await api("/editor/graphs");
   panel.graph.replaceChildren(...graphs.map((g) => new Option(g.name, g.name)));
   const wanted = new URLSearchParams(location.hash.slice(1)).get("graph");
   if (wanted) panel.graph.value = wanted;

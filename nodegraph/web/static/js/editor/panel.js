@@ -88,7 +88,8 @@ export function showProblems(panel, canvasElement, scope, errors) {
     slot.textContent = (slot.textContent ? `${slot.textContent} · ` : "") + error.message;
   }
   panel.count.textContent = errors.length ? `(${errors.length})` : "(none)";
-  panel.errors.innerHTML = errors.map((e) => `<li><code>${esc(e.path || "graph")}</code> ${esc(e.message)}`
+  panel.errors.innerHTML = errors.map((e) => `<li><button type="button" class="where" data-path="${esc(e.path)}">`
+    + `${esc(e.path || "graph")}</button> ${esc(e.message)}`
     + `${e.hint ? ` <small>${esc(e.hint)}</small>` : ""} <small>[${esc(e.code)}]</small></li>`).join("");
 }
 
