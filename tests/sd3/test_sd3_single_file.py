@@ -82,3 +82,14 @@ def test_real_sd35_file_keys_are_all_consumed_with_the_hubs_config(name, monkeyp
     config = sd3.inferred_transformer_config(converted)
     assert {k: config[k] for k in REAL[name]} == {k: list(v) if isinstance(v, tuple) else v
                                                   for k, v in REAL[name].items()}
+
+
+def test_inspect_names_the_model_and_what_the_file_holds(tiny_sd3, files):
+    from nodegraph.models.single_file.inspect import describe
+
+    full = describe(str(files["all-in-one"]), config=str(tiny_sd3))
+    assert full["description"] == "SD3 (all-in-one)" and full["all_keys_accounted"]
+    assert list(full["components"]) == ["transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"]
+    assert full["components"]["transformer"]["config"]["dual_attention_layers"] == [0, 1]
+    alone = describe(str(files["no text encoders"]), config=str(tiny_sd3))
+    assert list(alone["components"]) == ["transformer", "vae"]

@@ -243,3 +243,42 @@ def _load_text_encoder(ckpt, name: str, source: str, dtype, device):
     install_weights(model, read_tensors(fit(entries, model, rename, f"{what} (in {shown})"), dtype, device))
     _materialize_buffers(model, device)
     return model.eval()
+
+
+def describe_sd3_file(ckpt, config: str | None) -> dict[str, Any]:
+    """`nodegraph inspect` for an SD3 file: the model, which components the file holds (tensors, parameters,
+    storage dtype each), the transformer checked against a model built on the meta device from its config."""
+    import math
+    from collections import Counter
+
+    from nodegraph.models.checkpoint import fit
+    from nodegraph.models.config import parse_config
+    from nodegraph.models.sd3_transformer import SD3Transformer2DModel, SD3TransformerConfig
+    from nodegraph.models.single_file.z_image import _component_config
+
+    prefix, shown = detect_sd3_file(ckpt.shapes), str(ckpt.path)
+    entries = transformer_entries(ckpt.entries, prefix)
+    raw, where = _component_config(config, "transformer") if config else \
+        (inferred_transformer_config({k: e.shape for k, e in entries.items()}), f"the configuration inferred from {shown}")
+    with torch.device("meta"):
+        model = SD3Transformer2DModel(parse_config(SD3TransformerConfig, raw, where))
+    parts = {"transformer": fit(entries, model, lambda key: key, "the SD3 transformer of its config")}
+    for name, part_prefix in (("vae", VAE_PREFIX), *TEXT_PREFIXES.items()):
+        held = {k: e for k, e in ckpt.entries.items() if k.startswith(part_prefix)}
+        if held:
+            parts[name] = held
+    variant = sd3_variant(ckpt.shapes, prefix)
+
+    def facts(found: dict[str, Entry]) -> dict[str, Any]:
+        dtypes = Counter(str(e.dtype).removeprefix("torch.") for e in found.values())
+        return {"tensors": len(found), "parameters": sum(math.prod(e.shape) for e in found.values()),
+                "bytes": sum(math.prod(e.shape) * e.dtype.itemsize for e in found.values()),
+                "dtype": ", ".join(f"{d} ({n})" if len(dtypes) > 1 else d for d, n in dtypes.most_common()),
+                "config": {k: v for k, v in raw.items() if not k.startswith("_")} if found is parts["transformer"]
+                else {}}
+
+    layout = "all-in-one" if len(parts) > 1 else "the transformer alone"
+    return {"family": variant.lower().replace(" ", "-"), "description": f"{variant} ({layout})",
+            "prediction_type": "flow matching (SD3)", "scheduler": "FlowMatchEulerDiscreteScheduler",
+            "configs": config or f"transformer inferred from the shapes; the rest from {HUB_REPOS.get(variant)}",
+            "unused_keys": [], "components": {name: facts(found) for name, found in parts.items()}}
