@@ -90,8 +90,13 @@ def pipeline_image(pipe, prompt, steps, seed, guidance=0.0, negative=None) -> np
     return np.round(out.images[0] * 255).astype(int)
 
 
-def test_z_image_turbo_template_with_euler_equals_the_diffusers_pipeline(z_models, pipe, tmp_path):
-    got = turbo(z_models, tmp_path / "euler", "euler")
+@pytest.fixture(scope="module")
+def turbo_euler(z_models, tmp_path_factory) -> np.ndarray:
+    return turbo(z_models, tmp_path_factory.mktemp("euler"), "euler")
+
+
+def test_z_image_turbo_template_with_euler_equals_the_diffusers_pipeline(z_models, pipe, turbo_euler, tmp_path):
+    got = turbo_euler
     want = pipeline_image(pipe, prompt_of(TURBO, "57:27"), steps=4, seed=5)
     assert got.shape == want.shape == (48, 32, 3)
     assert np.abs(got - want).max() <= 1
@@ -107,7 +112,7 @@ def comfy_simple_sigmas(steps: int, shift: float) -> list[float]:
     return [float(table[-(1 + int(x * 1000 / steps))]) for x in range(steps)] + [0.0]
 
 
-def test_z_image_turbo_template_runs_res_multistep_as_comfyui(z_models, pipe, tmp_path):
+def test_z_image_turbo_template_runs_res_multistep_as_comfyui(z_models, pipe, turbo_euler, tmp_path):
     got = turbo(z_models, tmp_path / "res", "res_multistep")
     (caption,) = pipe.encode_prompt(prompt_of(TURBO, "57:27"), do_classifier_free_guidance=False)[0]
     sigmas = comfy_simple_sigmas(4, shift=3.0)
@@ -132,7 +137,7 @@ def test_z_image_turbo_template_runs_res_multistep_as_comfyui(z_models, pipe, tm
         image = pipe.vae.decode(x / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor).sample
     want = np.round((image / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).astype(int)
     assert np.abs(got - want).max() <= 1
-    assert np.abs(got - turbo(z_models, tmp_path / "euler", "euler")).max() > 4  # res_multistep ≠ Euler here
+    assert np.abs(got - turbo_euler).max() > 4  # res_multistep ≠ Euler here
 
 
 def base_without_helpers(tmp_path: Path, width: int, height: int) -> Path:
@@ -176,3 +181,50 @@ def test_z_image_base_template_is_refused_for_its_two_helper_nodes_only():
         from nodegraph.comfy.translate import translate
 
         translate(read_workflow(BASE), ModelPaths([]))
+
+
+def translate_turbo(z_models, models=None, **inner: str):
+    """Translate image_z_image_turbo with the subgraph's inner values changed (`node__input`="value")."""
+    from nodegraph.comfy.command import apply_comfy_sets
+    from nodegraph.comfy.models import ModelPaths
+    from nodegraph.comfy.reader import read_workflow
+    from nodegraph.comfy.translate import translate
+
+    workflow = read_workflow(TURBO)
+    apply_comfy_sets(workflow.api, [f"57:{k.replace('__', '.')}={v}" for k, v in inner.items()], str(TURBO))
+    return translate(workflow, ModelPaths([models or z_models[1]]))
+
+
+def test_z_image_template_refusals_name_the_node_and_what_to_do(z_models, tmp_path):
+    from nodegraph.comfy.errors import ComfyError
+
+    with pytest.raises(ComfyError, match=r"node 57:30 \(CLIPLoader\): type 'qwen_image'"):
+        translate_turbo(z_models, **{"30__type": "qwen_image"})
+    with pytest.raises(ComfyError, match=r"'euler_ancestral' on a flow model is not covered yet .*use one of euler"):
+        translate_turbo(z_models, **{"3__sampler_name": "euler_ancestral"})
+    with pytest.raises(ComfyError, match=r"node 57:28 \(UNETLoader\) input `unet_name`: qwen_3_4b.safetensors is a "
+                                         r"qwen3 model file, not a Z-Image diffusion model"):
+        (z_models[1] / "diffusion_models" / "qwen_3_4b.safetensors").symlink_to(
+            z_models[1] / "text_encoders" / "qwen_3_4b.safetensors")
+        translate_turbo(z_models, **{"28__unet_name": "qwen_3_4b.safetensors"})
+    empty = tmp_path / "models"
+    (empty / "text_encoders").mkdir(parents=True)
+    with pytest.raises(ComfyError) as missing:
+        translate_turbo(z_models, empty)
+    for folder in ("diffusion_models", "unet", "text_encoders", "clip", "vae"):  # ComfyUI's names and old names
+        assert str(empty / folder / "x")[:-1] in str(missing.value)
+    assert "3 files of this workflow are missing" in str(missing.value)
+
+
+def test_flow_schedules_follow_comfyui_model_sampling():
+    from nodegraph.comfy.flow import FlowSampling
+    from nodegraph.comfy.schedules import ksampler_sigmas
+
+    flow = FlowSampling(shift=3.0)
+    torch.testing.assert_close(ksampler_sigmas("simple", 8, flow=flow), torch.tensor(comfy_simple_sigmas(8, 3.0)))
+    # "normal": σ(t) on linspace(timestep(σmax), timestep(σmin)): the table's σmin is shifted once more
+    sigma_min = 3 * 0.001 / (1 + 2 * 0.001)
+    ends = torch.tensor([1.0, 3 * sigma_min / (1 + 2 * sigma_min)])
+    torch.testing.assert_close(ksampler_sigmas("normal", 4, flow=flow)[[0, 3]], ends)
+    half = ksampler_sigmas("simple", 4, denoise=0.5, flow=flow)  # the last 5 σ of the 8-step schedule
+    torch.testing.assert_close(half, torch.tensor(comfy_simple_sigmas(8, 3.0)[-5:]))
