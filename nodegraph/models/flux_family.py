@@ -92,6 +92,13 @@ def transformer_problem(source: str | os.PathLike, name: str = "transformer") ->
     return None if kind == "FluxTransformer2DModel" else f"{given} holds a {kind}, not a FluxTransformer2DModel."
 
 
+def latent_channels(model: str | os.PathLike, revision: str | None = None) -> int:
+    """The VAE latent channels the model's transformer takes (its input features / 4, packed 2×2)."""
+    from nodegraph.models.loading import read_config
+
+    return read_config(model, "transformer", revision).get("in_channels", 64) // 4
+
+
 def has_guidance(model: str | os.PathLike, transformer: str | os.PathLike = "", revision: str | None = None) -> bool:
     """Whether the transformer (`transformer` when given, else the model's) has dev's guidance embedding."""
     from nodegraph.models.loading import read_config
@@ -104,3 +111,45 @@ def has_guidance(model: str | os.PathLike, transformer: str | os.PathLike = "", 
     if transformer:
         return bool(read_config(transformer, "transformer").get("guidance_embeds", False))
     return bool(read_config(model, "transformer", revision).get("guidance_embeds", False))
+
+
+TEXT_SLOTS = {"text_encoder": ("clip", "CLIP-L (e.g. clip_l.safetensors)"),
+              "text_encoder_2": ("t5", "T5-XXL (e.g. t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors)")}
+
+
+def component_problem(source: str | os.PathLike, name: str, latent_channels: int = 16) -> str | None:
+    """None when `source`, given as the graph input `name` ("transformer", "text_encoder" = CLIP-L,
+    "text_encoder_2" = T5, "vae" with `latent_channels`), holds that Flux component; else what it holds. Keys,
+    shapes, configs only."""
+    from nodegraph.models.loading import read_config
+    from nodegraph.models.single_file import is_single_file
+
+    if name == "transformer":
+        return transformer_problem(source)
+    given = f"`{name}` {str(source)!r}"
+    try:
+        if name == "vae":
+            if is_single_file(source):
+                from nodegraph.models.flow_family import _vae_file_channels
+
+                channels = _vae_file_channels(source)
+            else:
+                channels = read_config(source, "vae").get("latent_channels", 4)
+            return None if channels == latent_channels else (
+                f"{given} is a VAE with {channels} latent channels; this Flux transformer needs {latent_channels} "
+                f"(Flux's VAE, ae.safetensors), not an SD/SDXL VAE.")
+        wanted, needs = TEXT_SLOTS[name]
+        if is_single_file(source):
+            from nodegraph.models.single_file.loader import opened
+            from nodegraph.models.single_file.text_files import WHAT, detect_text_file
+
+            kind = detect_text_file(opened(source, False).shapes)
+            if kind == wanted:
+                return None
+            holds = WHAT[kind] if kind else "no CLIP or T5 text encoder alone"
+            return f"{given} holds {holds}; `{name}` takes {needs}."
+        config = read_config(source, name)
+    except CheckpointError as exc:
+        return f"{given}: {exc}"
+    kind = "t5" if config.get("model_type") == "t5" else "clip" if "clip" in str(config.get("model_type")) else None
+    return None if kind == wanted else f"{given} holds a {config.get('model_type')} model; `{name}` takes {needs}."

@@ -158,8 +158,9 @@ class T5DenseReluDense(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, L, d_model) → (B, L, d_ff) → (B, L, d_model)
         h = self.act(self.wi_0(h)) * self.wi_1(h) if self.gated else self.act(self.wi(h))
-        if h.dtype != self.wo.weight.dtype and self.wo.weight.dtype != torch.int8:
-            h = h.to(self.wo.weight.dtype)
+        stored = self.wo.weight.dtype
+        if h.dtype != stored and stored != torch.int8 and stored.itemsize > 1:  # float8 storage: upcast per layer
+            h = h.to(stored)
         return self.wo(h)
 
 

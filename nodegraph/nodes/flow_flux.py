@@ -23,7 +23,7 @@ class FluxWarning(UserWarning):
 class FluxCheckpoint(Node):
     """Check that `model` is a Flux.1 pipeline before anything loads (model_index.json, the transformer class, the
     VAE's latent width; a single file from its key index), and that a `transformer` given instead of the model's
-    is a Flux transformer. `schnell` is true when the transformer has no guidance embedding (FLUX.1-schnell).
+    (and CLIP-L, T5, VAE) given instead of the model's are those components. `schnell` is true when the transformer has no guidance embedding (FLUX.1-schnell).
 
     Passes `model` on: wire the loaders to it, so they run after the check.
     """
@@ -33,21 +33,31 @@ class FluxCheckpoint(Node):
         graph: str = Field("graphs/flux.yaml", description="the graph named in messages")
         transformer: ModelSource = Field("", description="a transformer file or folder replacing the model's, "
                                                          "checked too")
+        text_encoder: ModelSource = Field("", description="a CLIP-L file or folder replacing the model's, checked")
+        text_encoder_2: ModelSource = Field("", description="a T5-XXL file or folder replacing the model's, checked")
+        vae: ModelSource = Field("", description="a VAE file or folder replacing the model's, checked too")
 
     class Outputs(Ports):
         model: ModelSource
         schnell: bool
 
     def run(self, i, ctx):
-        from nodegraph.models.flux_family import flux_problem, has_guidance, transformer_problem
+        from nodegraph.models.flux_family import component_problem, flux_problem, has_guidance, latent_channels
+
+        parts = {"transformer": i.transformer, "text_encoder": i.text_encoder, "text_encoder_2": i.text_encoder_2,
+                 "vae": i.vae}
 
         def check():
-            problem = flux_problem(i.model, i.revision, i.input_name, i.graph) or (
-                transformer_problem(i.transformer) if i.transformer else None)
+            problem = flux_problem(i.model, i.revision, i.input_name, i.graph)
+            if problem:
+                return problem, None
+            channels = latent_channels(i.model, i.revision)
+            problem = next((p for name, source in parts.items()
+                            if source and (p := component_problem(source, name, channels))), None)
             return problem, (None if problem else not has_guidance(i.model, i.transformer, i.revision))
 
         problem, schnell = ctx.components.get_or_load(("flux-check", i.model, i.revision, i.input_name, i.graph,
-                                                       i.transformer), check)
+                                                       *parts.values()), check)
         if problem:
             raise ValueError(problem)
         return {"model": i.model, "schnell": schnell}
@@ -105,6 +115,10 @@ class LoadFluxText(Node):
     class Inputs(CheckpointInputs):
         t5: Literal["text_encoder_2", "text_encoder_3"] = Field(
             "text_encoder_2", description="the T5 component: text_encoder_2 (Flux) or text_encoder_3 (SD3)")
+        clip_override: ModelSource = Field("", description="a CLIP-L file (clip_l.safetensors) or folder to use "
+                                                           "instead of the model's; empty = the model's")
+        t5_override: ModelSource = Field("", description="a T5-XXL file (t5xxl_fp16 / t5xxl_fp8_e4m3fn) or folder "
+                                                         "to use instead of the model's; empty = the model's")
 
     class Outputs(Ports):
         clip: TextEncoder
@@ -117,7 +131,17 @@ class LoadFluxText(Node):
         return checkpoint_reads(known, "text_encoder", known.get("t5") or "text_encoder_2")
 
     def run(self, i, ctx):
+        from types import SimpleNamespace
+
+        from nodegraph.nodes.flow_loaders import load_override
+
+        def encoder(component: str, override: str):
+            if not override:
+                return load_cached(i, component, ctx)
+            where = SimpleNamespace(override=override, model=i.model, revision=i.revision, allow_pickle=i.allow_pickle)
+            return load_override(where, component, ctx)
+
         tokenizer = "tokenizer_" + i.t5[-1]
-        return {"clip": load_cached(i, "text_encoder", ctx), "clip_tokenizer": load_cached(i, "tokenizer", ctx,
-                                                                                            placed=False),
-                "t5": load_cached(i, i.t5, ctx), "t5_tokenizer": load_cached(i, tokenizer, ctx, placed=False)}
+        return {"clip": encoder("text_encoder", i.clip_override),
+                "clip_tokenizer": load_cached(i, "tokenizer", ctx, placed=False),
+                "t5": encoder(i.t5, i.t5_override), "t5_tokenizer": load_cached(i, tokenizer, ctx, placed=False)}

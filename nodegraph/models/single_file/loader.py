@@ -25,6 +25,7 @@ from nodegraph.models.single_file.flux import detect_flux_file, flux_file_config
 from nodegraph.models.single_file.plan import Plan, Take, check, read
 from nodegraph.models.single_file.reader import PICKLES, CheckpointFile, open_checkpoint
 from nodegraph.models.single_file.sd3 import detect_sd3_file, load_sd3_file, sd3_file_config
+from nodegraph.models.single_file.text_files import detect_text_file, load_text_file, text_file_config
 from nodegraph.models.single_file.z_image import (FLOW_COMPONENTS, detect_flow_file, flow_file_config, load_flow_file,
                                                   not_a_flow_file)
 
@@ -79,6 +80,8 @@ def load_single_file(path: str | os.PathLike, name: str, *, dtype: torch.dtype =
         return load_flux_file(ckpt, name, dtype, torch.device(device), config, store=weights)
     if detect_sd3_file(ckpt.shapes) is not None:  # an SD3 / SD3.5 file (all-in-one, or the transformer alone)
         return load_sd3_file(ckpt, name, dtype, torch.device(device), config, store=weights)
+    if detect_text_file(ckpt.shapes):  # ComfyUI's text_encoders/ (clip_l, clip_g, t5xxl)
+        return load_text_file(ckpt, name, dtype, torch.device(device), config, store=weights)
     if detect_flow_file(ckpt.shapes):  # a Z-Image transformer or Qwen3 text encoder alone
         return load_flow_file(ckpt, name, dtype, torch.device(device), config, store=weights)
     if name in FLOW_COMPONENTS:
@@ -117,6 +120,8 @@ def read_single_file_config(path: str | os.PathLike, name: str, config: str | No
         return flux_file_config(ckpt, name)
     if detect_sd3_file(ckpt.shapes) is not None:
         return sd3_file_config(ckpt, name, None)
+    if detect_text_file(ckpt.shapes):
+        return text_file_config(ckpt, name, config)
     if detect_flow_file(ckpt.shapes):
         return flow_file_config(ckpt, name)
     fam = detect(ckpt.shapes, str(ckpt.path))

@@ -1,0 +1,69 @@
+"""graphs/flux.yaml with ComfyUI's split files made from the tiny dev folder: diffusion_models/ (BFL's transformer
+layout), text_encoders/clip_l.safetensors (transformers 4 names under `text_model.`, with the unused projection
+ComfyUI's file carries), text_encoders/t5xxl (float32 storage, and float8_e4m3fn kept float8), vae/ae.safetensors
+(LDM names). fp32 files give the folder's image; a file in the wrong slot is refused before anything loads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from test_flux_single_file import to_bfl
+from test_z_image_bad_input import assert_refused, run_cli
+
+from nodegraph import run_graph
+from tests.graphs.tiny_pipelines import png_pixels
+from tests.models.single_file.ldm_layout import vae_to_ldm
+
+SETTINGS = dict(prompt="a red fox in fresh snow", steps=2, width=32, height=32, max_sequence_length=24)
+
+
+@pytest.fixture(scope="module")
+def files(tiny_flux_dev, tmp_path_factory):
+    root = tmp_path_factory.mktemp("comfyui-models")
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (root / sub).mkdir()
+    out = {"transformer": root / "diffusion_models" / "flux1-dev.safetensors",
+           "text_encoder": root / "text_encoders" / "clip_l.safetensors",
+           "text_encoder_2": root / "text_encoders" / "t5xxl_fp16.safetensors",
+           "t5_fp8": root / "text_encoders" / "t5xxl_fp8_e4m3fn.safetensors", "vae": root / "vae" / "ae.safetensors"}
+    save_file(to_bfl(load_file(tiny_flux_dev / "transformer" / "diffusion_pytorch_model.safetensors")),
+              out["transformer"])
+    clip = {f"text_model.{k}": v for k, v in load_file(tiny_flux_dev / "text_encoder" / "model.safetensors").items()}
+    clip["text_projection.weight"] = torch.randn(24, 24)
+    save_file(clip, out["text_encoder"])
+    t5 = load_file(tiny_flux_dev / "text_encoder_2" / "model.safetensors")
+    save_file(t5, out["text_encoder_2"])
+    save_file({k: (v.to(torch.float8_e4m3fn) if k.endswith("weight") and v.ndim == 2 and "shared" not in k else v)
+               for k, v in t5.items()}, out["t5_fp8"])
+    vae = load_file(tiny_flux_dev / "vae" / "diffusion_pytorch_model.safetensors")
+    save_file({k: v.contiguous() for k, v in vae_to_ldm(vae, 3, prefix="").items()}, out["vae"])
+    return out
+
+
+def image(folder, **inputs) -> torch.Tensor:
+    return png_pixels(run_graph("graphs/flux.yaml", inputs={"model": str(folder), **SETTINGS, **inputs})["image"]).int()
+
+
+def test_comfyui_split_files_give_the_folders_image(tiny_flux_dev, files):
+    folder = image(tiny_flux_dev)
+    got = image(tiny_flux_dev, **{k: str(files[k]) for k in ("transformer", "text_encoder", "text_encoder_2", "vae")})
+    assert (got - folder).abs().max() == 0
+
+
+def test_an_fp8_t5_file_stays_float8_and_still_draws(tiny_flux_dev, files):
+    from nodegraph.models.loading import load_component
+
+    t5 = load_component(files["t5_fp8"], "text_encoder_2", config=str(tiny_flux_dev))
+    q = t5.encoder.block[0].layer[0].SelfAttention.q
+    assert q.weight.dtype == torch.float8_e4m3fn
+    assert image(tiny_flux_dev, text_encoder_2=str(files["t5_fp8"])).shape == (1, 32, 32, 3)
+
+
+@pytest.mark.parametrize(("name", "wrong", "needle"), [("text_encoder", "text_encoder_2", "takes CLIP-L"),
+                                                        ("text_encoder_2", "text_encoder", "takes T5-XXL"),
+                                                        ("vae", "transformer", "`vae`")])
+def test_a_file_in_the_wrong_slot_is_refused_before_loading(tiny_flux_dev, files, tmp_path, name, wrong, needle):
+    result = run_cli("flux.yaml", tmp_path, model=tiny_flux_dev, steps=1, width=32, height=32,
+                     **{name: files[wrong]})
+    assert_refused(result, tmp_path, f"`{name}`", needle)
