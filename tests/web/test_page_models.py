@@ -4,7 +4,7 @@ listed by family, filtered by what the graph accepts; a typed path outside the m
 import pytest
 from model_fixtures import SDXL_FILE, make_hub_cache, make_models, unet_in, write
 from playwright.sync_api import expect
-from web_helpers import TOKEN, Server, open_graph
+from web_helpers import DOCS_IMAGES, TOKEN, Server, open_graph
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def page(browser, models_server):
     opened.goto(f"{server.url}/#token={TOKEN}")
     yield opened
     context.close()
-    assert all(url.startswith((server.url + "/", "data:")) for url in requested)
+    assert all(url.startswith((server.url + "/", f"blob:{server.url}/", "data:")) for url in requested), requested
 
 
 def open_picker(page, name="model"):
@@ -54,6 +54,7 @@ def test_an_sdxl_graph_lists_the_servers_sdxl_base_models_and_search_narrows_the
     expect(picker).to_contain_text("tiny_xl.safetensors")
     expect(picker).to_contain_text("diffusers/my-sdxl")
     expect(picker).not_to_contain_text("sd15_tiny")
+    page.locator("#run-form").screenshot(path=DOCS_IMAGES / "web-model-picker.png")
     page.fill("#search-model", "my-sdxl")
     expect(picker.locator("button.model")).to_have_count(1)
     picker.locator("button.model").click()

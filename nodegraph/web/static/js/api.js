@@ -50,3 +50,12 @@ export async function upload(file) {
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
+
+/** A file of the server as a Blob, fetched with the token in a header: its blob: URL can be opened in a new tab
+ * or downloaded without the token appearing in any address. */
+export async function fetchBlob(path) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const response = await fetch(path, { headers });
+  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => ({})));
+  return response.blob();
+}

@@ -1,9 +1,13 @@
-// Past runs from the server's history (GET /runs, newest first): thumbnails, inputs, timings;
-// "Use these inputs" refills the form (and the "Fast mode" box); "Watch" follows a run still queued or running;
-// a result opens full size or downloads as the PNG with its metadata.
+// Past runs from the server's history (GET /history, newest first, a page at a time, searched by prompt):
+// thumbnails, inputs, timings; "Use these inputs" refills the form (and the "Fast mode" box); "Watch" follows
+// a run still queued or running; a thumbnail opens the in-page viewer (viewer.js); "Download PNG" saves the
+// PNG with its metadata; "Delete" removes a run that ended, with its files (asked twice).
 
 import { api, authorized } from "./api.js";
 import { outputImages } from "./run.js";
+
+export const PAGE_SIZE = 10;
+const history = { query: "", cursors: [null], page: 0, total: 0, next: null, images: [] };
 
 const SHOWN_INPUTS = ["prompt", "negative_prompt", "seed", "steps", "guidance_scale", "scheduler", "model"];
 
@@ -12,23 +16,25 @@ function summary(inputs) {
     .map((name) => `${name}: ${inputs[name]}`).join(" · ");
 }
 
-function entry(run, onReuse, onWatch) {
+function entry(run, { onReuse, onWatch, onOpen, onDeleted }) {
   const item = document.createElement("li");
   item.className = `run ${run.status}`;
   item.dataset.run = run.id;
   const images = outputImages(run);
   for (const image of images.slice(0, 4)) {
-    const link = document.createElement("a");
-    link.href = authorized(image.url);
-    link.target = "_blank";
-    link.title = "open full size";
+    const at = history.images.push({ ...image, run }) - 1;
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "open-image";
+    open.title = "open in the viewer";
     const img = document.createElement("img");
     img.className = "thumb";
     img.loading = "lazy";
     img.alt = `${run.graph} ${image.file}`;
-    img.src = authorized(image.url);
-    link.append(img);
-    item.append(link);
+    img.src = authorized(image.url);  // an <img> cannot send a header; never opened in a tab
+    open.append(img);
+    open.addEventListener("click", () => onOpen(history.images, at));
+    item.append(open);
   }
   const text = document.createElement("div");
   text.className = "about";
@@ -70,6 +76,7 @@ function entry(run, onReuse, onWatch) {
     watch.addEventListener("click", () => onWatch(run));
     buttons.append(watch);
   }
+  if (["finished", "failed", "cancelled"].includes(run.status)) buttons.append(deleteButton(run, onDeleted));
   for (const image of images.slice(0, 1)) {
     const download = document.createElement("a");
     download.className = "download";
@@ -83,7 +90,65 @@ function entry(run, onReuse, onWatch) {
   return item;
 }
 
-export async function loadGallery(list, onReuse, onWatch, limit = 30) {
-  const page = await api(`/runs?limit=${limit}`);
-  list.replaceChildren(...page.runs.map((run) => entry(run, onReuse, onWatch)));
+function deleteButton(run, onDeleted) {
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "delete";
+  remove.textContent = "Delete";
+  remove.addEventListener("click", async () => {
+    if (remove.dataset.confirm !== "true") {  // asked twice: a click too many deletes nothing
+      remove.dataset.confirm = "true";
+      remove.textContent = "Delete this run and its images?";
+      return;
+    }
+    remove.disabled = true;
+    try {
+      await api(`/history/${encodeURIComponent(run.id)}`, { method: "DELETE" });
+      onDeleted(run);
+    } catch (error) {
+      remove.textContent = error.message;
+    }
+  });
+  return remove;
+}
+
+/** Draw the current page of the history into `list` (#gallery); the paging line says where it is. */
+export async function loadGallery(list, handlers) {
+  const cursor = history.cursors[history.page];
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (history.query) query.set("q", history.query);
+  if (cursor !== null) query.set("cursor", String(cursor));
+  const page = await api(`/history?${query}`);
+  history.total = page.total;
+  history.next = page.next;
+  history.images = [];
+  list.replaceChildren(...page.runs.map((run) => entry(run, handlers)));
+  const first = history.page * PAGE_SIZE;
+  const shown = document.getElementById("history-page");
+  shown.textContent = page.total === 0 ? (history.query ? "No run's prompt contains that." : "No runs yet.")
+    : `Runs ${first + 1}–${first + page.runs.length} of ${page.total}`;
+  document.getElementById("newer").disabled = history.page === 0;
+  document.getElementById("older").disabled = page.next === null;
+}
+
+/** The search field and the Newer / Older buttons; `reload()` draws the page again. */
+export function setupHistory(reload) {
+  const search = document.getElementById("history-search");
+  search.closest("form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    history.query = search.value.trim();
+    history.cursors = [null];
+    history.page = 0;
+    reload();
+  });
+  document.getElementById("older").addEventListener("click", () => {
+    if (history.next === null) return;
+    history.cursors[history.page + 1] = history.next;
+    history.page += 1;
+    reload();
+  });
+  document.getElementById("newer").addEventListener("click", () => {
+    history.page = Math.max(0, history.page - 1);
+    reload();
+  });
 }

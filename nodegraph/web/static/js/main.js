@@ -1,19 +1,23 @@
 // The page: graphs list → a graph's form → run with progress → gallery. Only the server's own API is used.
 
-import { api, ApiError, authorized, setToken } from "./api.js";
+import { api, ApiError, fetchBlob, setToken } from "./api.js";
 import { buildForm, clearErrors, fill, randomSeed, read, showErrors } from "./form.js";
-import { loadGallery } from "./gallery.js";
+import { loadGallery, setupHistory } from "./gallery.js";
 import { DEFAULT_GRAPH, isBuildingBlock, showGraphs } from "./graphlist.js";
 import { readRecipe } from "./png.js";
+import { QueueView } from "./queue.js";
 import { RunView } from "./run.js";
+import { Viewer } from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { graphs: new Map(), current: null, document: null, ready: Promise.resolve() };
+const state = { graphs: new Map(), current: null, document: null, ready: Promise.resolve(), picture: null };
 
+const viewer = new Viewer($("viewer"));
+const queue = new QueueView($("queue"), $("queue-empty"), (run) => watch(run), () => refreshGallery());
 const view = new RunView({
   status: $("run-status"), progress: $("progress"), preview: $("preview"), previewFigure: $("preview-figure"),
   results: $("results"), cancel: $("cancel"),
-}, () => { $("run").disabled = false; refreshGallery(); });
+}, () => { $("run").disabled = false; refreshGallery(); queue.refresh(); }, (images, at) => viewer.show(images, at));
 
 function notice(text, isError = false) {
   const box = $("notice");
@@ -41,16 +45,22 @@ function showPicture(name) {
   box.replaceChildren();
   $("picture-box").hidden = !name;
   if (!name) return;
-  // Drawn by the server (GET /graphs/NAME/picture.svg); as an <img>, an SVG cannot run anything.
+  // Drawn by the server (GET /graphs/NAME/picture.svg); as an <img>, an SVG cannot run anything. Fetched with
+  // the token in a header: the link opens a blob: address, never one holding the token.
   const img = document.createElement("img");
   img.alt = `diagram of the graph ${name}: its inputs, nodes, repeat bodies and included graphs`;
   img.className = "diagram";
-  img.onerror = () => { box.textContent = "no picture of this graph"; };
-  img.src = authorized(`/graphs/${encodeURIComponent(name)}/picture.svg`);
   const full = document.createElement("a");
-  full.href = img.src;
   full.target = "_blank";
+  full.rel = "noopener";
   full.textContent = "open the picture on its own";
+  box.dataset.graph = name;
+  fetchBlob(`/graphs/${encodeURIComponent(name)}/picture.svg`).then((blob) => {
+    if (box.dataset.graph !== name) return;  // another graph was picked meanwhile
+    if (state.picture) URL.revokeObjectURL(state.picture);
+    state.picture = URL.createObjectURL(blob);
+    img.src = full.href = state.picture;
+  }, () => { box.textContent = "no picture of this graph"; });
   box.append(full, img);
 }
 
@@ -86,7 +96,8 @@ async function loadGraphs() {
 
 async function refreshGallery() {
   try {
-    await loadGallery($("gallery"), reuse, watch);
+    await loadGallery($("gallery"), { onReuse: reuse, onWatch: watch, onOpen: (images, at) => viewer.show(images, at),
+      onDeleted: () => refreshGallery() });
   } catch (error) {
     notice(`Gallery: ${error.message}`, true);
   }
@@ -159,6 +170,7 @@ async function submit(event) {
     const rest = await Promise.all(requests.slice(1).map((body) => api("/runs", { method: "POST", body })));
     if (rest.length) notice(`Queued ${count} runs: ${[first, ...rest].map((run) => run.id).join(", ")}.`);
     refreshGallery();
+    queue.refresh();
   } catch (error) {
     $("run").disabled = false;
     const rest = error instanceof ApiError ? showErrors(fields, error.errors) : [error];
@@ -202,6 +214,7 @@ async function start() {
     $("token-form").hidden = true;
     notice("");
     await refreshGallery();
+    queue.refresh();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
       $("token-form").hidden = false;
@@ -220,6 +233,7 @@ $("token-form").addEventListener("submit", (event) => {
 });
 $("run-form").addEventListener("submit", submit);
 $("cancel").addEventListener("click", () => view.cancel());
-$("refresh").addEventListener("click", refreshGallery);
+$("refresh").addEventListener("click", () => { refreshGallery(); queue.refresh(); });
+setupHistory(refreshGallery);
 acceptDrops();
 start();

@@ -15,9 +15,10 @@ export function outputImages(run) {
 }
 
 export class RunView {
-  constructor(elements, onEnd) {
+  constructor(elements, onEnd, onOpen) {
     this.el = elements;   // {status, progress, preview, previewFigure, results, cancel}
     this.onEnd = onEnd;
+    this.onOpen = onOpen;  // (images, index): the in-page viewer
     this.source = null;
     this.runId = null;
     this.fast = false;   // the run's record says it runs in fast mode: every status line says so
@@ -153,17 +154,20 @@ export class RunView {
     this.fast = run.fast === true;
     const seconds = run.run_seconds == null ? "" : ` in ${run.run_seconds.toFixed(2)} s`;
     this.setStatus(`Run ${run.id} finished${seconds}`);
-    for (const image of outputImages(run)) {
-      const link = document.createElement("a");
-      link.href = authorized(image.url);
-      link.target = "_blank";
+    const images = outputImages(run).map((image) => ({ ...image, run }));
+    images.forEach((image, at) => {
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "open-image";
+      open.title = "open in the viewer";
       const img = document.createElement("img");
       img.className = "result";
       img.alt = `${image.name}: ${image.file}`;
       img.src = authorized(image.url);
-      link.append(img);
-      this.el.results.append(link);
-    }
+      open.append(img);
+      open.addEventListener("click", () => this.onOpen?.(images, at));
+      this.el.results.append(open);
+    });
     this.end();
   }
 

@@ -1,0 +1,91 @@
+// The queue view: the running run and the queued ones in the order the server will run them (GET /queue),
+// each with its position; "Run next" raises a queued run's priority above every other one (PATCH /runs/ID),
+// "Run later" lowers it below them, "Cancel" cancels (DELETE /runs/ID), "Watch" follows it on the page.
+// Looked at again every 2 s while anything waits, and after every run the page starts or sees end.
+
+import { api } from "./api.js";
+
+const MAX_PRIORITY = 1000, MIN_PRIORITY = -1000;  // the server's range for `priority`
+const EVERY_MS = 2000;
+
+function summary(run) {
+  const inputs = run.inputs || {};
+  const prompt = typeof inputs.prompt === "string" && inputs.prompt ? `“${inputs.prompt}”` : "";
+  const seed = "seed" in inputs ? `seed ${inputs.seed}` : "";
+  return [prompt, seed, `priority ${run.priority}`].filter(Boolean).join(" · ");
+}
+
+function action(text, className, onClick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = className;
+  button.textContent = text;
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+export class QueueView {
+  /** `list`: the <ol>; `empty`: the "nothing waits" line; `onWatch(run)`, `onChange()` (e.g. the gallery). */
+  constructor(list, empty, onWatch, onChange) {
+    Object.assign(this, { list, empty, onWatch, onChange });
+    this.timer = null;
+    this.runs = [];
+  }
+
+  async refresh() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    try {
+      this.runs = (await api("/queue")).runs;
+    } catch {
+      return;  // the page's notice already says when the server cannot be reached
+    }
+    this.list.replaceChildren(...this.runs.map((run) => this.entry(run)));
+    this.empty.hidden = this.runs.length > 0;
+    if (this.runs.length) this.timer = setTimeout(() => this.refresh(), EVERY_MS);
+  }
+
+  entry(run) {
+    const item = document.createElement("li");
+    item.dataset.run = run.id;
+    item.className = `run ${run.status}`;
+    const place = document.createElement("strong");
+    place.className = "position";
+    place.textContent = run.status === "running" ? "running" : `#${run.position}`;
+    const about = document.createElement("span");
+    about.className = "about";
+    about.textContent = ` ${run.graph} · ${summary(run)}`;
+    const buttons = document.createElement("div");
+    buttons.className = "buttons";
+    const queued = this.runs.filter((r) => r.status === "queued");
+    if (run.status === "queued" && run.position > 1) {
+      const top = Math.max(...queued.map((r) => r.priority));
+      buttons.append(action("Run next", "run-next", () => this.setPriority(run, Math.min(MAX_PRIORITY, top + 1))));
+    }
+    if (run.status === "queued" && run.position < queued.length) {
+      const bottom = Math.min(...queued.map((r) => r.priority));
+      buttons.append(action("Run later", "run-later", () => this.setPriority(run, Math.max(MIN_PRIORITY, bottom - 1))));
+    }
+    buttons.append(action("Watch", "watch", () => this.onWatch(run)));
+    buttons.append(action("Cancel", "cancel-run", () => this.cancel(run)));
+    item.append(place, about, buttons);
+    return item;
+  }
+
+  async setPriority(run, priority) {
+    try {
+      await api(`/runs/${encodeURIComponent(run.id)}`, { method: "PATCH", body: { priority } });
+    } finally {
+      this.refresh();
+    }
+  }
+
+  async cancel(run) {
+    try {
+      await api(`/runs/${encodeURIComponent(run.id)}`, { method: "DELETE" });
+    } finally {
+      await this.refresh();
+      this.onChange?.();
+    }
+  }
+}
