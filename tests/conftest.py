@@ -35,7 +35,16 @@ with open(os.path.join(os.path.dirname(__file__), "slow_tests.txt"), encoding="u
 
 
 def pytest_collection_modifyitems(config, items):
-    """`slow` on the tests listed in slow_tests.txt, so `pytest -m "not slow"` is a quick subset (CI runs all)."""
+    """`slow` on the tests listed in slow_tests.txt, so `pytest -m "not slow"` is a quick subset (CI runs all);
+    `gpu` tests skipped, with the reason, where torch sees no CUDA device."""
     for item in items:
         if item.nodeid.split("[", 1)[0] in _SLOW:
             item.add_marker(pytest.mark.slow)
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            skip = pytest.mark.skip(reason="needs a CUDA device: torch sees none here (run `pytest -m gpu` on one)")
+            for item in gpu:
+                item.add_marker(skip)
