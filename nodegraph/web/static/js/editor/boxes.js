@@ -92,13 +92,17 @@ function inputRow(box, port, index) {
   const connected = isRef(port.value);
   const attrs = `data-box="${esc(box.key)}" data-port="${esc(port.name)}" aria-label="${esc(`${box.title}: ${port.name}`)}"`;
   let field = "";
-  if (!connected && box.kind === "node" || !connected && box.kind === "include") {
+  if (!connected && (box.kind === "node" || box.kind === "include")) {
     if (port.type === "bool") {
       field = `<input class="lit" type="checkbox" ${attrs}${port.value ?? port.default ? " checked" : ""}>`;
     } else if (literalFriendly(port.type)) {
       const placeholder = port.required ? "required" : `default ${shown(port.default)}`;
       field = `<input class="lit" type="text" ${attrs} value="${esc(shown(port.value))}" placeholder="${esc(placeholder)}">`;
+    } else {  // typing a reference connects too (the keyboard's way to connect)
+      field = `<input class="lit ref" type="text" ${attrs} placeholder="$node.port">`;
     }
+  } else if (!connected && (box.kind === "repeat" || box.kind === "outputs" || box.kind === "next")) {
+    field = `<input class="lit ref" type="text" ${attrs} placeholder="$node.port">`;
   }
   const from = connected ? `<span class="from">${esc(shown(port.value))}</span>` : "";
   return `<div class="row in" data-row="in-${index}" data-port="${esc(port.name)}" title="${esc(port.description || "")}">`

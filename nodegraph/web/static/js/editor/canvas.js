@@ -49,8 +49,32 @@ export class Canvas {
         if (source && out >= 0) editor.addConnection(source, id, `output_${out + 1}`, `input_${index + 1}`);
       });
     }
+    this.restack(boxes);
     this.alignPorts();
     this.drawing = false;
+  }
+
+  /** Boxes placed by the automatic layout, stacked again by their drawn heights (so none overlaps). */
+  restack(boxes) {
+    const columns = new Map();
+    for (const box of boxes) {
+      if (this.layout[this.layoutKey(box.key)]) continue;
+      const id = this.ids.get(box.key);
+      const data = this.editor.drawflow.drawflow[this.editor.module].data[id];
+      const element = this.container.querySelector(`#node-${id}`);
+      if (!data || !element) continue;
+      if (!columns.has(data.pos_x)) columns.set(data.pos_x, []);
+      columns.get(data.pos_x).push({ data, element });
+    }
+    for (const column of columns.values()) {
+      column.sort((a, b) => a.data.pos_y - b.data.pos_y);
+      let top = 20;
+      for (const { data, element } of column) {
+        data.pos_y = top;
+        element.style.top = `${top}px`;
+        top += element.offsetHeight + 24;
+      }
+    }
   }
 
   /** Put each port's dot beside its row (rows have different heights: errors, fields). */

@@ -37,7 +37,8 @@ function prepare() {
     setTypes(types);
     state.nodeTypes = new Map(nodes.nodes.map((t) => [t.name, t]));
     panel.types.innerHTML = "";
-    for (const name of ["repeat", ...state.nodeTypes.keys()]) panel.types.append(new Option(name, name));
+    const graphs = [...panel.graph.options].map((o) => `./${o.value}.yaml`);  // included graphs, as nodes
+    for (const name of ["repeat", ...state.nodeTypes.keys(), ...graphs]) panel.types.append(new Option(name, name));
   })();
   return ready;
 }
@@ -48,6 +49,7 @@ function redraw() {
   panel.undo.disabled = !state.model.undoStack.length;
   panel.redo.disabled = !state.model.redoStack.length;
   showPath();
+  labelPorts();
 }
 
 function showPath() {
@@ -114,6 +116,7 @@ function start(document, { name = "", stamp = null, layout = {}, includes = {} }
 }
 
 async function openGraph(name) {
+  if (!panel.graph.options.length) await listGraphs();
   await prepare();
   try {
     const opened = await api(`/editor/graphs/${encodeURIComponent(name)}`);
@@ -210,15 +213,34 @@ function addNode() {
   panel.canvas.querySelector(`[data-select="${CSS.escape(id)}"]`)?.focus();
 }
 
+/** "Add an input/output": a graph input (name:type) or output at the top level; inside a repeat body, a
+ * carried state (with its next value) or a collected value. */
 function addPort(which) {
   const field = which === "output" ? panel.newOutput : panel.newInput;
   const [name, type = "str"] = field.value.split(":").map((s) => s.trim());
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name || "")) {
-    say(panel, `An ${which} name is letters, digits and _ (not starting with a digit).`, true);
+    say(panel, `A name is letters, digits and _ (not starting with a digit).`, true);
     return;
   }
-  state.model.change(`add ${which} ${name}`, [[[`${which}s`, name], which === "output" ? "" : { type }]]);
+  const { scope } = state.canvas;
+  if (scope.length) {
+    const repeat = state.model.pathOf(scope.slice(0, -1), scope[scope.length - 1]);
+    const parts = which === "output" ? [["collect", name]] : [["state", name], ["next", name]];
+    for (const [part] of parts) {
+      if (state.model.get([...repeat, part]) === undefined) state.model.write([...repeat, part], {});
+    }
+    state.model.change(`add ${parts[0][0]} ${name}`, parts.map(([part, n]) => [[...repeat, part, n], ""]));
+  } else {
+    state.model.change(`add ${which} ${name}`, [[[`${which}s`, name], which === "output" ? "" : { type }]]);
+  }
   field.value = "";
+}
+
+function labelPorts() {
+  const body = state.canvas.scope.length > 0;
+  panel.section.querySelector("label[for=ed-new-output]").textContent = body ? "Add a collected value" : "Add an output";
+  panel.section.querySelector("label[for=ed-new-input]").textContent = body ? "Add a carried state" : "Add an input";
+  panel.newInput.placeholder = body ? "name" : "name:type";
 }
 
 function literalChanged(event) {
@@ -234,6 +256,7 @@ function literalChanged(event) {
   }
   const path = state.canvas.target(state.canvas.boxes.get(state.canvas.ids.get(box)), port.name).path;
   state.model.change(`set ${box}.${port.name}`, [[path, value]], { keepDrawing: !isRef(value) });
+  if (isRef(value)) say(panel, `Connected ${value} to ${box}.${port.name}.`);
 }
 
 function keys(event) {
@@ -260,7 +283,12 @@ function wire() {
     if (!panel.graph.value) await listGraphs().catch(() => {});
     if (panel.graph.value) openGraph(panel.graph.value);
   });
-  panel.new.addEventListener("click", async () => { await prepare(); start({ nodegraph: 1, inputs: {}, nodes: {}, outputs: {} }); say(panel, "A new empty graph."); });
+  panel.new.addEventListener("click", async () => {
+    if (!panel.graph.options.length) await listGraphs();
+    await prepare();
+    start({ nodegraph: 1, inputs: {}, nodes: {}, outputs: {} });
+    say(panel, "A new empty graph: add nodes, give it a name, save.");
+  });
   panel.undo.addEventListener("click", () => { const l = state.model.undo(); if (l) say(panel, `Undone: ${l}.`); });
   panel.redo.addEventListener("click", () => { const l = state.model.redo(); if (l) say(panel, `Redone: ${l}.`); });
   panel.zoomIn.addEventListener("click", () => state.canvas.editor.zoom_in());

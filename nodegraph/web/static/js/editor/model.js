@@ -80,7 +80,9 @@ export class GraphModel {
       if (!scope.length) return null;
       const outer = scope.slice(0, -1);
       const repeat = this.nodesAt(outer)[scope[scope.length - 1]] || {};
-      if (ref.node === "state") return this.refType(outer, repeat.state?.[ref.port]);
+      if (ref.node === "state") {  // a state not yet given its initial value is not checked yet
+        return this.refType(outer, repeat.state?.[ref.port]) || (ref.port in (repeat.state || {}) ? "Any" : null);
+      }
       if (ref.port === "index") return "int";
       const over = this.refType(outer, repeat.over) || "Any";
       const item = /^list\[(.*)\]$/.exec(over);
