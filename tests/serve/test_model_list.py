@@ -80,6 +80,10 @@ def test_graphs_say_which_families_each_model_input_accepts(models_server):
     assert "sd1" in graphs["stable_diffusion"]["model"]["accepts"]
     assert "sdxl_base" not in graphs["stable_diffusion"]["model"]["accepts"]
     assert graphs["z_image"]["transformer"]["accepts"] == ["z_image_transformer"]
+    assert graphs["z_image"]["vae"]["accepts"] == ["vae16"]  # ZImageCheckpoint's check and LoadVAE's override
+    assert graphs["flux"]["model"]["accepts"] == ["flux"]
+    assert graphs["flux"]["transformer"]["accepts"] == ["flux_transformer"]
+    assert graphs["sd3"]["model"]["accepts"] == ["sd3"]
     assert graphs["stable_diffusion"]["lora"]["accepts"] == ["lora"]
     assert "accepts" not in graphs["stable_diffusion"]["prompt"]
 

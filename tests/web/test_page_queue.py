@@ -14,6 +14,7 @@ def order(page, ids):
 
 
 def test_the_queue_shows_positions_reorders_by_priority_and_cancels(page, web_server):
+    expect(page.locator("#graph-title")).to_have_text("stable_diffusion")  # the page has started
     with web_server.client() as client:
         blocker = client.submit("sleep", inputs={"seconds": 120})
         waiting = []
@@ -29,7 +30,7 @@ def test_the_queue_shows_positions_reorders_by_priority_and_cancels(page, web_se
             page.locator(f'#queue li[data-run="{c}"]').get_by_role("button", name="Run next").click()
             order(page, [blocker.id, c, a, b])
             assert client.get(c)["priority"] == 1
-            page.locator("#queue-box").screenshot(path=DOCS_IMAGES / "web-queue.png")
+            page.screenshot(path=DOCS_IMAGES / "web-queue.png")
             page.locator(f'#queue li[data-run="{c}"]').get_by_role("button", name="Run later").click()
             order(page, [blocker.id, a, b, c])
             assert client.get(c)["priority"] == -1
