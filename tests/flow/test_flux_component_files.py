@@ -67,3 +67,15 @@ def test_a_file_in_the_wrong_slot_is_refused_before_loading(tiny_flux_dev, files
     result = run_cli("flux.yaml", tmp_path, model=tiny_flux_dev, steps=1, width=32, height=32,
                      **{name: files[wrong]})
     assert_refused(result, tmp_path, f"`{name}`", needle)
+
+
+def test_inspect_names_the_transformer_and_text_encoder_files(tiny_flux_dev, files):
+    from nodegraph.models.single_file.inspect import describe, render
+
+    info = describe(str(files["transformer"]), config=str(tiny_flux_dev))
+    assert info["family"] == "flux-dev" and info["components"]["transformer"]["tensors"] > 50
+    assert "Flux.1 transformer" in render(info)
+    t5 = describe(str(files["t5_fp8"]))
+    assert t5["family"] == "t5_text_encoder" and "float8_e4m3fn" in t5["components"]["text_encoder_2"]["dtype"]
+    clip = describe(str(files["text_encoder"]))
+    assert clip["family"] == "clip_text_encoder" and clip["components"]["text_encoder"]["config"]["hidden_size"] == 24

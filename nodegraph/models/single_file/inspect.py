@@ -41,6 +41,10 @@ def describe(model: str, config: str | None = None, allow_pickle: bool = False) 
     shown = str(ckpt.path)
     if detect_flow_file(ckpt.shapes):  # Z-Image transformer / Qwen3 text encoder alone
         return _with_file_facts(ckpt, describe_flow_file(ckpt, config))
+    from nodegraph.models.single_file.flux_inspect import describe_flux_or_text_file
+
+    if (flux := describe_flux_or_text_file(ckpt, config)) is not None:  # Flux transformer, clip_l / t5xxl alone
+        return _with_file_facts(ckpt, flux)
     from nodegraph.models.single_file.sd3 import describe_sd3_file, detect_sd3_file
 
     if detect_sd3_file(ckpt.shapes) is not None:  # SD3 / SD3.5: all-in-one or the transformer alone
