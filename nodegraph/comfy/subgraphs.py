@@ -2,10 +2,13 @@
 queues: each instance's inner nodes take the ids `<instance id>:<inner id>` (nested: `a:b:c`), a link into the
 subgraph's input k reaches every inner input wired to it, a link out of the instance's output k comes from the inner
 output wired to it. An inner widget input wired to a subgraph input that the instance leaves unconnected keeps the
-inner node's own value (the front end shows that value on the instance, `proxyWidgets`).
+inner node's own value (the front end shows that value on the instance, `proxyWidgets`), unless the instance carries
+its own value for it: an instance's `widgets_values` hold one value per subgraph input that feeds an inner widget, in
+the subgraph's input order (the promoted widgets; checked on every official template), and such a value reaches the
+inner inputs as a PrimitiveNode's value would.
 
-A muted instance is dropped with its nodes. Not covered (refused with the reason): instances carrying their own
-widget values, bypassed instances.
+A muted instance is dropped with its nodes. Not covered (refused with the reason): bypassed instances, and instances
+whose values do not match their subgraph's promoted inputs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class _Level:
     parent: "_Level | None" = None
     instance: dict | None = None  # the instance node, in `parent`
     definition: dict | None = None
+    values: dict[str, Any] | None = None  # the instance's own value for each promoted subgraph input, by name
 
 
 def flatten_subgraphs(doc: dict, origin: str) -> dict:
@@ -76,9 +80,11 @@ class _Flattener:
             if node.get("mode") == 4:
                 raise ComfyError(f"{where} is bypassed; nodegraph does not pass through bypassed subgraphs yet "
                                  f"(un-bypass it, or delete it)")
-            if node.get("widgets_values"):
-                raise ComfyError(f"{where} carries its own widget values, which nodegraph does not read yet; set "
-                                 f"them inside the subgraph in ComfyUI and save again")
+            values, promoted = node.get("widgets_values"), promoted_inputs(sg)
+            if values and (not isinstance(values, list) or len(values) != len(promoted)):
+                raise ComfyError(f"{where} carries {len(values)} widget values for the {len(promoted)} subgraph "
+                                 f"inputs that feed inner widgets ({', '.join(promoted) or 'none'}); nodegraph cannot "
+                                 f"tell which value is whose: set them inside the subgraph in ComfyUI and save again")
             self.check(sg.get("nodes") or [], f"{prefix}{node['id']}:", depth + 1)
 
     def level(self, level: _Level, depth: int) -> None:
@@ -90,7 +96,8 @@ class _Flattener:
             if node.get("mode") == 2:  # muted: not sent, like any muted node
                 continue
             inner = {str(n["id"]): n for n in sg.get("nodes") or []}
-            self.level(_Level(f"{level.prefix}{node_id}:", inner, _links(sg.get("links")), level, node, sg),
+            values = dict(zip(promoted_inputs(sg), node.get("widgets_values") or []))
+            self.level(_Level(f"{level.prefix}{node_id}:", inner, _links(sg.get("links")), level, node, sg, values),
                        depth + 1)
 
     def real(self, level: _Level, node_id: str, node: dict) -> dict:
@@ -119,9 +126,10 @@ class _Flattener:
         if origin == str(IN):  # the subgraph's input `slot`: what the instance's input of that name reads
             name = (level.definition.get("inputs") or [{}] * (slot + 1))[slot].get("name")
             outer = [s for s in level.instance.get("inputs") or [] if s.get("name") == name]
-            if not outer or outer[0].get("link") is None:
-                return None
-            return self.source(level.parent, outer[0]["link"])
+            found = None if not outer or outer[0].get("link") is None else self.source(level.parent, outer[0]["link"])
+            if found is None and name in (level.values or {}):  # the instance's own value for this input
+                return self.value_node(level, name)
+            return found
         sg = self.definitions.get(str((level.nodes.get(origin) or {}).get("type")))
         if sg is not None:  # an instance's output `slot`: the inner link into the subgraph's output `slot`
             inner_links = [link for link in sg.get("links") or []
@@ -133,3 +141,29 @@ class _Flattener:
                            _links(sg.get("links")), level, level.nodes[origin], sg)
             return self.source(inner, inner_links[0]["id"])
         return f"{level.prefix}{origin}", slot
+
+    def value_node(self, level: _Level, name: str) -> tuple[str, int]:
+        """A PrimitiveNode holding the instance's value for subgraph input `name` (made once per instance)."""
+        node_id = f"{level.prefix}{name}"  # not a valid ComfyUI id, so it clashes with none; never sent
+        if all(node["id"] != node_id for node in self.nodes):
+            self.nodes.append({"id": node_id, "type": "PrimitiveNode", "mode": 0, "inputs": [],
+                               "widgets_values": [level.values[name]]})
+        return node_id, 0
+
+
+def promoted_inputs(definition: dict) -> list[str]:
+    """The names of the subgraph inputs that feed an inner node's widget input, in input order: the widgets the
+    front end shows on an instance, whose values its `widgets_values` hold."""
+    links = {link["id"]: link for link in definition.get("links") or [] if isinstance(link, dict) and "id" in link}
+    nodes = {str(node.get("id")): node for node in definition.get("nodes") or []}
+    out = []
+    for slot in definition.get("inputs") or []:
+        for link_id in slot.get("linkIds") or []:
+            link = links.get(link_id) or {}
+            target = nodes.get(str(link.get("target_id")))
+            inputs = (target or {}).get("inputs") or []
+            index = link.get("target_slot")
+            if isinstance(index, int) and 0 <= index < len(inputs) and inputs[index].get("widget"):
+                out.append(slot.get("name"))
+                break
+    return out

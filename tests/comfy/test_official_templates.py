@@ -37,8 +37,37 @@ SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms
 SCHEDULERS = {"normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"}
 
 
+# after the seed and its "control" slot; CLIPLoader's type (Z-Image's Qwen3 is `lumina2`), UNETLoader's storage
+CHECKED_SLOTS = {"KSampler": {"sampler_name": 4, "scheduler": 5}, "KSamplerAdvanced": {"sampler_name": 5, "scheduler": 6},
+                 "KSamplerSelect": {"sampler_name": 0}, "BasicScheduler": {"scheduler": 0}, "CLIPLoader": {"type": 1},
+                 "UNETLoader": {"weight_dtype": 1}}
+ALLOWED = {"sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "type": {"lumina2"}, "weight_dtype": {"default"}}
+
+
+def instance_values(instance: dict, definition: dict) -> dict:
+    """(inner node id, widget name) → the instance's own value: its widgets_values hold one value per subgraph
+    input wired to an inner widget, in input order; a value counts where the instance's input is not linked."""
+    links = {link["id"]: link for link in definition.get("links") or [] if isinstance(link, dict)}
+    inner = {str(n["id"]): n for n in definition.get("nodes") or []}
+    linked = {slot["name"] for slot in instance.get("inputs") or [] if slot.get("link") is not None}
+    promoted = []
+    for sg_input in definition.get("inputs") or []:
+        targets = []
+        for link in (links.get(i) for i in sg_input.get("linkIds") or []):
+            slots = (inner.get(str((link or {}).get("target_id"))) or {}).get("inputs") or []
+            if link and link["target_slot"] < len(slots) and slots[link["target_slot"]].get("widget"):
+                targets.append((str(link["target_id"]), slots[link["target_slot"]]["widget"]["name"]))
+        if targets:
+            promoted.append((sg_input["name"], targets))
+    out = {}
+    for (name, targets), value in zip(promoted, instance.get("widgets_values") or []):
+        if name not in linked:
+            out.update({target: value for target in targets})
+    return out
+
+
 class NotExpanded(Exception):
-    """A subgraph instance nodegraph refuses to expand (its own widget values, or bypassed): the reason."""
+    """A subgraph instance nodegraph refuses to expand (a bypassed one): the reason."""
 
 
 def expected_refusals(doc: dict) -> set[str]:
@@ -47,7 +76,7 @@ def expected_refusals(doc: dict) -> set[str]:
     definitions = {s["id"]: s for s in (doc.get("definitions") or {}).get("subgraphs") or []}
     out, kinds = set(), {}
 
-    def walk(nodes, prefix):
+    def walk(nodes, prefix, own=None):
         for node in nodes:
             kind, node_id = node["type"], f"{prefix}{node['id']}"
             if kind in UI_ONLY or node.get("mode") == 2 or (node.get("mode") == 4 and kind not in definitions):
@@ -55,24 +84,16 @@ def expected_refusals(doc: dict) -> set[str]:
             if kind in definitions:
                 if node.get("mode") == 4:
                     raise NotExpanded("is bypassed")
-                if node.get("widgets_values"):
-                    raise NotExpanded("carries its own widget values")
-                walk(definitions[kind].get("nodes") or [], f"{node_id}:")
+                walk(definitions[kind].get("nodes") or [], f"{node_id}:", instance_values(node, definitions[kind]))
             elif kind not in COVERED:
                 out.add(f"node {node_id}: {kind}")
-            else:  # the widget slots holding a sampler or scheduler name, in the front end's order
+            else:  # the widgets holding a sampler, scheduler or model-kind name, by slot in the front end's order
                 kinds[node_id] = kind
                 values = node.get("widgets_values") or []
-                slots = {"KSampler": (4, 5), "KSamplerAdvanced": (5, 6), "KSamplerSelect": (0, None),
-                         "BasicScheduler": (None, 0)}.get(kind, (None, None))  # after seed and its "control" slot
-                for slot, name, allowed in zip(slots, ("sampler_name", "scheduler"), (SAMPLERS, SCHEDULERS)):
-                    if slot is not None and values[slot] not in allowed:
-                        out.add(f"node {node_id} ({kind}): {name} {values[slot]!r}")
-                # the model-kind widgets: CLIPLoader's type (Z-Image's Qwen3 is `lumina2`), UNETLoader's storage
-                for name, slot, allowed in {"CLIPLoader": [("type", 1, {"lumina2"})],
-                                            "UNETLoader": [("weight_dtype", 1, {"default"})]}.get(kind, []):
-                    if values[slot] not in allowed:
-                        out.add(f"node {node_id} ({kind}): {name} {values[slot]!r}")
+                for name, slot in CHECKED_SLOTS.get(kind, {}).items():
+                    value = (own or {}).get((str(node["id"]), name), values[slot])
+                    if value not in ALLOWED[name]:
+                        out.add(f"node {node_id} ({kind}): {name} {value!r}")
 
     walk(doc["nodes"], "")
     if "UNETLoader" not in kinds.values():  # the flow-model nodes run with a Z-Image UNETLoader only

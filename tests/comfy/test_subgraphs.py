@@ -1,7 +1,7 @@
 """UI-format subgraphs (`definitions.subgraphs`) are flattened as ComfyUI's front end sends them: the default graph
 with its KSampler and VAEDecode moved into a subgraph (fed through subgraph inputs, the seed from a PrimitiveNode
 outside, the image out through a subgraph output) gives the default graph's image; inner ids read
-`<instance>:<inner>`; instances carrying their own widget values are refused with the reason."""
+`<instance>:<inner>`; an instance's own widget values reach the inner widgets its subgraph inputs feed."""
 
 from __future__ import annotations
 
@@ -57,13 +57,29 @@ def test_a_subgraph_runs_as_the_flat_graph_with_comfyuis_ids(tmp_path, models_di
     assert int(np.abs(ours.astype(int) - default_run[0].astype(int)).max()) == 0
 
 
-def test_a_subgraph_instance_with_its_own_widget_values_is_refused(tmp_path):
+def test_an_instances_own_widget_value_reaches_the_inner_widget_unless_its_input_is_linked(tmp_path):
+    from nodegraph.comfy.reader import read_workflow
+    from nodegraph.comfy.subgraphs import promoted_inputs
+
+    ui = in_a_subgraph(widgets_values=[7])
+    assert promoted_inputs(ui["definitions"]["subgraphs"][0]) == ["seed"]  # the only input feeding a widget
+    (tmp_path / "linked.json").write_text(json.dumps(ui))
+    assert read_workflow(tmp_path / "linked.json").api["20:1"]["inputs"]["seed"] == 5  # the PrimitiveNode's link
+    ui["nodes"][-1]["inputs"] = [slot for slot in ui["nodes"][-1]["inputs"] if slot["name"] != "seed"]
+    (tmp_path / "own.json").write_text(json.dumps(ui))
+    api = read_workflow(tmp_path / "own.json").api
+    assert api["20:1"]["inputs"]["seed"] == 7 and api["20:1"]["inputs"]["steps"] == 4  # only the promoted one
+    assert all(entry["class_type"] != "PrimitiveNode" for entry in api.values())
+
+
+def test_an_instance_whose_values_do_not_match_its_promoted_inputs_is_refused(tmp_path):
     from nodegraph.comfy.errors import ComfyError
     from nodegraph.comfy.reader import read_workflow
 
     path = tmp_path / "sub.json"
-    path.write_text(json.dumps(in_a_subgraph(widgets_values=[7])))
-    with pytest.raises(ComfyError, match=r"node 20 \(subgraph 'Sample and decode'\) carries its own widget values"):
+    path.write_text(json.dumps(in_a_subgraph(widgets_values=[7, 8])))
+    with pytest.raises(ComfyError, match=r"node 20 \(subgraph 'Sample and decode'\) carries 2 widget values for the "
+                                         r"1 subgraph inputs that feed inner widgets \(seed\)"):
         read_workflow(path)
 
 
