@@ -5,6 +5,7 @@ first graphs folder a scratch copy the page may write) for the module; screensho
 """
 
 import difflib
+import pathlib
 import re
 import shutil
 
@@ -76,12 +77,17 @@ def test_a_literal_and_a_connection_changed_and_saved_give_a_two_line_diff(edito
     expect(editor.locator("#ed-message")).to_have_text("Connected $noise.latents to decode.latents.")
     expect(box(editor, "decode").locator('.row.in[data-port="latents"] .from')).to_have_text("$noise.latents")
     editor.locator("#editor").screenshot(path=DOCS_IMAGES / "editor.png")
+    with editor.expect_download() as download:
+        editor.click("#ed-download")  # the YAML as it would be saved, before saving
+    assert download.value.suggested_filename == "stable_diffusion.yaml"
+    downloaded = pathlib.Path(download.value.path()).read_text()
     editor.click("#ed-save")
     expect(editor.locator("#ed-message")).to_have_text("Saved stable_diffusion.yaml.")
     saved = (graphs / "stable_diffusion.yaml").read_text()
     expected = ORIGINAL.replace("    sd_pipeline: true\n", "    sd_pipeline: false\n").replace(
         "    vae: $vae.vae\n    latents: $denoise.latents\n", "    vae: $vae.vae\n    latents: $noise.latents\n")
     assert saved == expected  # byte for byte: comments, flow mappings, the folded description kept
+    assert downloaded == expected
     changed = [line for line in difflib.unified_diff(ORIGINAL.splitlines(), saved.splitlines(), lineterm="", n=0)
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert changed == ["-    sd_pipeline: true", "+    sd_pipeline: false", "-    latents: $denoise.latents",
@@ -95,6 +101,8 @@ def test_an_incompatible_connection_is_refused_at_the_drop_with_the_reason(edito
                                  "takes Latent.")
     expect(message).to_have_attribute("role", "alert")
     expect(box(editor, "decode").locator('.row.in[data-port="latents"] .from')).to_have_text("$denoise.latents")
+    expect(box(editor, "decode").locator('.row.in.refused[data-port="latents"] .perr')).to_contain_text(
+        "refused: $clip.tokenizer is Tokenizer")  # at the input it was dropped on
     expect(editor.locator("#ed-undo")).to_be_disabled()  # nothing was changed
     editor.locator("#editor").screenshot(path=DOCS_IMAGES / "editor-refused.png")
 

@@ -112,6 +112,19 @@ export class Canvas {
     editor.precanvas.style.transform = `translate(${editor.canvas_x}px, ${editor.canvas_y}px) scale(${zoom})`;
   }
 
+  /** Mark the input a connection was just refused at, with the reason (until the next drawing). */
+  markRefused() {
+    if (!this.refused) return;
+    const { key, port, reason } = this.refused;
+    this.refused = null;
+    const element = this.container.querySelector(`#node-${this.ids.get(key)}`);
+    const row = element?.querySelector(`.row.in[data-port="${CSS.escape(port)}"]`);
+    if (!row) return;
+    row.classList.add("refused");
+    row.querySelector(".perr").textContent = `refused: ${reason}`;
+    this.alignPorts();
+  }
+
   /** Show box `key` at full size near the canvas's top left corner. */
   show(key) {
     const element = this.container.querySelector(`#node-${this.ids.get(key)}`);
@@ -149,7 +162,8 @@ export class Canvas {
     const { path, check } = this.target(box, port);
     const reason = check === null ? null : this.model.refusal(this.scope, box.key, check, value);
     if (reason) {
-      this.say(`Not connected: ${reason}.`, true, { box: toKey, port });
+      this.refused = { key: toKey, port, reason };
+      this.say(`Not connected: ${reason}.`, true);
       return false;
     }
     this.model.change(`connect ${toKey}.${port}`, [[path, value]]);
@@ -184,7 +198,10 @@ export class Canvas {
       this.drawing = true;
       editor.removeSingleConnection(c.output_id, c.input_id, c.output_class, c.input_class);
       this.drawing = false;
-      if (!from || !out || !port || !this.connect(from.key, out.name, to.key, port.name)) this.render();
+      if (!from || !out || !port || !this.connect(from.key, out.name, to.key, port.name)) {
+        this.render();
+        this.markRefused();
+      }
     });
     editor.on("connectionRemoved", (c) => {
       if (this.drawing) return;
