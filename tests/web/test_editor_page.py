@@ -164,6 +164,10 @@ def test_a_repeat_body_opens_with_its_loop_values_and_included_step(editor):
     editor.locator("#editor").screenshot(path=DOCS_IMAGES / "editor-repeat.png")
     editor.locator("#ed-path button").first.click()
     expect(box(editor, "denoise")).to_have_count(1)
+    box(editor, "denoise").locator("button.open").click()
+    step.locator("button.open").click()  # an included graph opens as the graph it is
+    expect(editor.locator("#ed-message")).to_have_text("Opened sd_denoise_step.")
+    expect(box(editor, "@inputs").locator(".row.out .pname").first).to_have_text("unet")
 
 
 def test_a_file_changed_on_disk_is_not_overwritten_without_asking(editor, graphs):
