@@ -40,6 +40,8 @@ def editor(browser, server, graphs):
     requested, failures = [], []
     page.on("request", lambda request: requested.append(request.url))
     page.on("pageerror", lambda error: failures.append(str(error)))
+    page.on("console", lambda message: failures.append(message.text)  # the CSP refusing anything is a failure
+            if message.type == "error" and "Content Security Policy" in message.text else None)
     page.set_default_timeout(15_000)
     page.goto(f"{server.url}/#token={TOKEN}")
     expect(page.locator("#ed-graph option[value=stable_diffusion]")).to_have_count(1)
@@ -193,6 +195,11 @@ def test_an_invalid_graph_is_saved_only_as_a_draft(editor, graphs):
     editor.click("#ed-draft")
     expect(editor.locator("#ed-message")).to_contain_text("Saved stable_diffusion as a draft")
     assert (graphs / "stable_diffusion.yaml").read_text() == ORIGINAL
+    editor.click("#ed-open")  # opening again would drop the edits: asked first
+    expect(editor.locator("#ed-message")).to_contain_text("The graph has unsaved changes")
+    editor.click("#ed-open")
+    expect(editor.locator("#ed-message")).to_have_text("Opened stable_diffusion.")
+    expect(box(editor, "uncond").locator('input.lit[data-port="clip_skip"]')).to_have_value("")
 
 
 def test_the_page_decides_connections_as_the_validator_does(editor):

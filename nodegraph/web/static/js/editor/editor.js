@@ -93,6 +93,8 @@ function start(document, { name = "", stamp = null, layout = {}, includes = {} }
   state.name = name;
   state.stamp = stamp;
   state.errors = [];
+  state.savedAt = 0;
+  state.warned = null;
   panel.name.value = name;
   panel.work.hidden = false;
   panel.conflict.hidden = true;
@@ -115,7 +117,17 @@ function start(document, { name = "", stamp = null, layout = {}, includes = {} }
   validate();
 }
 
+/** Whether the edits since the last open or save would be lost; says so the first time it is asked. */
+function wouldLose(action) {
+  const edited = state.model && state.model.undoStack.length !== state.savedAt;
+  if (!edited || state.warned === action) return false;
+  state.warned = action;
+  say(panel, `The graph has unsaved changes: save it (or download the YAML), or ${action} again to drop them.`, true);
+  return true;
+}
+
 async function openGraph(name) {
+  if (wouldLose(`open ${name}`)) return;
   if (!panel.graph.options.length) await listGraphs();
   await prepare();
   try {
@@ -169,6 +181,7 @@ async function save(draft = false, overwrite = false) {
     }
     state.name = name;
     state.stamp = saved.stamp;
+    state.savedAt = state.model.undoStack.length;
     showPath();
     say(panel, `Saved ${name}.yaml.`);
   } catch (error) {
@@ -284,6 +297,7 @@ function wire() {
     if (panel.graph.value) openGraph(panel.graph.value);
   });
   panel.new.addEventListener("click", async () => {
+    if (wouldLose("start a new graph")) return;
     if (!panel.graph.options.length) await listGraphs();
     await prepare();
     start({ nodegraph: 1, inputs: {}, nodes: {}, outputs: {} });
@@ -297,7 +311,7 @@ function wire() {
   panel.save.addEventListener("click", () => save(false));
   panel.draft.addEventListener("click", () => save(true));
   panel.overwrite.addEventListener("click", () => save(false, true));
-  panel.reload.addEventListener("click", () => openGraph(state.name));
+  panel.reload.addEventListener("click", () => { state.warned = `open ${state.name}`; openGraph(state.name); });
   panel.download.addEventListener("click", download);
   panel.addButton.addEventListener("click", addNode);
   panel.add.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); addNode(); } });
