@@ -44,13 +44,21 @@ def _unet_families(values: dict) -> tuple[str, ...]:
     return {"sd": SD, "sdxl": SDXL}.get(values.get("family") or "", SD + SDXL)
 
 
-# (node type, port) -> the families the port takes, from the node's literal inputs
+def _vae_override(values: dict) -> tuple[str, ...]:
+    """A VAE replacing the model's: 16 latent channels when the model comes from a flow-matching checkpoint
+    node (Z-Image, Flux, SD3), else 4 (SD, SDXL)."""
+    flow = values.get("model<-") in ("ZImageCheckpoint", "FluxCheckpoint", "SD3Checkpoint")
+    return ("vae16",) if flow else ("vae",)
+
+
+# (node type, port) -> the families the port takes, from the node's literal inputs (and, as "PORT<-", the type
+# of the node whose output feeds PORT)
 ACCEPTS: dict[tuple[str, str], Callable[[dict], tuple[str, ...]]] = {
     ("LoadUNet", "model"): _unet_families,
     ("LoadVAE", "model"): lambda v: SD + SDXL,
     ("LoadCLIP", "model"): lambda v: SD,  # one text encoder: SDXL graphs load theirs with LoadSDXLCLIP
     ("LoadScheduler", "model"): lambda v: SD + SDXL + ("z_image",),
-    ("LoadVAE", "override"): lambda v: ("vae", "vae16"),
+    ("LoadVAE", "override"): _vae_override,
     ("SDXLCheckpoint", "model"): lambda v: ("sdxl_refiner",) if v.get("role") == "refiner" else ("sdxl_base",),
     ("ZImageCheckpoint", "model"): lambda v: ("z_image",),
     ("ZImageCheckpoint", "transformer"): lambda v: ("z_image_transformer",),
@@ -290,8 +298,21 @@ def _port_families(checked, name: str):
             elif node.kind == "node" and node.node_type is not None:
                 rule = ACCEPTS.get((node.node_type.name, port))
                 if rule is not None:
-                    literals = {k: v for k, v in node.values.items() if not isinstance(v, Ref)}
-                    yield rule(literals)
+                    yield rule(_known_values(node, checked))
+
+
+def _known_values(node, checked) -> dict[str, Any]:
+    """A node's literal inputs, and for an input fed by another node of the same graph, "PORT<-": its type."""
+    from nodegraph.spec.document import Ref
+
+    nodes = {n.id: n for n in _walk(checked.nodes)}
+    known: dict[str, Any] = {}
+    for port, value in node.values.items():
+        if not isinstance(value, Ref):
+            known[port] = value
+        elif value.scope == "node" and getattr(nodes.get(value.name), "node_type", None) is not None:
+            known[port + "<-"] = nodes[value.name].node_type.name
+    return known
 
 
 def _walk(nodes: dict):

@@ -85,6 +85,9 @@ def test_graphs_say_which_families_each_model_input_accepts(models_server):
     assert graphs["flux"]["transformer"]["accepts"] == ["flux_transformer"]
     assert graphs["sd3"]["model"]["accepts"] == ["sd3"]
     assert graphs["stable_diffusion"]["lora"]["accepts"] == ["lora"]
+    assert graphs["stable_diffusion"]["vae"]["accepts"] == ["vae"]  # 4 latent channels
+    assert graphs["sdxl"]["vae"]["accepts"] == ["vae"]
+    assert graphs["flux"]["vae"]["accepts"] == ["vae16"]
     assert "accepts" not in graphs["stable_diffusion"]["prompt"]
 
 

@@ -1,6 +1,8 @@
 """Model inputs as pickers: the server's fixture models (a --models folder in ComfyUI's layout, a hub cache)
 listed by family, filtered by what the graph accepts; a typed path outside the models folders is refused."""
 
+import re
+
 import pytest
 from model_fixtures import SDXL_FILE, make_hub_cache, make_models, unet_in, write
 from playwright.sync_api import expect
@@ -78,8 +80,8 @@ def test_a_stable_diffusion_graph_lists_sd_models_by_family_builtin_first(page, 
     expect(page.locator("#in-model")).to_have_value(str(models_server[1] / "checkpoints/sd15_tiny.safetensors"))
     # the VAE input lists VAE files only
     vae = open_picker(page, "vae")
-    expect(vae.locator("section.family h4")).to_have_text(["VAE (4-channel latents: SD, SDXL)",
-                                                           "VAE (16-channel latents: Flux, Z-Image)"])
+    expect(vae.locator("section.family h4")).to_have_text(["VAE (4-channel latents: SD, SDXL)"])
+    expect(vae.locator("button.model")).to_have_text([re.compile("^vae/sd_vae.safetensors")])
 
 
 def test_a_typed_path_outside_the_models_folders_is_flagged_and_refused(page, models_server):

@@ -119,6 +119,10 @@ export async function loadGallery(list, handlers) {
   if (history.query) query.set("q", history.query);
   if (cursor !== null) query.set("cursor", String(cursor));
   const page = await api(`/history?${query}`);
+  if (!page.runs.length && history.page > 0) {  // its last run was deleted: show the page before
+    history.page -= 1;
+    return loadGallery(list, handlers);
+  }
   history.total = page.total;
   history.next = page.next;
   history.images = [];
