@@ -6,8 +6,13 @@ The renames are the single-file converter's (`single_file/flux.py`). A LoRA on a
 up B (n·D, r)) is n LoRAs with the same A and B's row blocks — exact, since B·A's rows split the same way: the
 double blocks' `qkv` into q, k, v; a single block's `linear1` into q, k, v (D rows each) and the MLP input (the
 rest). The final layer's modulation is stored (shift, scale) where diffusers has (scale, shift), so B's halves are
-swapped; diffusers reads the final layer's two LoRAs without their alpha (scale 1), and so does this.
-diffusers/peft files (`transformer.transformer_blocks.0.attn.to_q.lora_A.weight`) already use diffusers' paths.
+swapped. diffusers/peft files (`transformer.transformer_blocks.0.attn.to_q.lora_A.weight`) already use diffusers'
+paths.
+
+One difference from diffusers, on purpose: diffusers 0.42.1 renames kohya's embedder and final-layer LoRAs
+(`img_in`, `txt_in`, `time_in`, `vector_in`, `guidance_in`, `final_layer`) to names without its `transformer.`
+prefix, so `load_lora_weights` drops them without a word (measured on a tiny model: the image does not move).
+They are applied here, with their alpha, as kohya-ss trained them and as ComfyUI applies them.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def kohya_to_diffusers(layers: dict[str, LoraLayer], dim: int, path: str) -> dic
             if name == "final_layer_adaLN_modulation_1":
                 first, second = up.chunk(2, dim=0)
                 up = torch.cat([second, first])
-            out[_FINAL[name]] = LoraLayer(layer.down, up, None)  # diffusers drops these two layers' alpha
+            out[_FINAL[name]] = LoraLayer(layer.down, up, layer.alpha)
         elif m := re.fullmatch(r"double_blocks_(\d+)_(.+)", name):
             block, part = f"transformer_blocks_{m[1]}_", m[2]
             if part in _DOUBLE_FUSED:
