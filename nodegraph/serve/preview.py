@@ -37,13 +37,13 @@ MIN_SIDE = 64  # tiny latents (8×8 for digits) are enlarged, pixel for pixel, t
 
 def preview_family(checked) -> str:
     """`sdxl` when the graph (its repeat bodies and included graphs too) uses an SDXL node, `flux` (the 16-channel
-    Flux VAE's latents) when it uses a Z-Image node, else `sd15`."""
+    Flux VAE's latents) when it uses a Z-Image or Flux node, else `sd15`."""
     stack = [checked.nodes]
     while stack:
         for node in stack.pop().values():
             if "SDXL" in node.label:
                 return "sdxl"
-            if "ZImage" in node.label:
+            if "ZImage" in node.label or "Flux" in node.label:
                 return "flux"
             if node.body is not None:
                 stack.append(node.body.nodes)

@@ -81,3 +81,11 @@ def test_the_step_graph_alone_equals_the_loop_by_hand(tiny_flux_dev, tmp_path):
     expected = FluxPipeline._unpack_latents(x, h * 4, w * 4, 4)  # pixels = 4 · latents (the tiny VAE's factor)
     torch.testing.assert_close(out["latents"], expected, rtol=0, atol=1e-6)
     assert (out["latents"] - noise).abs().max() > 0.1  # the steps moved the latents
+
+
+def test_the_flux_graphs_get_the_flux_latent_preview():
+    from nodegraph.serve.preview import preview_family
+    from nodegraph.spec.loader import load_graph
+
+    for graph in ("flux.yaml", "flux_img2img.yaml", "flux_denoise_step.yaml"):
+        assert preview_family(load_graph(f"graphs/{graph}").checked) == "flux"
