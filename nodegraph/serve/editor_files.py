@@ -164,11 +164,12 @@ class EditorFiles:
         return data if isinstance(data, dict) else {}
 
     # checking
-    def check(self, document: dict, name: str) -> tuple[str, list[GraphError]]:
-        """(YAML text, problems): the problems `nodegraph validate` reports for this document."""
+    def check(self, document: dict, name: str, source: str = "") -> tuple[str, list[GraphError]]:
+        """(YAML text, problems): the problems `nodegraph validate` reports for this document. A new name
+        saved from an opened graph (`source`) keeps that file's comments and formatting too."""
         from nodegraph.spec.loader import loads_graph
 
-        path = self.path_of(name)
+        path = self.path_of(name) or (self.path_of(source) if source else None)
         original = path.read_text(encoding="utf-8") if path is not None else None
         text = render(document, original)
         try:
@@ -205,7 +206,7 @@ class EditorFiles:
 
     # writing
     def save(self, name: str, document: dict, stamp: Optional[str], layout: dict, draft: bool,
-             overwrite: bool) -> dict:
+             overwrite: bool, source: str = "") -> dict:
         from nodegraph.hub.migrate import write_atomically
 
         if not NEW_NAME.match(name or ""):
@@ -222,7 +223,7 @@ class EditorFiles:
                 raise reject("changed_on_disk", "stamp", f"`{name}` changed on disk since the editor opened it"
                              if stamp else f"a graph named `{name}` exists already",
                              "reload it, or save again choosing to overwrite", status=409)
-        text, problems = self.check(document, name)
+        text, problems = self.check(document, name, source)
         if problems and not draft:
             raise Rejected(422, problems, f"{name}.yaml")
         target = self.drafts / f"{name}.yaml" if problems else (path or self.writable_folders()[0] / f"{name}.yaml")

@@ -16,6 +16,7 @@ class EditedGraph(BaseModel):
     model_config = ConfigDict(extra="forbid")
     document: dict[str, Any] = Field(description="the graph as the editor holds it (the YAML's structure as JSON)")
     name: str = Field("", description="the graph's name: its file's text is kept where the document is unchanged")
+    source: str = Field("", description="the graph it was opened from, when saved under a new name")
 
 
 class SavedGraph(BaseModel):
@@ -25,6 +26,7 @@ class SavedGraph(BaseModel):
     layout: dict[str, Any] = Field(default_factory=dict, description="node positions, kept in a sidecar")
     draft: bool = Field(False, description="save a document that does not validate as a draft, with its errors")
     overwrite: bool = Field(False, description="write even though the file changed on disk since it was opened")
+    source: str = Field("", description="the graph it was opened from (a new name keeps that file's comments)")
 
 
 def connection_table() -> dict:
@@ -72,18 +74,18 @@ def add_editor_routes(app, service) -> None:
 
     @app.post("/editor/validate", summary="Validate an edited document: every problem, located at its node/port")
     async def validate(body: EditedGraph):
-        _, problems = await service.lookups.run(files.check, body.document, body.name)
+        _, problems = await service.lookups.run(files.check, body.document, body.name, body.source)
         return {"errors": listed(problems), "includes": files.includes(body.document, body.name)}
 
     @app.post("/editor/yaml", summary="The YAML of an edited document (Download YAML; works when it is invalid)")
     async def as_yaml(body: EditedGraph):
-        text, problems = await service.lookups.run(files.check, body.document, body.name)
+        text, problems = await service.lookups.run(files.check, body.document, body.name, body.source)
         return {"yaml": text, "errors": listed(problems)}
 
     @app.put("/editor/graphs/{name}", summary="Save a graph (round trip keeping comments); 409 if it changed on "
              "disk, 422 if invalid unless saved as a draft")
     async def save(name: str, body: SavedGraph):
         saved = await service.lookups.run(files.save, name, body.document, body.stamp, body.layout, body.draft,
-                                          body.overwrite)
+                                          body.overwrite, body.source)
         saved["errors"] = listed(saved["errors"])
         return saved

@@ -98,3 +98,15 @@ def test_the_shipped_graphs_and_odd_names_are_never_written(server):
     odd = call(server, "PUT", "/editor/graphs/..%2Fescape", {"document": {"nodegraph": 1}})
     assert odd.status_code in (400, 404)
     assert json.dumps(odd.json()).count("errors")
+
+
+def test_a_graph_saved_under_a_new_name_keeps_its_sources_comments(server):
+    opened = call(server, "GET", "/editor/graphs/stable_diffusion").json()
+    document = opened["document"]
+    document["nodes"]["decode"]["latents"] = "$noise.latents"
+    saved = call(server, "PUT", "/editor/graphs/sd_copy", {"document": document, "source": "stable_diffusion"})
+    assert saved.status_code == 200, saved.text
+    expected = opened["yaml"].replace("    latents: $denoise.latents\n", "    latents: $noise.latents\n")
+    assert expected != opened["yaml"] and saved.json()["yaml"] == expected
+    again = call(server, "PUT", "/editor/graphs/sd_copy", {"document": document})  # exists now: no stamp given
+    assert again.status_code == 409 and "exists already" in again.json()["errors"][0]["message"]

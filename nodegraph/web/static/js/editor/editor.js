@@ -170,7 +170,7 @@ async function save(draft = false, overwrite = false) {
   }
   const sameFile = name === state.name;
   const body = { document: state.model.toDocument(), stamp: sameFile ? state.stamp : null,
-    layout: state.canvas.positions(), draft, overwrite };
+    layout: state.canvas.positions(), draft, overwrite, source: state.name };
   try {
     const saved = await api(`/editor/graphs/${encodeURIComponent(name)}`, { method: "PUT", body });
     panel.conflict.hidden = true;
@@ -203,10 +203,12 @@ async function save(draft = false, overwrite = false) {
 }
 
 async function download() {
-  const { yaml } = await api("/editor/yaml", { method: "POST", body: { document: state.model.toDocument(), name: state.name } });
+  const name = panel.name.value.trim();
+  const { yaml } = await api("/editor/yaml", { method: "POST",
+    body: { document: state.model.toDocument(), name: name || state.name, source: state.name } });
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([yaml], { type: "application/yaml" }));
-  link.download = `${panel.name.value.trim() || "graph"}.yaml`;
+  link.download = `${name || "graph"}.yaml`;
   document.body.append(link);
   link.click();
   link.remove();
