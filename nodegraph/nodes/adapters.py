@@ -7,36 +7,40 @@ dropping it costs nothing. Chain LoadLoRA nodes to stack several LoRAs.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import FilePath, TextEncoder, Tokenizer, UNet
+from nodegraph.core.types import FilePath, Role, TextEncoder, Tokenizer, Transformer, UNet
 
 STRENGTH = dict(ge=-10.0, le=10.0)  # beyond ±10 a LoRA only produces noise; refuse it at validation time
 
 
 @node("LoadLoRA", version=1)
 class LoadLoRA(Node):
-    """Apply a LoRA `.safetensors` file (kohya/A1111 or diffusers/peft format) to a UNet and/or text encoder(s)
-    (`text_encoder_2`: SDXL's second one).
+    """Apply a LoRA `.safetensors` file (kohya/A1111 or diffusers/peft format) to a UNet or a diffusion
+    transformer (SD3) and/or text encoder(s) (`text_encoder_2`: SDXL's and SD3's second one).
 
-    `strength_model` scales the UNet part, `strength_clip` the text-encoder part (diffusers' `set_adapters`
-    weight; A1111's `<lora:name:w>` sets both to w). An empty `lora` passes the handles through unchanged.
+    `strength_model` scales the UNet's or transformer's part, `strength_clip` the text-encoder part (diffusers'
+    `set_adapters` weight; A1111's `<lora:name:w>` sets both to w). An empty `lora` passes the handles through
+    unchanged.
     `fuse` adds the LoRA into copies of the touched weights (no per-step cost); `fuse: false` runs it beside them,
     peft's exact arithmetic. A LoRA with layers that match nothing in the model is an error, never a silent no-op.
     """
 
     class Inputs(Ports):
         unet: Optional[UNet] = None
+        transformer: Optional[Transformer] = None
         text_encoder: Optional[TextEncoder] = None
         text_encoder_2: Optional[TextEncoder] = None
-        lora: FilePath = Field("", description="path of a LoRA .safetensors file; empty = none")
-        strength_model: float = Field(1.0, **STRENGTH, description="UNet strength")
+        lora: Annotated[FilePath, Role("lora")] = Field("", description="path of a LoRA .safetensors file; "
+                                                                         "empty = none")
+        strength_model: Annotated[float, Role("lora_scale")] = Field(1.0, **STRENGTH, description="UNet strength")
         strength_clip: float = Field(1.0, **STRENGTH, description="text-encoder strength")
         fuse: bool = Field(True, description="fold the LoRA into copies of the weights (fast steps)")
 
     class Outputs(Ports):
         unet: Optional[UNet] = None
+        transformer: Optional[Transformer] = None
         text_encoder: Optional[TextEncoder] = None
         text_encoder_2: Optional[TextEncoder] = None
 
@@ -44,9 +48,15 @@ class LoadLoRA(Node):
         from nodegraph.models.adapters.lora import apply_lora, match_layers, read_lora
 
         if not i.lora:
-            return {"unet": i.unet, "text_encoder": i.text_encoder, "text_encoder_2": i.text_encoder_2}
+            return {"unet": i.unet, "transformer": i.transformer, "text_encoder": i.text_encoder,
+                    "text_encoder_2": i.text_encoder_2}
         lora = read_lora(i.lora)
+        if i.transformer is not None:  # kohya names the transformer's layers after the family's original code
+            from nodegraph.models.adapters.transformer_lora import for_transformer
+
+            lora = for_transformer(lora, i.transformer)
         targets = [("unet", i.unet, i.strength_model, "this UNet"),
+                   ("transformer", i.transformer, i.strength_model, "this transformer"),
                    ("text_encoder", i.text_encoder, i.strength_clip, "this text encoder"),
                    ("text_encoder_2", i.text_encoder_2, i.strength_clip, "this second text encoder")]
         missing = [part for part, model, strength, _ in targets
@@ -76,7 +86,8 @@ class LoadEmbedding(Node):
         tokenizer: Tokenizer
         text_encoder_2: Optional[TextEncoder] = None
         tokenizer_2: Optional[Tokenizer] = None
-        embedding: FilePath = Field("", description="path of an embedding .safetensors (or .pt with allow_pickle)")
+        embedding: Annotated[FilePath, Role("embedding")] = Field("", description="path of an embedding "
+                                                                                   ".safetensors (or .pt with allow_pickle)")
         token: str = Field("", description="the word that stands for it in prompts; empty = the file's own")
         allow_pickle: bool = Field(False, description="allow A1111 .pt files (loaded with weights_only=True)")
 

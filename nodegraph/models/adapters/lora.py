@@ -31,7 +31,7 @@ from nodegraph.models.weight_files import read_safetensors_header
 KOHYA_PARTS = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
                "lora_te2_": "text_encoder_2"}
 KOHYA_SUFFIXES = {".lora_down.weight": "down", ".lora_up.weight": "up", ".alpha": "alpha"}
-PEFT_PARTS = ("unet", "text_encoder", "text_encoder_2")
+PEFT_PARTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
 PEFT_SUFFIXES = {".lora_A.weight": "down", ".lora_B.weight": "up"}
 SHOWN = 3  # keys quoted in an error
 
