@@ -32,6 +32,12 @@ def make_models(root):
     write(root / "loras/detail.safetensors", {"lora_unet_down_blocks_0.lora_down.weight": (1, 2)})
     write(root / "diffusion_models/z_image_turbo.safetensors",
           {"layers.0.adaLN_modulation.0.weight": (2, 2), "cap_embedder.0.weight": (2,)})
+    write(root / "controlnet/canny.safetensors", {"control_model.input_hint_block.0.weight": (2, 3, 1, 1)})
+    write(root / "embeddings/style.safetensors", {"emb_params": (1, 2)})
+    write(root / "text_encoders/qwen_3_4b.safetensors",
+          {"model.layers.0.self_attn.q_norm.weight": (2,), "model.embed_tokens.weight": (2, 2)})
+    (root / "vae/flux-vae").mkdir(parents=True)
+    (root / "vae/flux-vae/config.json").write_text(json.dumps({"_class_name": "AutoencoderKL", "latent_channels": 16}))
     pipeline = root / "diffusers/my-sdxl"
     (pipeline / "unet").mkdir(parents=True)
     (pipeline / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline",
@@ -41,7 +47,9 @@ def make_models(root):
     return {"checkpoints/sd15_tiny.safetensors": "sd1", SDXL_FILE: "sdxl_base",
             "checkpoints/sd15_inpaint.safetensors": "sd1_inpaint", "vae/sd_vae.safetensors": "vae",
             "vae/ae.safetensors": "vae16", "loras/detail.safetensors": "lora",
-            "diffusion_models/z_image_turbo.safetensors": "z_image_transformer", "diffusers/my-sdxl": "sdxl_base"}
+            "diffusion_models/z_image_turbo.safetensors": "z_image_transformer", "diffusers/my-sdxl": "sdxl_base",
+            "controlnet/canny.safetensors": "controlnet", "embeddings/style.safetensors": "embedding",
+            "text_encoders/qwen_3_4b.safetensors": "qwen3_text_encoder", "vae/flux-vae": "vae16"}
 
 
 def make_hub_cache(cache):

@@ -60,7 +60,7 @@ def test_a_link_leading_out_of_the_models_folders_is_not_offered(models_server):
 def test_the_family_filter_keeps_only_those_families(models_server):
     listed = get(models_server, "/models", family=["sdxl_base", "vae16"]).json()["models"]
     assert sorted(m["label"] for m in listed) == ["checkpoints/sdxl/tiny_xl.safetensors", "diffusers/my-sdxl",
-                                                 "vae/ae.safetensors"]
+                                                 "vae/ae.safetensors", "vae/flux-vae"]
     bad = get(models_server, "/models", family="sdxl")
     assert bad.status_code == 400
     assert bad.json()["errors"][0]["path"] == "family"
