@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from nodegraph.exec.prefetch import _loads
+from nodegraph.exec.steps import SubgraphStep
 from nodegraph.memory.budget import STREAMABLE, BudgetError, compute_size
 from nodegraph.memory.estimate import BASELINE, ComponentSize, RunEstimate, component_bytes, peak
 from nodegraph.memory.sizes import format_flag, format_size
@@ -25,30 +26,66 @@ def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: t
     bound.update(values)
     known = {slot: bound[name] for name, slot in plan.input_slots.items() if name in bound}
     estimate = RunEstimate()
-    freed_at = {slot: i for i, step in enumerate(plan.steps) for slot in step.free}
-    last = len(plan.steps) - 1
-    for index, step in enumerate(plan.steps):
-        for model, component, options in _loads([step], known):  # (SDXLCheckpoint passes its model on in `known`)
-            sizes = component_bytes(model, component, float_bytes, **options)
-            if sizes is None:
-                estimate.unknown.append(f"{step.node_id}.{component} ({model})")
-                continue
-            end = max((freed_at.get(slot, last) for _, slot in step.outputs), default=index)
-            estimate.components.append(ComponentSize(step.node_id, component, sizes[0], (index, end), sizes[1]))
-    estimate.peak, estimate.peak_step = peak(plan.steps, estimate.components, lambda c: c.bytes)
+    last = sum(_span(step) for step in plan.steps) - 1
+    for step, (model, component, options), held in _held_loads(plan.steps, known, 0, last, estimate.ticks, ""):
+        sizes = component_bytes(model, component, float_bytes, **options)
+        if sizes is None:
+            estimate.unknown.append(f"{step.node_id}.{component} ({model})")
+            continue
+        estimate.components.append(ComponentSize(step.node_id, component, sizes[0], held, sizes[1]))
+    estimate.peak, estimate.peak_step = peak(estimate.ticks, estimate.components, lambda c: c.bytes)
     return estimate
+
+
+def _span(step) -> int:
+    """Points of the timeline a step takes: one, or those of an included graph's steps."""
+    return sum(_span(inner) for inner in step.plan.steps) if isinstance(step, SubgraphStep) else 1
+
+
+def _held_loads(steps: list, known: dict, base: int, outer_end: int, ticks: list[str], prefix: str):
+    """(step, (model, component, options), (first, last point held)) of every load `steps` declare, on one
+    timeline: a model is held from its loader's point to the end of the step after which the executor frees it,
+    or, never freed in `steps`, to `outer_end` (an included graph's model that flows out, or the run's end).
+    Included graphs are walked into, so a model they load and free inside is not held across the whole include.
+    Appends each point's node id to `ticks`."""
+    starts = [base + sum(_span(s) for s in steps[:i]) for i in range(len(steps))]
+    ends = [start + _span(step) - 1 for start, step in zip(starts, steps)]
+    freed = {slot: ends[i] for i, step in enumerate(steps) for slot in step.free}
+    for i, step in enumerate(steps):
+        if isinstance(step, SubgraphStep):
+            inner = dict(step.literals)
+            inner.update({slot: known[outer] for slot, outer in step.refs if outer in known})
+            end = max((freed.get(outer, outer_end) for _, outer in step.outputs), default=ends[i])
+            yield from _held_loads(step.plan.steps, inner, starts[i], end, ticks, f"{prefix}{step.node_id}/")
+            continue
+        ticks.append(prefix + step.node_id)
+        loads = list(_loads([step], known))
+        if loads:
+            kept = _kept(steps, i)
+            end = max((freed.get(slot, outer_end) for slot in kept), default=starts[i])
+            yield from ((step, load, (starts[i], end)) for load in loads)
+
+
+def _kept(steps: list, index: int) -> set[int]:
+    """The slots that keep step `index`'s outputs alive: its own, and the outputs of later nodes that hold what
+    they read (`keeps_models`, e.g. ApplyControlNet's Control value holds the ControlNet), transitively."""
+    slots = {slot for _, slot in steps[index].outputs}
+    for later in steps[index + 1:]:
+        cls = getattr(getattr(later, "node_type", None), "cls", None)
+        if getattr(cls, "keeps_models", False) and slots & set(later.reads):
+            slots |= {slot for _, slot in later.outputs}
+    return slots
 
 
 def minimum_budget(graph, values: dict[str, Any], dtype: Any = None, cpu: bool = True,
                    outputs: tuple[str, ...] | None = None) -> tuple[int, Any]:
     """(the smallest budget the planner can run `graph` in, the `RunEstimate`), from file headers only."""
     estimate = estimate_run(graph, values, compute_size(dtype), outputs)
-    plan = graph.plan(outputs)
 
     def least(c) -> int:
         return c.largest_layer if cpu and c.component in STREAMABLE else c.bytes
 
-    return peak(plan.steps, estimate.components, least)[0], estimate
+    return peak(estimate.ticks, estimate.components, least)[0], estimate
 
 
 def check_budget(graph, values: dict[str, Any], mode, device: Any, outputs: tuple[str, ...] | None = None) -> None:

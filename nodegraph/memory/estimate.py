@@ -31,7 +31,8 @@ class ComponentSize:
     node_id: str
     component: str
     bytes: int
-    held: tuple[int, int]  # (first, last) top-level step index the model is held over
+    held: tuple[int, int]  # (first, last) point of the run's timeline the model is held over (RunEstimate.ticks:
+    # one a step, the steps of an included graph each their own)
     largest_layer: int = 0  # what streaming it (models/streaming.py) cannot go below
 
 
@@ -41,6 +42,7 @@ class RunEstimate:
     peak: int = BASELINE
     peak_step: str | None = None
     unknown: list[str] = field(default_factory=list)  # loaders whose model could not be sized before the run
+    ticks: list[str] = field(default_factory=list)  # the node id of each point of the run's timeline (`held`)
 
     def lines(self) -> list[str]:
         from nodegraph.memory.sizes import format_size
@@ -82,16 +84,18 @@ def component_bytes(model: str, component: str, compute_size: int, **options: An
         return None
     single = len(files) == 1 and Path(model).expanduser().is_file()
     prefixes = _SINGLE_FILE_PREFIXES.get(component, ()) if single else ()
-    layers = [size for f in files for size in layer_bytes(f, compute_size, prefixes).values()]
+    # a file of that component alone (a Z-Image text encoder file, ComfyUI's diffusion_models/) has no prefix
+    layers = [size for f in files for size in (layer_bytes(f, compute_size, prefixes)
+                                               or layer_bytes(f, compute_size)).values()]
     return sum(layers), max(layers, default=0)
 
 
-def peak(steps: list, components: list[ComponentSize], cost) -> tuple[int, str | None]:
-    """BASELINE + the largest sum of `cost(component)` over the components held at one of the plan's `steps`, and
-    that step's node id."""
+def peak(ticks: list[str], components: list[ComponentSize], cost) -> tuple[int, str | None]:
+    """BASELINE + the largest sum of `cost(component)` over the components held at one point of the timeline
+    (`ticks`: each point's node id), and that point's node id."""
     best, where = BASELINE, None
-    for index, step in enumerate(steps):
+    for index, node_id in enumerate(ticks):
         held = sum(cost(c) for c in components if c.held[0] <= index <= c.held[1])
         if BASELINE + held > best:
-            best, where = BASELINE + held, step.node_id
+            best, where = BASELINE + held, node_id
     return best, where

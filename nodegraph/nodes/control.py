@@ -26,6 +26,12 @@ class LoadControlNet(Node):
     class Outputs(Ports):
         controlnet: ControlNet
 
+    @classmethod
+    def model_reads(cls, known):  # the plan's memory estimate and the read-ahead see the ControlNet's files
+        from nodegraph.nodes.loaders import checkpoint_reads
+
+        return checkpoint_reads(known, "controlnet")
+
     def run(self, i, ctx):
         from nodegraph.models.controlnet import load_controlnet
         from nodegraph.nodes.loaders import get_or_load_model
@@ -74,6 +80,8 @@ class ApplyControlNet(Node):
     `unet` is checked against the ControlNet (text width, SDXL or not, block widths) before any step runs.
     Also outputs the control image's size, the default size of the generated image.
     """
+
+    keeps_models = True  # its Control value holds the ControlNet: the memory estimate keeps it held as long
 
     class Inputs(Ports):
         controlnet: ControlNet

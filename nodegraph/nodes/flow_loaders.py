@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import ModelSource, TextEncoder, Tokenizer, Transformer
-from nodegraph.nodes.loaders import CheckpointInputs, fp8_weights, load_cached
+from nodegraph.nodes.loaders import CheckpointInputs, checkpoint_reads, fp8_weights, load_cached
 
 OVERRIDE_HELP = "a single file or folder to load instead of the model's own (empty = the model's)"
 
@@ -61,6 +61,10 @@ class LoadTransformer(Node):
     class Outputs(Ports):
         transformer: Transformer
 
+    @classmethod
+    def model_reads(cls, known):  # the plan's memory estimate and the read-ahead see the transformer's files
+        return checkpoint_reads(known, "transformer", source=known.get("override"))
+
     def run(self, i, ctx):
         if i.override:
             return {"transformer": load_override(i, "transformer", ctx)}
@@ -80,6 +84,10 @@ class LoadTextEncoder(Node):
     class Outputs(Ports):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
+
+    @classmethod
+    def model_reads(cls, known):
+        return checkpoint_reads(known, "text_encoder", source=known.get("override"))
 
     def run(self, i, ctx):
         encoder = load_override(i, "text_encoder", ctx) if i.override else load_cached(i, "text_encoder", ctx)
