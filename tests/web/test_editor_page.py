@@ -96,6 +96,22 @@ def test_a_literal_and_a_connection_changed_and_saved_give_a_two_line_diff(edito
                        "+    latents: $noise.latents"]
 
 
+def test_moved_nodes_keep_their_place_after_saving_in_the_sidecar_not_the_yaml(editor, graphs, server):
+    seed = box(editor, "seed")
+    where = "e => [Math.round(parseFloat(e.style.left)), Math.round(parseFloat(e.style.top))]"
+    before = seed.evaluate(where)
+    drag(editor, seed.locator(".head .kind"), box(editor, "no_features").locator(".head .kind"))
+    moved = seed.evaluate(where)
+    assert moved != before
+    editor.click("#ed-save")
+    expect(editor.locator("#ed-message")).to_have_text("Saved stable_diffusion.yaml.")
+    assert (graphs / "stable_diffusion.yaml").read_text() == ORIGINAL  # positions are not in the YAML
+    editor.click("#ed-open")
+    expect(editor.locator("#ed-message")).to_have_text("Opened stable_diffusion.")
+    assert box(editor, "seed").evaluate(where) == moved
+    assert (server.data / "layouts" / "stable_diffusion.json").is_file()
+
+
 def test_an_incompatible_connection_is_refused_at_the_drop_with_the_reason(editor):
     drag(editor, port(editor, "clip", "output", 2), port(editor, "decode", "input", 2))  # tokenizer -> latents
     message = editor.locator("#ed-message")

@@ -214,11 +214,7 @@ export class Canvas {
       const box = this.boxes.get(Number(id));
       if (box) this.remove(box.key);
     });
-    editor.on("nodeMoved", (id) => {
-      const box = this.boxes.get(Number(id));
-      const data = editor.drawflow.drawflow[editor.module].data[id];
-      if (box && data) this.layout[this.layoutKey(box.key)] = [Math.round(data.pos_x), Math.round(data.pos_y)];
-    });
+    editor.on("nodeMoved", () => this.positions());
     this.container.addEventListener("click", (event) => {
       const open = event.target.closest("[data-open]");
       const remove = event.target.closest("[data-delete]");
@@ -229,10 +225,11 @@ export class Canvas {
 
   /** Positions of every box drawn so far (the layout sidecar). */
   positions() {
-    const { editor } = this;
     for (const [id, box] of this.boxes) {
-      const data = editor.drawflow.drawflow[editor.module].data[id];
-      if (data) this.layout[this.layoutKey(box.key)] = [Math.round(data.pos_x), Math.round(data.pos_y)];
+      const element = this.container.querySelector(`#node-${id}`);
+      if (!element) continue;
+      const at = [element.style.left, element.style.top].map((v) => Math.round(parseFloat(v) || 0));
+      this.layout[this.layoutKey(box.key)] = at;
     }
     return this.layout;
   }
