@@ -173,7 +173,8 @@ class EditorFiles:
         original = path.read_text(encoding="utf-8") if path is not None else None
         text = render(document, original)
         try:
-            graph = loads_graph(text, file=f"{name or 'graph'}.yaml", base_dir=self.folder_for(name),
+            label = f"{name}.yaml" if NEW_NAME.match(name or "") else "graph.yaml"
+            graph = loads_graph(text, file=label, base_dir=self.folder_for(name),
                                 hub_references=self.documents.hub_references)
         except ValidationFailed as exc:
             return text, list(exc.issues)
