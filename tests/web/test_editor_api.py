@@ -110,3 +110,14 @@ def test_a_graph_saved_under_a_new_name_keeps_its_sources_comments(server):
     assert expected != opened["yaml"] and saved.json()["yaml"] == expected
     again = call(server, "PUT", "/editor/graphs/sd_copy", {"document": document})  # exists now: no stamp given
     assert again.status_code == 409 and "exists already" in again.json()["errors"][0]["message"]
+
+
+def test_hostile_documents_are_refused_or_reported_and_nothing_outside_is_read(server):
+    deep = '{"a":' * 3000 + "1" + "}" * 3000
+    response = httpx.post(server.url + "/editor/validate", headers={**server.headers, "Content-Type": "application/json"},
+                          content='{"document": {"nodegraph": 1, "nodes": %s}}' % deep, timeout=30)
+    assert response.status_code == 400 and response.json()["errors"][0]["code"] == "bad_request"
+    document = {"nodegraph": 1, "nodes": {"a": {"type": "../../etc/passwd.yaml"}}, "outputs": {"x": "$a.y"}}
+    checked = call(server, "POST", "/editor/validate", {"document": document, "name": "../x"}).json()
+    assert "include_outside" in [e["code"] for e in checked["errors"]] and checked["includes"] == {}
+    assert all(e["file"] == "graph.yaml" for e in checked["errors"])
