@@ -163,6 +163,11 @@ def test_the_keyboard_adds_deletes_undoes_and_redoes(editor):
     expect(box(editor, "@outputs").locator('.row.in[data-port="image"] .from')).to_have_text("$decode.image")
     editor.keyboard.press("Control+y")
     expect(box(editor, "decode")).to_have_count(0)
+    unlink = box(editor, "noise").get_by_role("button", name="Disconnect noise: unet")
+    unlink.focus()
+    editor.keyboard.press("Enter")  # a connection removed from the keyboard
+    expect(box(editor, "noise").locator('.row.in[data-port="unet"] .from')).to_have_count(0)
+    expect(editor.locator("#ed-errors")).to_contain_text("nodes.noise")
     zoom = editor.evaluate("() => document.querySelector('#ed-canvas .drawflow').style.transform")
     editor.locator("#ed-canvas").focus()
     editor.keyboard.press("+")

@@ -104,7 +104,8 @@ function inputRow(box, port, index) {
   } else if (!connected && (box.kind === "repeat" || box.kind === "outputs" || box.kind === "next")) {
     field = `<input class="lit ref" type="text" ${attrs} placeholder="$node.port">`;
   }
-  const from = connected ? `<span class="from">${esc(shown(port.value))}</span>` : "";
+  const from = connected ? `<span class="from">${esc(shown(port.value))}</span><button type="button" class="unlink" `
+    + `data-unlink="${esc(port.name)}" data-box="${esc(box.key)}" aria-label="${esc(`Disconnect ${box.title}: ${port.name}`)}">×</button>` : "";
   return `<div class="row in" data-row="in-${index}" data-port="${esc(port.name)}" title="${esc(port.description || "")}">`
     + `<span class="pname">${esc(port.name)}</span><span class="ptype">${esc(port.type)}</span>${from}${field}`
     + `<span class="perr" role="note"></span></div>`;

@@ -220,6 +220,8 @@ export class Canvas {
       const remove = event.target.closest("[data-delete]");
       if (open) this.open(this.boxes.get(this.ids.get(open.dataset.open)));
       if (remove) this.remove(remove.dataset.delete);
+      const unlink = event.target.closest("[data-unlink]");
+      if (unlink) this.disconnect(unlink.dataset.box, unlink.dataset.unlink);
     });
   }
 
