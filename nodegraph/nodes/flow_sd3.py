@@ -38,11 +38,11 @@ class SD3Checkpoint(Node):
         return {"model": i.model}
 
 
-@node("LoadSD3TextEncoders", version=1)
-class LoadSD3TextEncoders(Node):
-    """Load SD3's three text encoders and their tokenizers: CLIP-L and OpenCLIP bigG, both with their projection
-    (`text_encoder`, `text_encoder_2`), and T5-XXL (`text_encoder_3`). A pipeline whose model_index.json sets
-    `text_encoder_3` to null gives no T5 (its part of the conditioning is then zeros, as diffusers does)."""
+@node("LoadSD3CLIP", version=1)
+class LoadSD3CLIP(Node):
+    """Load SD3's two CLIP text encoders and their tokenizers: CLIP-L and OpenCLIP bigG, both with their
+    projection (`text_encoder`, `text_encoder_2`). T5 loads apart (LoadSD3T5), so a graph can encode with the
+    CLIPs and free them before the much larger T5 is read."""
 
     class Inputs(CheckpointInputs):
         pass
@@ -52,28 +52,44 @@ class LoadSD3TextEncoders(Node):
         tokenizer: Tokenizer
         text_encoder_2: TextEncoder
         tokenizer_2: Tokenizer
+
+    @classmethod
+    def model_reads(cls, known):
+        return checkpoint_reads(known, "text_encoder", "text_encoder_2")
+
+    def run(self, i, ctx):
+        return {name: load_cached(i, name, ctx, placed=name.startswith("text_encoder"))
+                for name in ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")}
+
+
+@node("LoadSD3T5", version=1)
+class LoadSD3T5(Node):
+    """Load SD3's T5-XXL text encoder (`text_encoder_3`) and its tokenizer. A pipeline whose model_index.json sets
+    `text_encoder_3` to null gives none (`has_t5` false): its part of the conditioning is then zeros, as in
+    diffusers."""
+
+    class Inputs(CheckpointInputs):
+        pass
+
+    class Outputs(Ports):
         text_encoder_3: Optional[TextEncoder] = None
         tokenizer_3: Optional[Tokenizer] = None
         has_t5: bool
 
     @classmethod
     def model_reads(cls, known):
-        return checkpoint_reads(known, "text_encoder", "text_encoder_2", "text_encoder_3")
+        return checkpoint_reads(known, "text_encoder_3")
 
     def run(self, i, ctx):
         from nodegraph.models.loading import read_config
         from nodegraph.models.single_file import is_single_file
 
         pipeline = i.config if i.config and is_single_file(i.model) else i.model  # a file has no model_index
-        out = {}
-        for n in ("", "_2", "_3"):
-            if n == "_3" and (read_config(pipeline, "model_index", i.revision).get("text_encoder_3") or [0, 0])[1] \
-                    is None:
-                out.update(text_encoder_3=None, tokenizer_3=None)
-                continue
-            out[f"text_encoder{n}"] = load_cached(i, f"text_encoder{n}", ctx)
-            out[f"tokenizer{n}"] = load_cached(i, f"tokenizer{n}", ctx, placed=False)
-        return {**out, "has_t5": out["text_encoder_3"] is not None}
+        entry = read_config(pipeline, "model_index", i.revision).get("text_encoder_3") or [None, "T5EncoderModel"]
+        if entry[1] is None:
+            return {"text_encoder_3": None, "tokenizer_3": None, "has_t5": False}
+        return {"text_encoder_3": load_cached(i, "text_encoder_3", ctx),
+                "tokenizer_3": load_cached(i, "tokenizer_3", ctx, placed=False), "has_t5": True}
 
 
 @node("SD3Guidance", version=1)

@@ -69,3 +69,18 @@ def test_each_setting_moves_the_image(tiny_sd3, full_image, change):
     got, _ = full_image
     moved = ours(tiny_sd3, **{**FULL, **change})
     assert (moved - got).abs().max() > 5, change
+
+
+def test_a_pipeline_without_t5_matches_the_pipeline(tmp_path_factory):
+    """text_encoder_3 null in model_index.json: T5's part of the conditioning is zeros (diffusers' rule)."""
+    from diffusers import StableDiffusion3Pipeline
+
+    from tests.sd3.tiny_sd3 import save_tiny_sd3
+
+    folder = save_tiny_sd3(tmp_path_factory.mktemp("sd3_no_t5") / "tiny-sd3-no-t5", t5=False)
+    pipe = StableDiffusion3Pipeline.from_pretrained(folder, text_encoder_3=None, tokenizer_3=None)
+    pipe.set_progress_bar_config(disable=True)
+    settings = dict(prompt="a red fox in fresh snow", negative_prompt="blurry", steps=2, width=32, height=32,
+                    guidance_scale=4.0, max_sequence_length=20)
+    got, expected = ours(folder, **settings), theirs(pipe, **settings)
+    assert (got - expected).abs().max() <= 1

@@ -11,7 +11,7 @@ from tests.graphs.step_alone import run_step_graph_alone
 ENCODE = """
   {id}_l: {{type: CLIPPooledEncode, text_encoder: $text.text_encoder, tokenizer: $text.tokenizer, prompt: "{p}"}}
   {id}_g: {{type: CLIPPooledEncode, text_encoder: $text.text_encoder_2, tokenizer: $text.tokenizer_2, prompt: "{p}"}}
-  {id}_t5: {{type: T5TextEncode, text_encoder: $text.text_encoder_3, tokenizer: $text.tokenizer_3, prompt: "{p}",
+  {id}_t5: {{type: T5TextEncode, text_encoder: $t5_text.text_encoder_3, tokenizer: $t5_text.tokenizer_3, prompt: "{p}",
             max_sequence_length: 16}}
   {id}: {{type: SD3Conditioning, clip_l: ${id}_l.embeddings, clip_g: ${id}_g.embeddings, pooled_l: ${id}_l.pooled,
          pooled_g: ${id}_g.pooled, t5: ${id}_t5.embeddings, transformer: $transformer.transformer,
@@ -21,7 +21,8 @@ nodegraph: 1
 inputs:
   model: {type: str}
 nodes:
-  text: {type: LoadSD3TextEncoders, model: $inputs.model}
+  text: {type: LoadSD3CLIP, model: $inputs.model}
+  t5_text: {type: LoadSD3T5, model: $inputs.model}
   transformer: {type: LoadTransformer, model: $inputs.model}""" + ENCODE.format(id="cond", p="a red fox") + \
     ENCODE.format(id="uncond", p="blurry") + """
   vae: {type: LoadVAE, model: $inputs.model}
