@@ -84,3 +84,16 @@ def test_a_pipeline_without_t5_matches_the_pipeline(tmp_path_factory):
                     guidance_scale=4.0, max_sequence_length=20)
     got, expected = ours(folder, **settings), theirs(pipe, **settings)
     assert (got - expected).abs().max() <= 1
+
+
+def test_sd3_graph_matches_the_pipeline_in_bf16(tiny_sd3):
+    """bf16 end to end: noise drawn in bf16, the scheduler's float32 step cast back, CFG and skip-layer guidance
+    in bf16 (measured 0/255)."""
+    from diffusers import StableDiffusion3Pipeline
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(tiny_sd3, torch_dtype=torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    settings = {**FULL, "steps": 3}
+    got = png_pixels(run_graph(GRAPH, inputs={"model": str(tiny_sd3), **settings}, device="cpu",
+                               dtype="bf16")["image"]).int()
+    assert (got - theirs(pipe, **settings)).abs().max() <= 1
