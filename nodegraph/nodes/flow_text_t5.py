@@ -92,9 +92,9 @@ class CLIPPooledEncode(Node):
             raise ValueError(f"CLIPPooledEncode needs a CLIP text encoder; got a {type(encoder).__name__} (a T5 "
                              f"encoder goes to T5TextEncode)")
         layers = encoder.config.num_hidden_layers
-        if i.clip_skip > layers - 2:
+        if i.clip_skip > layers - 1:  # hidden_states holds the embeddings and each layer's output
             raise ValueError(f"`clip_skip` is {i.clip_skip}, but this text encoder has {layers} layers; use 0 (off) "
-                             f"to {layers - 2}")
+                             f"to {layers - 1}")
         prompt, tokenizer = i.prompt or i.fallback, i.tokenizer
         length = tokenizer.model_max_length
         ids = tokenizer([prompt], padding="max_length", max_length=length, truncation=True).input_ids
