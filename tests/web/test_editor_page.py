@@ -28,8 +28,9 @@ def server(tmp_path_factory):
 @pytest.fixture
 def graphs(server):
     folder = server.data.parent / "graphs"
-    for name in COPIED:  # every test starts from the shipped text
+    for name in COPIED:  # every test starts from the shipped text, laid out by the editor
         shutil.copy(ROOT / "graphs" / name, folder / name)
+    shutil.rmtree(server.data / "layouts", ignore_errors=True)
     return folder
 
 

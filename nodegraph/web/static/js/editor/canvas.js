@@ -49,9 +49,15 @@ export class Canvas {
         if (source && out >= 0) editor.addConnection(source, id, `output_${out + 1}`, `input_${index + 1}`);
       });
     }
-    this.restack(boxes);
-    this.alignPorts();
+    this.drawn = boxes;
+    this.settle();
     this.drawing = false;
+  }
+
+  /** After a box's height changed (an error shown in it): stack the columns again, put the dots back. */
+  settle() {
+    this.restack(this.drawn || []);
+    this.alignPorts();
   }
 
   /** Boxes placed by the automatic layout, stacked again by their drawn heights (so none overlaps). */
@@ -122,7 +128,7 @@ export class Canvas {
     if (!row) return;
     row.classList.add("refused");
     row.querySelector(".perr").textContent = `refused: ${reason}`;
-    this.alignPorts();
+    this.settle();
   }
 
   /** Show box `key` at full size near the canvas's top left corner. */

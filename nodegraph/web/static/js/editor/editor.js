@@ -46,6 +46,7 @@ function prepare() {
 function redraw() {
   state.canvas.render();
   showProblems(panel, panel.canvas, state.canvas.scope, state.errors);
+  state.canvas.settle();
   panel.undo.disabled = !state.model.undoStack.length;
   panel.redo.disabled = !state.model.redoStack.length;
   showPath();
@@ -82,6 +83,7 @@ async function validate() {
     Object.assign(state.model.includes, result.includes);
     if (fresh) redraw();
     showProblems(panel, panel.canvas, state.canvas.scope, state.errors);
+    state.canvas.settle();
     panel.section.dataset.checked = String(check);
   } catch (error) {
     say(panel, `Could not validate: ${error.message}`, true);
@@ -194,6 +196,7 @@ async function save(draft = false, overwrite = false) {
     } else if (error.status === 422) {
       state.errors = error.errors;
       showProblems(panel, panel.canvas, state.canvas.scope, state.errors);
+      state.canvas.settle();
       panel.draft.hidden = false;
       say(panel, `Not saved: the graph has ${error.errors.length} problems (listed below). Fix them, or save it as a draft.`, true);
     } else {
