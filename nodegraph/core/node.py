@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from nodegraph.core.types import PortType, UnsupportedType, location_of, port_type_of
+from nodegraph.core.types import PortType, UnsupportedType, location_of, port_type_of, role_of
 
 if TYPE_CHECKING:
     from nodegraph.core.context import RunContext
@@ -59,6 +59,12 @@ class Node:
         (exec/prefetch.py) asks every node; loader nodes answer from their `ModelSource` inputs."""
         return []
 
+    @classmethod
+    def port_roles(cls, known: dict[str, Any]) -> dict[str, str]:
+        """Roles (core/types.py Role) of input ports that depend on other inputs' values `known` before the run;
+        they replace the declared ones (SDXLCheckpoint's `model` is the refiner when its `role` is "refiner")."""
+        return {}
+
 
 class NodeDefinitionError(TypeError):
     """A node class is malformed (raised at import time, where the class is defined)."""
@@ -84,6 +90,7 @@ class InputPort:
     description: str = ""
     constraints: tuple = ()
     location: Optional[str] = None  # "model" / "file": a `ModelSource` / `FilePath` port (core/types.py)
+    role: Optional[str] = None  # what the value means in a run's record (core/types.py Role: "seed", "prompt", ...)
 
     @cached_property
     def _adapter(self) -> TypeAdapter:
@@ -194,7 +201,8 @@ def define_node_type(cls: type, name: str, version: int, migrations=()) -> NodeT
                 name=port, type=ptype, nullable=nullable, required=required,
                 default=None if required else info.get_default(call_default_factory=True),
                 annotation=_annotation_with_metadata(info), description=info.description or "",
-                constraints=_constraint_texts(info.metadata), location=location_of(info.annotation, tuple(info.metadata)))
+                constraints=_constraint_texts(info.metadata), location=location_of(info.annotation, tuple(info.metadata)),
+                role=role_of(info.annotation, tuple(info.metadata)))
         for port, info in _read_ports(owner, cls.Outputs, "Outputs").items():
             outputs[port] = port_type_of(info.annotation)[0]
             if location_of(info.annotation, tuple(info.metadata)):

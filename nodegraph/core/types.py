@@ -111,6 +111,34 @@ def location_of(annotation: Any, metadata: tuple = ()) -> Optional[str]:
     return None
 
 
+@dataclass(frozen=True)
+class Role:
+    """Marks what a port's value means to whoever reads a run's record: the A1111 `parameters` text of a PNG
+    (exec/png_metadata.py) finds its fields by these, never by input names. `name` is one of ROLES; "negative"
+    marks conditioning (embeddings) fed by the negative prompt, so a prompt encoded into it is the negative one.
+    Declared like a location: `seed: Annotated[int, Role("seed")] = 0`; ports may carry both markers."""
+
+    name: str
+
+
+ROLES = ("prompt", "negative_prompt", "negative", "steps", "scheduler", "guidance_scale", "seed", "model", "config",
+         "strength", "refiner", "high_noise_frac", "lora", "lora_scale", "clip_skip", "embedding")
+
+
+def role_of(annotation: Any, metadata: tuple = ()) -> Optional[str]:
+    """The Role an annotation (or pydantic's field metadata) declares, also inside Optional[...] and aliases such
+    as ModelSource; None without one."""
+    for item in metadata:
+        if isinstance(item, Role):
+            return item.name
+    if typing.get_origin(annotation) is typing.Annotated:
+        return role_of(typing.get_args(annotation)[0], typing.get_args(annotation)[1:])
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        found = {role_of(a) for a in typing.get_args(annotation)} - {None}
+        return found.pop() if len(found) == 1 else None
+    return None
+
+
 PRIMITIVES = {"int": int, "float": float, "str": str, "bool": bool}
 MARKERS: dict[str, type[PortKind]] = {
     cls.__name__: cls

@@ -1,7 +1,8 @@
 """PNG metadata for image outputs: an A1111-style `parameters` text and a `nodegraph` chunk to re-run from.
 
 `parameters` is the line tools such as A1111 and civitai read (prompt, negative prompt, steps, sampler, CFG
-scale, seed, size, model), filled from the graph inputs of those names. `nodegraph` is JSON holding the graph
+scale, seed, size, model), filled from the graph inputs that feed ports declaring those roles (core/types.py
+`Role`, found by spec/port_roles.py), whatever the inputs are called. `nodegraph` is JSON holding the graph
 bundle (the graph file and its includes) and every input value the run used, so `nodegraph run image.png`
 makes the same image again; for a graph read from the Hub it also holds `source`, the hf:// address pinned
 to the commit that ran, which the re-run loads.
@@ -52,6 +53,7 @@ def _model_hash(inputs: dict[str, Any], which: int) -> str | None:
 
 def parameters_text(inputs: dict[str, Any], size: tuple[int, int] | None, fast: bool = False,
                     weights: str | None = None) -> str:
+    """A1111's text from the run's values keyed by role (`by_role`)."""
     from nodegraph.prompts.parameters import fields as conditioning_fields, prompt_suffix
 
     lines = [str(inputs.get("prompt", "")) + prompt_suffix(inputs)]
@@ -119,13 +121,25 @@ def recipe(info: OutputInfo) -> dict[str, Any]:
     record = {"graph": graph_bundle(info.graph) if bundle is None else bundle, "inputs": info.inputs,
               "output": info.output, "dtype": info.dtype, **({"fast": True} if info.fast else {}),
               **({"weights": info.weights} if info.weights else {})}
-    if _model_hash(info.inputs, 1):
-        record["model_sha256"] = _model_hash(info.inputs, 1)
+    sha256 = _model_hash(by_role(info), 1)
+    if sha256:
+        record["model_sha256"] = sha256
     return {**record, **extra}
 
 
+def by_role(info: OutputInfo) -> dict[str, Any]:
+    """The run's input values keyed by their roles ("prompt", "seed", "model", ...: core/types.py ROLES), read from
+    the ports the graph's inputs feed; nothing without a graph."""
+    from nodegraph.spec.port_roles import input_roles
+
+    checked = getattr(info.graph, "checked", None)
+    if checked is None:
+        return {}
+    return {role: info.inputs[name] for role, name in input_roles(checked).items() if name in info.inputs}
+
+
 def metadata_hook(info: OutputInfo, index: int) -> dict[str, str]:
-    text = {PARAMETERS_KEY: parameters_text(info.inputs, info.size, info.fast, info.weights)}
+    text = {PARAMETERS_KEY: parameters_text(by_role(info), info.size, info.fast, info.weights)}
     if info.graph is None:  # a writer called without a graph (library use): there is no recipe to record
         return text
     return {**text, RECIPE_KEY: json.dumps(recipe(info), default=repr)}

@@ -4,10 +4,10 @@ Models", §4.2: the guidance weight w is an input of the distilled model, not a 
 from __future__ import annotations
 
 import warnings
-from typing import Optional
+from typing import Annotated, Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import Latent, Tensor, UNet
+from nodegraph.core.types import Latent, Role, Tensor, UNet
 
 
 class FewStepsWarning(UserWarning):
@@ -28,8 +28,8 @@ class LCMGuidance(Node):
     class Inputs(Ports):
         unet: UNet
         latents: Latent
-        guidance_scale: float = Field(1.0, ge=0.0, le=100.0)
-        negative_prompt: str = Field("", description="only checked: a distilled-guidance UNet ignores it")
+        guidance_scale: Annotated[float, Role("guidance_scale")] = Field(1.0, ge=0.0, le=100.0)
+        negative_prompt: Annotated[str, Role("negative_prompt")] = Field("", description="only checked: a distilled-guidance UNet ignores it")
 
     class Outputs(Ports):
         cfg_scale: float

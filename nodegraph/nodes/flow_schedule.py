@@ -3,8 +3,10 @@ resolution-dependent shift `mu`. Both feed SchedulerSetTimesteps (`sigmas`, `mu`
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import Latent, Scheduler
+from nodegraph.core.types import Latent, Role, Scheduler
 
 
 @node("FlowSigmas", version=1)
@@ -13,7 +15,7 @@ class FlowSigmas(Node):
     float32 (torch.linspace(1, 1/n, n)); the scheduler then shifts them."""
 
     class Inputs(Ports):
-        steps: int = Field(8, ge=1, le=1000, description="number of denoising steps")
+        steps: Annotated[int, Role("steps")] = Field(8, ge=1, le=1000, description="number of denoising steps")
 
     class Outputs(Ports):
         sigmas: list[float]

@@ -4,10 +4,10 @@ transformer call per step (timestep 1 − σ, output negated into the flow veloc
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import VAE, Embeddings, Generator, Latent, Tensor, Transformer
+from nodegraph.core.types import VAE, Embeddings, Generator, Latent, Role, Tensor, Transformer
 
 TRUNCATION_HELP = "CFG is switched off on steps whose 1 − t/1000 exceeds this (1 = never)"
 
@@ -70,8 +70,10 @@ class ZImageTransformerStep(Node):
         latents: Latent
         t: Tensor
         embeddings: Embeddings
-        negative: Optional[Embeddings] = Field(None, description="the negative prompt's embeddings (CFG)")
-        guidance_scale: float = Field(0.0, ge=0.0, le=100.0, description="Z-Image CFG scale; 0 = off")
+        negative: Optional[Annotated[Embeddings, Role("negative")]] = Field(None, description="the negative "
+                                                                                  "prompt's embeddings (CFG)")
+        guidance_scale: Annotated[float, Role("guidance_scale")] = Field(0.0, ge=0.0, le=100.0,
+                                                                         description="Z-Image CFG scale; 0 = off")
         cfg_truncation: float = Field(1.0, ge=0.0, le=1.0, description=TRUNCATION_HELP)
 
     class Outputs(Ports):

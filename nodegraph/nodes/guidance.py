@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import Tensor
+from nodegraph.core.types import Role, Tensor
 
 
 @node("CFGCombine", version=1)
@@ -20,7 +22,7 @@ class CFGCombine(Node):
 
     class Inputs(Ports):
         noise_pred: Tensor
-        guidance_scale: float = Field(7.5, ge=0.0, le=100.0)
+        guidance_scale: Annotated[float, Role("guidance_scale")] = Field(7.5, ge=0.0, le=100.0)
         guidance_rescale: float = Field(0.0, ge=0.0, le=1.0, description="φ: 0 = plain CFG, 0.7 is the paper's")
 
     class Outputs(Ports):

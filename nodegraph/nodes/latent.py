@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import VAE, Generator, Latent, Scheduler, UNet
+from nodegraph.core.types import VAE, Generator, Latent, Role, Scheduler, UNet
 
 
 @node("Seed", version=1)
@@ -13,7 +13,7 @@ class Seed(Node):
     """A CPU `torch.Generator` seeded with `seed`: one per run, feeding every random draw in diffusers' order."""
 
     class Inputs(Ports):
-        seed: int = Field(0, ge=0, le=2**63 - 1)
+        seed: Annotated[int, Role("seed")] = Field(0, ge=0, le=2**63 - 1)
 
     class Outputs(Ports):
         generator: Generator

@@ -7,10 +7,10 @@ fresh scheduler object, so two runs never share its step state.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, RunContext, node
-from nodegraph.core.types import VAE, ModelSource, Scheduler, TextEncoder, Tokenizer, UNet
+from nodegraph.core.types import VAE, ModelSource, Role, Scheduler, TextEncoder, Tokenizer, UNet
 
 MODEL_HELP = ("a pipeline folder, a component folder, a hub repo id (org/name), builtin:NAME, or a single-file "
               "checkpoint (.safetensors in the original SD/SDXL layout)")
@@ -26,11 +26,12 @@ def fp8_weights(ctx: RunContext, component: str):
 
 
 class CheckpointInputs(Ports):
-    model: ModelSource = Field(description=MODEL_HELP, min_length=1)
+    model: Annotated[ModelSource, Role("model")] = Field(description=MODEL_HELP, min_length=1)
     revision: Optional[str] = Field(None, description="hub revision (branch, tag or commit)")
     variant: Optional[str] = Field(None, description="weights variant, e.g. fp16 (file.fp16.safetensors)")
     allow_pickle: bool = Field(False, description="allow .bin (pickle) weights; loaded with weights_only=True")
-    config: Optional[ModelSource] = Field(None, description="single-file checkpoints: a diffusers folder or hub repo "
+    config: Optional[Annotated[ModelSource, Role("config")]] = Field(
+        None, description="single-file checkpoints: a diffusers folder or hub repo "
                                                             "whose configs, tokenizers and scheduler replace the "
                                                             "built-in ones")
 
@@ -188,7 +189,8 @@ class LoadScheduler(Node):
     """
 
     class Inputs(CheckpointInputs):
-        scheduler: str = Field("", description="scheduler class to use; empty = the checkpoint's own")
+        scheduler: Annotated[str, Role("scheduler")] = Field("", description="scheduler class to use; empty = the "
+                                                                              "checkpoint's own")
         sd_pipeline: bool = Field(False, description="apply StableDiffusionPipeline's scheduler-config fixes")
         prediction_type: Literal["", "epsilon", "v_prediction", "sample"] = Field("", description="epsilon, v_prediction or sample, replacing the config's "
                                                      "(SD2.x single files cannot tell ε from v); empty = as loaded")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import Generator, Latent, Scheduler, Tensor, Timesteps
+from nodegraph.core.types import Generator, Latent, Role, Scheduler, Tensor, Timesteps
 
 
 @node("SchedulerSetTimesteps", version=1)
@@ -18,8 +18,9 @@ class SchedulerSetTimesteps(Node):
 
     class Inputs(Ports):
         scheduler: Scheduler
-        steps: int = Field(25, ge=1, le=1000, description="number of denoising steps")
-        strength: float = Field(1.0, gt=0.0, le=1.0, description="share of the schedule to run (img2img)")
+        steps: Annotated[int, Role("steps")] = Field(25, ge=1, le=1000, description="number of denoising steps")
+        strength: Annotated[float, Role("strength")] = Field(1.0, gt=0.0, le=1.0, description="share of the "
+                                                                                      "schedule to run (img2img)")
         sigmas: Optional[list[float]] = Field(None, description="flow-matching schedulers: the sigmas the pipeline "
                                                                 "passes, one per step (FlowSigmas)")
         mu: Optional[float] = Field(None, description="flow-matching schedulers: the resolution-dependent shift "

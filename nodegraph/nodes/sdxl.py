@@ -7,11 +7,11 @@ shipped graphs graphs/sdxl.yaml and graphs/sdxl_refiner.yaml wire them as those 
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import (VAE, Embeddings, Latent, ModelSource, Scheduler, Tensor, TextEncoder, Timesteps,
-                                  Tokenizer, UNet)
+from nodegraph.core.types import (VAE, Embeddings, Latent, ModelSource, Role, Scheduler, Tensor, TextEncoder,
+                                  Timesteps, Tokenizer, UNet)
 from nodegraph.nodes.loaders import CheckpointInputs, checkpoint_reads
 
 
@@ -48,6 +48,10 @@ class SDXLCheckpoint(Node):
                              f"here{hint}.")
         zeros = index.get("force_zeros_for_empty_prompt", i.role == "base")  # the pipeline class's default
         return {"model": i.model, "force_zeros_for_empty_prompt": bool(zeros)}
+
+    @classmethod
+    def port_roles(cls, known):
+        return {"model": "refiner"} if known.get("role") == "refiner" else {}  # A1111's `Refiner`, not the model
 
 
 @node("LoadSDXLCLIP", version=1)
@@ -99,13 +103,14 @@ class SDXLTextEncode(Node):
         tokenizer: Optional[Tokenizer] = None
         text_encoder_2: TextEncoder
         tokenizer_2: Tokenizer
-        prompt: str = Field("", description="the text")
+        prompt: Annotated[str, Role("prompt")] = Field("", description="the text")
         prompt_2: str = Field("", description="text for the second encoder; empty = `prompt`")
         zeros_if_empty: bool = Field(False, description="zero embeddings when both prompts are empty")
         batch_size: int = Field(1, ge=1, le=64, description="images per prompt")
         syntax: Literal["plain", "a1111"] = Field("plain", description="plain (diffusers) or a1111 (weights, "
                                                                          "BREAK, long prompts)")
-        clip_skip: int = Field(0, ge=0, le=24, description="skip k more CLIP layers (0 = off: the penultimate)")
+        clip_skip: Annotated[int, Role("clip_skip")] = Field(0, ge=0, le=24, description="skip k more CLIP layers "
+                                                                                             "(0 = off: the penultimate)")
 
     class Outputs(Ports):
         embeddings: Embeddings
@@ -258,7 +263,8 @@ class SplitTimesteps(Node):
     class Inputs(Ports):
         scheduler: Scheduler
         timesteps: Timesteps
-        fraction: float = Field(0.8, gt=0.0, lt=1.0, description="share of the noise levels the first part runs")
+        fraction: Annotated[float, Role("high_noise_frac")] = Field(0.8, gt=0.0, lt=1.0, description="share of the "
+                                                                                             "noise levels the first part runs")
         part: Literal["high_noise", "low_noise"] = "high_noise"
 
     class Outputs(Ports):

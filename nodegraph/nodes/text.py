@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import Embeddings, TextEncoder, Tokenizer
+from nodegraph.core.types import Embeddings, Role, TextEncoder, Tokenizer
 
 
 @node("TextEncode", version=1)
@@ -24,13 +24,19 @@ class TextEncode(Node):
     class Inputs(Ports):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
-        prompt: str = Field("", description="the text; empty gives the unconditional embedding")
+        prompt: Annotated[str, Role("prompt")] = Field("", description="the text; empty gives the unconditional "
+                                                                                 "embedding")
         batch_size: int = Field(1, ge=1, le=64, description="images per prompt")
         syntax: Literal["plain", "a1111"] = Field("plain", description="plain (diffusers) or a1111 (weights, "
                                                                          "BREAK, long prompts)")
-        clip_skip: int = Field(0, ge=0, le=24, description="skip the last k CLIP layers (0 = off)")
+        clip_skip: Annotated[int, Role("clip_skip")] = Field(0, ge=0, le=24, description="skip the last k CLIP "
+                                                                                             "layers (0 = off)")
         max_sequence_length: int = Field(512, ge=1, le=8192, description="Qwen3 encoders (Z-Image): tokens kept, "
                                                                           "the prompt is cut there; CLIP: unused")
+        trim_padding: bool = Field(False, description="Qwen3 encoders (Z-Image): run the encoder on the prompt's own "
+                                                      "tokens, not padded to max_sequence_length: ~4x less "
+                                                      "encoder work, hidden states equal to the last bits only "
+                                                      "(on in fast mode; docs/z-image.md)")
         skip: bool = Field(False, description="encode nothing and output no embeddings (a negative prompt while "
                                               "guidance is off, which diffusers does not encode either)")
 
@@ -69,7 +75,8 @@ def _encode_qwen3(i, ctx):
         raise ValueError("`syntax: a1111` and `clip_skip` are CLIP features; a Qwen3 text encoder (Z-Image) takes "
                          "plain prompts: leave them at plain / 0")
     with torch.no_grad():
-        (hidden,) = encode_prompts(i.text_encoder, i.tokenizer, [i.prompt], i.max_sequence_length, device=ctx.device)
+        (hidden,) = encode_prompts(i.text_encoder, i.tokenizer, [i.prompt], i.max_sequence_length, device=ctx.device,
+                                   trim_padding=i.trim_padding or ctx.fast)
     return hidden.to(dtype=ctx.dtype, device=ctx.device)[None].repeat_interleave(i.batch_size, dim=0)
 
 
@@ -92,8 +99,8 @@ class CFGEmbeddings(Node):
 
     class Inputs(Ports):
         cond: Embeddings
-        uncond: Embeddings
-        guidance_scale: float = Field(7.5, ge=0.0, le=100.0)
+        uncond: Annotated[Embeddings, Role("negative")]
+        guidance_scale: Annotated[float, Role("guidance_scale")] = Field(7.5, ge=0.0, le=100.0)
         pad: Optional[Embeddings] = Field(None, description="the empty prompt's encoding, to even out lengths")
 
     class Outputs(Ports):
