@@ -70,6 +70,61 @@ class FirstBlockCacheTransformer(Node):
         return {"transformer": CachedTransformer(i.transformer, i.threshold, emit)}
 
 
+TRANSFORMER_CACHES = Literal["none", "first_block", "taylorseer", "mag", "faster", "pab"]
+
+
+@node("TransformerCacheSchedule", version=1)
+class TransformerCacheSchedule(Node):
+    """Whether transformer call `index` at timestep `t` runs in full under a scheduled cache: taylorseer (the
+    first 3 calls, then every `interval`-th from the 4th on), pab (outside 100 < t < 800, and every
+    `interval`-th call), faster (outside t < 681, and every `interval`-th call after the first). For none,
+    first_block and mag the schedule has no say (True): the latter two decide from the data inside the call.
+    The function is models/step_caches/schedule.py's, the one the caches follow."""
+
+    class Inputs(Ports):
+        method: TRANSFORMER_CACHES = Field("none", description="none | first_block | taylorseer | mag | faster | pab")
+        index: int = Field(0, ge=0, description="the call's index ($loop.index)")
+        interval: int = Field(0, ge=0, le=50, description="one full call every N (0 = the method's default: "
+                              "taylorseer 5, faster and pab 2)")
+        t: Tensor  # the scheduler's timestep of this step ($loop.item)
+
+    class Outputs(Ports):
+        refresh: bool
+
+    def run(self, i, ctx):
+        from nodegraph.models.step_caches.schedule import full_call
+
+        return {"refresh": full_call(i.method, i.index, i.interval, float(i.t.reshape(-1)[0]))}
+
+
+@node("StepCacheRefresh", version=1)
+class StepCacheRefresh(Node):
+    """The cached transformer of StepCacheTransformer with this step's decision made: for taylorseer, faster and
+    pab its next call runs every module when `refresh` is true and reuses attention outputs when false. For
+    first_block and mag (the data decides) and none, the transformer passes through."""
+
+    pure = False  # the handle carries one run's cache state
+
+    class Inputs(Ports):
+        transformer: Transformer
+        method: TRANSFORMER_CACHES = Field("none", description="the cache StepCacheTransformer was given")
+        refresh: bool = Field(True, description="run this step's call in full (TransformerCacheSchedule)")
+
+    class Outputs(Ports):
+        transformer: Transformer
+
+    def run(self, i, ctx):
+        from nodegraph.models.step_caches.schedule import SCHEDULED
+
+        decided = getattr(i.transformer, "decided", None)
+        if i.method not in SCHEDULED:
+            return {"transformer": i.transformer}
+        if decided is None:
+            raise ValueError(f"`method` {i.method!r} needs the transformer made by StepCacheTransformer with the same "
+                             f"method; this one is a {type(i.transformer).__name__} without a cache")
+        return {"transformer": decided(i.refresh)}
+
+
 RATIOS_HELP = ("mag: the model's magnitude ratios, comma-separated (one per step of a calibration run; resampled "
                "to this run's steps); `calibrate` measures them (no step skipped, printed as a warning)")
 
@@ -86,8 +141,7 @@ class StepCacheTransformer(Node):
 
     class Inputs(Ports):
         transformer: Transformer
-        method: Literal["none", "first_block", "taylorseer", "mag", "faster", "pab"] = Field(
-            "none", description="none | first_block | taylorseer | mag | faster | pab")
+        method: TRANSFORMER_CACHES = Field("none", description="none | first_block | taylorseer | mag | faster | pab")
         threshold: float = Field(0.05, ge=0.0, le=1.0, description="first_block: relative change of the first "
                                  "block's residual (default 0.05); mag: accumulated error (diffusers' default 0.06)")
         interval: int = Field(0, ge=0, le=50, description="taylorseer / faster / pab: one full call every N (0 = "

@@ -23,8 +23,8 @@ class _FirstBlock:
     def decisions(self) -> list[bool]:
         return self.cache.decisions
 
-    def applied(self, model: nn.Module, t: float | None = None):
-        return self.cache.applied(model.layers)
+    def applied(self, model: nn.Module, t: float | None = None, full: bool | None = None):
+        return self.cache.applied(model.layers)  # the first block's residual decides; `full` is ignored
 
 
 def make_cache(method: str, *, threshold: float = 0.05, interval: int | None = None, steps: int = 28,
@@ -80,8 +80,29 @@ class CachedTransformer:
         return getattr(self.model, name)
 
     def __call__(self, x, t, *args, **kwargs):
-        with self.cache.applied(self.model, scheduler_timestep(t)):
+        return self.call(None, x, t, *args, **kwargs)
+
+    def call(self, full: bool | None, x, t, *args, **kwargs):
+        """One model call; `full` = the decision a step graph made for it (None: the cache's own)."""
+        with self.cache.applied(self.model, scheduler_timestep(t), full):
             out = self.model(x, t, *args, **kwargs)
         if self.on_call is not None:
             self.on_call(not self.cache.decisions[-1])
         return out
+
+    def decided(self, full: bool) -> "DecidedTransformer":
+        """This handle with its next calls' decision made (taylorseer, faster, pab: their schedules)."""
+        return DecidedTransformer(self, full)
+
+
+class DecidedTransformer:
+    """A CachedTransformer whose calls follow a decision made outside (StepCacheRefresh in a step graph)."""
+
+    def __init__(self, handle: CachedTransformer, full: bool):
+        self.handle, self.full = handle, full
+
+    def __getattr__(self, name: str):
+        return getattr(self.handle, name)
+
+    def __call__(self, x, t, *args, **kwargs):
+        return self.handle.call(self.full, x, t, *args, **kwargs)

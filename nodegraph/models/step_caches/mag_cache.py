@@ -66,7 +66,8 @@ class MagCache:
         return True
 
     @contextlib.contextmanager
-    def applied(self, model: nn.Module, t: float | None = None) -> Iterator[None]:
+    def applied(self, model: nn.Module, t: float | None = None, full: bool | None = None) -> Iterator[None]:
+        """`full` is ignored: MagCache decides from its accumulated error."""
         full = self._decide()
         self.decisions.append(full)
         head, *rest = model.layers

@@ -41,10 +41,11 @@ class PyramidAttentionBroadcast:
         return self.calls == 0 or not self.outputs or not inside or self.calls % self.interval == 0
 
     @contextlib.contextmanager
-    def applied(self, model: nn.Module, t: float | None = None) -> Iterator[None]:
-        if t is None:
+    def applied(self, model: nn.Module, t: float | None = None, full: bool | None = None) -> Iterator[None]:
+        """`full`: the decision when a step graph made it (None: this cache's schedule decides)."""
+        if t is None and full is None:
             raise ValueError("pyramid attention broadcast needs each call's timestep")
-        full = self.runs_in_full(t)
+        full = (self.runs_in_full(t) if full is None else full) or not self.outputs
         self.decisions.append(full)
         modules = [block.attention for block in model.layers]
         make = self._recording if full else self._broadcasting

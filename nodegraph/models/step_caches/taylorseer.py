@@ -42,9 +42,10 @@ class TaylorSeerCache:
         return step < self.warmup or (step - self.warmup - 1) % self.interval == 0
 
     @contextlib.contextmanager
-    def applied(self, model: nn.Module, t: float | None = None) -> Iterator[None]:
+    def applied(self, model: nn.Module, t: float | None = None, full: bool | None = None) -> Iterator[None]:
+        """`full`: the decision when a step graph made it (None: this cache's schedule decides)."""
         self.step += 1
-        full = self.runs_in_full(self.step)
+        full = (self.runs_in_full(self.step) if full is None else full) or not self.factors
         self.decisions.append(full)
         modules = [block.attention for block in model.layers]
         make = self._recording if full else self._forecasting
