@@ -143,6 +143,12 @@ def test_a_validation_error_is_shown_on_its_node_and_port_and_undo_redo_restore(
     editor.click("#ed-redo")
     expect(box(editor, "uncond").locator('input.lit[data-port="clip_skip"]')).to_have_value("ten")
     expect(editor.locator("#ed-count")).not_to_have_text("(none)")
+    steps = box(editor, "@inputs").locator('input.def[data-input="steps"]')  # a graph input's default
+    expect(steps).to_have_value("25")
+    steps.fill("2000")
+    steps.press("Tab")
+    expect(editor.locator("#ed-errors")).to_contain_text("inputs.steps")
+    expect(box(editor, "@inputs").locator(".nerr")).to_contain_text("1000")
 
 
 def test_the_keyboard_adds_deletes_undoes_and_redoes(editor):

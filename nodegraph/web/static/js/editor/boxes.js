@@ -34,7 +34,8 @@ export function boxesOf(model, scope) {
   if (!scope.length) {
     boxes.push({ key: "@inputs", kind: "inputs", title: "graph inputs", subtitle: "inputs:", help: "The graph's inputs: "
       + "each is a value given when the graph runs ($inputs.NAME).", inputs: [],
-    outputs: Object.entries(model.doc.inputs || {}).map(([name, d]) => ({ name, type: d?.type || "Any" })) });
+    outputs: Object.entries(model.doc.inputs || {}).map(([name, d]) => ({ name, type: d?.type || "Any",
+      declared: d || {} })) });
   } else {
     const repeat = model.nodesAt(scope.slice(0, -1))[scope[scope.length - 1]] || {};
     boxes.push({ key: "@loop", kind: "loop", title: "loop", subtitle: `over ${shown(repeat.over)}`,
@@ -123,6 +124,16 @@ export function boxHtml(box) {
     + `<span class="kind">${esc(box.subtitle)}</span>${open}${remove}</div>`
     + `<div class="nerr" role="note"></div>${body}`
     + box.inputs.map((p, i) => inputRow(box, p, i)).join("")
-    + box.outputs.map((p, i) => `<div class="row out" data-row="out-${i}" data-port="${esc(p.name)}">`
+    + box.outputs.map((p, i) => `<div class="row out" data-row="out-${i}" data-port="${esc(p.name)}"`
+      + `${p.declared?.description ? ` title="${esc(p.declared.description)}"` : ""}>${defaultField(p)}`
       + `<span class="ptype">${esc(p.type)}</span><span class="pname">${esc(p.name)}</span></div>`).join("");
+}
+
+/** A graph input's default, edited in place like a literal (`inputs.NAME.default`). */
+function defaultField(port) {
+  if (!port.declared || !literalFriendly(port.type)) return "";
+  const value = "default" in port.declared ? port.declared.default : undefined;
+  const text = value === null ? "null" : shown(value);
+  return `<input class="def" type="text" data-input="${esc(port.name)}" value="${esc(text)}" placeholder="no default"`
+    + ` aria-label="${esc(`default of the graph input ${port.name}`)}">`;
 }

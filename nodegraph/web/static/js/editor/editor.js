@@ -261,7 +261,16 @@ function labelPorts() {
   panel.newInput.placeholder = body ? "name" : "name:type";
 }
 
+function defaultChanged(field) {
+  const name = field.dataset.input;
+  const type = state.model.doc.inputs?.[name]?.type || "str";
+  const text = field.value.trim();
+  const value = text === "null" ? null : type === "str" ? field.value : parseLiteral(field.value, type);
+  state.model.change(`set the default of ${name}`, [[["inputs", name, "default"], value]], { keepDrawing: true });
+}
+
 function literalChanged(event) {
+  if (event.target.matches("input.def")) { defaultChanged(event.target); return; }
   const field = event.target.closest("input.lit");
   if (!field) return;
   const box = field.dataset.box;
