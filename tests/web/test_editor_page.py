@@ -79,6 +79,7 @@ def test_a_literal_and_a_connection_changed_and_saved_give_a_two_line_diff(edito
     drag(editor, port(editor, "noise", "output", 1), port(editor, "decode", "input", 2))  # latents -> latents
     expect(editor.locator("#ed-message")).to_have_text("Connected $noise.latents to decode.latents.")
     expect(box(editor, "decode").locator('.row.in[data-port="latents"] .from')).to_have_text("$noise.latents")
+    editor.click("#ed-fit")
     editor.locator("#editor").screenshot(path=DOCS_IMAGES / "editor.png")
     with editor.expect_download() as download:
         editor.click("#ed-download")  # the YAML as it would be saved, before saving
