@@ -19,7 +19,8 @@ class ZImageCheckpoint(Node):
     the component files given instead of the model's own are of this family, from their keys and shapes.
 
     Passes `model` on: wire the loaders to it, so they run after the check. `input_name` names the graph input
-    in messages.
+    in messages. `vae_scale_factor` is the VAE's, read from its config: the starting latents can be drawn without
+    the VAE loaded, which then loads only for the decode, after the transformer is freed.
     """
 
     class Inputs(CheckpointInputs):
@@ -32,6 +33,7 @@ class ZImageCheckpoint(Node):
 
     class Outputs(Ports):
         model: ModelSource  # `model` passed on: a location, checked where it enters
+        vae_scale_factor: int
 
     def run(self, i, ctx):
         from nodegraph.models.flow_family import component_problem, z_image_problem
@@ -46,7 +48,19 @@ class ZImageCheckpoint(Node):
                                               i.text_encoder, i.vae), check)
         if problem:
             raise ValueError(problem)
-        return {"model": i.model}
+        factor = ctx.components.get_or_load(("z-image-vae-factor", i.model, i.revision, i.vae), lambda: vae_factor(i))
+        return {"model": i.model, "vae_scale_factor": factor}
+
+
+def vae_factor(i) -> int:
+    """2^(levels − 1) of the VAE the graph will load: `i.vae`'s folder config, else the model's (a VAE file is
+    configured from the model's, as LoadVAE's override loads it)."""
+    from nodegraph.models.loading import read_config
+    from nodegraph.models.single_file import is_single_file
+
+    own = not i.vae or is_single_file(i.vae)
+    config = read_config(i.model, "vae", i.revision) if own else read_config(i.vae, "vae")
+    return 2 ** (len(config.get("block_out_channels", (0,) * 4)) - 1)
 
 
 @node("LoadTransformer", version=1)

@@ -15,12 +15,16 @@ TRUNCATION_HELP = "CFG is switched off on steps whose 1 − t/1000 exceeds this 
 @node("ZImageLatent", version=1)
 class ZImageLatent(Node):
     """Gaussian starting latents, float32 whatever the run's dtype (as ZImagePipeline draws them), from the CPU
-    generator: shape (batch_size, transformer channels, 2·(height // 2f), 2·(width // 2f)) for a VAE of factor f."""
+    generator: shape (batch_size, transformer channels, 2·(height // 2f), 2·(width // 2f)) for a VAE of factor f.
+
+    Without `vae`, f is `vae_scale_factor` (ZImageCheckpoint reads it from the VAE's config): the graph then loads
+    its VAE after the denoising loop, never beside the transformer."""
 
     class Inputs(Ports):
         generator: Generator
         transformer: Transformer
-        vae: VAE
+        vae: Optional[VAE] = None
+        vae_scale_factor: int = Field(8, ge=1, le=64, description="the VAE's downscale factor, used without `vae`")
         batch_size: int = Field(1, ge=1, le=64)
         height: int = Field(1024, gt=0, le=8192, multiple_of=16, description="image height in pixels")
         width: int = Field(1024, gt=0, le=8192, multiple_of=16, description="image width in pixels")
@@ -33,7 +37,7 @@ class ZImageLatent(Node):
 
         from nodegraph.nodes._diffusion import vae_scale_factor
 
-        step = 2 * vae_scale_factor(i.vae)  # one token covers 2×2 latents
+        step = 2 * (vae_scale_factor(i.vae) if i.vae is not None else i.vae_scale_factor)  # a token: 2×2 latents
         for name, size in (("height", i.height), ("width", i.width)):
             if size % step:
                 raise ValueError(f"`{name}` {size} must be a multiple of {step} for this model; "
