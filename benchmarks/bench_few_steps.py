@@ -126,8 +126,8 @@ def print_table(rows: list[dict], threads: int, repeats: int) -> None:
               f"{r['nodegraph_s'] / r['diffusers_s']:>7.2f}{r['diff']:>10}")
     print("other = diffusers' SD pipeline with LCMScheduler (lcm); its SDXL pipeline, Euler ancestral trailing "
           "(turbo); nodegraph without the cache (deepcache)")
-    print("goal (issue 31): lcm and turbo ratio ≤ 0.75 in bf16 at 512², max px Δ ≤ 1; deepcache: the time it saves "
-          "and the pixel distance it costs")
+    print("goal (issue 31): lcm and turbo ratio ≤ 0.75 in bf16 at 512², max px Δ ≤ 1; deepcache: the time it "
+          "saves and the pixel distance it costs")
 
 
 def checkpoints(args, cases: list[str]) -> list[tuple[str, str, Path]]:

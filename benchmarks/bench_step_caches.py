@@ -7,7 +7,8 @@ first-block cache beside diffusers' own hook on the same weights.
 
 Only the sampling phase is timed (the transformer calls and the flow-matching Euler updates of one image, in one
 process, bf16, after one untimed warm-up call), as the process's CPU time on one thread by default: on a machine
-shared with other work the wall time of a run varied 20-fold here, its CPU time does not (`--threads N` for more): loading, text encoding and decoding do not change with a cache.
+shared with other work the wall time of a run varied 20-fold here, its CPU time does not (`--threads N` for
+more). Loading, text encoding and decoding do not change with a cache.
 Methods are alternated within each round (none, first_block, taylorseer, mag, faster, pab, diffusers'
 first-block hook), each time printed as it is measured, and the median of `--repeats` rounds is printed with
 min–max at the end. Each row gives the calls that ran
@@ -146,8 +147,10 @@ def report(args, methods, times, finals, full) -> None:
     base = statistics.median(times["none"])
     print(f"\nsampling phase, Z-Image architecture dim {args.dim}, {args.layers} layers, {args.size}², "
           f"{args.steps} steps, bf16, {args.threads} thread(s), median of {args.repeats} (min–max); thresholds "
-          f"first_block {args.threshold}, mag {args.mag_threshold}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    head = f"{'cache':<22}{'full calls':>11}{'CPU s':>9}{'min–max':>13}{'speed-up':>10}{'max |Δ|':>10}{'mean |Δ|':>10}"
+          f"first_block {args.threshold}, mag {args.mag_threshold}; load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    head = (f"{'cache':<22}{'full calls':>11}{'CPU s':>9}{'min–max':>13}{'speed-up':>10}{'max |Δ|':>10}"
+            f"{'mean |Δ|':>10}")
     print(head + "\n" + "-" * len(head))
     for method in methods:
         t = times[method]

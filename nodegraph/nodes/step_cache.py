@@ -134,8 +134,8 @@ class StepCacheTransformer(Node):
     """A transformer whose calls in this run go through one step cache (models/step_caches/): first_block (skip
     the later blocks while the first block's residual barely changes), taylorseer (forecast attention outputs
     between full steps), mag (skip the stack while the magnitude-ratio error stays under `threshold`), faster
-    (extrapolate attention outputs for t below 681), pab (reuse attention outputs inside t 100–800). With method none the transformer passes through. Made afresh each
-    run; every call sends a StepCacheDecision event."""
+    (extrapolate attention outputs for t below 681), pab (reuse attention outputs inside t 100–800). With method
+    none the transformer passes through. Made afresh each run; every call sends a StepCacheDecision event."""
 
     pure = False  # the returned handle carries one run's cache state
 

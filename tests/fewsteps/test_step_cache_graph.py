@@ -1,5 +1,5 @@
-"""graphs/z_image.yaml with `cache: taylorseer | pab | faster | mag` equals ZImagePipeline with diffusers 0.42.1's hook on
-the same tiny checkpoint: the same number of transformer calls run in full (ours counted by the StepCacheDecision
+"""graphs/z_image.yaml with `cache: taylorseer | pab | faster | mag` equals ZImagePipeline with diffusers 0.42.1's
+hook on the same tiny checkpoint: the same number of transformer calls run in full (ours counted by the StepCacheDecision
 events `nodegraph run -v` reports, theirs at the last block's attention), pixels within 1/255. MagCache's ratios
 come from the graph's own calibration run (`cache_mag_ratios: calibrate`, printed as a warning)."""
 

@@ -29,8 +29,8 @@ class TaylorSeerCache:
     def __init__(self, interval: int = 5, warmup: int = 3, order: int = 1,
                  factors_dtype: torch.dtype = torch.bfloat16):
         if interval < 1 or warmup < 0 or order < 0:
-            raise ValueError(f"TaylorSeer: `interval` must be ≥ 1, `warmup` ≥ 0 and `order` ≥ 0 (diffusers' defaults "
-                             f"5, 3, 1); got {interval}, {warmup}, {order}.")
+            raise ValueError(f"TaylorSeer: `interval` must be ≥ 1, `warmup` ≥ 0 and `order` ≥ 0 (diffusers' "
+                             f"defaults 5, 3, 1); got {interval}, {warmup}, {order}.")
         self.interval, self.warmup, self.order, self.factors_dtype = interval, warmup, order, factors_dtype
         self.step = -1  # index of the current call
         self.last_full: int | None = None
