@@ -113,9 +113,11 @@ def load_override(i, component: str, ctx):
     from nodegraph.models.loading import load_component
     from nodegraph.models.single_file import is_single_file
 
+    from nodegraph.memory.usage import release_free_heap
+
     config = i.model if is_single_file(i.override) else None
     weights = fp8_weights(ctx, component)  # `--weights fp8` (RunMode.weights): the transformer held as float8
     key = (f"{component}-override", i.override, i.model, i.revision, str(ctx.dtype), str(ctx.device), weights)
-    return ctx.components.get_or_load(key, lambda: load_component(
+    return ctx.components.get_or_load(key, lambda: release_free_heap() or load_component(
         i.override, component, dtype=ctx.dtype, device=ctx.device, config=config, allow_pickle=i.allow_pickle,
         weights=weights))

@@ -67,6 +67,10 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
     stream = placed and not weights and ctx.mode.max_memory is not None and _streamed(ctx, i, component)
 
     def load():
+        if placed:  # what the previous phase freed goes back to the OS before this model's pages come in
+            from nodegraph.memory.usage import release_free_heap
+
+            release_free_heap()
         kwargs = {"dtype": dtype, "device": device, "channels_last": channels_last} if placed else {}
         if stream:  # the budget leaves less than this model needs: weights from the file (nodegraph/memory)
             kwargs["stream"] = True
