@@ -34,6 +34,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
 
     try:
         shapes = _shapes(path)
+        if "scaled_fp8" in shapes or any(key.endswith(".scale_weight") for key in shapes):
+            raise ComfyError(f"{path}: a scaled-fp8 export (per-layer `scale_weight` tensors), which nodegraph does "
+                             f"not read; use the bf16 file or a plain float8_e4m3fn one")
         flow = flow_family(shapes)
         if flow:
             return Checkpoint(flow)
@@ -58,10 +61,18 @@ def read_checkpoint(path: Path) -> Checkpoint:
 def flow_family(shapes: dict[str, tuple[int, ...]]) -> str | None:
     """"z_image" for a Z-Image transformer file (`layers.0.adaLN_modulation.0.weight` beside `cap_embedder.0.weight`,
     bare or under `model.diffusion_model.`), "qwen3" for a Qwen3 text encoder (`embed_tokens` with per-head
-    `q_norm`, bare or under `model.`), as nodegraph/models/single_file/z_image.py tells them; else None."""
+    `q_norm`, bare or under `model.`), as nodegraph/models/single_file/z_image.py tells them; "flux_dev" /
+    "flux_schnell" for BFL's Flux.1 transformer (`double_blocks.0.img_attn.norm.key_norm.scale`, dev with
+    `guidance_in`), "clip_l" / "t5" for ComfyUI's text_encoders/ files of those (HF names); else None."""
     for prefix in ("", "model.diffusion_model."):
         if {prefix + "layers.0.adaLN_modulation.0.weight", prefix + "cap_embedder.0.weight"} <= shapes.keys():
             return "z_image"
+        if prefix + "double_blocks.0.img_attn.norm.key_norm.scale" in shapes:
+            return "flux_dev" if prefix + "guidance_in.in_layer.bias" in shapes else "flux_schnell"
+    if "text_model.encoder.layers.0.self_attn.q_proj.weight" in shapes:
+        return "clip_l"
+    if "encoder.block.0.layer.0.SelfAttention.q.weight" in shapes:
+        return "t5"
     for prefix in ("", "model."):
         if {prefix + "layers.0.self_attn.q_norm.weight", prefix + "embed_tokens.weight"} <= shapes.keys():
             return "qwen3"

@@ -90,6 +90,9 @@ COVERED: dict[str, Covered] = {
                                        ("CONDITIONING", "CONDITIONING"), ("positive", "negative", "control_net", "image")),
     "UNETLoader": Covered(("unet_name", "weight_dtype"), {"unet_name": str, "weight_dtype": str}, ("MODEL",)),
     "CLIPLoader": Covered(("clip_name", "type", "device"), {"clip_name": str, "type": str, "device": str}, ("CLIP",)),
+    "DualCLIPLoader": Covered(("clip_name1", "clip_name2", "type", "device"),
+                              {"clip_name1": str, "clip_name2": str, "type": str, "device": str}, ("CLIP",)),
+    "FluxGuidance": Covered(("guidance",), {"guidance": float}, ("CONDITIONING",), ("conditioning",)),
     "ModelSamplingAuraFlow": Covered(("shift",), {"shift": float}, ("MODEL",), ("model",)),
     "EmptySD3LatentImage": Covered(("width", "height", "batch_size"),
                                    {"width": int, "height": int, "batch_size": int}, ("LATENT",)),
@@ -109,11 +112,11 @@ SHORT_NAMES = {  # a translated node's id prefix, by class
     "ConditioningCombine": "combine", "ConditioningZeroOut": "zero", "UpscaleModelLoader": "upscaler",
     "ImageUpscaleWithModel": "upscale", "Canny": "canny", "VAEEncodeForInpaint": "encode",
     "ImagePadForOutpaint": "pad", "UNETLoader": "unet", "CLIPLoader": "clip", "EmptySD3LatentImage": "latent",
-    "ModelSamplingAuraFlow": "sampling"}
+    "ModelSamplingAuraFlow": "sampling", "DualCLIPLoader": "clip", "FluxGuidance": "guidance"}
 MODEL_KINDS = {  # ComfyUI's folder of the file a literal input names
     "ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
     "control_net_name": "controlnet", "model_name": "upscale_models", "unet_name": "diffusion_models",
-    "clip_name": "text_encoders"}
+    "clip_name": "text_encoders", "clip_name1": "text_encoders", "clip_name2": "text_encoders"}
 # The front end's own widget orders for classes we refuse, so their UI workflows still convert (and are refused
 # by name rather than by a confusing widget error).
 _OTHER_WIDGETS = {"Note": ("text",), "MarkdownNote": ("text",), "PrimitiveNode": ("value", "__control")}
@@ -128,8 +131,10 @@ CHOICES = {
 
 
 # Values of a class's inputs that decide whether nodegraph can run it (refused by name, like a sampler):
-# CLIPLoader's `lumina2` is the Qwen3 encoder of Z-Image; UNETLoader's other weight dtypes are fp8 storage.
-CLASS_VALUES = {"CLIPLoader": {"type": ("lumina2",)}, "UNETLoader": {"weight_dtype": ("default",)}}
+# CLIPLoader's `lumina2` is the Qwen3 encoder of Z-Image, DualCLIPLoader's `flux` Flux.1's CLIP-L + T5-XXL;
+# UNETLoader's other weight dtypes are fp8 storage.
+CLASS_VALUES = {"CLIPLoader": {"type": ("lumina2",)}, "DualCLIPLoader": {"type": ("flux",)},
+                "UNETLoader": {"weight_dtype": ("default",)}}
 
 
 def checked_values(class_type: str) -> dict[str, tuple[str, ...]]:

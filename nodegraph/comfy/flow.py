@@ -1,5 +1,5 @@
-"""ComfyUI's sampling of flow-matching models (Z-Image today): its discrete flow σ table, the noise it starts
-from and the x₀ estimate its samplers step on (torch imported lazily).
+"""ComfyUI's sampling of flow-matching models (Z-Image, Flux.1): its flow σ tables, the noise it starts from and
+the x₀ estimate its samplers step on (torch imported lazily).
 
 Facts from ComfyUI (comfy/model_sampling.py `ModelSamplingDiscreteFlow` and `CONST`,
 comfy_extras/nodes_model_advanced.py `ModelSamplingAuraFlow`, comfy/latent_formats.py `Flux`,
@@ -14,6 +14,11 @@ comfy/ldm/lumina/model.py `NextDiT`):
 * Z-Image's NextDiT is called with timestep σ·multiplier, computes t = 1 − timestep, and returns its output
   negated: the velocity v = noise − x₀. nodegraph's Z-Image transformer (diffusers' ZImageTransformer2DModel)
   takes t and returns the un-negated output, so out = −model(x, 1 − σ·multiplier).
+* Flux.1 dev (comfy/supported_models.py `Flux`, ModelType.FLUX): `ModelSamplingFlux`, σ(t) = e^μ / (e^μ + 1/t − 1)
+  with μ = shift 1.15 (no resolution dependence), table at t = k/10000, timestep = σ; schnell (ModelType.FLOW):
+  ModelSamplingDiscreteFlow with shift 1, multiplier 1. The transformer takes timestep σ, the conditioning's
+  `guidance` (3.5 unless FluxGuidance sets it: comfy/model_base.py `Flux.extra_conds`) and predicts v; the latents
+  are packed 2×2 and the ids are diffusers' (text 0; image (0, row, column)).
 * CFG combines x₀ estimates, x₀_neg + cfg·(x₀_pos − x₀_neg), and skips the negative pass when cfg is 1.
 """
 
@@ -24,6 +29,8 @@ from dataclasses import dataclass
 
 FLUX_LATENT = (0.3611, 0.1159)  # (scale_factor, shift_factor) of ComfyUI's Flux latent format (Z-Image's too)
 Z_IMAGE_SHIFT = 3.0  # a Z-Image file's own ModelSamplingDiscreteFlow (comfy/supported_models.py ZImage)
+FLUX_SHIFT = 1.15  # Flux.1 dev's ModelSamplingFlux μ; schnell: discrete flow, shift 1
+FLUX_GUIDANCE = 3.5  # a dev conditioning's guidance when no FluxGuidance sets it
 # Deterministic samplers whose formula ComfyUI applies to flow models as it does to ε models; the ancestral and
 # SDE ones switch to their rectified-flow variants on a flow model (not covered yet).
 FLOW_SAMPLERS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ddim", "res_multistep")
@@ -31,27 +38,33 @@ FLOW_SAMPLERS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ddim", "res_multi
 
 @dataclass(frozen=True)
 class FlowSampling:
-    """ComfyUI's ModelSamplingDiscreteFlow: the shifted σ of a flow-matching model."""
+    """ComfyUI's ModelSamplingDiscreteFlow (`kind` "discrete") or ModelSamplingFlux ("flux", `shift` = μ)."""
     shift: float = Z_IMAGE_SHIFT
     multiplier: float = 1.0
+    kind: str = "discrete"
 
     def sigma(self, timestep):
-        """σ at (a tensor of) timesteps, float32 (`time_snr_shift(shift, t / multiplier)`)."""
+        """σ at (a tensor of) timesteps, float32: `time_snr_shift(shift, t / multiplier)` or `flux_time_shift`."""
         import torch
 
-        u = torch.as_tensor(timestep, dtype=torch.float32) / self.multiplier
+        u = torch.as_tensor(timestep, dtype=torch.float32)
+        if self.kind == "flux":
+            return math.exp(self.shift) / (math.exp(self.shift) + (1 / u - 1))
+        u = u / self.multiplier
         return u if self.shift == 1.0 else self.shift * u / (1 + (self.shift - 1) * u)
 
     def timestep(self, sigma):
         import torch
 
-        return torch.as_tensor(sigma, dtype=torch.float32) * self.multiplier
+        return torch.as_tensor(sigma, dtype=torch.float32) * (1.0 if self.kind == "flux" else self.multiplier)
 
-    def table(self, timesteps: int = 1000):
-        """σ at t = (1 … timesteps) / timesteps · multiplier, shape (timesteps,), lowest first."""
+    def table(self):
+        """σ at t = k / n, k = 1 … n (n = 10000 for "flux", 1000 scaled by the multiplier otherwise), lowest first."""
         import torch
 
-        return self.sigma((torch.arange(1, timesteps + 1, 1) / timesteps) * self.multiplier)
+        if self.kind == "flux":
+            return self.sigma(torch.arange(1, 10001, 1) / 10000)
+        return self.sigma((torch.arange(1, 1001, 1) / 1000) * self.multiplier)
 
 
 def start_latents(latents, noise, sigma: float):
@@ -59,25 +72,58 @@ def start_latents(latents, noise, sigma: float):
     return sigma * noise + (1.0 - sigma) * latents
 
 
-def flow_denoise(transformer, x, sigma: float, positive, negative=None, cfg: float = 1.0, multiplier: float = 1.0):
-    """The guided x₀ estimate of a Z-Image transformer at σ: x (B, C, h, w) float32 → x₀ (B, C, h, w) float32.
+def flow_denoise(transformer, x, sigma: float, positive, negative=None, cfg: float = 1.0, multiplier: float = 1.0,
+                 pooled=(None, None), guidance=(FLUX_GUIDANCE, FLUX_GUIDANCE)):
+    """The guided x₀ estimate of a flow transformer at σ: x (B, C, h, w) float32 → x₀ (B, C, h, w) float32.
 
-    `positive` / `negative`: (B', L, D) caption features (a batch of one is used for every image); the two sides
-    go through the transformer in one call, each image with its own caption list entry (different lengths are
-    fine: the transformer takes lists)."""
+    `positive` / `negative`: (B', L, D) caption features (a batch of one is used for every image); `pooled` and
+    `guidance`: Flux's pooled CLIP embeddings and guidance values, (positive's, negative's)."""
     import torch
 
-    b = x.shape[0]
     guided = negative is not None and not math.isclose(cfg, 1.0)
-    sides = [positive, negative] if guided else [positive]
-    captions = [side[j % side.shape[0]].to(transformer.dtype) for side in sides for j in range(b)]
-    xs = x.to(transformer.dtype).repeat(len(sides), 1, 1, 1)  # (S·B, C, h, w)
-    t = (1.0 - torch.full((len(sides) * b,), sigma, dtype=torch.float32) * multiplier).to(x.device)
+    flux = type(transformer).__name__ == "FluxTransformer2DModel"
+    sides = [(positive, pooled[0], guidance[0])] + ([(negative, pooled[1], guidance[1])] if guided else [])
     with torch.no_grad():
-        out = transformer(list(xs.unsqueeze(2).unbind(0)), t, captions)  # [(C, 1, h, w)]
-    velocity = -torch.stack([o.float() for o in out]).squeeze(2)  # NextDiT's output: v = noise − x₀
+        if flux:
+            velocity = torch.cat([_flux_velocity(transformer, x, sigma, *side) for side in sides])
+        else:
+            velocity = _z_image_velocity(transformer, x, sigma, [side[0] for side in sides], multiplier)
     denoised = x.float().repeat(len(sides), 1, 1, 1) - velocity * sigma  # CONST.calculate_denoised
     if not guided:
         return denoised
+    b = x.shape[0]
     x0_pos, x0_neg = denoised[:b], denoised[b:]
     return x0_neg + (x0_pos - x0_neg) * cfg
+
+
+def _z_image_velocity(transformer, x, sigma: float, sides: list, multiplier: float):
+    """NextDiT's output for every side in one call (the transformer takes lists): (S·B, C, h, w) float32."""
+    import torch
+
+    b = x.shape[0]
+    captions = [side[j % side.shape[0]].to(transformer.dtype) for side in sides for j in range(b)]
+    xs = x.to(transformer.dtype).repeat(len(sides), 1, 1, 1)  # (S·B, C, h, w)
+    t = (1.0 - torch.full((len(sides) * b,), sigma, dtype=torch.float32) * multiplier).to(x.device)
+    out = transformer(list(xs.unsqueeze(2).unbind(0)), t, captions)  # [(C, 1, h, w)]
+    return -torch.stack([o.float() for o in out]).squeeze(2)  # NextDiT's negated output: v = noise − x₀
+
+
+def _flux_velocity(transformer, x, sigma: float, context, pooled, guidance: float):
+    """Flux's v for one side: x packed 2×2 (B, h/2·w/2, 4C), ids (0, row, column), timestep σ → (B, C, h, w)."""
+    import torch
+
+    b, c, h, w = x.shape
+    packed = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
+    img_ids = torch.zeros(h // 2, w // 2, 3, device=x.device)
+    img_ids[..., 1] += torch.arange(h // 2, device=x.device)[:, None]
+    img_ids[..., 2] += torch.arange(w // 2, device=x.device)[None, :]
+    repeat = (lambda t: t[torch.arange(b) % t.shape[0]].to(transformer.dtype))  # a batch of one serves every image
+    txt_ids = torch.zeros(context.shape[1], 3, device=x.device)
+    embed = None
+    if transformer.config.guidance_embeds:
+        embed = torch.full((b,), guidance, dtype=torch.float32, device=x.device)
+    out = transformer(packed.to(transformer.dtype), repeat(context), repeat(pooled),
+                      torch.full((b,), sigma, dtype=torch.float32, device=x.device), img_ids.reshape(-1, 3),
+                      txt_ids, embed)  # (B, S_img, 4C)
+    out = out.float().view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5)  # (B, C, h/2, 2, w/2, 2)
+    return out.reshape(b, c, h, w)

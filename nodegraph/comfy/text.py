@@ -57,6 +57,20 @@ def parse_weights(text: str, weight: float = 1.0) -> list[tuple[str, float]]:
 _ESCAPES = {"\\)": "\0\1", "\\(": "\0\2"}
 
 
+def plain_text(prompt: str) -> str | None:
+    """The prompt as ComfyUI's tokenizer reads it when it holds no weights (`\\(` escapes turned into brackets),
+    or None when some part of it is weighted (`(word)`, `(word:1.2)`)."""
+    for escaped, hidden in _ESCAPES.items():
+        prompt = prompt.replace(escaped, hidden)
+    pieces = parse_weights(prompt)
+    if any(weight != 1.0 for _, weight in pieces):
+        return None
+    text = "".join(piece for piece, _ in pieces)
+    for escaped, hidden in _ESCAPES.items():
+        text = text.replace(hidden, escaped[1])
+    return text
+
+
 def weighted_chunks(prompt: str, tokenizer, pad: int | None = None,
                     embeddings=None) -> list[list[tuple[int, float]]]:
     """The prompt as chunks of 77 (token id, weight) pairs, as ComfyUI's SDTokenizer builds them; padded with

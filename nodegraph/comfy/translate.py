@@ -300,7 +300,7 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
         if sdxl_only and not clip["family"].startswith("sdxl"):
             raise ComfyError(f"{self.where(node_id, 'clip')}: this node encodes for SDXL, but the CLIP is a "
                              f"{clip['family']} one; use CLIPTextEncode")
-        if clip["family"] == "z_image":
+        if clip["family"] in ("z_image", "flux"):
             return self.flow_encode(node_id, nid, clip, inputs)
         self.nodes[nid] = {"type": "ComfyTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
                            **inputs, "family": clip["family"]}

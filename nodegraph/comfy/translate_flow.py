@@ -1,9 +1,9 @@
-"""ComfyUI's nodes for flow-matching models (Z-Image today) → nodegraph nodes: a mixin of translate.py's translator.
+"""ComfyUI's nodes for flow-matching models (Z-Image, Flux.1) → nodegraph nodes: a mixin of translate.py's translator.
 
-UNETLoader, CLIPLoader (type `lumina2`, a Qwen3 file) and VAELoader read ComfyUI's split files (weights only);
-the tokenizer and the configs come from a Z-Image diffusers folder or hub repo, the graph input `config`
-(default Tongyi-MAI/Z-Image-Turbo). A MODEL of this kind is `{"transformer": ref, "shift": …, "multiplier": …}`;
-a KSampler on it becomes ComfyFlowSigmas → ComfyFlowNoise → a repeat of ComfyFlowDenoise → ComfyFlowSamplerStep
+UNETLoader, CLIPLoader (type `lumina2`, a Qwen3 file), DualCLIPLoader (type `flux`, clip_l + t5xxl files) and
+VAELoader read ComfyUI's split files (weights only); the tokenizers and the configs come from a diffusers folder or
+hub repo of the family, the graph input `config` (default Tongyi-MAI/Z-Image-Turbo or black-forest-labs/FLUX.1-dev).
+A MODEL of this kind is `{"transformer": ref, "family", "sampling", "shift", "multiplier"}`; a KSampler on it becomes ComfyFlowSigmas → ComfyFlowNoise → a repeat of ComfyFlowDenoise → ComfyFlowSamplerStep
 (nodes/comfy_flow.py), with ComfyUI's σ, noise and CFG rules for flow models (nodegraph/comfy/flow.py).
 """
 
@@ -12,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from nodegraph.comfy.errors import ComfyError
-from nodegraph.comfy.flow import FLOW_SAMPLERS, FLUX_LATENT, Z_IMAGE_SHIFT
+from nodegraph.comfy.flow import FLOW_SAMPLERS, FLUX_GUIDANCE, FLUX_LATENT, FLUX_SHIFT, Z_IMAGE_SHIFT
 
-DEFAULT_CONFIG = "Tongyi-MAI/Z-Image-Turbo"
-FLOW_ONLY = ("EmptySD3LatentImage", "ModelSamplingAuraFlow")  # covered with a Z-Image model only
+# family → (the check node, the default folder/repo of tokenizers and configs)
+FAMILIES = {"z_image": ("ZImageCheckpoint", "Tongyi-MAI/Z-Image-Turbo"),
+            "flux": ("FluxCheckpoint", "black-forest-labs/FLUX.1-dev")}
+FLOW_ONLY = ("EmptySD3LatentImage", "ModelSamplingAuraFlow")  # covered with a split-file (UNETLoader) model only
 
 
 def flow_refusals(api: dict[str, dict]) -> list[str]:
@@ -23,43 +25,75 @@ def flow_refusals(api: dict[str, dict]) -> list[str]:
     files: not covered yet), refused by name before anything loads; [] when the workflow loads a Z-Image UNET."""
     if any(entry["class_type"] == "UNETLoader" for entry in api.values()):
         return []
-    return [f"node {node_id} ({entry['class_type']}): needs a Z-Image model (UNETLoader); other flow-matching "
-            f"models are not covered yet" for node_id, entry in api.items() if entry["class_type"] in FLOW_ONLY]
+    return [f"node {node_id} ({entry['class_type']}): needs a Z-Image or Flux model from UNETLoader; other "
+            f"flow-matching models are not covered yet" for node_id, entry in api.items()
+            if entry["class_type"] in FLOW_ONLY]
 
 
 class FlowTranslations:
-    def flow_config(self) -> str:
-        """The Z-Image folder the split files are configured from (its tokenizer too), checked once before loading:
-        a graph input, and the ZImageCheckpoint node every flow loader reads it through."""
+    def flow_config(self, family: str, node_id: str) -> str:
+        """The folder of `family` the split files are configured from (its tokenizers too), checked once before
+        loading: a graph input, and the check node every flow loader reads it through."""
+        known = getattr(self, "flow_family", family)
+        if known != family:
+            raise ComfyError(f"{self.where(node_id)}: this workflow loads both {known} and {family} files; nodegraph "
+                             f"takes one flow-matching family per workflow")
+        self.flow_family = family
         name = "config" if not any(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) \
-            else "config_z_image"
+            else f"config_{family}"
         if name not in self.inputs:
-            self.inputs[name] = {"type": "str", "default": DEFAULT_CONFIG, "description": (
-                "A Z-Image diffusers folder or hub repo: the tokenizer and the configs of ComfyUI's split files "
-                "(diffusion_models/, text_encoders/, vae/ hold weights only).")}
-            self.nodes["z_image_config"] = {"type": "ZImageCheckpoint", "model": f"$inputs.{name}",
-                                            "input_name": name}
-        return "$z_image_config.model"
+            check, default = FAMILIES[family]
+            self.inputs[name] = {"type": "str", "default": default, "description": (
+                f"A {family} diffusers folder or hub repo: the tokenizers and the configs of ComfyUI's split files "
+                f"(diffusion_models/, text_encoders/, vae/ hold weights only).")}
+            self.nodes["flow_config"] = {"type": check, "model": f"$inputs.{name}", "input_name": name}
+        return "$flow_config.model"
 
-    def _flow_file(self, node_id: str, name: str, family: str, what: str) -> str:
-        """The graph input for a split file (literal `name`), refused unless the file is of `family`."""
+    def _flow_file(self, node_id: str, name: str, families: tuple[str, ...], what: str) -> tuple[str, str]:
+        """(graph input, family) for a split file (literal `name`), refused unless the file is of `families`."""
         ref = self.literal(node_id, name)
         path = Path(self.inputs[ref.split(".", 1)[1]]["default"])
         found = self.checkpoint_of(path).family
-        if found != family:
+        if found not in families:
             raise ComfyError(f"{self.where(node_id, name)}: {path.name} is a {found} model file, not {what}; the "
-                             f"ComfyUI import runs Z-Image's split files for now (see docs/comfyui.md)")
-        return ref
+                             f"ComfyUI import runs Z-Image's and Flux.1's split files for now (see docs/comfyui.md)")
+        return ref, found
 
     def _UNETLoader(self, node_id, nid):
-        override = self._flow_file(node_id, "unet_name", "z_image", "a Z-Image diffusion model")
-        self.nodes[nid] = {"type": "LoadTransformer", "model": self.flow_config(), "override": override}
-        return ({"transformer": f"${nid}.transformer", "shift": Z_IMAGE_SHIFT, "multiplier": 1.0},)
+        override, family = self._flow_file(node_id, "unet_name", ("z_image", "flux_dev", "flux_schnell"),
+                                           "a Z-Image or Flux.1 diffusion model")
+        config = self.flow_config("z_image" if family == "z_image" else "flux", node_id)
+        self.nodes[nid] = {"type": "LoadTransformer", "model": config, "override": override}
+        model = {"transformer": f"${nid}.transformer", "family": "z_image", "sampling": "discrete",
+                 "shift": Z_IMAGE_SHIFT, "multiplier": 1.0}
+        if family == "flux_dev":  # ModelType.FLUX: ModelSamplingFlux, μ 1.15
+            model.update(family="flux", sampling="flux", shift=FLUX_SHIFT)
+        elif family == "flux_schnell":  # ModelType.FLOW: discrete flow, shift 1
+            model.update(family="flux", shift=1.0)
+        return (model,)
 
     def _CLIPLoader(self, node_id, nid):
-        override = self._flow_file(node_id, "clip_name", "qwen3", "a Qwen3 text encoder")
-        self.nodes[nid] = {"type": "LoadTextEncoder", "model": self.flow_config(), "override": override}
+        override, _ = self._flow_file(node_id, "clip_name", ("qwen3",), "a Qwen3 text encoder")
+        self.nodes[nid] = {"type": "LoadTextEncoder", "model": self.flow_config("z_image", node_id),
+                           "override": override}
         return ({"te": f"${nid}.text_encoder", "tok": f"${nid}.tokenizer", "family": "z_image"},)
+
+    def _DualCLIPLoader(self, node_id, nid):
+        files = dict(reversed(self._flow_file(node_id, name, ("clip_l", "t5"), "a CLIP-L or T5-XXL text encoder"))
+                     for name in ("clip_name1", "clip_name2"))
+        if set(files) != {"clip_l", "t5"}:
+            raise ComfyError(f"{self.where(node_id)}: type flux takes one CLIP-L file and one T5-XXL file; both are "
+                             f"{next(iter(files))} files")
+        self.nodes[nid] = {"type": "LoadFluxText", "model": self.flow_config("flux", node_id),
+                           "clip_override": files["clip_l"], "t5_override": files["t5"]}
+        return ({"family": "flux", **{key: f"${nid}.{key}" for key in ("clip", "clip_tokenizer", "t5",
+                                                                         "t5_tokenizer")}},)
+
+    def _FluxGuidance(self, node_id, nid):
+        cond = self.link(node_id, "conditioning", "CONDITIONING")
+        if cond.get("flow") != "flux":
+            raise ComfyError(f"{self.where(node_id, 'conditioning')}: FluxGuidance needs a prompt encoded for Flux")
+        return (dict(cond, guidance=self.literal(node_id, "guidance")),)
 
     def _ModelSamplingAuraFlow(self, node_id, nid):
         model = self.link(node_id, "model", "MODEL")
@@ -76,16 +110,32 @@ class FlowTranslations:
         return (f"${nid}.latents",)
 
     def flow_vae(self, node_id, nid):
-        """VAELoader with no checkpoint in the workflow: the Flux VAE file (ae.safetensors) of a Z-Image model."""
-        self.nodes[nid] = {"type": "LoadVAE", "model": self.flow_config(),
+        """VAELoader with no checkpoint in the workflow: the Flux VAE file (ae.safetensors) of Z-Image and Flux."""
+        family = "flux" if any(e["class_type"] == "DualCLIPLoader" for e in self.api.values()) else "z_image"
+        self.nodes[nid] = {"type": "LoadVAE", "model": self.flow_config(getattr(self, "flow_family", family), node_id),
                            "override": self.literal(node_id, "vae_name")}
         return (f"${nid}.vae",)
 
     def flow_encode(self, node_id, nid, clip, inputs):
-        """CLIPTextEncode with a Qwen3 CLIP: the prompt verbatim in the chat template (ComfyQwenTextEncode)."""
-        self.nodes[nid] = {"type": "ComfyQwenTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
-                           "text": inputs["text"]}
-        return ({"embeddings": f"${nid}.embeddings", "flow": True},)
+        """CLIPTextEncode with a Qwen3 CLIP: the prompt verbatim in the chat template (ComfyQwenTextEncode); with
+        Flux's: T5 as ComfyUI pads it (ComfyT5Encode) and CLIP-L's pooled embedding (CLIPPooledEncode)."""
+        if clip["family"] == "z_image":
+            self.nodes[nid] = {"type": "ComfyQwenTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
+                               "text": inputs["text"]}
+            return ({"embeddings": f"${nid}.embeddings", "flow": "z_image"},)
+        from nodegraph.comfy.text import plain_text
+
+        text = self.inputs[inputs["text"].split(".", 1)[1]]["default"]
+        plain = plain_text(text)
+        if plain is None:
+            raise ComfyError(f"{self.where(node_id, 'text')}: `(word:weight)` weights in a Flux prompt are not "
+                             f"covered yet; remove them (or escape the brackets as \\( \\))")
+        text = inputs["text"] if plain == text else plain  # escapes: the text ComfyUI's tokenizers read
+        self.nodes[nid] = {"type": "ComfyT5Encode", "text_encoder": clip["t5"], "tokenizer": clip["t5_tokenizer"],
+                           "text": text}
+        self.nodes[f"{nid}_clip"] = {"type": "CLIPPooledEncode", "text_encoder": clip["clip"],
+                                     "tokenizer": clip["clip_tokenizer"], "prompt": text}
+        return ({"embeddings": f"${nid}.embeddings", "pooled": f"${nid}_clip.pooled", "flow": "flux"},)
 
     def flow_sampler(self, node_id, nid, model, seed):
         """A KSampler on a flow model: ComfyFlowSigmas → ComfyFlowNoise → a repeat over the steps."""
@@ -95,9 +145,10 @@ class FlowTranslations:
                              f"KSampler")
         sides = {side: self.link(node_id, side, "CONDITIONING") for side in ("positive", "negative")}
         for side, cond in sides.items():
-            if not cond.get("flow"):
-                raise ComfyError(f"{self.where(node_id, side)}: a Z-Image model needs a prompt encoded with its "
-                                 f"own text encoder (CLIPLoader type lumina2 → CLIPTextEncode)")
+            if cond.get("flow") != model["family"]:
+                raise ComfyError(f"{self.where(node_id, side)}: a {model['family']} model needs a prompt encoded "
+                                 f"with its own text encoders (Z-Image: CLIPLoader type lumina2; Flux: DualCLIPLoader "
+                                 f"type flux)")
         sampler = self.literal(node_id, "sampler_name")
         name = self.inputs[sampler.split(".", 1)[1]]["default"]
         if name not in FLOW_SAMPLERS:
@@ -107,7 +158,8 @@ class FlowTranslations:
         self.nodes[f"{nid}_sigmas"] = {"type": "ComfyFlowSigmas", "scheduler": self.literal(node_id, "scheduler"),
                                        "steps": self.literal(node_id, "steps"),
                                        "denoise": self.literal(node_id, "denoise", 1.0),
-                                       "shift": model["shift"], "multiplier": model["multiplier"]}
+                                       "shift": model["shift"], "multiplier": model["multiplier"],
+                                       "sampling": model["sampling"]}
         raw = latent in getattr(self, "raw_latents", set())  # EmptySD3LatentImage's zeros: ComfyUI's raw space
         self.nodes[f"{nid}_noise"] = {"type": "ComfyFlowNoise", "latents": latent, "sigmas": f"${nid}_sigmas.sigmas",
                                       "seed": self.literal(node_id, seed),
@@ -116,6 +168,9 @@ class FlowTranslations:
         guide = {"transformer": model["transformer"], "positive": sides["positive"]["embeddings"],
                  "negative": sides["negative"]["embeddings"], "cfg": self.literal(node_id, "cfg"),
                  "multiplier": model["multiplier"]}
+        for side, cond in sides.items():  # Flux: pooled CLIP-L and the guidance FluxGuidance set (3.5 if none)
+            if cond.get("pooled"):
+                guide.update({f"{side}_pooled": cond["pooled"], f"{side}_guidance": cond.get("guidance", FLUX_GUIDANCE)})
         common = {"latents": "$state.latents", "sigmas": f"${nid}_sigmas.sigmas", "index": "$loop.item", **guide}
         self.nodes[nid] = {
             "type": "repeat",

@@ -1,13 +1,14 @@
-"""ComfyUI-semantics nodes for flow-matching models (Z-Image): EmptySD3LatentImage, the prompt as ComfyUI's
-Qwen3 encoder gives it, the shifted flow σ schedule, CONST's starting noise, the x₀ estimate and sampler steps.
+"""ComfyUI-semantics nodes for flow-matching models (Z-Image, Flux.1): EmptySD3LatentImage, the prompt as ComfyUI's
+Qwen3 and T5 encoders give it, the shifted flow σ schedule, CONST's starting noise, the x₀ estimate and sampler
+steps.
 
-A ComfyUI KSampler on a Z-Image model is written out as ComfyFlowSigmas → ComfyFlowNoise → a repeat of
+A ComfyUI KSampler on a flow model is written out as ComfyFlowSigmas → ComfyFlowNoise → a repeat of
 ComfyFlowDenoise → ComfyFlowSamplerStep; the math lives in nodegraph/comfy/flow.py and comfy/samplers.py.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import Embeddings, Latent, Tensor, TextEncoder, Tokenizer, Transformer
@@ -62,10 +63,37 @@ class ComfyQwenTextEncode(Node):
         return {"embeddings": hidden.to(device=ctx.device)[None]}
 
 
+@node("ComfyT5Encode", version=1)
+class ComfyT5Encode(Node):
+    """ComfyUI's T5-XXL encoding for Flux (comfy/text_encoders/flux.py): the prompt's tokens and `</s>`, padded with
+    pad tokens to at least 256 and never cut, no attention mask, T5's last hidden state: (1, max(256, n), C)."""
+
+    class Inputs(Ports):
+        text_encoder: TextEncoder
+        tokenizer: Tokenizer
+        text: str = Field("", description="the prompt")
+
+    class Outputs(Ports):
+        embeddings: Embeddings
+
+    def run(self, i, ctx):
+        import torch
+
+        length = 256
+        while i.tokenizer.dropped([i.text], length)[0]:  # ComfyUI never cuts: grow until the prompt fits
+            length *= 2
+        ids, mask = i.tokenizer([i.text], length)  # (1, length)
+        ids = ids[:, :max(256, int(mask.sum()))]
+        with torch.no_grad():
+            hidden = i.text_encoder(ids.to(i.text_encoder.device))  # (1, L, C)
+        return {"embeddings": hidden.to(device=ctx.device)}
+
+
 @node("ComfyFlowSigmas", version=1)
 class ComfyFlowSigmas(Node):
-    """The σ schedule a ComfyUI KSampler runs over on a flow model (ModelSamplingDiscreteFlow with `shift` and
-    `multiplier`), and its step indices; `denoise` < 1 keeps the last steps + 1 σ of a longer schedule."""
+    """The σ schedule a ComfyUI KSampler runs over on a flow model (`sampling` discrete: ModelSamplingDiscreteFlow
+    with `shift` and `multiplier`; flux: ModelSamplingFlux with μ = `shift`), and its step indices; `denoise` < 1
+    keeps the last steps + 1 σ of a longer schedule."""
 
     class Inputs(Ports):
         scheduler: SchedulerName = "simple"
@@ -73,6 +101,7 @@ class ComfyFlowSigmas(Node):
         denoise: float = Field(1.0, ge=0.0, le=1.0)
         shift: float = Field(3.0, gt=0.0, le=100.0, description=SHIFT_HELP)
         multiplier: float = Field(1.0, gt=0.0, le=10000.0, description=MULTIPLIER_HELP)
+        sampling: Literal["discrete", "flux"] = Field("discrete", description="the model's σ function")
 
     class Outputs(Ports):
         sigmas: Tensor
@@ -82,7 +111,7 @@ class ComfyFlowSigmas(Node):
         from nodegraph.comfy.flow import FlowSampling
         from nodegraph.comfy.schedules import ksampler_sigmas
 
-        sigmas = ksampler_sigmas(i.scheduler, i.steps, i.denoise, flow=FlowSampling(i.shift, i.multiplier))
+        sigmas = ksampler_sigmas(i.scheduler, i.steps, i.denoise, flow=FlowSampling(i.shift, i.multiplier, i.sampling))
         return {"sigmas": sigmas, "steps": list(range(max(len(sigmas) - 1, 0)))}
 
 
@@ -122,12 +151,25 @@ class _Model(Ports):
     negative: Optional[Embeddings] = None
     cfg: float = Field(1.0, ge=0.0, le=100.0, description="CFG on x₀; 1 skips the negative pass")
     multiplier: float = Field(1.0, gt=0.0, le=10000.0, description=MULTIPLIER_HELP)
+    positive_pooled: Optional[Embeddings] = Field(None, description="Flux: the prompt's pooled CLIP-L embedding")
+    negative_pooled: Optional[Embeddings] = None
+    positive_guidance: float = Field(3.5, ge=0.0, le=100.0, description="Flux dev: the prompt's guidance")
+    negative_guidance: float = Field(3.5, ge=0.0, le=100.0)
+
+    def denoiser(self):
+        """`(x, σ) → x₀` with these ports."""
+        from nodegraph.comfy.flow import flow_denoise
+
+        return lambda x, sigma: flow_denoise(self.transformer, x, sigma, self.positive, self.negative, self.cfg,
+                                             self.multiplier, (self.positive_pooled, self.negative_pooled),
+                                             (self.positive_guidance, self.negative_guidance))
 
 
 @node("ComfyFlowDenoise", version=1)
 class ComfyFlowDenoise(Node):
-    """The guided x₀ estimate of a Z-Image transformer at σ = sigmas[index], as ComfyUI's KSampler computes it:
-    x₀ = x − σ·v with v the negated transformer output at timestep 1 − σ·multiplier, CFG on x₀."""
+    """The guided x₀ estimate of a Z-Image or Flux transformer at σ = sigmas[index], as ComfyUI's KSampler computes
+    it: x₀ = x − σ·v with v the model's velocity (Z-Image: its negated output at timestep 1 − σ·multiplier; Flux: at
+    timestep σ with the guidance embedding), CFG on x₀."""
 
     class Inputs(_Model):
         latents: Latent
@@ -138,10 +180,7 @@ class ComfyFlowDenoise(Node):
         denoised: Latent
 
     def run(self, i, ctx):
-        from nodegraph.comfy.flow import flow_denoise
-
-        return {"denoised": flow_denoise(i.transformer, i.latents, float(i.sigmas[i.index]), i.positive, i.negative,
-                                         i.cfg, i.multiplier)}
+        return {"denoised": i.denoiser()(i.latents, float(i.sigmas[i.index]))}
 
 
 @node("ComfyFlowSamplerStep", version=1)
@@ -164,16 +203,12 @@ class ComfyFlowSamplerStep(Node):
         history: Any
 
     def run(self, i, ctx):
-        from nodegraph.comfy.flow import FLOW_SAMPLERS, flow_denoise
+        from nodegraph.comfy.flow import FLOW_SAMPLERS
         from nodegraph.comfy.samplers import step
 
         if i.sampler not in FLOW_SAMPLERS:
             raise ValueError(f"`sampler` {i.sampler!r} on a flow model is not covered yet (ComfyUI runs a "
                              f"rectified-flow variant of it); use one of {', '.join(FLOW_SAMPLERS)}")
-
-        def model(x, sigma):
-            return flow_denoise(i.transformer, x, sigma, i.positive, i.negative, i.cfg, i.multiplier)
-
-        x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, None, i.history, model)
+        x, history = step(i.sampler, i.latents, i.denoised, i.sigmas, i.index, None, i.history, i.denoiser())
         return {"latents": x, "history": history}
 

@@ -29,7 +29,7 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "ImageScaleToTotalPixels", "SDTurboScheduler", "ConditioningSetArea", "ConditioningCombine",
            "ConditioningZeroOut", "UpscaleModelLoader", "ImageUpscaleWithModel",
            "Canny", "VAEEncodeForInpaint", "ImagePadForOutpaint", "UNETLoader", "CLIPLoader",
-           "ModelSamplingAuraFlow", "EmptySD3LatentImage"}
+           "ModelSamplingAuraFlow", "EmptySD3LatentImage", "DualCLIPLoader", "FluxGuidance"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
@@ -40,8 +40,9 @@ SCHEDULERS = {"normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_
 # after the seed and its "control" slot; CLIPLoader's type (Z-Image's Qwen3 is `lumina2`), UNETLoader's storage
 CHECKED_SLOTS = {"KSampler": {"sampler_name": 4, "scheduler": 5}, "KSamplerAdvanced": {"sampler_name": 5, "scheduler": 6},
                  "KSamplerSelect": {"sampler_name": 0}, "BasicScheduler": {"scheduler": 0}, "CLIPLoader": {"type": 1},
-                 "UNETLoader": {"weight_dtype": 1}}
-ALLOWED = {"sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "type": {"lumina2"}, "weight_dtype": {"default"}}
+                 "UNETLoader": {"weight_dtype": 1}, "DualCLIPLoader": {"flux_type": 2}}
+ALLOWED = {"sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "type": {"lumina2"}, "weight_dtype": {"default"},
+           "flux_type": {"flux"}}
 
 
 def instance_values(instance: dict, definition: dict) -> dict:
@@ -93,13 +94,13 @@ def expected_refusals(doc: dict) -> set[str]:
                 for name, slot in CHECKED_SLOTS.get(kind, {}).items():
                     value = (own or {}).get((str(node["id"]), name), values[slot])
                     if value not in ALLOWED[name]:
-                        out.add(f"node {node_id} ({kind}): {name} {value!r}")
+                        out.add(f"node {node_id} ({kind}): {name.removeprefix('flux_')} {value!r}")
 
     walk(doc["nodes"], "")
     if "UNETLoader" not in kinds.values():  # the flow-model nodes run with a Z-Image UNETLoader only
-        out |= {f"node {node_id} ({kind}): needs a Z-Image model (UNETLoader); other flow-matching models are not "
-                f"covered yet" for node_id, kind in kinds.items() if kind in ("EmptySD3LatentImage",
-                                                                              "ModelSamplingAuraFlow")}
+        out |= {f"node {node_id} ({kind}): needs a Z-Image or Flux model from UNETLoader; other flow-matching models "
+                f"are not covered yet" for node_id, kind in kinds.items() if kind in ("EmptySD3LatentImage",
+                                                                                      "ModelSamplingAuraFlow")}
     return out
 
 
@@ -107,8 +108,10 @@ def family_by_name(path: Path):
     from nodegraph.comfy.checkpoints import Checkpoint
 
     name = path.name.lower()
-    if path.parent.name in ("diffusion_models", "text_encoders"):  # split files: Z-Image's, for the structure
-        return Checkpoint("z_image" if path.parent.name == "diffusion_models" else "qwen3")
+    if path.parent.name == "diffusion_models":  # split files, by name, for the structure
+        return Checkpoint("flux_dev" if "flux" in name else "z_image")
+    if path.parent.name == "text_encoders":
+        return Checkpoint("t5" if "t5" in name else "clip_l" if "clip_l" in name else "qwen3")
     return Checkpoint("sdxl_refiner" if "refiner" in name else "sdxl_base" if "xl" in name else "sd1")
 
 
@@ -138,7 +141,8 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
             for key, folder in (("ckpt_name", "checkpoints"), ("vae_name", "vae"), ("lora_name", "loras"),
                                 ("control_net_name", "controlnet"), ("model_name", "upscale_models"),
                                 ("image", "../input"), ("unet_name", "diffusion_models"),
-                                ("clip_name", "text_encoders")):
+                                ("clip_name", "text_encoders"), ("clip_name1", "text_encoders"),
+                                ("clip_name2", "text_encoders")):
                 if isinstance(entry["inputs"].get(key), str):
                     (models / folder / entry["inputs"][key]).parent.mkdir(parents=True, exist_ok=True)
                     (models / folder / entry["inputs"][key]).touch()

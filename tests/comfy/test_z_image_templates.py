@@ -203,7 +203,7 @@ def test_z_image_template_refusals_name_the_node_and_what_to_do(z_models, tmp_pa
     with pytest.raises(ComfyError, match=r"'euler_ancestral' on a flow model is not covered yet .*use one of euler"):
         translate_turbo(z_models, **{"3__sampler_name": "euler_ancestral"})
     with pytest.raises(ComfyError, match=r"node 57:28 \(UNETLoader\) input `unet_name`: qwen_3_4b.safetensors is a "
-                                         r"qwen3 model file, not a Z-Image diffusion model"):
+                                         r"qwen3 model file, not a Z-Image or Flux.1 diffusion model"):
         (z_models[1] / "diffusion_models" / "qwen_3_4b.safetensors").symlink_to(
             z_models[1] / "text_encoders" / "qwen_3_4b.safetensors")
         translate_turbo(z_models, **{"28__unet_name": "qwen_3_4b.safetensors"})
