@@ -94,6 +94,7 @@ class Documents:
         self._graphs: OrderedDict[str, Any] = OrderedDict()
         self._bundles: OrderedDict[Any, tuple[dict, dict]] = OrderedDict()  # what was submitted -> bundle, file stamps
         self._lock = threading.Lock()
+        self._graph_list = None  # graph_list.GraphList, made on the first GET /graphs
 
     # listing
     def graph_files(self) -> dict[str, pathlib.Path]:
@@ -104,19 +105,13 @@ class Documents:
         return found
 
     def describe_graphs(self) -> list[dict]:
-        from nodegraph.spec.loader import load_graph
+        """The graphs as GET /graphs lists them (graph_list.py; kept loaded while their files are unchanged)."""
+        from nodegraph.serve.graph_list import GraphList
 
-        described = []
-        for name, path in self.graph_files().items():
-            try:
-                graph = load_graph(path, hub_references=self.hub_references)
-            except ValidationFailed:
-                continue
-            if not graph.spec.outputs:
-                continue
-            described.append({"name": name, "description": graph.description.strip(),
-                              "inputs": describe_inputs(graph), "outputs": list(graph.spec.outputs)})
-        return described
+        with self._lock:
+            if self._graph_list is None:
+                self._graph_list = GraphList(self)
+        return self._graph_list.describe()
 
     # submissions
     def submit(self, graph: Optional[str], document: Any) -> tuple[Any, str, str]:
@@ -306,30 +301,6 @@ def relative(error: GraphError, folder: pathlib.Path) -> GraphError:
         return text
 
     return dataclasses.replace(error, file=strip(error.file), message=strip(error.message), hint=strip(error.hint))
-
-
-def describe_inputs(graph) -> dict[str, dict]:
-    from nodegraph.spec.document import NO_DEFAULT
-    from nodegraph.serve.model_list import accepts_of
-    from nodegraph.web.offline import offline_model
-
-    described = {}
-    for name, decl in graph.inputs.items():
-        item = {"type": str(graph.input_types.get(name, decl.type)), "description": decl.description,
-                "required": decl.default is NO_DEFAULT}
-        if decl.default is not NO_DEFAULT:
-            item["default"] = decl.default
-        for key in ("choices", "min", "max", "group"):
-            if getattr(decl, key) is not None:
-                item[key] = getattr(decl, key)
-        accepts = accepts_of(graph.checked, name)  # a model input: the families its pickers list (model_list.py)
-        if accepts is not None:
-            item["accepts"] = accepts
-        offline = offline_model(decl)  # the page's first run works offline (web/offline.py)
-        if offline:
-            item["offline"] = offline
-        described[name] = item
-    return described
 
 
 def _walk(nodes: dict):
