@@ -3,6 +3,9 @@
     app.py        HTTP routes only (FastAPI); one dependency checks the bearer token
     documents.py  what a request may submit: graphs by name, whole documents, the server's path rules
     queue.py      runs, their inputs, status, events and outputs in SQLite under --data
+    queue_routes.py  the queue view (positions, priority) and the history (paged, searched, deleted)
+    model_list.py the models the server may load, with their family; what a graph's model inputs accept
+    graph_list.py GET /graphs' descriptions, graphs kept loaded while their files are unchanged
     worker.py     the one thread that runs queued runs in order of priority, then arrival
     events.py     per-run event logs that live clients follow and late clients replay
     lookups.py    submissions checked on a pool of their own, so a slow lookup never holds a request handler
