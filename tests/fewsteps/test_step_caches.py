@@ -162,3 +162,28 @@ def test_faster_cache_matches_diffusers_hook_on_a_guidance_distilled_model(z_ima
     got, ours = run_ours(z_image_pair[1], cache, "faster", inputs)
     check(expected, got, theirs, ours, cache, uncached)
     assert cache.decisions[:7] == [True] * 7  # t = 1000 … 700 lie outside (−1, 681)
+
+
+def test_the_step_graph_schedule_is_the_one_the_caches_follow_on_their_own():
+    from nodegraph.models.step_caches.schedule import full_call
+
+    ts = [1000.0 * s for s in SIGMAS[:-1].tolist()]  # 1000, 950, …, 50
+    for method, interval in (("taylorseer", 0), ("taylorseer", 3), ("pab", 0), ("pab", 3), ("faster", 0)):
+        cache = make_cache(method, interval=interval or None)
+        if method == "taylorseer":
+            own = [cache.runs_in_full(k) for k in range(STEPS)]
+        else:  # their own decision needs the calls counted and something cached
+            own = []
+            for t in ts:
+                own.append(cache.runs_in_full(t))
+                cache.calls, cache.outputs = cache.calls + 1, {0: torch.zeros(1)}
+        assert [full_call(method, k, interval, t) for k, t in enumerate(ts)] == own, method
+
+
+def test_step_cache_refresh_needs_the_cached_transformer_of_the_same_method():
+    from nodegraph.nodes.step_cache import StepCacheRefresh
+
+    node = StepCacheRefresh()
+    inputs = StepCacheRefresh.Inputs(transformer=torch.nn.Linear(2, 2), method="pab", refresh=False)
+    with pytest.raises(ValueError, match=r"`method` 'pab' needs the transformer made by StepCacheTransformer"):
+        node.run(inputs, None)
