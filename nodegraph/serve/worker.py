@@ -149,4 +149,4 @@ def memory_hook(device: Any):
     from nodegraph.core.context import resolve_device
     from nodegraph.exec.memory_report import MemoryHook
 
-    return MemoryHook(resolve_device(device))
+    return MemoryHook(resolve_device(device), top_level_only=True)  # a body node's peak is its repeat's
