@@ -92,7 +92,8 @@ def check_budget(graph, values: dict[str, Any], mode, device: Any, outputs: tupl
     """Raise `BudgetError` before anything loads when `mode.max_memory` is below what the run can ever reach."""
     if mode.max_memory is None:
         return
-    minimum, _ = minimum_budget(graph, values, mode.dtype, getattr(device, "type", "cpu") == "cpu", outputs)
+    streams = getattr(device, "type", "cpu") in ("cpu", "cuda")  # from the file (CPU), pinned host memory (CUDA)
+    minimum, _ = minimum_budget(graph, values, mode.dtype, streams, outputs)
     if mode.max_memory < minimum:
         raise BudgetError(
             f"`max_memory` {format_size(mode.max_memory)} is below the least this run can use: "

@@ -30,7 +30,7 @@ def should_stream(ctx, model: str, component: str, **options: Any) -> bool:
     from pathlib import Path
 
     budget = ctx.mode.max_memory
-    if budget is None or component not in STREAMABLE or ctx.device.type != "cpu" or ctx.fast \
+    if budget is None or component not in STREAMABLE or ctx.device.type not in ("cpu", "cuda") or ctx.fast \
             or Path(model).expanduser().is_file():  # single files load whole (models/single_file)
         return False
     from nodegraph.memory.estimate import component_bytes

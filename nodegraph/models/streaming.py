@@ -53,8 +53,17 @@ def install_streamed(model: nn.Module, entries: dict[str, Any], compute_dtype: t
     from nodegraph.models.checkpoint import read_tensors
     from nodegraph.models.fp8 import enable_fp8, storable
 
+    if torch.device(device).type == "cuda":  # pinned host memory, copied in unit by unit (models/cuda_streaming.py)
+        from nodegraph.models.base import install_weights
+        from nodegraph.models.checkpoint import read_tensors
+        from nodegraph.models.cuda_streaming import stream_to_device
+
+        install_weights(model, read_tensors(entries, compute_dtype, torch.device("cpu")))
+        stream_to_device(model, torch.device(device), unit_bytes)
+        return model
     if torch.device(device).type != "cpu":
-        raise ValueError("streaming weights from the file runs on the CPU; on CUDA load the model resident")
+        raise ValueError("weights stream from the file on the CPU and from pinned host memory on CUDA; on "
+                         f"{device} load the model resident")
     layers, streamed = storable(model), StreamedWeights()
     rest: dict[str, Any] = {}
     for key, entry in entries.items():
