@@ -53,6 +53,31 @@ def kohya_file(path, layers=KOHYA):
     return path
 
 
+def comfy_file(path):
+    """The kohya file under ComfyUI's names: `diffusion_model.` + BFL's dotted paths, CLIP-L's under
+    `text_encoders.clip_l.transformer.`."""
+    from safetensors.torch import load_file
+
+    def comfy(key: str) -> str:
+        name, _, suffix = key.partition(".")
+        for kohya, prefix in (("lora_unet_", "diffusion_model."), ("lora_te1_", "text_encoders.clip_l.transformer.")):
+            if name.startswith(kohya):
+                dotted = name[len(kohya):]
+                for bfl, module in (("double_blocks_", "double_blocks"), ("single_blocks_", "single_blocks"),
+                                    ("text_model_encoder_layers_", "text_model.encoder.layers")):
+                    if dotted.startswith(bfl):
+                        head, rest = dotted[len(bfl):].split("_", 1)
+                        dotted = f"{module}.{head}.{rest}"
+                for part in ("img_attn_", "txt_attn_", "img_mod_", "txt_mlp_", "self_attn_", "mlp_", "modulation_"):
+                    dotted = dotted.replace(part, part[:-1] + ".")
+                return f"{prefix}{dotted}.{suffix}"
+        raise AssertionError(key)
+
+    kohya = load_file(kohya_file(path.with_name("kohya-source.safetensors")))
+    save_file({comfy(k): v for k, v in kohya.items()}, path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def pipe(tiny_flux_dev):
     from diffusers import FluxPipeline
@@ -81,7 +106,7 @@ def plain(tiny_flux_dev):
     return ours(tiny_flux_dev)
 
 
-@pytest.mark.parametrize("make", [peft_file, kohya_file], ids=["peft", "kohya"])
+@pytest.mark.parametrize("make", [peft_file, kohya_file, comfy_file], ids=["peft", "kohya", "comfyui"])
 def test_a_lora_file_matches_load_lora_weights_and_moves_the_image(tiny_flux_dev, pipe, plain, tmp_path, make):
     lora = make(tmp_path / "lora.safetensors")
     got = ours(tiny_flux_dev, lora=str(lora))

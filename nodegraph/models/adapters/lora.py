@@ -71,8 +71,9 @@ def read_lora(path: str) -> LoraFile:
     try:
         with safe_open(path, framework="pt") as f:
             keys, metadata = list(f.keys()), f.metadata() or {}
-            style = _style(path, keys)  # before reading any tensor: a 4 GB checkpoint is refused from its header
-            tensors = {k: f.get_tensor(k) for k in keys}
+            names = {_comfy_as_kohya(k): k for k in keys}
+            style = _style(path, list(names))  # before reading any tensor: a 4 GB checkpoint is refused from its header
+            tensors = {name: f.get_tensor(k) for name, k in names.items()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable .safetensors file ({exc})") from None
     if style == "kohya":
@@ -80,6 +81,20 @@ def read_lora(path: str) -> LoraFile:
     parts = _group(path, tensors, _peft_split)
     _apply_peft_alphas(parts, metadata)
     return LoraFile(path, "peft", parts)
+
+
+COMFY_PREFIXES = {"diffusion_model.": "lora_unet_", "text_encoders.clip_l.transformer.": "lora_te1_"}
+
+
+def _comfy_as_kohya(key: str) -> str:
+    """ComfyUI's names for kohya layers (`diffusion_model.double_blocks.0.img_attn.qkv.lora_down.weight`) as
+    kohya's own (`lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight`), as diffusers reads them."""
+    for prefix, kohya in COMFY_PREFIXES.items():
+        if key.startswith(prefix):
+            for suffix in KOHYA_SUFFIXES:
+                if key.endswith(suffix):
+                    return kohya + key[len(prefix):-len(suffix)].replace(".", "_") + suffix
+    return key
 
 
 def _style(path: str, keys: list[str]) -> str:
