@@ -93,6 +93,8 @@ COVERED: dict[str, Covered] = {
     "DualCLIPLoader": Covered(("clip_name1", "clip_name2", "type", "device"),
                               {"clip_name1": str, "clip_name2": str, "type": str, "device": str}, ("CLIP",)),
     "FluxGuidance": Covered(("guidance",), {"guidance": float}, ("CONDITIONING",), ("conditioning",)),
+    "CLIPTextEncodeFlux": Covered(("clip_l", "t5xxl", "guidance"), {"clip_l": str, "t5xxl": str, "guidance": float},
+                                  ("CONDITIONING",), ("clip",)),
     "ModelSamplingAuraFlow": Covered(("shift",), {"shift": float}, ("MODEL",), ("model",)),
     "EmptySD3LatentImage": Covered(("width", "height", "batch_size"),
                                    {"width": int, "height": int, "batch_size": int}, ("LATENT",)),
@@ -112,7 +114,8 @@ SHORT_NAMES = {  # a translated node's id prefix, by class
     "ConditioningCombine": "combine", "ConditioningZeroOut": "zero", "UpscaleModelLoader": "upscaler",
     "ImageUpscaleWithModel": "upscale", "Canny": "canny", "VAEEncodeForInpaint": "encode",
     "ImagePadForOutpaint": "pad", "UNETLoader": "unet", "CLIPLoader": "clip", "EmptySD3LatentImage": "latent",
-    "ModelSamplingAuraFlow": "sampling", "DualCLIPLoader": "clip", "FluxGuidance": "guidance"}
+    "ModelSamplingAuraFlow": "sampling", "DualCLIPLoader": "clip", "FluxGuidance": "guidance",
+    "CLIPTextEncodeFlux": "text"}
 MODEL_KINDS = {  # ComfyUI's folder of the file a literal input names
     "ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
     "control_net_name": "controlnet", "model_name": "upscale_models", "unet_name": "diffusion_models",

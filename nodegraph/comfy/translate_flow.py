@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.flow import FLOW_SAMPLERS, FLUX_GUIDANCE, FLUX_LATENT, FLUX_SHIFT, Z_IMAGE_SHIFT
+from nodegraph.comfy.translate_control import node_suffix
 
 # family → (the check node, the default folder/repo of tokenizers and configs)
 FAMILIES = {"z_image": ("ZImageCheckpoint", "Tongyi-MAI/Z-Image-Turbo"),
@@ -21,13 +22,24 @@ FLOW_ONLY = ("EmptySD3LatentImage", "ModelSamplingAuraFlow")  # covered with a s
 
 
 def flow_refusals(api: dict[str, dict]) -> list[str]:
-    """The flow-model nodes of a workflow whose model comes from a checkpoint (Flux, SD3.5, Lumina 2 all-in-one
-    files: not covered yet), refused by name before anything loads; [] when the workflow loads a Z-Image UNET."""
-    if any(entry["class_type"] == "UNETLoader" for entry in api.values()):
-        return []
-    return [f"node {node_id} ({entry['class_type']}): needs a Z-Image or Flux model from UNETLoader; other "
-            f"flow-matching models are not covered yet" for node_id, entry in api.items()
-            if entry["class_type"] in FLOW_ONLY]
+    """Refused by name before anything loads: the flow-model nodes of a workflow whose model comes from a
+    checkpoint (Flux, SD3.5, Lumina 2 all-in-one files: not covered yet), and weighted Flux prompts (the literal
+    texts of CLIPTextEncodeFlux, and of CLIPTextEncode fed straight by a DualCLIPLoader)."""
+    from nodegraph.comfy.text import plain_text
+
+    out = []
+    if not any(entry["class_type"] == "UNETLoader" for entry in api.values()):
+        out += [f"node {node_id} ({entry['class_type']}): needs a Z-Image or Flux model from UNETLoader; other "
+                f"flow-matching models are not covered yet" for node_id, entry in api.items()
+                if entry["class_type"] in FLOW_ONLY]
+    for node_id, entry in api.items():
+        kind, clip = entry["class_type"], entry["inputs"].get("clip")
+        flux_clip = isinstance(clip, list) and api.get(str(clip[0]), {}).get("class_type") == "DualCLIPLoader"
+        names = ("clip_l", "t5xxl") if kind == "CLIPTextEncodeFlux" else ("text",) if flux_clip else ()
+        out += [f"node {node_id} ({kind}): `(word:weight)` weights in `{name}` (Flux prompts run unweighted only)"
+                for name in names if isinstance(entry["inputs"].get(name), str)
+                and plain_text(entry["inputs"][name]) is None]
+    return out
 
 
 class FlowTranslations:
@@ -123,19 +135,37 @@ class FlowTranslations:
             self.nodes[nid] = {"type": "ComfyQwenTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
                                "text": inputs["text"]}
             return ({"embeddings": f"${nid}.embeddings", "flow": "z_image"},)
+        return (self._flux_encode(node_id, nid, clip, inputs["text"], inputs["text"]),)
+
+    def _CLIPTextEncodeFlux(self, node_id, nid):
+        """CLIP-L reads `clip_l`, T5 `t5xxl`, and the prompt carries `guidance` (comfy_extras/nodes_flux.py)."""
+        clip = self.link(node_id, "clip", "CLIP")
+        if clip["family"] != "flux":
+            raise ComfyError(f"{self.where(node_id, 'clip')}: CLIPTextEncodeFlux needs Flux's text encoders "
+                             f"(DualCLIPLoader type flux)")
+        cond = self._flux_encode(node_id, nid, clip, self.literal(node_id, "t5xxl"), self.literal(node_id, "clip_l"))
+        return (dict(cond, guidance=self.literal(node_id, "guidance")),)
+
+    def _flux_encode(self, node_id, nid, clip, t5_text: str, clip_text: str) -> dict:
+        """T5 as ComfyUI pads it (ComfyT5Encode) and CLIP-L's pooled embedding (CLIPPooledEncode), from graph-input
+        references; weighted prompts are refused."""
         from nodegraph.comfy.text import plain_text
 
-        text = self.inputs[inputs["text"].split(".", 1)[1]]["default"]
-        plain = plain_text(text)
-        if plain is None:
-            raise ComfyError(f"{self.where(node_id, 'text')}: `(word:weight)` weights in a Flux prompt are not "
-                             f"covered yet; remove them (or escape the brackets as \\( \\))")
-        text = inputs["text"] if plain == text else plain  # escapes: the text ComfyUI's tokenizers read
+        texts = []
+        for ref in (t5_text, clip_text):
+            name = ref.split(".", 1)[1]
+            text = self.inputs[name]["default"]
+            plain = plain_text(text)
+            if plain is None:
+                raise ComfyError(f"{self.where(node_id, name.removesuffix('_' + node_suffix(node_id)))}: "
+                                 f"`(word:weight)` weights in a Flux prompt are not covered yet; remove them (or "
+                                 f"escape the brackets as \\( \\))")
+            texts.append(ref if plain == text else plain)  # escapes: the text ComfyUI's tokenizers read
         self.nodes[nid] = {"type": "ComfyT5Encode", "text_encoder": clip["t5"], "tokenizer": clip["t5_tokenizer"],
-                           "text": text}
+                           "text": texts[0]}
         self.nodes[f"{nid}_clip"] = {"type": "CLIPPooledEncode", "text_encoder": clip["clip"],
-                                     "tokenizer": clip["clip_tokenizer"], "prompt": text}
-        return ({"embeddings": f"${nid}.embeddings", "pooled": f"${nid}_clip.pooled", "flow": "flux"},)
+                                     "tokenizer": clip["clip_tokenizer"], "prompt": texts[1]}
+        return {"embeddings": f"${nid}.embeddings", "pooled": f"${nid}_clip.pooled", "flow": "flux"}
 
     def flow_sampler(self, node_id, nid, model, seed):
         """A KSampler on a flow model: ComfyFlowSigmas → ComfyFlowNoise → a repeat over the steps."""

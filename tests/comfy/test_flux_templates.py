@@ -29,7 +29,8 @@ PROMPT = "a red fox in fresh snow"
 
 @pytest.fixture(scope="module")
 def flux_models(tmp_path_factory):
-    """(tiny Flux.1-dev folder with 16 latent channels, ComfyUI models/ folder with the template's file names)."""
+    """(tiny Flux.1-dev folder with 16 latent channels, ComfyUI models/ folder with the templates' file names); a
+    schnell folder with the same text encoders and VAE beside the dev one."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from safetensors.torch import load_file, save_file
 
@@ -48,11 +49,16 @@ def flux_models(tmp_path_factory):
                                                             "max_shift": 1.15})
     folder = root / "tiny-flux-dev"
     FluxPipeline(**parts).save_pretrained(folder)
+    schnell = dict(parts, scheduler=FlowMatchEulerDiscreteScheduler(**tiny_flux.SCHNELL_SCHEDULER),
+                   transformer=tiny_flux.perturb(FluxTransformer2DModel(**{**tiny_flux.TRANSFORMER, "in_channels": 64,
+                                                                           "guidance_embeds": False}), 43))
+    FluxPipeline(**schnell).save_pretrained(root / "tiny-flux-schnell")  # the same text encoders and VAE
     models = root / "models"
     for sub in ("diffusion_models", "text_encoders", "vae"):
         (models / sub).mkdir(parents=True)
-    save_file(to_bfl(load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors")),
-              models / "diffusion_models" / "flux1-dev.safetensors")
+    for variant in ("dev", "schnell"):
+        save_file(to_bfl(load_file(root / f"tiny-flux-{variant}" / "transformer" / "diffusion_pytorch_model.safetensors")),
+                  models / "diffusion_models" / f"flux1-{variant}.safetensors")
     clip = {f"text_model.{k}": v for k, v in load_file(folder / "text_encoder" / "model.safetensors").items()}
     save_file(clip, models / "text_encoders" / "clip_l.safetensors")
     save_file(load_file(folder / "text_encoder_2" / "model.safetensors"),
@@ -72,11 +78,11 @@ def run(flux_models, out: Path, *sets: str, workflow: Path = TEMPLATE) -> np.nda
     return np.asarray(Image.open(png).convert("RGB")).astype(int)
 
 
-def pipeline_image(folder, seed: int, guidance: float = 3.5) -> np.ndarray:
+def pipeline_image(folder, seed: int, guidance: float = 3.5, prompt: str = PROMPT, prompt_2=None) -> np.ndarray:
     from diffusers import FluxPipeline
 
     pipe = FluxPipeline.from_pretrained(folder)
-    out = pipe(prompt=PROMPT, height=32, width=32, num_inference_steps=4, guidance_scale=guidance,
+    out = pipe(prompt=prompt, prompt_2=prompt_2, height=32, width=32, num_inference_steps=4, guidance_scale=guidance,
                max_sequence_length=256, generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
     return np.round(out.images[0] * 255).astype(int)
 
@@ -133,7 +139,28 @@ def test_flux_template_refusals_name_the_node_and_what_to_do(flux_models):
         translate_with("194:47.clip_name2=clip_l.safetensors")
     with pytest.raises(ComfyError, match=r"node 194:47 \(DualCLIPLoader\): type 'sd3'"):
         translate_with("194:47.type=sd3")
-    with pytest.raises(ComfyError, match=r"node 194:49 \(CLIPTextEncode\) input `text`: `\(word:weight\)` weights "
-                                         r"in a Flux prompt are not covered yet"):
+    with pytest.raises(ComfyError, match=r"node 194:49 \(CLIPTextEncode\): `\(word:weight\)` weights in `text` "
+                                         r"\(Flux prompts run unweighted only\)"):
         translate_with("194:49.text=a (red:1.2) fox")
     assert translate_with("194:49.text=a \\(red\\) fox")  # escaped brackets are text
+
+
+def test_flux_schnell_template_with_clip_text_encode_flux_equals_the_schnell_pipeline(flux_models, tmp_path):
+    """flux_schnell_full_text_to_image: CLIPTextEncodeFlux's `clip_l` text to CLIP-L, `t5xxl` to T5 (the
+    pipeline's prompt / prompt_2); schnell samples on ComfyUI's discrete flow with shift 1 (no guidance). Its own
+    T5 text is weighted (`(like daisies, pink blooms)`), which is refused: the test gives plain texts."""
+    from nodegraph.cli import main
+
+    workflow = TEMPLATE.parent / "flux_schnell_full_text_to_image.json"
+    sets = [f"config={flux_models[0].parent / 'tiny-flux-schnell'}", "27.width=64", "27.height=64", "31.seed=5",
+            "41.clip_l=a red fox", "41.t5xxl=lighthouse at dusk watercolor"]
+    out = tmp_path / "out"
+    assert main(["run", str(workflow), "--models", str(flux_models[1]), "--out", str(out), "-q",
+                 *[a for s in sets for a in ("--set", s)]]) == 0
+    got = np.asarray(Image.open(next(out.rglob("*.png"))).convert("RGB")).astype(int)
+    want = pipeline_image(flux_models[0].parent / "tiny-flux-schnell", seed=5, prompt="a red fox",
+                          prompt_2="lighthouse at dusk watercolor")
+    assert np.abs(got - want).max() <= 1
+    swapped = pipeline_image(flux_models[0].parent / "tiny-flux-schnell", seed=5, prompt="lighthouse at dusk watercolor",
+                             prompt_2="a red fox")
+    assert np.abs(swapped - want).max() > 4  # the two texts reach different encoders

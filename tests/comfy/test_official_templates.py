@@ -29,7 +29,7 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "ImageScaleToTotalPixels", "SDTurboScheduler", "ConditioningSetArea", "ConditioningCombine",
            "ConditioningZeroOut", "UpscaleModelLoader", "ImageUpscaleWithModel",
            "Canny", "VAEEncodeForInpaint", "ImagePadForOutpaint", "UNETLoader", "CLIPLoader",
-           "ModelSamplingAuraFlow", "EmptySD3LatentImage", "DualCLIPLoader", "FluxGuidance"}
+           "ModelSamplingAuraFlow", "EmptySD3LatentImage", "DualCLIPLoader", "FluxGuidance", "CLIPTextEncodeFlux"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
@@ -64,6 +64,24 @@ def instance_values(instance: dict, definition: dict) -> dict:
     for (name, targets), value in zip(promoted, instance.get("widgets_values") or []):
         if name not in linked:
             out.update({target: value for target in targets})
+    return out
+
+
+def weighted_flux_prompts(api: dict) -> set[str]:
+    """Flux prompts with `(word)` / `(word:1.2)` weights (escaped `\\(` brackets are text): CLIPTextEncodeFlux's
+    two texts, and CLIPTextEncode's text when a DualCLIPLoader feeds it directly."""
+    import re
+
+    out = set()
+    for node_id, entry in api.items():
+        clip = entry["inputs"].get("clip")
+        flux = isinstance(clip, list) and api.get(str(clip[0]), {}).get("class_type") == "DualCLIPLoader"
+        names = ("clip_l", "t5xxl") if entry["class_type"] == "CLIPTextEncodeFlux" else ("text",) if flux else ()
+        for name in names:
+            text = re.sub(r"\\[()]", "", str(entry["inputs"].get(name, "")))
+            if "(" in text and ")" in text[text.index("("):]:
+                out.add(f"node {node_id} ({entry['class_type']}): `(word:weight)` weights in `{name}` (Flux prompts "
+                        f"run unweighted only)")
     return out
 
 
@@ -136,6 +154,7 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
             refused += 1
             continue
         workflow = read_workflow(template)
+        expected |= weighted_flux_prompts(workflow.api)
         models = tmp_path / template.parent.parent.name / template.stem / "models"
         for entry in workflow.api.values():  # empty stand-ins for the models the template names
             for key, folder in (("ckpt_name", "checkpoints"), ("vae_name", "vae"), ("lora_name", "loras"),
