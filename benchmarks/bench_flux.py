@@ -108,13 +108,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-flux-") as out:
         for r in range(args.repeats):
             argv = [sys.executable, "-m", "nodegraph.cli", "run", str(REPO / "graphs" / "flux.yaml"), "-q",
-                    "--dtype", "bf16", "--out", f"{out}/{r}", "--set", f"model={folder}", "--set", f"transformer={file}",
-                    "--set", "width=256", "--set", "height=256", "--set", "steps=1"]
+                    "--dtype", "bf16", "--out", f"{out}/{r}", "--set", f"model={folder}",
+                    "--set", f"transformer={file}", "--set", "width=256", "--set", "height=256", "--set", "steps=1"]
             runs.append(timed_run(argv, args.threads))
             print(f"run {r}: {runs[-1][0]:.1f} s, peak RSS {runs[-1][1] / GB:.2f} GB", flush=True)
-    print(f"nodegraph, FLUX.1-schnell-size fp8 transformer file, bf16, 256², 1 step: "
-          f"{statistics.median(s for s, _ in runs):.1f} s, peak RSS {statistics.median(m for _, m in runs) / GB:.2f} GB "
-          f"(median of {len(runs)}; file {file.stat().st_size / GB:.1f} GB)")
+    seconds, rss = statistics.median(s for s, _ in runs), statistics.median(m for _, m in runs)
+    print(f"nodegraph, FLUX.1-schnell-size fp8 transformer file, bf16, 256², 1 step: {seconds:.1f} s, peak RSS "
+          f"{rss / GB:.2f} GB (median of {len(runs)}; file {file.stat().st_size / GB:.1f} GB)")
 
 
 if __name__ == "__main__":

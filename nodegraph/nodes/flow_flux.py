@@ -22,8 +22,9 @@ class FluxWarning(UserWarning):
 @node("FluxCheckpoint", version=1)
 class FluxCheckpoint(Node):
     """Check that `model` is a Flux.1 pipeline before anything loads (model_index.json, the transformer class, the
-    VAE's latent width; a single file from its key index), and that a `transformer` given instead of the model's
-    (and CLIP-L, T5, VAE) given instead of the model's are those components. `schnell` is true when the transformer has no guidance embedding (FLUX.1-schnell).
+    VAE's latent width; a single file from its key index), and that the `transformer`, CLIP-L (`text_encoder`),
+    T5 (`text_encoder_2`) and `vae` given instead of the model's are those components. `schnell` is true when the
+    transformer has no guidance embedding (FLUX.1-schnell).
 
     Passes `model` on: wire the loaders to it, so they run after the check.
     """

@@ -25,7 +25,8 @@ def lora_pair(out_features: int, in_features: int, seed: int, scale: float = 0.3
 def peft_file(path):
     tensors = {}
     for n, (name, out_f, in_f) in enumerate([
-            ("transformer.transformer_blocks.0.attn.to_q", D, D), ("transformer.transformer_blocks.1.ff.net.2", D, 4 * D),
+            ("transformer.transformer_blocks.0.attn.to_q", D, D),
+            ("transformer.transformer_blocks.1.ff.net.2", D, 4 * D),
             ("transformer.single_transformer_blocks.0.proj_mlp", 4 * D, D),
             ("transformer.transformer_blocks.0.norm1_context.linear", 6 * D, D),
             ("text_encoder.text_model.encoder.layers.1.self_attn.v_proj", 24, 24)]):
@@ -35,9 +36,12 @@ def peft_file(path):
     return path
 
 
-KOHYA = [("lora_unet_double_blocks_0_img_attn_qkv", 3 * D, D, 2.0), ("lora_unet_double_blocks_1_txt_attn_qkv", 3 * D, D, 8.0),
-         ("lora_unet_double_blocks_0_img_mod_lin", 6 * D, D, 4.0), ("lora_unet_double_blocks_1_txt_mlp_0", 4 * D, D, 4.0),
-         ("lora_unet_single_blocks_1_linear2", D, 5 * D, 1.0), ("lora_unet_single_blocks_0_modulation_lin", 3 * D, D, 4.0),
+KOHYA = [("lora_unet_double_blocks_0_img_attn_qkv", 3 * D, D, 2.0),
+         ("lora_unet_double_blocks_1_txt_attn_qkv", 3 * D, D, 8.0),
+         ("lora_unet_double_blocks_0_img_mod_lin", 6 * D, D, 4.0),
+         ("lora_unet_double_blocks_1_txt_mlp_0", 4 * D, D, 4.0),
+         ("lora_unet_single_blocks_1_linear2", D, 5 * D, 1.0),
+         ("lora_unet_single_blocks_0_modulation_lin", 3 * D, D, 4.0),
          ("lora_te1_text_model_encoder_layers_0_mlp_fc1", 40, 24, 2.0)]
 # diffusers 0.42.1 drops these kohya layers (their converted names lack `transformer.`); nodegraph applies them
 KOHYA_OUTER = [("lora_unet_final_layer_adaLN_modulation_1", 2 * D, D, 2.0), ("lora_unet_time_in_in_layer", D, 256, 4.0)]

@@ -72,7 +72,7 @@ def read_lora(path: str) -> LoraFile:
         with safe_open(path, framework="pt") as f:
             keys, metadata = list(f.keys()), f.metadata() or {}
             names = {_comfy_as_kohya(k): k for k in keys}
-            style = _style(path, list(names))  # before reading any tensor: a 4 GB checkpoint is refused from its header
+            style = _style(path, list(names))  # before any tensor is read: a 4 GB checkpoint is refused unread
             tensors = {name: f.get_tensor(k) for name, k in names.items()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable .safetensors file ({exc})") from None
