@@ -97,3 +97,17 @@ def test_schnell_is_detected_runs_its_defaults_and_ignores_guidance_with_a_warni
         assert moved(got, ours(folder, **settings, guidance=7.0)) == 0
     assert moved(got, ours(folder, **settings, steps=2)) > 5
     assert moved(got, ours(folder, **settings, max_sequence_length=512)) > 5
+
+
+def test_bf16_dev_with_true_cfg_matches_diffusers_bf16_run(tiny_flux_dev):
+    from diffusers import FluxPipeline
+
+    bf16 = FluxPipeline.from_pretrained(tiny_flux_dev, torch_dtype=torch.bfloat16)
+    bf16.set_progress_bar_config(disable=True)
+    settings = dict(prompt="a cat on the table", negative_prompt="blurry", true_cfg_scale=2.0, steps=3, width=48,
+                    height=32, max_sequence_length=24)
+    expected = theirs(bf16, **settings)
+    assert moved(expected, theirs(bf16, **settings)) == 0  # diffusers' own bf16 run is deterministic here
+    got = png_pixels(run_graph(GRAPH, inputs={"model": str(tiny_flux_dev), **settings}, dtype=torch.bfloat16)["image"])
+    assert (got.int() - expected).abs().max() <= 1
+    assert moved(got.int(), ours(tiny_flux_dev, **settings)) > 1  # bf16 is not fp32's image
