@@ -2,24 +2,29 @@
 
 The usual tiled VAE (diffusers' `enable_tiling`, ComfyUI's tiled-decode fallback) runs the whole network on
 overlapping tiles and blends the seams, so every GroupNorm sees one tile's statistics and the pixels change (up
-to 29/255 in ComfyUI). Here the network is run one stage at a time instead, and within a stage tile by tile:
+to 29/255 in ComfyUI). Here the network is run one stage at a time instead, and within a stage band by band
+(bands of full-width rows, about `tile`² pixels each):
 
-* every 3×3 convolution reads its tile with a one-pixel halo of true neighbours (the layer's own zero padding
-  only touches pixels outside the tile's core, which are discarded), and the ×2 resamplers map tile borders
-  through their exact arithmetic, so each output pixel is computed from exactly the inputs it has untiled;
-* every GroupNorm is applied in two passes: its per-(sample, group) sums and sums of squares are gathered tile
-  by tile (in float64) from the stored stage input, then each tile is normalised with the whole image's mean
-  and variance (the exact-statistics approach of the "Tiled VAE" of multidiffusion-upscaler, here without the
-  approximation of estimating them from a downscaled image);
+* every 3×3 convolution reads its band with a one-row halo of true neighbours (the layer's own zero padding
+  only touches rows outside the band's core, which are discarded; across the width it is the image's own
+  border), and the ×2 resamplers map band borders through their exact arithmetic, so each output pixel is
+  computed from exactly the inputs it has untiled;
+* every GroupNorm is applied in two passes: its per-(sample, group) sums and sums of squares are gathered band
+  by band (in float64), then each band is normalised with the whole image's mean and variance (the
+  exact-statistics approach of the "Tiled VAE" of multidiffusion-upscaler, here without the approximation of
+  estimating them from a downscaled image);
 * the mid block (with its global self-attention) runs untiled at the latent resolution, where it is small.
 
-What is held: a resnet's input, its first conv's output and (when the widths differ) its sum at full size, plus
-one tile's temporaries — where the untiled pass holds the norm, activation, upsampled and convolved copies of
-the whole image at once. An upsampler's output is never held: it is recomputed where read (`Upsampled`).
-Measured figures are in docs/memory.md.
+What is held: at most about one full-size activation per stage. A stage's activations are kept as row chunks
+(`Rows`): while a resnet writes its output band by band, the rows of its input that no later band reads are
+freed, so its input and output together stay about one tensor's size. Inside a resnet the first conv's output
+is never held: it is recomputed where read (once for the second GroupNorm's statistics, once for the second
+conv), as an upsampler's output is (`Upsampled`). Measured figures are in docs/memory.md.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,69 +32,122 @@ import torch.nn.functional as F
 from nodegraph.models.autoencoder_kl import AutoencoderKL, DiagonalGaussian
 from nodegraph.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 
-DEFAULT_TILE = 256  # output pixels per tile side at each stage
+DEFAULT_TILE = 256  # a band holds about tile² output pixels at each stage
 
 
 def tiled_decode(vae: AutoencoderKL, z: torch.Tensor, tile: int = DEFAULT_TILE) -> torch.Tensor:
-    """`vae.decode(z)` computed stage by stage in tiles of `tile`² output pixels; (B, C_out, H, W)."""
+    """`vae.decode(z)` computed stage by stage in bands of about `tile`² output pixels; (B, C_out, H, W)."""
     dec = vae.decoder
     if vae.post_quant_conv is not None:
         z = vae.post_quant_conv(z)
-    x = dec.mid_block(dec.conv_in(z))  # (B, C_top, h, w), untiled: global attention at the latent size
+    x = Rows.whole(dec.mid_block(dec.conv_in(z)))  # (B, C_top, h, w), untiled: global attention at the latent size
     for block in dec.up_blocks:
         for resnet in block.resnets:
             x = _resnet(resnet, x, tile)
-        if block.upsamplers is not None:  # never held whole: the next resnet reads it region by region
+        if block.upsamplers is not None:  # never held whole: the next resnet reads it band by band
             x = Upsampled(block.upsamplers[0], x)
-    return _norm_act_conv(dec.conv_norm_out, dec.conv_act, dec.conv_out, x, tile)
+    return _norm_act_conv(dec.conv_norm_out, dec.conv_act, dec.conv_out, x, tile).tensor()
 
 
 def tiled_encode(vae: AutoencoderKL, x: torch.Tensor, tile: int = DEFAULT_TILE) -> DiagonalGaussian:
-    """`vae.encode(x)` with the full-resolution stages in tiles; the posterior of the latents."""
+    """`vae.encode(x)` with the full-resolution stages in bands; the posterior of the latents."""
     enc = vae.encoder
-    x = _map_tiles(x, enc.conv_in.out_channels, "same", tile, enc.conv_in)
+    h = _band_map(Rows.whole(x), enc.conv_in.out_channels, "same", tile, enc.conv_in)
     for block in enc.down_blocks:
         for resnet in block.resnets:
-            x = _resnet(resnet, x, tile)
+            h = _resnet(resnet, h, tile)
         if block.downsamplers is not None:
-            x = _resample(block.downsamplers[0], x, tile)
-    x = enc.mid_block(x)
-    moments = _norm_act_conv(enc.conv_norm_out, enc.conv_act, enc.conv_out, x, tile)
+            layer = block.downsamplers[0]
+            if layer.padding != 0:
+                raise ValueError("tiled encoding supports the VAE's Downsample2D(padding=0) only")
+            h = _band_map(h, layer.conv.out_channels, "down", tile, layer)
+    h = enc.mid_block(h.tensor())
+    moments = _norm_act_conv(enc.conv_norm_out, enc.conv_act, enc.conv_out, Rows.whole(h), tile).tensor()
     if vae.quant_conv is not None:
         moments = vae.quant_conv(moments)
     return DiagonalGaussian(moments)
 
 
-class Upsampled:
-    """An `Upsample2D`'s output (nearest ×2, 3×3 conv) computed region by region when read, from the input held at
-    half the size: the resnet after it reads it three times (statistics, first conv, shortcut), which costs the
-    upsampler's conv three times over and spares holding the widest activation of the decoder (SDXL at 2048²:
-    256 channels at full size, 4 GB in fp32)."""
+# ---- activations read by rows -----------------------------------------------------------------------------
 
-    def __init__(self, layer: Upsample2D, x: torch.Tensor):
+class Rows:
+    """A (B, C, H, W) activation held as chunks of full-width rows, written top to bottom (`append`), read by row
+    ranges (`x[:, :, a:b]`), and freed from the top once no reader needs those rows (`drop_before`)."""
+
+    def __init__(self, shape: tuple[int, int, int, int], dtype: torch.dtype, device: torch.device):
+        self.shape, self.dtype, self.device = shape, dtype, device
+        self.chunks: list[tuple[int, torch.Tensor]] = []  # (first row, (B, C, rows, W))
+        self.end = 0  # rows written
+
+    @classmethod
+    def whole(cls, t: torch.Tensor) -> Rows:
+        rows = cls(tuple(t.shape), t.dtype, t.device)
+        rows.append(t)
+        return rows
+
+    def append(self, t: torch.Tensor) -> None:
+        self.chunks.append((self.end, t))
+        self.end += t.shape[2]
+
+    def __getitem__(self, index: tuple) -> torch.Tensor:
+        """`x[:, :, a:b]` (the whole width)."""
+        a, b = _bounds(index[2], self.shape[2])
+        parts = [t[:, :, max(a - s, 0):b - s] for s, t in self.chunks if s < b and s + t.shape[2] > a]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+    def drop_before(self, row: int) -> None:
+        """Free the chunks that end at or above `row` (no later read starts above it)."""
+        self.chunks = [(s, t) for s, t in self.chunks if s + t.shape[2] > row]
+
+    def tensor(self) -> torch.Tensor:
+        return self[:, :, :]
+
+
+class Upsampled:
+    """An `Upsample2D`'s output (nearest ×2, 3×3 conv) computed band by band when read, from the input held at
+    half the size: the resnet after it reads it three times (its two GroupNorms' statistics, its output pass),
+    which costs the upsampler's conv three times over and spares holding the widest activation of the decoder
+    (SDXL at 2048²: 256 channels at full size, 4 GB in fp32)."""
+
+    def __init__(self, layer: Upsample2D, x: Rows):
         self.layer, self.x = layer, x
         B, _, H, W = x.shape
         self.shape = (B, layer.conv.out_channels, 2 * H, 2 * W)
         self.dtype, self.device = x.dtype, x.device
 
     def __getitem__(self, index: tuple) -> torch.Tensor:
-        """`up[:, :, rows]` or `up[:, :, rows, cols]` (plain slices)."""
-        rows, cols = index[2], index[3] if len(index) > 3 else slice(None)
-        (y0, y1), (x0, x1) = _bounds(rows, self.shape[2]), _bounds(cols, self.shape[3])
+        y0, y1 = _bounds(index[2], self.shape[2])
         a, b, oy = _source_span("up", y0, y1, self.x.shape[2])
-        c, d, ox = _source_span("up", x0, x1, self.x.shape[3])
-        out = self.layer.conv(F.interpolate(self.x[:, :, a:b, c:d], scale_factor=2.0, mode="nearest"))
-        return out[:, :, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+        out = self.layer.conv(F.interpolate(self.x[:, :, a:b], scale_factor=2.0, mode="nearest"))
+        return out[:, :, y0 - oy:y1 - oy]
+
+    def drop_before(self, row: int) -> None:
+        self.x.drop_before(max((row - 1) // 2, 0))
+
+
+class Computed:
+    """Rows computed on demand by `rows(a, b)` (a resnet's first conv output); never held."""
+
+    def __init__(self, shape: tuple, dtype: torch.dtype, device: torch.device,
+                 rows: Callable[[int, int], torch.Tensor]):
+        self.shape, self.dtype, self.device, self.rows = shape, dtype, device, rows
+
+    def __getitem__(self, index: tuple) -> torch.Tensor:
+        return self.rows(*_bounds(index[2], self.shape[2]))
 
 
 def _bounds(s: slice, size: int) -> tuple[int, int]:
     return min(s.start or 0, size), size if s.stop is None else min(s.stop, size)
 
 
+def band_rows(width: int, tile: int) -> int:
+    """Rows per band: about tile² pixels of a `width`-wide activation."""
+    return max(1, tile * tile // max(width, 1))
+
+
 # ---- GroupNorm in two passes ------------------------------------------------------------------------------
 
-def group_stats(x: torch.Tensor | Upsampled, norm: torch.nn.GroupNorm, rows: int = 16
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def group_stats(x, norm: torch.nn.GroupNorm, rows: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, 1/sqrt(var + eps)) per (sample, group), each (B, G) float32, gathered over bands of `rows` rows."""
     B, C, H, W = x.shape
     G = norm.num_groups
@@ -106,7 +164,7 @@ def group_stats(x: torch.Tensor | Upsampled, norm: torch.nn.GroupNorm, rows: int
 
 
 def _normalise(t: torch.Tensor, norm: torch.nn.GroupNorm, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """GroupNorm of tile `t` (B, C, h, w) with the whole image's statistics, in float32, back in t's dtype."""
+    """GroupNorm of band `t` (B, C, h, w) with the whole image's statistics, in float32, back in t's dtype."""
     mean, rstd = stats
     B, C, h, w = t.shape
     G = norm.num_groups
@@ -117,7 +175,7 @@ def _normalise(t: torch.Tensor, norm: torch.nn.GroupNorm, stats: tuple[torch.Ten
     return y.to(t.dtype)
 
 
-# ---- tiles ------------------------------------------------------------------------------------------------
+# ---- bands ------------------------------------------------------------------------------------------------
 
 def _source_span(kind: str, lo: int, hi: int, size: int) -> tuple[int, int, int]:
     """Input rows [a, b) that output rows [lo, hi) need, and the output row where the op's result on them starts.
@@ -139,58 +197,56 @@ def _out_size(kind: str, size: int) -> int:
     return {"same": size, "up": 2 * size, "down": size // 2}[kind]  # down: (size + 1 − 3) // 2 + 1
 
 
-def _map_tiles(x: torch.Tensor | Upsampled, channels: int, kind: str, tile: int, op, out: torch.Tensor | None = None,
-               shortcut=None) -> torch.Tensor:
-    """Apply `op` (a tile of x → its output) over output tiles of `tile`² pixels into `out` (B, channels, H', W');
-    `shortcut(rows, cols)`, if given, is added to each tile's core (computed before the core is overwritten)."""
+def _band_map(x, channels: int, kind: str, tile: int, op) -> Rows:
+    """Apply `op` (rows of x → its output) over bands of output rows into new `Rows` (B, channels, H', W'),
+    freeing the rows of x no later band reads."""
     B, _, H, W = x.shape
     Ho, Wo = _out_size(kind, H), _out_size(kind, W)
-    if out is None:
-        out = torch.empty(B, channels, Ho, Wo, dtype=x.dtype, device=x.device)
-    for lo_y in range(0, Ho, tile):
-        hi_y = min(lo_y + tile, Ho)
-        ay, by, oy = _source_span(kind, lo_y, hi_y, H)
-        for lo_x in range(0, Wo, tile):
-            hi_x = min(lo_x + tile, Wo)
-            ax, bx, ox = _source_span(kind, lo_x, hi_x, W)
-            y = op(x[:, :, ay:by, ax:bx])[:, :, lo_y - oy:hi_y - oy, lo_x - ox:hi_x - ox]
-            if shortcut is not None:
-                y = y + shortcut(slice(lo_y, hi_y), slice(lo_x, hi_x))
-            out[:, :, lo_y:hi_y, lo_x:hi_x] = y
+    out = Rows((B, channels, Ho, Wo), x.dtype, x.device)
+    step = band_rows(Wo, tile)
+    for lo in range(0, Ho, step):
+        hi = min(lo + step, Ho)
+        a, b, o = _source_span(kind, lo, hi, H)
+        out.append(op(x[:, :, a:b])[:, :, lo - o:hi - o])
+        if hi < Ho:  # no later band reads above the next one's first source row
+            x.drop_before(_source_span(kind, hi, min(hi + step, Ho), H)[0])
     return out
 
 
-def _norm_act_conv(norm, act, conv, x: torch.Tensor | Upsampled, tile: int) -> torch.Tensor:
-    stats = group_stats(x, norm)
-    return _map_tiles(x, conv.out_channels, "same", tile, lambda t: conv(act(_normalise(t, norm, stats))))
+def _norm_act_conv(norm, act, conv, x, tile: int) -> Rows:
+    stats = group_stats(x, norm, band_rows(x.shape[3], tile))
+    return _band_map(x, conv.out_channels, "same", tile, lambda t: conv(act(_normalise(t, norm, stats))))
 
 
-def _resnet(block: ResnetBlock2D, x: torch.Tensor | Upsampled, tile: int) -> torch.Tensor:
-    """norm1 → act → conv1 → norm2 → act → conv2, plus the shortcut, in two tiled passes (no time embedding)."""
-    stats1 = group_stats(x, block.norm1)
-    h = _map_tiles(x, block.conv1.out_channels, "same", tile,
-                   lambda t: block.conv1(block.act(_normalise(t, block.norm1, stats1))))
-    stats2 = group_stats(h, block.norm2)
-    skip = block.conv_shortcut
+def _resnet(block: ResnetBlock2D, x, tile: int) -> Rows:
+    """norm1 → act → conv1 → norm2 → act → conv2, plus the shortcut (no time embedding). The first conv's
+    output is recomputed where read, so only x and the output are held (x's rows freed as the output grows)."""
+    B, _, H, W = x.shape
+    rows = band_rows(W, tile)
+    stats1 = group_stats(x, block.norm1, rows)
 
-    def shortcut(rows: slice, cols: slice) -> torch.Tensor:
-        core = x[:, :, rows, cols]
-        return skip(core) if skip is not None else core
+    def first(t: torch.Tensor) -> torch.Tensor:  # conv1 over rows of x: (B, C1, rows, W)
+        return block.conv1(block.act(_normalise(t, block.norm1, stats1)))
 
-    # the second pass reads x only at each tile's own core, so the sum may overwrite x when the widths agree
-    out = x if skip is None and block.output_scale_factor == 1.0 and isinstance(x, torch.Tensor) else None
-    out = _map_tiles(h, block.conv2.out_channels, "same", tile,
-                     lambda t: block.conv2(block.act(_normalise(t, block.norm2, stats2))), out=out, shortcut=shortcut)
-    return out if block.output_scale_factor == 1.0 else out / block.output_scale_factor
+    def first_rows(lo: int, hi: int) -> torch.Tensor:  # conv1's output rows [lo, hi)
+        a, b, o = _source_span("same", lo, hi, H)
+        return first(x[:, :, a:b])[:, :, lo - o:hi - o]
 
-
-def _resample(layer: Upsample2D | Downsample2D, x: torch.Tensor, tile: int) -> torch.Tensor:
-    if isinstance(layer, Upsample2D):
-        return _map_tiles(x, layer.conv.out_channels, "up", tile,
-                          lambda t: layer.conv(F.interpolate(t, scale_factor=2.0, mode="nearest")))
-    if layer.padding != 0:
-        raise ValueError("tiled encoding supports the VAE's Downsample2D(padding=0) only")
-    return _map_tiles(x, layer.conv.out_channels, "down", tile, layer)
+    stats2 = group_stats(Computed((B, block.conv1.out_channels, H, W), x.dtype, x.device, first_rows),
+                         block.norm2, rows)
+    out = Rows((B, block.conv2.out_channels, H, W), x.dtype, x.device)
+    for lo in range(0, H, rows):
+        hi = min(lo + rows, H)
+        ha, hb, _ = _source_span("same", lo, hi, H)  # conv1 rows conv2 reads
+        a, b, _ = _source_span("same", ha, hb, H)  # x rows conv1 reads; they include the shortcut's core
+        xs = x[:, :, a:b]
+        h = first(xs)[:, :, ha - a:hb - a]
+        y = block.conv2(block.act(_normalise(h, block.norm2, stats2)))[:, :, lo - ha:hi - ha]
+        core = xs[:, :, lo - a:hi - a]
+        y = y + (block.conv_shortcut(core) if block.conv_shortcut is not None else core)
+        out.append(y if block.output_scale_factor == 1.0 else y / block.output_scale_factor)
+        x.drop_before(max(hi - 2, 0))  # the next band reads x from its rows' halo of conv1's halo on
+    return out
 
 
 # ---- how much memory the activations take (the planner's estimate; weights not included) -----------------
@@ -199,20 +255,21 @@ def decode_activation_bytes(vae: AutoencoderKL, latent_shape: tuple[int, ...], t
                             tile: int = DEFAULT_TILE) -> int:
     """Estimated peak bytes of a decode's activations: untiled, the widest stage holds about its input, the
     normalised and activated copies and the convolution's output (an upsampler: its input, the ×2 copy and the
-    conv output); tiled, the stage's input and output plus one tile's temporaries."""
+    conv output); tiled, the larger of a stage's input and output (the input's rows are freed as the output
+    grows) plus one band's temporaries."""
     B, _, h, w = latent_shape
     size = vae.dtype.itemsize
     c = vae.config.block_out_channels[::-1]
     peak, pixels, channels = 0, h * w, c[0]
     for i, out in enumerate(c):
         if tiled:
-            stage = (channels + out) * pixels + 4 * max(channels, out) * (tile + 2) ** 2
+            stage = max(channels, out) * pixels + 6 * max(channels, out) * (tile * tile + 4 * int(pixels ** 0.5))
         else:
             stage = (2 * channels + 2 * out) * pixels
         peak = max(peak, stage)
         if i < len(c) - 1:  # the upsampler at the end of the block
-            up = (out + 4 * out) * pixels + 4 * out * (tile + 2) ** 2 if tiled else (out + 8 * out) * pixels
-            peak = max(peak, up)
+            if not tiled:
+                peak = max(peak, (out + 8 * out) * pixels)
             pixels *= 4
         channels = out
     return B * peak * size
