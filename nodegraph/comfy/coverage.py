@@ -99,9 +99,15 @@ COVERED: dict[str, Covered] = {
     "EmptySD3LatentImage": Covered(("width", "height", "batch_size"),
                                    {"width": int, "height": int, "batch_size": int}, ("LATENT",)),
     "SaveImage": Covered(("filename_prefix",), {"filename_prefix": str}, (), ("images",)),
+    "SaveImageAdvanced": Covered(("filename_prefix", "format", "bit_depth", "color_space"),
+                                 {"filename_prefix": str, "format": str, "bit_depth": str, "color_space": str}, (),
+                                 ("images",)),
+    "ResolutionSelector": Covered(("aspect_ratio", "megapixels", "multiple", "minimum"),
+                                  {"aspect_ratio": str, "megapixels": float, "multiple": int, "minimum": int},
+                                  ("INT", "INT")),
     "PreviewImage": Covered((), {}, (), ("images",)),
 }
-OUTPUT_CLASSES = ("SaveImage", "PreviewImage")
+OUTPUT_CLASSES = ("SaveImage", "PreviewImage", "SaveImageAdvanced")
 SHORT_NAMES = {  # a translated node's id prefix, by class
     "CheckpointLoaderSimple": "ckpt", "VAELoader": "vae", "LoraLoader": "lora", "LoraLoaderModelOnly": "lora",
     "CLIPSetLastLayer": "clip_layer", "CLIPTextEncode": "text", "EmptyLatentImage": "latent",
@@ -115,7 +121,7 @@ SHORT_NAMES = {  # a translated node's id prefix, by class
     "ImageUpscaleWithModel": "upscale", "Canny": "canny", "VAEEncodeForInpaint": "encode",
     "ImagePadForOutpaint": "pad", "UNETLoader": "unet", "CLIPLoader": "clip", "EmptySD3LatentImage": "latent",
     "ModelSamplingAuraFlow": "sampling", "DualCLIPLoader": "clip", "FluxGuidance": "guidance",
-    "CLIPTextEncodeFlux": "text"}
+    "CLIPTextEncodeFlux": "text", "SaveImageAdvanced": "save"}
 MODEL_KINDS = {  # ComfyUI's folder of the file a literal input names
     "ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
     "control_net_name": "controlnet", "model_name": "upscale_models", "unet_name": "diffusion_models",
@@ -135,9 +141,10 @@ CHOICES = {
 
 # Values of a class's inputs that decide whether nodegraph can run it (refused by name, like a sampler):
 # CLIPLoader's `lumina2` is the Qwen3 encoder of Z-Image, DualCLIPLoader's `flux` Flux.1's CLIP-L + T5-XXL;
-# UNETLoader's other weight dtypes are fp8 storage.
+# UNETLoader's other weight dtypes are fp8 storage; SaveImageAdvanced runs as SaveImage for 8-bit sRGB PNGs.
 CLASS_VALUES = {"CLIPLoader": {"type": ("lumina2",)}, "DualCLIPLoader": {"type": ("flux",)},
-                "UNETLoader": {"weight_dtype": ("default",)}}
+                "UNETLoader": {"weight_dtype": ("default",)},
+                "SaveImageAdvanced": {"format": ("png",), "bit_depth": ("8-bit",), "color_space": ("sRGB",)}}
 
 
 def checked_values(class_type: str) -> dict[str, tuple[str, ...]]:

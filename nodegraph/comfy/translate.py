@@ -9,11 +9,12 @@ message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from nodegraph.comfy.checkpoints import COVERED_FAMILIES, read_checkpoint
+from nodegraph.comfy.constants import fold_constants
 from nodegraph.comfy.coverage import CHOICES, COVERED, MODEL_KINDS, OUTPUT_CLASSES, SHORT_NAMES, checked_values
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.models import ModelPaths
@@ -72,6 +73,7 @@ def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP
         raise ComfyError(f"{workflow.origin}: {len(refused)} part{'s' if len(refused) > 1 else ''} of this workflow "
                          f"nodegraph cannot run yet (nothing was run):\n  " + "\n  ".join(refused)
                          + "\n  see docs/comfyui.md for what is covered")
+    workflow = replace(workflow, api=fold_constants(workflow.api, workflow.origin))  # ResolutionSelector
     missing_models(workflow, paths)
     try:
         return _Translator(workflow, paths, step_graph, checkpoint).run()
@@ -203,7 +205,8 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
         image = self.link(node_id, "images", "IMAGE")
         name = f"{_SHORT[kind]}{node_suffix(node_id)}"
         self.outputs[name] = image
-        prefix = self.api[node_id]["inputs"].get("filename_prefix", "ComfyUI") if kind == "SaveImage" else "ComfyUI_temp"
+        prefix = self.api[node_id]["inputs"].get("filename_prefix", "ComfyUI") if kind != "PreviewImage" \
+            else "ComfyUI_temp"
         if not isinstance(prefix, str) or not prefix or ".." in prefix or prefix.startswith(("/", "\\")):
             raise ComfyError(f"{self.where(node_id, 'filename_prefix')}: {prefix!r} is not a file name prefix")
         return Saved(node_id, kind, name, prefix)

@@ -29,7 +29,8 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "ImageScaleToTotalPixels", "SDTurboScheduler", "ConditioningSetArea", "ConditioningCombine",
            "ConditioningZeroOut", "UpscaleModelLoader", "ImageUpscaleWithModel",
            "Canny", "VAEEncodeForInpaint", "ImagePadForOutpaint", "UNETLoader", "CLIPLoader",
-           "ModelSamplingAuraFlow", "EmptySD3LatentImage", "DualCLIPLoader", "FluxGuidance", "CLIPTextEncodeFlux"}
+           "ModelSamplingAuraFlow", "EmptySD3LatentImage", "DualCLIPLoader", "FluxGuidance", "CLIPTextEncodeFlux",
+           "SaveImageAdvanced", "ResolutionSelector"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
@@ -40,9 +41,10 @@ SCHEDULERS = {"normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_
 # after the seed and its "control" slot; CLIPLoader's type (Z-Image's Qwen3 is `lumina2`), UNETLoader's storage
 CHECKED_SLOTS = {"KSampler": {"sampler_name": 4, "scheduler": 5}, "KSamplerAdvanced": {"sampler_name": 5, "scheduler": 6},
                  "KSamplerSelect": {"sampler_name": 0}, "BasicScheduler": {"scheduler": 0}, "CLIPLoader": {"type": 1},
-                 "UNETLoader": {"weight_dtype": 1}, "DualCLIPLoader": {"flux_type": 2}}
+                 "UNETLoader": {"weight_dtype": 1}, "DualCLIPLoader": {"flux_type": 2},
+                 "SaveImageAdvanced": {"format": 1, "bit_depth": 2, "color_space": 3}}
 ALLOWED = {"sampler_name": SAMPLERS, "scheduler": SCHEDULERS, "type": {"lumina2"}, "weight_dtype": {"default"},
-           "flux_type": {"flux"}}
+           "flux_type": {"flux"}, "format": {"png"}, "bit_depth": {"8-bit"}, "color_space": {"sRGB"}}
 
 
 def instance_values(instance: dict, definition: dict) -> dict:

@@ -16,7 +16,6 @@ at 32×48 pixels, and both decode to 32×48.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -82,9 +81,9 @@ def prompt_of(workflow: Path, node: str) -> str:
     return read_workflow(workflow).api[node]["inputs"]["text"]
 
 
-def pipeline_image(pipe, prompt, steps, seed, guidance=0.0, negative=None) -> np.ndarray:
+def pipeline_image(pipe, prompt, steps, seed, guidance=0.0, negative=None, size=None) -> np.ndarray:
     # ComfyUI never cuts a Qwen3 prompt; the base template's is 733 tokens for the tiny tokenizer (pipeline: 512)
-    out = pipe(prompt=prompt, negative_prompt=negative, height=48, width=32, num_inference_steps=steps,
+    out = pipe(prompt=prompt, negative_prompt=negative, height=size or 48, width=size or 32, num_inference_steps=steps,
                guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(seed), output_type="np",
                max_sequence_length=1024)
     return np.round(out.images[0] * 255).astype(int)
@@ -140,47 +139,41 @@ def test_z_image_turbo_template_runs_res_multistep_as_comfyui(z_models, pipe, tu
     assert np.abs(got - turbo_euler).max() > 4  # res_multistep ≠ Euler here
 
 
-def base_without_helpers(tmp_path: Path, width: int, height: int) -> Path:
-    """image_z_image with its two non-core helpers replaced as a user would: ResolutionSelector's size typed into
-    the subgraph's width/height, SaveImageAdvanced swapped for SaveImage."""
-    doc = copy.deepcopy(json.loads(BASE.read_text()))
-    doc["nodes"] = [n for n in doc["nodes"] if n["type"] != "ResolutionSelector"]
-    doc["links"] = [link for link in doc["links"] if link[1] != 94]
-    for n in doc["nodes"]:
-        if n["type"] == "SaveImageAdvanced":
-            n.update(type="SaveImage", widgets_values=["z-image"])
-        for slot in n.get("inputs") or []:
-            if slot.get("link") in (134, 135):
-                slot["link"] = None
-    (subgraph,) = doc["definitions"]["subgraphs"]
-    for n in subgraph["nodes"]:
-        if n["type"] == "EmptySD3LatentImage":
-            n["widgets_values"] = [width, height, 1]
-    path = tmp_path / "image_z_image_helpers_replaced.json"
-    path.write_text(json.dumps(doc))
-    return path
-
-
 def test_z_image_base_template_cfg_4_equals_the_pipeline_at_guidance_3(z_models, pipe, tmp_path):
-    workflow = base_without_helpers(tmp_path, 64, 96)
-    got = run(workflow, z_models, tmp_path / "out", "76:69.steps=4", "76:69.seed=7", "76:69.sampler_name=euler")
-    want = pipeline_image(pipe, prompt_of(BASE, "76:67"), steps=4, seed=7, guidance=3.0, negative="")
+    """image_z_image as it ships: its ResolutionSelector (here at 0.01 megapixels: 104² is under the 256 minimum,
+    so 256×256) sizes the subgraph's EmptySD3LatentImage, its SaveImageAdvanced writes an 8-bit sRGB PNG."""
+    doc = json.loads(BASE.read_text())  # its 1 megapixel is an integer, so --set cannot make it 0.01
+    next(n for n in doc["nodes"] if n["type"] == "ResolutionSelector")["widgets_values"][1] = 0.01
+    (tmp_path / BASE.name).write_text(json.dumps(doc))
+    got = run(tmp_path / BASE.name, z_models, tmp_path / "out", "76:69.steps=4", "76:69.seed=7",
+              "76:69.sampler_name=euler")
+    want = pipeline_image(pipe, prompt_of(BASE, "76:67"), steps=4, seed=7, guidance=3.0, negative="", size=128)
+    assert got.shape == want.shape == (128, 128, 3)
     assert np.abs(got - want).max() <= 1
-    unguided = pipeline_image(pipe, prompt_of(BASE, "76:67"), steps=4, seed=7)
+    unguided = pipeline_image(pipe, prompt_of(BASE, "76:67"), steps=4, seed=7, size=128)
     assert np.abs(unguided - want).max() > 4  # the negative pass matters here
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["Z_image_base_00001_.png"]
 
 
-def test_z_image_base_template_is_refused_for_its_two_helper_nodes_only():
+def test_resolution_selector_is_comfyuis_arithmetic_and_save_image_advanced_png_8_bit_only():
+    from nodegraph.comfy.constants import resolution
     from nodegraph.comfy.errors import ComfyError
     from nodegraph.comfy.reader import read_workflow
     from nodegraph.comfy.translate import refusals
 
-    assert refusals(read_workflow(BASE).api) == ["node 94: ResolutionSelector", "node 95: SaveImageAdvanced"]
-    with pytest.raises(ComfyError):
-        from nodegraph.comfy.models import ModelPaths
-        from nodegraph.comfy.translate import translate
+    scale = math.sqrt(1024 * 1024 / (16 * 9))  # √(megapixels·1024² / (w·h)), each side rounded to the multiple
+    assert resolution("16:9 (Widescreen)", 1.0, 8) == (round(16 * scale / 8) * 8, round(9 * scale / 8) * 8)
+    assert resolution("1:1 (Square)", 1.0, 64) == (1024, 1024)
+    assert resolution("3:2 (Photo)", 0.01, 8) == (384, 256)  # under the 256 minimum: k·(3, 2), k a multiple of 8 ≥ 128
+    api = read_workflow(BASE).api
+    assert refusals(api) == []
+    api["95"]["inputs"]["bit_depth"] = "16-bit"
+    assert refusals(api) == ["node 95 (SaveImageAdvanced): bit_depth '16-bit'"]
+    api["94"]["inputs"]["aspect_ratio"] = "5:4"
+    with pytest.raises(ComfyError, match=r"node 94 \(ResolutionSelector\) input `aspect_ratio`: '5:4' is not one of"):
+        from nodegraph.comfy.constants import fold_constants
 
-        translate(read_workflow(BASE), ModelPaths([]))
+        fold_constants(api, "w.json")
 
 
 def translate_turbo(z_models, models=None, **inner: str):
