@@ -37,6 +37,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
         if "scaled_fp8" in shapes or any(key.endswith(".scale_weight") for key in shapes):
             raise ComfyError(f"{path}: a scaled-fp8 export (per-layer `scale_weight` tensors), which nodegraph does "
                              f"not read; use the bf16 file or a plain float8_e4m3fn one")
+        if any(key.endswith((".comfy_quant", ".weight_scale")) for key in shapes):
+            raise ComfyError(f"{path}: a ComfyUI quantized export (per-layer `comfy_quant` / `weight_scale` "
+                             f"tensors: int8, mixed fp8 or nvfp4), which nodegraph does not read; use the bf16 file")
         flow = flow_family(shapes)
         if flow:
             return Checkpoint(flow)

@@ -200,6 +200,15 @@ def test_z_image_template_refusals_name_the_node_and_what_to_do(z_models, tmp_pa
         (z_models[1] / "diffusion_models" / "qwen_3_4b.safetensors").symlink_to(
             z_models[1] / "text_encoders" / "qwen_3_4b.safetensors")
         translate_turbo(z_models, **{"28__unet_name": "qwen_3_4b.safetensors"})
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(z_models[1] / "diffusion_models" / "z_image_turbo_bf16.safetensors")
+    quantized = {**state, "layers.0.attention.qkv.comfy_quant": torch.zeros(8, dtype=torch.uint8),
+                 "layers.0.attention.qkv.weight_scale": torch.ones(1)}  # ComfyUI's int8 / mixed-fp8 layout
+    save_file(quantized, z_models[1] / "diffusion_models" / "z_image_turbo_int8_convrot.safetensors")
+    with pytest.raises(ComfyError, match=r"z_image_turbo_int8_convrot.safetensors: a ComfyUI quantized export "
+                                         r"\(per-layer `comfy_quant`"):
+        translate_turbo(z_models, **{"28__unet_name": "z_image_turbo_int8_convrot.safetensors"})
     empty = tmp_path / "models"
     (empty / "text_encoders").mkdir(parents=True)
     with pytest.raises(ComfyError) as missing:
