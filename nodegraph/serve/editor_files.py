@@ -9,6 +9,8 @@ rules:
   package (or of the checkout), never outside its folder; a new graph goes into the first named folder;
 * a file changed on disk since the editor opened it (its sha256, the `stamp`) is not overwritten unless the user
   said so (`overwrite`);
+* a document (or layout) nesting deeper than the spec's `max_depth` (spec/limits.py) is refused before anything
+  walks it: merging, rendering and validating recurse, and a few hundred levels would overflow the stack;
 * a document that does not validate is refused, or saved as a draft in `<data>/drafts/` (never among the
   graphs, so nothing runs it) with its errors;
 * node positions live in a sidecar, `<data>/layouts/<name>.json`, never in the YAML: dragging a node must not
@@ -33,6 +35,24 @@ TOP_ORDER = ("nodegraph", "description", "inputs", "nodes", "outputs")
 
 def stamp_of(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def refuse_deep(value: Any, what: str) -> None:
+    """Refuse `value` (a request's `document` or `layout`) when it nests deeper than the spec's `max_depth`,
+    walking it with a stack of its own (no recursion). Levels count as the YAML loader counts them (spec/
+    yaml_io.py): the top mapping is level 1 and each value sits one level below its container, so a document
+    this lets through cannot be refused as too deep once rendered."""
+    from nodegraph.spec.limits import active_limits
+
+    limit = active_limits().max_depth
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if level > limit:
+            raise reject("too_deep", what, f"the `{what}` nests more than {limit} levels deep",
+                         "a graph needs only a few levels; flatten the structure", status=422)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        pending.extend((child, level + 1) for child in children)
 
 
 def plain(value: Any) -> Any:
@@ -169,6 +189,7 @@ class EditorFiles:
         saved from an opened graph (`source`) keeps that file's comments and formatting too."""
         from nodegraph.spec.loader import loads_graph
 
+        refuse_deep(document, "document")
         path = self.path_of(name) or (self.path_of(source) if source else None)
         original = path.read_text(encoding="utf-8") if path is not None else None
         text = render(document, original)
@@ -188,6 +209,7 @@ class EditorFiles:
         """The ports of every graph the document includes (`type: ./x.yaml`), for the editor's nodes."""
         from nodegraph.spec.loader import load_graph
 
+        refuse_deep(document, "document")
         folder = self.folder_for(name).resolve()
         found: dict[str, dict] = {}
         for node_type in _include_types(document.get("nodes")):
@@ -208,11 +230,17 @@ class EditorFiles:
     # writing
     def save(self, name: str, document: dict, stamp: Optional[str], layout: dict, draft: bool,
              overwrite: bool, source: str = "") -> dict:
-        from nodegraph.hub.migrate import write_atomically
-
         if not NEW_NAME.match(name or ""):
             raise reject("bad_name", "name", f"`{name}` is not a graph name",
                          "letters, digits, `_` and `-`, at most 64, not starting with `-`", status=400)
+        refuse_deep(document, "document")
+        refuse_deep(layout, "layout")
+        return self._save(name, document, stamp, layout, draft, overwrite, source)
+
+    def _save(self, name: str, document: dict, stamp: Optional[str], layout: dict, draft: bool,
+              overwrite: bool, source: str) -> dict:
+        from nodegraph.hub.migrate import write_atomically
+
         path = self.path_of(name)
         if not self.editable(path):
             raise reject("read_only_graph", "name", f"this server does not let the page write the graph `{name}`",

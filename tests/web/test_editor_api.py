@@ -121,3 +121,41 @@ def test_hostile_documents_are_refused_or_reported_and_nothing_outside_is_read(s
     checked = call(server, "POST", "/editor/validate", {"document": document, "name": "../x"}).json()
     assert "include_outside" in [e["code"] for e in checked["errors"]] and checked["includes"] == {}
     assert all(e["file"] == "graph.yaml" for e in checked["errors"])
+
+
+def nested(levels: int) -> dict:
+    """A document whose `nodes` holds `levels` mappings one inside the other: the scalar at the bottom sits at
+    level `levels + 2`, counting as the YAML loader does (the top mapping is level 1)."""
+    inner: object = 1
+    for _ in range(levels):
+        inner = {"a": inner}
+    return {"nodegraph": 1, "nodes": inner}
+
+
+@pytest.mark.parametrize("levels", [100, 600])
+def test_a_document_nested_too_deep_is_refused_by_every_route_that_takes_one(server, levels):
+    deep, fine = nested(levels), nested(0)
+    requests = [("POST", "/editor/validate", {"document": deep, "name": "stable_diffusion"}),
+                ("POST", "/editor/yaml", {"document": deep}),
+                ("PUT", "/editor/graphs/deep_new", {"document": deep}),
+                ("PUT", "/editor/graphs/stable_diffusion", {"document": deep, "overwrite": True}),
+                ("PUT", "/editor/graphs/deep_layout", {"document": fine, "layout": deep, "draft": True})]
+    for method, path, body in requests:
+        response = call(server, method, path, body)
+        assert response.status_code == 422, (method, path, response.status_code, response.text[:300])
+        [error] = response.json()["errors"]
+        what = "layout" if body.get("layout") is deep else "document"
+        assert error["code"] == "too_deep" and error["path"] == what, (method, path, error)
+        assert f"`{what}` nests more than 64 levels deep" in error["message"]
+        assert str(server.data) not in response.text and str(ROOT) not in response.text
+    names = [g["name"] for g in call(server, "GET", "/editor/graphs").json()["graphs"]]
+    assert "deep_new" not in names and "deep_layout" not in names  # nothing written
+    assert call(server, "GET", "/editor/graphs/stable_diffusion").status_code == 200  # the server still answers
+
+
+def test_the_depth_limit_is_the_loaders_so_a_document_it_lets_through_is_not_refused_as_too_deep(server):
+    # 62 mappings under `nodes`: its scalar at level 64, the limit (spec/limits.py max_depth); 63: one over.
+    at_limit = call(server, "POST", "/editor/validate", {"document": nested(62)})
+    assert at_limit.status_code == 200 and "too_deep" not in [e["code"] for e in at_limit.json()["errors"]]
+    over = call(server, "POST", "/editor/validate", {"document": nested(63)})
+    assert over.status_code == 422 and over.json()["errors"][0]["code"] == "too_deep"
