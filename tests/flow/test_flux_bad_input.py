@@ -1,8 +1,11 @@
 """The Flux graphs from the command line, given wrong input: one clear message naming the input, a non-zero exit,
 no traceback, no image written, and nothing loaded first (the folders below hold config files only, so reading
-any weights would fail differently)."""
+any weights would fail differently). A good run writes one PNG per image, whose recipe runs again."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from test_z_image_bad_input import assert_refused, configs_only, run_cli
@@ -42,3 +45,24 @@ def test_a_flux_transformer_file_given_as_model_is_sent_to_the_transformer_input
 def test_sizes_and_a_too_long_max_sequence_length_are_refused_at_validation(tmp_path, graph, name, value, needle):
     result = run_cli(graph, tmp_path, model=tmp_path / "never-read", image=tmp_path / "never.png", **{name: value})
     assert_refused(result, tmp_path, f"inputs.{name}", needle)
+
+
+def test_a_good_run_writes_one_png_per_image_and_the_png_runs_again_to_the_same_pixels(tiny_flux_schnell, tmp_path):
+    import json
+
+    import numpy as np
+    import PIL.Image
+
+    result = run_cli("flux.yaml", tmp_path, model=tiny_flux_schnell, steps=1, width=32, height=16, batch_size=2,
+                     prompt="a red fox", guidance=0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["image_0.png", "image_1.png"]
+    with PIL.Image.open(tmp_path / "out" / "image_0.png") as img:
+        recipe, pixels = json.loads(img.text["nodegraph"]), np.asarray(img)
+    assert recipe["inputs"]["prompt"] == "a red fox" and "flux_denoise_step.yaml" in recipe["graph"]["files"]
+    again = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(tmp_path / "out" / "image_0.png"), "-q",
+                            "--no-prefetch", "--out", str(tmp_path / "again")], capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    with PIL.Image.open(tmp_path / "again" / "image_0.png") as img:
+        assert np.array_equal(np.asarray(img), pixels)
