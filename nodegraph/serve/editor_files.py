@@ -8,7 +8,8 @@ rules:
 * a graph is written only inside a `--graphs` folder the operator named, never into the shipped graphs of the
   package (or of the checkout), never outside its folder; a new graph goes into the first named folder;
 * a file changed on disk since the editor opened it (its sha256, the `stamp`) is not overwritten unless the user
-  said so (`overwrite`);
+  said so (`overwrite`); the check and the write hold the name's lock, so two saves from one stamp (the routes
+  run in a thread pool) give one save and one 409, never a lost update;
 * a document (or layout) nesting deeper than the spec's `max_depth` (spec/limits.py) is refused before anything
   walks it: merging, rendering and validating recurse, and a few hundred levels would overflow the stack;
 * a document that does not validate is refused, or saved as a draft in `<data>/drafts/` (never among the
@@ -24,6 +25,7 @@ import io
 import json
 import pathlib
 import re
+import threading
 from typing import Any, Optional
 
 from nodegraph.serve.documents import Rejected, reject
@@ -138,6 +140,8 @@ class EditorFiles:
         self.documents = documents
         self.drafts = data_dir / "drafts"
         self.layouts = data_dir / "layouts"
+        self._locks: dict[str, threading.Lock] = {}  # graph name -> the lock its saves hold
+        self._locks_guard = threading.Lock()
 
     # where
     def path_of(self, name: str) -> Optional[pathlib.Path]:
@@ -228,6 +232,11 @@ class EditorFiles:
         return found
 
     # writing
+    def _hold(self, name: str) -> threading.Lock:
+        """The lock of the graph `name`: a save checks the stamp and writes under it."""
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
+
     def save(self, name: str, document: dict, stamp: Optional[str], layout: dict, draft: bool,
              overwrite: bool, source: str = "") -> dict:
         if not NEW_NAME.match(name or ""):
@@ -235,7 +244,8 @@ class EditorFiles:
                          "letters, digits, `_` and `-`, at most 64, not starting with `-`", status=400)
         refuse_deep(document, "document")
         refuse_deep(layout, "layout")
-        return self._save(name, document, stamp, layout, draft, overwrite, source)
+        with self._hold(name):
+            return self._save(name, document, stamp, layout, draft, overwrite, source)
 
     def _save(self, name: str, document: dict, stamp: Optional[str], layout: dict, draft: bool,
               overwrite: bool, source: str) -> dict:

@@ -3,6 +3,8 @@ round trip keeping the file's comments, a file changed on disk is not overwritte
 the shipped graphs are never written, and every editor route needs the token."""
 
 import json
+import shutil
+import threading
 
 import httpx
 import pytest
@@ -10,6 +12,8 @@ from editor_helpers import editor_server
 from serve_helpers import ROOT
 
 from nodegraph.core.types import can_connect, parse_type_name
+from nodegraph.serve.documents import Documents, Rejected
+from nodegraph.serve.editor_files import EditorFiles
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +163,57 @@ def test_the_depth_limit_is_the_loaders_so_a_document_it_lets_through_is_not_ref
     assert at_limit.status_code == 200 and "too_deep" not in [e["code"] for e in at_limit.json()["errors"]]
     over = call(server, "POST", "/editor/validate", {"document": nested(63)})
     assert over.status_code == 422 and over.json()["errors"][0]["code"] == "too_deep"
+
+
+def editor_files(tmp_path, graph_dirs) -> EditorFiles:
+    """The editor's files in this process (the routes call the same object from a thread pool)."""
+    return EditorFiles(Documents(tmp_path / "data", graph_dirs, [], store=None), tmp_path / "data")
+
+
+def test_two_saves_from_one_stamp_at_the_same_time_give_one_save_and_one_conflict(tmp_path, monkeypatch):
+    (tmp_path / "graphs").mkdir()
+    shutil.copy(ROOT / "graphs" / "stable_diffusion.yaml", tmp_path / "graphs")
+    shutil.copy(ROOT / "graphs" / "sd_denoise_step.yaml", tmp_path / "graphs")
+    files = editor_files(tmp_path, [tmp_path / "graphs"])
+    opened = files.open("stable_diffusion")
+    first_checking, second_arrived = threading.Event(), threading.Event()
+    real_check, real_hold = files.check, files._hold
+
+    def check(*args):  # the first save, past its stamp check, waits here until the second one has arrived
+        if threading.current_thread().name == "first":
+            first_checking.set()
+            assert second_arrived.wait(30)
+        return real_check(*args)
+
+    def hold(name):  # the second save arrives: about to wait for the graph's lock
+        if threading.current_thread().name == "second":
+            second_arrived.set()
+        return real_hold(name)
+
+    monkeypatch.setattr(files, "check", check)
+    monkeypatch.setattr(files, "_hold", hold)
+    outcome: dict[str, object] = {}
+
+    def save(value: bool):
+        try:
+            document = json.loads(json.dumps(opened["document"]))
+            document["nodes"]["scheduler"]["sd_pipeline"] = value
+            outcome[threading.current_thread().name] = files.save(
+                "stable_diffusion", document, opened["stamp"], {}, draft=False, overwrite=False)
+        except Rejected as exc:
+            outcome[threading.current_thread().name] = exc
+        finally:
+            second_arrived.set()  # a save that finished without waiting (no lock) lets the first one go on
+
+    first = threading.Thread(target=save, args=(False,), name="first")
+    first.start()
+    assert first_checking.wait(30)
+    second = threading.Thread(target=save, args=(True,), name="second")
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert isinstance(outcome["first"], dict) and outcome["first"]["saved"] == "graph"
+    conflict = outcome["second"]
+    assert isinstance(conflict, Rejected), conflict  # before: both saved, the first save's edit lost
+    assert conflict.status == 409 and conflict.errors[0].code == "changed_on_disk"
+    assert (tmp_path / "graphs" / "stable_diffusion.yaml").read_text() == outcome["first"]["yaml"]
