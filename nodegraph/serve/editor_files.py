@@ -162,8 +162,12 @@ class EditorFiles:
         return path.parent.resolve() in [f.resolve() for f in folders] and not path.is_symlink()
 
     def folder_for(self, name: str) -> pathlib.Path:
+        """The folder `name` is (or would be) written to, so its includes resolve as they will once saved."""
         path = self.path_of(name)
-        return path.parent if path is not None else self.documents.graph_dirs[0]
+        if path is not None:
+            return path.parent
+        folders = self.writable_folders()
+        return folders[0] if folders else self.documents.graph_dirs[0]
 
     # reading
     def open(self, name: str) -> dict:
@@ -265,7 +269,7 @@ class EditorFiles:
         text, problems = self.check(document, name, source)
         if problems and not draft:
             raise Rejected(422, problems, f"{name}.yaml")
-        target = self.drafts / f"{name}.yaml" if problems else (path or self.writable_folders()[0] / f"{name}.yaml")
+        target = self.drafts / f"{name}.yaml" if problems else (path or self.folder_for(name) / f"{name}.yaml")
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, text)
         self.layouts.mkdir(parents=True, exist_ok=True)

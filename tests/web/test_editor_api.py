@@ -217,3 +217,23 @@ def test_two_saves_from_one_stamp_at_the_same_time_give_one_save_and_one_conflic
     assert isinstance(conflict, Rejected), conflict  # before: both saved, the first save's edit lost
     assert conflict.status == 409 and conflict.errors[0].code == "changed_on_disk"
     assert (tmp_path / "graphs" / "stable_diffusion.yaml").read_text() == outcome["first"]["yaml"]
+
+
+def test_a_new_graph_is_validated_in_the_folder_it_will_be_written_to(tmp_path):
+    from nodegraph.shipped_graphs import SHIPPED_GRAPHS
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "part.yaml").write_text(
+        "nodegraph: 1\ninputs:\n  seed: {type: int, default: 1}\nnodes:\n  s: {type: Seed, seed: $inputs.seed}\n"
+        "outputs:\n  generator: $s.generator\n")
+    files = editor_files(tmp_path, [SHIPPED_GRAPHS, tmp_path / "mine"])  # the first folder is never written
+    uses_part = {"nodegraph": 1, "nodes": {"p": {"type": "./part.yaml", "seed": 3}}, "outputs": {"g": "$p.generator"}}
+    assert files.check(uses_part, "uses_part")[1] == []
+    ports = files.includes(uses_part, "uses_part")["./part.yaml"]
+    assert ports["outputs"] == [{"name": "generator", "type": "Generator"}]
+    saved = files.save("uses_part", uses_part, None, {}, draft=False, overwrite=False)
+    assert saved["saved"] == "graph" and (tmp_path / "mine" / "uses_part.yaml").read_text() == saved["yaml"]
+    # a file only in the shipped folder is not beside the new graph: including it is an error, as after saving
+    uses_shipped = {"nodegraph": 1, "nodes": {"p": {"type": "./sd_denoise_step.yaml"}}, "outputs": {"g": "$p.latents"}}
+    assert (SHIPPED_GRAPHS / "sd_denoise_step.yaml").is_file()
+    assert "file_not_found" in [e.code for e in files.check(uses_shipped, "uses_shipped")[1]]
