@@ -25,6 +25,9 @@ from nodegraph.exec.interrupt import refresh as refresh_cancel_checks
 
 TERMINAL = ("finished", "failed", "cancelled")
 KEEP_LOGS = 256  # finished runs whose logs stay in memory
+# Progress events wake following clients at most this often; the others reach them with the next wake. Each wake
+# takes the event loop's turn at the GIL from the worker: one per step cost a warm 25-step digits run ~7 ms (4 %).
+PROGRESS_WAKE_SECONDS = 0.05
 
 
 class EventLog:
@@ -35,6 +38,7 @@ class EventLog:
         self._ended = threading.Event()  # set with the terminal event: what a cancel waits on
         self._following = 0  # clients following the log now
         self._drop_pending = False  # previews to drop once they have left
+        self._woken = float("-inf")  # when clients were last woken (time.monotonic)
         if self.done:
             self._ended.set()
 
@@ -47,7 +51,11 @@ class EventLog:
         with self._lock:
             event["seq"] = len(self.events)
             self.events.append(event)
-            waiters, self._waiters = self._waiters, []
+            now = time.monotonic()
+            if event["type"] == "progress" and now - self._woken < PROGRESS_WAKE_SECONDS:
+                waiters = []  # it goes out with the next wake: a later progress event or any other event
+            else:
+                waiters, self._waiters, self._woken = self._waiters, [], now
         if event["type"] in TERMINAL:
             self._ended.set()
         for loop, flag in waiters:

@@ -59,3 +59,34 @@ def test_without_clients_the_previews_are_dropped_at_once():
     log.append({"type": "failed", "error": "x"})
     log.drop_previews()
     assert previews(log.events) == [False, False, False, True]
+
+
+def test_progress_events_close_together_reach_a_client_with_the_next_wake_and_none_is_lost(monkeypatch):
+    from nodegraph.serve import events
+
+    monkeypatch.setattr(events, "PROGRESS_WAKE_SECONDS", 3600)  # after one wake, no progress event wakes again
+
+    async def scenario():
+        log = EventLog()
+        log.append({"type": "started"})
+        stream = log.follow()
+        assert (await stream.__anext__())["type"] == "started"
+        waiting = asyncio.ensure_future(stream.__anext__())
+        while not log._waiters:  # the client drained the log and waits (one loop turn: no clock involved)
+            await asyncio.sleep(0)
+        for index in (1, 2, 3):
+            log.append({"type": "progress", "node": "denoise", "index": index, "total": 3})
+        assert len(log._waiters) == 1 and not waiting.done()  # not woken: each wake costs the worker the GIL
+        log.append({"type": "node_finished", "node": "denoise"})  # any other event wakes at once
+        assert not log._waiters
+        seen = [await waiting] + [e async for e in _until(stream, "finished", log)]
+        assert [(e["type"], e.get("index")) for e in seen] == [("progress", 1), ("progress", 2), ("progress", 3),
+                                                             ("node_finished", None), ("finished", None)]
+
+    asyncio.run(scenario())
+
+
+async def _until(stream, last: str, log: EventLog):
+    log.append({"type": last})
+    async for event in stream:
+        yield event
