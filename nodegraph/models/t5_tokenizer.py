@@ -41,7 +41,11 @@ class T5Tokenizer:
         folder = Path(folder)
         config_file = folder / "tokenizer_config.json"
         config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
-        return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), config, str(folder))
+        text = (folder / "tokenizer.json").read_text(encoding="utf-8")
+        backend = Tokenizer.from_str(text)
+        if config.get("tokenizer_class") in T5_TOKENIZERS:
+            _as_transformers_rebuilds_it(backend, json.loads(text))
+        return cls(backend, config, str(folder))
 
     def __len__(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)
@@ -66,6 +70,28 @@ class T5Tokenizer:
             ids = [i for o in e.overflowing[:1] for i in o.ids if i != self.pad_token_id]
             out.append(self.backend.decode(ids, skip_special_tokens=True) if ids else "")
         return out
+
+
+def _as_transformers_rebuilds_it(backend, raw: dict[str, Any]) -> None:
+    """transformers 5's T5Tokenizer does not run a tokenizer.json's pipeline as written: it keeps the Unigram
+    vocabulary and the precompiled SentencePiece normalizer (dropping any other normalizer), and splits on
+    whitespace before the Metaspace step (so runs of spaces, tabs and newlines give no "▁" tokens of their own);
+    the end-of-sequence token is appended after the text. Do the same, so hub folders written by older versions
+    give the ids diffusers' pipelines get here."""
+    import base64
+
+    from tokenizers import normalizers, pre_tokenizers, processors
+
+    found = raw.get("normalizer") or {}
+    found = found.get("normalizers", [found]) if found.get("type") == "Sequence" else [found]
+    charsmap = next((n["precompiled_charsmap"] for n in found if n.get("type") == "Precompiled"), None)
+    backend.normalizer = normalizers.Precompiled(base64.b64decode(charsmap)) if charsmap else None
+    metaspace = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), metaspace])
+    eos = backend.token_to_id("</s>")
+    if eos is not None:
+        backend.post_processor = processors.TemplateProcessing(single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"],
+                                                               special_tokens=[("</s>", eos)])
 
 
 def is_t5_tokenizer(src, folder: str, declared: str) -> bool:

@@ -53,6 +53,33 @@ def test_t5_tokenizer_gives_transformers_ids_and_mask(pipe, loaded, length):
     assert (ids[:, -1] == 1).any() or length == 512  # a cut prompt keeps its </s>
 
 
+def test_a_hub_style_tokenizer_json_gives_the_ids_transformers_gives(tiny_flux_dev, tmp_path):
+    """Hub T5 folders were written by older transformers: Metaspace alone (no whitespace split) and possibly other
+    normalizers in tokenizer.json. transformers 5 rebuilds T5's pipeline; so must nodegraph."""
+    import json
+    import shutil
+
+    from transformers import T5Tokenizer as TheirT5Tokenizer
+
+    from nodegraph.models.t5_tokenizer import T5Tokenizer
+
+    folder = tmp_path / "tokenizer_2"
+    shutil.copytree(tiny_flux_dev / "tokenizer_2", folder)
+    raw = json.loads((folder / "tokenizer.json").read_text())
+    raw["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}
+    raw["normalizer"] = {"type": "Lowercase"}
+    (folder / "tokenizer.json").write_text(json.dumps(raw))
+    prompts = ["a  red fox", "  a cat\non the table ", "Red FOX in snow", "a\tdog"]
+    expected = TheirT5Tokenizer.from_pretrained(folder)(prompts, padding="max_length", max_length=12, truncation=True,
+                                                       return_tensors="pt")
+    ids, mask = T5Tokenizer.from_folder(folder)(prompts, 12)
+    assert torch.equal(ids, expected.input_ids) and torch.equal(mask, expected.attention_mask)
+    from tokenizers import Tokenizer
+
+    as_written = T5Tokenizer(Tokenizer.from_file(str(folder / "tokenizer.json")), {}, "as written")(prompts, 12)[0]
+    assert not torch.equal(as_written, ids)  # the file's own pipeline gives other ids
+
+
 def test_t5_and_pooled_clip_equal_flux_encode_prompt_with_prompt_2_and_batch(pipe, loaded):
     with torch.no_grad():
         embeds, pooled, text_ids = pipe.encode_prompt("a red fox", prompt_2="a lighthouse at dusk",
