@@ -39,11 +39,20 @@ def stamp_of(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def refuse_deep(value: Any, what: str) -> None:
-    """Refuse `value` (a request's `document` or `layout`) when it nests deeper than the spec's `max_depth`,
-    walking it with a stack of its own (no recursion). Levels count as the YAML loader counts them (spec/
-    yaml_io.py): the top mapping is level 1 and each value sits one level below its container, so a document
-    this lets through cannot be refused as too deep once rendered."""
+FLATTEN = "a graph needs only a few levels; flatten the structure"
+
+
+def too_deep(path: str, what: str, hint: str = FLATTEN) -> Rejected:
+    from nodegraph.spec.limits import active_limits
+
+    return reject("too_deep", path, f"{what} nests more than {active_limits().max_depth} levels deep", hint)
+
+
+def refuse_deep(value: Any, path: str, what: str = "", hint: str = FLATTEN) -> None:
+    """Refuse `value` (a request's `document` or `layout`, or a file's structure) when it nests deeper than the
+    spec's `max_depth`, walking it with a stack of its own (no recursion). Levels count as the YAML loader counts
+    them (spec/yaml_io.py): the top mapping is level 1 and each value sits one level below its container, so a
+    document this lets through cannot be refused as too deep once rendered."""
     from nodegraph.spec.limits import active_limits
 
     limit = active_limits().max_depth
@@ -51,8 +60,7 @@ def refuse_deep(value: Any, what: str) -> None:
     while pending:
         item, level = pending.pop()
         if level > limit:
-            raise reject("too_deep", what, f"the `{what}` nests more than {limit} levels deep",
-                         "a graph needs only a few levels; flatten the structure", status=422)
+            raise too_deep(path, what or f"the `{path}`", hint)
         children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
         pending.extend((child, level + 1) for child in children)
 
@@ -171,14 +179,11 @@ class EditorFiles:
 
     # reading
     def open(self, name: str) -> dict:
-        from nodegraph.hub.migrate import _yaml
-
         path = self.path_of(name)
         if path is None:
             raise reject("unknown_graph", "name", f"no graph named `{name}`", "GET /graphs lists them", status=404)
         text = path.read_text(encoding="utf-8")
-        data = _yaml(text).load(text)
-        document = plain(data) if hasattr(data, "items") else {}
+        document = _file_document(name, text)
         return {"name": name, "yaml": text, "stamp": stamp_of(text), "document": document,
                 "layout": self.layout(name), "editable": self.editable(path),
                 "includes": self.includes(document, name)}
@@ -276,6 +281,27 @@ class EditorFiles:
         write_atomically(self.layouts / f"{name}.json", json.dumps(layout or {}, indent=1))
         return {"saved": "draft" if problems else "graph", "name": name, "stamp": stamp_of(text), "yaml": text,
                 "errors": problems}
+
+
+def _file_document(name: str, text: str) -> dict:
+    """The structure of the graph file `name` for the editor; a file it cannot show (not YAML, or nesting deeper
+    than the spec's limit: ruamel composes recursively) is a 422 naming the problem, never a traceback."""
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    from nodegraph.hub.migrate import _yaml
+
+    hint = "fix the file in a text editor (`nodegraph validate` locates its problems)"
+    try:
+        data = _yaml(text).load(text)
+        document = plain(data) if hasattr(data, "items") else {}
+    except RecursionError:  # hundreds of levels: far over the limit
+        raise too_deep("name", f"the graph `{name}`", hint) from None
+    except YAMLError as exc:
+        mark = exc.problem_mark if isinstance(exc, MarkedYAMLError) else None
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise reject("yaml_syntax", "name", f"the graph `{name}` is not valid YAML{where}", hint) from None
+    refuse_deep(document, "name", f"the graph `{name}`", hint)
+    return document
 
 
 def _include_types(nodes: Any) -> list[str]:

@@ -237,3 +237,24 @@ def test_a_new_graph_is_validated_in_the_folder_it_will_be_written_to(tmp_path):
     uses_shipped = {"nodegraph": 1, "nodes": {"p": {"type": "./sd_denoise_step.yaml"}}, "outputs": {"g": "$p.latents"}}
     assert (SHIPPED_GRAPHS / "sd_denoise_step.yaml").is_file()
     assert "file_not_found" in [e.code for e in files.check(uses_shipped, "uses_shipped")[1]]
+
+
+def test_a_graph_file_the_editor_cannot_show_is_a_clear_refusal_not_a_traceback(server):
+    folder = server.data.parent / "graphs"  # the server's writable --graphs folder (editor_helpers.py)
+    files = {"deep_file_100": "nodegraph: 1\nnodes: " + "{a: " * 100 + "1" + "}" * 100 + "\n",
+             "deep_file_600": "nodegraph: 1\nnodes: " + "{a: " * 600 + "1" + "}" * 600 + "\n",
+             "broken_file": "nodegraph: 1\nnodes: {a: [1, 2\n"}
+    try:
+        for name, text in files.items():
+            (folder / f"{name}.yaml").write_text(text)
+        for name in files:
+            response = call(server, "GET", f"/editor/graphs/{name}")
+            assert response.status_code == 422, (name, response.status_code, response.text[:300])
+            [error] = response.json()["errors"]
+            expected = ("yaml_syntax", "is not valid YAML at line 3") if name == "broken_file" else (
+                "too_deep", "nests more than 64 levels deep")
+            assert error["code"] == expected[0] and expected[1] in error["message"], error
+            assert f"the graph `{name}`" in error["message"] and str(folder) not in response.text
+    finally:
+        for name in files:
+            (folder / f"{name}.yaml").unlink(missing_ok=True)
