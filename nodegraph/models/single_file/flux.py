@@ -88,9 +88,12 @@ def _split(out: dict[str, Entry], entry: Entry, suffix: str, names: tuple[str, .
 
 def flux_entries(entries: dict[str, Entry], prefix: str) -> dict[str, Entry]:
     """The file's tensors under diffusers' names (fused projections split, final modulation halves swapped);
-    keys the renames do not know are kept as they are, so the strict load names them."""
+    keys the renames do not know are kept as they are, so the strict load names them. With a prefix (an
+    all-in-one checkpoint) only the transformer's keys are read: the text encoders and VAE beside it are not."""
     out: dict[str, Entry] = {}
     for key, entry in entries.items():
+        if not key.startswith(prefix):
+            continue
         key = key[len(prefix):]
         stem, _, suffix = key.rpartition(".")
         suffix = "weight" if suffix == "scale" else suffix  # RMSNorm scales are diffusers' `.weight`
