@@ -74,8 +74,11 @@ def add_editor_routes(app, service) -> None:
 
     @app.post("/editor/validate", summary="Validate an edited document: every problem, located at its node/port")
     async def validate(body: EditedGraph):
-        _, problems = await service.lookups.run(files.check, body.document, body.name, body.source)
-        return {"errors": listed(problems), "includes": files.includes(body.document, body.name)}
+        def checked():  # both read files: on the pool, never on the event loop
+            return files.check(body.document, body.name, body.source)[1], files.includes(body.document, body.name)
+
+        problems, includes = await service.lookups.run(checked)
+        return {"errors": listed(problems), "includes": includes}
 
     @app.post("/editor/yaml", summary="The YAML of an edited document (Download YAML; works when it is invalid)")
     async def as_yaml(body: EditedGraph):
