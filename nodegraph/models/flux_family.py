@@ -59,7 +59,8 @@ def _single_file_problem(source, given: str, input_name: str, graph: str) -> str
     shapes = opened(source, False).shapes
     if detect_flux_file(shapes) is not None:
         return (f"{given} holds a Flux transformer (BFL's layout); pass it as `transformer`, with a Flux pipeline "
-                f"folder or repo as `{input_name}` (the text encoders, tokenizers, VAE, scheduler and configs come from there).")
+                f"folder or repo as `{input_name}` (the text encoders, tokenizers, VAE, scheduler and configs come "
+                f"from there).")
     if detect_flow_file(shapes):
         return f"{given} is a Z-Image file, not Flux; run it with graphs/z_image.yaml, or pass {FLUX_NEEDS}."
     try:
