@@ -142,11 +142,12 @@ def component_problem(source: str | os.PathLike, name: str, latent_channels: int
         wanted, needs = TEXT_SLOTS[name]
         if is_single_file(source):
             from nodegraph.models.single_file.loader import opened
-            from nodegraph.models.single_file.text_files import WHAT, detect_text_file
+            from nodegraph.models.single_file.text_files import WHAT, all_in_one_part, detect_text_file
 
-            kind = detect_text_file(opened(source, False).shapes)
-            if kind == wanted:
-                return None
+            ckpt = opened(source, False)
+            kind = detect_text_file(ckpt.shapes)
+            if kind == wanted or (kind is None and all_in_one_part(ckpt, name) is not None):
+                return None  # a text-encoder file, or an all-in-one checkpoint holding this one
             holds = WHAT[kind] if kind else "no CLIP or T5 text encoder alone"
             return f"{given} holds {holds}; `{name}` takes {needs}."
         config = read_config(source, name)

@@ -161,6 +161,10 @@ def load_flux_file(ckpt, name: str, dtype: torch.dtype, device: torch.device, co
 
     shown = str(ckpt.path)
     if name != "transformer":
+        from nodegraph.models.single_file.text_files import all_in_one_part, load_text_file
+
+        if (part := all_in_one_part(ckpt, name)) is not None:  # an all-in-one checkpoint's CLIP-L or T5
+            return load_text_file(part, name, dtype, device, config, store)
         hint = " (the tokenizer is not in the file: pass the Flux folder or repo holding it)" \
             if name.startswith("tokenizer") else ""
         raise CheckpointError(f"{shown} holds a Flux transformer alone, not a `{name}`{hint}; pass it as "

@@ -20,6 +20,21 @@ EXTRA_CLIP_KEYS = ("logit_scale", "text_model.embeddings.position_ids")  # in so
 WHAT = {"t5": "a T5 text encoder (t5xxl)", "clip": "a CLIP text encoder (clip_l / clip_g)"}
 
 
+ALL_IN_ONE = {"text_encoder": "text_encoders.clip_l.transformer.", "text_encoder_2": "text_encoders.t5xxl.transformer."}
+
+
+def all_in_one_part(ckpt, name: str):
+    """The text encoder `name` of an all-in-one Flux checkpoint (ComfyUI's `text_encoders.clip_l.transformer.` /
+    `text_encoders.t5xxl.transformer.` keys) as a file of its own (path, entries, shapes), or None."""
+    from types import SimpleNamespace
+
+    prefix = ALL_IN_ONE.get(name)
+    if not prefix or not any(k.startswith(prefix) for k in ckpt.shapes):
+        return None
+    entries = {k[len(prefix):]: e for k, e in ckpt.entries.items() if k.startswith(prefix)}
+    return SimpleNamespace(path=ckpt.path, entries=entries, shapes={k: e.shape for k, e in entries.items()})
+
+
 def detect_text_file(shapes: dict[str, tuple[int, ...]]) -> str | None:
     """"t5" or "clip" for a text encoder kept alone in a file, else None."""
     if T5_KEY in shapes:  # a whole T5's file too: its decoder is skipped
