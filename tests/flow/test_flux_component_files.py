@@ -1,7 +1,7 @@
 """graphs/flux.yaml with ComfyUI's split files made from the tiny dev folder: diffusion_models/ (BFL's transformer
 layout), text_encoders/clip_l.safetensors (transformers 4 names under `text_model.`, with the unused projection
 ComfyUI's file carries), text_encoders/t5xxl (float32 storage, and float8_e4m3fn kept float8), vae/ae.safetensors
-(LDM names), and an all-in-one checkpoint (transformer, CLIP-L and T5 under ComfyUI's prefixes). fp32 files give
+(LDM names), and an all-in-one checkpoint (transformer, CLIP-L, T5 and VAE under ComfyUI's prefixes). fp32 files give
 the folder's image; a file in the wrong slot is refused before anything loads."""
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ def files(tiny_flux_dev, tmp_path_factory):
     save_file(t5, out["text_encoder_2"])
     save_file({k: (v.to(torch.float8_e4m3fn) if k.endswith("weight") and v.ndim == 2 and "shared" not in k else v)
                for k, v in t5.items()}, out["t5_fp8"])
+    vae = load_file(tiny_flux_dev / "vae" / "diffusion_pytorch_model.safetensors")
+    save_file({k: v.contiguous() for k, v in vae_to_ldm(vae, 3, prefix="").items()}, out["vae"])
     out["all_in_one"] = root / "flux1-dev-all-in-one.safetensors"  # ComfyUI's checkpoints/ layout
     save_file({**to_bfl(load_file(tiny_flux_dev / "transformer" / "diffusion_pytorch_model.safetensors"),
                         "model.diffusion_model."),
                **{f"text_encoders.clip_l.transformer.{k}": v for k, v in clip.items()},
-               **{f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5.items()}}, out["all_in_one"])
-    vae = load_file(tiny_flux_dev / "vae" / "diffusion_pytorch_model.safetensors")
-    save_file({k: v.contiguous() for k, v in vae_to_ldm(vae, 3, prefix="").items()}, out["vae"])
+               **{f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5.items()},
+               **{k: v.contiguous() for k, v in vae_to_ldm(vae, 3).items()}}, out["all_in_one"])
     return out
 
 
@@ -57,9 +58,9 @@ def test_comfyui_split_files_give_the_folders_image(tiny_flux_dev, files):
     assert (got - folder).abs().max() == 0
 
 
-def test_an_all_in_one_checkpoint_gives_transformer_clip_and_t5(tiny_flux_dev, files):
+def test_an_all_in_one_checkpoint_gives_transformer_clip_t5_and_vae(tiny_flux_dev, files):
     one = str(files["all_in_one"])
-    got = image(tiny_flux_dev, transformer=one, text_encoder=one, text_encoder_2=one)
+    got = image(tiny_flux_dev, transformer=one, text_encoder=one, text_encoder_2=one, vae=one)
     assert (got - image(tiny_flux_dev)).abs().max() == 0
 
 

@@ -220,13 +220,16 @@ def load_vae_file(path, raw: dict[str, Any], *, dtype=torch.float32, device="cpu
                   channels_last=False):
     """A VAE-only file (original or diffusers key names), with the VAE config `raw`."""
     ckpt = opened(path, allow_pickle)
-    if not _is_vae_only(ckpt):
+    beside = detect_flux_file(ckpt.shapes) is not None  # a Flux all-in-one checkpoint: its VAE part only
+    prefix = next((p for p in VAE_PREFIXES if p + "decoder.conv_in.weight" in ckpt.shapes), None) if beside else \
+        _vae_only_prefix(ckpt)
+    if prefix is None:
         if "model.diffusion_model.input_blocks.0.0.weight" in ckpt.shapes:
             return load_single_file(path, "vae", dtype=dtype, device=device, allow_pickle=allow_pickle,
                                     channels_last=channels_last)
         raise CheckpointError(f"{ckpt.path} is not a VAE: its keys start with {top_prefixes(list(ckpt.shapes))}.")
     model = _build("AutoencoderKL", raw, f"the VAE config for {ckpt.path}")
-    keys, prefix = list(ckpt.shapes), _vae_only_prefix(ckpt)
+    keys = [k for k in ckpt.shapes if k.startswith(prefix)] if beside else list(ckpt.shapes)
     if prefix + "encoder.down_blocks.0.resnets.0.conv1.weight" in ckpt.shapes:  # diffusers names already
         plan = {k[len(prefix):]: Take(k) for k in keys if k not in LDM_BUFFERS}
     else:
