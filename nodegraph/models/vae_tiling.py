@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from nodegraph.models.autoencoder_kl import AutoencoderKL, DiagonalGaussian
 from nodegraph.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 
-DEFAULT_TILE = 256  # a band holds about tile² output pixels at each stage
+DEFAULT_TILE = 256  # a band holds about tile² output pixels at each stage (fewer at more than 128 channels)
 
 
 def tiled_decode(vae: AutoencoderKL, z: torch.Tensor, tile: int = DEFAULT_TILE) -> torch.Tensor:
@@ -140,9 +140,10 @@ def _bounds(s: slice, size: int) -> tuple[int, int]:
     return min(s.start or 0, size), size if s.stop is None else min(s.stop, size)
 
 
-def band_rows(width: int, tile: int) -> int:
-    """Rows per band: about tile² pixels of a `width`-wide activation."""
-    return max(1, tile * tile // max(width, 1))
+def band_rows(width: int, tile: int, channels: int = 128) -> int:
+    """Rows per band: about tile² pixels of a `width`-wide activation, fewer where it has more than 128 channels
+    (a band's temporaries then stay near tile² · 128 values: 32 MB in fp32 at the default tile)."""
+    return max(1, tile * tile * 128 // max(channels, 128) // max(width, 1))
 
 
 # ---- GroupNorm in two passes ------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ def _band_map(x, channels: int, kind: str, tile: int, op) -> Rows:
     B, _, H, W = x.shape
     Ho, Wo = _out_size(kind, H), _out_size(kind, W)
     out = Rows((B, channels, Ho, Wo), x.dtype, x.device)
-    step = band_rows(Wo, tile)
+    step = band_rows(Wo, tile, max(x.shape[1], channels))
     for lo in range(0, Ho, step):
         hi = min(lo + step, Ho)
         a, b, o = _source_span(kind, lo, hi, H)
@@ -214,15 +215,15 @@ def _band_map(x, channels: int, kind: str, tile: int, op) -> Rows:
 
 
 def _norm_act_conv(norm, act, conv, x, tile: int) -> Rows:
-    stats = group_stats(x, norm, band_rows(x.shape[3], tile))
+    stats = group_stats(x, norm, band_rows(x.shape[3], tile, x.shape[1]))
     return _band_map(x, conv.out_channels, "same", tile, lambda t: conv(act(_normalise(t, norm, stats))))
 
 
 def _resnet(block: ResnetBlock2D, x, tile: int) -> Rows:
     """norm1 → act → conv1 → norm2 → act → conv2, plus the shortcut (no time embedding). The first conv's
     output is recomputed where read, so only x and the output are held (x's rows freed as the output grows)."""
-    B, _, H, W = x.shape
-    rows = band_rows(W, tile)
+    B, C, H, W = x.shape
+    rows = band_rows(W, tile, max(C, block.conv1.out_channels))
     stats1 = group_stats(x, block.norm1, rows)
 
     def first(t: torch.Tensor) -> torch.Tensor:  # conv1 over rows of x: (B, C1, rows, W)
@@ -263,7 +264,8 @@ def decode_activation_bytes(vae: AutoencoderKL, latent_shape: tuple[int, ...], t
     peak, pixels, channels = 0, h * w, c[0]
     for i, out in enumerate(c):
         if tiled:
-            stage = max(channels, out) * pixels + 6 * max(channels, out) * (tile * tile + 4 * int(pixels ** 0.5))
+            width = max(channels, out)
+            stage = width * pixels + 8 * (tile * tile * 128 + 4 * int(pixels ** 0.5) * width)  # + a band's temporaries
         else:
             stage = (2 * channels + 2 * out) * pixels
         peak = max(peak, stage)
