@@ -57,6 +57,10 @@ def _single_file_problem(source, given: str, input_name: str, graph: str) -> str
     from nodegraph.models.single_file.z_image import detect_flow_file
 
     shapes = opened(source, False).shapes
+    if detect_flux_file(shapes) is not None and any(k.startswith("text_encoders.") for k in shapes):
+        return (f"{given} is an all-in-one Flux checkpoint; pass it as `transformer`, `text_encoder`, "
+                f"`text_encoder_2` and `vae`, with a Flux pipeline folder or repo as `{input_name}` (the tokenizers, "
+                f"scheduler and configs come from there).")
     if detect_flux_file(shapes) is not None:
         return (f"{given} holds a Flux transformer (BFL's layout); pass it as `transformer`, with a Flux pipeline "
                 f"folder or repo as `{input_name}` (the text encoders, tokenizers, VAE, scheduler and configs come "

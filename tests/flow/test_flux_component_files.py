@@ -92,3 +92,8 @@ def test_inspect_names_the_transformer_and_text_encoder_files(tiny_flux_dev, fil
     assert t5["family"] == "t5_text_encoder" and "float8_e4m3fn" in t5["components"]["text_encoder_2"]["dtype"]
     clip = describe(str(files["text_encoder"]))
     assert clip["family"] == "clip_text_encoder" and clip["components"]["text_encoder"]["config"]["hidden_size"] == 24
+
+
+def test_an_all_in_one_checkpoint_given_as_model_is_sent_to_the_four_inputs(files, tmp_path):
+    result = run_cli("flux.yaml", tmp_path, model=files["all_in_one"], steps=1)
+    assert_refused(result, tmp_path, "`model`", "all-in-one Flux checkpoint", "`text_encoder_2` and `vae`")
