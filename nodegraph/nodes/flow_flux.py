@@ -128,8 +128,11 @@ class LoadFluxText(Node):
         t5_tokenizer: Tokenizer
 
     @classmethod
-    def model_reads(cls, known):
-        return checkpoint_reads(known, "text_encoder", known.get("t5") or "text_encoder_2")
+    def model_reads(cls, known):  # each encoder from its override file or folder when one is given
+        parts = (("text_encoder", known.get("clip_override")), (known.get("t5") or "text_encoder_2",
+                                                                 known.get("t5_override")))
+        return [read for component, override in parts
+                for read in checkpoint_reads(known, component, source=override or None)]
 
     def run(self, i, ctx):
         from types import SimpleNamespace
