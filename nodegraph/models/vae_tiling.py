@@ -149,15 +149,18 @@ def band_rows(width: int, tile: int, channels: int = 128) -> int:
 # ---- GroupNorm in two passes ------------------------------------------------------------------------------
 
 def group_stats(x, norm: torch.nn.GroupNorm, rows: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, 1/sqrt(var + eps)) per (sample, group), each (B, G) float32, gathered over bands of `rows` rows."""
+    """(mean, 1/sqrt(var + eps)) per (sample, group), each (B, G) float32, gathered over bands of `rows` rows
+    (each band read once, summed in float64 sixteen rows at a time so the float64 copies stay small)."""
     B, C, H, W = x.shape
     G = norm.num_groups
     total = torch.zeros(B, G, dtype=torch.float64, device=x.device)
     squares = torch.zeros_like(total)
     for r in range(0, H, rows):
-        band = x[:, :, r:r + rows].to(torch.float64).reshape(B, G, -1)  # (B, G, C/G · rows · W)
-        total += band.sum(-1)
-        squares += band.square().sum(-1)
+        band = x[:, :, r:r + rows]
+        for s in range(0, band.shape[2], 16):
+            part = band[:, :, s:s + 16].to(torch.float64).reshape(B, G, -1)  # (B, G, C/G · 16 · W)
+            total += part.sum(-1)
+            squares += part.square().sum(-1)
     count = C // G * H * W
     mean = total / count
     var = (squares / count - mean.square()).clamp_min(0)  # biased variance, as GroupNorm uses
@@ -169,10 +172,10 @@ def _normalise(t: torch.Tensor, norm: torch.nn.GroupNorm, stats: tuple[torch.Ten
     mean, rstd = stats
     B, C, h, w = t.shape
     G = norm.num_groups
-    y = (t.float().reshape(B, G, -1) - mean[:, :, None]) * rstd[:, :, None]
+    y = (t.float().reshape(B, G, -1) - mean[:, :, None]).mul_(rstd[:, :, None])  # one band-sized temporary
     y = y.reshape(B, C, h, w)
     if norm.affine:
-        y = y * norm.weight.float()[None, :, None, None] + norm.bias.float()[None, :, None, None]
+        y.mul_(norm.weight.float()[None, :, None, None]).add_(norm.bias.float()[None, :, None, None])
     return y.to(t.dtype)
 
 
