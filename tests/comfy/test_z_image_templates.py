@@ -230,3 +230,16 @@ def test_flow_schedules_follow_comfyui_model_sampling():
     torch.testing.assert_close(ksampler_sigmas("normal", 4, flow=flow)[[0, 3]], ends)
     half = ksampler_sigmas("simple", 4, denoise=0.5, flow=flow)  # the last 5 σ of the 8-step schedule
     torch.testing.assert_close(half, torch.tensor(comfy_simple_sigmas(8, 3.0)[-5:]))
+
+
+def test_import_comfy_writes_the_turbo_template_as_a_graph_giving_the_same_image(z_models, turbo_euler, tmp_path):
+    from nodegraph.cli import main
+
+    graph = tmp_path / "z_image_turbo.yaml"
+    assert main(["import-comfy", str(TURBO), "-o", str(graph), "--models", str(z_models[1])]) == 0
+    assert main(["validate", str(graph)]) == 0
+    sets = [f"config={z_models[0]}", "width=64", "height=96", "steps=4", "seed=5", "sampler_name=euler"]
+    out = tmp_path / "out"
+    assert main(["run", str(graph), "--out", str(out), "-q", *[a for s in sets for a in ("--set", s)]]) == 0
+    (png,) = out.glob("*.png")
+    assert np.array_equal(np.asarray(Image.open(png).convert("RGB")).astype(int), turbo_euler)
