@@ -140,8 +140,8 @@ def test_caches_refuse_bad_settings_and_unsupported_models_saying_what_is_allowe
     with pytest.raises(ValueError, match=r"TaylorSeer: `interval` must be ≥ 1"):
         make_cache("taylorseer", interval=-1)
     with pytest.raises(ValueError, match=r"step cache `pab` supports transformers with a main stack `layers` of "
-                                         r"blocks, each with an `attention` module \(Z-Image\); this model is a "
-                                         r"Linear. Use `cache: none`"):
+                                         r"blocks, each with an `attention` module \(Z-Image\); Flux "
+                                         r"\(`transformer_blocks`\); this model is a Linear. Use `cache: none`"):
         CachedTransformer(torch.nn.Linear(2, 2), make_cache("pab"), "pab")
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from nodegraph.models.step_caches._forwards import replaced
+from nodegraph.models.step_caches._forwards import attention_modules, replaced
 
 
 class FasterCache:
@@ -35,7 +35,7 @@ class FasterCache:
                              f"{weight}.")
         self.interval, self.low, self.high, self.weight = interval, low, high, weight
         self.calls = 0
-        self.outputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per module: (o_{t−1}, o_t)
+        self.outputs: dict[int, tuple] = {}  # per module: (o_{t−1}, o_t), each a tensor or a tuple of them
         self.decisions: list[bool] = []
 
     def runs_in_full(self, t: float) -> bool:
@@ -49,23 +49,25 @@ class FasterCache:
             raise ValueError("FasterCache needs each call's timestep")
         full = (self.runs_in_full(t) if full is None else full) or not self.outputs
         self.decisions.append(full)
-        modules = [block.attention for block in model.layers]
+        modules = attention_modules(model)
         make = self._recording if full else self._extrapolating
         with replaced((m, make(k, m.forward)) for k, m in enumerate(modules)):
             yield
         self.calls += 1
 
-    def _keep(self, k: int, out: torch.Tensor) -> torch.Tensor:
+    def _keep(self, k: int, out):
         self.outputs[k] = (self.outputs.get(k, (out, out))[1], out)
         return out
 
     def _recording(self, k: int, forward):
         def run(*args, **kwargs):
-            return self._keep(k, forward(*args, **kwargs))  # (B, S, dim)
+            return self._keep(k, forward(*args, **kwargs))  # (B, S, dim), or a tuple of them (Flux)
         return run
 
     def _extrapolating(self, k: int, forward):
         def run(*args, **kwargs):
             before, last = self.outputs[k]
+            if isinstance(last, tuple):
+                return self._keep(k, tuple(o + (o - b) * self.weight for b, o in zip(before, last)))
             return self._keep(k, last + (last - before) * self.weight)
         return run

@@ -53,19 +53,29 @@ def make_cache(method: str, *, threshold: float = 0.05, interval: int | None = N
 
 
 def check_supported(model: object, method: str) -> None:
-    """Raise a ValueError naming what the caches support when `model` is not one of them."""
+    """Raise a ValueError naming what the caches support when `model` is not one of them: every cache on
+    Z-Image (a `layers` stack whose blocks have `attention`); the attention caches (taylorseer, faster, pab) also
+    on Flux (`transformer_blocks` / `single_transformer_blocks` with `attn`)."""
+    from nodegraph.models.step_caches._forwards import attention_modules
+
     layers = getattr(model, "layers", None)
-    ok = isinstance(layers, nn.ModuleList) and len(layers) >= 2
-    if ok and method in ("taylorseer", "faster", "pab"):
-        ok = all(isinstance(getattr(block, "attention", None), nn.Module) for block in layers)
-    if not ok:
-        raise ValueError(f"step cache `{method}` supports {SUPPORTED}; this model is a {type(model).__name__}. "
-                         f"Use `cache: none` for it.")
+    z_image = isinstance(layers, nn.ModuleList) and len(layers) >= 2 and all(
+        isinstance(getattr(block, "attention", None), nn.Module) for block in layers)
+    flux = isinstance(getattr(model, "transformer_blocks", None), nn.ModuleList) and isinstance(model, nn.Module)
+    if z_image or (flux and method in ("taylorseer", "faster", "pab") and attention_modules(model)):
+        return
+    what = SUPPORTED if method in ("first_block", "mag") else SUPPORTED + "; Flux (`transformer_blocks`)"
+    raise ValueError(f"step cache `{method}` supports {what}; this model is a {type(model).__name__}. "
+                     f"Use `cache: none` for it.")
 
 
-def scheduler_timestep(model_t: torch.Tensor) -> float:
-    """Z-Image's transformer takes t' = (1000 − t)/1000; the scheduler's t back (rounded to 1e-3)."""
-    return round(1000.0 * (1.0 - float(model_t.reshape(-1)[0])), 3)
+def scheduler_timestep(model: nn.Module, args: tuple, kwargs: dict) -> float:
+    """The scheduler's t (0..1000) of a call: Z-Image's transformer takes t' = (1000 − t)/1000 as its second
+    argument, Flux's t/1000 as `timestep` (its fourth); rounded to 1e-3."""
+    if isinstance(getattr(model, "layers", None), nn.ModuleList):
+        return round(1000.0 * (1.0 - float(args[1].reshape(-1)[0])), 3)
+    t = kwargs["timestep"] if "timestep" in kwargs else args[3]
+    return round(1000.0 * float(t.reshape(-1)[0]), 3)
 
 
 class CachedTransformer:
@@ -79,13 +89,13 @@ class CachedTransformer:
     def __getattr__(self, name: str):
         return getattr(self.model, name)
 
-    def __call__(self, x, t, *args, **kwargs):
-        return self.call(None, x, t, *args, **kwargs)
+    def __call__(self, *args, **kwargs):
+        return self.call(None, *args, **kwargs)
 
-    def call(self, full: bool | None, x, t, *args, **kwargs):
+    def call(self, full: bool | None, *args, **kwargs):
         """One model call; `full` = the decision a step graph made for it (None: the cache's own)."""
-        with self.cache.applied(self.model, scheduler_timestep(t), full):
-            out = self.model(x, t, *args, **kwargs)
+        with self.cache.applied(self.model, scheduler_timestep(self.model, args, kwargs), full):
+            out = self.model(*args, **kwargs)
         if self.on_call is not None:
             self.on_call(not self.cache.decisions[-1])
         return out
@@ -104,5 +114,5 @@ class DecidedTransformer:
     def __getattr__(self, name: str):
         return getattr(self.handle, name)
 
-    def __call__(self, x, t, *args, **kwargs):
-        return self.handle.call(self.full, x, t, *args, **kwargs)
+    def __call__(self, *args, **kwargs):
+        return self.handle.call(self.full, *args, **kwargs)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from nodegraph.models.step_caches._forwards import replaced
+from nodegraph.models.step_caches._forwards import attention_modules, replaced
 
 
 class PyramidAttentionBroadcast:
@@ -47,7 +47,7 @@ class PyramidAttentionBroadcast:
             raise ValueError("pyramid attention broadcast needs each call's timestep")
         full = (self.runs_in_full(t) if full is None else full) or not self.outputs
         self.decisions.append(full)
-        modules = [block.attention for block in model.layers]
+        modules = attention_modules(model)
         make = self._recording if full else self._broadcasting
         with replaced((m, make(k, m.forward)) for k, m in enumerate(modules)):
             yield

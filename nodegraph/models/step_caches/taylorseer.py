@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from nodegraph.models.step_caches._forwards import replaced
+from nodegraph.models.step_caches._forwards import attention_modules, replaced
 
 
 class TaylorSeerCache:
@@ -34,8 +34,9 @@ class TaylorSeerCache:
         self.interval, self.warmup, self.order, self.factors_dtype = interval, warmup, order, factors_dtype
         self.step = -1  # index of the current call
         self.last_full: int | None = None
-        self.factors: dict[int, list[torch.Tensor]] = {}  # per module: [f, Δf, Δ²f, …]
-        self.dtypes: dict[int, torch.dtype] = {}  # per module: its output's dtype
+        self.factors: dict[tuple[int, int], list[torch.Tensor]] = {}  # per (module, output): [f, Δf, Δ²f, …]
+        self.dtypes: dict[tuple[int, int], torch.dtype] = {}  # per (module, output): its dtype
+        self.arity: dict[int, int] = {}  # per module: how many outputs it returns as a tuple (0: one tensor)
         self.decisions: list[bool] = []
 
     def runs_in_full(self, step: int) -> bool:
@@ -47,7 +48,7 @@ class TaylorSeerCache:
         self.step += 1
         full = (self.runs_in_full(self.step) if full is None else full) or not self.factors
         self.decisions.append(full)
-        modules = [block.attention for block in model.layers]
+        modules = attention_modules(model)
         make = self._recording if full else self._forecasting
         with replaced((m, make(k, m.forward)) for k, m in enumerate(modules)):
             yield
@@ -56,9 +57,11 @@ class TaylorSeerCache:
 
     def _recording(self, k: int, forward):
         def run(*args, **kwargs):
-            out = forward(*args, **kwargs)  # (B, S, dim)
-            self.factors[k] = self._differences(out, self.factors.get(k, []))
-            self.dtypes[k] = out.dtype
+            out = forward(*args, **kwargs)  # (B, S, dim), or a tuple of them (Flux's joint attention)
+            for j, o in enumerate(out if isinstance(out, tuple) else (out,)):
+                self.factors[k, j] = self._differences(o, self.factors.get((k, j), []))
+                self.dtypes[k, j] = o.dtype
+            self.arity[k] = len(out) if isinstance(out, tuple) else 0
             return out
         return run
 
@@ -76,10 +79,15 @@ class TaylorSeerCache:
 
     def _forecasting(self, k: int, forward):
         def run(*args, **kwargs):
-            factors, dtype = self.factors[k], self.dtypes[k]
-            offset = self.step - self.last_full
-            out = torch.zeros_like(factors[0], dtype=dtype)
-            for n, factor in enumerate(factors):
-                out = out + factor.to(dtype) * (offset ** n / math.factorial(n))
-            return out
+            outs = tuple(self._forecast(k, j) for j in range(max(self.arity[k], 1)))
+            return outs if self.arity[k] else outs[0]
         return run
+
+    def _forecast(self, k: int, j: int) -> torch.Tensor:
+        """Σ_n Δⁿf · offsetⁿ / n! for output j of module k."""
+        factors, dtype = self.factors[k, j], self.dtypes[k, j]
+        offset = self.step - self.last_full
+        out = torch.zeros_like(factors[0], dtype=dtype)
+        for n, factor in enumerate(factors):
+            out = out + factor.to(dtype) * (offset ** n / math.factorial(n))
+        return out
