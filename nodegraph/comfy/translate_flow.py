@@ -3,8 +3,9 @@
 UNETLoader, CLIPLoader (type `lumina2`, a Qwen3 file), DualCLIPLoader (type `flux`, clip_l + t5xxl files) and
 VAELoader read ComfyUI's split files (weights only); the tokenizers and the configs come from a diffusers folder or
 hub repo of the family, the graph input `config` (default Tongyi-MAI/Z-Image-Turbo or black-forest-labs/FLUX.1-dev).
-A MODEL of this kind is `{"transformer": ref, "family", "sampling", "shift", "multiplier"}`; a KSampler on it becomes ComfyFlowSigmas → ComfyFlowNoise → a repeat of ComfyFlowDenoise → ComfyFlowSamplerStep
-(nodes/comfy_flow.py), with ComfyUI's σ, noise and CFG rules for flow models (nodegraph/comfy/flow.py).
+A MODEL of this kind is `{"transformer": ref, "family", "sampling", "shift", "multiplier"}`; a KSampler on it
+becomes ComfyFlowSigmas → ComfyFlowNoise → a repeat of ComfyFlowDenoise → ComfyFlowSamplerStep (nodes/comfy_flow.py),
+with ComfyUI's σ, noise and CFG rules for flow models (nodegraph/comfy/flow.py).
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ def flow_refusals(api: dict[str, dict]) -> list[str]:
 
 
 class FlowTranslations:
-    def flow_config(self, family: str, node_id: str) -> str:
+    def flow_config(self, family: str, node_id: str, default: str | None = None) -> str:
         """The folder of `family` the split files are configured from (its tokenizers too), checked once before
-        loading: a graph input, and the check node every flow loader reads it through."""
+        loading: a graph input (`default`: a variant's own repo, e.g. schnell's), and the check node every flow
+        loader reads it through."""
         known = getattr(self, "flow_family", family)
         if known != family:
             raise ComfyError(f"{self.where(node_id)}: this workflow loads both {known} and {family} files; nodegraph "
@@ -53,9 +55,11 @@ class FlowTranslations:
         self.flow_family = family
         name = "config" if not any(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) \
             else f"config_{family}"
+        if name in self.inputs and default:  # a variant's repo replaces the family's
+            self.inputs[name]["default"] = default
         if name not in self.inputs:
-            check, default = FAMILIES[family]
-            self.inputs[name] = {"type": "str", "default": default, "description": (
+            check, generic = FAMILIES[family]
+            self.inputs[name] = {"type": "str", "default": default or generic, "description": (
                 f"A {family} diffusers folder or hub repo: the tokenizers and the configs of ComfyUI's split files "
                 f"(diffusion_models/, text_encoders/, vae/ hold weights only).")}
             self.nodes["flow_config"] = {"type": check, "model": f"$inputs.{name}", "input_name": name}
@@ -74,7 +78,8 @@ class FlowTranslations:
     def _UNETLoader(self, node_id, nid):
         override, family = self._flow_file(node_id, "unet_name", ("z_image", "flux_dev", "flux_schnell"),
                                            "a Z-Image or Flux.1 diffusion model")
-        config = self.flow_config("z_image" if family == "z_image" else "flux", node_id)
+        config = self.flow_config("z_image" if family == "z_image" else "flux", node_id,
+                                  "black-forest-labs/FLUX.1-schnell" if family == "flux_schnell" else None)
         self.nodes[nid] = {"type": "LoadTransformer", "model": config, "override": override}
         model = {"transformer": f"${nid}.transformer", "family": "z_image", "sampling": "discrete",
                  "shift": Z_IMAGE_SHIFT, "multiplier": 1.0}
