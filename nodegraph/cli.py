@@ -195,18 +195,8 @@ def _add_validate(sub, sets: dict, outside: dict) -> None:
     validate.set_defaults(func=cmd_validate)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from nodegraph import __version__
-
-    parser = argparse.ArgumentParser(prog="nodegraph", description="Run and inspect nodegraph YAML graphs.")
-    parser.add_argument("--version", action="version", version=f"nodegraph {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sets = dict(action="append", default=[], metavar="NAME=VALUE",
-                help="set a graph input (repeatable); lists are YAML, e.g. --set sizes=[1,2]")
-    outside = dict(action="store_true", help="let local includes point outside the graph's folder (absolute "
-                   "paths, `..`); only for graphs you trust")
-
-    run = sub.add_parser("run", help="run a graph and write its outputs")
+def _add_run_options(run, sets: dict, outside: dict) -> None:
+    """`nodegraph run`'s own options (front-ends add theirs after)."""
     run.add_argument("graph", metavar="GRAPH", help="a graph file, or a PNG written by `nodegraph run` to re-run")
     run.add_argument("--set", **sets)
     run.add_argument("--out", default="out", metavar="DIR", help="folder for image outputs (default: out)")
@@ -234,6 +224,40 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server", default=None, metavar="URL", help="run on a `nodegraph serve` server")
     run.add_argument("--token", default=None, help="the server's token (default: $NODEGRAPH_TOKEN)")
     run.add_argument("--allow-includes-outside", **outside)
+
+
+def _add_sharing(sub) -> None:
+    """upgrade, schema and pack: sharing graphs (implemented in nodegraph/hub)."""
+    from nodegraph.hub import commands as hub  # sharing: upgrade, schema, pack (implemented in nodegraph/hub)
+
+    upgrade = sub.add_parser("upgrade", help="rewrite a graph file for the installed node versions; print a diff")
+    upgrade.add_argument("graph", metavar="GRAPH")
+    upgrade.add_argument("--dry-run", action="store_true", help="print the diff, leave the file unchanged")
+    upgrade.set_defaults(func=hub.cmd_upgrade)
+    schema = sub.add_parser("schema", help="print a JSON Schema of graph files, for YAML editors (docs/sharing.md)")
+    schema.add_argument("--out", metavar="FILE", help="write it to FILE instead")
+    schema.set_defaults(func=hub.cmd_schema)
+    pack = sub.add_parser("pack", help="write a folder ready to upload as a Hub repo: graph, includes, README card")
+    pack.add_argument("graph", metavar="GRAPH")
+    pack.add_argument("dir", metavar="DIR", help="a new (or empty) folder")
+    pack.add_argument("--image", metavar="PNG", help="an example image to show in the README")
+    pack.add_argument("--repo", default="OWNER/REPO", help="the Hub repo it will live in (for the run command)")
+    pack.set_defaults(func=hub.cmd_pack)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nodegraph import __version__
+
+    parser = argparse.ArgumentParser(prog="nodegraph", description="Run and inspect nodegraph YAML graphs.")
+    parser.add_argument("--version", action="version", version=f"nodegraph {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sets = dict(action="append", default=[], metavar="NAME=VALUE",
+                help="set a graph input (repeatable); lists are YAML, e.g. --set sizes=[1,2]")
+    outside = dict(action="store_true", help="let local includes point outside the graph's folder (absolute "
+                   "paths, `..`); only for graphs you trust")
+
+    run = sub.add_parser("run", help="run a graph and write its outputs")
+    _add_run_options(run, sets, outside)
     from nodegraph.comfy import command as comfy  # ComfyUI workflows: run options and import-comfy (nodegraph/comfy)
 
     comfy.add_run_options(run)
@@ -250,21 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--allow-includes-outside", **outside)
     show.set_defaults(func=cmd_show)
 
-    from nodegraph.hub import commands as hub  # sharing: upgrade, schema, pack (implemented in nodegraph/hub)
-
-    upgrade = sub.add_parser("upgrade", help="rewrite a graph file for the installed node versions; print a diff")
-    upgrade.add_argument("graph", metavar="GRAPH")
-    upgrade.add_argument("--dry-run", action="store_true", help="print the diff, leave the file unchanged")
-    upgrade.set_defaults(func=hub.cmd_upgrade)
-    schema = sub.add_parser("schema", help="print a JSON Schema of graph files, for YAML editors (docs/sharing.md)")
-    schema.add_argument("--out", metavar="FILE", help="write it to FILE instead")
-    schema.set_defaults(func=hub.cmd_schema)
-    pack = sub.add_parser("pack", help="write a folder ready to upload as a Hub repo: graph, includes, README card")
-    pack.add_argument("graph", metavar="GRAPH")
-    pack.add_argument("dir", metavar="DIR", help="a new (or empty) folder")
-    pack.add_argument("--image", metavar="PNG", help="an example image to show in the README")
-    pack.add_argument("--repo", default="OWNER/REPO", help="the Hub repo it will live in (for the run command)")
-    pack.set_defaults(func=hub.cmd_pack)
+    _add_sharing(sub)
 
     from nodegraph.serve.main import add_parser as add_serve_parser
 
