@@ -13,7 +13,7 @@ import torch
 from nodegraph.models.first_block_cache import FirstBlockCache
 from nodegraph.models.loading import load_component
 
-diffusers = pytest.importorskip("diffusers")
+import diffusers  # a test dependency: a broken install must fail, not skip
 TINY = dict(all_patch_size=[2], all_f_patch_size=[1], in_channels=16, dim=64, n_layers=4, n_refiner_layers=1,
             n_heads=4, n_kv_heads=4, norm_eps=1e-5, qk_norm=True, cap_feat_dim=24, rope_theta=256.0,
             t_scale=1000.0, axes_dims=[4, 6, 6], axes_lens=[160, 24, 24])

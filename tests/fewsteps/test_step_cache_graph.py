@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-diffusers = pytest.importorskip("diffusers")
+import diffusers  # a test dependency: a broken install must fail, not skip
 GRAPH = str(Path(__file__).resolve().parents[2] / "graphs" / "z_image.yaml")
 SETTINGS = dict(prompt="a red fox", seed=2, steps=10, width=32, height=32)
 

@@ -14,7 +14,7 @@ import torch
 from nodegraph.models.loading import load_component
 from nodegraph.models.step_caches.handle import CachedTransformer, make_cache
 
-diffusers = pytest.importorskip("diffusers")
+import diffusers  # a test dependency: a broken install must fail, not skip
 TINY = dict(patch_size=1, in_channels=16, num_layers=2, num_single_layers=2, attention_head_dim=16,
             num_attention_heads=2, joint_attention_dim=24, pooled_projection_dim=20, axes_dims_rope=(4, 6, 6))
 SIGMAS = torch.linspace(1.0, 0.0, 21)

@@ -13,7 +13,7 @@ from scheduler_harness import (
 
 from nodegraph.schedulers import SCHEDULER_NAMES, create_scheduler
 
-diffusers = pytest.importorskip("diffusers")
+import diffusers  # a test dependency: a broken install must fail, not skip
 diffusers.utils.logging.set_verbosity_error()  # from_config's notes about keys a class ignores
 # diffusers 0.42.1 calls np.array(tensor) in set_timesteps, which numpy 2 flags; nodegraph does not.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
