@@ -7,8 +7,9 @@ its own value for it: an instance's `widgets_values` hold one value per subgraph
 the subgraph's input order (the promoted widgets; checked on every official template), and such a value reaches the
 inner inputs as a PrimitiveNode's value would.
 
-A muted instance is dropped with its nodes. Not covered (refused with the reason): bypassed instances, and instances
-whose values do not match their subgraph's promoted inputs.
+A muted instance is dropped with its nodes; a bypassed one stays a single bypassed node, which the reader passes
+through as it does any bypassed node (each output takes the first linked input of its type). Refused with the reason:
+instances whose values do not match their subgraph's promoted inputs.
 """
 
 from __future__ import annotations
@@ -77,9 +78,8 @@ class _Flattener:
             if sg is None or node.get("mode") == 2:
                 continue
             where = f"{self.origin}: node {prefix}{node['id']} (subgraph {sg.get('name') or sg.get('id')!r})"
-            if node.get("mode") == 4:
-                raise ComfyError(f"{where} is bypassed; nodegraph does not pass through bypassed subgraphs yet "
-                                 f"(un-bypass it, or delete it)")
+            if node.get("mode") == 4:  # bypassed: kept as one node the reader passes through, never expanded
+                continue
             values, promoted = node.get("widgets_values"), promoted_inputs(sg)
             if values and (not isinstance(values, list) or len(values) != len(promoted)):
                 raise ComfyError(f"{where} carries {len(values)} widget values for the {len(promoted)} subgraph "
@@ -94,6 +94,9 @@ class _Flattener:
                 self.nodes.append(self.real(level, node_id, node))
                 continue
             if node.get("mode") == 2:  # muted: not sent, like any muted node
+                continue
+            if node.get("mode") == 4:  # bypassed: each output passes the first input of its type, as for any node
+                self.nodes.append(self.real(level, node_id, node))
                 continue
             inner = {str(n["id"]): n for n in sg.get("nodes") or []}
             values = dict(zip(promoted_inputs(sg), node.get("widgets_values") or []))
@@ -131,7 +134,8 @@ class _Flattener:
                 return self.value_node(level, name)
             return found
         sg = self.definitions.get(str((level.nodes.get(origin) or {}).get("type")))
-        if sg is not None:  # an instance's output `slot`: the inner link into the subgraph's output `slot`
+        if sg is not None and level.nodes[origin].get("mode") != 4:
+            # an instance's output `slot` (a bypassed one is a node of its own): the inner link into that output
             inner_links = [link for link in sg.get("links") or []
                            if isinstance(link, dict) and str(link.get("target_id")) == str(OUT)
                            and link.get("target_slot") == slot]

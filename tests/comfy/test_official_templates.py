@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from pathlib import Path
 
 import comfyui_workflow_templates  # the pinned 0.1.95 (all 25 SD-family templates)
@@ -87,13 +86,9 @@ def weighted_flux_prompts(api: dict) -> set[str]:
     return out
 
 
-class NotExpanded(Exception):
-    """A subgraph instance nodegraph refuses to expand (a bypassed one): the reason."""
-
-
 def expected_refusals(doc: dict) -> set[str]:
     """The unsupported parts, subgraph instances expanded as `instance:inner` ids (nested), as the front end sends
-    them; raises NotExpanded for an instance the import refuses to expand."""
+    them (a bypassed instance is passed through, not expanded)."""
     definitions = {s["id"]: s for s in (doc.get("definitions") or {}).get("subgraphs") or []}
     out, kinds = set(), {}
 
@@ -103,8 +98,8 @@ def expected_refusals(doc: dict) -> set[str]:
             if kind in UI_ONLY or node.get("mode") == 2 or (node.get("mode") == 4 and kind not in definitions):
                 continue
             if kind in definitions:
-                if node.get("mode") == 4:
-                    raise NotExpanded("is bypassed")
+                if node.get("mode") == 4:  # bypassed: passed through, never expanded
+                    continue
                 walk(definitions[kind].get("nodes") or [], f"{node_id}:", instance_values(node, definitions[kind]))
             elif kind not in COVERED:
                 out.add(f"node {node_id}: {kind}")
@@ -148,13 +143,7 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
 
     imported, refused = [], 0
     for template in TEMPLATES:
-        try:
-            expected = expected_refusals(json.loads(template.read_text()))
-        except NotExpanded as reason:
-            with pytest.raises(ComfyError, match=str(reason)):
-                read_workflow(template)
-            refused += 1
-            continue
+        expected = expected_refusals(json.loads(template.read_text()))
         workflow = read_workflow(template)
         expected |= weighted_flux_prompts(workflow.api)
         models = tmp_path / template.parent.parent.name / template.stem / "models"

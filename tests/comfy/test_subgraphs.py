@@ -112,3 +112,34 @@ def test_nested_subgraphs_wire_through_both_levels(tmp_path):
     assert api["20:3:2"]["class_type"] == "VAEDecode"
     assert api["20:3:2"]["inputs"] == {"samples": ["20:1", 0], "vae": ["4", 2]}  # through the Reroute outside
     assert api["9"]["inputs"]["images"] == ["20:3:2", 0]
+
+
+def test_a_bypassed_instance_passes_its_input_through_and_sends_none_of_its_nodes(tmp_path):
+    """An "Upscale" subgraph (ImageScale inside) between VAEDecode and SaveImage, bypassed: the SaveImage reads the
+    VAEDecode's image, as the front end sends a bypassed node (each output takes the first input of its type)."""
+    from nodegraph.comfy.reader import read_workflow
+
+    ui = default_ui()
+    scale = {"id": 1, "type": "ImageScale", "mode": 0, "inputs": [{"name": "image", "type": "IMAGE", "link": 301}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [302]}],
+             "widgets_values": ["nearest-exact", 32, 32, "disabled"]}
+    ui["definitions"] = {"subgraphs": [{
+        "id": "upscale", "name": "Upscale", "nodes": [scale],
+        "links": [{"id": 301, "origin_id": -10, "origin_slot": 0, "target_id": 1, "target_slot": 0, "type": "IMAGE"},
+                  {"id": 302, "origin_id": 1, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "IMAGE"}],
+        "inputs": [{"name": "image", "type": "IMAGE", "linkIds": [301]}],
+        "outputs": [{"name": "IMAGE", "type": "IMAGE", "linkIds": [302]}]}]}
+    ui["nodes"].append({"id": 30, "type": "upscale", "mode": 4,
+                        "inputs": [{"name": "image", "type": "IMAGE", "link": 9}],
+                        "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [40]}]})
+    ui["links"] = [link for link in ui["links"] if link[0] != 9] + [[9, 8, 0, 30, 0, "IMAGE"],
+                                                                   [40, 30, 0, 9, 0, "IMAGE"]]
+    next(n for n in ui["nodes"] if n["id"] == 9)["inputs"][0]["link"] = 40
+    (tmp_path / "bypassed.json").write_text(json.dumps(ui))
+    api = read_workflow(tmp_path / "bypassed.json").api
+    assert api["9"]["inputs"]["images"] == ["8", 0]
+    assert not any(key.startswith("30") for key in api)
+    ui["nodes"][-1]["mode"] = 0  # not bypassed: the inner ImageScale is sent between them
+    (tmp_path / "active.json").write_text(json.dumps(ui))
+    api = read_workflow(tmp_path / "active.json").api
+    assert api["9"]["inputs"]["images"] == ["30:1", 0] and api["30:1"]["inputs"]["image"] == ["8", 0]
