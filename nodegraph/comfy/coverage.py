@@ -93,6 +93,12 @@ COVERED: dict[str, Covered] = {
     "DualCLIPLoader": Covered(("clip_name1", "clip_name2", "type", "device"),
                               {"clip_name1": str, "clip_name2": str, "type": str, "device": str}, ("CLIP",)),
     "FluxGuidance": Covered(("guidance",), {"guidance": float}, ("CONDITIONING",), ("conditioning",)),
+    "RandomNoise": Covered(("noise_seed", "__control"), {"noise_seed": int}, ("NOISE",)),
+    "DisableNoise": Covered((), {}, ("NOISE",)),
+    "BasicGuider": Covered((), {}, ("GUIDER",), ("model", "conditioning")),
+    "CFGGuider": Covered(("cfg",), {"cfg": float}, ("GUIDER",), ("model", "positive", "negative")),
+    "SamplerCustomAdvanced": Covered((), {}, ("LATENT", "LATENT"), ("noise", "guider", "sampler", "sigmas",
+                                                                     "latent_image")),
     "CLIPTextEncodeFlux": Covered(("clip_l", "t5xxl", "guidance"), {"clip_l": str, "t5xxl": str, "guidance": float},
                                   ("CONDITIONING",), ("clip",)),
     "ModelSamplingAuraFlow": Covered(("shift",), {"shift": float}, ("MODEL",), ("model",)),
@@ -121,7 +127,8 @@ SHORT_NAMES = {  # a translated node's id prefix, by class
     "ImageUpscaleWithModel": "upscale", "Canny": "canny", "VAEEncodeForInpaint": "encode",
     "ImagePadForOutpaint": "pad", "UNETLoader": "unet", "CLIPLoader": "clip", "EmptySD3LatentImage": "latent",
     "ModelSamplingAuraFlow": "sampling", "DualCLIPLoader": "clip", "FluxGuidance": "guidance",
-    "CLIPTextEncodeFlux": "text", "SaveImageAdvanced": "save"}
+    "CLIPTextEncodeFlux": "text", "SaveImageAdvanced": "save", "RandomNoise": "noise", "DisableNoise": "noise",
+    "BasicGuider": "guider", "CFGGuider": "guider", "SamplerCustomAdvanced": "custom"}
 MODEL_KINDS = {  # ComfyUI's folder of the file a literal input names
     "ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras", "image": "input",
     "control_net_name": "controlnet", "model_name": "upscale_models", "unet_name": "diffusion_models",

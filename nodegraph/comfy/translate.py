@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nodegraph.comfy.checkpoints import COVERED_FAMILIES, read_checkpoint
+from nodegraph.comfy.classes import file_inputs, model_folder
 from nodegraph.comfy.constants import fold_constants
 from nodegraph.comfy.coverage import CHOICES, COVERED, MODEL_KINDS, OUTPUT_CLASSES, SHORT_NAMES, checked_values
 from nodegraph.comfy.errors import ComfyError
@@ -86,7 +87,7 @@ def missing_models(workflow: Workflow, paths: ModelPaths) -> None:
     looked in), before anything loads."""
     missing = []
     for node_id, entry in workflow.api.items():
-        for name, kind in _MODEL_KIND.items():
+        for name, kind in file_inputs(entry["class_type"]).items():  # comfy/classes.py
             value = entry["inputs"].get(name)
             if isinstance(value, str) and entry["class_type"] in COVERED:
                 try:
@@ -159,8 +160,9 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
             raise ComfyError(f"{self.where(node_id, name)}: {value!r} is not one of {', '.join(CHOICES[name])}")
         spec: dict[str, Any] = {"type": want.__name__, "default": value,
                                 "description": f"ComfyUI node {node_id} ({entry['class_type']}) `{name}`."}
-        if name in _MODEL_KIND:
-            found = self.paths.find(_MODEL_KIND[name], value, self.where(node_id, name))
+        folder = model_folder(entry["class_type"], name)  # comfy/classes.py
+        if folder:
+            found = self.paths.find(folder, value, self.where(node_id, name))
             spec["default"] = str(found)
             spec["description"] = f"ComfyUI node {node_id} `{name}` {value!r}: a model file."
         if name in CHOICES:
@@ -337,7 +339,9 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
         return (self.literal(node_id, "sampler_name"),)
 
     def _BasicScheduler(self, node_id, nid):
-        self.link(node_id, "model", "MODEL")  # ComfyUI reads the σ table from the model; SD1.x's is built in
+        model = self.link(node_id, "model", "MODEL")  # ComfyUI reads the σ table from the model; SD1.x's is built in
+        if "transformer" in model:
+            return (self.flow_sigmas(node_id, nid, model),)
         self.nodes[nid] = {"type": "ComfySigmas", "scheduler": self.literal(node_id, "scheduler"),
                            "steps": self.literal(node_id, "steps"), "denoise": self.literal(node_id, "denoise", 1.0)}
         return (nid,)

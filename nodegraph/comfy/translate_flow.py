@@ -176,41 +176,78 @@ class FlowTranslations:
         """A KSampler on a flow model: ComfyFlowSigmas → ComfyFlowNoise → a repeat over the steps."""
         kind = self.api[node_id]["class_type"]
         if kind != "KSampler":
-            raise ComfyError(f"{self.where(node_id, 'model')}: {kind} on a Z-Image model is not covered yet; use "
-                             f"KSampler")
+            raise ComfyError(f"{self.where(node_id, 'model')}: {kind} on a flow model is not covered yet; use "
+                             f"KSampler or SamplerCustomAdvanced")
         sides = {side: self.link(node_id, side, "CONDITIONING") for side in ("positive", "negative")}
+        guider = {"model": model, **sides, "cfg": self.literal(node_id, "cfg")}
+        return self._flow_loop(node_id, nid, guider, self.literal(node_id, "sampler_name"),
+                               self.flow_sigmas(node_id, f"{nid}_sigmas", model), self.literal(node_id, seed),
+                               self.link(node_id, "latent_image", "LATENT"))
+
+    def flow_sigmas(self, node_id, nid, model) -> str:
+        """ComfyFlowSigmas for the node's scheduler, steps and denoise on `model`'s σ (KSampler, BasicScheduler)."""
+        self.nodes[nid] = {"type": "ComfyFlowSigmas", "scheduler": self.literal(node_id, "scheduler"),
+                           "steps": self.literal(node_id, "steps"), "denoise": self.literal(node_id, "denoise", 1.0),
+                           "shift": model["shift"], "multiplier": model["multiplier"], "sampling": model["sampling"]}
+        return nid
+
+    def _RandomNoise(self, node_id, nid):
+        return ({"seed": self.literal(node_id, "noise_seed")},)
+
+    def _DisableNoise(self, node_id, nid):
+        return ({"seed": None},)
+
+    def _BasicGuider(self, node_id, nid):
+        return ({"model": self.link(node_id, "model", "MODEL"),
+                 "positive": self.link(node_id, "conditioning", "CONDITIONING"), "negative": None, "cfg": 1.0},)
+
+    def _CFGGuider(self, node_id, nid):
+        return ({"model": self.link(node_id, "model", "MODEL"), "cfg": self.literal(node_id, "cfg"),
+                 **{side: self.link(node_id, side, "CONDITIONING") for side in ("positive", "negative")}},)
+
+    def _SamplerCustomAdvanced(self, node_id, nid):
+        """noise (RandomNoise / DisableNoise), guider (BasicGuider / CFGGuider), sampler (KSamplerSelect), sigmas
+        (BasicScheduler) and latent, on a flow model; its `denoised_output` is not covered."""
+        guider = self.link(node_id, "guider", "GUIDER")
+        if "transformer" not in guider["model"]:
+            raise ComfyError(f"{self.where(node_id, 'guider')}: SamplerCustomAdvanced on this model is not covered "
+                             f"yet; nodegraph runs it on Z-Image and Flux models (UNETLoader), KSampler elsewhere")
+        noise = self.link(node_id, "noise", "NOISE")
+        latents = self._flow_loop(node_id, nid, guider, self.link(node_id, "sampler", "SAMPLER"),
+                                  self.link(node_id, "sigmas", "SIGMAS"), noise["seed"],
+                                  self.link(node_id, "latent_image", "LATENT"))
+        return latents + (None,)
+
+    def _flow_loop(self, node_id, nid, guider, sampler, sigmas, seed, latent):
+        """ComfyFlowNoise (no noise when `seed` is None: DisableNoise) → a repeat of ComfyFlowDenoise →
+        ComfyFlowSamplerStep over the steps of the ComfyFlowSigmas node `sigmas`."""
+        model = guider["model"]
+        sides = {side: guider[side] for side in ("positive", "negative") if guider.get(side) is not None}
         for side, cond in sides.items():
             if cond.get("flow") != model["family"]:
-                raise ComfyError(f"{self.where(node_id, side)}: a {model['family']} model needs a prompt encoded "
-                                 f"with its own text encoders (Z-Image: CLIPLoader type lumina2; Flux: DualCLIPLoader "
-                                 f"type flux)")
-        sampler = self.literal(node_id, "sampler_name")
+                raise ComfyError(f"{self.where(node_id)}: the {side} prompt of a {model['family']} model must be "
+                                 f"encoded with its own text encoders (Z-Image: CLIPLoader type lumina2; Flux: "
+                                 f"DualCLIPLoader type flux)")
         name = self.inputs[sampler.split(".", 1)[1]]["default"]
         if name not in FLOW_SAMPLERS:
-            raise ComfyError(f"{self.where(node_id, 'sampler_name')}: {name!r} on a flow model is not covered yet "
-                             f"(ComfyUI runs its rectified-flow variant); use one of {', '.join(FLOW_SAMPLERS)}")
-        latent = self.link(node_id, "latent_image", "LATENT")
-        self.nodes[f"{nid}_sigmas"] = {"type": "ComfyFlowSigmas", "scheduler": self.literal(node_id, "scheduler"),
-                                       "steps": self.literal(node_id, "steps"),
-                                       "denoise": self.literal(node_id, "denoise", 1.0),
-                                       "shift": model["shift"], "multiplier": model["multiplier"],
-                                       "sampling": model["sampling"]}
+            raise ComfyError(f"{self.where(node_id)}: sampler {name!r} on a flow model is not covered yet (ComfyUI "
+                             f"runs its rectified-flow variant); use one of {', '.join(FLOW_SAMPLERS)}")
         raw = latent in getattr(self, "raw_latents", set())  # EmptySD3LatentImage's zeros: ComfyUI's raw space
-        self.nodes[f"{nid}_noise"] = {"type": "ComfyFlowNoise", "latents": latent, "sigmas": f"${nid}_sigmas.sigmas",
-                                      "seed": self.literal(node_id, seed),
+        self.nodes[f"{nid}_noise"] = {"type": "ComfyFlowNoise", "latents": latent, "sigmas": f"${sigmas}.sigmas",
+                                      **({"seed": seed} if seed is not None else {"add_noise": False}),
                                       **({"latent_scale": FLUX_LATENT[0], "latent_shift": FLUX_LATENT[1]} if raw
                                          else {})}
-        guide = {"transformer": model["transformer"], "positive": sides["positive"]["embeddings"],
-                 "negative": sides["negative"]["embeddings"], "cfg": self.literal(node_id, "cfg"),
-                 "multiplier": model["multiplier"]}
+        guide = {"transformer": model["transformer"], "cfg": guider["cfg"], "multiplier": model["multiplier"]}
         for side, cond in sides.items():  # Flux: pooled CLIP-L and the guidance FluxGuidance set (3.5 if none)
+            guide[side] = cond["embeddings"]
             if cond.get("pooled"):
                 guide.update({f"{side}_pooled": cond["pooled"], f"{side}_guidance": cond.get("guidance", FLUX_GUIDANCE)})
-        common = {"latents": "$state.latents", "sigmas": f"${nid}_sigmas.sigmas", "index": "$loop.item", **guide}
+        common = {"latents": "$state.latents", "sigmas": f"${sigmas}.sigmas", "index": "$loop.item", **guide}
         self.nodes[nid] = {
             "type": "repeat",
-            "description": f"ComfyUI's KSampler {node_id} on a flow model: one iteration per σ step.",
-            "over": f"${nid}_sigmas.steps",
+            "description": f"ComfyUI's {self.api[node_id]['class_type']} {node_id} on a flow model: one iteration "
+                           f"per σ step.",
+            "over": f"${sigmas}.steps",
             "state": {"latents": f"${nid}_noise.latents", "history": f"${nid}_noise.history"},
             "nodes": {f"{nid}_denoise": {"type": "ComfyFlowDenoise", **common},
                       f"{nid}_step": {"type": "ComfyFlowSamplerStep", "sampler": sampler, **common,

@@ -126,6 +126,7 @@ class ComfyFlowNoise(Node):
         latents: Latent
         sigmas: Tensor
         seed: int = Field(0, ge=0, le=2**64 - 1)
+        add_noise: bool = Field(True, description="false: no noise (DisableNoise), the latent alone is scaled")
         latent_scale: float = Field(1.0, gt=0.0, le=100.0, description="scale of a raw latent's format")
         latent_shift: float = Field(0.0, ge=-100.0, le=100.0, description="shift of a raw latent's format")
 
@@ -140,7 +141,8 @@ class ComfyFlowNoise(Node):
 
         x = (i.latents.float() - i.latent_shift) * i.latent_scale
         if len(i.sigmas) > 1:
-            noise = torch.randn(x.shape, generator=torch.Generator("cpu").manual_seed(i.seed), dtype=torch.float32)
+            noise = torch.randn(x.shape, generator=torch.Generator("cpu").manual_seed(i.seed), dtype=torch.float32) \
+                if i.add_noise else torch.zeros_like(x)
             x = start_latents(x, noise.to(x.device), float(i.sigmas[0]))
         return {"latents": x, "history": None}
 

@@ -164,3 +164,37 @@ def test_flux_schnell_template_with_clip_text_encode_flux_equals_the_schnell_pip
     swapped = pipeline_image(flux_models[0].parent / "tiny-flux-schnell", seed=5, prompt="lighthouse at dusk watercolor",
                              prompt_2="a red fox")
     assert np.abs(swapped - want).max() > 4  # the two texts reach different encoders
+
+
+def test_sampler_custom_advanced_with_basic_guider_equals_the_ksampler(flux_models, tmp_path):
+    """The template's KSampler rewired as RandomNoise + BasicGuider + KSamplerSelect + BasicScheduler +
+    SamplerCustomAdvanced (API format): the same image bit for bit; with DisableNoise the image changes."""
+    from nodegraph.comfy.reader import read_workflow
+
+    api = read_workflow(TEMPLATE).api
+    ksampler = api.pop("194:50")["inputs"]
+    api.update({
+        "n": {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}},
+        "g": {"class_type": "BasicGuider", "inputs": {"model": ksampler["model"], "conditioning": ksampler["positive"]}},
+        "s": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "b": {"class_type": "BasicScheduler", "inputs": {"model": ksampler["model"], "scheduler": "simple", "steps": 4,
+                                                         "denoise": 1.0}},
+        "c": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["n", 0], "guider": ["g", 0],
+                                                                "sampler": ["s", 0], "sigmas": ["b", 0],
+                                                                "latent_image": ksampler["latent_image"]}}})
+    api["194:51"]["inputs"]["samples"] = ["c", 0]
+    workflow = tmp_path / "custom_advanced.json"
+    workflow.write_text(json.dumps(api))
+    sets = ("config={}".format(flux_models[0]), "194:48.width=64", "194:48.height=64", f"194:49.text={PROMPT}")
+    from nodegraph.cli import main
+
+    def image(path, out):
+        assert main(["run", str(path), "--models", str(flux_models[1]), "--out", str(out), "-q",
+                     *[a for s in sets for a in ("--set", s)]]) == 0
+        return np.asarray(Image.open(next(out.rglob("*.png"))).convert("RGB")).astype(int)
+
+    got = image(workflow, tmp_path / "custom")
+    assert np.array_equal(got, run(flux_models, tmp_path / "ksampler", "194:50.seed=5"))
+    api["n"] = {"class_type": "DisableNoise", "inputs": {}}
+    workflow.write_text(json.dumps(api))
+    assert np.abs(image(workflow, tmp_path / "disabled") - got).max() > 8

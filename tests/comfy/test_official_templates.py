@@ -29,7 +29,8 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "ConditioningZeroOut", "UpscaleModelLoader", "ImageUpscaleWithModel",
            "Canny", "VAEEncodeForInpaint", "ImagePadForOutpaint", "UNETLoader", "CLIPLoader",
            "ModelSamplingAuraFlow", "EmptySD3LatentImage", "DualCLIPLoader", "FluxGuidance", "CLIPTextEncodeFlux",
-           "SaveImageAdvanced", "ResolutionSelector"}
+           "SaveImageAdvanced", "ResolutionSelector", "RandomNoise", "DisableNoise", "BasicGuider", "CFGGuider",
+           "SamplerCustomAdvanced"}
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
