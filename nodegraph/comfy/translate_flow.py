@@ -19,7 +19,8 @@ from nodegraph.comfy.translate_control import node_suffix
 # family → (the check node, the default folder/repo of tokenizers and configs)
 FAMILIES = {"z_image": ("ZImageCheckpoint", "Tongyi-MAI/Z-Image-Turbo"),
             "flux": ("FluxCheckpoint", "black-forest-labs/FLUX.1-dev")}
-FLOW_ONLY = ("EmptySD3LatentImage", "ModelSamplingAuraFlow")  # covered with a split-file (UNETLoader) model only
+FLOW_ONLY = ("EmptySD3LatentImage", "ModelSamplingAuraFlow", "SamplerCustomAdvanced", "BasicGuider", "CFGGuider",
+             "RandomNoise", "DisableNoise")  # covered with a split-file (UNETLoader) model only
 
 
 def flow_refusals(api: dict[str, dict]) -> list[str]:

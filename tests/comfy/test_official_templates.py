@@ -31,6 +31,8 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "ModelSamplingAuraFlow", "EmptySD3LatentImage", "DualCLIPLoader", "FluxGuidance", "CLIPTextEncodeFlux",
            "SaveImageAdvanced", "ResolutionSelector", "RandomNoise", "DisableNoise", "BasicGuider", "CFGGuider",
            "SamplerCustomAdvanced"}
+FLOW_ONLY = {"EmptySD3LatentImage", "ModelSamplingAuraFlow", "SamplerCustomAdvanced", "BasicGuider", "CFGGuider",
+             "RandomNoise", "DisableNoise"}  # run with a Z-Image or Flux UNETLoader model only
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 SAMPLERS = {"euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2m", "dpmpp_2s_ancestral",
             "ddim", "uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
@@ -115,8 +117,7 @@ def expected_refusals(doc: dict) -> set[str]:
     walk(doc["nodes"], "")
     if "UNETLoader" not in kinds.values():  # the flow-model nodes run with a Z-Image UNETLoader only
         out |= {f"node {node_id} ({kind}): needs a Z-Image or Flux model from UNETLoader; other flow-matching models "
-                f"are not covered yet" for node_id, kind in kinds.items() if kind in ("EmptySD3LatentImage",
-                                                                                      "ModelSamplingAuraFlow")}
+                f"are not covered yet" for node_id, kind in kinds.items() if kind in FLOW_ONLY}
     return out
 
 
