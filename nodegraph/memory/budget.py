@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-STREAMABLE = ("unet", "vae")  # components load_component(stream=True) can stream (folder UNets and VAEs)
+STREAMABLE = ("unet", "vae", "transformer")  # what load_component(stream=True) streams (folders)
 
 
 class BudgetError(ValueError):
