@@ -38,6 +38,7 @@ def search(page, text):
 
 
 def test_history_pages_through_the_runs_a_search_finds_and_deletes_one(page, web_server, runs):
+    expect(page.locator("#graph-title")).to_have_text("stable_diffusion")  # the page has started
     search(page, WORD.upper())
     expect(page.locator("#history-page")).to_have_text(f"Runs 1–10 of {COUNT}")
     entries = page.locator("#gallery li")

@@ -7,7 +7,7 @@ import { api, authorized } from "./api.js";
 import { outputImages } from "./run.js";
 
 export const PAGE_SIZE = 10;
-const history = { query: "", cursors: [null], page: 0, total: 0, next: null, images: [] };
+const history = { query: "", cursors: [null], page: 0, total: 0, next: null, images: [], asked: 0 };
 
 const SHOWN_INPUTS = ["prompt", "negative_prompt", "seed", "steps", "guidance_scale", "scheduler", "model"];
 
@@ -118,7 +118,9 @@ export async function loadGallery(list, handlers) {
   const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
   if (history.query) query.set("q", history.query);
   if (cursor !== null) query.set("cursor", String(cursor));
+  const asked = ++history.asked;
   const page = await api(`/history?${query}`);
+  if (asked !== history.asked) return;  // a later reload (another page, a search) was asked for meanwhile
   if (!page.runs.length && history.page > 0) {  // its last run was deleted: show the page before
     history.page -= 1;
     return loadGallery(list, handlers);
