@@ -30,16 +30,21 @@ export class QueueView {
     Object.assign(this, { list, empty, onWatch, onChange });
     this.timer = null;
     this.runs = [];
+    this.asked = 0;
   }
 
   async refresh() {
     clearTimeout(this.timer);
     this.timer = null;
+    const asked = ++this.asked;
+    let runs;
     try {
-      this.runs = (await api("/queue")).runs;
+      runs = (await api("/queue")).runs;
     } catch {
       return;  // the page's notice already says when the server cannot be reached
     }
+    if (asked !== this.asked) return;  // a later look was asked for meanwhile: its answer is the one to show
+    this.runs = runs;
     this.list.replaceChildren(...this.runs.map((run) => this.entry(run)));
     this.empty.hidden = this.runs.length > 0;
     if (this.runs.length) this.timer = setTimeout(() => this.refresh(), EVERY_MS);
