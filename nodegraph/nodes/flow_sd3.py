@@ -1,7 +1,8 @@
 """Stable Diffusion 3 / 3.5's nodes (diffusers 0.42.1, StableDiffusion3Pipeline.encode_prompt / __call__): the
-three text encoders' loader, the three-encoder conditioning, the starting noise, one transformer call per step
-(negatives and positives in one batch), and skip-layer guidance. CFG is CFGCombine (u + g·(c − u)); the prompts
-are encoded by CLIPPooledEncode and T5TextEncode; the scheduler step is SchedulerStep."""
+family check, the text encoders' loaders (the CLIP pair, then T5), the three-encoder conditioning, the starting
+noise, one transformer call per step (negatives and positives in one batch), and skip-layer guidance. CFG is
+CFGCombine (u + g·(c − u)); the prompts are encoded by CLIPPooledEncode and T5TextEncode; the scheduler step is
+SchedulerStep."""
 
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ class SD3Guidance(Node):
     """Which negative encodings a run needs: none while CFG is off (`guidance_scale` ≤ 1), as
     StableDiffusion3Pipeline then encodes no negative prompt; no T5 one without a T5 encoder. Feed `off` to the
     negative CLIPPooledEncodes' `skip`, `skip_negative_t5` to the negative T5TextEncode's, `skip_t5` to the
-    positive one's."""
+    positive one's. (graphs/sd3.yaml uses it twice: before T5 loads, `has_t5` left at its default, so the CLIP
+    prompts are encoded before T5 is read.)"""
 
     class Inputs(Ports):
         guidance_scale: float = Field(7.0, ge=0.0, le=100.0, description="CFG scale; ≤ 1 turns it off")

@@ -91,8 +91,8 @@ def test_a_vae_that_does_not_fit_the_transformer_is_refused(tiny_sd3, tmp_path):
     ({"width": 144}, ["`width` 144", "at most 128 pixels"]),
 ])
 def test_settings_the_model_cannot_take_are_refused_naming_the_input(tiny_sd3, change, needles):
-    settings = dict(model=str(tiny_sd3), steps=2, width=32, height=32, guidance_scale=3.0, max_sequence_length=8, prompt="a red fox",
-                    skip_layer_guidance_stop=1.0)
+    settings = dict(model=str(tiny_sd3), steps=2, width=32, height=32, guidance_scale=3.0, max_sequence_length=8,
+                    prompt="a red fox", skip_layer_guidance_stop=1.0)
     message = refusal(**{**settings, **change})
     assert all(n in message for n in needles), message
 

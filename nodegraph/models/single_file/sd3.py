@@ -258,8 +258,11 @@ def describe_sd3_file(ckpt, config: str | None) -> dict[str, Any]:
 
     prefix, shown = detect_sd3_file(ckpt.shapes), str(ckpt.path)
     entries = transformer_entries(ckpt.entries, prefix)
-    raw, where = _component_config(config, "transformer") if config else \
-        (inferred_transformer_config({k: e.shape for k, e in entries.items()}), f"the configuration inferred from {shown}")
+    if config:
+        raw, where = _component_config(config, "transformer")
+    else:
+        raw = inferred_transformer_config({k: e.shape for k, e in entries.items()})
+        where = f"the configuration inferred from {shown}"
     with torch.device("meta"):
         model = SD3Transformer2DModel(parse_config(SD3TransformerConfig, raw, where))
     parts = {"transformer": fit(entries, model, lambda key: key, "the SD3 transformer of its config")}
