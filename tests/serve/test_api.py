@@ -141,7 +141,7 @@ def test_request_and_graph_size_limits(client, server):
 
 
 def test_cancel_a_queued_and_a_running_run_and_only_that_run(client):
-    running = client.submit("sleep", seconds=60, value=time.time())
+    running = client.submit("sleep", seconds=120, value=time.time())
     wait_for(client, running.id, "running")
     queued = client.submit("sleep", seconds=0, value=time.time())
     after = client.submit("sleep", seconds=0, value=time.time() + 1)
@@ -149,8 +149,8 @@ def test_cancel_a_queued_and_a_running_run_and_only_that_run(client):
     assert queued.cancel()["status"] == "cancelled"
     started = time.monotonic()
     running.cancel()
-    wait_for(client, running.id, "cancelled", timeout=10)
-    assert time.monotonic() - started < 5  # at the node's next check, not after its 60 s
+    wait_for(client, running.id, "cancelled", timeout=60)
+    assert time.monotonic() - started < 30  # at the node's next check, not after its 120 s, however loaded the machine
     assert after.result()["value"] == {"value": pytest.approx(client.get(after.id)["inputs"]["value"])}
     with pytest.raises(RunFailed):
         queued.result()
@@ -165,7 +165,7 @@ def test_live_and_late_clients_get_every_event_progress_and_previews(client):
     from PIL import Image
 
     # the blocker holds the queue until the live client is subscribed (a fixed sleep raced a loaded machine)
-    blocker = client.submit("sleep", seconds=60, value=time.time())
+    blocker = client.submit("sleep", seconds=120, value=time.time())
     handle = client.submit("stable_diffusion", **DIGITS, prompt="a handwritten digit 1", seed=21, preview=True)
     stream = handle.events()
     live = [next(stream)]  # "queued", replayed: the stream is open and the run has not started

@@ -51,7 +51,7 @@ def test_pixels_times_steps_above_the_limit_is_refused(client, size, steps):
 
 
 def test_runs_within_the_limits_are_queued(client):
-    blocker = client.submit("sleep", seconds=60, value=time.time())  # holds the worker: the big run stays queued
+    blocker = client.submit("sleep", seconds=120, value=time.time())  # holds the worker: the big runs stay queued
     wait_for(client, blocker.id, "running")
     for height, width, steps in ((1024, 1024, 150), (1448, 1448, 74), (2048, 1024, 64)):
         handle = client.submit("stable_diffusion", model="builtin:digits", height=height, width=width, steps=steps)
