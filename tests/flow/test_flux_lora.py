@@ -2,7 +2,9 @@
 dev folder, in the same test: a diffusers/peft file (transformer + CLIP-L) and a kohya-ss file (BFL names, fused
 qkv, modulations, the final layer, alphas, CLIP-L's lora_te1_), each within 1/255 and each moving the image. A
 kohya LoRA on a single block's fused `linear1` is checked against diffusers running its peft equivalent (diffusers'
-own kohya converter splits linear1 at FLUX.1's fixed widths, which a tiny model does not have)."""
+own kohya converter splits linear1 at FLUX.1's fixed widths, which a tiny model does not have). kohya LoRAs on the
+embedders and the final layer, which diffusers drops, are checked one by one (alpha ≠ rank) against diffusers running
+their peft form (α/r folded into B, the final modulation's halves swapped)."""
 
 from __future__ import annotations
 
@@ -43,13 +45,21 @@ KOHYA = [("lora_unet_double_blocks_0_img_attn_qkv", 3 * D, D, 2.0),
          ("lora_unet_single_blocks_1_linear2", D, 5 * D, 1.0),
          ("lora_unet_single_blocks_0_modulation_lin", 3 * D, D, 4.0),
          ("lora_te1_text_model_encoder_layers_0_mlp_fc1", 40, 24, 2.0)]
-# diffusers 0.42.1 drops these kohya layers (their converted names lack `transformer.`); nodegraph applies them
-KOHYA_OUTER = [("lora_unet_final_layer_adaLN_modulation_1", 2 * D, D, 2.0), ("lora_unet_time_in_in_layer", D, 256, 4.0)]
+# diffusers 0.42.1 drops these kohya layers (their converted names lack `transformer.`); nodegraph applies them.
+# Each: kohya name, out, in, alpha (never the rank, so α/r is visible), the diffusers module it must act on.
+KOHYA_OUTER = [
+    ("lora_unet_final_layer_adaLN_modulation_1", 2 * D, D, 2.0, "norm_out.linear"),
+    ("lora_unet_final_layer_linear", 16, D, 8.0, "proj_out"),
+    ("lora_unet_img_in", D, 16, 2.0, "x_embedder"),
+    ("lora_unet_txt_in", D, 40, 8.0, "context_embedder"),
+    ("lora_unet_time_in_in_layer", D, 256, 8.0, "time_text_embed.timestep_embedder.linear_1"),
+    ("lora_unet_vector_in_in_layer", D, 24, 2.0, "time_text_embed.text_embedder.linear_1"),
+    ("lora_unet_guidance_in_out_layer", D, D, 1.0, "time_text_embed.guidance_embedder.linear_2")]
 
 
 def kohya_file(path, layers=KOHYA):
     tensors = {}
-    for n, (name, out_f, in_f, alpha) in enumerate(layers):
+    for n, (name, out_f, in_f, alpha, *_) in enumerate(layers):
         down, up = lora_pair(out_f, in_f, 10 + n)
         tensors.update({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up,
                         f"{name}.alpha": torch.tensor(alpha)})
@@ -119,12 +129,28 @@ def test_a_lora_file_matches_load_lora_weights_and_moves_the_image(tiny_flux_dev
     assert (got - ours(tiny_flux_dev, lora=str(lora), lora_scale=0.5)).abs().max() > 2
 
 
-def test_kohya_final_layer_and_embedder_loras_are_applied_where_diffusers_drops_them(tiny_flux_dev, pipe, plain,
-                                                                                    tmp_path):
-    for n, layer in enumerate(KOHYA_OUTER):
-        lora = kohya_file(tmp_path / f"outer{n}.safetensors", [layer])
-        assert (theirs(pipe, lora) - plain).abs().max() <= 1  # diffusers: the image does not move
-        assert (ours(tiny_flux_dev, lora=str(lora)) - plain).abs().max() > 5, layer[0]
+def peft_equivalent(path, layer, seed: int):
+    """The kohya layer as diffusers/peft names it, which diffusers does apply: α/r folded into B (peft's own
+    scale is then 1), and the final modulation's B halves swapped (BFL (shift, scale) → diffusers (scale, shift))."""
+    name, out_f, in_f, alpha, module = layer
+    down, up = lora_pair(out_f, in_f, seed)
+    up = up * (alpha / RANK)
+    if module == "norm_out.linear":
+        shift, scale = up.chunk(2)
+        up = torch.cat([scale, shift])
+    save_file({f"transformer.{module}.lora_A.weight": down, f"transformer.{module}.lora_B.weight": up.contiguous()},
+              path)
+    return path
+
+
+@pytest.mark.parametrize("layer", KOHYA_OUTER, ids=[layer[0].removeprefix("lora_unet_") for layer in KOHYA_OUTER])
+def test_kohya_final_layer_and_embedder_loras_are_applied_with_their_alpha_where_diffusers_drops_them(
+        tiny_flux_dev, pipe, plain, tmp_path, layer):
+    kohya = kohya_file(tmp_path / "kohya.safetensors", [layer])  # lora_pair seed 10, as peft_equivalent's
+    assert (theirs(pipe, kohya) - plain).abs().max() <= 1  # diffusers: the kohya name is dropped, no movement
+    got = ours(tiny_flux_dev, lora=str(kohya))
+    assert (got - plain).abs().max() > 5
+    assert (got - theirs(pipe, peft_equivalent(tmp_path / "peft.safetensors", layer, 10))).abs().max() <= 1
 
 
 def test_kohya_linear1_and_final_modulation_equal_their_split_and_swapped_peft_form_in_diffusers(tiny_flux_dev, pipe,
