@@ -21,6 +21,8 @@ import pathlib
 import threading
 from typing import Any, Callable, Optional
 
+from nodegraph.spec.reading import open_regular
+
 BUILTIN = ({"value": "builtin:digits", "label": "builtin:digits (tiny, offline)", "family": "sd1",
             "source": "builtin", "kind": "pipeline"},)
 
@@ -110,8 +112,10 @@ class ModelList:
             for name in [*dirs]:
                 seen += 1
                 path = here / name
-                family = self._cached(path, folder_family)
-                if family is not None and _inside(path, root):
+                if not _inside(path, root):  # a link leading out: neither read nor offered
+                    continue
+                family = self._cached(path, folder_family, root)
+                if family is not None:
                     dirs.remove(name)  # a diffusers folder is one model: its parts are not listed
                     found.append(_entry(path, root, family, "folder"))
             for name in sorted(files):
@@ -127,7 +131,7 @@ class ModelList:
                 break
         return found
 
-    def _cached(self, path: pathlib.Path, read: Callable[[pathlib.Path], Optional[str]]) -> Optional[str]:
+    def _cached(self, path: pathlib.Path, read: Callable[..., Optional[str]], *args) -> Optional[str]:
         try:
             info = path.stat()
         except OSError:
@@ -136,7 +140,7 @@ class ModelList:
         with self._lock:
             if key in self._known:
                 return self._known[key]
-        family = read(path)
+        family = read(path, *args)
         with self._lock:
             if len(self._known) > 20_000:
                 self._known.clear()
@@ -198,12 +202,13 @@ def family_of_shapes(shapes: dict[str, tuple[int, ...]]) -> str:
     return "unknown"
 
 
-def folder_family(path: pathlib.Path) -> Optional[str]:
-    """The family of a diffusers folder (model_index.json, or a component's config.json); None for any other."""
-    index = _json(path / "model_index.json")
+def folder_family(path: pathlib.Path, root: Optional[pathlib.Path] = None) -> Optional[str]:
+    """The family of a diffusers folder (model_index.json, or a component's config.json); None for any other.
+    With `root`, a JSON file whose link leads out of it is not read."""
+    index = _config(path / "model_index.json", root)
     if index is not None:
-        return pipeline_family(path, str(index.get("_class_name", "")), index)
-    config = _json(path / "config.json")
+        return pipeline_family(path, str(index.get("_class_name", "")), index, root)
+    config = _config(path / "config.json", root)
     if config is None:
         return None
     name = str(config.get("_class_name") or (config.get("architectures") or [""])[0])
@@ -220,7 +225,7 @@ def folder_family(path: pathlib.Path) -> Optional[str]:
     return None
 
 
-def pipeline_family(path: pathlib.Path, class_name: str, index: dict) -> str:
+def pipeline_family(path: pathlib.Path, class_name: str, index: dict, root: Optional[pathlib.Path] = None) -> str:
     if class_name.startswith("ZImage"):
         return "z_image"
     if class_name.startswith("Flux"):
@@ -229,7 +234,7 @@ def pipeline_family(path: pathlib.Path, class_name: str, index: dict) -> str:
         return "sd3"
     if not class_name.startswith("StableDiffusion"):
         return "unknown"
-    unet = _json(path / "unet" / "config.json") or {}
+    unet = _config(path / "unet" / "config.json", root) or {}
     inpaint = "_inpaint" if unet.get("in_channels") == 9 else ""
     if unet.get("addition_embed_type") == "text_time" or class_name.startswith("StableDiffusionXL"):
         has_first = (index.get("text_encoder") or [None])[0] is not None
@@ -237,12 +242,23 @@ def pipeline_family(path: pathlib.Path, class_name: str, index: dict) -> str:
     return ("sd2" if unet.get("cross_attention_dim") == 1024 else "sd1") + inpaint
 
 
+def _config(path: pathlib.Path, root: Optional[pathlib.Path]) -> Optional[dict]:
+    """A folder's JSON file, unless `root` is given and the file's link leads out of it (then None, unread)."""
+    if root is not None and not _inside(path, root):
+        return None
+    return _json(path)
+
+
 def _json(path: pathlib.Path) -> Optional[dict]:
+    """A JSON object from a regular file of at most 1 MB (a config is a few kilobytes); None for anything else:
+    a FIFO or a device is refused without blocking (spec/reading.py)."""
     try:
-        if path.stat().st_size > 1_000_000:  # a config is a few kilobytes
+        with open_regular(path) as f:
+            data = f.read(1_000_001)
+        if len(data) > 1_000_000:
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError):  # InputRefused is a ValueError
         return None
     return data if isinstance(data, dict) else None
 

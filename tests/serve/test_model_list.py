@@ -103,3 +103,60 @@ def test_a_listed_model_passes_the_path_rule_and_a_typed_path_outside_is_refused
                              json={"graph": "sdxl", "inputs": {"model": typed, **big}})
         assert refused.status_code == 422
         assert "model_not_allowed" in {e["code"] for e in refused.json()["errors"]}
+
+
+def test_a_folder_linked_from_outside_is_not_read_only_its_confinement_checked(tmp_path, monkeypatch):
+    import json
+
+    from nodegraph.serve import model_list
+
+    root, outside = tmp_path / "models", tmp_path / "outside"
+    (root / "diffusers").mkdir(parents=True)
+    (outside / "pipe").mkdir(parents=True)
+    (outside / "pipe" / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    (root / "diffusers" / "linked").symlink_to(outside / "pipe", target_is_directory=True)
+    inside = root / "diffusers" / "mixed"  # a folder inside whose model_index.json is a link leading out
+    inside.mkdir()
+    (inside / "model_index.json").symlink_to(outside / "pipe" / "model_index.json")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "no-cache"))
+    read, real_json = [], model_list._json
+
+    def recorded(path):  # every JSON file the listing reads; one outside is recorded, not read
+        read.append(path)
+        return real_json(path) if path.resolve().is_relative_to(root.resolve()) else None
+
+    monkeypatch.setattr(model_list, "_json", recorded)
+    listed = model_list.ModelList([root]).models()
+    assert [m for m in listed if m["source"] == "models"] == []
+    assert read, "the folders inside were looked at"
+    assert [p for p in read if not p.resolve().is_relative_to(root.resolve())] == []
+
+
+def _finishes(call, fifo, seconds=60):
+    """Runs `call` in a thread; if it is still blocked on `fifo` after `seconds`, a writer opened and closed
+    on the FIFO lets it end, and False is returned."""
+    import os
+    import threading
+
+    done, result = threading.Event(), []
+    thread = threading.Thread(target=lambda: (result.append(call()), done.set()), daemon=True)
+    thread.start()
+    if done.wait(seconds):
+        return result[0]
+    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # a reader is waiting: the open succeeds, EOF follows
+    thread.join(seconds)
+    return False
+
+
+def test_a_fifo_named_model_index_json_does_not_block_the_listing(tmp_path, monkeypatch):
+    import os
+
+    from nodegraph.serve import model_list
+
+    root = tmp_path / "models"
+    (root / "diffusers" / "trap").mkdir(parents=True)
+    os.mkfifo(root / "diffusers" / "trap" / "model_index.json")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "no-cache"))
+    listed = _finishes(model_list.ModelList([root]).models, root / "diffusers" / "trap" / "model_index.json")
+    assert listed is not False, "the listing blocked reading a FIFO"
+    assert [m for m in listed if m["source"] == "models"] == []
