@@ -53,6 +53,14 @@ def _vae_override(values: dict) -> tuple[str, ...]:
     return ("vae16",) if flow else ("vae",)
 
 
+def _transformer_override(values: dict) -> tuple[str, ...]:
+    """A transformer replacing the model's: the checkpoint node's family (either one when `model` is not fed by
+    a Z-Image or Flux checkpoint node)."""
+    family = {"ZImageCheckpoint": "z_image_transformer", "FluxCheckpoint": "flux_transformer"}
+    known = family.get(values.get("model<-"))
+    return (known,) if known else tuple(family.values())
+
+
 # (node type, port) -> the families the port takes, from the node's literal inputs (and, as "PORT<-", the type
 # of the node whose output feeds PORT)
 ACCEPTS: dict[tuple[str, str], Callable[[dict], tuple[str, ...]]] = {
@@ -66,7 +74,7 @@ ACCEPTS: dict[tuple[str, str], Callable[[dict], tuple[str, ...]]] = {
     ("ZImageCheckpoint", "transformer"): lambda v: ("z_image_transformer",),
     ("ZImageCheckpoint", "text_encoder"): lambda v: ("qwen3_text_encoder",),
     ("ZImageCheckpoint", "vae"): lambda v: ("vae16",),
-    ("LoadTransformer", "override"): lambda v: ("z_image_transformer", "flux_transformer"),
+    ("LoadTransformer", "override"): _transformer_override,
     ("LoadTextEncoder", "override"): lambda v: ("qwen3_text_encoder",),
     ("FluxCheckpoint", "model"): lambda v: ("flux",),
     ("FluxCheckpoint", "transformer"): lambda v: ("flux_transformer",),

@@ -160,3 +160,26 @@ def test_a_fifo_named_model_index_json_does_not_block_the_listing(tmp_path, monk
     listed = _finishes(model_list.ModelList([root]).models, root / "diffusers" / "trap" / "model_index.json")
     assert listed is not False, "the listing blocked reading a FIFO"
     assert [m for m in listed if m["source"] == "models"] == []
+
+
+@pytest.mark.parametrize("checkpoint, family", [("ZImageCheckpoint", "z_image_transformer"),
+                                                ("FluxCheckpoint", "flux_transformer")])
+def test_a_transformer_override_lists_only_the_transformers_of_the_checkpoints_family(tmp_path, checkpoint, family):
+    from nodegraph.serve.model_list import accepts_of
+    from nodegraph.spec.loader import load_graph
+
+    # the input feeds LoadTransformer alone (the shipped graphs also give it to the checkpoint node's check)
+    (tmp_path / "g.yaml").write_text(f"""nodegraph: 1
+inputs:
+  model: {{type: str}}
+  transformer: {{type: str, default: ""}}
+nodes:
+  checkpoint:
+    type: {checkpoint}
+    model: $inputs.model
+  transformer:
+    type: LoadTransformer
+    model: $checkpoint.model
+    override: $inputs.transformer
+""")
+    assert accepts_of(load_graph(tmp_path / "g.yaml").checked, "transformer") == [family]
