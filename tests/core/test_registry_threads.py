@@ -7,7 +7,7 @@ from nodegraph.core import Node, Ports, node
 from nodegraph.core.registry import Registry
 
 
-@node("LateNode", version=1)
+@node("LateNode", version=1, register=False)  # only the test's registry gets it
 class LateNode(Node):
     """Registered at the end of a slow load."""
 

@@ -35,9 +35,9 @@ def test_a_stopped_deadline_never_cancels_its_run():
     watchdog = Watchdog()
     try:
         stopped, later = CancelToken(), CancelToken()
-        first = watchdog.deadline(stopped, 0.02)
+        first = watchdog.deadline(stopped, 1.0)  # long enough that a busy machine cannot fire it before stop()
         first.stop()  # the run ended in time
-        watchdog.deadline(later, 0.2)  # due after the stopped one: once it fires, the first one's time has passed
+        watchdog.deadline(later, 1.2)  # due after the stopped one: once it fires, the first one's time has passed
         assert expired_within(later)
         assert not stopped.cancelled and not first.expired
     finally:
