@@ -14,6 +14,7 @@ from nodegraph.core.types import (VAE, Embeddings, Generator, Latent, ModelSourc
 from nodegraph.nodes.loaders import CheckpointInputs, checkpoint_reads, load_cached
 
 T5_LENGTH_HELP = "T5 tokens, padding included (≤ 512); the sequence is 77 CLIP tokens + these"
+LAYERS_HINT = "write block indices separated by commas, e.g. \"7, 8, 9\""
 
 
 @node("SD3Checkpoint", version=1)
@@ -104,13 +105,25 @@ class SD3Guidance(Node):
     class Inputs(Ports):
         guidance_scale: float = Field(7.0, ge=0.0, le=100.0, description="CFG scale; ≤ 1 turns it off")
         has_t5: bool = Field(True, description="whether the checkpoint has a T5 encoder")
+        skip_guidance_layers: str = Field("", description="checked here, before anything loads (SkipLayerGuidance "
+                                                          "uses it)")
 
     class Outputs(Ports):
         off: bool
         skip_t5: bool
         skip_negative_t5: bool
 
+    @classmethod
+    def check_inputs(cls, known):
+        if isinstance(known.get("skip_guidance_layers"), str):
+            try:
+                block_list(known["skip_guidance_layers"])
+            except ValueError as exc:
+                return ("skip_guidance_layers",), str(exc), LAYERS_HINT
+        return None
+
     def run(self, i, ctx):
+        block_list(i.skip_guidance_layers, "skip_guidance_layers")
         off = not i.guidance_scale > 1
         return {"off": off, "skip_t5": not i.has_t5, "skip_negative_t5": off or not i.has_t5}
 
@@ -243,7 +256,7 @@ class SkipLayerGuidance(Node):
         index: int = Field(0, ge=0, description="this step's 0-based index ($loop.index)")
         steps: int = Field(28, ge=1, le=1000, description="number of denoising steps of the run")
         guidance_scale: float = Field(7.0, ge=0.0, le=100.0, description="CFG scale; ≤ 1: no skip-layer guidance")
-        layers: list[int] = Field(default_factory=list, description="blocks to skip (empty: off)")
+        layers: str = Field("", description="blocks to skip, e.g. \"7, 8, 9\" (empty: off)")
         scale: float = Field(2.8, ge=0.0, le=100.0, description="skip-layer guidance scale")
         start: float = Field(0.01, ge=0.0, le=1.0, description="first share of the steps where it applies")
         stop: float = Field(0.2, ge=0.0, le=1.0, description="share of the steps where it stops")
@@ -251,20 +264,44 @@ class SkipLayerGuidance(Node):
     class Outputs(Ports):
         noise_pred: Tensor
 
+    @classmethod
+    def check_inputs(cls, known):
+        if isinstance(known.get("layers"), str):
+            try:
+                block_list(known["layers"])
+            except ValueError as exc:
+                return ("layers",), str(exc), LAYERS_HINT
+        return None
+
     def run(self, i, ctx):
         import torch
 
-        active = i.layers and i.guidance_scale > 1 and i.steps * i.start < i.index < i.steps * i.stop
+        layers = block_list(i.layers, "layers")
+        active = layers and i.guidance_scale > 1 and i.steps * i.start < i.index < i.steps * i.stop
         if not active:
             return {"noise_pred": i.noise_pred}
         model, x = i.transformer, i.latents
         blocks = len(model.transformer_blocks)
-        if any(not 0 <= n < blocks for n in i.layers):
-            raise ValueError(f"`skip_guidance_layers` {list(i.layers)} names blocks this transformer lacks; it has "
+        if any(n >= blocks for n in layers):
+            raise ValueError(f"`skip_guidance_layers` {i.layers!r} names blocks this transformer lacks; it has "
                              f"blocks 0 to {blocks - 1}")
         timestep = i.t.reshape(()).expand(x.shape[0])
         with torch.no_grad():
             skipped = model(x.to(model.dtype), i.embeddings.to(model.dtype), i.pooled.to(model.dtype), timestep,
-                            skip_layers=list(i.layers))
+                            skip_layers=layers)
         text = i.prediction.chunk(2)[1]  # the positive half of [negatives, positives]
         return {"noise_pred": i.noise_pred + (text - skipped) * i.scale}
+
+
+def block_list(text: str, name: str = "") -> list[int]:
+    """"7, 8, 9" (or "[7, 8, 9]") → [7, 8, 9]; "" → []. A text input, so the web form and `--set` take it as is;
+    `name` (the input) prefixes the error."""
+    body = text.strip().removeprefix("[").removesuffix("]")
+    where = f"`{name}`: " if name else ""
+    try:
+        layers = [int(part) for part in body.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{where}{text!r} is not a list of block indices; {LAYERS_HINT}") from None
+    if any(n < 0 for n in layers):
+        raise ValueError(f"{where}{text!r} has a negative block index; {LAYERS_HINT}")
+    return layers

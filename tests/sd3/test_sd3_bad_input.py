@@ -87,7 +87,7 @@ def test_a_vae_that_does_not_fit_the_transformer_is_refused(tiny_sd3, tmp_path):
 
 
 @pytest.mark.parametrize("change, needles", [
-    ({"skip_guidance_layers": [1, 9]}, ["`skip_guidance_layers` [1, 9]", "blocks 0 to 3"]),
+    ({"skip_guidance_layers": "1, 9"}, ["`skip_guidance_layers` '1, 9'", "blocks 0 to 3"]),
     ({"width": 144}, ["`width` 144", "at most 128 pixels"]),
 ])
 def test_settings_the_model_cannot_take_are_refused_naming_the_input(tiny_sd3, change, needles):
@@ -100,3 +100,9 @@ def test_settings_the_model_cannot_take_are_refused_naming_the_input(tiny_sd3, c
 def test_max_sequence_length_above_t5s_limit_is_refused_at_validation(tmp_path):
     message = refusal(model=str(tmp_path / "never-read"), max_sequence_length=600)
     assert "max_sequence_length" in message and "512" in message, message
+
+
+def test_skip_guidance_layers_that_are_not_block_indices_are_refused_before_anything_loads(tmp_path):
+    result = run_cli(tmp_path, model=tmp_path / "never-read", skip_guidance_layers="7, x")
+    assert_refused(result, tmp_path, "input `skip_guidance_layers`", "'7, x' is not a list of block indices",
+                   "e.g. \"7, 8, 9\"")

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from nodegraph import run_graph
+from nodegraph.nodes.flow_sd3 import block_list
 from tests.graphs.tiny_pipelines import png_pixels, to_uint8
 
 GRAPH = "graphs/sd3.yaml"
 FULL = dict(prompt="a red fox in fresh snow", prompt_2="a cat on the table", prompt_3="lighthouse at dusk painting",
             negative_prompt="blurry low quality", steps=4, width=48, height=32, guidance_scale=5.0, batch_size=2,
-            max_sequence_length=24, skip_guidance_layers=[2], skip_layer_guidance_start=0.01,
+            max_sequence_length=24, skip_guidance_layers="2", skip_layer_guidance_start=0.01,
             skip_layer_guidance_stop=0.6)  # skip-layer guidance on steps 1 and 2 of 0..3
 
 
@@ -32,10 +33,10 @@ def ours(folder, **inputs) -> torch.Tensor:
 
 
 def theirs(pipe, prompt, *, steps, width, height, seed=0, negative_prompt="", batch_size=1, prompt_2="",
-           prompt_3="", skip_guidance_layers=None, **kwargs) -> torch.Tensor:
+           prompt_3="", skip_guidance_layers="", **kwargs) -> torch.Tensor:
     images = pipe(prompt, prompt_2=prompt_2 or None, prompt_3=prompt_3 or None,
                   negative_prompt=negative_prompt or None, height=height, width=width, num_inference_steps=steps,
-                  num_images_per_prompt=batch_size, skip_guidance_layers=skip_guidance_layers or None,
+                  num_images_per_prompt=batch_size, skip_guidance_layers=block_list(skip_guidance_layers) or None,
                   generator=torch.Generator("cpu").manual_seed(seed), output_type="np", **kwargs).images
     return to_uint8(images).int()
 
@@ -55,14 +56,14 @@ def test_sd3_graph_matches_the_pipeline_with_every_setting(full_image):
 def test_sd3_graph_matches_the_pipeline_without_guidance(tiny_sd3, pipe):
     """guidance_scale 1: no negative encoded, no CFG batch, skip-layer guidance inactive (it needs CFG)."""
     settings = dict(prompt="an astronaut riding a horse", steps=3, width=32, height=32, guidance_scale=1.0,
-                    max_sequence_length=16, skip_guidance_layers=[1], seed=3)
+                    max_sequence_length=16, skip_guidance_layers="1", seed=3)
     got, expected = ours(tiny_sd3, **settings), theirs(pipe, **settings)
     assert (got - expected).abs().max() <= 1
 
 
 @pytest.mark.parametrize("change", [
     {"prompt_2": "a dog on the moon"}, {"prompt_3": "a dog on the moon"}, {"negative_prompt": "ugly"},
-    {"skip_guidance_layers": []}, {"skip_layer_guidance_stop": 0.3}, {"max_sequence_length": 40},
+    {"skip_guidance_layers": ""}, {"skip_layer_guidance_stop": 0.3}, {"max_sequence_length": 40},
     {"guidance_scale": 6.0}, {"seed": 1},
 ], ids=lambda c: next(iter(c)))
 def test_each_setting_moves_the_image(tiny_sd3, full_image, change):

@@ -18,7 +18,7 @@ from tests.sd3.test_sd3_transformer import REAL
 
 GRAPH = "graphs/sd3.yaml"
 SETTINGS = dict(prompt="a red fox in fresh snow", negative_prompt="blurry", steps=2, width=32, height=48,
-                guidance_scale=4.0, max_sequence_length=12, skip_guidance_layers=[1], skip_layer_guidance_stop=1.0)
+                guidance_scale=4.0, max_sequence_length=12, skip_guidance_layers="1", skip_layer_guidance_stop=1.0)
 
 
 @pytest.fixture(scope="module")

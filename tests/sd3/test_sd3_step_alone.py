@@ -49,7 +49,7 @@ nodes:
         index: $loop.index
         steps: 3
         guidance_scale: 4.0
-        skip_guidance_layers: [1, 2]
+        skip_guidance_layers: "1, 2"
         skip_layer_guidance_scale: 2.0
         skip_layer_guidance_start: 0.1
         skip_layer_guidance_stop: 0.5
