@@ -22,11 +22,15 @@ def test_a_finished_run_records_its_peak_and_each_nodes(client):
 def test_a_run_served_from_the_node_cache_records_only_the_nodes_that_ran(client):
     inputs = {**DIGITS, "prompt": "a 4", "seed": 72}
     client.submit("stable_diffusion", **inputs).result()
-    again = client.submit("stable_diffusion", **inputs)
+    again = client.submit("stable_diffusion", **inputs)  # the same inputs: the whole result comes from the cache
     again.result()
     shown = client.get(again.id)
-    assert shown["cached"] > 0
-    assert shown["memory"] is None or "unet" not in shown["memory"]["nodes"]  # loaded by the first run only
+    assert shown["cached"] > 0 and shown["memory"] is None  # nothing ran, so nothing is claimed
+    other_seed = client.submit("stable_diffusion", **{**inputs, "seed": 73})  # the loaders' outputs are cached
+    other_seed.result()
+    nodes = client.get(other_seed.id)["memory"]["nodes"]
+    assert {"noise", "denoise", "decode"} <= set(nodes), nodes
+    assert "unet" not in nodes  # loaded by the first run only
 
 
 def test_a_store_from_before_the_memory_column_gains_it(tmp_path):
