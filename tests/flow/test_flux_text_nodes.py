@@ -120,3 +120,30 @@ def test_sequence_output_is_the_penultimate_hidden_state_with_clip_skip(pipe, lo
         states = pipe.text_encoder(ids.input_ids, output_hidden_states=True).hidden_states
     assert torch.equal(clip(loaded, prompt="a cat")["embeddings"], states[-2])
     assert torch.equal(clip(loaded, prompt="a cat", clip_skip=1)["embeddings"], states[-3])
+
+
+
+def test_clip_skip_reaches_the_embeddings_output_as_transformers_hidden_states_and_no_further(tiny_flux_dev, loaded,
+                                                                                             tmp_path):
+    """hidden_states holds the token embeddings and each layer's output, so `clip_skip` runs 0..layers − 1 and its
+    last value reads the embeddings: on the tiny folder's 3-layer CLIP and on a 1-layer one (whose only value is 0),
+    against transformers' CLIPTextModel; one more is refused naming the range."""
+    from tiny_flux import CLIP, perturb
+    from transformers import CLIPTextConfig
+    from transformers import CLIPTextModel as TheirCLIP
+
+    perturb(TheirCLIP(CLIPTextConfig(**{**CLIP, "num_hidden_layers": 1})), 7, scale=0.1).save_pretrained(
+        tmp_path / "text_encoder")
+    ids = torch.tensor(loaded["tokenizer"](["a cat"], padding="max_length", max_length=77, truncation=True).input_ids)
+    for folder, layers in ((tiny_flux_dev, 3), (tmp_path, 1)):
+        with torch.no_grad():
+            states = TheirCLIP.from_pretrained(folder / "text_encoder").eval()(ids, output_hidden_states=True)
+        states = states.hidden_states  # (embeddings, layer 1, ..., layer n), each (1, 77, 24)
+        assert len(states) == layers + 1 and not torch.equal(states[0], states[1])
+        encoder = {"text_encoder": load_component(folder, "text_encoder"), "tokenizer": loaded["tokenizer"]}
+        for skip in range(layers):  # 0 (off) .. layers − 1, the embeddings' output
+            got = clip(encoder, prompt="a cat", clip_skip=skip)["embeddings"]
+            assert (got - states[-(skip + 2)]).abs().max() < 1e-5, (layers, skip)
+        with pytest.raises(ValueError, match=rf"`clip_skip` is {layers}, but this text encoder has {layers} layers; "
+                                             rf"use 0 \(off\) to {layers - 1}"):
+            clip(encoder, prompt="a cat", clip_skip=layers)
