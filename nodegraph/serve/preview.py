@@ -3,7 +3,8 @@
 Four-channel latents are mapped to RGB by a fixed 4×3 matrix per model family, ComfyUI's
 `latent_rgb_factors` (comfy/latent_formats.py): SD 1.5's for the Stable Diffusion 1.x/2.x family and
 `builtin:digits`, SDXL's (with its bias) for graphs using SDXL nodes (`preview_family`). Sixteen-channel latents
-of the Flux VAE (Z-Image graphs) use ComfyUI's 16×3 Flux map with its bias; other latents show
+of the Flux VAE (Z-Image and Flux graphs) use ComfyUI's 16×3 Flux map with its bias, those of SD3's VAE (graphs with
+SD3 nodes) ComfyUI's SD3 map and bias; other latents show
 their first three channels (or one, as grey), each stretched to [0, 1]. It is a hint of composition and
 colour, not the image.
 """
@@ -30,14 +31,21 @@ FLUX_LATENT_RGB = [[-0.0346, 0.0244, 0.0681], [0.0034, 0.0210, 0.0687], [0.0275,
                    [0.0817, 0.0765, 0.0749], [-0.1264, -0.0522, -0.1103], [-0.0280, -0.0881, -0.0499],
                    [-0.1262, -0.0982, -0.0778]]
 FLUX_LATENT_RGB_BIAS = [-0.0329, -0.0718, -0.0851]
+SD3_LATENT_RGB = [[-0.0922, -0.0175, 0.0749], [0.0311, 0.0633, 0.0954], [0.1994, 0.0927, 0.0458],
+                  [0.0856, 0.0339, 0.0902], [0.0587, 0.0272, -0.0496], [-0.0006, 0.1104, 0.0309],
+                  [0.0978, 0.0306, 0.0427], [-0.0042, 0.1038, 0.1358], [-0.0194, 0.0020, 0.0669],
+                  [-0.0488, 0.0130, -0.0268], [0.0922, 0.0988, 0.0951], [-0.0278, 0.0524, -0.0542],
+                  [0.0332, 0.0456, 0.0895], [-0.0069, -0.0030, -0.0810], [-0.0596, -0.0465, -0.0293],
+                  [-0.1448, -0.1463, -0.1189]]
+SD3_LATENT_RGB_BIAS = [0.2394, 0.2135, 0.1925]
 FAMILIES = {"sd15": (SD15_LATENT_RGB, [0.0, 0.0, 0.0]), "sdxl": (SDXL_LATENT_RGB, SDXL_LATENT_RGB_BIAS),
-            "flux": (FLUX_LATENT_RGB, FLUX_LATENT_RGB_BIAS)}
+            "flux": (FLUX_LATENT_RGB, FLUX_LATENT_RGB_BIAS), "sd3": (SD3_LATENT_RGB, SD3_LATENT_RGB_BIAS)}
 MIN_SIDE = 64  # tiny latents (8×8 for digits) are enlarged, pixel for pixel, to at least this
 
 
 def preview_family(checked) -> str:
     """`sdxl` when the graph (its repeat bodies and included graphs too) uses an SDXL node, `flux` (the 16-channel
-    Flux VAE's latents) when it uses a Z-Image or Flux node, else `sd15`."""
+    Flux VAE's latents) when it uses a Z-Image or Flux node, `sd3` when it uses an SD3 node, else `sd15`."""
     stack = [checked.nodes]
     while stack:
         for node in stack.pop().values():
@@ -45,6 +53,8 @@ def preview_family(checked) -> str:
                 return "sdxl"
             if "ZImage" in node.label or "Flux" in node.label:
                 return "flux"
+            if "SD3" in node.label:  # SD3's own 16-channel VAE
+                return "sd3"
             if node.body is not None:
                 stack.append(node.body.nodes)
             if node.subgraph is not None:
