@@ -34,6 +34,7 @@ from typing import Any, Optional
 
 from nodegraph.shipped_graphs import SHIPPED_GRAPHS
 from nodegraph.spec.errors import GraphError, ValidationFailed
+from nodegraph.spec.location_ports import walk  # a graph level's nodes, repeat bodies included
 
 GRAPH_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -303,17 +304,10 @@ def relative(error: GraphError, folder: pathlib.Path) -> GraphError:
     return dataclasses.replace(error, file=strip(error.file), message=strip(error.message), hint=strip(error.hint))
 
 
-def _walk(nodes: dict):
-    for node in nodes.values():
-        yield node
-        if node.kind == "repeat" and node.body is not None:
-            yield from _walk(node.body.nodes)
-
-
 def included_files(checked, seen: Optional[set] = None) -> list[pathlib.Path]:
     seen = set() if seen is None else seen
     found = []
-    for node in _walk(checked.nodes):
+    for node in walk(checked.nodes):
         if node.kind == "graph" and node.subgraph is not None:
             path = node.subgraph.source.path
             if path is not None and path not in seen:
@@ -325,7 +319,7 @@ def included_files(checked, seen: Optional[set] = None) -> list[pathlib.Path]:
 
 def count_nodes(checked) -> int:
     total = 0
-    for node in _walk(checked.nodes):
+    for node in walk(checked.nodes):
         total += 1
         if node.kind == "graph" and node.subgraph is not None:
             total += count_nodes(node.subgraph)
@@ -344,7 +338,7 @@ def location_values(checked, values: dict[str, Any], prefix: str = ""):
         for consumer in checked.consumers.get(name, ()):
             if located(consumer.port):
                 yield LocatedPort(consumer.port.name, consumer.port.location), value, f"{prefix}inputs.{name}"
-    by_id = {node.id: node for node in _walk(checked.nodes)}
+    by_id = {node.id: node for node in walk(checked.nodes)}
     for node in by_id.values():
         if node.kind == "graph" and node.subgraph is not None:
             given = {}

@@ -22,6 +22,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from nodegraph.spec.reading import open_regular
+from nodegraph.spec.location_ports import walk  # a graph level's nodes, repeat bodies included
 
 BUILTIN = ({"value": "builtin:digits", "label": "builtin:digits (tiny, offline)", "family": "sd1",
             "source": "builtin", "kind": "pipeline"},)
@@ -313,7 +314,7 @@ def accepts_of(checked, name: str) -> Optional[list[str]]:
 def _port_families(checked, name: str):
     from nodegraph.spec.document import Ref
 
-    for node in _walk(checked.nodes):
+    for node in walk(checked.nodes):
         for port, value in node.values.items():
             if not (isinstance(value, Ref) and value.scope == "inputs" and value.name == name):
                 continue
@@ -329,7 +330,7 @@ def _known_values(node, checked) -> dict[str, Any]:
     """A node's literal inputs, and for an input fed by another node of the same graph, "PORT<-": its type."""
     from nodegraph.spec.document import Ref
 
-    nodes = {n.id: n for n in _walk(checked.nodes)}
+    nodes = {n.id: n for n in walk(checked.nodes)}
     known: dict[str, Any] = {}
     for port, value in node.values.items():
         if not isinstance(value, Ref):
@@ -337,13 +338,6 @@ def _known_values(node, checked) -> dict[str, Any]:
         elif value.scope == "node" and getattr(nodes.get(value.name), "node_type", None) is not None:
             known[port + "<-"] = nodes[value.name].node_type.name
     return known
-
-
-def _walk(nodes: dict):
-    for node in nodes.values():
-        yield node
-        if node.kind == "repeat" and node.body is not None:
-            yield from _walk(node.body.nodes)
 
 
 def add_model_route(app, service) -> None:

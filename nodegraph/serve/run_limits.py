@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from nodegraph.spec.errors import GraphError
+from nodegraph.spec.location_ports import walk  # a graph level's nodes, repeat bodies included
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def _known_values(checked, values: dict[str, Any], prefix: str = ""):
     """(node path, {port: (value, where)}) for every node, with the values known before the run."""
     from nodegraph.spec.document import Ref
 
-    for node in _walk(checked.nodes):
+    for node in walk(checked.nodes):
         given: dict[str, tuple[Any, str]] = {}
         for port, value in node.values.items():
             if isinstance(value, Ref):
@@ -105,13 +106,6 @@ def _known_values(checked, values: dict[str, Any], prefix: str = ""):
         if node.kind == "graph" and node.subgraph is not None:
             inner = {**node.subgraph.defaults, **{p: v for p, (v, _) in given.items()}}
             yield from _known_values(node.subgraph, inner, f"{prefix}nodes.{node.id}/")
-
-
-def _walk(nodes: dict):
-    for node in nodes.values():
-        yield node
-        if node.kind == "repeat" and node.body is not None:
-            yield from _walk(node.body.nodes)
 
 
 class Watchdog:
