@@ -12,7 +12,7 @@ Z_IMAGE_NEEDS = ("a Z-Image pipeline (ZImagePipeline: a Qwen3 text encoder, a ZI
                  "16-channel Flux-style VAE), e.g. Tongyi-MAI/Z-Image-Turbo")
 OTHER_PIPELINES = {  # model_index _class_name prefix → (what it is, the graph that runs it)
     "StableDiffusionXL": ("an SDXL checkpoint", "graphs/sdxl.yaml"),
-    "StableDiffusion3": ("a Stable Diffusion 3 checkpoint", None),
+    "StableDiffusion3": ("a Stable Diffusion 3 checkpoint", "graphs/sd3.yaml"),
     "StableDiffusion": ("a Stable Diffusion 1.x/2.x checkpoint", "graphs/stable_diffusion.yaml"),
     "Flux": ("a Flux checkpoint", None),
     "DDPM": ("a DDPM (pixel-space UNet) checkpoint", "graphs/ddpm.yaml"),
@@ -82,6 +82,9 @@ def transformer_checkpoint(source: str | os.PathLike, revision: str | None = Non
     kind = read_config(source, "model_index", revision).get("_class_name")
     if kind in Z_IMAGE_PIPELINES:
         return f"a Z-Image checkpoint ({kind}: a flow-matching transformer, no UNet); run it with graphs/z_image.yaml"
+    if kind and kind.startswith("StableDiffusion3"):
+        return (f"a Stable Diffusion 3 checkpoint ({kind}: a flow-matching transformer, no UNet); run it with "
+                f"graphs/sd3.yaml")
     return None
 
 

@@ -106,3 +106,12 @@ def test_skip_guidance_layers_that_are_not_block_indices_are_refused_before_anyt
     result = run_cli(tmp_path, model=tmp_path / "never-read", skip_guidance_layers="7, x")
     assert_refused(result, tmp_path, "input `skip_guidance_layers`", "'7, x' is not a list of block indices",
                    "e.g. \"7, 8, 9\"")
+
+
+@pytest.mark.parametrize("graph", ["stable_diffusion.yaml", "sdxl.yaml", "z_image.yaml"])
+def test_an_sd3_checkpoint_given_to_another_graph_is_refused_naming_graphs_sd3(tiny_sd3, tmp_path, graph):
+    folder = tmp_path / "sd3"
+    shutil.copytree(tiny_sd3, folder, ignore=shutil.ignore_patterns("*.safetensors"))  # nothing to load by mistake
+    with pytest.raises(Exception) as e:
+        run_graph(str(ROOT / "graphs" / graph), inputs={"model": str(folder), "steps": 2}, device="cpu")
+    assert "Stable Diffusion 3 checkpoint" in str(e.value) and "graphs/sd3.yaml" in str(e.value), str(e.value)
