@@ -2,7 +2,8 @@
 SD3.5-like folder, run in the same test: a kohya-ss file (SAI module names, fused qkv LoRAs, kohya alphas, the
 (shift, scale) modulations of the final layer and the last context block, CLIP-L and bigG layers) and its
 diffusers/peft equivalent (the qkv LoRAs split by B's rows, alpha/r baked into B) give the same image as the
-pipeline with the peft file loaded; each LoRA moves the image."""
+pipeline with the peft file loaded, and so does the file with ComfyUI's names (`diffusion_model.` + SAI's
+dotted paths, `text_encoders.clip_l.transformer.`); each LoRA moves the image."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ SAI_LAYERS = {  # kohya name → (diffusers path(s) it covers, in, out) for the 
     "joint_blocks_3_context_block_adaLN_modulation_1": (("transformer_blocks.3.norm1_context.linear",), 32, 64),
     "final_layer_adaLN_modulation_1": (("norm_out.linear",), 32, 64),
     "context_embedder": (("context_embedder",), 64, 32),
+}
+DOTTED = {  # ComfyUI writes the same layers under `diffusion_model.` + SAI's dotted module path
+    "joint_blocks_0_x_block_attn_qkv": "joint_blocks.0.x_block.attn.qkv",
+    "joint_blocks_1_context_block_attn_qkv": "joint_blocks.1.context_block.attn.qkv",
+    "joint_blocks_0_x_block_attn2_qkv": "joint_blocks.0.x_block.attn2.qkv",
+    "joint_blocks_2_x_block_mlp_fc1": "joint_blocks.2.x_block.mlp.fc1",
+    "joint_blocks_1_context_block_attn_proj": "joint_blocks.1.context_block.attn.proj",
+    "joint_blocks_3_context_block_adaLN_modulation_1": "joint_blocks.3.context_block.adaLN_modulation.1",
+    "final_layer_adaLN_modulation_1": "final_layer.adaLN_modulation.1", "context_embedder": "context_embedder",
+    "lora_te1_text_model_encoder_layers_0_self_attn_q_proj":
+        "text_encoders.clip_l.transformer.text_model.encoder.layers.0.self_attn.q_proj",
 }
 SWAPPED = ("joint_blocks_3_context_block_adaLN_modulation_1", "final_layer_adaLN_modulation_1")
 TEXT_LAYERS = {"lora_te1_text_model_encoder_layers_0_self_attn_q_proj": ("text_encoder", 24, 24),
@@ -66,10 +78,19 @@ def lora_files(tmp_path_factory):
             rows = baked.shape[0] // len(targets)
             peft[f"{target}.lora_A.weight"] = down.clone()
             peft[f"{target}.lora_B.weight"] = baked[i * rows:(i + 1) * rows].clone()
+    comfy = {}  # ComfyUI's names; bigG's layer left out (this test covers the transformer and CLIP-L)
+    for key, value in kohya.items():
+        name, _, suffix = key.removeprefix("lora_unet_").partition(".")
+        if name in DOTTED:
+            comfy[("" if name.startswith("lora_te") else "diffusion_model.") + f"{DOTTED[name]}.{suffix}"] = value
     root = tmp_path_factory.mktemp("sd3_lora")
     save_file(kohya, root / "kohya_sd3.safetensors")
     save_file(peft, root / "peft_sd3.safetensors")
-    return {"kohya": root / "kohya_sd3.safetensors", "peft": root / "peft_sd3.safetensors"}
+    without_g = {k: v for k, v in peft.items() if not k.startswith("text_encoder_2.")}
+    save_file(comfy, root / "comfy_sd3.safetensors")
+    save_file(without_g, root / "peft_sd3_no_g.safetensors")
+    return {"kohya": root / "kohya_sd3.safetensors", "peft": root / "peft_sd3.safetensors",
+            "comfy": root / "comfy_sd3.safetensors", "peft without bigG": root / "peft_sd3_no_g.safetensors"}
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +107,12 @@ def diffusers_images(tiny_sd3, lora_files):
         return to_uint8(images).int()
 
     plain = run()
+    pipe.load_lora_weights(str(lora_files["peft without bigG"]), adapter_name="no_g")
+    no_g = run()
+    pipe.delete_adapters("no_g")
     pipe.load_lora_weights(str(lora_files["peft"]))
-    return {"plain": plain, "lora": run(), "lora 0.6": run(joint_attention_kwargs={"scale": 0.6})}
+    return {"plain": plain, "lora": run(), "lora 0.6": run(joint_attention_kwargs={"scale": 0.6}),
+            "lora without bigG": no_g}
 
 
 def ours(folder, **inputs) -> torch.Tensor:
@@ -106,3 +131,9 @@ def test_lora_scale_matches_diffusers_joint_attention_scale(tiny_sd3, lora_files
     got = ours(tiny_sd3, lora=str(lora_files["kohya"]), lora_scale=0.6)
     assert (got - diffusers_images["lora 0.6"]).abs().max() <= 1
     assert (diffusers_images["lora 0.6"] - diffusers_images["lora"]).abs().max() > 5
+
+
+def test_a_lora_with_comfyuis_names_gives_diffusers_image(tiny_sd3, lora_files, diffusers_images):
+    got = ours(tiny_sd3, lora=str(lora_files["comfy"]))
+    assert (got - diffusers_images["lora without bigG"]).abs().max() <= 1
+    assert (diffusers_images["lora without bigG"] - diffusers_images["lora"]).abs().max() > 0  # bigG's layer counts
