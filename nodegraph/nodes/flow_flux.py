@@ -6,10 +6,10 @@ load through LoadTransformer, LoadVAE and LoadScheduler."""
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Annotated, Literal
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import ModelSource, TextEncoder, Tokenizer
+from nodegraph.core.types import ModelSource, Role, TextEncoder, Tokenizer
 from nodegraph.nodes.loaders import CheckpointInputs, checkpoint_reads, load_cached
 
 DEV_GUIDANCE = 3.5  # FluxPipeline's default guidance_scale; FLUX.1-schnell's card runs it with 0.0
@@ -72,10 +72,14 @@ class FluxSettings(Node):
 
     class Inputs(Ports):
         schnell: bool = Field(False, description="the checkpoint has no guidance embedding (FluxCheckpoint)")
-        steps: int = Field(0, ge=0, le=1000, description="denoising steps; 0 = the variant's (28 dev, 4 schnell)")
+        steps: Annotated[int, Role("steps")] = Field(0, ge=0, le=1000, description="denoising steps; 0 = the "
+                                                                              "variant's (28 dev, 4 schnell)")
         max_sequence_length: int = Field(0, ge=0, le=512, description="T5 tokens; 0 = the variant's (512 dev, "
                                                                        "256 schnell)")
-        guidance: float = Field(DEV_GUIDANCE, ge=0.0, le=100.0, description="dev's distilled guidance")
+        # the guidance Flux users set (true CFG is off by default): shown as A1111's "CFG scale", the one guidance
+        # field; Forge writes it "Distilled CFG Scale" beside "CFG scale: 1", a field ROLES has no name for yet
+        guidance: Annotated[float, Role("guidance_scale")] = Field(DEV_GUIDANCE, ge=0.0, le=100.0,
+                                                                   description="dev's distilled guidance")
 
     class Outputs(Ports):
         steps: int
@@ -99,7 +103,8 @@ class FluxTrueCFGOff(Node):
 
     class Inputs(Ports):
         true_cfg_scale: float = Field(1.0, ge=0.0, le=100.0, description="true CFG scale; ≤ 1 = off")
-        negative_prompt: str = Field("", description="the negative prompt; empty = off")
+        negative_prompt: Annotated[str, Role("negative_prompt")] = Field("", description="the negative prompt; "
+                                                                                          "empty = off")
 
     class Outputs(Ports):
         off: bool

@@ -6,11 +6,11 @@ SchedulerStep."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import (VAE, Embeddings, Generator, Latent, ModelSource, Tensor, TextEncoder, Tokenizer,
-                                  Transformer)
+from nodegraph.core.types import (VAE, Embeddings, Generator, Latent, ModelSource, Role, Tensor, TextEncoder,
+                                  Tokenizer, Transformer)
 from nodegraph.nodes.loaders import CheckpointInputs, checkpoint_reads, load_cached
 
 T5_LENGTH_HELP = "T5 tokens, padding included (≤ 512); the sequence is 77 CLIP tokens + these"
@@ -213,8 +213,10 @@ class SD3TransformerStep(Node):
         t: Tensor
         embeddings: Embeddings
         pooled: Embeddings
-        negative_embeddings: Optional[Embeddings] = Field(None, description="the negative prompt's (CFG)")
-        negative_pooled: Optional[Embeddings] = Field(None, description="the negative prompt's pooled (CFG)")
+        negative_embeddings: Optional[Annotated[Embeddings, Role("negative")]] = Field(
+            None, description="the negative prompt's (CFG)")
+        negative_pooled: Optional[Annotated[Embeddings, Role("negative")]] = Field(
+            None, description="the negative prompt's pooled (CFG)")
         guidance_scale: float = Field(7.0, ge=0.0, le=100.0, description="CFG scale; ≤ 1 turns it off")
 
     class Outputs(Ports):

@@ -4,8 +4,10 @@ _get_clip_prompt_embeds, StableDiffusion3Pipeline._get_t5_prompt_embeds / _get_c
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from nodegraph.core import Field, Node, Ports, node
-from nodegraph.core.types import Embeddings, TextEncoder, Tokenizer
+from nodegraph.core.types import Embeddings, Role, TextEncoder, Tokenizer
 
 T5_MAX = 512  # FluxPipeline and StableDiffusion3Pipeline refuse a longer max_sequence_length
 
@@ -21,7 +23,7 @@ class T5TextEncode(Node):
     class Inputs(Ports):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
-        prompt: str = Field("", description="the text for T5")
+        prompt: Annotated[str, Role("prompt")] = Field("", description="the text for T5")
         fallback: str = Field("", description="encoded instead when `prompt` is empty")
         batch_size: int = Field(1, ge=1, le=64, description="images per prompt")
         max_sequence_length: int = Field(512, ge=1, le=T5_MAX, description="T5 tokens, padding included (≤ 512)")
@@ -67,7 +69,7 @@ class CLIPPooledEncode(Node):
     class Inputs(Ports):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
-        prompt: str = Field("", description="the text for CLIP")
+        prompt: Annotated[str, Role("prompt")] = Field("", description="the text for CLIP")
         fallback: str = Field("", description="encoded instead when `prompt` is empty")
         batch_size: int = Field(1, ge=1, le=64, description="images per prompt")
         clip_skip: int = Field(0, ge=0, le=24, description="SD3: the sequence skips this many more layers "

@@ -4,7 +4,8 @@ from here (exec/png_metadata.py).
 
 A graph input has the role of a node port it feeds directly (a node may change a port's role by its literal
 inputs: `Node.port_roles`), or of the input of an included graph it feeds. A prompt encoded into conditioning
-that reaches a port marked "negative" is the negative prompt.
+that reaches a port marked "negative" is the negative prompt: directly, or through nodes that feed nothing else
+(SD3's three negative encodings are joined by an SD3Conditioning node before they reach the transformer step).
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ def input_roles(checked) -> dict[str, str]:
 def _input_roles(checked) -> dict[str, str]:
     nodes = list(walk(checked.nodes))
     roles = {node.id: port_roles(node) for node in nodes}
-    negative = {value.name for node in nodes for port, value in node.values.items()
-                if isinstance(value, Ref) and value.scope == "node" and roles[node.id].get(port) == "negative"}
+    negative = _negative_nodes(nodes, roles)
     found: dict[str, str] = {}
     for node in nodes:
         for port, value in node.values.items():
@@ -51,3 +51,23 @@ def port_roles(node) -> dict[str, str]:
     declared = {port: info.role for port, info in node.inputs.items() if getattr(info, "role", None)}
     known = {port: value for port, value in node.values.items() if not isinstance(value, Ref)}
     return {**declared, **node.node_type.cls.port_roles(known)}
+
+
+def _negative_nodes(nodes, roles) -> set[str]:
+    """Ids of the nodes whose outputs are negative conditioning: those feeding a port marked "negative", then,
+    back along the data flow, every node all of whose consumers are among them. A node that also feeds anything
+    else (a positive encoder whose output a zero-out node turns into the negative) is not one."""
+    consumers: dict[str, set[str]] = {}
+    negative: set[str] = set()
+    for node in nodes:
+        for port, value in node.values.items():
+            if isinstance(value, Ref) and value.scope == "node":
+                consumers.setdefault(value.name, set()).add(node.id)
+                if roles[node.id].get(port) == "negative":
+                    negative.add(value.name)
+    grown = True
+    while grown:
+        more = {name for name, users in consumers.items() if name not in negative and users <= negative}
+        negative |= more
+        grown = bool(more)
+    return negative
