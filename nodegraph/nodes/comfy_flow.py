@@ -14,6 +14,9 @@ from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import Embeddings, Latent, Tensor, TextEncoder, Tokenizer, Transformer
 from nodegraph.nodes.comfy_sampling import SamplerName, SchedulerName
 
+# T5-XXL's relative position bias is (1, 64 heads, L, L): float32 at L = 1024 that is 64·1024²·4 B = 256 MiB (at 2048,
+# 1 GiB; at the Qwen encoder's 8192, 16 GiB), and SDPA's scores take as much again: a stranger's prompt stops here.
+T5_MAX_TOKENS = 1024
 SHIFT_HELP = "the model's σ shift (ModelSamplingAuraFlow's `shift`; a Z-Image file's own is 3)"
 MULTIPLIER_HELP = "timestep = σ · multiplier (1 for ModelSamplingAuraFlow and Z-Image)"
 
@@ -66,12 +69,13 @@ class ComfyQwenTextEncode(Node):
 @node("ComfyT5Encode", version=1)
 class ComfyT5Encode(Node):
     """ComfyUI's T5-XXL encoding for Flux (comfy/text_encoders/flux.py): the prompt's tokens and `</s>`, padded with
-    pad tokens to at least 256 and never cut, no attention mask, T5's last hidden state: (1, max(256, n), C)."""
+    pad tokens to at least 256 and never cut, no attention mask, T5's last hidden state: (1, max(256, n), C).
+    ComfyUI has no upper bound; here a prompt over T5_MAX_TOKENS (1024) tokens is refused before the encoder runs."""
 
     class Inputs(Ports):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
-        text: str = Field("", description="the prompt")
+        text: str = Field("", description=f"the prompt (at most {T5_MAX_TOKENS} T5 tokens)")
 
     class Outputs(Ports):
         embeddings: Embeddings
@@ -79,11 +83,12 @@ class ComfyT5Encode(Node):
     def run(self, i, ctx):
         import torch
 
-        length = 256
-        while i.tokenizer.dropped([i.text], length)[0]:  # ComfyUI never cuts: grow until the prompt fits
-            length *= 2
-        ids, mask = i.tokenizer([i.text], length)  # (1, length)
-        ids = ids[:, :max(256, int(mask.sum()))]
+        if i.tokenizer.dropped([i.text], T5_MAX_TOKENS)[0]:  # tokenizing is cheap; the encoder's bias is not
+            raise ValueError(f"`text`: the prompt ({len(i.text)} characters) is longer than "
+                             f"{T5_MAX_TOKENS} T5 tokens, the most this import encodes (T5's attention grows with the "
+                             f"square of the length); shorten the prompt")
+        ids, mask = i.tokenizer([i.text], T5_MAX_TOKENS)  # (1, T5_MAX_TOKENS), the padding last
+        ids = ids[:, :max(256, int(mask.sum()))]  # ComfyUI's length: the prompt's tokens, at least 256
         with torch.no_grad():
             hidden = i.text_encoder(ids.to(i.text_encoder.device))  # (1, L, C)
         return {"embeddings": hidden.to(device=ctx.device)}
