@@ -1,6 +1,7 @@
 // The queue view: the running run and the queued ones in the order the server will run them (GET /queue),
 // each with its position; "Run next" raises a queued run's priority above every other one (PATCH /runs/ID),
-// "Run later" lowers it below them, "Cancel" cancels (DELETE /runs/ID), "Watch" follows it on the page.
+// "Run later" lowers it below them (at the cap, 1000 or -1000, the runs in its way step aside instead),
+// "Cancel" cancels (DELETE /runs/ID), "Watch" follows it on the page.
 // Looked at again every 2 s while anything waits, and after every run the page starts or sees end.
 
 import { api } from "./api.js";
@@ -64,12 +65,10 @@ export class QueueView {
     buttons.className = "buttons";
     const queued = this.runs.filter((r) => r.status === "queued");
     if (run.status === "queued" && run.position > 1) {
-      const top = Math.max(...queued.map((r) => r.priority));
-      buttons.append(action("Run next", "run-next", () => this.setPriority(run, Math.min(MAX_PRIORITY, top + 1))));
+      buttons.append(action("Run next", "run-next", () => this.jump(run, 1)));
     }
     if (run.status === "queued" && run.position < queued.length) {
-      const bottom = Math.min(...queued.map((r) => r.priority));
-      buttons.append(action("Run later", "run-later", () => this.setPriority(run, Math.max(MIN_PRIORITY, bottom - 1))));
+      buttons.append(action("Run later", "run-later", () => this.jump(run, -1)));
     }
     buttons.append(action("Watch", "watch", () => this.onWatch(run)));
     buttons.append(action("Cancel", "cancel-run", () => this.cancel(run)));
@@ -83,6 +82,36 @@ export class QueueView {
     } finally {
       this.refresh();
     }
+  }
+
+  /** "Run next" (`step` 1): one above the top queued run; "Run later" (-1): one below the bottom one. At the
+   * cap (where a tie keeps arrival order, so the run might not move) it takes the cap and the runs in its way
+   * step aside, each beyond the one before it, so they keep their order (the farthest first, so the queue
+   * stays in that order meanwhile). */
+  async jump(run, step) {
+    const cap = step > 0 ? MAX_PRIORITY : MIN_PRIORITY;
+    const others = this.runs.filter((r) => r.status === "queued" && r.id !== run.id);  // in queue order
+    if (step < 0) others.reverse();  // from the bottom up
+    const edge = (step > 0 ? Math.max : Math.min)(...others.map((r) => r.priority));
+    if (edge !== cap) return this.setPriority(run, edge + step);
+    const moved = [];
+    let beyond = cap;
+    for (const other of others) {
+      const wanted = step > 0 ? Math.min(other.priority, beyond - 1) : Math.max(other.priority, beyond + 1);
+      const priority = Math.min(MAX_PRIORITY, Math.max(MIN_PRIORITY, wanted));
+      if (priority === other.priority) break;  // beyond the one before it already: so are those after it
+      moved.push([other, priority]);
+      beyond = priority;
+    }
+    try {
+      for (const [other, priority] of moved.reverse()) {
+        await api(`/runs/${encodeURIComponent(other.id)}`, { method: "PATCH", body: { priority } });
+      }
+    } catch (error) {
+      this.refresh();  // a run in the way could not move (it started meanwhile): the queue as it is now
+      throw error;
+    }
+    await this.setPriority(run, cap);
   }
 
   async cancel(run) {
