@@ -153,25 +153,59 @@ class StepCacheTransformer(Node):
         transformer: Transformer
 
     def run(self, i, ctx):
-        if i.method == "none":
-            return {"transformer": i.transformer}
-        from nodegraph.models.step_caches.handle import CachedTransformer, make_cache
+        return {"transformer": cached_transformer(i.transformer, i.method, ctx, threshold=i.threshold,
+                                                  interval=i.interval, steps=i.steps, mag_ratios=i.mag_ratios)}
 
-        ratios = parse_mag_ratios(i.mag_ratios) if i.method == "mag" else None
-        cache = make_cache(i.method, threshold=i.threshold, interval=i.interval or None, steps=i.steps,
-                           mag_ratios=ratios)
-        node_id, method = ctx.node_id, i.method
 
-        def on_call(reused: bool) -> None:
-            if ctx.hooks:
-                ctx.emit(StepCacheDecision(node_id, method, reused))
-            if method == "mag" and ratios is None and len(cache.measured) == i.steps:
-                import warnings
+def cached_transformer(transformer, method: str, ctx, *, threshold: float = 0.05, interval: int = 0, steps: int = 28,
+                       mag_ratios: str = ""):
+    """`transformer` with its calls through a fresh cache of `method` (none: itself); each call sends a
+    StepCacheDecision from `ctx`'s node."""
+    if method == "none":
+        return transformer
+    from nodegraph.models.step_caches.handle import CachedTransformer, make_cache
 
-                values = ",".join(f"{r:.5f}" for r in cache.measured)
-                warnings.warn(f"{node_id}: MagCache calibration of {i.steps} steps: pass "
-                              f"`mag_ratios={values}` (graphs: --set cache_mag_ratios=...)", stacklevel=2)
-        return {"transformer": CachedTransformer(i.transformer, cache, method, on_call)}
+    ratios = parse_mag_ratios(mag_ratios) if method == "mag" else None
+    cache = make_cache(method, threshold=threshold, interval=interval or None, steps=steps, mag_ratios=ratios)
+    node_id = ctx.node_id
+
+    def on_call(reused: bool) -> None:
+        if ctx.hooks:
+            ctx.emit(StepCacheDecision(node_id, method, reused))
+        if method == "mag" and ratios is None and len(cache.measured) == steps:
+            import warnings
+
+            values = ",".join(f"{r:.5f}" for r in cache.measured)
+            warnings.warn(f"{node_id}: MagCache calibration of {steps} steps: pass "
+                          f"`mag_ratios={values}` (graphs: --set cache_mag_ratios=...)", stacklevel=2)
+    return CachedTransformer(transformer, cache, method, on_call)
+
+
+@node("StepCacheNegative", version=1)
+class StepCacheNegative(Node):
+    """The transformer for true CFG's negative-prompt calls, with a cache state of its own as diffusers' pipelines
+    give them (`cache_context("uncond")`); method none: the transformer itself. With true CFG on, only
+    taylorseer: diffusers 0.42.1's PAB and FasterCache hooks keep one state for both contexts (the negative call
+    takes the positive call's attention), so they are refused with true CFG rather than computed otherwise."""
+
+    pure = False  # the returned handle carries one run's cache state
+
+    class Inputs(Ports):
+        transformer: Transformer
+        method: TRANSFORMER_CACHES = Field("none", description="the positive calls' cache (StepCacheTransformer)")
+        interval: int = Field(0, ge=0, le=50, description="taylorseer: one full call every N (0 = 5)")
+        true_cfg_off: bool = Field(True, description="true CFG is off: no negative calls (FluxTrueCFGOff)")
+
+    class Outputs(Ports):
+        transformer: Transformer
+
+    def run(self, i, ctx):
+        if i.true_cfg_off or i.method in ("none", "taylorseer"):  # true CFG off: a handle never called
+            return {"transformer": cached_transformer(i.transformer, i.method, ctx, interval=i.interval)}
+        raise ValueError(f"`cache: {i.method}` with true CFG (true_cfg_scale > 1 and a negative prompt) is not "
+                         f"supported: diffusers 0.42.1's {i.method} hook keeps one state for the positive and the "
+                         f"negative calls (the negative call reuses the positive's attention). Use `cache: taylorseer` "
+                         f"(a state per call, as diffusers), `cache: none`, or turn true CFG off (true_cfg_scale 1).")
 
 
 def parse_mag_ratios(text: str) -> list[float] | None:

@@ -59,7 +59,7 @@ def test_a_good_run_writes_one_png_per_image_and_the_png_runs_again_to_the_same_
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["image_0.png", "image_1.png"]
     with PIL.Image.open(tmp_path / "out" / "image_0.png") as img:
         recipe, pixels = json.loads(img.text["nodegraph"]), np.asarray(img)
-    assert recipe["inputs"]["prompt"] == "a red fox" and "flux_denoise_step.yaml" in recipe["graph"]["files"]
+    assert recipe["inputs"]["prompt"] == "a red fox" and "flux_cached_step.yaml" in recipe["graph"]["files"]
     again = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(tmp_path / "out" / "image_0.png"), "-q",
                             "--no-prefetch", "--out", str(tmp_path / "again")], capture_output=True, text=True,
                            timeout=300, cwd=tmp_path)
