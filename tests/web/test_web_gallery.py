@@ -59,8 +59,8 @@ def test_a_result_downloads_as_the_png_with_its_metadata(page, finished_run):
     assert data == png
     recipe = json.loads(Image.open(io.BytesIO(data)).text["nodegraph"])
     assert recipe["inputs"]["seed"] == 4242
-    # the thumbnail opens the in-page viewer (tests/web/test_page_viewer.py); no address a new tab opens holds
-    # the token
+    # the thumbnail opens the in-page viewer (tested in tests/web/test_page_history.py, test_the_viewer_…); no
+    # address a new tab opens holds the token
     expect(entry.locator("button.open-image img.thumb")).to_have_count(1)
     for link in page.locator("a[target=_blank]").all():
         assert TOKEN not in (link.get_attribute("href") or "")
