@@ -263,8 +263,7 @@ class Documents:
             if ".." not in pathlib.PurePath(value).parts and self._inside(value, self.model_dirs):
                 return None
             return ("model_not_allowed", "this server loads local models only from its --models folders",
-                    f"models folders: {', '.join(map(str, self.model_dirs)) or 'none'}; or use builtin:NAME "
-                    "or a hub repo id")
+                    "pick one of GET /models (the page's Choose… list), or use builtin:NAME or a hub repo id")
         if HUB_ID.match(value) and ".." not in value.split("/") and not os.path.exists(value):
             return None
         return ("model_not_allowed", "not builtin:NAME, a hub repo id (org/name) or an absolute path inside a "
@@ -275,7 +274,8 @@ class Documents:
         if os.path.isabs(value) and ".." not in pathlib.PurePath(value).parts and self._inside(value, roots):
             return None
         return ("path_not_allowed", "files must be absolute paths inside the server's graphs, models or "
-                "inputs folders", f"allowed: {', '.join(map(str, roots))}")
+                "inputs folders", "upload the file with POST /inputs and pass the path it answers, or pick a "
+                "model of GET /models")
 
 
 def _shown(value: str, most: int = 120) -> str:

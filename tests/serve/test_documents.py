@@ -20,6 +20,7 @@ def test_models_come_from_builtin_the_hub_or_the_models_folders(documents, tmp_p
                str(tmp_path / "data")]
     assert [documents._model_problem(v) for v in allowed] == [None] * len(allowed)
     assert all(documents._model_problem(v)[0] == "model_not_allowed" for v in refused)
+    assert not any(str(tmp_path) in " ".join(documents._model_problem(v)[1:]) for v in ("/etc", "sd"))  # no folder shown
 
 
 def test_files_are_absolute_paths_inside_graphs_models_or_inputs(documents, tmp_path):
@@ -28,6 +29,7 @@ def test_files_are_absolute_paths_inside_graphs_models_or_inputs(documents, tmp_
     refused = ["a.png", "/etc/passwd", str(tmp_path / "graphs" / ".." / "secret.png"), str(tmp_path / "data" / "x")]
     assert [documents._file_problem(v) for v in allowed] == [None] * len(allowed)
     assert all(documents._file_problem(v)[0] == "path_not_allowed" for v in refused)
+    assert str(tmp_path) not in " ".join(documents._file_problem("/etc/passwd")[1:])  # the server's folders stay private
 
 
 def test_a_graph_changed_on_disk_is_read_again_and_an_unchanged_one_is_not(tmp_path, monkeypatch):
