@@ -29,7 +29,7 @@ class ComfyEmptySD3Latent(Node):
     class Inputs(Ports):
         width: int = Field(1024, ge=16, le=16384)
         height: int = Field(1024, ge=16, le=16384)
-        batch_size: int = Field(1, ge=1, le=4096)
+        batch_size: int = Field(1, ge=1, le=64)  # as ComfyEmptyLatent (EmptyLatentImage, nodes/comfy_sampling.py)
 
     class Outputs(Ports):
         latents: Latent

@@ -195,20 +195,27 @@ def test_z_image_template_refusals_name_the_node_and_what_to_do(z_models, tmp_pa
         translate_turbo(z_models, **{"30__type": "qwen_image"})
     with pytest.raises(ComfyError, match=r"'euler_ancestral' on a flow model is not covered yet .*use one of euler"):
         translate_turbo(z_models, **{"3__sampler_name": "euler_ancestral"})
+    private = tmp_path / "private-models"  # the files below go here, not into the module's shared z_models folder
+    for sub in ("diffusion_models", "text_encoders", "vae"):
+        (private / sub).mkdir(parents=True)
+        for file in (z_models[1] / sub).iterdir():
+            (private / sub / file.name).symlink_to(file)
     with pytest.raises(ComfyError, match=r"node 57:28 \(UNETLoader\) input `unet_name`: qwen_3_4b.safetensors is a "
                                          r"qwen3 model file, not a Z-Image or Flux.1 diffusion model"):
-        (z_models[1] / "diffusion_models" / "qwen_3_4b.safetensors").symlink_to(
+        (private / "diffusion_models" / "qwen_3_4b.safetensors").symlink_to(
             z_models[1] / "text_encoders" / "qwen_3_4b.safetensors")
-        translate_turbo(z_models, **{"28__unet_name": "qwen_3_4b.safetensors"})
+        translate_turbo(z_models, private, **{"28__unet_name": "qwen_3_4b.safetensors"})
     from safetensors.torch import load_file, save_file
 
     state = load_file(z_models[1] / "diffusion_models" / "z_image_turbo_bf16.safetensors")
     quantized = {**state, "layers.0.attention.qkv.comfy_quant": torch.zeros(8, dtype=torch.uint8),
                  "layers.0.attention.qkv.weight_scale": torch.ones(1)}  # ComfyUI's int8 / mixed-fp8 layout
-    save_file(quantized, z_models[1] / "diffusion_models" / "z_image_turbo_int8_convrot.safetensors")
+    save_file(quantized, private / "diffusion_models" / "z_image_turbo_int8_convrot.safetensors")
     with pytest.raises(ComfyError, match=r"z_image_turbo_int8_convrot.safetensors: a ComfyUI quantized export "
                                          r"\(per-layer `comfy_quant`"):
-        translate_turbo(z_models, **{"28__unet_name": "z_image_turbo_int8_convrot.safetensors"})
+        translate_turbo(z_models, private, **{"28__unet_name": "z_image_turbo_int8_convrot.safetensors"})
+    assert sorted(f.name for f in (z_models[1] / "diffusion_models").iterdir()) == ["z_image_bf16.safetensors",
+                                                                                      "z_image_turbo_bf16.safetensors"]
     empty = tmp_path / "models"
     (empty / "text_encoders").mkdir(parents=True)
     with pytest.raises(ComfyError) as missing:
@@ -243,3 +250,18 @@ def test_import_comfy_writes_the_turbo_template_as_a_graph_giving_the_same_image
     assert main(["run", str(graph), "--out", str(out), "-q", *[a for s in sets for a in ("--set", s)]]) == 0
     (png,) = out.glob("*.png")
     assert np.array_equal(np.asarray(Image.open(png).convert("RGB")).astype(int), turbo_euler)
+
+
+@pytest.mark.parametrize("setting, allowed", [("batch_size=65", "less than or equal to 64"),
+                                              ("width=16392", "less than or equal to 16384")])
+def test_an_oversized_empty_sd3_latent_is_refused_naming_the_node_before_any_model_loads(z_models, tmp_path, capsys,
+                                                                                      setting, allowed):
+    from nodegraph.cli import main
+
+    out = tmp_path / "out"
+    code = main(["run", str(TURBO), "--models", str(z_models[1]), "--out", str(out), "-q", "--set",
+                 f"config={z_models[0]}", "--set", f"57:13.{setting}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and not out.exists(), err
+    name = setting.split("=")[0]  # located: the translated graph's node for ComfyUI's node 57:13, and its input
+    assert f"`nodes.latent57_13.{name}` of `latent57_13` (ComfyEmptySD3Latent@1): Input should be {allowed}" in err, err
