@@ -44,10 +44,14 @@ class SD3Checkpoint(Node):
 class LoadSD3CLIP(Node):
     """Load SD3's two CLIP text encoders and their tokenizers: CLIP-L and OpenCLIP bigG, both with their
     projection (`text_encoder`, `text_encoder_2`). T5 loads apart (LoadSD3T5), so a graph can encode with the
-    CLIPs and free them before the much larger T5 is read."""
+    CLIPs and free them before the much larger T5 is read. `override` / `override_2` replace the encoders (ComfyUI's
+    text_encoders/clip_l.safetensors and clip_g.safetensors, or folders); the tokenizers stay the model's."""
 
     class Inputs(CheckpointInputs):
-        pass
+        override: ModelSource = Field("", description="a CLIP-L file or folder replacing the model's (empty = the "
+                                                      "model's)")
+        override_2: ModelSource = Field("", description="a bigG file or folder replacing the model's (empty = the "
+                                                        "model's)")
 
     class Outputs(Ports):
         text_encoder: TextEncoder
@@ -60,18 +64,22 @@ class LoadSD3CLIP(Node):
         return checkpoint_reads(known, "text_encoder", "text_encoder_2")
 
     def run(self, i, ctx):
-        return {name: load_cached(i, name, ctx, placed=name.startswith("text_encoder"))
-                for name in ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")}
+        return {"text_encoder": _encoder(i, "text_encoder", i.override, ctx),
+                "tokenizer": load_cached(i, "tokenizer", ctx, placed=False),
+                "text_encoder_2": _encoder(i, "text_encoder_2", i.override_2, ctx),
+                "tokenizer_2": load_cached(i, "tokenizer_2", ctx, placed=False)}
 
 
 @node("LoadSD3T5", version=1)
 class LoadSD3T5(Node):
     """Load SD3's T5-XXL text encoder (`text_encoder_3`) and its tokenizer. A pipeline whose model_index.json sets
     `text_encoder_3` to null gives none (`has_t5` false): its part of the conditioning is then zeros, as in
-    diffusers."""
+    diffusers. `override` replaces the encoder (ComfyUI's text_encoders/t5xxl_fp16.safetensors or
+    t5xxl_fp8_e4m3fn.safetensors, or a folder); the tokenizer stays the model's."""
 
     class Inputs(CheckpointInputs):
-        pass
+        override: ModelSource = Field("", description="a T5-XXL file or folder replacing the model's (empty = the "
+                                                      "model's)")
 
     class Outputs(Ports):
         text_encoder_3: Optional[TextEncoder] = None
@@ -90,8 +98,23 @@ class LoadSD3T5(Node):
         entry = read_config(pipeline, "model_index", i.revision).get("text_encoder_3") or [None, "T5EncoderModel"]
         if entry[1] is None:
             return {"text_encoder_3": None, "tokenizer_3": None, "has_t5": False}
-        return {"text_encoder_3": load_cached(i, "text_encoder_3", ctx),
+        return {"text_encoder_3": _encoder(i, "text_encoder_3", i.override, ctx),
                 "tokenizer_3": load_cached(i, "tokenizer_3", ctx, placed=False), "has_t5": True}
+
+
+def _encoder(i, name: str, override: str, ctx):
+    """Text encoder `name` of the model, or from `override`: a single file is configured from the pipeline
+    (`config` when `model` is itself a single file, else `model`)."""
+    if not override:
+        return load_cached(i, name, ctx)
+    from nodegraph.models.loading import load_component
+    from nodegraph.models.single_file import is_single_file
+
+    pipeline = i.config or i.model
+    config = pipeline if is_single_file(override) else None
+    key = (f"{name}-override", override, pipeline, i.revision, str(ctx.dtype), str(ctx.device))
+    return ctx.components.get_or_load(key, lambda: load_component(
+        override, name, dtype=ctx.dtype, device=ctx.device, config=config, allow_pickle=i.allow_pickle))
 
 
 @node("SD3Guidance", version=1)

@@ -93,3 +93,42 @@ def test_inspect_names_the_model_and_what_the_file_holds(tiny_sd3, files):
     assert full["components"]["transformer"]["config"]["dual_attention_layers"] == [0, 1]
     alone = describe(str(files["no text encoders"]), config=str(tiny_sd3))
     assert list(alone["components"]) == ["transformer", "vae"]
+
+
+@pytest.fixture(scope="module")
+def split_files(tiny_sd3, tmp_path_factory):
+    """ComfyUI's split layout from the tiny folder: diffusion_models/ (the transformer alone, SAI's names) and
+    text_encoders/clip_l, clip_g, t5xxl (transformers' names; T5's tied embedding once)."""
+    from diffusers import SD3Transformer2DModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModelWithProjection, T5EncoderModel
+
+    root = tmp_path_factory.mktemp("comfy_sd3")
+    state = transformer_to_sai(SD3Transformer2DModel.from_pretrained(tiny_sd3 / "transformer").state_dict(), "")
+    save_file({k: v.contiguous() for k, v in state.items()}, root / "sd3.5_tiny_transformer.safetensors")
+    for name, file, cls in (("text_encoder", "clip_l", CLIPTextModelWithProjection),
+                            ("text_encoder_2", "clip_g", CLIPTextModelWithProjection),
+                            ("text_encoder_3", "t5xxl_fp16", T5EncoderModel)):
+        encoder = cls.from_pretrained(tiny_sd3 / name).state_dict()
+        encoder.pop("encoder.embed_tokens.weight", None)
+        save_file({k: v.contiguous() for k, v in encoder.items()}, root / f"{file}.safetensors")
+    return root
+
+
+def test_comfyuis_split_files_draw_the_folders_image(tiny_sd3, split_files, configs_only, tmp_path):
+    """The transformer file as `model`, the three text-encoder files as `text_encoder*`; `config` holds the
+    tokenizers, configs and the VAE's weights only, so the encoders can come from nowhere but their files."""
+    beside = tmp_path / "configs_and_vae"
+    shutil.copytree(configs_only, beside)
+    shutil.copytree(tiny_sd3 / "vae", beside / "vae", dirs_exist_ok=True)
+    got = image(split_files / "sd3.5_tiny_transformer.safetensors", config=str(beside),
+                text_encoder=str(split_files / "clip_l.safetensors"),
+                text_encoder_2=str(split_files / "clip_g.safetensors"),
+                text_encoder_3=str(split_files / "t5xxl_fp16.safetensors"))
+    assert torch.equal(got, image(tiny_sd3))
+
+
+def test_a_t5_file_given_as_clip_is_refused_by_name(tiny_sd3, split_files):
+    with pytest.raises(Exception, match="T5") as e:
+        image(tiny_sd3, text_encoder=str(split_files / "t5xxl_fp16.safetensors"))
+    assert "text_encoder" in str(e.value)
