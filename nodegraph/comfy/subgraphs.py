@@ -48,6 +48,7 @@ def flatten_subgraphs(doc: dict, origin: str) -> dict:
     flat = _Flattener(definitions, origin)
     flat.check(doc["nodes"], "", 0)  # every refusal before any expansion
     flat.level(_Level("", {str(n["id"]): n for n in doc["nodes"]}, _links(doc.get("links"))), 0)
+    flat.check_unique_ids()
     return dict({k: v for k, v in doc.items() if k != "definitions"}, nodes=flat.nodes, links=flat.links)
 
 
@@ -67,6 +68,7 @@ class _Flattener:
         self.nodes: list[dict] = []
         self.links: list[list] = []
         self.ids = itertools.count(1)
+        self.value_ids: set[str] = set()  # the PrimitiveNodes made for instances' own values
 
     def check(self, nodes: list[dict], prefix: str, depth: int) -> None:
         """Refuse what is not expanded (nested too deep, bypassed instances, instances' own widget values)."""
@@ -147,12 +149,26 @@ class _Flattener:
         return f"{level.prefix}{origin}", slot
 
     def value_node(self, level: _Level, name: str) -> tuple[str, int]:
-        """A PrimitiveNode holding the instance's value for subgraph input `name` (made once per instance)."""
-        node_id = f"{level.prefix}{name}"  # not a valid ComfyUI id, so it clashes with none; never sent
-        if all(node["id"] != node_id for node in self.nodes):
+        """A PrimitiveNode holding the instance's value for subgraph input `name` (made once per instance). Its id
+        `<instance>:[input <name>]` is outside the inner ids' space (ComfyUI's are integers), so an input named
+        like an inner node ("5") cannot take that node's place; a crafted string id equal to it is refused by
+        `check_unique_ids`. Never sent: the reader folds a PrimitiveNode into the inputs it feeds."""
+        node_id = f"{level.prefix}[input {name}]"
+        if node_id not in self.value_ids:
+            self.value_ids.add(node_id)
             self.nodes.append({"id": node_id, "type": "PrimitiveNode", "mode": 0, "inputs": [],
                                "widgets_values": [level.values[name]]})
         return node_id, 0
+
+    def check_unique_ids(self) -> None:
+        """Refuse a flat graph in which two nodes have one id (string ids crafted to meet another's global id)."""
+        seen: set[str] = set()
+        for node in self.nodes:
+            if node["id"] in seen:
+                raise ComfyError(f"{self.origin}: two nodes have the id {node['id']} once the subgraphs are expanded "
+                                 f"(node ids inside a subgraph are integers in ComfyUI); give them distinct ids in "
+                                 f"ComfyUI and save again")
+            seen.add(node["id"])
 
 
 def promoted_inputs(definition: dict) -> list[str]:
