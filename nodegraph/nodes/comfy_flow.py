@@ -17,6 +17,7 @@ from nodegraph.nodes.comfy_sampling import SamplerName, SchedulerName
 # T5-XXL's relative position bias is (1, 64 heads, L, L): float32 at L = 1024 that is 64·1024²·4 B = 256 MiB (at 2048,
 # 1 GiB; at the Qwen encoder's 8192, 16 GiB), and SDPA's scores take as much again: a stranger's prompt stops here.
 T5_MAX_TOKENS = 1024
+QWEN_MAX_TOKENS = 8192  # the chat-templated prompt; ComfyUI does not cut it, so a longer one is refused, not cut
 SHIFT_HELP = "the model's σ shift (ModelSamplingAuraFlow's `shift`; a Z-Image file's own is 3)"
 MULTIPLIER_HELP = "timestep = σ · multiplier (1 for ModelSamplingAuraFlow and Z-Image)"
 
@@ -45,7 +46,8 @@ class ComfyEmptySD3Latent(Node):
 class ComfyQwenTextEncode(Node):
     """ComfyUI's CLIPTextEncode with a Qwen3 text encoder (its `lumina2` CLIP type, comfy/text_encoders/z_image.py):
     the prompt taken as it is (no weight syntax), in the chat template "<|im_start|>user\\n…<|im_end|>\\n
-    <|im_start|>assistant\\n", no padding, the second-to-last layer's output without the final norm: (1, tokens, C)."""
+    <|im_start|>assistant\\n", no padding, the second-to-last layer's output without the final norm: (1, tokens, C).
+    A templated prompt over QWEN_MAX_TOKENS (8192) tokens is refused before the encoder runs."""
 
     class Inputs(Ports):
         text_encoder: TextEncoder
@@ -60,8 +62,12 @@ class ComfyQwenTextEncode(Node):
 
         from nodegraph.models.qwen3_text import encode_prompts
 
+        _, mask = i.tokenizer([i.tokenizer.apply_chat_template(i.text)], QWEN_MAX_TOKENS + 1)  # (1, 8193)
+        if int(mask.sum()) > QWEN_MAX_TOKENS:
+            raise ValueError(f"`text`: the prompt ({len(i.text)} characters) is longer than {QWEN_MAX_TOKENS} Qwen3 "
+                             f"tokens in its chat template, the most this import encodes; shorten the prompt")
         with torch.no_grad():  # trim_padding: the encoder sees the prompt's own tokens only, as ComfyUI's does
-            (hidden,) = encode_prompts(i.text_encoder, i.tokenizer, [i.text], 8192, device=ctx.device,
+            (hidden,) = encode_prompts(i.text_encoder, i.tokenizer, [i.text], QWEN_MAX_TOKENS, device=ctx.device,
                                        trim_padding=True)
         return {"embeddings": hidden.to(device=ctx.device)[None]}
 

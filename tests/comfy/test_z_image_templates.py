@@ -265,3 +265,24 @@ def test_an_oversized_empty_sd3_latent_is_refused_naming_the_node_before_any_mod
     assert code == 2 and "Traceback" not in err and not out.exists(), err
     name = setting.split("=")[0]  # located: the translated graph's node for ComfyUI's node 57:13, and its input
     assert f"`nodes.latent57_13.{name}` of `latent57_13` (ComfyEmptySD3Latent@1): Input should be {allowed}" in err, err
+
+
+def test_a_qwen_prompt_over_8192_templated_tokens_is_refused_and_one_at_the_bound_encoded_whole(z_models):
+    from nodegraph.core import RunContext, RunMode
+    from nodegraph.models.loading import load_component
+    from nodegraph.nodes.comfy_flow import QWEN_MAX_TOKENS, ComfyQwenTextEncode
+
+    encoder, tokenizer = (load_component(z_models[0], name) for name in ("text_encoder", "tokenizer"))
+    templated = tokenizer([tokenizer.apply_chat_template("")], 64)[1].sum().item()  # the chat template's own tokens
+    word = " cat"
+    assert tokenizer([word * 3], 8)[1].sum().item() == 3  # the tiny vocabulary: one token a " cat"
+    at_bound = word * (QWEN_MAX_TOKENS - templated)
+
+    def encode(text):
+        inputs = ComfyQwenTextEncode.Inputs(text_encoder=encoder, tokenizer=tokenizer, text=text)
+        return ComfyQwenTextEncode().run(inputs, RunContext(mode=RunMode(device="cpu")))["embeddings"]
+
+    assert encode(at_bound).shape[:2] == (1, QWEN_MAX_TOKENS)
+    with pytest.raises(ValueError, match=rf"`text`: the prompt \({len(at_bound) + 4} characters\) is longer than "
+                                         rf"{QWEN_MAX_TOKENS} Qwen3 tokens in its chat template.*shorten the prompt"):
+        encode(at_bound + word)
