@@ -138,12 +138,7 @@ class SD3Guidance(Node):
 
     @classmethod
     def check_inputs(cls, known):
-        if isinstance(known.get("skip_guidance_layers"), str):
-            try:
-                block_list(known["skip_guidance_layers"])
-            except ValueError as exc:
-                return ("skip_guidance_layers",), str(exc), LAYERS_HINT
-        return None
+        return layers_problem(known, "skip_guidance_layers")
 
     def run(self, i, ctx):
         block_list(i.skip_guidance_layers, "skip_guidance_layers")
@@ -291,12 +286,7 @@ class SkipLayerGuidance(Node):
 
     @classmethod
     def check_inputs(cls, known):
-        if isinstance(known.get("layers"), str):
-            try:
-                block_list(known["layers"])
-            except ValueError as exc:
-                return ("layers",), str(exc), LAYERS_HINT
-        return None
+        return layers_problem(known, "layers")
 
     def run(self, i, ctx):
         import torch
@@ -316,6 +306,16 @@ class SkipLayerGuidance(Node):
                             skip_layers=layers)
         text = i.prediction.chunk(2)[1]  # the positive half of [negatives, positives]
         return {"noise_pred": i.noise_pred + (text - skipped) * i.scale}
+
+
+def layers_problem(known: dict, name: str):
+    """check_inputs' answer for a block-list text input: None, or (where, what, hint)."""
+    if isinstance(known.get(name), str):
+        try:
+            block_list(known[name])
+        except ValueError as exc:
+            return (name,), str(exc), LAYERS_HINT
+    return None
 
 
 def block_list(text: str, name: str = "") -> list[int]:
