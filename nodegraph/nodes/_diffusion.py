@@ -41,6 +41,14 @@ def vae_scale_factor(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
+def check_multiple(step: int, **sizes: int) -> None:
+    """Refuse a side that is not a multiple of `step` pixels (a latent token), naming it and the nearest size."""
+    for name, size in sizes.items():
+        if size % step:
+            raise ValueError(f"`{name}` {size} must be a multiple of {step} for this model; "
+                             f"try {size // step * step or step}")
+
+
 def randn(shape: tuple[int, ...], generator, ctx):
     """Gaussian noise drawn on the CPU generator in the run's dtype, then moved: the same on every device."""
     import torch

@@ -32,13 +32,10 @@ class FluxLatent(Node):
     def run(self, i, ctx):
         import torch
 
-        from nodegraph.nodes._diffusion import vae_scale_factor
+        from nodegraph.nodes._diffusion import check_multiple, vae_scale_factor
 
         step = 2 * vae_scale_factor(i.vae)  # one packed token covers 2×2 latents
-        for name, size in (("height", i.height), ("width", i.width)):
-            if size % step:
-                raise ValueError(f"`{name}` {size} must be a multiple of {step} for this model; "
-                                 f"try {size // step * step or step}")
+        check_multiple(step, height=i.height, width=i.width)
         channels = i.transformer.config.in_channels // 4
         shape = (i.batch_size, channels, 2 * (i.height // step), 2 * (i.width // step))
         return {"latents": torch.randn(shape, generator=i.generator, dtype=ctx.dtype).to(ctx.device)}

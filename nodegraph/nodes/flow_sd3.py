@@ -204,14 +204,12 @@ class SD3Latent(Node):
         latents: Latent
 
     def run(self, i, ctx):
-        from nodegraph.nodes._diffusion import randn, vae_scale_factor
+        from nodegraph.nodes._diffusion import check_multiple, randn, vae_scale_factor
 
         factor, config = vae_scale_factor(i.vae), i.transformer.config
         step = factor * config.patch_size
+        check_multiple(step, height=i.height, width=i.width)
         for name, size in (("height", i.height), ("width", i.width)):
-            if size % step:
-                raise ValueError(f"`{name}` {size} must be a multiple of {step} for this model; "
-                                 f"try {size // step * step or step}")
             if size // step > config.pos_embed_max_size:
                 raise ValueError(f"`{name}` {size} is larger than this transformer's position table allows: at "
                                  f"most {config.pos_embed_max_size * step} pixels")
