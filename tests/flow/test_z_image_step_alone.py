@@ -1,11 +1,15 @@
 """graphs/z_image_denoise_step.yaml used on its own, in a graph of the test's that is not z_image.yaml: two steps
-from given noise equal the loop written out by hand with diffusers' transformer and scheduler."""
+from given noise equal the loop written out by hand with diffusers' transformer and scheduler. The same for
+graphs/z_image_cached_step.yaml (what z_image.yaml repeats) with `cache: none`."""
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
 import torch
 
-from tests.graphs.step_alone import run_step_graph_alone
+from tests.graphs.step_alone import ROOT, run_step_graph_alone
 
 WRAPPER = """
 nodegraph: 1
@@ -42,10 +46,18 @@ outputs:
 """
 
 
-def test_the_step_graph_alone_equals_the_loop_by_hand(tiny_z_image, tmp_path):
+CACHED_WRAPPER = WRAPPER.replace("type: ./z_image_denoise_step.yaml", "type: ./z_image_cached_step.yaml").replace(
+    "        t: $loop.item\n", "        t: $loop.item\n        index: $loop.index\n        cache: none\n")
+
+
+@pytest.mark.parametrize("graph, wrapper", [("z_image_denoise_step.yaml", WRAPPER),
+                                            ("z_image_cached_step.yaml", CACHED_WRAPPER)])
+def test_the_step_graph_alone_equals_the_loop_by_hand(tiny_z_image, tmp_path, graph, wrapper):
     from diffusers import FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
 
-    out = run_step_graph_alone("z_image_denoise_step.yaml", WRAPPER, tmp_path, tiny_z_image)
+    assert graph in wrapper
+    shutil.copy(ROOT / "graphs" / "z_image_denoise_step.yaml", tmp_path)  # the cached step graph includes it
+    out = run_step_graph_alone(graph, wrapper, tmp_path, tiny_z_image)
 
     transformer = ZImageTransformer2DModel.from_pretrained(tiny_z_image, subfolder="transformer")
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_z_image, subfolder="scheduler")
