@@ -1,0 +1,94 @@
+"""nodegraph's GLIGEN (models/gligen.py) against diffusers' gated UNet (GLIGENTextBoundingboxProjection +
+GatedSelfAttentionDense in each BasicTransformerBlock) with the same tensors, read from a ComfyUI-layout file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def models(gligen_sd):
+    from nodegraph.models.gligen import read_gligen
+    from nodegraph.models.loading import load_component
+
+    folder, theirs, path = gligen_sd
+    return load_component(folder, "unet"), theirs, read_gligen(path)
+
+
+def _inputs(phrase_dim: int, n: int = 2):
+    g = torch.Generator().manual_seed(3)
+    boxes = torch.zeros(1, 30, 4)
+    boxes[0, :n] = torch.tensor([[0.25, 0.375, 0.5, 0.75], [0.5, 0.0, 1.0, 0.25]][:n])
+    masks = torch.zeros(1, 30)
+    masks[0, :n] = 1
+    phrases = torch.zeros(1, 30, phrase_dim)
+    phrases[0, :n] = torch.randn(n, phrase_dim, generator=g)
+    x = torch.randn(1, 4, 16, 16, generator=g)
+    context = torch.randn(1, 77, 32, generator=g)
+    return boxes, masks, phrases, x, context
+
+
+def test_grounded_unet_equals_diffusers_gated_unet(models):
+    from nodegraph.models.gligen import grounded_unet
+
+    ours, theirs, gligen = models
+    boxes, masks, phrases, x, context = _inputs(gligen.phrase_dim)
+    with torch.no_grad():
+        expected = theirs(x, 500, context, cross_attention_kwargs={
+            "gligen": {"boxes": boxes, "masks": masks, "positive_embeddings": phrases}}).sample
+        got = grounded_unet(ours, gligen, gligen.tokens(boxes, masks, phrases))(x, 500, encoder_hidden_states=context)
+        plain = ours(x, 500, encoder_hidden_states=context)
+        moved = boxes.clone()
+        moved[0, 0] += 0.2
+        elsewhere = grounded_unet(ours, gligen, gligen.tokens(moved, masks, phrases))(
+            x, 500, encoder_hidden_states=context)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert (got - plain).abs().max() > 1e-2  # the fusers act …
+    assert (got - elsewhere).abs().max() > 1e-3  # … and read the boxes
+    # the loaded UNet is left as it was: called alone it still has no fusers
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, 500, encoder_hidden_states=context), plain, atol=0, rtol=0)
+
+
+def test_negative_half_with_null_tokens_equals_diffusers_cfg_batch(models):
+    """diffusers' pipeline grounds the negative half of a CFG batch with mask 0 (null features only): a
+    [negative; positive] batch with two rows of tokens, the first all-null, gives the same."""
+    from nodegraph.models.gligen import grounded_unet
+
+    ours, theirs, gligen = models
+    boxes, masks, phrases, x, context = _inputs(gligen.phrase_dim)
+    x2, ctx2 = torch.cat([x, x]), torch.cat([context.flip(1), context])
+    b2, p2, m2 = torch.cat([boxes, boxes]), torch.cat([phrases, phrases]), torch.cat([torch.zeros_like(masks), masks])
+    with torch.no_grad():
+        expected = theirs(x2, 300, ctx2, cross_attention_kwargs={
+            "gligen": {"boxes": b2, "masks": m2, "positive_embeddings": p2}}).sample
+        objs = gligen.tokens(b2, m2, p2)  # (2, 30, D)
+        got = grounded_unet(ours, gligen, objs)(x2, 300, encoder_hidden_states=ctx2)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gligen_file_of_another_model_is_refused_with_both_shapes(models, tmp_path):
+    from safetensors.torch import save_file
+
+    from nodegraph.models.gligen import GLIGENError, grounded_unet, read_gligen
+    from tiny_gligen import comfy_layout
+
+    ours, theirs, gligen = models
+    sd = {k: v for k, v in comfy_layout(theirs).items() if not k.startswith("middle_block.")}
+    save_file(sd, str(tmp_path / "three.safetensors"))
+    short = read_gligen(tmp_path / "three.safetensors")
+    with pytest.raises(GLIGENError, match=r"does not match this checkpoint's UNet: it has 3 fusers .* the UNet 4 "
+                                          r"transformer blocks"):
+        grounded_unet(ours, short, torch.zeros(1, 30, short.token_dim))
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(GLIGENError, match="is not a GLIGEN text-box file"):
+        read_gligen(tmp_path / "other.safetensors")
+
+
+def test_more_than_30_boxes_are_refused():
+    from nodegraph.models.gligen import GLIGENError, pad_objects
+
+    boxes = [(0.0, 0.0, 0.5, 0.5)] * 31
+    with pytest.raises(GLIGENError, match="31 GLIGEN boxes on one prompt; GLIGEN reads at most 30"):
+        pad_objects(boxes, [torch.zeros(8)] * 31, 8)
