@@ -1,23 +1,24 @@
-"""Cancel inside a model call: while a run is cancellable, a model's blocks check the run's cancel token before
-they run, so a cancelled run stops at the next block, not after a whole denoising step.
+"""Cancel inside a model call: once a cancellable run is cancelled, its models' blocks check the run's cancel
+token before they run, so the run stops at the next block, not after a whole denoising step.
 
 The executor checks the token between nodes and between repeat iterations; one UNet call of a large image can
 take minutes, so that alone lets `DELETE /runs/{id}` wait as long. This adds the check between blocks:
 
     with cancel_between_blocks(ctx.cancel, components):
-        execute_plan(...)            # an event hook calls refresh() as nodes start (serve/events.py RunHook)
+        execute_plan(...)
 
-The models in the component cache get a forward pre-hook on themselves, their direct children and every
-direct child of a ModuleList/Sequential inside them that has layers of its own (down/up/mid blocks, resnets,
-attention and transformer blocks: each a few milliseconds of work on a GPU; 92 hooks for an SD 1.5 UNet).
-Single layers in such lists (`to_out.0`, `ff.net.2`, a Dropout) are not blocks: with hooks on them too (156
-for SD 1.5) a warm 25-step `builtin:digits` server run took 181-183 ms in the executor, without 163-167 ms,
-with no hooks at all 158-161 ms (in-process, medians of 20, one CPU thread). The hook reads the
-calling thread's token (none outside `cancel_between_blocks`: it returns at once) and raises the token's own
-error (RunCancelledError) from the forward; everything above unwinds as for a cancel between steps. A hook
-costs about 4 µs a call (measured on a CPU: 2.4 µs a module call without hooks, 6.1 µs with one), so the
-hooks go on blocks, not on every layer (a process-wide hook would tax every module call of every model). A
-model made outside the component cache is not instrumented: it stops at the next node or step, as before.
+The checks are forward pre-hooks on a model, its direct children and every direct child of a
+ModuleList/Sequential inside it that has layers of its own (down/up/mid blocks, resnets, attention and
+transformer blocks; 92 for an SD 1.5 UNet; single layers in lists such as `to_out.0`, `ff.net.2` or a Dropout
+are not blocks). They are added only when the token is cancelled, by the cancelling thread, to the models the
+run's component cache holds then (a model loaded later stops at the next node), and taken off when the run
+leaves `cancel_between_blocks`. A run that is not cancelled therefore pays nothing: a hooked module takes torch's
+slow call path (about 4 µs a call on a CPU: 2.4 µs a module call without hooks, 6.1 µs with one), and hooks
+kept on all the time cost a warm 25-step `builtin:digits` server run 5-7 ms of its ~165 ms. A block already
+running when the cancel comes stops at its next checked child.
+The hook reads the calling thread's token, so another thread's run of the same model goes on, and raises the
+token's own error (RunCancelledError) from the forward; everything above unwinds as for a cancel between steps.
+A model made outside the component cache is not instrumented: it stops at the next node or step, as before.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import threading
 from typing import Any
 
 _local = threading.local()
-MARK = "_nodegraph_cancel_hooks"
 
 
 def _check(module, args) -> None:
@@ -36,21 +36,17 @@ def _check(module, args) -> None:
         token.raise_if_cancelled(None)
 
 
-def instrument(model) -> None:
-    """Add the cancel check to `model`'s blocks (once; a model already instrumented is left as it is)."""
+def instrument(model) -> list:
+    """Add the cancel check to `model`'s blocks; returns the hooks' handles (`handle.remove()` takes one off)."""
     import torch
 
-    if getattr(model, MARK, False):
-        return
     blocks = {id(model): model}
     blocks.update((id(child), child) for child in model.children())
     for module in model.modules():
         if isinstance(module, (torch.nn.ModuleList, torch.nn.Sequential)):  # a single layer in a list (`to_out.0`,
             # `ff.net.2`, a Dropout) is not a block: the block around it is checked just before it
             blocks.update((id(child), child) for child in module.children() if next(child.children(), None) is not None)
-    for block in blocks.values():
-        block.register_forward_pre_hook(_check)
-    object.__setattr__(model, MARK, True)  # a plain attribute, not a registered submodule or buffer
+    return [block.register_forward_pre_hook(_check) for block in blocks.values()]
 
 
 def _models(value: Any, depth: int = 0):
@@ -71,25 +67,71 @@ def _models(value: Any, depth: int = 0):
                 yield item
 
 
+class _Checks:
+    """The checks one `cancel_between_blocks` added: hooks go on when its token is cancelled, off when it ends.
+    Two runs cancelled at once on one model share its hooks (counted), so the first to end keeps the other's."""
+
+    _lock = threading.Lock()
+    _hooked: dict[int, list] = {}  # id(model) -> [runs using its hooks, handles]
+
+    def __init__(self, components):
+        self.components, self.models, self.closed = components, [], False
+
+    def add(self) -> None:
+        """Instrument the models the component cache holds now (from the cancelling thread)."""
+        with self._lock:
+            if self.closed or self.components is None:
+                return
+            held = {id(model) for model in self.models}
+            for value in list(getattr(self.components, "_items", {}).values()):  # ComponentCache's components
+                for model in _models(value):
+                    if id(model) in held:
+                        continue
+                    held.add(id(model))
+                    self.models.append(model)  # kept alive until close(): its id stays its own
+                    entry = self._hooked.setdefault(id(model), [0, None])
+                    if entry[0] == 0:
+                        entry[1] = instrument(model)
+                    entry[0] += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            for model in self.models:
+                entry = self._hooked[id(model)]
+                entry[0] -= 1
+                if entry[0] == 0:
+                    for handle in entry[1]:
+                        handle.remove()
+                    del self._hooked[id(model)]
+            self.models.clear()
+
+
+def hooked_models() -> int:
+    """How many models carry cancel checks now (0 while no cancelled run is inside `cancel_between_blocks`)."""
+    with _Checks._lock:
+        return len(_Checks._hooked)
+
+
 def refresh() -> None:
-    """Instrument the models the current run's component cache holds now (called as nodes start: a loader
-    node's model is checked from the next node on)."""
-    components = getattr(_local, "components", None)
-    if components is None or "torch" not in __import__("sys").modules:
-        return
-    for value in list(getattr(components, "_items", {}).values()):  # ComponentCache keeps its components there
-        for model in _models(value):
-            instrument(model)
+    """Called as nodes start: once the current run is cancelled, also check the models loaded since."""
+    checks = getattr(_local, "checks", None)
+    if checks is not None and _local.token.cancelled:
+        checks.add()
 
 
 @contextlib.contextmanager
 def cancel_between_blocks(token, components=None):
-    """While inside, the blocks of the models in `components` (a ComponentCache) raise `token`'s cancel error on
-    this thread once it is cancelled. `token` is a CancelToken (`cancelled`, `raise_if_cancelled(node_id)`)."""
-    previous = getattr(_local, "token", None), getattr(_local, "components", None)
-    _local.token, _local.components = token, components
+    """While inside, once `token` is cancelled, the blocks of the models in `components` (a ComponentCache) raise
+    its cancel error on this thread. `token` is a CancelToken (`cancelled`, `raise_if_cancelled(node_id)`,
+    `on_cancel(callback)`); nothing is added to the models unless it is cancelled."""
+    previous = getattr(_local, "token", None), getattr(_local, "checks", None)
+    checks = _Checks(components)
+    _local.token, _local.checks = token, checks
+    forget = token.on_cancel(checks.add)
     try:
-        refresh()
         yield
     finally:
-        _local.token, _local.components = previous
+        forget()
+        checks.close()
+        _local.token, _local.checks = previous

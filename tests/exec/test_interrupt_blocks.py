@@ -34,3 +34,66 @@ def test_blocks_and_direct_children_are_checked_but_single_layers_inside_lists_a
     hooked = {name for name, module in model.named_modules() if module._forward_pre_hooks}
     assert hooked == {"", "conv_in", "blocks", "blocks.0", "blocks.1", "blocks.0.net.0", "blocks.1.net.0"}
     assert model(torch.zeros(1, 2)).shape == (1, 2)
+
+
+def _hooked(model):
+    return {name for name, module in model.named_modules() if module._forward_pre_hooks}
+
+
+def _cached(model):
+    from nodegraph.core.context import ComponentCache
+
+    components = ComponentCache()
+    components.get_or_load("model", lambda: model)
+    return components
+
+
+def test_a_run_that_is_not_cancelled_carries_no_check_and_a_cancel_from_another_thread_adds_them_until_it_ends():
+    import pytest
+    import threading
+
+    from nodegraph.exec.hooks import CancelToken, RunCancelledError
+    from nodegraph.exec.interrupt import cancel_between_blocks, hooked_models
+
+    model, token = Model(), CancelToken()
+    with cancel_between_blocks(token, _cached(model)):
+        model(torch.zeros(1, 2))
+        assert _hooked(model) == set() and hooked_models() == 0  # torch's fast call path: no cost per module
+        canceller = threading.Thread(target=token.cancel)  # as DELETE /runs/{id} does, from the server's thread
+        canceller.start()
+        canceller.join()
+        assert _hooked(model) == {"", "conv_in", "blocks", "blocks.0", "blocks.1", "blocks.0.net.0", "blocks.1.net.0"}
+        with pytest.raises(RunCancelledError):
+            model(torch.zeros(1, 2))
+    assert _hooked(model) == set() and hooked_models() == 0  # taken off when the run ends
+
+
+def test_two_cancelled_runs_on_one_model_share_its_checks_until_the_last_one_ends():
+    import threading
+
+    from nodegraph.exec.hooks import CancelToken
+    from nodegraph.exec.interrupt import cancel_between_blocks
+
+    model = Model()
+    components = _cached(model)
+    inside, first_ended, seen = threading.Event(), threading.Event(), []
+
+    def other_run():
+        token = CancelToken()
+        with cancel_between_blocks(token, components):
+            token.cancel()
+            inside.set()
+            first_ended.wait(30)
+            seen.append(len(_hooked(model)))  # the first run's end left this run's checks on
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    assert inside.wait(30)
+    token = CancelToken()
+    with cancel_between_blocks(token, components):
+        token.cancel()
+        assert len(_hooked(model)) == 7 and all(len(m._forward_pre_hooks) == 1 for m in model.modules()
+                                                if m._forward_pre_hooks)  # shared, not added twice
+    first_ended.set()
+    thread.join()
+    assert seen == [7] and _hooked(model) == set()
