@@ -54,7 +54,8 @@ EXPECTED = {"unet": ("UNet2DModel", "UNet2DConditionModel"), "vae": ("Autoencode
 def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torch.dtype | str = torch.float32,
                    device: torch.device | str = "cpu", revision: str | None = None, variant: str | None = None,
                    allow_pickle: bool = False, channels_last: bool = False, config: str | None = None,
-                   ema: bool = False, weights: str | None = None, stream: bool = False) -> Any:
+                   ema: bool = False, weights: str | None = None, stream: bool = False,
+                   partial: bool = False) -> Any:
     """Load component `name` ("unet", "vae", "text_encoder", "tokenizer", "scheduler", …) of `source`.
 
     Returns a model in eval mode with gradients off (UNet2DModel, UNet2DConditionModel, AutoencoderKL, or the
@@ -73,6 +74,8 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
     `weights="fp8_e4m3fn"` (or "fp8_e5m2") stores a wider file's that way too (nodegraph.models.fp8).
     `stream=True` (CPU, UNets and VAEs of a folder) keeps the weights in the memory-mapped file and gives each
     block's pages back after it runs: the same numbers in about one block's memory (nodegraph.models.streaming).
+    `partial=True` (CPU, a folder's model that names blocks for it: Z-Image's transformer) reads a share of its
+    blocks' weights from the file at each call instead of holding them (nodegraph.models.partial_residency).
     Every failure is a `CheckpointError` that names the file.
     """
     from nodegraph.models.single_file import is_single_file, load_single_file
@@ -123,12 +126,12 @@ def load_component(source: str | os.PathLike | Source, name: str, *, dtype: torc
         model = model_class(config)
     files = find_weights(src, folder, DIFFUSERS_WEIGHTS, variant, allow_pickle)
     fitted = fit(read_entries(src, files), model, legacy_attention_name, f"the {kind} of {where}")
-    _install(model, fitted, dtype, device, channels_last, weights, stream)
+    _install(model, fitted, dtype, device, channels_last, weights, stream, partial)
     return model.eval()
 
 
 def _install(model, fitted: dict, dtype: torch.dtype, device: torch.device, channels_last: bool,
-             weights: str | None, stream: bool) -> None:
+             weights: str | None, stream: bool, partial: bool = False) -> None:
     """The checked entries into the meta-device model: streamed from the file, as float8 where the file has
     float8 (or `weights` asks for it), or read whole in `dtype`."""
     if stream:
@@ -139,6 +142,10 @@ def _install(model, fitted: dict, dtype: torch.dtype, device: torch.device, chan
         from nodegraph.models.fp8 import install_fp8
 
         install_fp8(model, fitted, dtype, device, store=weights)
+    elif partial and device.type == "cpu" and not channels_last and hasattr(model, "file_read_blocks"):
+        from nodegraph.models.partial_residency import install_partial
+
+        install_partial(model, fitted, dtype, device, model.file_read_blocks())
     else:
         install_weights(model, read_tensors(fitted, dtype, device, channels_last=channels_last))
 

@@ -7,6 +7,7 @@ fresh scheduler object, so two runs never share its step state.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal, Optional
 
 from nodegraph.core import Field, Node, Ports, RunContext, node
@@ -65,6 +66,10 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
            ema) + ((weights,) if weights else ())
     # fp8 storage (a quarter of fp32) is the run's own choice over streaming
     stream = placed and not weights and ctx.mode.max_memory is not None and _streamed(ctx, i, component)
+    # a resident run of a model that names blocks for it (Z-Image) reads a share of them from the file at each call
+    # (models/partial_residency.py: a third less resident weight, the same numbers); NODEGRAPH_FILE_READS=0: all held
+    partial = placed and component == "transformer" and not stream and not weights \
+        and os.environ.get("NODEGRAPH_FILE_READS", "1") != "0"
 
     def load():
         if placed:  # what the previous phase freed goes back to the OS before this model's pages come in
@@ -74,12 +79,14 @@ def load_cached(i: CheckpointInputs, component: str, ctx: RunContext, *, placed:
         kwargs = {"dtype": dtype, "device": device, "channels_last": channels_last} if placed else {}
         if stream:  # the budget leaves less than this model needs: weights from the file (nodegraph/memory)
             kwargs["stream"] = True
+        if partial:
+            kwargs["partial"] = True
         if weights:  # `--weights fp8`: the denoiser's Linear/Conv weights held as float8 (models/fp8.py)
             kwargs["weights"] = weights
         return load_component(i.model, component, revision=i.revision, variant=i.variant,
                               allow_pickle=i.allow_pickle, config=config, ema=ema, **kwargs)
 
-    return get_or_load_model(ctx, key + (("stream",) if stream else ()), load,
+    return get_or_load_model(ctx, key + (("stream",) if stream else ()) + (("partial",) if partial else ()), load,
                              fast=placed and component in FAST_COMPONENTS)
 
 
