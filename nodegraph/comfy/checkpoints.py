@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodegraph.comfy.errors import ComfyError
-from nodegraph.models.weight_files import PICKLES
+from nodegraph.models.weight_files import PICKLES, without_scales
 
 COVERED_FAMILIES = ("sd1", "sd2", "sdxl_base", "sdxl_refiner", "sd1_inpaint", "sd2_inpaint")
 _SD2_V_KEY = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
@@ -33,10 +33,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
     from nodegraph.models.single_file.detect import detect
 
     try:
-        shapes = _shapes(path)
-        if "scaled_fp8" in shapes or any(key.endswith(".scale_weight") for key in shapes):
-            raise ComfyError(f"{path}: a scaled-fp8 export (per-layer `scale_weight` tensors), which nodegraph does "
-                             f"not read; use the bf16 file or a plain float8_e4m3fn one")
+        shapes = without_scales(_shapes(path))  # scaled fp8 (`scale_weight`s) loads as float8 (models/scaled_fp8.py)
         if any(key.endswith((".comfy_quant", ".weight_scale")) for key in shapes):
             raise ComfyError(f"{path}: a ComfyUI quantized export (per-layer `comfy_quant` / `weight_scale` "
                              f"tensors: int8, mixed fp8 or nvfp4), which nodegraph does not read; use the bf16 file")

@@ -182,6 +182,11 @@ def read_tensors(entries: dict[str, Entry], dtype: torch.dtype, device: torch.de
                                   memory_format=layout if t.dim() == 4 else torch.preserve_format)
                 if mapped is not None and _aligned(entry):
                     _release_pages(mapped, entry)
+    for key, entry in entries.items():  # scaled-fp8 weights read wide: their scale folded in (models/scaled_fp8.py)
+        if getattr(entry, "scale", None) is not None and state[key].dtype.itemsize > 1:
+            from nodegraph.models.scaled_fp8 import scale_in
+
+            state[key] = state[key].mul_(scale_in(entry.scale, state[key].dtype))
     return {key: state[key] for key in entries}
 
 

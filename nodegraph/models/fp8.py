@@ -12,7 +12,9 @@ Two ways in:
 * `store="fp8_e4m3fn"` converts a bf16/fp32 file's Linear/Conv weights while loading (`install_fp8`) or an
   already-loaded model (`cast_to_fp8`), one tensor at a time, saturating at the format's largest value.
 
-Scaled-fp8 files (a `scale_weight` per layer, as some ComfyUI exports have) are not supported.
+ComfyUI's scaled-fp8 files (models/scaled_fp8.py: a float32 `scale_weight` per layer) load the same way: the weight
+stays float8 and the layer keeps its scale (`weight_scale`), multiplied in after the upcast, as ComfyUI computes it
+(`weight.to(dtype) * scale.to(dtype)`).
 """
 
 from __future__ import annotations
@@ -59,15 +61,27 @@ def to_fp8(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class _Fp8Layer:
-    """Mixin: forward with the float8 weight cast to the input's dtype for this call only."""
+    """Mixin: forward with the float8 weight cast to the input's dtype for this call only (times the layer's
+    `weight_scale`, a scaled-fp8 file's per-layer number, when it has one)."""
+
+    weight_scale: float | None = None
 
     def upcast_weight(self, x: torch.Tensor) -> torch.Tensor:
-        return upcast(self.weight, x.dtype)
+        if self.weight_scale is None:
+            return upcast(self.weight, x.dtype)
+        return upcast(self.weight, x.dtype, self.weight_scale)
 
 
-def upcast(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """One layer's float8 weight in the compute dtype (a module-level function so a test can count them)."""
-    return weight.to(dtype)
+def upcast(weight: torch.Tensor, dtype: torch.dtype, scale: float | None = None) -> torch.Tensor:
+    """One layer's float8 weight in the compute dtype (a module-level function so a test can count them); with
+    `scale`, multiplied by it rounded to `dtype` first, as ComfyUI dequantises (`w.to(dtype) * s.to(dtype)`)."""
+    wide = weight.to(dtype)
+    if scale is None:
+        return wide
+    from nodegraph.models.scaled_fp8 import scale_in
+
+    factor = scale_in(scale, dtype)
+    return wide.mul_(factor) if wide is not weight else wide * factor
 
 
 class Fp8Linear(_Fp8Layer, nn.Linear):
@@ -124,9 +138,11 @@ def install_fp8(model: nn.Module, entries: dict[str, Any], compute_dtype: torch.
     kinds, wanted = fp8_dtypes(), check_fp8(device, store) if store else None
     keys = storable(model)
     groups: dict[torch.dtype, dict[str, Any]] = {}
+    scales = {key[: -len(".weight")]: entry.scale for key, entry in entries.items()
+              if key in keys and entry.dtype in kinds and getattr(entry, "scale", None) is not None}
     for key, entry in entries.items():
         if key in keys and entry.dtype in kinds:
-            target = entry.dtype  # stored float8: read as is (mapped on the CPU)
+            target = entry.dtype  # stored float8 (scaled or not): read as is (mapped on the CPU)
         elif key in keys and wanted is not None and entry.dtype.is_floating_point:
             target = wanted
         else:
@@ -138,6 +154,8 @@ def install_fp8(model: nn.Module, entries: dict[str, Any], compute_dtype: torch.
                 install_weights(model, {key: _converted(entry, target, device)})
         else:
             install_weights(model, read_tensors(group, target, device))
+    for name, scale in scales.items():  # a scaled-fp8 file's layers: the scale multiplied in at call time
+        model.get_submodule(name).weight_scale = scale
     enable_fp8(model)
     return model
 

@@ -20,6 +20,27 @@ TRANSFORMERS_WEIGHTS = ("model", "pytorch_model")
 PICKLES = (".ckpt", ".pt", ".pth", ".bin")
 
 
+# ComfyUI's scaled-fp8 files (models/scaled_fp8.py): a `<prefix>scaled_fp8` marker, `<layer>.scale_weight` (and
+# `.scale_input`) beside float8 weights; its newer quantized files carry `<layer>.comfy_quant` / `.weight_scale`.
+SCALE_WEIGHT, SCALE_INPUT = ".scale_weight", ".scale_input"
+QUANT_SUFFIXES = (".comfy_quant", ".weight_scale", ".weight_scale_2")
+
+
+def scaled_fp8_markers(keys) -> list[str]:
+    return [k for k in keys if k == "scaled_fp8" or k.endswith(".scaled_fp8")]
+
+
+def is_scaled_fp8(keys) -> bool:
+    """Whether tensor names `keys` are those of a ComfyUI scaled-fp8 file (a marker or a per-layer scale)."""
+    return bool(scaled_fp8_markers(keys)) or any(k.endswith(SCALE_WEIGHT) for k in keys)
+
+
+def without_scales(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """A scaled-fp8 file's tensors as a plain file's: the marker and the per-layer scales left out."""
+    markers = set(scaled_fp8_markers(shapes))
+    return {k: v for k, v in shapes.items() if k not in markers and not k.endswith((SCALE_WEIGHT, SCALE_INPUT))}
+
+
 @dataclass(frozen=True)
 class WeightFiles:
     """One component's weights: a single file or the shards an index names (paths relative to the source)."""

@@ -131,9 +131,10 @@ def test_flux_template_refusals_name_the_node_and_what_to_do(flux_models):
 
     models = flux_models[1] / "diffusion_models"
     state = load_file(models / "flux1-dev.safetensors")
-    save_file({**state, "scaled_fp8": torch.zeros(1)}, models / "flux1-dev_fp8_scaled.safetensors")
-    with pytest.raises(ComfyError, match=r"flux1-dev_fp8_scaled.safetensors: a scaled-fp8 export .* use the bf16 file"):
-        translate_with("194:46.unet_name=flux1-dev_fp8_scaled.safetensors")
+    quantized = {**state, "img_in.comfy_quant": torch.zeros(3, dtype=torch.uint8)}  # scaled fp8 loads (tests/fp8)
+    save_file(quantized, models / "flux1-dev_mixed.safetensors")
+    with pytest.raises(ComfyError, match=r"flux1-dev_mixed.safetensors: a ComfyUI quantized export .* the bf16 file"):
+        translate_with("194:46.unet_name=flux1-dev_mixed.safetensors")
     with pytest.raises(ComfyError, match=r"node 194:47 \(DualCLIPLoader\): type flux takes one CLIP-L file and one "
                                          r"T5-XXL file; both are clip_l files"):
         translate_with("194:47.clip_name2=clip_l.safetensors")

@@ -167,7 +167,8 @@ def test_inspect_names_family_component_dtype_and_parameter_count(tiny_z_image, 
     assert info["components"]["text_encoder"]["parameters"] == sum(v.numel() for v in state.values())
 
 
-@pytest.mark.parametrize("extra, message", [({"scaled_fp8": torch.zeros(1)}, "scaled-fp8 export"),
+@pytest.mark.parametrize("extra, message", [({"layers.0.attention.out.comfy_quant": torch.zeros(3, dtype=torch.uint8)},
+                                             "ComfyUI quantized export"),
                                             ({"siglip_pad_token": torch.zeros(1, 48)}, "Z-Image Omni")])
 def test_unsupported_variants_are_named(original_files, tmp_path, extra, message):
     file = tmp_path / "variant.safetensors"

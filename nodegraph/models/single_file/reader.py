@@ -2,7 +2,8 @@
 
 safetensors files are read through their header only (the tensors are memory-mapped later, on load); `.ckpt`/
 `.pt` pickles only with `allow_pickle`, then with `torch.load(weights_only=True, mmap=True)`, and unwrapped from
-their `state_dict` nesting as diffusers does (`while "state_dict" in ckpt`).
+their `state_dict` nesting as diffusers does (`while "state_dict" in ckpt`). ComfyUI's scaled-fp8 safetensors
+files come out as float8 weights that carry their scale (models/scaled_fp8.py), the scale tensors left out.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def open_checkpoint(path: str | Path, allow_pickle: bool = False) -> CheckpointF
                 f"allow pickles (input `allow_pickle: true`; it is then read with torch.load(weights_only=True)); "
                 f"better, use a .safetensors file.")
         return _open_pickle(path, shown)
-    return CheckpointFile(path, _read_safetensors_header(path, shown))
+    from nodegraph.models.scaled_fp8 import unscale  # ComfyUI's scaled-fp8 files read as float8 weights + scales
+
+    return CheckpointFile(path, unscale(_read_safetensors_header(path, shown), shown))
 
 
 def _open_pickle(path: Path, shown: str) -> CheckpointFile:

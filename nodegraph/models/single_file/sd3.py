@@ -217,9 +217,9 @@ def _load_vae(ckpt, source: str, dtype, device):
 
 def _load_text_encoder(ckpt, name: str, source: str, dtype, device):
     """CLIP-L, bigG (transformers' names, `text_model.` kept) or T5 (its tied embedding under one name or both)."""
-    from nodegraph.models.base import install_weights
-    from nodegraph.models.checkpoint import fit, read_tensors
+    from nodegraph.models.checkpoint import fit
     from nodegraph.models.loading import read_config
+    from nodegraph.models.single_file.text_files import _install
 
     prefix, shown = TEXT_PREFIXES[name], str(ckpt.path)
     raw = read_config(source, name)
@@ -234,13 +234,12 @@ def _load_text_encoder(ckpt, name: str, source: str, dtype, device):
             entries = {**entries, "shared.weight": tied, "encoder.embed_tokens.weight": tied}
         fitted = fit(entries, model, lambda k: k, f"{what} (in {shown})")
         del fitted["encoder.embed_tokens.weight"]  # the same module as `shared`
-        install_weights(model, read_tensors(fitted, dtype, device))
-        return model.eval()
+        return _install(model, fitted, dtype, device, None)  # float8 (scaled or not) kept, upcast per layer
     from nodegraph.models.text import _materialize_buffers, _strip_prefix, build_text_encoder
 
     model = build_text_encoder(raw, what)
     rename = _strip_prefix if hasattr(model, "embeddings") else (lambda key: key)
-    install_weights(model, read_tensors(fit(entries, model, rename, f"{what} (in {shown})"), dtype, device))
+    _install(model, fit(entries, model, rename, f"{what} (in {shown})"), dtype, device, None)
     _materialize_buffers(model, device)
     return model.eval()
 

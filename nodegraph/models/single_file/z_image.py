@@ -68,9 +68,6 @@ def load_flow_file(ckpt, name: str, dtype: torch.dtype, device: torch.device, co
 
 def refuse_unsupported(shapes: dict[str, tuple[int, ...]], shown: str) -> None:
     """Variants whose keys would otherwise only show up as a list of unexpected keys."""
-    if "scaled_fp8" in shapes or any(k.endswith(".scale_weight") for k in shapes):
-        raise CheckpointError(f"{shown} is a scaled-fp8 export (per-layer `scale_weight` tensors), which nodegraph "
-                              f"does not read; use the bf16 file or a plain float8_e4m3fn one.")
     if any(".siglip_" in k or k.startswith(("siglip_", DIFFUSION_PREFIX + "siglip_")) for k in shapes):
         raise CheckpointError(f"{shown} is a Z-Image Omni transformer (SigLIP image inputs), which nodegraph does "
                               f"not support; use Z-Image or Z-Image-Turbo.")
