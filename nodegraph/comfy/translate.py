@@ -25,6 +25,7 @@ from nodegraph.comfy.translate_control import ControlTranslations, node_suffix
 from nodegraph.comfy.translate_flow import FlowTranslations, flow_refusals
 from nodegraph.comfy.translate_image import ImageTranslations
 from nodegraph.comfy.translate_inpaint import InpaintTranslations
+from nodegraph.comfy.translate_vision import VisionTranslations
 from nodegraph.shipped_graphs import SHIPPED_GRAPHS
 
 STEP_GRAPH = SHIPPED_GRAPHS / "comfy" / "ksampler_step.yaml"
@@ -102,7 +103,7 @@ def missing_models(workflow: Workflow, paths: ModelPaths) -> None:
 
 
 class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations, InpaintTranslations,
-                  FlowTranslations):
+                  FlowTranslations, VisionTranslations):
     def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, checkpoint):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
         self.checkpoint_of = checkpoint
@@ -371,6 +372,7 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
                                   "steps": self.literal(node_id, "steps"), **schedule,
                                   "sampler": self.literal(node_id, "sampler_name")}  # dpm_2/uni_pc: own schedule
         sampler, seed = sampler or self.literal(node_id, "sampler_name"), self.literal(node_id, seed)
+        positive, negative = self.with_unclip(nid, seed, positive, negative)  # comfy/translate_vision.py
         self.nodes[f"{nid}_noise"] = {"type": "ComfyNoise", "latents": latent, "sigmas": f"${sigmas}.sigmas",
                                       "seed": seed, "add_noise": add_noise}
         inpaint = self.inpaint(node_id, nid, model, latent, seed)
