@@ -137,3 +137,25 @@ def test_partial_loads_are_cpu_only_and_leave_fp8_files_to_fp8(folder, monkeypat
     fp8 = load_component(folder, "transformer", partial=True, weights="fp8_e4m3fn")
     assert any(isinstance(m, FileLinear) for m in model.modules())
     assert not any(isinstance(m, FileLinear) for m in fp8.modules())  # --weights fp8 stores, it does not read
+
+
+def _transformer_of_run(tiny_z_image, **options):
+    from nodegraph import run_graph
+    from nodegraph.core.context import ComponentCache
+
+    components = ComponentCache()
+    image = run_graph("graphs/z_image.yaml", inputs={"model": str(tiny_z_image), "steps": 2, "width": 32,
+                                                      "height": 32}, components=components, **options)["image"]
+    (model,) = [m for m in components.values() if isinstance(m, ZImageTransformer2DModel)]
+    return model, image
+
+
+def test_the_default_run_reads_a_share_from_the_file_and_draws_the_held_models_image(tiny_z_image, monkeypatch):
+    from tests.graphs.tiny_pipelines import png_pixels
+
+    model, image = _transformer_of_run(tiny_z_image)
+    assert model.file_reads.reads == 2 * 8  # a main block (a third of four, rounded): its 8 Linears at 2 steps
+    monkeypatch.setenv("NODEGRAPH_FILE_READS", "0")
+    held, held_image = _transformer_of_run(tiny_z_image)
+    assert not hasattr(held, "file_reads") and not any(isinstance(m, FileLinear) for m in held.modules())
+    assert torch.equal(png_pixels(image), png_pixels(held_image))
