@@ -27,3 +27,13 @@ def tiny_sd3(tmp_path_factory) -> Path:
     from tests.sd3.tiny_sd3 import save_tiny_sd3
 
     return save_tiny_sd3(tmp_path_factory.mktemp("sd3") / "tiny-sd3")
+
+
+@pytest.fixture(scope="session")
+def sd1_file(tmp_path_factory) -> Path:
+    """A tiny SD1 checkpoint in the original (LDM) layout."""
+    from tests.graphs.tiny_pipelines import save_tiny_sd
+    from tests.models.single_file.ldm_layout import write_sd_file
+
+    root = tmp_path_factory.mktemp("sd1")
+    return write_sd_file(save_tiny_sd(root / "tiny-sd1"), root / "tiny-sd1.safetensors")

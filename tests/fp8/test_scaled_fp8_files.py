@@ -134,3 +134,13 @@ def test_comfy_quant_files_and_malformed_scales_are_refused_by_name(tiny_flux_de
     save_file({**state, "img_in.weight": state["img_in.weight"].float()}, wide)
     with pytest.raises(CheckpointError, match=r"`img_in.weight` is float32 but its `scale_weight`"):
         load_component(wide, "transformer", config=str(tiny_flux_dev))
+
+
+def test_a_scaled_sd_checkpoint_loads_its_unet_as_the_dequantized_file(sd1_file, tmp_path):
+    """SD-family UNets are read wide (their loader remaps by plan): the scale is folded in at load, same numbers."""
+    scaled, plain = tmp_path / "sd1_fp8_scaled.safetensors", tmp_path / "sd1_dequantized.safetensors"
+    scales = write_scaled(load_file(sd1_file), scaled, plain, prefixes=("model.diffusion_model.",))
+    assert len(scales) > 10
+    config = str(sd1_file.parent / "tiny-sd1")
+    got, want = (load_component(path, "unet", config=config).state_dict() for path in (scaled, plain))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
