@@ -71,7 +71,12 @@ def area_denoise(unet, x, sigma: float, positive: list[dict], negative: list[dic
 
     def single(crop, e):
         size = dict(full, **(e.get("size") or {}))
-        return guided_denoise(unet, crop, sigma, e["embeddings"], None, 1.0, e.get("pooled"), None, prediction,
+        model = unet
+        if e.get("gligen"):  # GLIGENTextBoxApply's boxes, relative to this crop: nodegraph/comfy/gligen.py
+            from nodegraph.comfy.gligen import grounded
+
+            model = grounded(unet, e["gligen"], crop)
+        return guided_denoise(model, crop, sigma, e["embeddings"], None, 1.0, e.get("pooled"), None, prediction,
                               positive_size=size)
 
     positive_x0 = side_denoise(x, positive, single)

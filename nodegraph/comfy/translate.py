@@ -23,6 +23,7 @@ from nodegraph.comfy.reader import Workflow
 from nodegraph.comfy.translate_cond import ConditioningTranslations
 from nodegraph.comfy.translate_control import ControlTranslations, node_suffix
 from nodegraph.comfy.translate_flow import FlowTranslations, flow_refusals
+from nodegraph.comfy.translate_gligen import GLIGENTranslations
 from nodegraph.comfy.translate_image import ImageTranslations
 from nodegraph.comfy.translate_inpaint import InpaintTranslations
 from nodegraph.comfy.translate_vision import VisionTranslations
@@ -103,6 +104,7 @@ def missing_models(workflow: Workflow, paths: ModelPaths) -> None:
 
 
 class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations, InpaintTranslations,
+                  GLIGENTranslations,
                   FlowTranslations, VisionTranslations):
     def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, checkpoint):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph

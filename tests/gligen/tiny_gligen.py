@@ -25,7 +25,7 @@ def gated_unet(sd_folder: Path, seed: int = 7):
     with torch.no_grad():
         for name, p in unet.named_parameters():
             if ".fuser." in name or name.startswith("position_net."):
-                p.add_(0.1 * torch.randn(p.shape, generator=generator))
+                p.add_(0.3 * torch.randn(p.shape, generator=generator))
                 if name.endswith(("alpha_attn", "alpha_dense")):
                     p.fill_(0.8 if name.endswith("alpha_attn") else -0.6)
     return unet.eval()
