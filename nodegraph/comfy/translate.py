@@ -104,8 +104,7 @@ def missing_models(workflow: Workflow, paths: ModelPaths) -> None:
 
 
 class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations, InpaintTranslations,
-                  GLIGENTranslations,
-                  FlowTranslations, VisionTranslations):
+                  GLIGENTranslations, FlowTranslations, VisionTranslations):
     def __init__(self, workflow: Workflow, paths: ModelPaths, step_graph: str, checkpoint):
         self.wf, self.api, self.paths, self.step_graph = workflow, workflow.api, paths, step_graph
         self.checkpoint_of = checkpoint

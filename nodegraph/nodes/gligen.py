@@ -39,9 +39,9 @@ class LoadGLIGEN(Node):
 class GLIGENUNet(Node):
     """The UNet grounded by `phrases` in `boxes` as diffusers' GLIGEN pipeline does at every step
     (gligen_scheduled_sampling_beta 1): each phrase's pooled CLIP embedding and its box (x1, y1, x2, y2, fractions of
-    the image, top-left origin) become grounding tokens (at most 30). `cfg_batch`: the UNet is called with
-    [negative; positive] batches (a guided step graph) and the negative half gets null tokens, as in diffusers;
-    false: every sample is grounded (guidance off). The loaded UNet is not changed."""
+    the image, top-left origin) become grounding tokens (at most 30). With `guidance_scale` > 1 the UNet is called
+    with [negative; positive] batches (CFGEmbeddings) and the negative half gets null tokens, as in diffusers;
+    otherwise every sample is grounded. The loaded UNet is not changed."""
 
     class Inputs(Ports):
         unet: UNet
@@ -50,7 +50,8 @@ class GLIGENUNet(Node):
         tokenizer: Tokenizer
         phrases: list[str] = Field(description="what each box holds, one phrase a box")
         boxes: list[list[float]] = Field(description="one [x1, y1, x2, y2] in [0, 1] a phrase")
-        cfg_batch: bool = Field(True, description="true: [negative; positive] batches (guidance on)")
+        guidance_scale: float = Field(7.5, ge=0.0, le=100.0, description="the step graph's: > 1 means "
+                                      "[negative; positive] batches")
 
     class Outputs(Ports):
         unet: UNet
@@ -68,7 +69,7 @@ class GLIGENUNet(Node):
                                  f"0 ≤ x1 < x2 ≤ 1 and 0 ≤ y1 < y2 ≤ 1 (fractions of the width and height)")
         phrases = [_pooled(i.text_encoder, i.tokenizer, p) for p in i.phrases]
         boxes, masks, embeds = pad_objects([tuple(b) for b in i.boxes], phrases, i.gligen.phrase_dim)
-        if i.cfg_batch:  # the negative half: mask 0, the null features only
+        if i.guidance_scale > 1.0:  # the negative half: mask 0, the null features only
             boxes, masks, embeds = torch.cat([boxes, boxes]), torch.cat([torch.zeros_like(masks), masks]), \
                 torch.cat([embeds, embeds])
         return {"unet": grounded_unet(i.unet, i.gligen, i.gligen.tokens(boxes, masks, embeds))}
