@@ -25,6 +25,7 @@ class Checkpoint:
     family: str  # detect()'s name: sd1, sd2, sdxl_base, sdxl_refiner, …
     prediction: str = "eps"  # "eps" or "v"
     clip_layers: int | None = None  # the file's text encoder layers, where nodegraph may load fewer (SD 2.x)
+    text_encoders: tuple[str, ...] | None = None  # SD3: which of clip_l, clip_g, t5xxl the file holds (None: all)
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
@@ -39,7 +40,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
                              f"tensors: int8, mixed fp8 or nvfp4), which nodegraph does not read; use the bf16 file")
         flow = flow_family(shapes)
         if flow:
-            return Checkpoint(flow)
+            held = tuple(name for name in ("clip_l", "clip_g", "t5xxl")
+                         if any(key.startswith(f"text_encoders.{name}.transformer.") for key in shapes))
+            return Checkpoint(flow, text_encoders=held if flow == "sd3" else None)
         name = detect(shapes, str(path)).name
     except CheckpointError as exc:
         raise ComfyError(str(exc)) from None
@@ -63,12 +66,15 @@ def flow_family(shapes: dict[str, tuple[int, ...]]) -> str | None:
     bare or under `model.diffusion_model.`), "qwen3" for a Qwen3 text encoder (`embed_tokens` with per-head
     `q_norm`, bare or under `model.`), as nodegraph/models/single_file/z_image.py tells them; "flux_dev" /
     "flux_schnell" for BFL's Flux.1 transformer (`double_blocks.0.img_attn.norm.key_norm.scale`, dev with
-    `guidance_in`), "clip_l" / "t5" for ComfyUI's text_encoders/ files of those (HF names); else None."""
+    `guidance_in`), "sd3" for SAI's SD3 / SD3.5 MMDiT (`joint_blocks.0.context_block.adaLN_modulation.1.bias`),
+    "clip_l" / "t5" for ComfyUI's text_encoders/ files of those (HF names); else None."""
     for prefix in ("", "model.diffusion_model."):
         if {prefix + "layers.0.adaLN_modulation.0.weight", prefix + "cap_embedder.0.weight"} <= shapes.keys():
             return "z_image"
         if prefix + "double_blocks.0.img_attn.norm.key_norm.scale" in shapes:
             return "flux_dev" if prefix + "guidance_in.in_layer.bias" in shapes else "flux_schnell"
+        if prefix + "joint_blocks.0.context_block.adaLN_modulation.1.bias" in shapes:
+            return "sd3"
     if "text_model.encoder.layers.0.self_attn.q_proj.weight" in shapes:
         return "clip_l"
     if "encoder.block.0.layer.0.SelfAttention.q.weight" in shapes:

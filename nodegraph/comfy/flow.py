@@ -19,6 +19,9 @@ comfy/ldm/lumina/model.py `NextDiT`):
   ModelSamplingDiscreteFlow with shift 1, multiplier 1. The transformer takes timestep σ, the conditioning's
   `guidance` (3.5 unless FluxGuidance sets it: comfy/model_base.py `Flux.extra_conds`) and predicts v; the latents
   are packed 2×2 and the ids are diffusers' (text 0; image (0, row, column)).
+* SD3 / SD3.5 (comfy/supported_models.py `SD3`, ModelType.FLOW): ModelSamplingDiscreteFlow with shift 3 and the
+  default multiplier 1000, so the MMDiT is called at timestep σ·1000 with the context and the pooled vector, and
+  predicts v; its latent format (comfy/latent_formats.py `SD3`) is (z − 0.0609)·1.5305.
 * CFG combines x₀ estimates, x₀_neg + cfg·(x₀_pos − x₀_neg), and skips the negative pass when cfg is 1.
 """
 
@@ -31,6 +34,8 @@ FLUX_LATENT = (0.3611, 0.1159)  # (scale_factor, shift_factor) of ComfyUI's Flux
 Z_IMAGE_SHIFT = 3.0  # a Z-Image file's own ModelSamplingDiscreteFlow (comfy/supported_models.py ZImage)
 FLUX_SHIFT = 1.15  # Flux.1 dev's ModelSamplingFlux μ; schnell: discrete flow, shift 1
 FLUX_GUIDANCE = 3.5  # a dev conditioning's guidance when no FluxGuidance sets it
+SD3_LATENT = (1.5305, 0.0609)  # (scale_factor, shift_factor) of ComfyUI's SD3 latent format
+SD3_SHIFT, SD3_MULTIPLIER = 3.0, 1000.0  # an SD3 / SD3.5 file's own ModelSamplingDiscreteFlow
 # Deterministic samplers whose formula ComfyUI applies to flow models as it does to ε models; the ancestral and
 # SDE ones switch to their rectified-flow variants on a flow model (not covered yet).
 FLOW_SAMPLERS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ddim", "res_multistep")
@@ -77,15 +82,18 @@ def flow_denoise(transformer, x, sigma: float, positive, negative=None, cfg: flo
     """The guided x₀ estimate of a flow transformer at σ: x (B, C, h, w) float32 → x₀ (B, C, h, w) float32.
 
     `positive` / `negative`: (B', L, D) caption features (a batch of one is used for every image); `pooled` and
-    `guidance`: Flux's pooled CLIP embeddings and guidance values, (positive's, negative's)."""
+    `guidance`: Flux's (SD3's) pooled CLIP embeddings and Flux's guidance values, (positive's, negative's)."""
     import torch
 
     guided = negative is not None and not math.isclose(cfg, 1.0)
-    flux = type(transformer).__name__ == "FluxTransformer2DModel"
+    kind = type(transformer).__name__
     sides = [(positive, pooled[0], guidance[0])] + ([(negative, pooled[1], guidance[1])] if guided else [])
     with torch.no_grad():
-        if flux:
+        if kind == "FluxTransformer2DModel":
             velocity = torch.cat([_flux_velocity(transformer, x, sigma, *side) for side in sides])
+        elif kind == "SD3Transformer2DModel":
+            velocity = torch.cat([_sd3_velocity(transformer, x, sigma, side[0], side[1], multiplier)
+                                  for side in sides])
         else:
             velocity = _z_image_velocity(transformer, x, sigma, [side[0] for side in sides], multiplier)
     denoised = x.float().repeat(len(sides), 1, 1, 1) - velocity * sigma  # CONST.calculate_denoised
@@ -127,3 +135,19 @@ def _flux_velocity(transformer, x, sigma: float, context, pooled, guidance: floa
                       txt_ids, embed)  # (B, S_img, 4C)
     out = out.float().view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5)  # (B, C, h/2, 2, w/2, 2)
     return out.reshape(b, c, h, w)
+
+
+def _sd3_velocity(transformer, x, sigma: float, context, pooled, multiplier: float):
+    """The MMDiT's v for one side at timestep σ·multiplier (comfy/model_base.py `SD3`: context and pooled `y`):
+    x (B, C, h, w) → (B, C, h, w) float32; a context / pooled batch of one serves every image. A context without
+    T5 (the CLIP features alone, 2048 wide) is zero-padded to the transformer's width, as SD3ClipModel pads it."""
+    import torch
+
+    if pooled is None:
+        raise ValueError("an SD3 prompt needs its pooled CLIP embedding; encode it with the checkpoint's CLIP")
+    b = x.shape[0]
+    pick = (lambda t: t[torch.arange(b) % t.shape[0]].to(transformer.dtype))
+    timestep = torch.full((b,), sigma, dtype=torch.float32, device=x.device) * multiplier  # (B,)
+    context = torch.nn.functional.pad(context, (0, transformer.config.joint_attention_dim - context.shape[-1]))
+    out = transformer(x.to(transformer.dtype), pick(context), pick(pooled), timestep)  # (B, C, h, w)
+    return out.float()

@@ -220,6 +220,8 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
         model = self.literal(node_id, "ckpt_name")
         path = self.inputs[model.split(".", 1)[1]]["default"]
         ckpt = self.checkpoint_of(Path(path))
+        if ckpt.family in self.CHECKPOINT_FLOWS:  # SD3 / SD3.5, Flux.1 all-in-one files (translate_sd3.py)
+            return self.flow_checkpoint(node_id, nid, model, ckpt)
         if ckpt.family not in COVERED_FAMILIES:
             raise ComfyError(f"{self.where(node_id, 'ckpt_name')}: {Path(path).name} is a {ckpt.family} checkpoint; "
                              f"the ComfyUI import runs SD1.x, SD2.x and SDXL base and refiner checkpoints for now "
@@ -307,7 +309,7 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
         if sdxl_only and not clip["family"].startswith("sdxl"):
             raise ComfyError(f"{self.where(node_id, 'clip')}: this node encodes for SDXL, but the CLIP is a "
                              f"{clip['family']} one; use CLIPTextEncode")
-        if clip["family"] in ("z_image", "flux"):
+        if clip["family"] in ("z_image", "flux", "sd3"):
             return self.flow_encode(node_id, nid, clip, inputs)
         self.nodes[nid] = {"type": "ComfyTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
                            **inputs, "family": clip["family"]}

@@ -15,6 +15,7 @@ from pathlib import Path
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.flow import FLOW_SAMPLERS, FLUX_GUIDANCE, FLUX_LATENT, FLUX_SHIFT, Z_IMAGE_SHIFT
 from nodegraph.comfy.translate_control import node_suffix
+from nodegraph.comfy.translate_sd3 import CheckpointFlowTranslations
 
 # family → (the check node, the default folder/repo of tokenizers and configs)
 FAMILIES = {"z_image": ("ZImageCheckpoint", "Tongyi-MAI/Z-Image-Turbo"),
@@ -24,16 +25,23 @@ FLOW_ONLY = ("EmptySD3LatentImage", "ModelSamplingAuraFlow", "SamplerCustomAdvan
 
 
 def flow_refusals(api: dict[str, dict]) -> list[str]:
-    """Refused by name before anything loads: the flow-model nodes of a workflow whose model comes from a
-    checkpoint (Flux, SD3.5, Lumina 2 all-in-one files: not covered yet), and weighted Flux prompts (the literal
-    texts of CLIPTextEncodeFlux, and of CLIPTextEncode fed straight by a DualCLIPLoader)."""
+    """Refused by name before anything loads: the flow-model nodes of a workflow with no flow model (no UNETLoader,
+    no CheckpointLoaderSimple: SD3.5 and Flux all-in-one files run, translate_sd3.py), ModelSamplingAuraFlow on a
+    checkpoint (Lumina 2 / AuraFlow files: not covered yet), the ControlNets of a workflow on a flow model's
+    latents (EmptySD3LatentImage), and weighted Flux prompts (the literal texts of CLIPTextEncodeFlux, and of
+    CLIPTextEncode fed straight by a DualCLIPLoader)."""
     from nodegraph.comfy.text import plain_text
 
-    out = []
-    if not any(entry["class_type"] == "UNETLoader" for entry in api.values()):
-        out += [f"node {node_id} ({entry['class_type']}): needs a Z-Image or Flux model from UNETLoader; other "
-                f"flow-matching models are not covered yet" for node_id, entry in api.items()
-                if entry["class_type"] in FLOW_ONLY]
+    out, loaders = [], {entry["class_type"] for entry in api.values()}
+    if "UNETLoader" not in loaders:  # with a checkpoint: SD3.5 / Flux files (AuraFlow's shift is Lumina's, AuraFlow's)
+        flow_only = FLOW_ONLY if "CheckpointLoaderSimple" not in loaders else ("ModelSamplingAuraFlow",)
+        out += [f"node {node_id} ({entry['class_type']}): needs a Z-Image or Flux model from UNETLoader, or an SD3.5 "
+                f"or Flux checkpoint; other flow-matching models are not covered yet" for node_id, entry in api.items()
+                if entry["class_type"] in flow_only]
+    if any(entry["class_type"] == "EmptySD3LatentImage" for entry in api.values()):  # a flow model's latents
+        out += [f"node {node_id} ({entry['class_type']}): ControlNets of flow-matching models (SD3.5, Flux) are not "
+                f"covered yet" for node_id, entry in api.items()
+                if entry["class_type"] in ("ControlNetApply", "ControlNetApplyAdvanced")]
     for node_id, entry in api.items():
         kind, clip = entry["class_type"], entry["inputs"].get("clip")
         flux_clip = isinstance(clip, list) and api.get(str(clip[0]), {}).get("class_type") == "DualCLIPLoader"
@@ -44,7 +52,7 @@ def flow_refusals(api: dict[str, dict]) -> list[str]:
     return out
 
 
-class FlowTranslations:
+class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-one checkpoints
     def flow_config(self, family: str, node_id: str, default: str | None = None) -> str:
         """The folder of `family` the split files are configured from (its tokenizers too), checked once before
         loading: a graph input (`default`: a variant's own repo, e.g. schnell's), and the check node every flow
@@ -54,8 +62,9 @@ class FlowTranslations:
             raise ComfyError(f"{self.where(node_id)}: this workflow loads both {known} and {family} files; nodegraph "
                              f"takes one flow-matching family per workflow")
         self.flow_family = family
-        name = "config" if not any(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) \
-            else f"config_{family}"
+        sd_checkpoint = any(e["class_type"] == "CheckpointLoaderSimple" for e in self.api.values()) and \
+            not getattr(self, "checkpoint_is_flow", False)  # an all-in-one Flux file: `config` is the Flux folder
+        name = f"config_{family}" if sd_checkpoint else "config"
         if name in self.inputs and default:  # a variant's repo replaces the family's
             self.inputs[name]["default"] = default
         if name not in self.inputs:
@@ -141,6 +150,8 @@ class FlowTranslations:
             self.nodes[nid] = {"type": "ComfyQwenTextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
                                "text": inputs["text"]}
             return ({"embeddings": f"${nid}.embeddings", "flow": "z_image"},)
+        if clip["family"] == "sd3":  # comfy/translate_sd3.py
+            return (self.sd3_encode(node_id, nid, clip, inputs["text"]),)
         return (self._flux_encode(node_id, nid, clip, inputs["text"], inputs["text"]),)
 
     def _CLIPTextEncodeFlux(self, node_id, nid):
@@ -228,7 +239,10 @@ class FlowTranslations:
             if cond.get("flow") != model["family"]:
                 raise ComfyError(f"{self.where(node_id)}: the {side} prompt of a {model['family']} model must be "
                                  f"encoded with its own text encoders (Z-Image: CLIPLoader type lumina2; Flux: "
-                                 f"DualCLIPLoader type flux)")
+                                 f"DualCLIPLoader type flux or its checkpoint's CLIP; SD3: its checkpoint's CLIP)")
+            if cond.get("control"):
+                raise ComfyError(f"{self.where(node_id)}: ControlNets of flow-matching models (SD3.5, Flux) are not "
+                                 f"covered yet")
         name = self.inputs[sampler.split(".", 1)[1]]["default"]
         if name not in FLOW_SAMPLERS:
             raise ComfyError(f"{self.where(node_id)}: sampler {name!r} on a flow model is not covered yet (ComfyUI "
@@ -236,13 +250,16 @@ class FlowTranslations:
         raw = latent in getattr(self, "raw_latents", set())  # EmptySD3LatentImage's zeros: ComfyUI's raw space
         self.nodes[f"{nid}_noise"] = {"type": "ComfyFlowNoise", "latents": latent, "sigmas": f"${sigmas}.sigmas",
                                       **({"seed": seed} if seed is not None else {"add_noise": False}),
-                                      **({"latent_scale": FLUX_LATENT[0], "latent_shift": FLUX_LATENT[1]} if raw
-                                         else {})}
+                                      **({"latent_scale": model.get("latent", FLUX_LATENT)[0],
+                                          "latent_shift": model.get("latent", FLUX_LATENT)[1]} if raw else {})}
         guide = {"transformer": model["transformer"], "cfg": guider["cfg"], "multiplier": model["multiplier"]}
         for side, cond in sides.items():  # Flux: pooled CLIP-L and the guidance FluxGuidance set (3.5 if none)
             guide[side] = cond["embeddings"]
-            if cond.get("pooled"):
-                guide.update({f"{side}_pooled": cond["pooled"], f"{side}_guidance": cond.get("guidance", FLUX_GUIDANCE)})
+            if cond.get("pooled") and model["family"] == "sd3":  # SD3: pooled CLIP-L + bigG, no guidance
+                guide[f"{side}_pooled"] = cond["pooled"]
+            elif cond.get("pooled"):
+                guide.update({f"{side}_pooled": cond["pooled"],
+                              f"{side}_guidance": cond.get("guidance", FLUX_GUIDANCE)})
         common = {"latents": "$state.latents", "sigmas": f"${sigmas}.sigmas", "index": "$loop.item", **guide}
         self.nodes[nid] = {
             "type": "repeat",

@@ -30,7 +30,7 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "Canny", "VAEEncodeForInpaint", "ImagePadForOutpaint", "UNETLoader", "CLIPLoader",
            "ModelSamplingAuraFlow", "EmptySD3LatentImage", "DualCLIPLoader", "FluxGuidance", "CLIPTextEncodeFlux",
            "SaveImageAdvanced", "ResolutionSelector", "RandomNoise", "DisableNoise", "BasicGuider", "CFGGuider",
-           "SamplerCustomAdvanced"}
+           "SamplerCustomAdvanced", "ModelSamplingSD3", "ModelSamplingFlux"}
 FLOW_ONLY = {"EmptySD3LatentImage", "ModelSamplingAuraFlow", "SamplerCustomAdvanced", "BasicGuider", "CFGGuider",
              "RandomNoise", "DisableNoise"}  # run with a Z-Image or Flux UNETLoader model only
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
@@ -115,9 +115,14 @@ def expected_refusals(doc: dict) -> set[str]:
                         out.add(f"node {node_id} ({kind}): {name.removeprefix('flux_')} {value!r}")
 
     walk(doc["nodes"], "")
-    if "UNETLoader" not in kinds.values():  # the flow-model nodes run with a Z-Image UNETLoader only
-        out |= {f"node {node_id} ({kind}): needs a Z-Image or Flux model from UNETLoader; other flow-matching models "
-                f"are not covered yet" for node_id, kind in kinds.items() if kind in FLOW_ONLY}
+    if "UNETLoader" not in kinds.values():  # flow-model nodes need a flow model: split files, or an SD3.5 / Flux
+        refused = {"ModelSamplingAuraFlow"} if "CheckpointLoaderSimple" in kinds.values() else FLOW_ONLY  # checkpoint
+        out |= {f"node {node_id} ({kind}): needs a Z-Image or Flux model from UNETLoader, or an SD3.5 or Flux "
+                f"checkpoint; other flow-matching models are not covered yet" for node_id, kind in kinds.items()
+                if kind in refused}
+    if "EmptySD3LatentImage" in kinds.values():  # a flow model's latents: its ControlNets are not covered
+        out |= {f"node {node_id} ({kind}): ControlNets of flow-matching models (SD3.5, Flux) are not covered yet"
+                for node_id, kind in kinds.items() if kind in ("ControlNetApply", "ControlNetApplyAdvanced")}
     return out
 
 
@@ -129,6 +134,10 @@ def family_by_name(path: Path):
         return Checkpoint("flux_dev" if "flux" in name else "z_image")
     if path.parent.name == "text_encoders":
         return Checkpoint("t5" if "t5" in name else "clip_l" if "clip_l" in name else "qwen3")
+    if "sd3" in name:
+        return Checkpoint("sd3")
+    if "flux" in name:
+        return Checkpoint("flux_schnell" if "schnell" in name else "flux_dev")
     return Checkpoint("sdxl_refiner" if "refiner" in name else "sdxl_base" if "xl" in name else "sd1")
 
 

@@ -1,0 +1,113 @@
+"""ComfyUI-semantics node for Stable Diffusion 3 / 3.5: CLIPTextEncode with SD3's three text encoders.
+
+The sampling itself is the flow-model loop of nodes/comfy_flow.py (ComfyFlowSigmas → ComfyFlowNoise →
+ComfyFlowDenoise → ComfyFlowSamplerStep), which calls the SD3 transformer through nodegraph/comfy/flow.py.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from nodegraph.core import Field, Node, Ports, node
+from nodegraph.core.types import Embeddings, TextEncoder, Tokenizer
+
+T5_MIN_TOKENS = 77  # ComfyUI's SD3 T5 tokenizer pads to at least 77 tokens (Flux's: 256)
+
+
+@node("ComfySD3TextEncode", version=1)
+class ComfySD3TextEncode(Node):
+    """ComfyUI's CLIPTextEncode with an SD3 CLIP (comfy/text_encoders/sd3_clip.py `SD3ClipModel`).
+
+    CLIP-L and bigG read the prompt as ComfyUI's CLIPTextEncode does (nodegraph/comfy/text.py: `(word:1.2)`
+    weights, 75-token chunks; CLIP-L pads with its end token, bigG with 0), each giving its penultimate layer
+    without the final norm; the two sit side by side on features (768 + 1280), zero-padded to T5's width (4096).
+    T5 reads the prompt's tokens and `</s>`, padded with 0 to at least 77 tokens and never cut, no mask, and its
+    states follow the CLIP ones on the token axis: (1, 77·n + max(77, t), 4096). Without a T5 the CLIP part is the
+    whole context (its features zero-padded to the transformer's width when it is called). Weighted prompts are
+    refused while a T5 reads them. The pooled vector is CLIP-L's pooled state WITHOUT its text projection
+    (ComfyUI's SD3 CLIP-L has `return_projected_pooled=False`) beside bigG's projected one: (1, 768 + 1280). A prompt over 1024 T5
+    tokens is refused before the encoder runs (T5's attention grows with the square of the length)."""
+
+    class Inputs(Ports):
+        text_encoder: TextEncoder
+        tokenizer: Tokenizer
+        text_encoder_2: TextEncoder
+        tokenizer_2: Tokenizer
+        text_encoder_3: Optional[TextEncoder] = Field(None, description="T5-XXL (none: the CLIP part alone)")
+        tokenizer_3: Optional[Tokenizer] = None
+        text: str = Field("", description="the prompt, ComfyUI's weight syntax for the CLIP encoders")
+
+    class Outputs(Ports):
+        embeddings: Embeddings
+        pooled: Embeddings
+
+    def run(self, i, ctx):
+        import torch
+
+        from nodegraph.comfy.text import encode, plain_text, weighted_chunks
+
+        l_hidden, _ = encode(i.text_encoder, i.tokenizer, i.text, 0, "penultimate")  # (1, 77·n, C_l)
+        g_hidden, g_pooled = encode(i.text_encoder_2, i.tokenizer_2, i.text, 0, "penultimate", 0)  # (1, 77·n, C_g)
+        if g_pooled is None:
+            raise ValueError("`text_encoder_2`: SD3's bigG must have its text projection (its pooled output)")
+        first = torch.tensor([[t for t, _ in weighted_chunks(i.text, i.tokenizer)[0]]])  # (1, 77)
+        l_pooled = _unprojected_pooled(i.text_encoder, first)  # (1, C_l)
+        length = min(l_hidden.shape[1], g_hidden.shape[1])
+        clip = torch.cat([l_hidden[:, :length], g_hidden[:, :length]], dim=-1).float()  # (1, 77·n, C_l + C_g)
+        if i.text_encoder_3 is not None:  # without T5 the transformer call pads the features (comfy/flow.py)
+            if i.tokenizer_3 is None:
+                raise ValueError("`tokenizer_3`: give T5's tokenizer with its encoder")
+            plain = plain_text(i.text)
+            if plain is None:
+                raise ValueError("`text`: `(word:weight)` weights in an SD3 prompt are not covered yet (T5 would "
+                                 "read them as text); remove them or escape the brackets as \\( \\)")
+            t5 = _t5_states(i.text_encoder_3, i.tokenizer_3, plain).float().to(ctx.device)  # (1, t, 4096)
+            clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1])).to(ctx.device)  # (1, 77·n, 4096)
+            clip = torch.cat([clip, t5], dim=1)  # (1, 77·n + t, 4096)
+        pooled = torch.cat([l_pooled.float(), g_pooled.float()], dim=-1)  # (1, C_l + C_g)
+        return {"embeddings": clip.to(dtype=ctx.dtype, device=ctx.device),
+                "pooled": pooled.to(dtype=ctx.dtype, device=ctx.device)}
+
+
+def _unprojected_pooled(encoder, ids):
+    """CLIP-L's pooled state (the final-normed end token) before any text projection: (1, C)."""
+    import torch
+
+    model = getattr(encoder, "text_model", encoder)  # CLIPTextModelWithProjection wraps a CLIPTextModel
+    with torch.no_grad():
+        return model(ids.to(encoder.device)).pooler_output
+
+
+def _t5_states(encoder, tokenizer, text: str):
+    """T5's last hidden state of the prompt's tokens and `</s>`, padded to at least 77: (1, max(77, n), C)."""
+    import torch
+
+    from nodegraph.nodes.comfy_flow import T5_MAX_TOKENS
+
+    if tokenizer.dropped([text], T5_MAX_TOKENS)[0]:
+        raise ValueError(f"`text`: the prompt ({len(text)} characters) is longer than {T5_MAX_TOKENS} T5 tokens, the "
+                         f"most this import encodes (T5's attention grows with the square of the length); shorten it")
+    ids, mask = tokenizer([text], T5_MAX_TOKENS)  # (1, T5_MAX_TOKENS), the padding last
+    ids = ids[:, :max(T5_MIN_TOKENS, int(mask.sum()))]
+    with torch.no_grad():
+        return encoder(ids.to(encoder.device))  # (1, L, C)
+
+
+@node("ComfyFluxShift", version=1)
+class ComfyFluxShift(Node):
+    """ComfyUI's ModelSamplingFlux μ (comfy_extras/nodes_model_advanced.py): linear in the image's token count
+    width·height / 256, from `base_shift` at 256 tokens to `max_shift` at 4096 (diffusers' calculate_shift on
+    the same line); feed it to ComfyFlowSigmas' `shift` with sampling "flux"."""
+
+    class Inputs(Ports):
+        max_shift: float = Field(1.15, ge=0.0, le=100.0)
+        base_shift: float = Field(0.5, ge=0.0, le=100.0)
+        width: int = Field(1024, ge=16, le=16384)
+        height: int = Field(1024, ge=16, le=16384)
+
+    class Outputs(Ports):
+        shift: float
+
+    def run(self, i, ctx):
+        slope = (i.max_shift - i.base_shift) / (4096 - 256)
+        return {"shift": (i.width * i.height / (8 * 8 * 2 * 2)) * slope + i.base_shift - slope * 256}

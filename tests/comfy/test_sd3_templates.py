@@ -1,0 +1,104 @@
+"""ComfyUI's SD3.5 checkpoint template (sd3.5_simple_example: CheckpointLoaderSimple of an all-in-one SD3.5 file,
+CLIPTextEncode with its three encoders, EmptySD3LatentImage, KSampler euler/sgm_uniform cfg 4.01) runs from the
+package's own JSON on a tiny random all-in-one file in ComfyUI's checkpoints/ folder, configured from a tiny SD3
+folder, and equals diffusers' StableDiffusion3Pipeline given ComfyUI's semantics.
+
+ComfyUI's SD3 rules (comfy/supported_models.py `SD3`, comfy/model_sampling.py `ModelSamplingDiscreteFlow`,
+comfy/samplers.py `sgm_uniform`, comfy/text_encoders/sd3_clip.py): the σ are shift 3 of u = linspace(1, u_min, n+1)
+without its last point, u_min = σ(t = 1) = 3·0.001 / (1 + 2·0.001) (the pipeline is given those u as `sigmas`, which
+its scheduler shifts once); T5 is padded to at least 77 tokens (the pipeline's max_sequence_length 77); the pooled
+CLIP-L vector is taken WITHOUT its text projection (the file's projection is random here, the pipeline's folder has
+the identity, as diffusers' single-file SD3 loader sets it); the negative "" is encoded. The tiny folder has
+ComfyUI's 16 latent channels (its VAE shrinks 4×: the template at 64×64 is the pipeline's 32×32).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import comfyui_workflow_templates_json as templates_json
+
+TEMPLATES = Path(templates_json.__file__).parent / "templates"
+TEMPLATE = TEMPLATES / "sd3.5_simple_example.json"
+PROMPT = "a red fox in fresh snow"
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def sd3_models(tmp_path_factory):
+    """(tiny SD3.5 folder with 16 latent channels and an identity CLIP-L projection, ComfyUI models/ folder with
+    checkpoints/sd3.5_large_fp8_scaled.safetensors: the folder's weights in SAI's all-in-one layout, CLIP-L's
+    projection replaced by a random one)."""
+    from diffusers import AutoencoderKL, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from tests.sd3 import tiny_sd3
+    from tests.sd3.sd3_files import write_sd3_file
+
+    root = tmp_path_factory.mktemp("comfy-sd3")
+    parts = tiny_sd3.build_components()
+    torch.manual_seed(1)
+    clip_l = CLIPTextModelWithProjection(CLIPTextConfig(**{**tiny_sd3.CLIP_L, "projection_dim": 24},
+                                                        **tiny_sd3.CLIP_COMMON))
+    clip_l = tiny_sd3.perturb(clip_l, 46, scale=0.1)
+    with torch.no_grad():
+        clip_l.text_projection.weight.copy_(torch.eye(24))
+    parts["text_encoder"] = clip_l
+    transformer = {**tiny_sd3.TRANSFORMER, "in_channels": 16, "out_channels": 16, "pooled_projection_dim": 24 + 20}
+    parts["transformer"] = tiny_sd3.perturb(SD3Transformer2DModel(**transformer), 47, scale=0.1)
+    parts["vae"] = tiny_sd3.perturb(AutoencoderKL(**{**tiny_sd3.VAE, "latent_channels": 16}), 48)
+    folder = root / "tiny-sd3"
+    StableDiffusion3Pipeline(**parts).save_pretrained(folder)
+    checkpoints = root / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    path = write_sd3_file(folder, checkpoints / "sd3.5_large_fp8_scaled.safetensors")
+    state = load_file(path)
+    key = "text_encoders.clip_l.transformer.text_projection.weight"
+    state[key] = torch.randn(state[key].shape, generator=torch.Generator().manual_seed(3))
+    save_file(state, path)
+    return folder, root / "models"
+
+
+def run(sd3_models, out: Path, *sets: str, workflow: Path = TEMPLATE) -> np.ndarray:
+    from nodegraph.cli import main
+
+    args = [a for s in (f"config={sd3_models[0]}", "53.width=64", "53.height=64", f"3.steps={STEPS}",
+                        f"16.text={PROMPT}", *sets) for a in ("--set", s)]
+    assert main(["run", str(workflow), "--models", str(sd3_models[1]), "--out", str(out), "-q", *args]) == 0
+    (png,) = sorted(out.rglob("*.png"))
+    return np.asarray(Image.open(png).convert("RGB")).astype(int)
+
+
+def comfy_sgm_uniform(steps: int, shift: float = 3.0) -> list[float]:
+    """ComfyUI's sgm_uniform on SD3's discrete flow, before the shift (the pipeline's scheduler applies it): the
+    timesteps linspace(t(σ_max), t(σ_min), steps + 1) without the last, divided by the multiplier 1000."""
+    u_min = shift * 0.001 / (1 + (shift - 1) * 0.001)  # σ at t = 1 of the 1000-entry table
+    return np.linspace(1.0, u_min, steps + 1)[:-1].tolist()
+
+
+def pipeline_image(folder, seed: int, prompt: str = PROMPT, cfg: float = 4.01, negative: str = "",
+                   steps: int = STEPS) -> np.ndarray:
+    from diffusers import StableDiffusion3Pipeline
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(folder)
+    out = pipe(prompt=prompt, negative_prompt=negative, height=32, width=32, sigmas=comfy_sgm_uniform(steps),
+               guidance_scale=cfg, max_sequence_length=77, generator=torch.Generator("cpu").manual_seed(seed),
+               output_type="np")
+    return np.round(out.images[0] * 255).astype(int)
+
+
+def test_sd35_simple_template_equals_the_sd3_pipeline_with_comfyuis_rules(sd3_models, tmp_path):
+    got = run(sd3_models, tmp_path / "seed5", "3.seed=5")
+    want = pipeline_image(sd3_models[0], seed=5)
+    assert got.shape == want.shape == (32, 32, 3)
+    assert np.abs(got - want).max() <= 1
+    assert np.abs(run(sd3_models, tmp_path / "seed6", "3.seed=6") - want).max() > 8  # it sees the noise
+    assert np.abs(pipeline_image(sd3_models[0], seed=5, cfg=2.0) - want).max() > 4  # the cfg
+    assert np.abs(pipeline_image(sd3_models[0], seed=5, negative="blurry") - want).max() > 4  # the negative
