@@ -1,8 +1,9 @@
 """The attention caches (TaylorSeer, FasterCache, pyramid attention broadcast) on nodegraph's Flux transformer
 equal diffusers 0.42.1's hooks with their default Flux settings on the same tiny weights (schnell-like: no
 guidance embedding): the same calls in which the attention computed (counted at a double block's `to_q`), the
-same outputs along a 20-step flow-matching trajectory, the output moved by the cache. The first-block cache and
-MagCache are Z-Image only here (a located refusal)."""
+same outputs along a 20-step flow-matching trajectory, the output moved by the cache. The block-skipping caches
+(first-block cache, MagCache with diffusers' FLUX_MAG_RATIOS) equal diffusers' hooks the same way: the same calls
+skipped (counted at the last single block, which runs only in full calls), outputs within 1e-5."""
 
 from __future__ import annotations
 
@@ -109,7 +110,50 @@ def test_attention_caches_on_flux_match_diffusers_hooks(flux, method, their_hook
     assert (got - sample(ours)).abs().max() > 1e-3, "the reuse must change the output"
 
 
-def test_block_caches_refuse_flux_naming_what_they_support(flux):
+def first_block(threshold):
+    from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
+
+    return lambda m: apply_first_block_cache(m, FirstBlockCacheConfig(threshold=threshold))
+
+
+def mag(ratios):
+    from diffusers.hooks import MagCacheConfig, apply_mag_cache
+
+    return lambda m: apply_mag_cache(m, MagCacheConfig(num_inference_steps=STEPS, mag_ratios=ratios))
+
+
+def tail_calls(model, run):
+    """`run()`'s result and how many times the last single block computed."""
+    calls = []
+    handle = model.single_transformer_blocks[-1].proj_out.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        return run(), len(calls)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("method", ["first_block", "mag"])
+def test_block_caches_on_flux_match_diffusers_hooks(flux, method):
+    from diffusers.hooks.hooks import CacheContext, _set_cache_context
+    from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
+
+    ours, build = flux
+    theirs = build()
+    # first_block: the first block's residual of these random weights changes 30–50 % a step, so 0.4 skips some
+    # calls and runs others; mag: diffusers' default 0.06
+    threshold = 0.4 if method == "first_block" else 0.06
+    (first_block(threshold) if method == "first_block" else mag(FLUX_MAG_RATIOS))(theirs)
+    _set_cache_context(theirs, CacheContext("cond"))  # as FluxPipeline's `with transformer.cache_context("cond")`
+    expected, their_full = tail_calls(theirs, lambda: sample(lambda **kw: theirs(**kw, return_dict=False)[0]))
+    cache = make_cache(method, threshold=threshold, steps=STEPS, mag_ratios=FLUX_MAG_RATIOS.tolist())
+    got, our_full = tail_calls(ours, lambda: sample(CachedTransformer(ours, cache, method)))
+    assert our_full == their_full == sum(cache.decisions), (our_full, their_full, cache.decisions)
+    assert 2 <= sum(cache.decisions) < STEPS
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert (got - sample(ours)).abs().max() > 1e-3, "the reuse must change the output"
+
+
+def test_block_caches_refuse_a_model_without_a_block_stack_naming_what_they_support():
     with pytest.raises(ValueError, match=r"step cache `first_block` supports transformers with a main stack "
-                                         r"`layers` .*\(Z-Image\); this model is a FluxTransformer2DModel"):
-        CachedTransformer(flux[0], make_cache("first_block"), "first_block")
+                                         r"`layers` .*\(Z-Image\); Flux .*; this model is a Linear"):
+        CachedTransformer(torch.nn.Linear(2, 2), make_cache("first_block"), "first_block")

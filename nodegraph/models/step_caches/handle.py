@@ -24,7 +24,13 @@ class _FirstBlock:
         return self.cache.decisions
 
     def applied(self, model: nn.Module, t: float | None = None, full: bool | None = None):
-        return self.cache.applied(model.layers)  # the first block's residual decides; `full` is ignored
+        """The first block's residual decides; `full` is ignored."""
+        from nodegraph.models.step_caches import flux_blocks
+        from nodegraph.models.step_caches._forwards import replaced
+
+        if flux_blocks.is_flux(model):
+            return replaced(flux_blocks.first_block_pairs(self.cache, model))
+        return self.cache.applied(model.layers)
 
 
 def make_cache(method: str, *, threshold: float = 0.05, interval: int | None = None, steps: int = 28,
@@ -54,17 +60,18 @@ def make_cache(method: str, *, threshold: float = 0.05, interval: int | None = N
 
 def check_supported(model: object, method: str) -> None:
     """Raise a ValueError naming what the caches support when `model` is not one of them: every cache on
-    Z-Image (a `layers` stack whose blocks have `attention`); the attention caches (taylorseer, faster, pab) also
-    on Flux (`transformer_blocks` / `single_transformer_blocks` with `attn`)."""
+    Z-Image (a `layers` stack whose blocks have `attention`) and on Flux (`transformer_blocks`, then
+    `single_transformer_blocks`, blocks with `attn`; at least two blocks in all)."""
+    from nodegraph.models.step_caches import flux_blocks
     from nodegraph.models.step_caches._forwards import attention_modules
 
     layers = getattr(model, "layers", None)
     z_image = isinstance(layers, nn.ModuleList) and len(layers) >= 2 and all(
         isinstance(getattr(block, "attention", None), nn.Module) for block in layers)
-    flux = isinstance(getattr(model, "transformer_blocks", None), nn.ModuleList) and isinstance(model, nn.Module)
-    if z_image or (flux and method in ("taylorseer", "faster", "pab") and attention_modules(model)):
+    flux = isinstance(model, nn.Module) and flux_blocks.is_flux(model) and len(flux_blocks.stack(model)) >= 2
+    if z_image or (flux and attention_modules(model)):
         return
-    what = SUPPORTED if method in ("first_block", "mag") else SUPPORTED + "; Flux (`transformer_blocks`)"
+    what = SUPPORTED + "; Flux (`transformer_blocks`)"
     raise ValueError(f"step cache `{method}` supports {what}; this model is a {type(model).__name__}. "
                      f"Use `cache: none` for it.")
 

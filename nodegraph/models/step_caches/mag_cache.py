@@ -9,6 +9,8 @@ Decisions and arithmetic are those of diffusers 0.42.1's `apply_mag_cache` (`Mag
 max_skip_steps 3, retention_ratio 0.2; the ratios resampled to the run's steps by nearest index; the accumulators
 float32 like its ratio tensor; the state reset after `steps` calls).
 
+On Flux (both stacks, the image stream's residual) the blocks are wrapped by flux_blocks.py.
+
 Shapes: h (B, S, dim), the hidden states the blocks pass on.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from nodegraph.models.step_caches import flux_blocks
 from nodegraph.models.step_caches._forwards import replaced
 
 
@@ -70,6 +73,11 @@ class MagCache:
         """`full` is ignored: MagCache decides from its accumulated error."""
         full = self._decide()
         self.decisions.append(full)
+        if flux_blocks.is_flux(model):
+            with replaced(flux_blocks.mag_pairs(self, model, full)):
+                yield
+            self._advance()
+            return
         head, *rest = model.layers
         tail = rest[-1] if rest else head
         if full:
@@ -79,6 +87,9 @@ class MagCache:
             pairs = [(head, self._reuse)] + [(b, self._pass) for b in rest]
         with replaced(pairs):
             yield
+        self._advance()
+
+    def _advance(self) -> None:
         self.index += 1
         if self.index >= self.steps:
             self._reset()
