@@ -110,6 +110,7 @@ class GLIGEN(nn.Module):
         self.position_net = PositionNet(phrase_dim, token_dim)
         self.fusers = nn.ModuleList(GatedSelfAttention(w, token_dim) for w in widths)
         self.phrase_dim, self.token_dim, self.widths = phrase_dim, token_dim, list(widths)
+        self.source = ""  # the file it was read from (read_gligen), for messages
 
     def tokens(self, boxes: torch.Tensor, masks: torch.Tensor, phrases: torch.Tensor) -> torch.Tensor:
         """(B, 30, 4) boxes, (B, 30) masks, (B, 30, P) phrases → (B, 30, D) grounding tokens."""
@@ -160,8 +161,9 @@ def transformer_blocks(unet: nn.Module) -> list[tuple[str, BasicTransformerBlock
     return sorted(found, key=lambda item: order.get(item[0].split(".")[0], 3))  # stable: module order within
 
 
-def check_fits(gligen: GLIGEN, unet: nn.Module, source: str = "the GLIGEN model") -> list:
+def check_fits(gligen: GLIGEN, unet: nn.Module) -> list:
     """The UNet's transformer blocks, if `gligen` has one fuser of the right width for each; else a GLIGENError."""
+    source = gligen.source or "the GLIGEN model"
     blocks = transformer_blocks(unet)
     widths = [b.norm1.normalized_shape[0] for _, b in blocks]
     context = getattr(getattr(unet, "config", None), "cross_attention_dim", None)
@@ -214,6 +216,7 @@ def gligen_state(sd: dict[str, torch.Tensor], source: str) -> GLIGEN:
     except RuntimeError as e:
         raise GLIGENError(f"{source}: its tensors do not form a GLIGEN text-box model ({str(e).splitlines()[0]}); "
                           f"the file is damaged or of another GLIGEN kind") from e
+    model.source = source  # named in check_fits' message
     return model.float().eval().requires_grad_(False)
 
 

@@ -99,17 +99,17 @@ class ComfyGLIGENTextBox(Node):
         from nodegraph.comfy.gligen import box_entry, pooled_text
         from nodegraph.models.gligen import MAX_OBJECTS
 
-        box = box_entry(pooled_text(i.text_encoder, i.tokenizer, i.text), i.width, i.height, i.x, i.y)
-        out = []
-        for e in _entries(i.conditioning):
+        entries = _entries(i.conditioning)
+        for e in entries:
             before = (e.get("gligen") or {}).get("boxes", [])
             if before and e["gligen"]["model"] is not i.gligen:
                 raise ValueError("`gligen`: this prompt already has boxes of another GLIGEN model; use one")
             if len(before) >= MAX_OBJECTS:
                 raise ValueError(f"`conditioning`: the prompt already has {MAX_OBJECTS} GLIGEN boxes, the most "
                                  f"GLIGEN reads; drop some GLIGENTextBoxApply nodes")
-            out.append(dict(e, gligen={"model": i.gligen, "boxes": [*before, box]}))
-        return {"conditioning": out}
+        box = box_entry(pooled_text(i.text_encoder, i.tokenizer, i.text), i.width, i.height, i.x, i.y)
+        return {"conditioning": [dict(e, gligen={"model": i.gligen, "boxes": [*(e.get("gligen") or {}).get(
+            "boxes", []), box]}) for e in entries]}
 
 
 def _pooled(text_encoder, tokenizer, phrase: str):

@@ -140,3 +140,33 @@ def test_gligen_template_runs_as_shipped_and_its_boxes_steer_the_image(tmp_path,
     assert shipped.std() > 1
     assert int(np.abs(shipped.astype(int) - moved.astype(int)).max()) > 5
     assert int(np.abs(shipped.astype(int) - plain.astype(int)).max()) > 5
+
+
+def test_gligen_file_of_another_model_and_a_box_outside_the_image_are_refused(tmp_path, gligen_models, sd1_folder,
+                                                                                  models_dir, capsys):
+    """Exit status 1 with the reason, no traceback: a GLIGEN file whose fusers do not fit the checkpoint's UNet
+    (one transformer block short), and a box whose corner lies outside the image."""
+    from safetensors.torch import save_file
+
+    from nodegraph.cli import main
+    from tests.gligen.tiny_gligen import comfy_layout
+
+    models, unet = gligen_models
+    wrong = models_folder(tmp_path, {"checkpoints/v1-5-pruned-emaonly-fp16.safetensors":
+                                     models_dir / "checkpoints" / "tiny-sd1.safetensors"})
+    (wrong / "gligen").mkdir()
+    save_file({k: v for k, v in comfy_layout(unet).items() if not k.startswith("middle_block.")},
+              str(wrong / "gligen" / "gligen_sd14_textbox_pruned.safetensors"))
+
+    def run(folder, **values):
+        return main(["run", str(template(NAME)), "--models", str(folder), "--out", str(tmp_path / "out"), "-q",
+                     "--set", f"config={sd1_folder}", *sets(**dict(SMALL, n3_steps=1, **values))])
+
+    assert run(wrong) == 1
+    err = capsys.readouterr().err
+    assert "gligen_sd14_textbox_pruned.safetensors does not match this checkpoint's UNet: it has 3 fusers" in err
+    assert "Traceback" not in err
+    assert run(models, n21_x=200) == 1
+    err = capsys.readouterr().err
+    assert "a GLIGEN box at (200, 32) px lies outside the 96×96 px image" in err and "Traceback" not in err
+    assert not list((tmp_path / "out").rglob("*.png"))

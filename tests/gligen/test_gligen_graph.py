@@ -40,10 +40,7 @@ def test_gligen_graph_equals_diffusers_gligen_pipeline(gligen_sd, guidance_scale
                generator=torch.Generator("cpu").manual_seed(4), output_type="np")
     theirs = to_uint8(out.images)[0]
     ours = _ours(folder, path, guidance_scale=guidance_scale)
-    assert int((ours.int() - theirs.int()).abs().max()) <= 1
-    if guidance_scale > 1:  # sensitive: a moved box changes the image
-        moved = _ours(folder, path, guidance_scale=guidance_scale, boxes=[[0.5, 0.5, 0.875, 1.0], BOXES[1]])
-        assert int((ours.int() - moved.int()).abs().max()) > 5
+    assert int((ours.int() - theirs.int()).abs().max()) <= 1  # boxes' effect: test_gligen_model, the template test
 
 
 def test_gligen_graph_refuses_a_box_outside_the_image_and_uneven_lists(gligen_sd):

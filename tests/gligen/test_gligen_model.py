@@ -92,3 +92,14 @@ def test_more_than_30_boxes_are_refused():
     boxes = [(0.0, 0.0, 0.5, 0.5)] * 31
     with pytest.raises(GLIGENError, match="31 GLIGEN boxes on one prompt; GLIGEN reads at most 30"):
         pad_objects(boxes, [torch.zeros(8)] * 31, 8)
+
+
+def test_a_31st_comfyui_box_on_one_prompt_is_refused_before_encoding():
+    from nodegraph.nodes.gligen import ComfyGLIGENTextBox
+
+    gligen = object()
+    full = [{"embeddings": None, "gligen": {"model": gligen, "boxes": [None] * 30}}]
+    inputs = ComfyGLIGENTextBox.Inputs.model_construct(conditioning=full, gligen=gligen, text_encoder=None,
+                                                       tokenizer=None, text="sun", width=64, height=64, x=0, y=0)
+    with pytest.raises(ValueError, match="the prompt already has 30 GLIGEN boxes, the most GLIGEN reads"):
+        ComfyGLIGENTextBox().run(inputs, None)
