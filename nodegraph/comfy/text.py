@@ -169,3 +169,62 @@ def _forward(encoder, ids, clip_skip: int, layer: str):
     with torch.no_grad():
         out = encoder(ids.to(encoder.device), output_hidden_states=True)
     return out.hidden_states[-1], (out[0] if out[0].ndim == 2 else None)  # the last layer's output, un-normed
+
+
+def comfy_words(prompt: str) -> list[tuple[str, float]]:
+    """The prompt's words and their weights as ComfyUI's SDTokenizer reads them (`tokenize_with_weights`): weights
+    parsed, escapes turned into brackets, each piece split on spaces and newlines, empty words dropped."""
+    for escaped, hidden in _ESCAPES.items():
+        prompt = prompt.replace(escaped, hidden)
+    out = []
+    for piece, weight in parse_weights(prompt):
+        for escaped, hidden in _ESCAPES.items():
+            piece = piece.replace(hidden, escaped[1])
+        out += [(word, weight) for word in piece.replace("\n", " ").split(" ") if word]
+    return out
+
+
+def pooled_text(prompt: str) -> str:
+    """The text a CLIP encoder's pooled embedding reads: weights change only hidden states (ComfyUI's pooled is the
+    first section's, from the plain tokens), so the weighted words joined by spaces."""
+    plain = plain_text(prompt)
+    return plain if plain is not None else " ".join(word for word, _ in comfy_words(prompt))
+
+
+def t5_weighted_tokens(prompt: str, tokenizer, min_length: int = 256, max_tokens: int = 1024):
+    """(ids (1, L), weights (1, L), empty ids (1, L)) of a T5 prompt as ComfyUI's T5XXLTokenizer builds them for
+    Flux: each word tokenized alone without `</s>`, then one `</s>`, padded with pad tokens to `min_length`, never
+    cut (over `max_tokens` tokens is refused); `</s>` and the padding weigh 1. The empty prompt ComfyUI weighs
+    against (sd1_clip.py `gen_empty_tokens`) is `</s>` then pad tokens, as long."""
+    import torch
+
+    words = comfy_words(prompt)
+    (eos,), pad = tokenizer([""], 1)[0][0].tolist(), tokenizer.pad_token_id  # "" is just </s>
+    ids: list[int] = []
+    weights: list[float] = []
+    if words:
+        batch, mask = tokenizer([word for word, _ in words], max_tokens + 1)  # (W, max + 1): one word each, </s>
+        for (_, weight), row, n in zip(words, batch, mask.sum(dim=1).tolist()):
+            ids += row[:n - 1].tolist()
+            weights += [weight] * (n - 1)
+    if len(ids) + 1 > max_tokens:
+        raise ValueError(f"`text`: the prompt is {len(ids) + 1} T5 tokens or more, over {max_tokens}, the most this "
+                         f"import encodes (T5's attention grows with the square of the length); shorten the prompt")
+    length = max(min_length, len(ids) + 1)
+    ids += [eos] + [pad] * (length - len(ids) - 1)
+    weights += [1.0] * (length - len(weights))
+    return torch.tensor([ids]), torch.tensor([weights]), torch.tensor([[eos] + [pad] * (length - 1)])
+
+
+def t5_weighted_encode(encoder, ids, weights, empty):
+    """(1, L, C) T5 hidden states with ComfyUI's weighting (comfy/sd1_clip.py `encode_token_weights`): when any
+    weight ≠ 1, the `empty` prompt is encoded too and each weighted position becomes z_empty + w·(z − z_empty)."""
+    import torch
+
+    with torch.no_grad():
+        z = encoder(ids.to(encoder.device))  # (1, L, C)
+        if bool((weights == 1.0).all()):
+            return z
+        z_empty = encoder(empty.to(encoder.device))  # (1, L, C)
+    w = weights.to(device=z.device, dtype=z.dtype)[..., None]  # (1, L, 1)
+    return torch.where(w != 1.0, z_empty + w * (z - z_empty), z)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from nodegraph.comfy.errors import ComfyError
 from nodegraph.comfy.flow import FLOW_SAMPLERS, FLUX_GUIDANCE, FLUX_LATENT, FLUX_SHIFT, Z_IMAGE_SHIFT
-from nodegraph.comfy.translate_control import node_suffix
 from nodegraph.comfy.translate_sd3 import CheckpointFlowTranslations
 
 # family → (the check node, the default folder/repo of tokenizers and configs)
@@ -28,10 +27,7 @@ def flow_refusals(api: dict[str, dict]) -> list[str]:
     """Refused by name before anything loads: the flow-model nodes of a workflow with no flow model (no UNETLoader,
     no CheckpointLoaderSimple: SD3.5 and Flux all-in-one files run, translate_sd3.py), ModelSamplingAuraFlow on a
     checkpoint (Lumina 2 / AuraFlow files: not covered yet), the ControlNets of a workflow on a flow model's
-    latents (EmptySD3LatentImage), and weighted Flux prompts (the literal texts of CLIPTextEncodeFlux, and of
-    CLIPTextEncode fed straight by a DualCLIPLoader)."""
-    from nodegraph.comfy.text import plain_text
-
+    latents (EmptySD3LatentImage). (Weighted Flux prompts run: ComfyT5Encode `weighted`.)"""
     out, loaders = [], {entry["class_type"] for entry in api.values()}
     if "UNETLoader" not in loaders:  # with a checkpoint: SD3.5 / Flux files (AuraFlow's shift is Lumina's, AuraFlow's)
         flow_only = FLOW_ONLY if "CheckpointLoaderSimple" not in loaders else ("ModelSamplingAuraFlow",)
@@ -42,13 +38,6 @@ def flow_refusals(api: dict[str, dict]) -> list[str]:
         out += [f"node {node_id} ({entry['class_type']}): ControlNets of flow-matching models (SD3.5, Flux) are not "
                 f"covered yet" for node_id, entry in api.items()
                 if entry["class_type"] in ("ControlNetApply", "ControlNetApplyAdvanced")]
-    for node_id, entry in api.items():
-        kind, clip = entry["class_type"], entry["inputs"].get("clip")
-        flux_clip = isinstance(clip, list) and api.get(str(clip[0]), {}).get("class_type") == "DualCLIPLoader"
-        names = ("clip_l", "t5xxl") if kind == "CLIPTextEncodeFlux" else ("text",) if flux_clip else ()
-        out += [f"node {node_id} ({kind}): `(word:weight)` weights in `{name}` (Flux prompts run unweighted only)"
-                for name in names if isinstance(entry["inputs"].get(name), str)
-                and plain_text(entry["inputs"][name]) is None]
     return out
 
 
@@ -164,24 +153,19 @@ class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-o
         return (dict(cond, guidance=self.literal(node_id, "guidance")),)
 
     def _flux_encode(self, node_id, nid, clip, t5_text: str, clip_text: str) -> dict:
-        """T5 as ComfyUI pads it (ComfyT5Encode) and CLIP-L's pooled embedding (CLIPPooledEncode), from graph-input
-        references; weighted prompts are refused."""
-        from nodegraph.comfy.text import plain_text
+        """T5 as ComfyUI pads and weighs it (ComfyT5Encode, `weighted` when the text has `(word:weight)`) and CLIP-L's
+        pooled embedding (CLIPPooledEncode: weights do not change it, comfy/text.py `pooled_text`), from graph-input
+        references (a derived literal where escapes or weights change the text an encoder reads)."""
+        from nodegraph.comfy.text import plain_text, pooled_text
 
-        texts = []
-        for ref in (t5_text, clip_text):
-            name = ref.split(".", 1)[1]
-            text = self.inputs[name]["default"]
-            plain = plain_text(text)
-            if plain is None:
-                raise ComfyError(f"{self.where(node_id, name.removesuffix('_' + node_suffix(node_id)))}: "
-                                 f"`(word:weight)` weights in a Flux prompt are not covered yet; remove them (or "
-                                 f"escape the brackets as \\( \\))")
-            texts.append(ref if plain == text else plain)  # escapes: the text ComfyUI's tokenizers read
+        t5, text = (self.inputs[ref.split(".", 1)[1]]["default"] for ref in (t5_text, clip_text))
+        t5_plain = plain_text(t5)
         self.nodes[nid] = {"type": "ComfyT5Encode", "text_encoder": clip["t5"], "tokenizer": clip["t5_tokenizer"],
-                           "text": texts[0]}
+                           "text": t5_text if t5_plain in (t5, None) else t5_plain,
+                           **({"weighted": True} if t5_plain is None else {})}
         self.nodes[f"{nid}_clip"] = {"type": "CLIPPooledEncode", "text_encoder": clip["clip"],
-                                     "tokenizer": clip["clip_tokenizer"], "prompt": texts[1]}
+                                     "tokenizer": clip["clip_tokenizer"],
+                                     "prompt": clip_text if pooled_text(text) == text else pooled_text(text)}
         return {"embeddings": f"${nid}.embeddings", "pooled": f"${nid}_clip.pooled", "flow": "flux"}
 
     def flow_sampler(self, node_id, nid, model, seed):

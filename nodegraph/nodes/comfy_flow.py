@@ -76,12 +76,14 @@ class ComfyQwenTextEncode(Node):
 class ComfyT5Encode(Node):
     """ComfyUI's T5-XXL encoding for Flux (comfy/text_encoders/flux.py): the prompt's tokens and `</s>`, padded with
     pad tokens to at least 256 and never cut, no attention mask, T5's last hidden state: (1, max(256, n), C).
-    ComfyUI has no upper bound; here a prompt over T5_MAX_TOKENS (1024) tokens is refused before the encoder runs."""
+    ComfyUI has no upper bound; here a prompt over T5_MAX_TOKENS (1024) tokens is refused before the encoder runs.
+    `weighted`: the text is read with ComfyUI's `(word:weight)` syntax, word by word (nodegraph/comfy/text.py)."""
 
     class Inputs(Ports):
         text_encoder: TextEncoder
         tokenizer: Tokenizer
         text: str = Field("", description=f"the prompt (at most {T5_MAX_TOKENS} T5 tokens)")
+        weighted: bool = Field(False, description="ComfyUI's prompt weights: (word:1.2), (word) = 1.1")
 
     class Outputs(Ports):
         embeddings: Embeddings
@@ -89,6 +91,11 @@ class ComfyT5Encode(Node):
     def run(self, i, ctx):
         import torch
 
+        if i.weighted:
+            from nodegraph.comfy.text import t5_weighted_encode, t5_weighted_tokens
+
+            ids, weights, empty = t5_weighted_tokens(i.text, i.tokenizer, 256, T5_MAX_TOKENS)
+            return {"embeddings": t5_weighted_encode(i.text_encoder, ids, weights, empty).to(device=ctx.device)}
         if i.tokenizer.dropped([i.text], T5_MAX_TOKENS)[0]:  # tokenizing is cheap; the encoder's bias is not
             raise ValueError(f"`text`: the prompt ({len(i.text)} characters) is longer than "
                              f"{T5_MAX_TOKENS} T5 tokens, the most this import encodes (T5's attention grows with the "

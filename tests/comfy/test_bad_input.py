@@ -80,12 +80,12 @@ def test_png_without_comfyui_chunks_says_so(tmp_path, capsys, models_dir):
 def test_unsupported_nodes_and_names_are_all_listed_before_running(tmp_path, capsys, models_dir):
     doc = copy.deepcopy(DEFAULT_API)
     doc["3"]["inputs"]["sampler_name"] = "dpm_adaptive"  # (dpmpp_sde and upscale models are covered now)
-    doc["10"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "clip_vision_g.safetensors"}}
-    doc["11"] = {"class_type": "CLIPVisionEncode", "inputs": {"clip_vision": ["10", 0], "image": ["8", 0]}}
+    doc["10"] = {"class_type": "StyleModelLoader", "inputs": {"style_model_name": "flux1-redux-dev.safetensors"}}
+    doc["11"] = {"class_type": "ImageInvert", "inputs": {"image": ["8", 0]}}  # (CLIP vision is covered now)
     err = run_bad(tmp_path, capsys, write(tmp_path, doc), models_dir)
     assert "3 parts of this workflow nodegraph cannot run yet (nothing was run)" in err
-    for part in ("node 3 (KSampler): sampler_name 'dpm_adaptive'", "node 10: CLIPVisionLoader",
-                 "node 11: CLIPVisionEncode"):
+    for part in ("node 3 (KSampler): sampler_name 'dpm_adaptive'", "node 10: StyleModelLoader",
+                 "node 11: ImageInvert"):
         assert part in err
 
 

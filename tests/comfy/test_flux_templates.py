@@ -140,16 +140,16 @@ def test_flux_template_refusals_name_the_node_and_what_to_do(flux_models):
         translate_with("194:47.clip_name2=clip_l.safetensors")
     with pytest.raises(ComfyError, match=r"node 194:47 \(DualCLIPLoader\): type 'sd3'"):
         translate_with("194:47.type=sd3")
-    with pytest.raises(ComfyError, match=r"node 194:49 \(CLIPTextEncode\): `\(word:weight\)` weights in `text` "
-                                         r"\(Flux prompts run unweighted only\)"):
-        translate_with("194:49.text=a (red:1.2) fox")
+    nodes = translate_with("194:49.text=a (red:1.2) fox").document["nodes"]  # weights: tests/comfy/test_flux_weights.py
+    assert nodes["text194_49"]["weighted"] is True and nodes["text194_49_clip"]["prompt"] == "a red fox"
     assert translate_with("194:49.text=a \\(red\\) fox")  # escaped brackets are text
 
 
 def test_flux_schnell_template_with_clip_text_encode_flux_equals_the_schnell_pipeline(flux_models, tmp_path):
     """flux_schnell_full_text_to_image: CLIPTextEncodeFlux's `clip_l` text to CLIP-L, `t5xxl` to T5 (the
     pipeline's prompt / prompt_2); schnell samples on ComfyUI's discrete flow with shift 1 (no guidance). Its own
-    T5 text is weighted (`(like daisies, pink blooms)`), which is refused: the test gives plain texts."""
+    T5 text is weighted (`(like daisies, pink blooms)`: tests/comfy/test_flux_weights.py runs it as it ships); here
+    plain texts."""
     from nodegraph.cli import main
 
     workflow = TEMPLATE.parent / "flux_schnell_full_text_to_image.json"

@@ -153,17 +153,28 @@ def test_revision_text_prompts_equals_comfyuis_unclip_arithmetic(tmp_path, revis
                                           pooled=comfy_unclip_pooled(embeds, [1.0, 1.0]))) > 5
 
 
-def test_revision_strength_zero_leaves_the_text_prompt(tmp_path, revision):
-    folder, _, _, images, _ = revision
-    ours = run(tmp_path, "sdxl_revision_text_prompts", revision, images, *sets(n19_strength=0.0, n37_strength=0.0))
-    assert max_diff(ours, diffusers_image(folder, "anime", "text, watermark")) <= 1
+def test_revision_strength_zero_adds_no_entry_and_keeps_the_text_pooled():
+    """unCLIPConditioning returns the conditioning unchanged at strength 0 (nodes.py `apply_adm`), so the sampler
+    keeps the text's pooled vector; another strength is an entry."""
+    from nodegraph.nodes.clip_vision import ComfyUnCLIPConditioning, ComfyUnCLIPPooled
+
+    embeds, text_pooled = torch.randn((1, 24)), torch.randn((1, 24))
+    zero = ComfyUnCLIPConditioning().run(ComfyUnCLIPConditioning.Inputs(image_embeds=embeds, strength=0.0), None)
+    assert zero["unclip"] == []
+    pooled = ComfyUnCLIPPooled().run(ComfyUnCLIPPooled.Inputs(unclip=zero["unclip"], seed=SEED, pooled=text_pooled),
+                                     None)["pooled"]
+    assert pooled is text_pooled
+    one = ComfyUnCLIPConditioning().run(ComfyUnCLIPConditioning.Inputs(image_embeds=embeds, strength=0.5), None)
+    assert [e["strength"] for e in one["unclip"]] == [0.5]
 
 
 def test_revision_zero_positive_follows_the_images(tmp_path, revision):
     folder, _, tower, images, other = revision
-    ours = run(tmp_path / "a", "sdxl_revision_zero_positive", revision, images)
-    embeds = [comfy_image_embeds(tower, images / n) for n in ("mountains.png", "sunset.png")]
-    theirs = diffusers_image(folder, "", "", pooled=comfy_unclip_pooled(embeds, [0.75, 0.75]), zero_positive=True)
-    assert max_diff(ours, theirs) <= 1
+    ours = run(tmp_path, "sdxl_revision_zero_positive", revision, images)
+    pooled = {}
+    for name, where in (("ours", images), ("other", other)):
+        embeds = [comfy_image_embeds(tower, where / n) for n in ("mountains.png", "sunset.png")]
+        pooled[name] = comfy_unclip_pooled(embeds, [0.75, 0.75])
+    assert max_diff(ours, diffusers_image(folder, "", "", pooled=pooled["ours"], zero_positive=True)) <= 1
     # another pair of pictures is another image
-    assert max_diff(ours, run(tmp_path / "b", "sdxl_revision_zero_positive", revision, other)) > 5
+    assert max_diff(ours, diffusers_image(folder, "", "", pooled=pooled["other"], zero_positive=True)) > 5
