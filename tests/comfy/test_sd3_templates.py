@@ -28,6 +28,7 @@ TEMPLATES = Path(templates_json.__file__).parent / "templates"
 TEMPLATE = TEMPLATES / "sd3.5_simple_example.json"
 PROMPT = "a red fox in fresh snow"
 STEPS = 4
+PLAIN, DEQUANTIZED = "sd3.5_large.safetensors", "sd3.5_large_dequantized.safetensors"  # beside the template's file
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,7 @@ def sd3_models(tmp_path_factory):
     from safetensors.torch import load_file, save_file
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
+    from tests.fp8.comfy_scaled import write_scaled
     from tests.sd3 import tiny_sd3
     from tests.sd3.sd3_files import write_sd3_file
 
@@ -58,19 +60,22 @@ def sd3_models(tmp_path_factory):
     StableDiffusion3Pipeline(**parts).save_pretrained(folder)
     checkpoints = root / "models" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    path = write_sd3_file(folder, checkpoints / "sd3.5_large_fp8_scaled.safetensors")
+    path = write_sd3_file(folder, checkpoints / PLAIN)
     state = load_file(path)
     key = "text_encoders.clip_l.transformer.text_projection.weight"
     state[key] = torch.randn(state[key].shape, generator=torch.Generator().manual_seed(3))
     save_file(state, path)
+    write_scaled(state, checkpoints / "sd3.5_large_fp8_scaled.safetensors", checkpoints / DEQUANTIZED,
+                 prefixes=("model.diffusion_model.", "text_encoders.t5xxl.transformer."))
+    write_sd3_file(folder, checkpoints / "sd3.5_no_text.safetensors", text_encoders=False)
     return folder, root / "models"
 
 
-def run(sd3_models, out: Path, *sets: str, workflow: Path = TEMPLATE) -> np.ndarray:
+def run(sd3_models, out: Path, *sets: str, workflow: Path = TEMPLATE, ckpt: str = PLAIN) -> np.ndarray:
     from nodegraph.cli import main
 
     args = [a for s in (f"config={sd3_models[0]}", "53.width=64", "53.height=64", f"3.steps={STEPS}",
-                        f"16.text={PROMPT}", *sets) for a in ("--set", s)]
+                        f"16.text={PROMPT}", f"4.ckpt_name={ckpt}", *sets) for a in ("--set", s)]
     assert main(["run", str(workflow), "--models", str(sd3_models[1]), "--out", str(out), "-q", *args]) == 0
     (png,) = sorted(out.rglob("*.png"))
     return np.asarray(Image.open(png).convert("RGB")).astype(int)
@@ -83,22 +88,88 @@ def comfy_sgm_uniform(steps: int, shift: float = 3.0) -> list[float]:
     return np.linspace(1.0, u_min, steps + 1)[:-1].tolist()
 
 
-def pipeline_image(folder, seed: int, prompt: str = PROMPT, cfg: float = 4.01, negative: str = "",
-                   steps: int = STEPS) -> np.ndarray:
-    from diffusers import StableDiffusion3Pipeline
+def pipeline_image(folder, seed: int, cfg: float = 4.01, shift: float = 3.0, projection=None) -> np.ndarray:
+    """The pipeline's image of PROMPT with the negative "" at 32×32 (the template's 64×64 in the tiny VAE)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
 
     pipe = StableDiffusion3Pipeline.from_pretrained(folder)
-    out = pipe(prompt=prompt, negative_prompt=negative, height=32, width=32, sigmas=comfy_sgm_uniform(steps),
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=shift)
+    if projection is not None:  # CLIP-L's text projection (the folder's is the identity)
+        with torch.no_grad():
+            pipe.text_encoder.text_projection.weight.copy_(projection)
+    out = pipe(prompt=PROMPT, negative_prompt="", height=32, width=32, sigmas=comfy_sgm_uniform(STEPS, shift),
                guidance_scale=cfg, max_sequence_length=77, generator=torch.Generator("cpu").manual_seed(seed),
                output_type="np")
     return np.round(out.images[0] * 255).astype(int)
 
 
-def test_sd35_simple_template_equals_the_sd3_pipeline_with_comfyuis_rules(sd3_models, tmp_path):
-    got = run(sd3_models, tmp_path / "seed5", "3.seed=5")
-    want = pipeline_image(sd3_models[0], seed=5)
+@pytest.fixture(scope="module")
+def seed5(sd3_models, tmp_path_factory):
+    """(the template's image at seed 5 from the plain file, the pipeline's image), shared by the tests below."""
+    got = run(sd3_models, tmp_path_factory.mktemp("sd3-seed5"), "3.seed=5")
+    return got, pipeline_image(sd3_models[0], seed=5)
+
+
+def test_sd35_simple_template_equals_the_sd3_pipeline_with_comfyuis_rules(sd3_models, seed5, tmp_path):
+    got, want = seed5
     assert got.shape == want.shape == (32, 32, 3)
     assert np.abs(got - want).max() <= 1
     assert np.abs(run(sd3_models, tmp_path / "seed6", "3.seed=6") - want).max() > 8  # it sees the noise
-    assert np.abs(pipeline_image(sd3_models[0], seed=5, cfg=2.0) - want).max() > 4  # the cfg
-    assert np.abs(pipeline_image(sd3_models[0], seed=5, negative="blurry") - want).max() > 4  # the negative
+    assert np.abs(pipeline_image(sd3_models[0], seed=5, cfg=2.0) - want).max() > 4  # and the cfg
+
+
+def test_the_pooled_clip_l_vector_is_taken_before_its_text_projection(sd3_models, seed5):
+    """The file's CLIP-L projection is random: a pipeline that applied it draws another image (so the template's
+    match above needs ComfyUI's un-projected pooled vector)."""
+    from safetensors import safe_open
+
+    with safe_open(str(sd3_models[1] / "checkpoints" / PLAIN), framework="pt") as f:
+        projection = f.get_tensor("text_encoders.clip_l.transformer.text_projection.weight")
+    assert np.abs(pipeline_image(sd3_models[0], seed=5, projection=projection) - seed5[1]).max() > 4
+
+
+def test_the_templates_scaled_fp8_file_draws_its_dequantized_twins_image(sd3_models, seed5, tmp_path):
+    """sd3.5_large_fp8_scaled.safetensors as ComfyUI writes it (transformer and T5 in float8 with per-layer
+    `scale_weight`, tests/fp8/comfy_scaled.py) gives, in this float32 run, exactly the image of the same weights
+    dequantized into a plain file, and not the unquantized file's."""
+    scaled = run(sd3_models, tmp_path / "scaled", "3.seed=5", ckpt="sd3.5_large_fp8_scaled.safetensors")
+    assert np.array_equal(scaled, run(sd3_models, tmp_path / "twin", "3.seed=5", ckpt=DEQUANTIZED))
+    assert np.abs(scaled - seed5[0]).max() > 0
+
+
+def test_model_sampling_sd3_sets_the_shift(sd3_models, tmp_path):
+    """ModelSamplingSD3 (shift 2, multiplier 1000) between the checkpoint and the KSampler (API form)."""
+    from nodegraph.comfy.reader import read_workflow
+
+    api = read_workflow(TEMPLATE).api
+    api["m"] = {"class_type": "ModelSamplingSD3", "inputs": {"model": ["4", 0], "shift": 2.0}}
+    api["3"]["inputs"]["model"] = ["m", 0]
+    workflow = tmp_path / "sampling_sd3.json"
+    workflow.write_text(json.dumps(api))
+    got = run(sd3_models, tmp_path / "out", "3.seed=5", workflow=workflow)
+    assert np.abs(got - pipeline_image(sd3_models[0], seed=5, shift=2.0)).max() <= 1
+
+
+def test_sd3_refusals_name_the_node_and_what_to_do(sd3_models):
+    from nodegraph.comfy.command import apply_comfy_sets
+    from nodegraph.comfy.errors import ComfyError
+    from nodegraph.comfy.models import ModelPaths
+    from nodegraph.comfy.reader import read_workflow
+    from nodegraph.comfy.report import check
+    from nodegraph.comfy.translate import translate
+
+    def translate_with(*sets):
+        workflow = read_workflow(TEMPLATE)
+        apply_comfy_sets(workflow.api, list(sets), str(TEMPLATE))
+        return translate(workflow, ModelPaths([sd3_models[1]]))
+
+    assert translate_with(f"4.ckpt_name={PLAIN}")
+    with pytest.raises(ComfyError, match=r"node 16 \(CLIPTextEncode\) input `clip`: the SD3 checkpoint holds no "
+                                         r"CLIP-L and bigG text encoders \(none found\)"):
+        translate_with("4.ckpt_name=sd3.5_no_text.safetensors")
+    with pytest.raises(ComfyError, match=r"node 16 \(CLIPTextEncode\) input `text`: `\(word:weight\)` weights in "
+                                         r"an SD3 prompt are not covered yet"):
+        translate_with(f"4.ckpt_name={PLAIN}", "16.text=a (red:1.2) fox")
+    for name, node in (("sd3.5_large_blur", "58"), ("sd3.5_large_canny_controlnet_example", "51")):
+        assert f"node {node} (ControlNetApplyAdvanced): ControlNets of flow-matching models (SD3.5, Flux) are not " \
+               f"covered yet" in check(TEMPLATES / f"{name}.json")
