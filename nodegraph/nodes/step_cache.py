@@ -126,7 +126,8 @@ class StepCacheRefresh(Node):
 
 
 RATIOS_HELP = ("mag: the model's magnitude ratios, comma-separated (one per step of a calibration run; resampled "
-               "to this run's steps); `calibrate` measures them (no step skipped, printed as a warning)")
+               "to this run's steps); `calibrate` measures them (no step skipped, printed as a warning); `flux` = "
+               "MagCache's FLUX.1-dev ratios")
 
 
 @node("StepCacheTransformer", version=1)
@@ -184,9 +185,10 @@ def cached_transformer(transformer, method: str, ctx, *, threshold: float = 0.05
 @node("StepCacheNegative", version=1)
 class StepCacheNegative(Node):
     """The transformer for true CFG's negative-prompt calls, with a cache state of its own as diffusers' pipelines
-    give them (`cache_context("uncond")`); method none: the transformer itself. With true CFG on, only
-    taylorseer: diffusers 0.42.1's PAB and FasterCache hooks keep one state for both contexts (the negative call
-    takes the positive call's attention), so they are refused with true CFG rather than computed otherwise."""
+    give them (`cache_context("uncond")`); method none: the transformer itself. With true CFG on: taylorseer,
+    first_block and mag (a state per context in diffusers too); diffusers 0.42.1's PAB and FasterCache hooks keep
+    one state for both contexts (the negative call takes the positive call's attention), so they are refused with
+    true CFG rather than computed otherwise."""
 
     pure = False  # the returned handle carries one run's cache state
 
@@ -195,29 +197,38 @@ class StepCacheNegative(Node):
         method: TRANSFORMER_CACHES = Field("none", description="the positive calls' cache (StepCacheTransformer)")
         interval: int = Field(0, ge=0, le=50, description="taylorseer: one full call every N (0 = 5)")
         true_cfg_off: bool = Field(True, description="true CFG is off: no negative calls (FluxTrueCFGOff)")
+        threshold: float = Field(0.05, ge=0.0, le=1.0, description="first_block / mag: as StepCacheTransformer's")
+        steps: int = Field(28, ge=1, le=1000, description="mag: the run's number of negative calls")
+        mag_ratios: str = Field("flux", description=RATIOS_HELP)
 
     class Outputs(Ports):
         transformer: Transformer
 
     def run(self, i, ctx):
-        if i.true_cfg_off or i.method in ("none", "taylorseer"):  # true CFG off: a handle never called
-            return {"transformer": cached_transformer(i.transformer, i.method, ctx, interval=i.interval)}
+        if i.true_cfg_off or i.method in ("none", "taylorseer", "first_block", "mag"):  # off: never called
+            return {"transformer": cached_transformer(i.transformer, i.method, ctx, threshold=i.threshold,
+                                                      interval=i.interval, steps=i.steps, mag_ratios=i.mag_ratios)}
         raise ValueError(f"`cache: {i.method}` with true CFG (true_cfg_scale > 1 and a negative prompt) is not "
                          f"supported: diffusers 0.42.1's {i.method} hook keeps one state for the positive and the "
-                         f"negative calls (the negative call reuses the positive's attention). Use `cache: taylorseer` "
-                         f"(a state per call, as diffusers), `cache: none`, or turn true CFG off (true_cfg_scale 1).")
+                         f"negative calls (the negative call reuses the positive's attention). Use `cache: taylorseer`, "
+                         f"`first_block` or `mag` (a state per call, as diffusers), `cache: none`, or turn true CFG off "
+                         f"(true_cfg_scale 1).")
 
 
 def parse_mag_ratios(text: str) -> list[float] | None:
     """`calibrate` → None (measure them); else the comma-separated positive numbers."""
     if text.strip() == "calibrate":
         return None
+    if text.strip() == "flux":
+        from nodegraph.models.step_caches.mag_cache import FLUX_RATIOS
+
+        return list(FLUX_RATIOS)
     try:
         ratios = [float(part) for part in text.split(",")] if text.strip() else []
     except ValueError:
         ratios = []
     if not ratios or not all(0.0 < r < 10.0 for r in ratios):
         raise ValueError(f"`mag_ratios` must be the model's magnitude ratios, comma-separated numbers "
-                         f"between 0 and 10 (got {text!r}); MagCache has none built in for this model: run once "
+                         f"between 0 and 10 (got {text!r}), or `flux` (FLUX.1-dev's); for another model run once "
                          f"with `mag_ratios: calibrate` (graphs: --set cache_mag_ratios=calibrate) to measure them.")
     return ratios

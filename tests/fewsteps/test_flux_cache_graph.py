@@ -3,8 +3,10 @@ transformer, on tests/flow's tiny Flux.1-dev pipeline (attention made to count, 
 of transformer calls run in full (ours counted by the StepCacheDecision events `nodegraph run -v` reports, theirs at
 a double block's attention), pixels within 1/255, the image moved by the cache. With true CFG the negative prompt's
 calls keep a TaylorSeer cache of their own, as FluxPipeline's `cache_context("uncond")` does; pab and faster are
-refused there (diffusers 0.42.1's PAB and FasterCache hooks keep one state across contexts). first_block and mag
-are refused at validation."""
+refused there (diffusers 0.42.1's PAB and FasterCache hooks keep one state across contexts). `cache: first_block |
+mag` equal FluxPipeline with apply_first_block_cache / apply_mag_cache (FLUX_MAG_RATIOS) the same way, with and
+without true CFG (a state per kind of call, as diffusers' contexts); theirs counted at the same attention, which a
+skipped call does not run."""
 
 from __future__ import annotations
 
@@ -142,10 +144,37 @@ def test_flux_graph_refuses_pab_and_faster_with_true_cfg_naming_why_and_what_to_
         run_graph(GRAPH, inputs={"model": str(dev), **SETTINGS, **CFG, "cache": method})
 
 
-@pytest.mark.parametrize("method", ["first_block", "mag"])
-def test_flux_graph_refuses_block_caches_at_validation_naming_what_flux_supports(method, capsys):
-    from nodegraph.cli import main
+def first_block(pipe):
+    from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
 
-    assert main(["validate", GRAPH, "--set", f"cache={method}"]) != 0
-    err = capsys.readouterr().err
-    assert f"inputs.cache: `--set cache='{method}'`" in err and "'none', 'taylorseer', 'faster', 'pab'" in err
+    apply_first_block_cache(pipe.transformer, FirstBlockCacheConfig(threshold=BLOCK_THRESHOLD))
+
+
+def mag(pipe):
+    from diffusers.hooks import MagCacheConfig, apply_mag_cache
+    from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
+
+    apply_mag_cache(pipe.transformer, MagCacheConfig(num_inference_steps=SETTINGS["steps"], mag_ratios=FLUX_MAG_RATIOS))
+
+
+# first_block: the first block's residual on this tiny random model changes by tens of percent a step, so
+# diffusers' 0.05 would skip nothing; mag: diffusers' default 0.06 with its FLUX_MAG_RATIOS (`cache_mag_ratios`'s
+# default `flux`)
+BLOCK_THRESHOLD = 0.4
+BLOCK_CACHES = [("first_block", first_block, BLOCK_THRESHOLD), ("mag", mag, 0.06)]
+
+
+@pytest.mark.parametrize("method, hook, threshold", BLOCK_CACHES)
+def test_flux_graph_block_caches_match_flux_pipeline_with_the_hook(dev, plain, method, hook, threshold):
+    assert_same(run_ours(dev, cache=method, cache_threshold=threshold), run_theirs(dev, hook), plain)
+
+
+@pytest.mark.parametrize("method, hook, threshold", BLOCK_CACHES)
+def test_flux_graph_block_caches_with_true_cfg_keep_a_state_per_call_as_diffusers_contexts(dev, method, hook,
+                                                                                          threshold):
+    from nodegraph import run_graph
+    from tests.graphs.tiny_pipelines import png_pixels
+
+    uncached = png_pixels(run_graph(GRAPH, inputs={"model": str(dev), **SETTINGS, **CFG})["image"]).int()
+    assert_same(run_ours(dev, cache=method, cache_threshold=threshold, **CFG), run_theirs(dev, hook, **CFG),
+                uncached, calls_per_step=2)

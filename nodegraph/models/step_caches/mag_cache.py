@@ -26,6 +26,13 @@ from nodegraph.models.step_caches import flux_blocks
 from nodegraph.models.step_caches._forwards import replaced
 
 
+# The magnitude ratios MagCache's authors measured on FLUX.1-dev (28 steps; the first is 1 by definition), as
+# diffusers 0.42.1 ships them (`FLUX_MAG_RATIOS`): `mag_ratios: flux` in the graphs.
+FLUX_RATIOS = (1.0, 1.21094, 1.11719, 1.07812, 1.0625, 1.03906, 1.03125, 1.03906, 1.02344, 1.03125, 1.02344, 0.98047,
+               1.01562, 1.00781, 1.0, 1.00781, 1.0, 1.00781, 1.0, 1.0, 0.99609, 0.99609, 0.98047, 0.98828, 0.96484,
+               0.95703, 0.93359, 0.89062)
+
+
 def resample(ratios: torch.Tensor, steps: int) -> torch.Tensor:
     """The ratio curve at `steps` points: nearest index on an even grid over the measured curve."""
     if len(ratios) == steps:
