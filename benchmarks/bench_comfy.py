@@ -22,6 +22,14 @@ hook on the executor's node events) and prints, per side, the median wall and CP
 nodegraph imported → graph ready (workflow: read + translate + validate) → each model load, the prompts, the
 sampling loop, the decode → PNG written; the driver adds one hook call per node.
 Goal (issue 19): the import costs nothing measurable — time-to-image ratio 1.00 within noise.
+
+`--sdxl` (with --whole-process) does the same for SDXL (issue 30): ComfyUI's default graph — the base pass of the
+`sdxl_simple_example` template: CheckpointLoaderSimple, two CLIPTextEncode, EmptyLatentImage, KSampler euler/normal
+cfg 8, VAEDecode — on an SDXL-size single file written once from the cache's random bf16 SDXL base folder
+(`sdxl-base-random-bf16`, its configs given to both sides), against its hand-written twin (HAND_WRITTEN_SDXL).
+`--dtype bf16` runs both children in bf16. A real-size step fits the heavy lock as one process per command:
+`--only workflow|hand --round R --results FILE` runs one child and appends its line to FILE; `--summary FILE`
+prints the medians and ratio of the lines gathered there (see docs/comfyui.md for the command sequence).
 """
 
 from __future__ import annotations
@@ -39,6 +47,9 @@ sys.path.insert(0, str(REPO))
 
 from tests.comfy.workflows import HAND_WRITTEN, api  # noqa: E402  (the tests' default workflow and its twin)
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from comfy_sdxl_twin import HAND_WRITTEN_SDXL, sdxl_model_files  # noqa: E402  (--sdxl)
+
 PROMPT, CFG = "a photograph of an astronaut riding a horse", 8.0  # ComfyUI's default graph's cfg
 
 
@@ -55,6 +66,8 @@ def hand_inputs(args) -> dict:
 
 def model_files(args) -> tuple[Path, str]:
     """(models/ folder holding checkpoints/model.safetensors, config folder or "")."""
+    if args.sdxl:
+        return sdxl_model_files(args)
     root = Path(args.cache).expanduser()
     if args.tiny:
         from tests.graphs.tiny_pipelines import save_tiny_sd
@@ -84,16 +97,15 @@ def model_files(args) -> tuple[Path, str]:
 
 def whole_process(args, models: Path, config: str) -> None:
     """Alternated fresh `nodegraph run` processes: the ComfyUI workflow vs the hand-written graph."""
-    import os
-
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_time_to_image import GB, can_drop_page_cache, drop_page_cache, pixel_diff, timed_run
 
     work = Path(tempfile.mkdtemp(prefix="bench-comfy-process-"))
     (work / "workflow.json").write_text(workflow_json(args))
-    (work / "hand.yaml").write_text(HAND_WRITTEN)
+    (work / "hand.yaml").write_text(HAND_WRITTEN_SDXL if args.sdxl else HAND_WRITTEN)
     checkpoint = models / "checkpoints" / "model.safetensors"
     config_set = ["--set", f"config={config}"] if config else []
+    dtype = ["--dtype", args.dtype] if args.dtype else []
     cli = [sys.executable, "-m", "nodegraph.cli", "run"]
     if args.phases:
         cli = [sys.executable, str(Path(__file__).resolve()), "--child-phases", str(work / "phases-{side}-{r}.json"),
@@ -101,10 +113,11 @@ def whole_process(args, models: Path, config: str) -> None:
 
     def command(side: str, out: Path) -> list[str]:
         if side == "workflow":
-            return [*cli, str(work / "workflow.json"), "--models", str(models), *config_set, "--out", str(out), "-q"]
+            return [*cli, str(work / "workflow.json"), "--models", str(models), *config_set, *dtype, "--out", str(out),
+                    "-q"]
         sets = {"model": checkpoint, **hand_inputs(args)}
         return [*cli, str(work / "hand.yaml"), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
-                *config_set, "--out", str(out), "-q"]
+                *config_set, *dtype, "--out", str(out), "-q"]
 
     if args.cold and not can_drop_page_cache():
         return
@@ -113,19 +126,38 @@ def whole_process(args, models: Path, config: str) -> None:
             while f.read(1 << 24):
                 pass
     runs: dict[str, list[tuple[float, int]]] = {"workflow": [], "hand": []}
-    for r in range(args.repeats):
-        for side in sorted(runs, reverse=bool(r % 2)):
+    rounds = [args.round] if args.only else range(args.repeats)
+    for r in rounds:
+        for side in [args.only] if args.only else sorted(runs, reverse=bool(r % 2)):
             if args.cold:
                 drop_page_cache()
             argv = [a.format(side=side, r=r) if "phases-" in a else a for a in command(side, work / f"{side}-{r}")]
             seconds, rss = timed_run(argv, args.threads)
             runs[side].append((seconds, rss))
             print(f"  run {r} {side}: {seconds:.2f} s, peak RSS {rss / GB:.2f} GB", flush=True)
+            if args.results:
+                with open(args.results, "a") as f:
+                    f.write(json.dumps({"side": side, "round": r, "seconds": seconds, "rss": rss,
+                                        "png": str(next((work / f"{side}-{r}").glob("*.png")))}) + "\n")
+    if args.only:
+        return
     first = {side: next((work / f"{side}-0").glob("*.png")) for side in runs}
-    diff = pixel_diff(first["workflow"], first["hand"])
-    model = "tiny SD1 (tests)" if args.tiny else "SD1.5-size random single file"
-    print(f"\nwhole process, {model}, {args.size}px, {args.steps} steps, euler/normal, cfg 8, {args.threads} "
-          f"thread(s), {os.cpu_count()} CPUs, {args.repeats} alternated runs each, "
+    report(args, runs, pixel_diff(first["workflow"], first["hand"]))
+    if args.phases:
+        print_phases({side: [json.loads((work / f"phases-{side}-{r}.json").read_text()) for r in range(args.repeats)]
+                      for side in runs})
+
+
+def report(args, runs: dict[str, list[tuple[float, int]]], diff: int) -> None:
+    import os
+
+    from bench_time_to_image import GB
+
+    model = ("tiny SDXL (tests)" if args.tiny else "SDXL-size random bf16 single file") if args.sdxl else \
+        ("tiny SD1 (tests)" if args.tiny else "SD1.5-size random single file")
+    print(f"\nwhole process, {model}, {args.size}px, {args.steps} steps, euler/normal, cfg 8, "
+          f"{args.dtype or 'fp32'}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
+          f"{min(len(r) for r in runs.values())} alternated runs each, "
           f"{'cold (page cache dropped before each run)' if args.cold else 'warm page cache'}; "
           f"load average {os.getloadavg()}")
     medians = {}
@@ -136,9 +168,17 @@ def whole_process(args, models: Path, config: str) -> None:
               f"{statistics.median(m for _, m in rs) / GB:.2f} GB")
     print(f"  ratio workflow / hand-written: {medians['workflow'] / medians['hand']:.3f}; largest pixel difference "
           f"{diff}")
-    if args.phases:
-        print_phases({side: [json.loads((work / f"phases-{side}-{r}.json").read_text()) for r in range(args.repeats)]
-                      for side in runs})
+
+
+def summary(args) -> None:
+    """The report of the runs `--only … --results FILE` gathered in FILE."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_time_to_image import pixel_diff
+
+    lines = [json.loads(line) for line in Path(args.summary).read_text().splitlines() if line.strip()]
+    runs = {side: [(x["seconds"], x["rss"]) for x in lines if x["side"] == side] for side in ("workflow", "hand")}
+    first = {side: min((x for x in lines if x["side"] == side), key=lambda x: x["round"])["png"] for side in runs}
+    report(args, runs, pixel_diff(Path(first["workflow"]), Path(first["hand"])))
 
 
 # Phases of a run, in order: (name, the mark that ends it). Marks are seconds since the process started.
@@ -246,6 +286,12 @@ def main() -> None:
                         help="--whole-process: drop the page cache before every run (root only)")
     parser.add_argument("--phases", action="store_true",
                         help="--whole-process: also time each phase of the children (through a small driver)")
+    parser.add_argument("--sdxl", action="store_true", help="SDXL: the default graph on an SDXL-size single file")
+    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="--whole-process: children's")
+    parser.add_argument("--only", choices=["workflow", "hand"], help="--whole-process: run one child only")
+    parser.add_argument("--round", type=int, default=0, help="--only: the round number it is")
+    parser.add_argument("--results", help="--whole-process: append each child's line to this file")
+    parser.add_argument("--summary", help="print the report of the lines in this --results file and exit")
     if sys.argv[1:2] == ["--child-phases"]:
         child_phases(sys.argv[2], sys.argv[3:])
     args = parser.parse_args()
@@ -256,6 +302,9 @@ def main() -> None:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.summary:
+        summary(args)
+        return
     if args.whole_process:
         whole_process(args, *model_files(args))
         return
