@@ -79,3 +79,25 @@ def read_extra_model_paths(path: str | Path) -> dict[str, list[Path]]:
                 if line.strip():
                     out.setdefault(kind, []).append((base / line.strip()).expanduser())
     return out
+
+
+def missing_models(workflow, paths: ModelPaths) -> None:
+    """Every model and image file the workflow names that is not found, in one message (each with the folders
+    looked in), before anything loads."""
+    from nodegraph.comfy.classes import file_inputs  # the classes' tables, filled by the translator modules
+    from nodegraph.comfy.coverage import COVERED
+
+    missing = []
+    for node_id, entry in workflow.api.items():
+        for name, kind in file_inputs(entry["class_type"]).items():  # comfy/classes.py
+            value = entry["inputs"].get(name)
+            if isinstance(value, str) and entry["class_type"] in COVERED:
+                try:
+                    paths.find(kind, value, f"{workflow.origin}: node {node_id} ({entry['class_type']}) input `{name}`")
+                except ComfyError as exc:
+                    missing.append(str(exc))
+    if len(missing) == 1:
+        raise ComfyError(missing[0])
+    if missing:
+        raise ComfyError(f"{len(missing)} files of this workflow are missing (nothing was run):\n"
+                         + "\n".join(missing))

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from nodegraph.comfy.checkpoints import COVERED_FAMILIES, read_checkpoint
-from nodegraph.comfy.classes import file_inputs, model_folder
+from nodegraph.comfy.classes import model_folder
 from nodegraph.comfy.constants import fold_constants
 from nodegraph.comfy.coverage import CHOICES, COVERED, MODEL_KINDS, OUTPUT_CLASSES, SHORT_NAMES, checked_values
 from nodegraph.comfy.errors import ComfyError
-from nodegraph.comfy.models import ModelPaths
+from nodegraph.comfy.models import ModelPaths, missing_models
 from nodegraph.comfy.reader import Workflow
 from nodegraph.comfy.translate_cond import ConditioningTranslations
 from nodegraph.comfy.translate_control import ControlTranslations, node_suffix
@@ -82,25 +82,6 @@ def translate(workflow: Workflow, paths: ModelPaths, step_graph: str = f"./{STEP
         return _Translator(workflow, paths, step_graph, checkpoint).run()
     except RecursionError:  # links are followed recursively; a chain this long is not a real workflow
         raise ComfyError(f"{workflow.origin}: the chain of linked nodes is too long to import") from None
-
-
-def missing_models(workflow: Workflow, paths: ModelPaths) -> None:
-    """Every model and image file the workflow names that is not found, in one message (each with the folders
-    looked in), before anything loads."""
-    missing = []
-    for node_id, entry in workflow.api.items():
-        for name, kind in file_inputs(entry["class_type"]).items():  # comfy/classes.py
-            value = entry["inputs"].get(name)
-            if isinstance(value, str) and entry["class_type"] in COVERED:
-                try:
-                    paths.find(kind, value, f"{workflow.origin}: node {node_id} ({entry['class_type']}) input `{name}`")
-                except ComfyError as exc:
-                    missing.append(str(exc))
-    if len(missing) == 1:
-        raise ComfyError(missing[0])
-    if missing:
-        raise ComfyError(f"{len(missing)} files of this workflow are missing (nothing was run):\n"
-                         + "\n".join(missing))
 
 
 class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslations, InpaintTranslations,
