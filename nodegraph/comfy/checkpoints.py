@@ -67,7 +67,8 @@ def flow_family(shapes: dict[str, tuple[int, ...]]) -> str | None:
     `q_norm`, bare or under `model.`), as nodegraph/models/single_file/z_image.py tells them; "flux_dev" /
     "flux_schnell" for BFL's Flux.1 transformer (`double_blocks.0.img_attn.norm.key_norm.scale`, dev with
     `guidance_in`), "sd3" for SAI's SD3 / SD3.5 MMDiT (`joint_blocks.0.context_block.adaLN_modulation.1.bias`),
-    "clip_l" / "t5" for ComfyUI's text_encoders/ files of those (HF names); else None."""
+    "clip_l" / "clip_g" / "t5" for ComfyUI's text_encoders/ files of those (HF names; bigG told by its 31st layer,
+    as comfy/sd.py `detect_te_model`); else None."""
     for prefix in ("", "model.diffusion_model."):
         if {prefix + "layers.0.adaLN_modulation.0.weight", prefix + "cap_embedder.0.weight"} <= shapes.keys():
             return "z_image"
@@ -75,8 +76,8 @@ def flow_family(shapes: dict[str, tuple[int, ...]]) -> str | None:
             return "flux_dev" if prefix + "guidance_in.in_layer.bias" in shapes else "flux_schnell"
         if prefix + "joint_blocks.0.context_block.adaLN_modulation.1.bias" in shapes:
             return "sd3"
-    if "text_model.encoder.layers.0.self_attn.q_proj.weight" in shapes:
-        return "clip_l"
+    if "text_model.encoder.layers.0.self_attn.q_proj.weight" in shapes:  # bigG: 32 layers (ComfyUI: a 31st)
+        return "clip_g" if "text_model.encoder.layers.30.mlp.fc1.weight" in shapes else "clip_l"
     if "encoder.block.0.layer.0.SelfAttention.q.weight" in shapes:
         return "t5"
     for prefix in ("", "model."):

@@ -7,8 +7,10 @@ LoadSD3CLIP (+ LoadSD3T5 when the file holds a T5: ComfyUI's SD3 CLIP then has o
 reading the file and configured from the graph input `config` (a diffusers SD3 folder or hub repo; empty = the hub
 repo of the detected model). Its MODEL samples on ComfyUI's discrete flow (shift 3, multiplier 1000), its CLIP encodes
 with ComfySD3TextEncode (nodes/comfy_sd3.py). An all-in-one Flux.1 file loads through the Flux split-file loaders
-with the file as every part's override. ModelSamplingSD3 sets an SD3 model's shift; ModelSamplingFlux sets a Flux
-model's μ from the image size (ComfyFluxShift). The KSampler loop is translate_flow.py's.
+with the file as every part's override. TripleCLIPLoader reads ComfyUI's split SD3 text encoder files (one CLIP-L,
+one bigG, one T5-XXL, in any order, told apart by their tensors), configured from the graph input `config_text`.
+ModelSamplingSD3 sets an SD3 model's shift; ModelSamplingFlux sets a Flux model's μ from the image size
+(ComfyFluxShift). The KSampler loop is translate_flow.py's.
 """
 
 from __future__ import annotations
@@ -109,3 +111,30 @@ class CheckpointFlowTranslations:
         self.nodes[nid] = {"type": "ComfyFluxShift", **{name: self.literal(node_id, name)
                                                          for name in ("max_shift", "base_shift", "width", "height")}}
         return (dict(model, sampling="flux", shift=f"${nid}.shift", multiplier=1.0),)
+
+    @comfy_class("TripleCLIPLoader", widgets=("clip_name1", "clip_name2", "clip_name3"),
+                 literals={"clip_name1": str, "clip_name2": str, "clip_name3": str}, outputs=("CLIP",),
+                 short="triple_clip", models={"clip_name3": "text_encoders"})
+    def _TripleCLIPLoader(self, node_id, nid):
+        """comfy_extras/nodes_sd3.py: SD3's CLIP from three text_encoders/ files, each told by its tensors."""
+        files: dict[str, list[str]] = {}
+        for name in ("clip_name1", "clip_name2", "clip_name3"):
+            ref, kind = self._flow_file(node_id, name, ("clip_l", "clip_g", "t5"),
+                                        "a CLIP-L, bigG (clip_g) or T5-XXL text encoder")
+            files.setdefault(kind, []).append(ref)
+        if any(len(refs) != 1 for refs in files.values()) or len(files) != 3:
+            found = ", ".join(f"{len(refs)} {kind}" for kind, refs in sorted(files.items()))
+            raise ComfyError(f"{self.where(node_id)}: TripleCLIPLoader takes one CLIP-L, one bigG (clip_g) and one "
+                             f"T5-XXL file; these are {found}")
+        if "config_text" not in self.inputs:
+            self.inputs["config_text"] = {"type": "str", "default": "stabilityai/stable-diffusion-3.5-large",
+                                          "description": "The diffusers SD3 folder or hub repo TripleCLIPLoader's "
+                                                         "text encoder files are configured from (tokenizers, "
+                                                         "configs; the same for every SD3 / SD3.5 model)."}
+        source = {"model": "$inputs.config_text"}
+        self.nodes[nid] = {"type": "LoadSD3CLIP", **source, "override": files["clip_l"][0],
+                           "override_2": files["clip_g"][0]}
+        self.nodes[f"{nid}_t5"] = {"type": "LoadSD3T5", **source, "override": files["t5"][0]}
+        return ({"family": "sd3", "held": ["clip_g", "clip_l", "t5xxl"], "te": f"${nid}.text_encoder",
+                 "tok": f"${nid}.tokenizer", "te2": f"${nid}.text_encoder_2", "tok2": f"${nid}.tokenizer_2",
+                 "te3": f"${nid}_t5.text_encoder_3", "tok3": f"${nid}_t5.tokenizer_3"},)

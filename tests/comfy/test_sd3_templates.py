@@ -53,6 +53,9 @@ def sd3_models(tmp_path_factory):
     with torch.no_grad():
         clip_l.text_projection.weight.copy_(torch.eye(24))
     parts["text_encoder"] = clip_l
+    clip_g = CLIPTextModelWithProjection(CLIPTextConfig(**{**tiny_sd3.CLIP_G, "num_hidden_layers": 31},
+                                                        **tiny_sd3.CLIP_COMMON))  # bigG's 31st layer tells it
+    parts["text_encoder_2"] = tiny_sd3.perturb(clip_g, 49, scale=0.1)
     transformer = {**tiny_sd3.TRANSFORMER, "in_channels": 16, "out_channels": 16, "pooled_projection_dim": 24 + 20}
     parts["transformer"] = tiny_sd3.perturb(SD3Transformer2DModel(**transformer), 47, scale=0.1)
     parts["vae"] = tiny_sd3.perturb(AutoencoderKL(**{**tiny_sd3.VAE, "latent_channels": 16}), 48)
@@ -68,6 +71,10 @@ def sd3_models(tmp_path_factory):
     write_scaled(state, checkpoints / "sd3.5_large_fp8_scaled.safetensors", checkpoints / DEQUANTIZED,
                  prefixes=("model.diffusion_model.", "text_encoders.t5xxl.transformer."))
     write_sd3_file(folder, checkpoints / "sd3.5_no_text.safetensors", text_encoders=False)
+    text = root / "models" / "text_encoders"  # ComfyUI's split files: transformers' names
+    text.mkdir()
+    for name, part in (("clip_l", "text_encoder"), ("clip_g", "text_encoder_2"), ("t5xxl_fp16", "text_encoder_3")):
+        save_file(load_file(folder / part / "model.safetensors"), text / f"{name}.safetensors")
     return folder, root / "models"
 
 
@@ -150,7 +157,29 @@ def test_model_sampling_sd3_sets_the_shift(sd3_models, tmp_path):
     assert np.abs(got - pipeline_image(sd3_models[0], seed=5, shift=2.0)).max() <= 1
 
 
-def test_sd3_refusals_name_the_node_and_what_to_do(sd3_models):
+def triple_clip_workflow(tmp_path: Path, *files: str) -> Path:
+    """The template with its prompts encoded by a TripleCLIPLoader of `files` (API form)."""
+    from nodegraph.comfy.reader import read_workflow
+
+    api = read_workflow(TEMPLATE).api
+    api["t"] = {"class_type": "TripleCLIPLoader", "inputs": {f"clip_name{i}": f for i, f in enumerate(files, 1)}}
+    for node in ("16", "40"):
+        api[node]["inputs"]["clip"] = ["t", 0]
+    workflow = tmp_path / "triple_clip.json"
+    workflow.write_text(json.dumps(api))
+    return workflow
+
+
+def test_triple_clip_loader_reads_the_split_text_encoder_files_in_any_order(sd3_models, seed5, tmp_path):
+    """TripleCLIPLoader (T5, CLIP-L, bigG files in that order: each told by its tensors) beside a checkpoint without
+    text encoders draws the all-in-one file's image."""
+    workflow = triple_clip_workflow(tmp_path, "t5xxl_fp16.safetensors", "clip_l.safetensors", "clip_g.safetensors")
+    got = run(sd3_models, tmp_path / "out", "3.seed=5", f"config_text={sd3_models[0]}", workflow=workflow,
+              ckpt="sd3.5_no_text.safetensors")
+    assert np.array_equal(got, seed5[0])
+
+
+def test_sd3_refusals_name_the_node_and_what_to_do(sd3_models, tmp_path):
     from nodegraph.comfy.command import apply_comfy_sets
     from nodegraph.comfy.errors import ComfyError
     from nodegraph.comfy.models import ModelPaths
@@ -170,6 +199,11 @@ def test_sd3_refusals_name_the_node_and_what_to_do(sd3_models):
     with pytest.raises(ComfyError, match=r"node 16 \(CLIPTextEncode\) input `text`: `\(word:weight\)` weights in "
                                          r"an SD3 prompt are not covered yet"):
         translate_with(f"4.ckpt_name={PLAIN}", "16.text=a (red:1.2) fox")
+    two_l = read_workflow(triple_clip_workflow(tmp_path, "clip_l.safetensors", "clip_l.safetensors",
+                                               "t5xxl_fp16.safetensors"))
+    with pytest.raises(ComfyError, match=r"node t \(TripleCLIPLoader\): TripleCLIPLoader takes one CLIP-L, one bigG "
+                                         r"\(clip_g\) and one T5-XXL file; these are 2 clip_l, 1 t5"):
+        translate(two_l, ModelPaths([sd3_models[1]]))
     for name, node in (("sd3.5_large_blur", "58"), ("sd3.5_large_canny_controlnet_example", "51")):
         assert f"node {node} (ControlNetApplyAdvanced): ControlNets of flow-matching models (SD3.5, Flux) are not " \
                f"covered yet" in check(TEMPLATES / f"{name}.json")
