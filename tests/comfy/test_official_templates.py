@@ -30,7 +30,8 @@ COVERED = {"CheckpointLoaderSimple", "VAELoader", "LoraLoader", "LoraLoaderModel
            "Canny", "VAEEncodeForInpaint", "ImagePadForOutpaint", "UNETLoader", "CLIPLoader",
            "ModelSamplingAuraFlow", "EmptySD3LatentImage", "DualCLIPLoader", "FluxGuidance", "CLIPTextEncodeFlux",
            "SaveImageAdvanced", "ResolutionSelector", "RandomNoise", "DisableNoise", "BasicGuider", "CFGGuider",
-           "SamplerCustomAdvanced", "ModelSamplingSD3", "ModelSamplingFlux"}
+           "SamplerCustomAdvanced", "ModelSamplingSD3", "ModelSamplingFlux", "GLIGENLoader",
+           "GLIGENTextBoxApply"}
 FLOW_ONLY = {"EmptySD3LatentImage", "ModelSamplingAuraFlow", "SamplerCustomAdvanced", "BasicGuider", "CFGGuider",
              "RandomNoise", "DisableNoise"}  # run with a Z-Image or Flux UNETLoader model only
 UI_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
@@ -163,7 +164,7 @@ def test_every_template_imports_or_is_refused_with_exactly_its_unsupported_parts
                                 ("control_net_name", "controlnet"), ("model_name", "upscale_models"),
                                 ("image", "../input"), ("unet_name", "diffusion_models"),
                                 ("clip_name", "text_encoders"), ("clip_name1", "text_encoders"),
-                                ("clip_name2", "text_encoders")):
+                                ("clip_name2", "text_encoders"), ("gligen_name", "gligen")):
                 if isinstance(entry["inputs"].get(key), str):
                     (models / folder / entry["inputs"][key]).parent.mkdir(parents=True, exist_ok=True)
                     (models / folder / entry["inputs"][key]).touch()
