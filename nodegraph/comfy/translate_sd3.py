@@ -71,19 +71,12 @@ class CheckpointFlowTranslations:
 
     def sd3_encode(self, node_id, nid, clip: dict, text: str) -> dict:
         """CLIPTextEncode with an SD3 CLIP: ComfySD3TextEncode (CLIP-L + bigG, and T5 where the CLIP has one)."""
-        from nodegraph.comfy.text import plain_text
-
         if "te" not in clip:
             raise ComfyError(f"{self.where(node_id, 'clip')}: the SD3 checkpoint holds no CLIP-L and bigG text "
                              f"encoders ({', '.join(clip['held']) or 'none'} found); load a checkpoint that has them")
         if "layer" in clip:
             raise ComfyError(f"{self.where(node_id, 'clip')}: CLIPSetLastLayer on an SD3 CLIP is not covered yet; "
                              f"remove it")
-        name = text.split(".", 1)[1]
-        if "te3" in clip and plain_text(self.inputs[name]["default"]) is None:
-            raise ComfyError(f"{self.where(node_id, name.removesuffix('_' + node_suffix(node_id)))}: `(word:weight)` "
-                             f"weights in an SD3 prompt are not covered yet (its T5 would read them as text); "
-                             f"remove them (or escape the brackets as \\( \\))")
         self.nodes[nid] = {"type": "ComfySD3TextEncode", "text_encoder": clip["te"], "tokenizer": clip["tok"],
                            "text_encoder_2": clip["te2"], "tokenizer_2": clip["tok2"], "text": text,
                            **({"text_encoder_3": clip["te3"], "tokenizer_3": clip["tok3"]} if "te3" in clip else {})}

@@ -23,8 +23,8 @@ class ComfySD3TextEncode(Node):
     without the final norm; the two sit side by side on features (768 + 1280), zero-padded to T5's width (4096).
     T5 reads the prompt's tokens and `</s>`, padded with 0 to at least 77 tokens and never cut, no mask, and its
     states follow the CLIP ones on the token axis: (1, 77·n + max(77, t), 4096). Without a T5 the CLIP part is the
-    whole context (its features zero-padded to the transformer's width when it is called). Weighted prompts are
-    refused while a T5 reads them. The pooled vector is CLIP-L's pooled state WITHOUT its text projection
+    whole context (its features zero-padded to the transformer's width when it is called). `(word:1.2)` weights
+    move each encoder's weighted states against its empty prompt's (T5's: `</s>` and pads, as long). The pooled vector is CLIP-L's pooled state WITHOUT its text projection
     (ComfyUI's SD3 CLIP-L has `return_projected_pooled=False`) beside bigG's projected one: (1, 768 + 1280). A prompt over 1024 T5
     tokens is refused before the encoder runs (T5's attention grows with the square of the length)."""
 
@@ -44,7 +44,8 @@ class ComfySD3TextEncode(Node):
     def run(self, i, ctx):
         import torch
 
-        from nodegraph.comfy.text import encode, plain_text, weighted_chunks
+        from nodegraph.comfy.text import encode, plain_text, t5_weighted_encode, t5_weighted_tokens, weighted_chunks
+        from nodegraph.nodes.comfy_flow import T5_MAX_TOKENS
 
         l_hidden, _ = encode(i.text_encoder, i.tokenizer, i.text, 0, "penultimate")  # (1, 77·n, C_l)
         g_hidden, g_pooled = encode(i.text_encoder_2, i.tokenizer_2, i.text, 0, "penultimate", 0)  # (1, 77·n, C_g)
@@ -58,10 +59,12 @@ class ComfySD3TextEncode(Node):
             if i.tokenizer_3 is None:
                 raise ValueError("`tokenizer_3`: give T5's tokenizer with its encoder")
             plain = plain_text(i.text)
-            if plain is None:
-                raise ValueError("`text`: `(word:weight)` weights in an SD3 prompt are not covered yet (T5 would "
-                                 "read them as text); remove them or escape the brackets as \\( \\)")
-            t5 = _t5_states(i.text_encoder_3, i.tokenizer_3, plain).float().to(ctx.device)  # (1, t, 4096)
+            if plain is None:  # weighted: word by word, each weighted state moved against the empty prompt's
+                ids, weights, empty = t5_weighted_tokens(i.text, i.tokenizer_3, T5_MIN_TOKENS, T5_MAX_TOKENS)
+                t5 = t5_weighted_encode(i.text_encoder_3, ids, weights, empty)  # (1, t, 4096)
+            else:
+                t5 = _t5_states(i.text_encoder_3, i.tokenizer_3, plain)  # (1, t, 4096)
+            t5 = t5.float().to(ctx.device)
             clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1])).to(ctx.device)  # (1, 77·n, 4096)
             clip = torch.cat([clip, t5], dim=1)  # (1, 77·n + t, 4096)
         pooled = torch.cat([l_pooled.float(), g_pooled.float()], dim=-1)  # (1, C_l + C_g)

@@ -196,9 +196,6 @@ def test_sd3_refusals_name_the_node_and_what_to_do(sd3_models, tmp_path):
     with pytest.raises(ComfyError, match=r"node 16 \(CLIPTextEncode\) input `clip`: the SD3 checkpoint holds no "
                                          r"CLIP-L and bigG text encoders \(none found\)"):
         translate_with("4.ckpt_name=sd3.5_no_text.safetensors")
-    with pytest.raises(ComfyError, match=r"node 16 \(CLIPTextEncode\) input `text`: `\(word:weight\)` weights in "
-                                         r"an SD3 prompt are not covered yet"):
-        translate_with(f"4.ckpt_name={PLAIN}", "16.text=a (red:1.2) fox")
     two_l = read_workflow(triple_clip_workflow(tmp_path, "clip_l.safetensors", "clip_l.safetensors",
                                                "t5xxl_fp16.safetensors"))
     with pytest.raises(ComfyError, match=r"node t \(TripleCLIPLoader\): TripleCLIPLoader takes one CLIP-L, one bigG "
@@ -207,3 +204,49 @@ def test_sd3_refusals_name_the_node_and_what_to_do(sd3_models, tmp_path):
     for name, node in (("sd3.5_large_blur", "58"), ("sd3.5_large_canny_controlnet_example", "51")):
         assert f"node {node} (ControlNetApplyAdvanced): ControlNets of flow-matching models (SD3.5, Flux) are not " \
                f"covered yet" in check(TEMPLATES / f"{name}.json")
+
+
+def comfy_weighted(tokenizer, encoder, prompt: list[tuple[str, float]], pad: int, length: int, bos: bool = True):
+    """ComfyUI's weighted encoding written out (comfy/sd1_clip.py `tokenize_with_weights` and
+    `encode_token_weights`): each word tokenized alone, [BOS] + tokens + EOS, padded to `length` with `pad`; when a
+    weight is not 1 the empty prompt ([BOS] EOS pad…) is encoded too and each weighted state becomes
+    z_empty + w·(z − z_empty). CLIP: the penultimate hidden state; T5 (bos False): the last. (1, length, C)."""
+    ids, weights = [], []
+    for word, weight in prompt:
+        tokens = tokenizer(word).input_ids[1:-1] if bos else tokenizer(word).input_ids[:-1]
+        ids, weights = ids + tokens, weights + [weight] * len(tokens)
+    start = [tokenizer.bos_token_id] if bos else []
+    ids = start + ids + [tokenizer.eos_token_id] + [pad] * (length - len(start) - len(ids) - 1)
+    weights = [1.0] * len(start) + weights + [1.0] * (length - len(start) - len(weights))
+    empty = start + [tokenizer.eos_token_id] + [pad] * (length - len(start) - 1)
+
+    def states(tokens):
+        with torch.no_grad():
+            out = encoder(torch.tensor([tokens]), output_hidden_states=True)
+        return out.hidden_states[-2] if bos else out.last_hidden_state
+
+    z, z_empty, w = states(ids), states(empty), torch.tensor(weights)[None, :, None]
+    return torch.where(w != 1.0, z_empty + w * (z - z_empty), z), torch.tensor([ids])
+
+
+def test_weighted_sd3_prompt_equals_the_pipeline_given_comfyuis_weighting(sd3_models, seed5, tmp_path):
+    """`a (red fox:2.5) in fresh snow`: CLIP-L, bigG and T5 states moved as ComfyUI moves them (written out above),
+    given to StableDiffusion3Pipeline as prompt embeddings; the weight changes the image."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+
+    got = run(sd3_models, tmp_path / "out", "3.seed=5", "16.text=a (red fox:2.5) in fresh snow")
+    pipe = StableDiffusion3Pipeline.from_pretrained(sd3_models[0])
+    words = [("a", 1.0), ("red", 2.5), ("fox", 2.5), ("in", 1.0), ("fresh", 1.0), ("snow", 1.0)]
+    l_states, l_ids = comfy_weighted(pipe.tokenizer, pipe.text_encoder, words, pipe.tokenizer.eos_token_id, 77)
+    g_states, g_ids = comfy_weighted(pipe.tokenizer_2, pipe.text_encoder_2, words, 0, 77)
+    t5_states, _ = comfy_weighted(pipe.tokenizer_3, pipe.text_encoder_3, words, 0, 77, bos=False)
+    clip = torch.nn.functional.pad(torch.cat([l_states, g_states], dim=-1), (0, 64 - 24 - 32))  # (1, 77, 64)
+    with torch.no_grad():
+        pooled = torch.cat([pipe.text_encoder(l_ids).text_embeds, pipe.text_encoder_2(g_ids).text_embeds], dim=-1)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    out = pipe(prompt_embeds=torch.cat([clip, t5_states], dim=1), pooled_prompt_embeds=pooled, negative_prompt="",
+               height=32, width=32, sigmas=comfy_sgm_uniform(STEPS), guidance_scale=4.01, max_sequence_length=77,
+               generator=torch.Generator("cpu").manual_seed(5), output_type="np")
+    want = np.round(out.images[0] * 255).astype(int)
+    assert np.abs(got - want).max() <= 1
+    assert np.abs(got - seed5[0]).max() > 4  # the unweighted prompt draws another image
