@@ -83,3 +83,12 @@ def test_faster_cache_with_cfg_matches_diffusers_hook(sd3):
 def test_faster_cache_with_cfg_refuses_bad_settings():
     with pytest.raises(ValueError, match=r"`uncond_interval` and `attention_interval` must be ≥ 1"):
         FasterCacheCFG(uncond_interval=0)
+
+
+@pytest.mark.parametrize("method", ["first_block", "mag"])
+def test_block_caches_refuse_sd3_naming_what_they_support(sd3, method):
+    from nodegraph.models.step_caches.handle import CachedTransformer, make_cache
+
+    with pytest.raises(ValueError, match=rf"step cache `{method}` supports .*\(Z-Image\); Flux .*; this model is a "
+                                         r"SD3Transformer2DModel. Use `cache: none`"):
+        CachedTransformer(sd3[0], make_cache(method, mag_ratios=[1.0]), method)

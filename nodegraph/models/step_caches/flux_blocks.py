@@ -19,13 +19,14 @@ from torch import nn
 
 
 def is_flux(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "transformer_blocks", None), nn.ModuleList)
+    """Both of Flux's stacks (SD3 has `transformer_blocks` only, and a last block without a text output)."""
+    return all(isinstance(getattr(model, name, None), nn.ModuleList)
+               for name in ("transformer_blocks", "single_transformer_blocks"))
 
 
 def stack(model: nn.Module) -> list[tuple[nn.Module, bool]]:
     """Every main block in calling order with whether it is a double-stream block."""
-    singles = getattr(model, "single_transformer_blocks", None) or []
-    return [(b, True) for b in model.transformer_blocks] + [(b, False) for b in singles]
+    return [(b, True) for b in model.transformer_blocks] + [(b, False) for b in model.single_transformer_blocks]
 
 
 def _passed(is_double: bool):

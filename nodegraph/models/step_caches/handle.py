@@ -68,8 +68,10 @@ def check_supported(model: object, method: str) -> None:
     layers = getattr(model, "layers", None)
     z_image = isinstance(layers, nn.ModuleList) and len(layers) >= 2 and all(
         isinstance(getattr(block, "attention", None), nn.Module) for block in layers)
-    flux = isinstance(model, nn.Module) and flux_blocks.is_flux(model) and len(flux_blocks.stack(model)) >= 2
-    if z_image or (flux and attention_modules(model)):
+    attention = isinstance(model, nn.Module) and isinstance(getattr(model, "transformer_blocks", None),
+                                                            nn.ModuleList) and bool(attention_modules(model))
+    flux = attention and flux_blocks.is_flux(model) and len(flux_blocks.stack(model)) >= 2
+    if z_image or flux or (attention and method in ("taylorseer", "faster", "pab")):
         return
     what = SUPPORTED + "; Flux (`transformer_blocks`)"
     raise ValueError(f"step cache `{method}` supports {what}; this model is a {type(model).__name__}. "
