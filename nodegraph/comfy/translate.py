@@ -248,6 +248,8 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
 
     def _LoraLoader(self, node_id, nid):
         model, clip = self.link(node_id, "model", "MODEL"), self.link(node_id, "clip", "CLIP")
+        if "transformer" in model:  # a flow model (translate_sd3.py)
+            return self.flow_lora(node_id, nid, model, clip)
         # SDXL: CLIP-L is the LoRA's `te1` part, bigG its `te2` (a refiner's only encoder is bigG)
         encoders = {"text_encoder_2": clip["te"]} if clip["family"] == "sdxl_refiner" else {"text_encoder": clip["te"]}
         if "te2" in clip:
@@ -262,6 +264,8 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
 
     def _LoraLoaderModelOnly(self, node_id, nid):
         model = self.link(node_id, "model", "MODEL")
+        if "transformer" in model:  # a flow model (translate_sd3.py)
+            return self.flow_lora(node_id, nid, model, None)
         self.nodes[nid] = {"type": "LoadLoRA", "unet": model["unet"], "lora": self.literal(node_id, "lora_name"),
                            "strength_model": self.literal(node_id, "strength_model")}
         return (dict(model, unet=f"${nid}.unet"),)

@@ -82,6 +82,25 @@ class CheckpointFlowTranslations:
                            **({"text_encoder_3": clip["te3"], "tokenizer_3": clip["tok3"]} if "te3" in clip else {})}
         return {"embeddings": f"${nid}.embeddings", "pooled": f"${nid}.pooled", "flow": "sd3"}
 
+    def flow_lora(self, node_id, nid, model: dict, clip: dict | None) -> tuple:
+        """LoraLoader (`clip` given) / LoraLoaderModelOnly on an SD3 model: LoadLoRA's `transformer` port (kohya,
+        peft and ComfyUI names: models/adapters/transformer_lora.py) and CLIP-L / bigG; a model-only loader leaves
+        the LoRA's text-encoder layers out, as ComfyUI does."""
+        if model.get("family") != "sd3":
+            raise ComfyError(f"{self.where(node_id, 'model')}: LoRAs on {model.get('family')} models are not covered "
+                             f"by the ComfyUI import yet (SD3 / SD3.5 only)")
+        node = {"type": "LoadLoRA", "transformer": model["transformer"], "lora": self.literal(node_id, "lora_name"),
+                "strength_model": self.literal(node_id, "strength_model"), "strength_clip": 0.0}
+        encoders = {"te": "text_encoder", "te2": "text_encoder_2"} if clip is not None and "te" in clip else {}
+        if clip is not None:
+            node.update({port: clip[key] for key, port in encoders.items()},
+                        strength_clip=self.literal(node_id, "strength_clip"))
+        self.nodes[nid] = node
+        patched = dict(model, transformer=f"${nid}.transformer")
+        if clip is None:
+            return (patched,)
+        return patched, dict(clip, **{key: f"${nid}.{port}" for key, port in encoders.items()})
+
     @comfy_class("ModelSamplingSD3", widgets=("shift",), literals={"shift": float}, outputs=("MODEL",),
                  links=("model",), short="sampling_sd3")
     def _ModelSamplingSD3(self, node_id, nid):

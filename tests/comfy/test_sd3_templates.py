@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 import comfyui_workflow_templates_json as templates_json
+from tests.sd3.test_sd3_lora import lora_files  # noqa: F401  (a module fixture: kohya, peft and ComfyUI-named LoRAs)
 
 TEMPLATES = Path(templates_json.__file__).parent / "templates"
 TEMPLATE = TEMPLATES / "sd3.5_simple_example.json"
@@ -95,7 +96,8 @@ def comfy_sgm_uniform(steps: int, shift: float = 3.0) -> list[float]:
     return np.linspace(1.0, u_min, steps + 1)[:-1].tolist()
 
 
-def pipeline_image(folder, seed: int, cfg: float = 4.01, shift: float = 3.0, projection=None) -> np.ndarray:
+def pipeline_image(folder, seed: int, cfg: float = 4.01, shift: float = 3.0, projection=None, lora=None,
+                   lora_scale: float = 1.0) -> np.ndarray:
     """The pipeline's image of PROMPT with the negative "" at 32×32 (the template's 64×64 in the tiny VAE)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
 
@@ -104,7 +106,10 @@ def pipeline_image(folder, seed: int, cfg: float = 4.01, shift: float = 3.0, pro
     if projection is not None:  # CLIP-L's text projection (the folder's is the identity)
         with torch.no_grad():
             pipe.text_encoder.text_projection.weight.copy_(projection)
-    out = pipe(prompt=PROMPT, negative_prompt="", height=32, width=32, sigmas=comfy_sgm_uniform(STEPS, shift),
+    if lora is not None:  # its transformer and text-encoder parts, both scaled by joint_attention_kwargs' scale
+        pipe.load_lora_weights(str(lora))
+    out = pipe(joint_attention_kwargs={"scale": lora_scale} if lora is not None else None,
+               prompt=PROMPT, negative_prompt="", height=32, width=32, sigmas=comfy_sgm_uniform(STEPS, shift),
                guidance_scale=cfg, max_sequence_length=77, generator=torch.Generator("cpu").manual_seed(seed),
                output_type="np")
     return np.round(out.images[0] * 255).astype(int)
@@ -250,3 +255,26 @@ def test_weighted_sd3_prompt_equals_the_pipeline_given_comfyuis_weighting(sd3_mo
     want = np.round(out.images[0] * 255).astype(int)
     assert np.abs(got - want).max() <= 1
     assert np.abs(got - seed5[0]).max() > 4  # the unweighted prompt draws another image
+
+
+def test_lora_loader_on_the_sd3_checkpoint_equals_the_pipeline_with_the_lora(sd3_models, seed5, lora_files, tmp_path):
+    """LoraLoader (strengths 0.8) between the checkpoint and the sampler / prompts, with a LoRA in ComfyUI's names
+    (transformer + CLIP-L layers, tests/sd3/test_sd3_lora.py), equals the pipeline with its peft twin at scale 0.8."""
+    import shutil
+
+    from nodegraph.comfy.reader import read_workflow
+
+    (sd3_models[1] / "loras").mkdir(exist_ok=True)
+    shutil.copy(lora_files["comfy"], sd3_models[1] / "loras" / "sd3_lora.safetensors")
+    api = read_workflow(TEMPLATE).api
+    api["l"] = {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["4", 1], "strength_model": 0.8,
+                                                       "lora_name": "sd3_lora.safetensors", "strength_clip": 0.8}}
+    api["3"]["inputs"]["model"] = ["l", 0]
+    for node in ("16", "40"):
+        api[node]["inputs"]["clip"] = ["l", 1]
+    workflow = tmp_path / "lora.json"
+    workflow.write_text(json.dumps(api))
+    got = run(sd3_models, tmp_path / "out", "3.seed=5", workflow=workflow)
+    want = pipeline_image(sd3_models[0], seed=5, lora=lora_files["peft without bigG"], lora_scale=0.8)
+    assert np.abs(got - want).max() <= 1
+    assert np.abs(got - seed5[0]).max() > 4  # the LoRA moves the image
