@@ -83,15 +83,19 @@ class CheckpointFlowTranslations:
         return {"embeddings": f"${nid}.embeddings", "pooled": f"${nid}.pooled", "flow": "sd3"}
 
     def flow_lora(self, node_id, nid, model: dict, clip: dict | None) -> tuple:
-        """LoraLoader (`clip` given) / LoraLoaderModelOnly on an SD3 model: LoadLoRA's `transformer` port (kohya,
-        peft and ComfyUI names: models/adapters/transformer_lora.py) and CLIP-L / bigG; a model-only loader leaves
-        the LoRA's text-encoder layers out, as ComfyUI does."""
-        if model.get("family") != "sd3":
+        """LoraLoader (`clip` given) / LoraLoaderModelOnly on an SD3 or Flux model: LoadLoRA's `transformer` port
+        (kohya, peft and ComfyUI names: models/adapters/transformer_lora.py) and the CLIP encoders (SD3: CLIP-L and
+        bigG; Flux: CLIP-L); a model-only loader leaves the LoRA's text-encoder layers out, as ComfyUI does."""
+        if model.get("family") not in ("sd3", "flux"):
             raise ComfyError(f"{self.where(node_id, 'model')}: LoRAs on {model.get('family')} models are not covered "
-                             f"by the ComfyUI import yet (SD3 / SD3.5 only)")
+                             f"by the ComfyUI import yet (SD3 / SD3.5 and Flux.1 only)")
         node = {"type": "LoadLoRA", "transformer": model["transformer"], "lora": self.literal(node_id, "lora_name"),
                 "strength_model": self.literal(node_id, "strength_model"), "strength_clip": 0.0}
-        encoders = {"te": "text_encoder", "te2": "text_encoder_2"} if clip is not None and "te" in clip else {}
+        encoders = {}  # the CLIP dict's key → LoadLoRA's port
+        if clip is not None and clip.get("family") == "flux":
+            encoders = {"clip": "text_encoder"}
+        elif clip is not None and "te" in clip:
+            encoders = {"te": "text_encoder", "te2": "text_encoder_2"}
         if clip is not None:
             node.update({port: clip[key] for key, port in encoders.items()},
                         strength_clip=self.literal(node_id, "strength_clip"))

@@ -102,3 +102,34 @@ def test_model_sampling_flux_sets_mu_from_the_image_size(checkpoints, tmp_path):
     want = np.round(out.images[0] * 255).astype(int)
     assert np.abs(got - want).max() <= 1
     assert np.abs(got - pipeline_image(folder, seed=5)).max() > 4  # μ 1.15 would be another image
+
+
+def test_lora_loader_on_the_schnell_checkpoint_equals_the_pipeline_with_the_lora(checkpoints, tmp_path):
+    """LoraLoader (strengths 0.8) with a diffusers/peft LoRA (transformer + CLIP-L layers, tests/flow/
+    test_flux_lora.py) equals FluxPipeline.load_lora_weights at joint_attention_kwargs scale 0.8."""
+    from diffusers import FluxPipeline
+    from test_flux_lora import peft_file
+
+    from nodegraph.comfy.reader import read_workflow
+
+    folder, models = checkpoints
+    schnell = folder.parent / "tiny-flux-schnell"
+    (models / "loras").mkdir(exist_ok=True)
+    lora = peft_file(models / "loras" / "flux_lora.safetensors")
+    api = read_workflow(SCHNELL).api
+    api["l"] = {"class_type": "LoraLoader", "inputs": {"model": ["30", 0], "clip": ["30", 1], "strength_model": 0.8,
+                                                       "lora_name": "flux_lora.safetensors", "strength_clip": 0.8}}
+    api["31"]["inputs"]["model"] = ["l", 0]
+    for node in ("6", "33"):
+        api[node]["inputs"]["clip"] = ["l", 1]
+    workflow = tmp_path / "lora.json"
+    workflow.write_text(json.dumps(api))
+    got = run(models, schnell, workflow, tmp_path / "out", "27.width=64", "27.height=64", f"6.text={PROMPT}",
+              "31.seed=5")
+    pipe = FluxPipeline.from_pretrained(schnell)
+    pipe.load_lora_weights(str(lora))
+    out = pipe(prompt=PROMPT, height=32, width=32, num_inference_steps=4, max_sequence_length=256,
+               joint_attention_kwargs={"scale": 0.8}, generator=torch.Generator("cpu").manual_seed(5), output_type="np")
+    want = np.round(out.images[0] * 255).astype(int)
+    assert np.abs(got - want).max() <= 1
+    assert np.abs(got - pipeline_image(schnell, seed=5)).max() > 4  # the LoRA moves the image
