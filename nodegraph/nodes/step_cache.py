@@ -215,6 +215,39 @@ class StepCacheNegative(Node):
                          f"(true_cfg_scale 1).")
 
 
+@node("CFGStepCache", version=1)
+class CFGStepCache(Node):
+    """SD3's transformer with FasterCache including its CFG part (models/step_caches/faster_cfg.py): on most
+    calls with t < 641 only the conditional half of the CFG batch runs and the unconditional output is rebuilt from
+    the conditional one's frequency bands; attention outputs are extrapolated on those calls (t < 681, every 2nd).
+    As diffusers' apply_faster_cache on a model that is not guidance-distilled. Method none: the transformer
+    itself. Needs guidance on (it skips the unconditional half). Every call sends a StepCacheDecision event."""
+
+    pure = False  # the returned handle carries one run's cache state
+
+    class Inputs(Ports):
+        transformer: Transformer
+        method: Literal["none", "faster"] = Field("none", description="none | faster")
+        guidance_scale: float = Field(7.0, ge=0.0, le=100.0, description="the run's CFG scale (faster needs > 1)")
+        interval: int = Field(0, ge=0, le=50, description="one call in N runs the unconditional half (0 = 5)")
+
+    class Outputs(Ports):
+        transformer: Transformer
+
+    def run(self, i, ctx):
+        if i.method == "none":
+            return {"transformer": i.transformer}
+        if i.guidance_scale <= 1:
+            raise ValueError("`cache: faster` is FasterCache with CFG here: it skips the unconditional half of the "
+                             f"guidance batch, and guidance is off (guidance_scale {i.guidance_scale} ≤ 1). Use "
+                             "`cache: none`, or guidance_scale > 1.")
+        from nodegraph.models.step_caches.faster_cfg import CFGCachedTransformer, FasterCacheCFG
+
+        node_id = ctx.node_id
+        emit = (lambda reused: ctx.emit(StepCacheDecision(node_id, "faster", reused))) if ctx.hooks else None
+        return {"transformer": CFGCachedTransformer(i.transformer, FasterCacheCFG(i.interval or 5), emit)}
+
+
 def parse_mag_ratios(text: str) -> list[float] | None:
     """`calibrate` → None (measure them); else the comma-separated positive numbers."""
     if text.strip() == "calibrate":

@@ -118,3 +118,24 @@ def sd3_attention_modules(model: nn.Module) -> list[nn.Module]:
     has one (MMDiT-X)."""
     return [m for block in model.transformer_blocks for m in (block.attn, getattr(block, "attn2", None))
             if m is not None]
+
+
+class CFGCachedTransformer:
+    """An SD3 transformer handle whose CFG calls in one run go through one FasterCacheCFG; attributes are the
+    model's. A call with `skip_layers` (skip-layer guidance's extra positive-only call) runs the plain model, outside
+    the cache's count. `on_call(reused)` is told whether each cached call skipped the unconditional half."""
+
+    def __init__(self, model: nn.Module, cache: FasterCacheCFG, on_call=None):
+        self.model, self.cache, self.on_call = model, cache, on_call
+        self.modules = sd3_attention_modules(model)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def __call__(self, *args, skip_layers=None, **kwargs):
+        if skip_layers:
+            return self.model(*args, skip_layers=skip_layers, **kwargs)
+        out = self.cache.call(self.model, self.modules, *args, **kwargs)
+        if self.on_call is not None:
+            self.on_call(not self.cache.decisions[-1])
+        return out
