@@ -112,9 +112,16 @@ class GLIGEN(nn.Module):
         self.phrase_dim, self.token_dim, self.widths = phrase_dim, token_dim, list(widths)
         self.source = ""  # the file it was read from (read_gligen), for messages
 
+    def to_run(self, device: torch.device, dtype: torch.dtype) -> "GLIGEN":
+        """The fusers in the UNet's dtype, the position net in float32: the boxes' Fourier angles (up to 56 rad)
+        lose their fraction in half precision (ComfyUI also runs it on float32 boxes and casts the tokens)."""
+        self.fusers.to(device=device, dtype=dtype)
+        self.position_net.to(device=device)  # float32, as read
+        return self
+
     def tokens(self, boxes: torch.Tensor, masks: torch.Tensor, phrases: torch.Tensor) -> torch.Tensor:
         """(B, 30, 4) boxes, (B, 30) masks, (B, 30, P) phrases → (B, 30, D) grounding tokens."""
-        p = next(self.parameters())
+        p = next(self.position_net.parameters())
         with torch.no_grad():
             return self.position_net(boxes.to(p), masks.to(p), phrases.to(p))
 
@@ -211,11 +218,14 @@ def gligen_state(sd: dict[str, torch.Tensor], source: str) -> GLIGEN:
         model = GLIGEN(widths, phrase_dim, token_dim)
     state = {f"fusers.{i}.{name}": t for i, f in enumerate(fusers) for name, t in f.items()}
     state.update({k: v for k, v in sd.items() if k.startswith("position_net.")})
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
+    try:  # extra tensors are ignored, as ComfyUI loads these files (strict=False); missing ones are not
+        missing, _ = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:
         raise GLIGENError(f"{source}: its tensors do not form a GLIGEN text-box model ({str(e).splitlines()[0]}); "
                           f"the file is damaged or of another GLIGEN kind") from e
+    if missing:
+        raise GLIGENError(f"{source}: {len(missing)} tensors of a GLIGEN text-box model are missing ({missing[0]}, "
+                          f"…); the file is damaged or of another GLIGEN kind")
     model.source = source  # named in check_fits' message
     return model.float().eval().requires_grad_(False)
 

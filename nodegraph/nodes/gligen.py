@@ -30,9 +30,8 @@ class LoadGLIGEN(Node):
 
         from nodegraph.models.gligen import read_gligen
 
-        key = ("gligen", os.path.realpath(i.model), os.path.getmtime(i.model))
-        gligen = ctx.components.get_or_load(key, lambda: read_gligen(i.model))
-        return {"gligen": gligen.to(device=ctx.device)}
+        key = ("gligen", os.path.realpath(i.model), os.path.getmtime(i.model), str(ctx.device), str(ctx.dtype))
+        return {"gligen": ctx.components.get_or_load(key, lambda: read_gligen(i.model).to_run(ctx.device, ctx.dtype))}
 
 
 @node("GLIGENUNet", version=1)

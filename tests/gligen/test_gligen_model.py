@@ -84,6 +84,32 @@ def test_gligen_file_of_another_model_is_refused_with_both_shapes(models, tmp_pa
     save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(GLIGENError, match="is not a GLIGEN text-box file"):
         read_gligen(tmp_path / "other.safetensors")
+    damaged = {k: v for k, v in comfy_layout(theirs).items() if not k.endswith("middle_block.1.transformer_blocks.0."
+                                                                                 "fuser.alpha_dense")}
+    save_file(damaged, str(tmp_path / "damaged.safetensors"))
+    with pytest.raises(GLIGENError, match=r"damaged.safetensors: 1 tensors of a GLIGEN text-box model are missing "
+                                          r"\(fusers.1.alpha_dense"):
+        read_gligen(tmp_path / "damaged.safetensors")
+
+
+def test_bf16_run_keeps_the_position_net_in_float32(models, gligen_sd):
+    """The boxes' Fourier angles (up to 56 rad) need float32; the fusers take the UNet's dtype."""
+    from nodegraph.models.gligen import grounded_unet, read_gligen
+    from nodegraph.models.loading import load_component
+
+    folder, _, path = gligen_sd
+    ours, _, gligen = models
+    half = read_gligen(path).to_run(torch.device("cpu"), torch.bfloat16)
+    assert half.position_net.linears[0].weight.dtype == torch.float32
+    assert half.fusers[0].linear.weight.dtype == torch.bfloat16
+    boxes, masks, phrases, x, context = _inputs(gligen.phrase_dim)
+    torch.testing.assert_close(half.tokens(boxes, masks, phrases), gligen.tokens(boxes, masks, phrases),
+                               atol=0, rtol=0)
+    unet = load_component(folder, "unet", dtype=torch.bfloat16)
+    with torch.no_grad():
+        out = grounded_unet(unet, half, half.tokens(boxes, masks, phrases))(
+            x.bfloat16(), 500, encoder_hidden_states=context.bfloat16())
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
 
 
 def test_more_than_30_boxes_are_refused():
