@@ -231,6 +231,11 @@ class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-o
         if name not in FLOW_SAMPLERS:
             raise ComfyError(f"{self.where(node_id)}: sampler {name!r} on a flow model is not covered yet (ComfyUI "
                              f"runs its rectified-flow variant); use one of {', '.join(FLOW_SAMPLERS)}")
+        source = self.nodes.get(latent[1:].split(".")[0], {}) if isinstance(latent, str) else {}
+        if source.get("type") == "ComfyEmptyLatent":  # EmptyLatentImage's 4 channels of zeros, which ComfyUI widens
+            self.nodes[f"{nid}_empty"] = dict(source, type="ComfyEmptySD3Latent")  # (fix_empty_latent_channels)
+            latent = f"${nid}_empty.latents"
+            self.raw_latents = getattr(self, "raw_latents", set()) | {latent}
         raw = latent in getattr(self, "raw_latents", set())  # EmptySD3LatentImage's zeros: ComfyUI's raw space
         self.nodes[f"{nid}_noise"] = {"type": "ComfyFlowNoise", "latents": latent, "sigmas": f"${sigmas}.sigmas",
                                       **({"seed": seed} if seed is not None else {"add_noise": False}),

@@ -278,3 +278,15 @@ def test_lora_loader_on_the_sd3_checkpoint_equals_the_pipeline_with_the_lora(sd3
     want = pipeline_image(sd3_models[0], seed=5, lora=lora_files["peft without bigG"], lora_scale=0.8)
     assert np.abs(got - want).max() <= 1
     assert np.abs(got - seed5[0]).max() > 4  # the LoRA moves the image
+
+
+def test_empty_latent_image_on_the_sd3_model_is_widened_to_its_16_channels(sd3_models, seed5, tmp_path):
+    """EmptyLatentImage (4 channels of zeros) instead of EmptySD3LatentImage: ComfyUI widens empty latents to the
+    model's channels (comfy/sample.py `fix_empty_latent_channels`), so the image is the template's."""
+    from nodegraph.comfy.reader import read_workflow
+
+    api = read_workflow(TEMPLATE).api
+    api["53"]["class_type"] = "EmptyLatentImage"
+    workflow = tmp_path / "empty_latent.json"
+    workflow.write_text(json.dumps(api))
+    assert np.array_equal(run(sd3_models, tmp_path / "out", "3.seed=5", workflow=workflow), seed5[0])
