@@ -170,3 +170,32 @@ def test_gligen_file_of_another_model_and_a_box_outside_the_image_are_refused(tm
     err = capsys.readouterr().err
     assert "a GLIGEN box at (200, 32) px lies outside the 96×96 px image" in err and "Traceback" not in err
     assert not list((tmp_path / "out").rglob("*.png"))
+
+
+def test_boxes_of_an_area_conditioned_prompt_are_relative_to_its_area(monkeypatch):
+    """comfy/samplers.py hands set_position the area's crop (input_x), so a box on a prompt with an area is a
+    fraction of that area's cells; the negative prompt, without boxes, runs the plain model."""
+    from types import SimpleNamespace
+
+    import nodegraph.comfy.gligen as comfy_gligen
+    from nodegraph.comfy.areas import entry
+    from nodegraph.comfy.guidance import guided_denoise
+
+    seen = []
+
+    class Toy(torch.nn.Module):
+        config = SimpleNamespace()
+
+        def forward(self, x, t, encoder_hidden_states):
+            return 0.5 * x
+
+    def grounded(unet, gligen, x):
+        seen.append(comfy_gligen.latent_boxes(gligen["boxes"], *x.shape[-2:]))
+        return unet
+
+    monkeypatch.setattr(comfy_gligen, "grounded", grounded)
+    box = comfy_gligen.box_entry(torch.zeros(4), width=32, height=16, x=16, y=8)  # cells (2, 4, 1, 2)
+    positive = [dict(entry(torch.zeros(1, 3, 8)), area=(8, 10, 2, 4), gligen={"model": None, "boxes": [box]})]
+    guided_denoise(Toy(), torch.zeros(1, 4, 12, 16), 1.5, None, torch.zeros(1, 3, 8), 7.0, positive_list=positive)
+    # the 8 × 10-cell area (clipped to 8 × 10 of the 12 × 16 latent from row 2, column 4): x 2/10 … 6/10, y 1/8 … 3/8
+    assert seen == [[(2 / 10, 1 / 8, 6 / 10, 3 / 8)]]
