@@ -18,7 +18,8 @@ from nodegraph.comfy.translate_sd3 import CheckpointFlowTranslations
 
 # family → (the check node, the default folder/repo of tokenizers and configs)
 FAMILIES = {"z_image": ("ZImageCheckpoint", "Tongyi-MAI/Z-Image-Turbo"),
-            "flux": ("FluxCheckpoint", "black-forest-labs/FLUX.1-dev")}
+            "flux": ("FluxCheckpoint", "black-forest-labs/FLUX.1-dev"),
+            "sd3": ("SD3Checkpoint", "stabilityai/stable-diffusion-3.5-large")}
 FLOW_ONLY = ("EmptySD3LatentImage", "ModelSamplingAuraFlow", "SamplerCustomAdvanced", "BasicGuider", "CFGGuider",
              "RandomNoise", "DisableNoise")  # covered with a split-file (UNETLoader) model only
 
@@ -71,12 +72,15 @@ class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-o
         found = self.checkpoint_of(path).family
         if found not in families:
             raise ComfyError(f"{self.where(node_id, name)}: {path.name} is a {found} model file, not {what}; the "
-                             f"ComfyUI import runs Z-Image's and Flux.1's split files for now (see docs/comfyui.md)")
+                             f"ComfyUI import runs Z-Image's, Flux.1's and SD3's split files for now (see "
+                             f"docs/comfyui.md)")
         return ref, found
 
     def _UNETLoader(self, node_id, nid):
-        override, family = self._flow_file(node_id, "unet_name", ("z_image", "flux_dev", "flux_schnell"),
-                                           "a Z-Image or Flux.1 diffusion model")
+        override, family = self._flow_file(node_id, "unet_name", ("z_image", "flux_dev", "flux_schnell", "sd3"),
+                                           "a Z-Image, Flux.1 or SD3 diffusion model")
+        if family == "sd3":  # comfy/translate_sd3.py
+            return (self.sd3_unet(node_id, nid, override),)
         config = self.flow_config("z_image" if family == "z_image" else "flux", node_id,
                                   "black-forest-labs/FLUX.1-schnell" if family == "flux_schnell" else None)
         self.nodes[nid] = {"type": "LoadTransformer", "model": config, "override": override}
@@ -126,8 +130,11 @@ class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-o
         return (f"${nid}.latents",)
 
     def flow_vae(self, node_id, nid):
-        """VAELoader with no checkpoint in the workflow: the Flux VAE file (ae.safetensors) of Z-Image and Flux."""
+        """VAELoader with no checkpoint in the workflow: the Flux VAE file (ae.safetensors) of Z-Image and Flux, or
+        SD3's VAE file, configured from the family of the workflow's UNETLoader file."""
         family = "flux" if any(e["class_type"] == "DualCLIPLoader" for e in self.api.values()) else "z_image"
+        for other in [k for k, e in self.api.items() if e["class_type"] == "UNETLoader"][:1]:
+            self.translate(other)  # the diffusion model's file tells the family (sets flow_family)
         self.nodes[nid] = {"type": "LoadVAE", "model": self.flow_config(getattr(self, "flow_family", family), node_id),
                            "override": self.literal(node_id, "vae_name")}
         return (f"${nid}.vae",)

@@ -69,6 +69,13 @@ class CheckpointFlowTranslations:
                      "shift": SD3_SHIFT, "multiplier": SD3_MULTIPLIER, "latent": SD3_LATENT}
         return model_out, clip, f"${nid}_vae.vae"
 
+    def sd3_unet(self, node_id, nid, override: str) -> dict:
+        """UNETLoader of SAI's SD3 / SD3.5 transformer file (diffusion_models/, no prefix), configured from the SD3
+        folder or repo `config` (its transformer config must be the file's: SD3.5 Large by default)."""
+        self.nodes[nid] = {"type": "LoadTransformer", "model": self.flow_config("sd3", node_id), "override": override}
+        return {"transformer": f"${nid}.transformer", "family": "sd3", "sampling": "discrete", "shift": SD3_SHIFT,
+                "multiplier": SD3_MULTIPLIER, "latent": SD3_LATENT}
+
     def sd3_encode(self, node_id, nid, clip: dict, text: str) -> dict:
         """CLIPTextEncode with an SD3 CLIP: ComfySD3TextEncode (CLIP-L + bigG, and T5 where the CLIP has one)."""
         if "te" not in clip:

@@ -24,9 +24,10 @@ class ComfySD3TextEncode(Node):
     T5 reads the prompt's tokens and `</s>`, padded with 0 to at least 77 tokens and never cut, no mask, and its
     states follow the CLIP ones on the token axis: (1, 77·n + max(77, t), 4096). Without a T5 the CLIP part is the
     whole context (its features zero-padded to the transformer's width when it is called). `(word:1.2)` weights
-    move each encoder's weighted states against its empty prompt's (T5's: `</s>` and pads, as long). The pooled vector is CLIP-L's pooled state WITHOUT its text projection
-    (ComfyUI's SD3 CLIP-L has `return_projected_pooled=False`) beside bigG's projected one: (1, 768 + 1280). A prompt over 1024 T5
-    tokens is refused before the encoder runs (T5's attention grows with the square of the length)."""
+    move each encoder's weighted states against its empty prompt's (T5's: `</s>` and pads, as long). The pooled
+    vector is CLIP-L's pooled state WITHOUT its text projection (ComfyUI's SD3 CLIP-L has
+    `return_projected_pooled=False`) beside bigG's projected one: (1, 768 + 1280). A prompt over 1024 T5 tokens is
+    refused before the encoder runs (T5's attention grows with the square of the length)."""
 
     class Inputs(Ports):
         text_encoder: TextEncoder

@@ -72,6 +72,16 @@ def sd3_models(tmp_path_factory):
     write_scaled(state, checkpoints / "sd3.5_large_fp8_scaled.safetensors", checkpoints / DEQUANTIZED,
                  prefixes=("model.diffusion_model.", "text_encoders.t5xxl.transformer."))
     write_sd3_file(folder, checkpoints / "sd3.5_no_text.safetensors", text_encoders=False)
+    from tests.models.single_file.ldm_layout import vae_to_ldm
+    from tests.sd3.sd3_files import transformer_to_sai
+
+    for sub in ("diffusion_models", "vae"):
+        (root / "models" / sub).mkdir()
+    save_file(transformer_to_sai(load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors"), prefix=""),
+              root / "models" / "diffusion_models" / "sd3.5_large.safetensors")  # SAI's names, no prefix
+    vae = load_file(folder / "vae" / "diffusion_pytorch_model.safetensors")
+    save_file({k: v.contiguous() for k, v in vae_to_ldm(vae, 3, prefix="").items()},
+              root / "models" / "vae" / "sd3_vae.safetensors")
     text = root / "models" / "text_encoders"  # ComfyUI's split files: transformers' names
     text.mkdir()
     for name, part in (("clip_l", "text_encoder"), ("clip_g", "text_encoder_2"), ("t5xxl_fp16", "text_encoder_3")):
@@ -290,3 +300,30 @@ def test_empty_latent_image_on_the_sd3_model_is_widened_to_its_16_channels(sd3_m
     workflow = tmp_path / "empty_latent.json"
     workflow.write_text(json.dumps(api))
     assert np.array_equal(run(sd3_models, tmp_path / "out", "3.seed=5", workflow=workflow), seed5[0])
+
+
+def test_split_files_unet_triple_clip_and_vae_loaders_draw_the_checkpoints_image(sd3_models, seed5, tmp_path):
+    """The template rewired to ComfyUI's split files: UNETLoader (SAI's transformer, no prefix), TripleCLIPLoader
+    and VAELoader (LDM names), configured from the SD3 folder (`config`, `config_text`): the all-in-one image."""
+    from nodegraph.cli import main
+    from nodegraph.comfy.reader import read_workflow
+
+    api = read_workflow(TEMPLATE).api
+    del api["4"]
+    api["u"] = {"class_type": "UNETLoader", "inputs": {"unet_name": "sd3.5_large.safetensors",
+                                                       "weight_dtype": "default"}}
+    api["v"] = {"class_type": "VAELoader", "inputs": {"vae_name": "sd3_vae.safetensors"}}
+    api["t"] = {"class_type": "TripleCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors",
+                                                             "clip_name2": "clip_g.safetensors",
+                                                             "clip_name3": "t5xxl_fp16.safetensors"}}
+    api["3"]["inputs"]["model"], api["8"]["inputs"]["vae"] = ["u", 0], ["v", 0]
+    for node in ("16", "40"):
+        api[node]["inputs"]["clip"] = ["t", 0]
+    workflow = tmp_path / "split.json"
+    workflow.write_text(json.dumps(api))
+    sets = [f"config={sd3_models[0]}", f"config_text={sd3_models[0]}", "53.width=64", "53.height=64",
+            f"3.steps={STEPS}", f"16.text={PROMPT}", "3.seed=5"]
+    out = tmp_path / "out"
+    assert main(["run", str(workflow), "--models", str(sd3_models[1]), "--out", str(out), "-q",
+                 *[a for s in sets for a in ("--set", s)]]) == 0
+    assert np.array_equal(np.asarray(Image.open(next(out.rglob("*.png"))).convert("RGB")).astype(int), seed5[0])

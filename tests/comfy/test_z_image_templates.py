@@ -201,7 +201,7 @@ def test_z_image_template_refusals_name_the_node_and_what_to_do(z_models, tmp_pa
         for file in (z_models[1] / sub).iterdir():
             (private / sub / file.name).symlink_to(file)
     with pytest.raises(ComfyError, match=r"node 57:28 \(UNETLoader\) input `unet_name`: qwen_3_4b.safetensors is a "
-                                         r"qwen3 model file, not a Z-Image or Flux.1 diffusion model"):
+                                         r"qwen3 model file, not a Z-Image, Flux.1 or SD3 diffusion model"):
         (private / "diffusion_models" / "qwen_3_4b.safetensors").symlink_to(
             z_models[1] / "text_encoders" / "qwen_3_4b.safetensors")
         translate_turbo(z_models, private, **{"28__unet_name": "qwen_3_4b.safetensors"})
