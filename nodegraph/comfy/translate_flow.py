@@ -234,6 +234,9 @@ class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-o
             if cond.get("control"):
                 raise ComfyError(f"{self.where(node_id)}: ControlNets of flow-matching models (SD3.5, Flux) are not "
                                  f"covered yet")
+        loader = model["transformer"][1:].split(".")[0]
+        if self.nodes.get(loader, {}).get("type") == "LoadTransformer":  # declared after the prompts' encoders, so
+            self.nodes[loader] = self.nodes.pop(loader)  # the plan loads it once they ran and were freed
         name = self.inputs[sampler.split(".", 1)[1]]["default"]
         if name not in FLOW_SAMPLERS:
             raise ComfyError(f"{self.where(node_id)}: sampler {name!r} on a flow model is not covered yet (ComfyUI "

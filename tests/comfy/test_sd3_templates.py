@@ -207,7 +207,8 @@ def test_sd3_refusals_name_the_node_and_what_to_do(sd3_models, tmp_path):
         apply_comfy_sets(workflow.api, list(sets), str(TEMPLATE))
         return translate(workflow, ModelPaths([sd3_models[1]]))
 
-    assert translate_with(f"4.ckpt_name={PLAIN}")
+    nodes = list(translate_with(f"4.ckpt_name={PLAIN}").document["nodes"])  # the plan runs them in this order
+    assert nodes.index("ckpt4_model") > max(nodes.index("text16"), nodes.index("text40"))  # T5 freed first
     with pytest.raises(ComfyError, match=r"node 16 \(CLIPTextEncode\) input `clip`: the SD3 checkpoint holds no "
                                          r"CLIP-L and bigG text encoders \(none found\)"):
         translate_with("4.ckpt_name=sd3.5_no_text.safetensors")
