@@ -3,7 +3,14 @@ first-block cache beside diffusers' own hook on the same weights.
 
     flock -w 900 /tmp/nodegraph-heavy.lock timeout 240 .venv/bin/python benchmarks/bench_step_caches.py \
         [--dim 512] [--layers 8] [--size 256] [--steps 8] [--repeats 2] [--threshold 0.05] [--mag-threshold 0.06]
-        [--methods none,first_block,taylorseer,mag,faster,pab,diffusers]
+        [--methods none,first_block,taylorseer,mag,faster,pab,diffusers] [--model FOLDER]
+
+Real size (issue 31's goal, one lock hold of at most 8 minutes; the folder is bench_z_image.py's
+`z_image_checkpoint(..., "real")`, Z-Image-Turbo's architecture with random bf16 weights):
+
+    flock -w 900 /tmp/nodegraph-heavy.lock timeout 480 .venv/bin/python benchmarks/bench_step_caches.py \
+        --model ~/.cache/nodegraph-bench/z-image-random-bf16-real --size 128 --steps 28 --repeats 1 \
+        --methods none,first_block,diffusers --threads 2
 
 Only the sampling phase is timed (the transformer calls and the flow-matching Euler updates of one image, in one
 process, bf16, after one untimed warm-up call), as the process's CPU time on one thread by default: on a machine
@@ -62,6 +69,43 @@ def build(dim: int, layers: int, folder: Path):
     return theirs, load_component(folder, "transformer", dtype=torch.bfloat16)
 
 
+def from_folder(folder: Path):
+    """Ours loaded from `folder` with the slow-frequency timestep MLP, and diffusers' built on the meta device
+    holding the same tensors (no second copy of the weights)."""
+    import torch
+    from diffusers import ZImageTransformer2DModel
+
+    from nodegraph.models.loading import load_component
+
+    ours = load_component(folder, "transformer", dtype=torch.bfloat16)
+    first = ours.t_embedder.mlp[0]
+    weight = first.weight.detach().clone()  # the file's tensor may be a read-only map: change a copy
+    weight[:, :64] = 0  # cosines of index < 64: the fast frequencies off
+    weight[:, 128:192] = 0  # sines
+    first.weight = torch.nn.Parameter(weight, requires_grad=False)
+    config = ZImageTransformer2DModel.load_config(folder / "transformer")
+    with torch.device("meta"):
+        theirs = ZImageTransformer2DModel.from_config(config)
+    theirs.load_state_dict(ours.state_dict(), strict=True, assign=True)
+    return theirs.eval(), ours
+
+
+def decode(folder: Path, finals: dict) -> dict:
+    """Each final latent as 0–255 pixels through the folder's VAE (ours, bf16, Z-Image's scale and shift)."""
+    import torch
+
+    from nodegraph.models.loading import load_component
+
+    vae = load_component(folder, "vae", dtype=torch.bfloat16)
+    pixels = {}
+    with torch.no_grad():
+        for name, x in finals.items():
+            z = x[:, 0][None] / vae.config.scaling_factor + vae.config.shift_factor  # (1, 16, h, w)
+            image = vae.decode(z.to(torch.bfloat16)).float()  # (1, 3, H, W) in −1..1
+            pixels[name] = ((image / 2 + 0.5).clamp(0, 1) * 255).round()
+    return pixels
+
+
 def sample(call, x, caption, sigmas):
     """Flow-matching Euler over `sigmas` with one transformer call a step; CPU seconds and the final latents."""
     import torch
@@ -116,31 +160,46 @@ def main() -> None:
     parser.add_argument("--mag-threshold", type=float, default=0.06, help="mag (diffusers' default 0.06)")
     parser.add_argument("--methods", default=",".join((*METHODS, "diffusers")))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", type=Path, help="a diffusers Z-Image folder (its transformer) instead of --dim/--layers")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        theirs, ours = build(args.dim, args.layers, Path(tmp))
+    if args.model is not None:
+        args.model = args.model.expanduser()
+        theirs, ours = from_folder(args.model)
+        args.dim, args.layers = ours.config.dim, ours.config.n_layers
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            theirs, ours = build(args.dim, args.layers, Path(tmp))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 1, args.size // 8, args.size // 8, generator=g)
-    caption = torch.randn(32, 1024, generator=g).to(torch.bfloat16)
+    caption = torch.randn(32, ours.config.cap_feat_dim, generator=g).to(torch.bfloat16)
     sigmas = torch.linspace(1.0, 0.0, args.steps + 1)
     sigmas = 3 * sigmas / (1 + 2 * sigmas)  # Z-Image-Turbo's shift 3
     sample(ours, x, caption, sigmas[:2])  # warm-up
-    calibration = our_run(ours, "mag", args, None, x, caption, sigmas)[3]
     methods = [m for m in args.methods.split(",") if m]
+    calibration = our_run(ours, "mag", args, None, x, caption, sigmas)[3] if "mag" in methods else None
     times, finals, full = {m: [] for m in methods}, {}, {}
     for _ in range(args.repeats):
         for method in methods:
             if method == "diffusers":
                 seconds, finals[method] = their_first_block_run(theirs, args, x, caption, sigmas)
             else:
-                seconds, finals[method], full[method], _ = our_run(ours, method, args, calibration.measured, x,
-                                                                    caption, sigmas)
+                ratios = calibration.measured if calibration else None
+                seconds, finals[method], full[method], _ = our_run(ours, method, args, ratios, x, caption, sigmas)
             times[method].append(seconds)
             print(f"  {method}: {seconds:.2f} CPU s ({full.get(method, '—')} full calls)", flush=True)
     report(args, methods, times, finals, full)
+    if args.model is not None and (args.model / "vae").is_dir():
+        pixels = decode(args.model, {m: finals[m] for m in ("none", "first_block", "diffusers") if m in finals})
+        for name, image in pixels.items():
+            if name != "none" and "none" in pixels:
+                print(f"pixels, {name} vs none: max |Δ| {(image - pixels['none']).abs().max():.0f}/255, "
+                      f"mean {(image - pixels['none']).abs().mean():.2f}")
+        if {"first_block", "diffusers"} <= pixels.keys():
+            gap = (pixels["first_block"] - pixels["diffusers"]).abs().max().item()
+            print(f"pixels, ours vs diffusers' first-block cache: max |Δ| {gap:.0f}/255")
 
 
 def report(args, methods, times, finals, full) -> None:
