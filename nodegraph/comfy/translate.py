@@ -237,7 +237,8 @@ class _Translator(ControlTranslations, ImageTranslations, ConditioningTranslatio
                     self.translate(other)
                     base = getattr(self, "checkpoint", None)
                     break
-        if base is None and any(e["class_type"] == "UNETLoader" for e in self.api.values()):
+        if base is None and (getattr(self, "checkpoint_is_flow", False)  # a Flux file: its folder configures it
+                             or any(e["class_type"] == "UNETLoader" for e in self.api.values())):
             return self.flow_vae(node_id, nid)
         if base is None:
             raise ComfyError(f"{self.where(node_id)}: a VAELoader needs a CheckpointLoaderSimple (or a Z-Image "

@@ -59,6 +59,8 @@ def run(models: Path, config: Path, workflow: Path, out: Path, *sets: str) -> np
 
 
 def test_flux_schnell_checkpoint_template_equals_the_schnell_pipeline(checkpoints, tmp_path):
+    from nodegraph.comfy.reader import read_workflow
+
     folder, models = checkpoints
     schnell = folder.parent / "tiny-flux-schnell"
     sets = ("27.width=64", "27.height=64", f"6.text={PROMPT}")
@@ -67,6 +69,11 @@ def test_flux_schnell_checkpoint_template_equals_the_schnell_pipeline(checkpoint
     assert got.shape == want.shape == (32, 32, 3)
     assert np.abs(got - want).max() <= 1
     assert np.abs(run(models, schnell, SCHNELL, tmp_path / "seed6", *sets, "31.seed=6") - want).max() > 8
+    api = read_workflow(SCHNELL).api  # a VAELoader of vae/ae.safetensors (the same weights) beside the checkpoint
+    api["v"] = {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}}
+    api["8"]["inputs"]["vae"] = ["v", 0]
+    (tmp_path / "vae.json").write_text(json.dumps(api))
+    assert np.array_equal(run(models, schnell, tmp_path / "vae.json", tmp_path / "vae", *sets, "31.seed=5"), got)
     assert np.abs(pipeline_image(schnell, seed=5, prompt="lighthouse at dusk") - want).max() > 4  # the prompt
 
 

@@ -303,6 +303,19 @@ def test_empty_latent_image_on_the_sd3_model_is_widened_to_its_16_channels(sd3_m
     assert np.array_equal(run(sd3_models, tmp_path / "out", "3.seed=5", workflow=workflow), seed5[0])
 
 
+def test_a_vae_loader_beside_the_sd3_checkpoint_decodes_with_its_file(sd3_models, seed5, tmp_path):
+    """VAELoader of vae/sd3_vae.safetensors (the checkpoint's own VAE weights, LDM names) instead of the checkpoint's
+    VAE: the same image."""
+    from nodegraph.comfy.reader import read_workflow
+
+    api = read_workflow(TEMPLATE).api
+    api["v"] = {"class_type": "VAELoader", "inputs": {"vae_name": "sd3_vae.safetensors"}}
+    api["8"]["inputs"]["vae"] = ["v", 0]
+    workflow = tmp_path / "vae.json"
+    workflow.write_text(json.dumps(api))
+    assert np.array_equal(run(sd3_models, tmp_path / "out", "3.seed=5", workflow=workflow), seed5[0])
+
+
 def test_split_files_unet_triple_clip_and_vae_loaders_draw_the_checkpoints_image(sd3_models, seed5, tmp_path):
     """The template rewired to ComfyUI's split files: UNETLoader (SAI's transformer, no prefix), TripleCLIPLoader
     and VAELoader (LDM names), configured from the SD3 folder (`config`, `config_text`): the all-in-one image."""
