@@ -49,6 +49,14 @@ def checkpoints(flux_models):
     return flux_models
 
 
+@pytest.fixture(scope="module")
+def wants(checkpoints):
+    """The pipelines' images at seed 5 (schnell; dev with guidance 3.5), shared by the tests below."""
+    folder = checkpoints[0]
+    return {"schnell": pipeline_image(folder.parent / "tiny-flux-schnell", seed=5),
+            "dev": pipeline_image(folder, seed=5)}
+
+
 def run(models: Path, config: Path, workflow: Path, out: Path, *sets: str) -> np.ndarray:
     from nodegraph.cli import main
 
@@ -58,14 +66,14 @@ def run(models: Path, config: Path, workflow: Path, out: Path, *sets: str) -> np
     return np.asarray(Image.open(png).convert("RGB")).astype(int)
 
 
-def test_flux_schnell_checkpoint_template_equals_the_schnell_pipeline(checkpoints, tmp_path):
+def test_flux_schnell_checkpoint_template_equals_the_schnell_pipeline(checkpoints, wants, tmp_path):
     from nodegraph.comfy.reader import read_workflow
 
     folder, models = checkpoints
     schnell = folder.parent / "tiny-flux-schnell"
     sets = ("27.width=64", "27.height=64", f"6.text={PROMPT}")
     got = run(models, schnell, SCHNELL, tmp_path / "seed5", *sets, "31.seed=5")
-    want = pipeline_image(schnell, seed=5)
+    want = wants["schnell"]
     assert got.shape == want.shape == (32, 32, 3)
     assert np.abs(got - want).max() <= 1
     assert np.abs(run(models, schnell, SCHNELL, tmp_path / "seed6", *sets, "31.seed=6") - want).max() > 8
@@ -77,15 +85,15 @@ def test_flux_schnell_checkpoint_template_equals_the_schnell_pipeline(checkpoint
     assert np.abs(pipeline_image(schnell, seed=5, prompt="lighthouse at dusk") - want).max() > 4  # the prompt
 
 
-def test_flux_dev_checkpoint_template_with_flux_guidance_equals_the_dev_pipeline(checkpoints, tmp_path):
+def test_flux_dev_checkpoint_template_with_flux_guidance_equals_the_dev_pipeline(checkpoints, wants, tmp_path):
     folder, models = checkpoints
     sets = ("27.width=64", "27.height=64", f"6.text={PROMPT}", "31.seed=5", "31.steps=4", "35.guidance=2.0")
     got = run(models, folder, DEV, tmp_path / "out", *sets)
     assert np.abs(got - pipeline_image(folder, seed=5, guidance=2.0)).max() <= 1
-    assert np.abs(got - pipeline_image(folder, seed=5, guidance=3.5)).max() > 4  # FluxGuidance reaches it
+    assert np.abs(got - wants["dev"]).max() > 4  # FluxGuidance reaches it (3.5 would be another image)
 
 
-def test_model_sampling_flux_sets_mu_from_the_image_size(checkpoints, tmp_path):
+def test_model_sampling_flux_sets_mu_from_the_image_size(checkpoints, wants, tmp_path):
     """ModelSamplingFlux between the checkpoint and the KSampler (API form): μ = calculate_shift of the image's
     packed tokens with its base/max shift, which the pipeline computes itself from a scheduler given those."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
@@ -108,10 +116,10 @@ def test_model_sampling_flux_sets_mu_from_the_image_size(checkpoints, tmp_path):
                generator=torch.Generator("cpu").manual_seed(5), output_type="np")
     want = np.round(out.images[0] * 255).astype(int)
     assert np.abs(got - want).max() <= 1
-    assert np.abs(got - pipeline_image(folder, seed=5)).max() > 4  # μ 1.15 would be another image
+    assert np.abs(got - wants["dev"]).max() > 4  # μ 1.15 would be another image
 
 
-def test_lora_loader_on_the_schnell_checkpoint_equals_the_pipeline_with_the_lora(checkpoints, tmp_path):
+def test_lora_loader_on_the_schnell_checkpoint_equals_the_pipeline_with_the_lora(checkpoints, wants, tmp_path):
     """LoraLoader (strengths 0.8) with a diffusers/peft LoRA (transformer + CLIP-L layers, tests/flow/
     test_flux_lora.py) equals FluxPipeline.load_lora_weights at joint_attention_kwargs scale 0.8."""
     from diffusers import FluxPipeline
@@ -139,4 +147,4 @@ def test_lora_loader_on_the_schnell_checkpoint_equals_the_pipeline_with_the_lora
                joint_attention_kwargs={"scale": 0.8}, generator=torch.Generator("cpu").manual_seed(5), output_type="np")
     want = np.round(out.images[0] * 255).astype(int)
     assert np.abs(got - want).max() <= 1
-    assert np.abs(got - pipeline_image(schnell, seed=5)).max() > 4  # the LoRA moves the image
+    assert np.abs(got - wants["schnell"]).max() > 4  # the LoRA moves the image

@@ -185,15 +185,6 @@ def triple_clip_workflow(tmp_path: Path, *files: str) -> Path:
     return workflow
 
 
-def test_triple_clip_loader_reads_the_split_text_encoder_files_in_any_order(sd3_models, seed5, tmp_path):
-    """TripleCLIPLoader (T5, CLIP-L, bigG files in that order: each told by its tensors) beside a checkpoint without
-    text encoders draws the all-in-one file's image."""
-    workflow = triple_clip_workflow(tmp_path, "t5xxl_fp16.safetensors", "clip_l.safetensors", "clip_g.safetensors")
-    got = run(sd3_models, tmp_path / "out", "3.seed=5", f"config_text={sd3_models[0]}", workflow=workflow,
-              ckpt="sd3.5_no_text.safetensors")
-    assert np.array_equal(got, seed5[0])
-
-
 def test_sd3_refusals_name_the_node_and_what_to_do(sd3_models, tmp_path):
     from nodegraph.comfy.command import apply_comfy_sets
     from nodegraph.comfy.errors import ComfyError
@@ -291,34 +282,25 @@ def test_lora_loader_on_the_sd3_checkpoint_equals_the_pipeline_with_the_lora(sd3
     assert np.abs(got - seed5[0]).max() > 4  # the LoRA moves the image
 
 
-def test_empty_latent_image_on_the_sd3_model_is_widened_to_its_16_channels(sd3_models, seed5, tmp_path):
-    """EmptyLatentImage (4 channels of zeros) instead of EmptySD3LatentImage: ComfyUI widens empty latents to the
-    model's channels (comfy/sample.py `fix_empty_latent_channels`), so the image is the template's."""
+def test_empty_latent_image_and_a_vae_loader_keep_the_templates_image(sd3_models, seed5, tmp_path):
+    """EmptyLatentImage (4 channels of zeros) instead of EmptySD3LatentImage, which ComfyUI widens to the model's
+    channels (comfy/sample.py `fix_empty_latent_channels`), and a VAELoader of vae/sd3_vae.safetensors (the
+    checkpoint's own VAE weights, LDM names) instead of the checkpoint's VAE: the template's image."""
     from nodegraph.comfy.reader import read_workflow
 
     api = read_workflow(TEMPLATE).api
     api["53"]["class_type"] = "EmptyLatentImage"
-    workflow = tmp_path / "empty_latent.json"
-    workflow.write_text(json.dumps(api))
-    assert np.array_equal(run(sd3_models, tmp_path / "out", "3.seed=5", workflow=workflow), seed5[0])
-
-
-def test_a_vae_loader_beside_the_sd3_checkpoint_decodes_with_its_file(sd3_models, seed5, tmp_path):
-    """VAELoader of vae/sd3_vae.safetensors (the checkpoint's own VAE weights, LDM names) instead of the checkpoint's
-    VAE: the same image."""
-    from nodegraph.comfy.reader import read_workflow
-
-    api = read_workflow(TEMPLATE).api
     api["v"] = {"class_type": "VAELoader", "inputs": {"vae_name": "sd3_vae.safetensors"}}
     api["8"]["inputs"]["vae"] = ["v", 0]
-    workflow = tmp_path / "vae.json"
+    workflow = tmp_path / "empty_latent_vae.json"
     workflow.write_text(json.dumps(api))
     assert np.array_equal(run(sd3_models, tmp_path / "out", "3.seed=5", workflow=workflow), seed5[0])
 
 
 def test_split_files_unet_triple_clip_and_vae_loaders_draw_the_checkpoints_image(sd3_models, seed5, tmp_path):
     """The template rewired to ComfyUI's split files: UNETLoader (SAI's transformer, no prefix), TripleCLIPLoader
-    and VAELoader (LDM names), configured from the SD3 folder (`config`, `config_text`): the all-in-one image."""
+    (T5, CLIP-L, bigG files in that order: each told by its tensors) and VAELoader (LDM names), configured from the
+    SD3 folder (`config`, `config_text`): the all-in-one image."""
     from nodegraph.cli import main
     from nodegraph.comfy.reader import read_workflow
 
@@ -327,9 +309,9 @@ def test_split_files_unet_triple_clip_and_vae_loaders_draw_the_checkpoints_image
     api["u"] = {"class_type": "UNETLoader", "inputs": {"unet_name": "sd3.5_large.safetensors",
                                                        "weight_dtype": "default"}}
     api["v"] = {"class_type": "VAELoader", "inputs": {"vae_name": "sd3_vae.safetensors"}}
-    api["t"] = {"class_type": "TripleCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors",
-                                                             "clip_name2": "clip_g.safetensors",
-                                                             "clip_name3": "t5xxl_fp16.safetensors"}}
+    api["t"] = {"class_type": "TripleCLIPLoader", "inputs": {"clip_name1": "t5xxl_fp16.safetensors",
+                                                             "clip_name2": "clip_l.safetensors",
+                                                             "clip_name3": "clip_g.safetensors"}}
     api["3"]["inputs"]["model"], api["8"]["inputs"]["vae"] = ["u", 0], ["v", 0]
     for node in ("16", "40"):
         api[node]["inputs"]["clip"] = ["t", 0]
