@@ -144,3 +144,22 @@ def test_a_scaled_sd_checkpoint_loads_its_unet_as_the_dequantized_file(sd1_file,
     config = str(sd1_file.parent / "tiny-sd1")
     got, want = (load_component(path, "unet", config=config).state_dict() for path in (scaled, plain))
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_lora_fused_into_a_scaled_fp8_layer_adds_to_its_real_weight():
+    """ComfyUI patches a scaled layer's dequantized weight (`convert_weight`: w · s), then stores (w·s + ΔW) / s
+    back in float8 (`set_weight`): the fused layer's weight times its scale is w·s + ΔW within float8 rounding."""
+    from nodegraph.models.adapters.lora import LoraLayer, apply_lora
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 32, bias=False)
+    q, s = torch.randn(32, 64).to(torch.float8_e4m3fn), 0.01
+    layer.weight = torch.nn.Parameter(q, requires_grad=False)
+    layer.__class__, layer.weight_scale = Fp8Linear, s
+    lora = LoraLayer(down=torch.randn(4, 64) * 0.05, up=torch.randn(32, 4) * 0.05)
+    fused = apply_lora(torch.nn.Sequential(layer), {"0": (layer, lora)}, 1.0, fuse=True)[0]
+    want = q.float() * s + lora.up @ lora.down
+    got = fused.weight.float() * fused.weight_scale
+    assert (got - want).abs().max() <= 0.0625 * want.abs().max()  # e4m3's step at the top of its range: 1/16
+    assert (q.float() * s - want).abs().max() > 0.01  # the LoRA is not lost in the rounding
+    assert (got - q.float() * s).abs().mean() > 0.5 * (want - q.float() * s).abs().mean()

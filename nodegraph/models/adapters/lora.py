@@ -350,19 +350,21 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
         down = lora.down.to(device=weight.device, dtype=weight.dtype)
         up = lora.up.to(device=weight.device, dtype=weight.dtype)
         if fuse and not isinstance(layer, LoraWrapped):
-            replacements[path] = with_weight(layer, _fused(layer.weight, lora, scale))
+            replacements[path] = with_weight(layer, _fused(layer.weight, lora, scale, getattr(layer, "weight_scale",
+                                                                                               None)))
         else:
             replacements[path] = LoraWrapped(layer, down, up, scale)
     return replace_modules(model, replacements)
 
 
-def _fused(weight: torch.Tensor, lora: LoraLayer, scale: float) -> torch.Tensor:
+def _fused(weight: torch.Tensor, lora: LoraLayer, scale: float, weight_scale: float | None = None) -> torch.Tensor:
     """W + scale · (B ⊗ A) in a new tensor, accumulated in float32: for a k×k conv, Σ_r B[o, r] · A[r, i, :, :].
-    One GEMM that reads W and writes the result (`addmm`): no copy of W and no temporary of its size."""
+    One GEMM that reads W and writes the result (`addmm`): no copy of W and no temporary of its size. A scaled-fp8
+    layer's weight (models/scaled_fp8.py) is W·s: the sum is (W·s + ΔW) / s, stored back on the same scale."""
     down = lora.down.to(device=weight.device, dtype=torch.float32).flatten(1)  # (r, in·kh·kw)
     up = lora.up.to(device=weight.device, dtype=torch.float32).flatten(1)  # (out, r)
     base = weight.to(torch.float32, memory_format=torch.contiguous_format)  # a view for contiguous fp32 weights
-    fused = torch.addmm(base.flatten(1), up, down, alpha=scale).view(weight.shape)
+    fused = torch.addmm(base.flatten(1), up, down, alpha=scale / (weight_scale or 1.0)).view(weight.shape)
     if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
         return fused.to(weight.dtype, memory_format=torch.channels_last)  # keep a channels-last model's layout
     return fused.to(weight.dtype)
