@@ -97,6 +97,8 @@ def model_files(args) -> tuple[Path, str]:
 
 def whole_process(args, models: Path, config: str) -> None:
     """Alternated fresh `nodegraph run` processes: the ComfyUI workflow vs the hand-written graph."""
+    import resource
+
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_time_to_image import GB, can_drop_page_cache, drop_page_cache, pixel_diff, timed_run
 
@@ -125,19 +127,22 @@ def whole_process(args, models: Path, config: str) -> None:
         with open(checkpoint, "rb") as f:  # this file only (its folder holds every benchmark's models, 30+ GB)
             while f.read(1 << 24):
                 pass
-    runs: dict[str, list[tuple[float, int]]] = {"workflow": [], "hand": []}
+    runs: dict[str, list[tuple[float, int, float]]] = {"workflow": [], "hand": []}
     rounds = [args.round] if args.only else range(args.repeats)
     for r in rounds:
         for side in [args.only] if args.only else sorted(runs, reverse=bool(r % 2)):
             if args.cold:
                 drop_page_cache()
             argv = [a.format(side=side, r=r) if "phases-" in a else a for a in command(side, work / f"{side}-{r}")]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             seconds, rss = timed_run(argv, args.threads)
-            runs[side].append((seconds, rss))
-            print(f"  run {r} {side}: {seconds:.2f} s, peak RSS {rss / GB:.2f} GB", flush=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child's CPU: robust to other load
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            runs[side].append((seconds, rss, cpu))
+            print(f"  run {r} {side}: {seconds:.2f} s, {cpu:.2f} CPU s, peak RSS {rss / GB:.2f} GB", flush=True)
             if args.results:
                 with open(args.results, "a") as f:
-                    f.write(json.dumps({"side": side, "round": r, "seconds": seconds, "rss": rss,
+                    f.write(json.dumps({"side": side, "round": r, "seconds": seconds, "rss": rss, "cpu": cpu,
                                         "png": str(next((work / f"{side}-{r}").glob("*.png")))}) + "\n")
     if args.only:
         return
@@ -148,7 +153,9 @@ def whole_process(args, models: Path, config: str) -> None:
                       for side in runs})
 
 
-def report(args, runs: dict[str, list[tuple[float, int]]], diff: int) -> None:
+def report(args, runs: dict[str, list[tuple]], diff: int) -> None:
+    """Medians of (wall seconds, peak RSS, CPU seconds) per side; the CPU seconds (user + system of the child) are
+    what the ratio is read from on a shared machine, where other processes stretch the wall time."""
     import os
 
     from bench_time_to_image import GB
@@ -160,14 +167,17 @@ def report(args, runs: dict[str, list[tuple[float, int]]], diff: int) -> None:
           f"{min(len(r) for r in runs.values())} alternated runs each, "
           f"{'cold (page cache dropped before each run)' if args.cold else 'warm page cache'}; "
           f"load average {os.getloadavg()}")
-    medians = {}
+    medians, cpus = {}, {}
     for side, rs in runs.items():
-        times = sorted(s for s, _ in rs)
+        times = sorted(r[0] for r in rs)
         medians[side] = statistics.median(times)
-        print(f"  {side:<9} median {medians[side]:.2f} s (min {times[0]:.2f}, max {times[-1]:.2f}), peak RSS median "
-              f"{statistics.median(m for _, m in rs) / GB:.2f} GB")
-    print(f"  ratio workflow / hand-written: {medians['workflow'] / medians['hand']:.3f}; largest pixel difference "
-          f"{diff}")
+        cpu = sorted(r[2] for r in rs if len(r) > 2)
+        cpus[side] = statistics.median(cpu) if cpu else float("nan")
+        print(f"  {side:<9} median {medians[side]:.2f} s (min {times[0]:.2f}, max {times[-1]:.2f}), CPU median "
+              f"{cpus[side]:.2f} s ({', '.join(f'{c:.1f}' for c in cpu)}), peak RSS median "
+              f"{statistics.median(r[1] for r in rs) / GB:.2f} GB")
+    print(f"  ratio workflow / hand-written: wall {medians['workflow'] / medians['hand']:.3f}, CPU "
+          f"{cpus['workflow'] / cpus['hand']:.3f}; largest pixel difference {diff}")
 
 
 def summary(args) -> None:
@@ -176,7 +186,8 @@ def summary(args) -> None:
     from bench_time_to_image import pixel_diff
 
     lines = [json.loads(line) for line in Path(args.summary).read_text().splitlines() if line.strip()]
-    runs = {side: [(x["seconds"], x["rss"]) for x in lines if x["side"] == side] for side in ("workflow", "hand")}
+    runs = {side: [(x["seconds"], x["rss"], *([x["cpu"]] if "cpu" in x else [])) for x in lines
+                   if x["side"] == side] for side in ("workflow", "hand")}
     first = {side: min((x for x in lines if x["side"] == side), key=lambda x: x["round"])["png"] for side in runs}
     report(args, runs, pixel_diff(Path(first["workflow"]), Path(first["hand"])))
 
