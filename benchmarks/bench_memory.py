@@ -45,7 +45,9 @@ def child(variant: str, folder: str, size: int, tile: int, out: str) -> None:
         vae = load_component(folder, "vae")
         loaded = _vm("VmRSS")
         start = time.perf_counter()
-        image = tiled_decode(vae, z, tile) if variant.endswith("-tiled") else vae.decode(z)
+        from nodegraph.memory.usage import release_free_heap
+
+        image = tiled_decode(vae, z, tile, release_free_heap) if variant.endswith("-tiled") else vae.decode(z)
     else:
         import diffusers
 

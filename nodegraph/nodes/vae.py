@@ -51,7 +51,9 @@ class VAEDecode(Node):
             if _tiled(i, ctx, tuple(z.shape)):
                 from nodegraph.models.vae_tiling import tiled_decode
 
-                x = tiled_decode(vae, z, i.tile_size)  # (B, 3, H, W) in ~[-1, 1]
+                from nodegraph.memory.usage import release_free_heap
+
+                x = tiled_decode(vae, z, i.tile_size, release_free_heap)  # (B, 3, H, W) in ~[-1, 1]
             else:
                 x = vae.decode(z)
         return {"image": (x / 2 + 0.5).clamp(0, 1).float().cpu()}
@@ -88,7 +90,9 @@ class VAEEncode(Node):
             if _tiled(i, ctx, latent_shape):
                 from nodegraph.models.vae_tiling import tiled_encode
 
-                posterior = tiled_encode(vae, x, i.tile_size)
+                from nodegraph.memory.usage import release_free_heap
+
+                posterior = tiled_encode(vae, x, i.tile_size, release_free_heap)
             else:
                 posterior = vae.encode(x)
             latents = from_vae_space(posterior.sample(generator=i.generator), vae.config)
