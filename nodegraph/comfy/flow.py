@@ -148,6 +148,10 @@ def _sd3_velocity(transformer, x, sigma: float, context, pooled, multiplier: flo
     b = x.shape[0]
     pick = (lambda t: t[torch.arange(b) % t.shape[0]].to(transformer.dtype))
     timestep = torch.full((b,), sigma, dtype=torch.float32, device=x.device) * multiplier  # (B,)
-    context = torch.nn.functional.pad(context, (0, transformer.config.joint_attention_dim - context.shape[-1]))
+    width = transformer.config.joint_attention_dim
+    if context.shape[-1] > width:
+        raise ValueError(f"the prompt's features are {context.shape[-1]} wide, but this SD3 transformer takes {width} "
+                         f"(joint_attention_dim): its text encoders do not belong to it")
+    context = torch.nn.functional.pad(context, (0, width - context.shape[-1]))  # (B', L, width)
     out = transformer(x.to(transformer.dtype), pick(context), pick(pooled), timestep)  # (B, C, h, w)
     return out.float()

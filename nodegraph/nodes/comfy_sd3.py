@@ -66,6 +66,9 @@ class ComfySD3TextEncode(Node):
             else:
                 t5 = _t5_states(i.text_encoder_3, i.tokenizer_3, plain)  # (1, t, 4096)
             t5 = t5.float().to(ctx.device)
+            if clip.shape[-1] > t5.shape[-1]:
+                raise ValueError(f"`text_encoder_3`: T5's states are {t5.shape[-1]} wide, narrower than the CLIP "
+                                 f"features ({clip.shape[-1]}); these text encoders are not one SD3 model's")
             clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1])).to(ctx.device)  # (1, 77·n, 4096)
             clip = torch.cat([clip, t5], dim=1)  # (1, 77·n + t, 4096)
         pooled = torch.cat([l_pooled.float(), g_pooled.float()], dim=-1)  # (1, C_l + C_g)

@@ -323,3 +323,18 @@ def test_split_files_unet_triple_clip_and_vae_loaders_draw_the_checkpoints_image
     assert main(["run", str(workflow), "--models", str(sd3_models[1]), "--out", str(out), "-q",
                  *[a for s in sets for a in ("--set", s)]]) == 0
     assert np.array_equal(np.asarray(Image.open(next(out.rglob("*.png"))).convert("RGB")).astype(int), seed5[0])
+
+
+def test_prompt_features_wider_than_the_sd3_transformer_are_refused_not_cut():
+    """A context wider than the MMDiT's joint_attention_dim (text encoders of another model) is an error naming
+    both widths, never silently cropped by the zero-padding."""
+    from types import SimpleNamespace
+
+    from nodegraph.comfy.flow import flow_denoise
+
+    class SD3Transformer2DModel:  # the name flow_denoise dispatches on; never called
+        config, dtype = SimpleNamespace(joint_attention_dim=8), torch.float32
+
+    with pytest.raises(ValueError, match=r"the prompt's features are 16 wide, but this SD3 transformer takes 8"):
+        flow_denoise(SD3Transformer2DModel(), torch.zeros(1, 16, 4, 4), 1.0, torch.zeros(1, 5, 16),
+                     pooled=(torch.zeros(1, 4), None), multiplier=1000.0)
