@@ -1,4 +1,4 @@
-"""Flux.1-schnell's whole run from fp8 files (issue 28): the transformer file, a T5-XXL-size scaled-fp8 encoder, the VAE.
+"""Flux.1-schnell whole run from fp8 files (issue 28): the transformer file, a T5-XXL-size scaled-fp8 T5, the VAE.
 
     flock -w 900 /tmp/nodegraph-heavy.lock timeout 480 .venv/bin/python benchmarks/bench_flux_fp8.py --only ours
     flock -w 900 /tmp/nodegraph-heavy.lock timeout 480 .venv/bin/python benchmarks/bench_flux_fp8.py --only diffusers
