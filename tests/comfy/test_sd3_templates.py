@@ -338,3 +338,31 @@ def test_prompt_features_wider_than_the_sd3_transformer_are_refused_not_cut():
     with pytest.raises(ValueError, match=r"the prompt's features are 16 wide, but this SD3 transformer takes 8"):
         flow_denoise(SD3Transformer2DModel(), torch.zeros(1, 16, 4, 4), 1.0, torch.zeros(1, 5, 16),
                      pooled=(torch.zeros(1, 4), None), multiplier=1000.0)
+
+
+def test_sampler_custom_advanced_with_cfg_guider_on_sd3_equals_the_ksampler(sd3_models, seed5, tmp_path):
+    """The template's KSampler rewired as RandomNoise + CFGGuider + KSamplerSelect + BasicScheduler (sgm_uniform on
+    the model's σ table) + SamplerCustomAdvanced (API form): the KSampler's image bit for bit."""
+    from nodegraph.cli import main
+    from nodegraph.comfy.reader import read_workflow
+
+    api = read_workflow(TEMPLATE).api
+    ksampler = api.pop("3")["inputs"]
+    api.update({
+        "n": {"class_type": "RandomNoise", "inputs": {"noise_seed": 5}},
+        "g": {"class_type": "CFGGuider", "inputs": {"model": ksampler["model"], "positive": ksampler["positive"],
+                                                    "negative": ksampler["negative"], "cfg": ksampler["cfg"]}},
+        "s": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "b": {"class_type": "BasicScheduler", "inputs": {"model": ksampler["model"], "scheduler": "sgm_uniform",
+                                                         "steps": STEPS, "denoise": 1.0}},
+        "c": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["n", 0], "guider": ["g", 0],
+                                                                "sampler": ["s", 0], "sigmas": ["b", 0],
+                                                                "latent_image": ksampler["latent_image"]}}})
+    api["8"]["inputs"]["samples"] = ["c", 0]
+    workflow = tmp_path / "custom_advanced.json"
+    workflow.write_text(json.dumps(api))
+    sets = [f"config={sd3_models[0]}", "53.width=64", "53.height=64", f"16.text={PROMPT}", f"4.ckpt_name={PLAIN}"]
+    out = tmp_path / "out"
+    assert main(["run", str(workflow), "--models", str(sd3_models[1]), "--out", str(out), "-q",
+                 *[a for s in sets for a in ("--set", s)]]) == 0
+    assert np.array_equal(np.asarray(Image.open(next(out.rglob("*.png"))).convert("RGB")).astype(int), seed5[0])
