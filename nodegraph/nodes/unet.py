@@ -43,7 +43,7 @@ class UNetStep(Node):
             from nodegraph.models.deepcache import check_supported
 
             check_supported(i.unet)
-        with torch.no_grad():
+        with torch.inference_mode():  # as no_grad, with no version counters or view tracking: the same kernels
             if i.embeddings is None:
                 return {"noise_pred": i.unet(x, i.t), "features": torch.empty(0)}
             if i.embeddings.shape[0] == 2 * x.shape[0]:
