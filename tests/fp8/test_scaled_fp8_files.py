@@ -163,3 +163,13 @@ def test_a_lora_fused_into_a_scaled_fp8_layer_adds_to_its_real_weight():
     assert (got - want).abs().max() <= 0.0625 * want.abs().max()  # e4m3's step at the top of its range: 1/16
     assert (q.float() * s - want).abs().max() > 0.01  # the LoRA is not lost in the rounding
     assert (got - q.float() * s).abs().mean() > 0.5 * (want - q.float() * s).abs().mean()
+
+
+def test_nodegraph_run_refuses_a_comfy_quant_transformer_by_name_without_a_traceback(tiny_flux_dev, flux_files,
+                                                                                     tmp_path):
+    from test_z_image_bad_input import assert_refused, run_cli
+
+    quant = tmp_path / "flux1-dev_nvfp4.safetensors"
+    save_file({**load_file(flux_files["scaled"]), "img_in.comfy_quant": torch.zeros(3, dtype=torch.uint8)}, quant)
+    result = run_cli("flux.yaml", tmp_path, model=tiny_flux_dev, transformer=quant, width=32, height=32, steps=1)
+    assert_refused(result, tmp_path, "node `checkpoint`", "ComfyUI quantized export", "img_in.comfy_quant", "use the bf16 file")
