@@ -172,4 +172,5 @@ def test_nodegraph_run_refuses_a_comfy_quant_transformer_by_name_without_a_trace
     quant = tmp_path / "flux1-dev_nvfp4.safetensors"
     save_file({**load_file(flux_files["scaled"]), "img_in.comfy_quant": torch.zeros(3, dtype=torch.uint8)}, quant)
     result = run_cli("flux.yaml", tmp_path, model=tiny_flux_dev, transformer=quant, width=32, height=32, steps=1)
-    assert_refused(result, tmp_path, "node `checkpoint`", "ComfyUI quantized export", "img_in.comfy_quant", "use the bf16 file")
+    assert_refused(result, tmp_path, "node `checkpoint`", "ComfyUI quantized export", "img_in.comfy_quant",
+                   "use the bf16 file")
