@@ -34,7 +34,10 @@ class ResnetBlock2D(nn.Module):
         h = self.conv1(self.act(self.norm1(x)))  # (B, C_out, H, W)
         if self.time_emb_proj is not None and temb is not None:
             h = h + self.time_emb_proj(self.act(temb))[:, :, None, None]  # temb (B, T) → (B, C_out, 1, 1)
-        h = self.conv2(F.dropout(self.act(self.norm2(h)), self.dropout, self.training))
+        h = self.act(self.norm2(h))
+        if self.training and self.dropout:  # dropout is the identity otherwise: not called, as in every inference
+            h = F.dropout(h, self.dropout, True)
+        h = self.conv2(h)
         shortcut = self.conv_shortcut(x) if self.conv_shortcut is not None else x
         out = shortcut + h
         # x / 1.0 is x exactly: skipping it (every SD model) saves a pass over the activations, not a bit
