@@ -174,3 +174,21 @@ def test_nodegraph_run_refuses_a_comfy_quant_transformer_by_name_without_a_trace
     result = run_cli("flux.yaml", tmp_path, model=tiny_flux_dev, transformer=quant, width=32, height=32, steps=1)
     assert_refused(result, tmp_path, "node `checkpoint`", "ComfyUI quantized export", "img_in.comfy_quant",
                    "use the bf16 file")
+
+
+def test_an_unfused_lora_beside_a_scaled_fp8_layer_adds_its_own_product():
+    """`fuse: false`: the scaled layer's output plus B(A(x))·scale, A and B kept wide (not rounded to float8)."""
+    from nodegraph.models.adapters.lora import LoraLayer, apply_lora
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 32, dtype=torch.bfloat16)
+    q, s = torch.randn(32, 64).to(torch.float8_e4m3fn), 0.01
+    layer.weight = torch.nn.Parameter(q, requires_grad=False)
+    layer.__class__, layer.weight_scale = Fp8Linear, s
+    lora = LoraLayer(down=torch.randn(4, 64) * 0.05, up=torch.randn(32, 4) * 0.05, alpha=2.0)
+    wrapped = apply_lora(torch.nn.Sequential(layer), {"0": (layer, lora)}, 1.5, fuse=False)[0]
+    x = torch.randn(3, 64, dtype=torch.bfloat16)
+    base = torch.nn.functional.linear(x, q.to(torch.bfloat16) * torch.tensor(s).to(torch.bfloat16), layer.bias)
+    delta = torch.nn.functional.linear(torch.nn.functional.linear(x, lora.down.to(torch.bfloat16)),
+                                       lora.up.to(torch.bfloat16)) * (1.5 * 0.5)
+    assert torch.equal(wrapped(x), base + delta) and (delta.abs().max() > 0.01)

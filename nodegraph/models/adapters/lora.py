@@ -194,10 +194,11 @@ class LoraWrapped(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base(x)
         conv = _innermost(self.base)
+        down, up = self.down.to(x.dtype), self.up.to(x.dtype)  # no-ops but beside a float8 layer
         if isinstance(conv, nn.Conv2d):
-            h = F.conv2d(x, self.down, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
-            return result + F.conv2d(h, self.up) * self.scale
-        return result + F.linear(F.linear(x, self.down), self.up) * self.scale
+            h = F.conv2d(x, down, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+            return result + F.conv2d(h, up) * self.scale
+        return result + F.linear(F.linear(x, down), up) * self.scale
 
 
 def _innermost(layer: nn.Module) -> nn.Module:
@@ -347,8 +348,9 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
     for path, (layer, lora) in matched.items():
         scale = strength * lora.scale
         weight = _innermost(layer).weight
-        down = lora.down.to(device=weight.device, dtype=weight.dtype)
-        up = lora.up.to(device=weight.device, dtype=weight.dtype)
+        wide = weight.dtype if weight.dtype.itemsize > 1 else torch.float32  # float8 layers (models/fp8.py): A, B wide
+        down = lora.down.to(device=weight.device, dtype=wide)
+        up = lora.up.to(device=weight.device, dtype=wide)
         if fuse and not isinstance(layer, LoraWrapped):
             replacements[path] = with_weight(layer, _fused(layer.weight, lora, scale, getattr(layer, "weight_scale",
                                                                                                None)))
