@@ -10,6 +10,7 @@ from typing import Any
 
 from nodegraph.exec.prefetch import _loads
 from nodegraph.exec.steps import SubgraphStep
+from nodegraph.memory.activations import VAE_NODES, vae_config, vae_work
 from nodegraph.memory.budget import STREAMABLE, BudgetError, compute_size
 from nodegraph.memory.estimate import BASELINE, ComponentSize, RunEstimate, component_bytes, peak
 from nodegraph.memory.sizes import format_flag, format_size
@@ -17,24 +18,40 @@ from nodegraph.memory.sizes import format_flag, format_size
 __all__ = ["BudgetError", "check_budget", "estimate_run", "minimum_budget"]
 
 
-def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: tuple[str, ...] | None = None
-                 ) -> RunEstimate:
+def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: tuple[str, ...] | None = None,
+                 tiled: bool = False) -> RunEstimate:
     """The estimate for running `graph` with graph inputs `values` (defaults fill the rest), in
-    `float_bytes`-byte floats (4: fp32, 2: fp16/bf16). Reads file headers only; loads nothing."""
+    `float_bytes`-byte floats (4: fp32, 2: fp16/bf16), the VAE passes untiled (or `tiled`). Reads file headers
+    and configs only; loads nothing."""
     plan = graph.plan(outputs)
     bound = {name: spec.default for name, spec in graph.inputs.items() if not spec.required}
     bound.update(values)
     known = {slot: bound[name] for name, slot in plan.input_slots.items() if name in bound}
     estimate = RunEstimate()
     last = sum(_span(step) for step in plan.steps) - 1
+    vae = None
     for step, (model, component, options), held in _held_loads(plan.steps, known, 0, last, estimate.ticks, ""):
+        if component == "vae" and vae is None:
+            vae = vae_config(model, **options)
         sizes = component_bytes(model, component, float_bytes, **options)
         if sizes is None:
             estimate.unknown.append(f"{step.node_id}.{component} ({model})")
             continue
         estimate.components.append(ComponentSize(step.node_id, component, sizes[0], held, sizes[1]))
-    estimate.peak, estimate.peak_step = peak(estimate.ticks, estimate.components, lambda c: c.bytes)
+    if vae is not None:
+        work = vae_work(vae, bound, float_bytes, tiled)
+        estimate.work = {index: work for index, kind in enumerate(_tick_types(plan.steps)) if kind in VAE_NODES}
+    estimate.peak, estimate.peak_step = peak(estimate.ticks, estimate.components, lambda c: c.bytes, estimate.work)
     return estimate
+
+
+def _tick_types(steps: list):
+    """The node type's name at each point of the timeline, in `_held_loads`' order."""
+    for step in steps:
+        if isinstance(step, SubgraphStep):
+            yield from _tick_types(step.plan.steps)
+        else:
+            yield getattr(getattr(getattr(step, "node_type", None), "cls", None), "__name__", "")
 
 
 def _span(step) -> int:
@@ -80,12 +97,12 @@ def _kept(steps: list, index: int) -> set[int]:
 def minimum_budget(graph, values: dict[str, Any], dtype: Any = None, cpu: bool = True,
                    outputs: tuple[str, ...] | None = None) -> tuple[int, Any]:
     """(the smallest budget the planner can run `graph` in, the `RunEstimate`), from file headers only."""
-    estimate = estimate_run(graph, values, compute_size(dtype), outputs)
+    estimate = estimate_run(graph, values, compute_size(dtype), outputs, tiled=True)  # the least a VAE pass needs
 
     def least(c) -> int:
         return c.largest_layer if cpu and c.component in STREAMABLE else c.bytes
 
-    return peak(estimate.ticks, estimate.components, least)[0], estimate
+    return peak(estimate.ticks, estimate.components, least, estimate.work)[0], estimate
 
 
 def check_budget(graph, values: dict[str, Any], mode, device: Any, outputs: tuple[str, ...] | None = None) -> None:
@@ -98,5 +115,6 @@ def check_budget(graph, values: dict[str, Any], mode, device: Any, outputs: tupl
         raise BudgetError(
             f"`max_memory` {format_size(mode.max_memory)} is below the least this run can use: "
             f"{format_size(minimum)} (the process itself ~{format_size(BASELINE)}, plus the weights that must be "
-            f"resident at once, streaming what can be streamed; activations come on top). "
-            f"Give --max-memory {format_flag(minimum)} or more (more leaves room for the activations).")
+            f"resident at once, streaming what can be streamed, plus the tiled VAE pass's activations at this "
+            f"image size; the UNet's come on top). Give --max-memory {format_flag(minimum)} or more (more leaves "
+            f"room for the UNet's activations).")

@@ -5,8 +5,8 @@ Sizes come from safetensors headers only (dtype and shape of every tensor: a few
 the run's compute dtype (float8 tensors stay one byte: models/fp8.py keeps them so). Lifetimes come from the
 plan: a model is held from its loader step until the step after which the executor frees the loader's output
 (the run-scoped cache of `nodegraph run` drops it then). The estimate is the largest sum of models held at one
-step, plus the process's own baseline (Python, torch); activations are not counted (the VAE decode's are
-estimated apart, models/vae_tiling.py). A model a node rebuilds (a LoRA copy) or keeps alive past its slot is
+step, plus the process's own baseline (Python, torch), plus what the step running then computes with (`work`:
+the VAE decode's and encode's activations, memory/activations.py; the UNet's and text encoders' are not counted). A model a node rebuilds (a LoRA copy) or keeps alive past its slot is
 not seen; a hub repo not yet downloaded counts 0 and is named in `unknown`.
 """
 
@@ -43,13 +43,16 @@ class RunEstimate:
     peak_step: str | None = None
     unknown: list[str] = field(default_factory=list)  # loaders whose model could not be sized before the run
     ticks: list[str] = field(default_factory=list)  # the node id of each point of the run's timeline (`held`)
+    work: dict[int, int] = field(default_factory=dict)  # point -> activations its step adds over the weights
 
     def lines(self) -> list[str]:
         from nodegraph.memory.sizes import format_size
 
-        out = ["memory estimate (weights from file headers, plus the process baseline; activations not counted):"]
+        out = ["memory estimate (weights from file headers, the process baseline, the VAE's activations):"]
         for c in self.components:
             out.append(f"  {c.node_id}.{c.component}: {format_size(c.bytes)}")
+        for index, extra in sorted(self.work.items()):
+            out.append(f"  {self.ticks[index]} activations: {format_size(extra)}")
         out.append(f"  peak: {format_size(self.peak)}" + (f" (at `{self.peak_step}`)" if self.peak_step else ""))
         out.extend(f"  not sized before the run: {u}" for u in self.unknown)
         return out
@@ -90,12 +93,13 @@ def component_bytes(model: str, component: str, compute_size: int, **options: An
     return sum(layers), max(layers, default=0)
 
 
-def peak(ticks: list[str], components: list[ComponentSize], cost) -> tuple[int, str | None]:
+def peak(ticks: list[str], components: list[ComponentSize], cost, work: dict[int, int] | None = None
+         ) -> tuple[int, str | None]:
     """BASELINE + the largest sum of `cost(component)` over the components held at one point of the timeline
-    (`ticks`: each point's node id), and that point's node id."""
+    (`ticks`: each point's node id) plus that point's `work` (activations), and that point's node id."""
     best, where = BASELINE, None
     for index, node_id in enumerate(ticks):
-        held = sum(cost(c) for c in components if c.held[0] <= index <= c.held[1])
+        held = sum(cost(c) for c in components if c.held[0] <= index <= c.held[1]) + (work or {}).get(index, 0)
         if BASELINE + held > best:
             best, where = BASELINE + held, node_id
     return best, where

@@ -287,7 +287,8 @@ def decode_bytes(block_out_channels: tuple[int, ...], latent_shape: tuple[int, .
     for i, out in enumerate(c):
         if tiled:
             held = (channels // 4 + out if upsampled else max(channels, out)) * pixels * itemsize
-            band = 8 * (tile * tile * 128 + 4 * int(pixels ** 0.5) * max(channels, out)) * 4  # float32 temporaries
+            wide = max(channels, out)  # a band: about tile² · 128 values, at most the whole image
+            band = 8 * (min(tile * tile * 128, wide * pixels) + 4 * int(pixels ** 0.5) * wide) * 4  # float32
             stage = held + band
         else:
             stage = (2 * channels + 2 * out) * pixels * max(itemsize, 4) * 6 // 5

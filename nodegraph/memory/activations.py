@@ -1,0 +1,52 @@
+"""What a run's steps add on top of the weights while they compute, estimated before anything loads.
+
+Counted: the VAE decode and encode (models/vae_tiling.py `decode_bytes`: untiled, or the exact tiled pass a
+budget makes the node choose), which on real-size models is the largest activation of a text-to-image run
+(SDXL-size, 1024², bf16: 3.6 GB estimated untiled, 0.66 GB tiled). The size comes from the graph's `height` /
+`width` / `batch_size` inputs, else the VAE's native `sample_size`; the VAE's channels from its config.json beside
+the weights (a single-file checkpoint: the SD/SDXL VAE's). Not counted yet: the UNet's and text encoders'
+activations (docs/memory.md says what they measured).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+VAE_NODES = ("VAEDecode", "VAEEncode")  # node types whose work is a VAE pass over the whole image
+SD_VAE = {"block_out_channels": [128, 256, 512, 512], "sample_size": 1024}  # SD 1/2, SDXL, Flux, SD3 VAEs
+
+
+def vae_config(model: str, **options: Any) -> dict:
+    """The VAE's config.json as written (block_out_channels, sample_size), or the SD VAE's where there is none."""
+    from nodegraph.models.prefetch import component_files
+
+    for f in component_files(model, "vae", **options):
+        config = f.parent / "config.json"
+        if config.is_file():
+            try:
+                return dict(SD_VAE, **json.loads(config.read_text()))
+            except (OSError, ValueError):
+                break
+    return dict(SD_VAE)
+
+
+def image_shape(values: dict[str, Any], config: dict) -> tuple[int, int, int]:
+    """(batch, height, width) of the run's images: the graph inputs of those names, else the VAE's native size."""
+    native = int(config.get("sample_size") or 1024)
+
+    def value(name: str, default: int) -> int:
+        v = values.get(name)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else default
+
+    return value("batch_size", 1), value("height", native), value("width", native)
+
+
+def vae_work(config: dict, values: dict[str, Any], float_bytes: int, tiled: bool) -> int:
+    """Bytes a VAEDecode / VAEEncode step adds over the weights (the encoder's are taken as the decoder's)."""
+    from nodegraph.models.vae_tiling import decode_bytes
+
+    batch, height, width = image_shape(values, config)
+    latent = (batch, 4, max(height // 8, 1), max(width // 8, 1))
+    return decode_bytes(tuple(config["block_out_channels"]), latent, float_bytes, tiled)
