@@ -235,9 +235,16 @@ def read_gligen(path: str | Path) -> GLIGEN:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from nodegraph.models.errors import CheckpointError
+    from nodegraph.models.weight_files import read_safetensors_header
+
     path = Path(path)
     if path.suffix != ".safetensors":
         raise GLIGENError(f"{path.name}: GLIGEN files are read as .safetensors only; convert the file")
+    try:  # a regular file (a FIFO or device is refused, never opened to block) with a header within spec/limits.py
+        read_safetensors_header(path, path.name)
+    except CheckpointError as e:
+        raise GLIGENError(f"GLIGEN file {e}") from None
     try:
         sd = load_file(str(path))
     except (SafetensorError, OSError) as e:

@@ -28,8 +28,10 @@ class LoadGLIGEN(Node):
     def run(self, i, ctx):
         import os
 
-        from nodegraph.models.gligen import read_gligen
+        from nodegraph.models.gligen import GLIGENError, read_gligen
 
+        if not os.path.exists(i.model):
+            raise GLIGENError(f"`model`: no such file {i.model!r}; give the path of a GLIGEN .safetensors file")
         key = ("gligen", os.path.realpath(i.model), os.path.getmtime(i.model), str(ctx.device), str(ctx.dtype))
         return {"gligen": ctx.components.get_or_load(key, lambda: read_gligen(i.model).to_run(ctx.device, ctx.dtype))}
 

@@ -129,3 +129,23 @@ def test_a_31st_comfyui_box_on_one_prompt_is_refused_before_encoding():
                                                        tokenizer=None, text="sun", width=64, height=64, x=0, y=0)
     with pytest.raises(ValueError, match="the prompt already has 30 GLIGEN boxes, the most GLIGEN reads"):
         ComfyGLIGENTextBox().run(inputs, None)
+
+
+def test_a_fifo_or_a_missing_file_as_the_gligen_file_is_refused_at_once_naming_the_node(tmp_path):
+    """A FIFO is refused by the checked reader (never opened to block): `nodegraph run` ends within the timeout."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    graph = tmp_path / "load.yaml"
+    graph.write_text("nodegraph: 1\ninputs:\n  gligen: {type: str, default: x.safetensors}\nnodes:\n  gligen:\n"
+                     "    type: LoadGLIGEN\n    model: $inputs.gligen\noutputs:\n  gligen: $gligen.gligen\n")
+    for path, says in [(fifo, "pipe.safetensors is a pipe, not a regular file"),
+                       (tmp_path / "none.safetensors", "no such file")]:
+        done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(graph), "--set", f"gligen={path}",
+                               "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert "node `gligen` (LoadGLIGEN@1) failed" in done.stderr and says in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr + done.stdout
