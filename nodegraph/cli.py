@@ -110,9 +110,8 @@ def _run(args, scratch: pathlib.Path) -> int:
 def _memory_hook(runner, graph, values):
     """The -v memory report's hook, with the plan's estimate; False (after the message) when `--max-memory` is
     below the least this run can use (checked before anything loads)."""
-    from nodegraph.exec.memory_plan import BudgetError, check_budget, estimate_run
+    from nodegraph.exec.memory_plan import BudgetError, check_budget, planned_peak
     from nodegraph.exec.memory_report import MemoryHook
-    from nodegraph.memory.budget import compute_size
 
     device = runner.context().device
     try:
@@ -121,7 +120,7 @@ def _memory_hook(runner, graph, values):
         print(f"error: {exc}", file=sys.stderr)
         return False
     hook = MemoryHook(device)
-    hook.estimate = estimate_run(graph, values, compute_size(runner.mode.dtype)).peak
+    hook.estimate = planned_peak(graph, values, runner.mode, device)  # as the budget makes the run go
     return hook
 
 

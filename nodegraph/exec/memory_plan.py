@@ -118,3 +118,31 @@ def check_budget(graph, values: dict[str, Any], mode, device: Any, outputs: tupl
             f"resident at once, streaming what can be streamed, plus the tiled VAE pass's activations at this "
             f"image size; the UNet's come on top). Give --max-memory {format_flag(minimum)} or more (more leaves "
             f"room for the UNet's activations).")
+
+
+def planned_peak(graph, values: dict[str, Any], mode, device: Any, outputs: tuple[str, ...] | None = None) -> int:
+    """The estimated peak of the run as `mode.max_memory` makes it go (the `-v` report's estimate): a UNet, VAE or
+    transformer that does not fit the budget beside what is held when it loads streams (its largest layer
+    counted), and a VAE pass whose untiled activations do not fit beside the weights held then runs tiled.
+    Without a budget: `estimate_run`'s peak."""
+    estimate = estimate_run(graph, values, compute_size(mode.dtype), outputs)
+    budget = mode.max_memory
+    if budget is None:
+        return estimate.peak
+    streams = getattr(device, "type", "cpu") in ("cpu", "cuda")
+
+    def held(index: int, cost) -> int:
+        return sum(cost(c) for c in estimate.components if c.held[0] <= index <= c.held[1])
+
+    streamed = set()
+    for c in sorted(estimate.components, key=lambda c: c.held[0]):  # each loader's choice, in load order
+        others = held(c.held[0], lambda o: 0 if o is c else o.largest_layer if id(o) in streamed else o.bytes)
+        if streams and c.component in STREAMABLE and BASELINE + others + c.bytes > budget:
+            streamed.add(id(c))
+
+    def cost(c) -> int:
+        return c.largest_layer if id(c) in streamed else c.bytes
+
+    tiled = estimate_run(graph, values, compute_size(mode.dtype), outputs, tiled=True).work
+    work = {i: w if BASELINE + held(i, cost) + w <= budget else tiled.get(i, w) for i, w in estimate.work.items()}
+    return peak(estimate.ticks, estimate.components, cost, work)[0]
