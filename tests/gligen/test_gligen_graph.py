@@ -23,24 +23,39 @@ def _ours(folder, path, **values):
     return png_pixels(run_graph(GRAPH, inputs={**inputs, **values})["image"])[0]
 
 
-@pytest.mark.parametrize("guidance_scale", [7.5, 1.0])
-def test_gligen_graph_equals_diffusers_gligen_pipeline(gligen_sd, guidance_scale):
+@pytest.fixture(scope="module")
+def pipelines(gligen_sd):
+    """diffusers' plain StableDiffusionPipeline and its GLIGEN pipeline on the same modules, built once."""
     from diffusers import StableDiffusionGLIGENPipeline, StableDiffusionPipeline
 
-    from tests.graphs.tiny_pipelines import to_uint8
-
-    folder, gated, path = gligen_sd
+    folder, gated, _ = gligen_sd
     base = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None)
     pipe = StableDiffusionGLIGENPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
                                          unet=gated, scheduler=base.scheduler, safety_checker=None,
                                          feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    for p in (base, pipe):
+        p.set_progress_bar_config(disable=True)
+    return base, pipe
+
+
+def _theirs(pipe, guidance_scale, **kwargs):
+    from tests.graphs.tiny_pipelines import to_uint8
+
     out = pipe("a photo of a park", height=32, width=32, num_inference_steps=3, guidance_scale=guidance_scale,
-               gligen_scheduled_sampling_beta=1.0, gligen_phrases=PHRASES, gligen_boxes=BOXES,
-               generator=torch.Generator("cpu").manual_seed(4), output_type="np")
-    theirs = to_uint8(out.images)[0]
+               generator=torch.Generator("cpu").manual_seed(4), output_type="np", **kwargs)
+    return to_uint8(out.images)[0]
+
+
+@pytest.mark.parametrize("guidance_scale", [7.5, 1.0])
+def test_gligen_graph_equals_diffusers_gligen_pipeline(gligen_sd, pipelines, guidance_scale):
+    folder, _, path = gligen_sd
+    base, pipe = pipelines
+    theirs = _theirs(pipe, guidance_scale, gligen_scheduled_sampling_beta=1.0, gligen_phrases=PHRASES,
+                     gligen_boxes=BOXES)
     ours = _ours(folder, path, guidance_scale=guidance_scale)
-    assert int((ours.int() - theirs.int()).abs().max()) <= 1  # boxes' effect: test_gligen_model, the template test
+    assert int((ours.int() - theirs.int()).abs().max()) <= 1
+    plain = _theirs(base, guidance_scale)  # sensitive: the same run without GLIGEN draws another image
+    assert int((ours.int() - plain.int()).abs().max()) > 5
 
 
 def test_gligen_graph_refuses_a_box_outside_the_image_and_uneven_lists(gligen_sd):
