@@ -60,8 +60,11 @@ class GLIGENUNet(Node):
     def run(self, i, ctx):
         import torch
 
-        from nodegraph.models.gligen import grounded_unet, pad_objects
+        from nodegraph.models.gligen import MAX_OBJECTS, grounded_unet, pad_objects
 
+        if len(i.phrases) > MAX_OBJECTS:  # before any phrase is encoded
+            raise ValueError(f"`phrases`: {len(i.phrases)} phrases; GLIGEN reads at most {MAX_OBJECTS} boxes, drop "
+                             f"some")
         if len(i.phrases) != len(i.boxes):
             raise ValueError(f"`boxes`: {len(i.boxes)} boxes for {len(i.phrases)} phrases; give one box a phrase")
         for k, box in enumerate(i.boxes):

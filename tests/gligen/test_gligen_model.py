@@ -149,3 +149,13 @@ def test_a_fifo_or_a_missing_file_as_the_gligen_file_is_refused_at_once_naming_t
         assert done.returncode == 1, done.stderr
         assert "node `gligen` (LoadGLIGEN@1) failed" in done.stderr and says in done.stderr, done.stderr
         assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_more_than_30_phrases_for_gligenunet_are_refused_before_any_is_encoded():
+    from nodegraph.nodes.gligen import GLIGENUNet
+
+    inputs = GLIGENUNet.Inputs.model_construct(unet=None, gligen=None, text_encoder=None, tokenizer=None,
+                                               phrases=["sun"] * 31, boxes=[[0.0, 0.0, 0.5, 0.5]] * 31,
+                                               guidance_scale=7.5)
+    with pytest.raises(ValueError, match="`phrases`: 31 phrases; GLIGEN reads at most 30 boxes"):
+        GLIGENUNet().run(inputs, None)  # no text encoder: encoding a phrase would fail otherwise
