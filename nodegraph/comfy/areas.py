@@ -75,7 +75,7 @@ def area_denoise(unet, x, sigma: float, positive: list[dict], negative: list[dic
         if e.get("gligen"):  # GLIGENTextBoxApply's boxes, relative to this crop: nodegraph/comfy/gligen.py
             from nodegraph.comfy.gligen import grounded
 
-            model = grounded(unet, e["gligen"], crop)
+            model = grounded(unet, e["gligen"], crop, area=e.get("area") is not None)
         return guided_denoise(model, crop, sigma, e["embeddings"], None, 1.0, e.get("pooled"), None, prediction,
                               positive_size=size)
 

@@ -189,8 +189,8 @@ def test_boxes_of_an_area_conditioned_prompt_are_relative_to_its_area(monkeypatc
         def forward(self, x, t, encoder_hidden_states):
             return 0.5 * x
 
-    def grounded(unet, gligen, x):
-        seen.append(comfy_gligen.latent_boxes(gligen["boxes"], *x.shape[-2:]))
+    def grounded(unet, gligen, x, area=False):
+        seen.append(comfy_gligen.latent_boxes(gligen["boxes"], *x.shape[-2:], area))
         return unet
 
     monkeypatch.setattr(comfy_gligen, "grounded", grounded)
@@ -199,3 +199,8 @@ def test_boxes_of_an_area_conditioned_prompt_are_relative_to_its_area(monkeypatc
     guided_denoise(Toy(), torch.zeros(1, 4, 12, 16), 1.5, None, torch.zeros(1, 3, 8), 7.0, positive_list=positive)
     # the 8 × 10-cell area (clipped to 8 × 10 of the 12 × 16 latent from row 2, column 4): x 2/10 … 6/10, y 1/8 … 3/8
     assert seen == [[(2 / 10, 1 / 8, 6 / 10, 3 / 8)]]
+    far = comfy_gligen.box_entry(torch.zeros(4), width=32, height=16, x=96, y=8)  # column 12 of a 10-column area
+    positive[0]["gligen"]["boxes"] = [far]
+    with pytest.raises(ValueError, match=r"a GLIGEN box at \(96, 8\) px lies outside the area \(80×64 px\) its "
+                                         r"prompt is set to \(boxes are placed from the area's corner\)"):
+        guided_denoise(Toy(), torch.zeros(1, 4, 12, 16), 1.5, None, torch.zeros(1, 3, 8), 7.0, positive_list=positive)
