@@ -131,24 +131,29 @@ def test_a_31st_comfyui_box_on_one_prompt_is_refused_before_encoding():
         ComfyGLIGENTextBox().run(inputs, None)
 
 
-def test_a_fifo_or_a_missing_file_as_the_gligen_file_is_refused_at_once_naming_the_node(tmp_path):
+def test_a_fifo_or_a_missing_file_as_the_gligen_file_is_refused_at_once_naming_the_node(tmp_path, capsys):
     """A FIFO is refused by the checked reader (never opened to block): `nodegraph run` ends within the timeout."""
     import os
     import subprocess
     import sys
+
+    from nodegraph.cli import main
 
     fifo = tmp_path / "pipe.safetensors"
     os.mkfifo(fifo)
     graph = tmp_path / "load.yaml"
     graph.write_text("nodegraph: 1\ninputs:\n  gligen: {type: str, default: x.safetensors}\nnodes:\n  gligen:\n"
                      "    type: LoadGLIGEN\n    model: $inputs.gligen\noutputs:\n  gligen: $gligen.gligen\n")
-    for path, says in [(fifo, "pipe.safetensors is a pipe, not a regular file"),
-                       (tmp_path / "none.safetensors", "no such file")]:
-        done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(graph), "--set", f"gligen={path}",
-                               "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 1, done.stderr
-        assert "node `gligen` (LoadGLIGEN@1) failed" in done.stderr and says in done.stderr, done.stderr
-        assert "Traceback" not in done.stderr + done.stdout
+    done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(graph), "--set", f"gligen={fifo}",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "node `gligen` (LoadGLIGEN@1) failed" in done.stderr, done.stderr
+    assert "pipe.safetensors is a pipe, not a regular file" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    missing = tmp_path / "none.safetensors"
+    assert main(["run", str(graph), "--set", f"gligen={missing}", "--out", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"`model`: no such file '{missing}'" in err and "Traceback" not in err
 
 
 def test_more_than_30_phrases_for_gligenunet_are_refused_before_any_is_encoded():
