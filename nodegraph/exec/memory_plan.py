@@ -29,10 +29,10 @@ def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: t
     known = {slot: bound[name] for name, slot in plan.input_slots.items() if name in bound}
     estimate = RunEstimate()
     last = sum(_span(step) for step in plan.steps) - 1
-    vae = None
+    vae, seen = None, False
     for step, (model, component, options), held in _held_loads(plan.steps, known, 0, last, estimate.ticks, ""):
-        if component == "vae" and vae is None:
-            vae = vae_config(model, **options)
+        if component == "vae" and not seen:  # the first VAE the run loads sizes its passes
+            vae, seen = vae_config(model, **options), True
         sizes = component_bytes(model, component, float_bytes, **options)
         if sizes is None:
             estimate.unknown.append(f"{step.node_id}.{component} ({model})")

@@ -18,17 +18,21 @@ VAE_NODES = ("VAEDecode", "VAEEncode")  # node types whose work is a VAE pass ov
 SD_VAE = {"block_out_channels": [128, 256, 512, 512], "sample_size": 1024}  # SD 1/2, SDXL, Flux, SD3 VAEs
 
 
-def vae_config(model: str, **options: Any) -> dict:
-    """The VAE's config.json as written (block_out_channels, sample_size), or the SD VAE's where there is none."""
+def vae_config(model: str, **options: Any) -> dict | None:
+    """The VAE's config.json as written (block_out_channels, sample_size); the SD VAE's for a single-file
+    checkpoint or a folder without one; None where the VAE is not on this disk (a hub repo not downloaded yet
+    counts nothing, as its weights do)."""
     from nodegraph.models.prefetch import component_files
 
-    for f in component_files(model, "vae", **options):
-        config = f.parent / "config.json"
-        if config.is_file():
-            try:
-                return dict(SD_VAE, **json.loads(config.read_text()))
-            except (OSError, ValueError):
-                break
+    files = component_files(model, "vae", **options)
+    if not files:
+        return None
+    config = files[0].parent / "config.json"
+    if not Path(model).expanduser().is_file() and config.is_file():
+        try:
+            return dict(SD_VAE, **json.loads(config.read_text()))
+        except (OSError, ValueError):
+            pass
     return dict(SD_VAE)
 
 
