@@ -33,38 +33,28 @@ FLUX_VAE = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlo
                 up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512], layers_per_block=2,
                 latent_channels=16, norm_num_groups=32, sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159,
                 use_quant_conv=False, use_post_quant_conv=False)
-NAMES = {"F8_E4M3": 1, "BF16": 2}
 
 
 def write_fp8_transformer(path: Path) -> None:
     """BFL-layout FLUX.1-schnell transformer with seeded random weights: 2-D weights float8_e4m3fn, the rest bf16."""
     import torch
     from diffusers import FluxTransformer2DModel
+    from random_safetensors import write_streamed
     from test_flux_single_file import to_bfl
 
     with torch.device("meta"):
         state = to_bfl(FluxTransformer2DModel(**SCHNELL).state_dict())
-    header, offset = {"__metadata__": {"format": "pt"}}, 0
-    for name, meta in state.items():
-        kind = "F8_E4M3" if meta.ndim == 2 else "BF16"
-        size = meta.numel() * NAMES[kind]
-        header[name] = {"dtype": kind, "shape": list(meta.shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
     generator = torch.Generator().manual_seed(0)
-    partial = path.with_suffix(".partial")
-    with open(partial, "wb") as f:
-        f.write(len(text).to_bytes(8, "little") + text)
-        for name, meta in state.items():
-            if meta.ndim == 2:
-                tensor = (torch.randn(meta.shape, generator=generator) * 0.02).to(torch.float8_e4m3fn)
-            elif name.endswith(".scale"):  # RMSNorm scales
-                tensor = torch.ones(meta.shape, dtype=torch.bfloat16)
-            else:
-                tensor = (torch.randn(meta.shape, generator=generator) * 0.02).to(torch.bfloat16)
-            f.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
-    partial.rename(path)
+
+    def make(name: str, kind: str, shape: tuple[int, ...]):
+        if kind == "F8_E4M3":
+            return (torch.randn(shape, generator=generator) * 0.02).to(torch.float8_e4m3fn)
+        if name.endswith(".scale"):  # RMSNorm scales
+            return torch.ones(shape, dtype=torch.bfloat16)
+        return (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)
+
+    write_streamed(path, {name: ("F8_E4M3" if meta.ndim == 2 else "BF16", tuple(meta.shape))
+                          for name, meta in state.items()}, make)
 
 
 def write_pipeline_folder(folder: Path) -> None:

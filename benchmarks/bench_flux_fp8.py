@@ -67,32 +67,22 @@ def t5_layout() -> dict[str, tuple[str, tuple[int, ...]]]:
 def write_scaled_t5(path: Path) -> None:
     """Seeded random weights: float8 values of N(0, 1) with scale 0.02 / √(fan-in / 4096) (weights ~ N(0, s²))."""
     import torch
+    from random_safetensors import write_streamed
 
-    sizes = {"F8_E4M3": 1, "BF16": 2, "F32": 4}
     layout = t5_layout()
-    header, offset = {"__metadata__": {"format": "pt"}}, 0
-    for name, (kind, shape) in layout.items():
-        size = sizes[kind] * (1 if not shape else int(torch.Size(shape).numel()))
-        header[name] = {"dtype": kind, "shape": list(shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
     generator = torch.Generator().manual_seed(1)
-    partial = path.with_suffix(".partial")
-    with open(partial, "wb") as f:
-        f.write(len(text).to_bytes(8, "little") + text)
-        for name, (kind, shape) in layout.items():
-            if kind == "F8_E4M3":
-                tensor = torch.randn(shape, generator=generator).to(torch.float8_e4m3fn)
-            elif name.endswith(".scale_weight"):
-                fan_in = layout[name.replace(".scale_weight", ".weight")][1][1]
-                tensor = torch.tensor(0.02 * (4096 / fan_in) ** 0.5, dtype=torch.float32)
-            elif name.endswith(".scale_input") or name.endswith("layer_norm.weight"):
-                tensor = torch.ones(shape, dtype=torch.float32 if kind == "F32" else torch.bfloat16)
-            else:
-                tensor = torch.randn(shape, generator=generator).to(torch.bfloat16)
-            f.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
-    partial.rename(path)
+
+    def make(name: str, kind: str, shape: tuple[int, ...]):
+        if kind == "F8_E4M3":
+            return torch.randn(shape, generator=generator).to(torch.float8_e4m3fn)
+        if name.endswith(".scale_weight"):
+            fan_in = layout[name.replace(".scale_weight", ".weight")][1][1]
+            return torch.tensor(0.02 * (4096 / fan_in) ** 0.5, dtype=torch.float32)
+        if name.endswith(".scale_input") or name.endswith("layer_norm.weight"):
+            return torch.ones(shape, dtype=torch.float32 if kind == "F32" else torch.bfloat16)
+        return torch.randn(shape, generator=generator).to(torch.bfloat16)
+
+    write_streamed(path, layout, make)
 
 
 def prepare(cache: Path) -> tuple[Path, Path, Path]:
