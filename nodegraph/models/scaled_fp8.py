@@ -9,14 +9,23 @@ ComfyUI writes them (`flux1-krea-dev_fp8_scaled.safetensors`, `sd3.5_large_fp8_s
   the layer's real weight is `weight · s` (ComfyUI quantises with s = max|W| / 448);
 * optionally `<layer>.scale_input`, the input's scale for fp8 × fp8 matrix products on GPUs that have them.
 
-Facts from ComfyUI's source (comfy/model_detection.py, comfy/ops.py `scaled_fp8_ops`, comfy/utils.py
-`convert_old_quants`, comfy_kitchen's eager `dequantize_per_tensor_fp8`): the marker is popped from the state dict
-before loading; in ordinary (not fp8-matmul) compute the weight is upcast to the compute dtype and multiplied by
-the scale cast to that dtype, `weight.to(dtype) * scale.to(dtype)`; `scale_input` is read only by the fp8 × fp8
-product (`torch._scaled_mm`), so ordinary compute ignores it, and so does nodegraph; the marker's 2-element form
-only turns that product's full-precision mode on. The per-layer multiply is done here at call time on the kept
-float8 weight (models/fp8.py), which gives ComfyUI's numbers with one byte a weight; where a loader reads the
-weight in the compute dtype instead, `checkpoint.read_tensors` folds the scale in with the same arithmetic.
+Facts read from ComfyUI's source: comfy/utils.py `convert_old_quants` and comfy/ops.py `mixed_precision_ops`
+(its master since the comfy_kitchen quantisation; no commit pinned), comfy_kitchen's `dequantize_per_tensor_fp8`
+(eager and CUDA backends), and the older comfy/ops.py `scaled_fp8_ops` and comfy/model_detection.py. The marker
+is popped from the state dict before loading; `scale_input` is read only by the fp8 × fp8 product
+(`torch._scaled_mm`), so ordinary compute ignores it, and so does nodegraph; the marker's 2-element form only turns
+that product's full-precision mode on. In ordinary (not fp8-matmul) compute on CPU, comfy_kitchen's eager backend,
+the weight is upcast to the compute dtype and multiplied by the scale cast to that dtype,
+`weight.to(dtype) * scale.to(dtype)`: that is the arithmetic here, ComfyUI's on CPU. Its CUDA backends compute
+`(weight.float() * scale).to(dtype)` (the same in float32 runs; in bf16 one rounding fewer), and the older
+`scaled_fp8_ops` scaled the input instead when it was the smaller tensor. The per-layer multiply is done here at
+call time on the kept float8 weight (models/fp8.py), one byte a weight; where a loader reads the weight in the
+compute dtype instead, `checkpoint.read_tensors` folds the scale in with the same arithmetic.
+
+One deviation: an e5m2 marker. nodegraph keeps such a file's weights as stored, in e5m2, as the older
+`scaled_fp8_ops(override_dtype=…)` did; current ComfyUI labels every scaled layer float8_e4m3fn whatever the
+marker says (`convert_old_quants`, with a TODO about it) and its mixed_precision_ops casts the stored weights to
+that format, re-rounding e5m2 values to e4m3, so for such a file its numbers are not ours.
 
 `unscale(entries)` turns such a file's tensor index into plain float8 entries that carry their scale
 (`ScaledEntry`), with the marker and the scale tensors taken out, so every single-file loader reads the file as

@@ -66,6 +66,7 @@ def test_scaled_z_image_transformer_outputs_what_the_dequantized_file_outputs(ti
 
     state = original_layout(diffusers_transformer(tiny_z_image).state_dict(), "model.diffusion_model.")
     scaled, plain, wrong = (tmp_path / f"{n}.safetensors" for n in ("scaled", "plain", "wrong"))
+    # an e5m2 marker: its weights kept in e5m2 (older ComfyUI; current ComfyUI re-rounds them to e4m3fn)
     write_scaled(state, scaled, plain, prefixes=("model.diffusion_model.",), fp8=torch.float8_e5m2)
     write_scaled(state, wrong, prefixes=("model.diffusion_model.",), fp8=torch.float8_e5m2,
                  scale_factor={"model.diffusion_model.layers.0.attention.qkv": 0.5})
@@ -99,7 +100,8 @@ def test_scaled_sd35_all_in_one_file_draws_the_dequantized_files_image(tiny_sd3,
 
 
 def test_the_scale_multiplies_the_upcast_weight_as_comfyui_computes_it_in_bf16():
-    """ComfyUI (comfy_kitchen's eager dequantize): `q.to(bf16) * scale.to(bf16)`, written out here."""
+    """ComfyUI on CPU (comfy_kitchen's eager dequantize): `q.to(bf16) * scale.to(bf16)`, written out here; its CUDA
+    backends compute `(q.float() * s).to(bf16)`, the other product below."""
     torch.manual_seed(0)
     layer = torch.nn.Linear(64, 32, dtype=torch.bfloat16)
     q = (torch.randn(32, 64) * 100).to(torch.float8_e4m3fn)
@@ -147,8 +149,10 @@ def test_a_scaled_sd_checkpoint_loads_its_unet_as_the_dequantized_file(sd1_file,
 
 
 def test_a_lora_fused_into_a_scaled_fp8_layer_adds_to_its_real_weight():
-    """ComfyUI patches a scaled layer's dequantized weight (`convert_weight`: w · s), then stores (w·s + ΔW) / s
-    back in float8 (`set_weight`): the fused layer's weight times its scale is w·s + ΔW within float8 rounding."""
+    """A LoRA is added to a scaled layer's dequantized weight w · s (as ComfyUI's `convert_weight`) and (w·s + ΔW) / s
+    is stored back in float8 on the old scale, round to nearest (ComfyUI's `set_weight` re-quantises, with a new
+    scale now, stochastically before: approximately the same): the fused weight times its scale is w·s + ΔW within
+    float8 rounding."""
     from nodegraph.models.adapters.lora import LoraLayer, apply_lora
 
     torch.manual_seed(0)

@@ -362,7 +362,10 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
 def _fused(weight: torch.Tensor, lora: LoraLayer, scale: float, weight_scale: float | None = None) -> torch.Tensor:
     """W + scale · (B ⊗ A) in a new tensor, accumulated in float32: for a k×k conv, Σ_r B[o, r] · A[r, i, :, :].
     One GEMM that reads W and writes the result (`addmm`): no copy of W and no temporary of its size. A scaled-fp8
-    layer's weight (models/scaled_fp8.py) is W·s: the sum is (W·s + ΔW) / s, stored back on the same scale."""
+    layer's weight (models/scaled_fp8.py) is W·s: the sum is (W·s + ΔW) / s, stored back on the same scale,
+    rounded to nearest (e4m3fn saturating at 448·s). That is only approximately ComfyUI's: its current
+    mixed_precision_ops `set_weight` re-quantises with a recalculated scale, its older scaled_fp8_op divided by the
+    old scale with seeded stochastic rounding (tests/fp8: within e4m3's 1/16 step of the real sum)."""
     down = lora.down.to(device=weight.device, dtype=torch.float32).flatten(1)  # (r, in·kh·kw)
     up = lora.up.to(device=weight.device, dtype=torch.float32).flatten(1)  # (out, r)
     base = weight.to(torch.float32, memory_format=torch.contiguous_format)  # a view for contiguous fp32 weights
