@@ -10,7 +10,6 @@ activations (docs/memory.md says what they measured).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +28,36 @@ def vae_config(model: str, **options: Any) -> dict | None:
         return None
     config = files[0].parent / "config.json"
     if not Path(model).expanduser().is_file() and config.is_file():
-        try:
-            return dict(SD_VAE, **json.loads(config.read_text()))
-        except (OSError, ValueError):
-            pass
+        return dict(SD_VAE, **_read_config(config))
     return dict(SD_VAE)
+
+
+def _read_config(config: Path) -> dict[str, Any]:
+    """The VAE's config.json, checked for what the estimate reads; InputRefused naming the file (and the line and
+    column of malformed JSON) where it is not a JSON object or its sizes are not positive integers."""
+    from nodegraph.spec.limits import InputRefused, active_limits
+    from nodegraph.spec.reading import JsonProblem, load_json, read_limited
+
+    hint = "fix the VAE's config.json or re-download the model"
+    try:
+        data = load_json(read_limited(config, active_limits().max_input_bytes, str(config), "VAE config"))
+    except JsonProblem as exc:
+        raise InputRefused("invalid_config", f"{config}:{exc.line}:{exc.col}: {exc.message}", hint) from None
+    if not isinstance(data, dict):
+        raise InputRefused("invalid_config", f"{config}: the VAE's config is a JSON {type(data).__name__}, not an "
+                           f"object", hint)
+    channels, size = data.get("block_out_channels", SD_VAE["block_out_channels"]), data.get("sample_size")
+
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16
+
+    if not (isinstance(channels, list) and channels and all(count(c) for c in channels)):
+        raise InputRefused("invalid_config", f"{config}: `block_out_channels` is {str(channels)[:60]}, not a "
+                           f"list of positive integers", hint)
+    if size is not None and not count(size):
+        raise InputRefused("invalid_config", f"{config}: `sample_size` is {str(size)[:60]}, not a positive "
+                           f"integer", hint)
+    return data
 
 
 def image_shape(values: dict[str, Any], config: dict) -> tuple[int, int, int]:

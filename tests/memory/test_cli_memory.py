@@ -42,3 +42,24 @@ def test_run_verbose_reports_each_nodes_peak_and_the_estimate(capsys, tmp_path):
     assert main(["run", SD, *DIGITS, "-q", "-v", "--no-prefetch", "--out", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "memory (peak RSS):" in err and "  decode " in err and "(estimate" in err
+
+
+@pytest.mark.parametrize("config, says", [("[1]", "the VAE's config is a JSON list, not an object"),
+                                          ('{"block_out_channels": 128', "config.json:1:27: malformed JSON"),
+                                          ('{"block_out_channels": "wide"}', "`block_out_channels` is wide")])
+def test_validate_memory_refuses_a_vae_config_that_is_not_an_object_of_sizes_naming_the_file(
+        capsys, tmp_path, config, says):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
+                                                           "vae": ["diffusers", "AutoencoderKL"]}))
+    save_file({"decoder.conv_in.weight": torch.zeros(1)}, tmp_path / "vae" / "diffusion_pytorch_model.safetensors")
+    (tmp_path / "vae" / "config.json").write_text(config)
+    assert main(["validate", SD, "--set", f"model={tmp_path}", "--memory"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'vae' / 'config.json'}" in err and says in err, err
+    assert "internal error" not in err and "Traceback" not in err
