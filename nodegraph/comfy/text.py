@@ -14,6 +14,7 @@ from __future__ import annotations
 
 CHUNK = 77  # tokens per encoded sequence: BOS + 75 + EOS
 LONG_WORD = 8  # words of this many tokens or more may be split across chunks
+WORD_BATCH = 64  # words tokenized at once when a prompt's length is counted
 
 
 def parse_weights(text: str, weight: float = 1.0) -> list[tuple[str, float]]:
@@ -191,6 +192,18 @@ def pooled_text(prompt: str) -> str:
     return plain if plain is not None else " ".join(word for word, _ in comfy_words(prompt))
 
 
+def clip_token_count(prompt: str, tokenizer, limit: int) -> int:
+    """The CLIP tokens of the prompt's words as `weighted_chunks` reads them (no BOS/EOS, no padding), counted a
+    batch of words at a time and no further once past `limit` (a huge prompt is never tokenized whole)."""
+    words = [word for word, _ in comfy_words(prompt)]
+    count = 0
+    for start in range(0, len(words), WORD_BATCH):
+        count += sum(len(row) - 2 for row in tokenizer(words[start:start + WORD_BATCH]).input_ids)
+        if count > limit:
+            break
+    return count
+
+
 def t5_weighted_tokens(prompt: str, tokenizer, min_length: int = 256, max_tokens: int = 1024):
     """(ids (1, L), weights (1, L), empty ids (1, L)) of a T5 prompt as ComfyUI's T5XXLTokenizer builds them for
     Flux: each word tokenized alone without `</s>`, then one `</s>`, padded with pad tokens to `min_length`, never
@@ -202,14 +215,15 @@ def t5_weighted_tokens(prompt: str, tokenizer, min_length: int = 256, max_tokens
     (eos,), pad = tokenizer([""], 1)[0][0].tolist(), tokenizer.pad_token_id  # "" is just </s>
     ids: list[int] = []
     weights: list[float] = []
-    if words:
-        batch, mask = tokenizer([word for word, _ in words], max_tokens + 1)  # (W, max + 1): one word each, </s>
-        for (_, weight), row, n in zip(words, batch, mask.sum(dim=1).tolist()):
-            ids += row[:n - 1].tolist()
-            weights += [weight] * (n - 1)
-    if len(ids) + 1 > max_tokens:
-        raise ValueError(f"`text`: the prompt is {len(ids) + 1} T5 tokens or more, over {max_tokens}, the most this "
-                         f"import encodes (T5's attention grows with the square of the length); shorten the prompt")
+    for start in range(0, len(words), WORD_BATCH):  # unpadded, a batch at a time: a huge prompt stops early
+        group = words[start:start + WORD_BATCH]
+        for (_, weight), row in zip(group, tokenizer.unpadded([word for word, _ in group])):  # row: word + </s>
+            ids += row[:-1]
+            weights += [weight] * (len(row) - 1)
+        if len(ids) + 1 > max_tokens:
+            raise ValueError(f"`text`: the prompt is {len(ids) + 1} T5 tokens or more, over {max_tokens}, the most "
+                             f"this import encodes (T5's attention grows with the square of the length); shorten "
+                             f"the prompt")
     length = max(min_length, len(ids) + 1)
     ids += [eos] + [pad] * (length - len(ids) - 1)
     weights += [1.0] * (length - len(weights))

@@ -63,6 +63,12 @@ class T5Tokenizer:
         mask = torch.tensor([e.attention_mask for e in encoded], dtype=torch.long)
         return ids, mask
 
+    def unpadded(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids ending with `</s>`, neither padded nor cut (memory in proportion to the texts)."""
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=True)]
+
     def dropped(self, texts: list[str], max_length: int) -> list[str]:
         """The text truncation removed from each prompt, decoded as diffusers' warning shows it."""
         out = []

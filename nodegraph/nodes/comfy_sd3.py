@@ -12,6 +12,7 @@ from nodegraph.core import Field, Node, Ports, node
 from nodegraph.core.types import Embeddings, TextEncoder, Tokenizer
 
 T5_MIN_TOKENS = 77  # ComfyUI's SD3 T5 tokenizer pads to at least 77 tokens (Flux's: 256)
+CLIP_MAX_TOKENS = 1024  # the most CLIP tokens a prompt may have here, as T5's T5_MAX_TOKENS (comfy_flow.py)
 
 
 @node("ComfySD3TextEncode", version=1)
@@ -26,8 +27,8 @@ class ComfySD3TextEncode(Node):
     whole context (its features zero-padded to the transformer's width when it is called). `(word:1.2)` weights
     move each encoder's weighted states against its empty prompt's (T5's: `</s>` and pads, as long). The pooled
     vector is CLIP-L's pooled state WITHOUT its text projection (ComfyUI's SD3 CLIP-L has
-    `return_projected_pooled=False`) beside bigG's projected one: (1, 768 + 1280). A prompt over 1024 T5 tokens is
-    refused before the encoder runs (T5's attention grows with the square of the length)."""
+    `return_projected_pooled=False`) beside bigG's projected one: (1, 768 + 1280). A prompt over 1024 T5 tokens or
+    1024 CLIP tokens is refused before any encoder runs (attention grows with the square of the length)."""
 
     class Inputs(Ports):
         text_encoder: TextEncoder
@@ -45,9 +46,10 @@ class ComfySD3TextEncode(Node):
     def run(self, i, ctx):
         import torch
 
-        from nodegraph.comfy.text import encode, plain_text, t5_weighted_encode, t5_weighted_tokens, weighted_chunks
-        from nodegraph.nodes.comfy_flow import T5_MAX_TOKENS
+        from nodegraph.comfy.text import encode, weighted_chunks
 
+        _check_clip_length(i)
+        t5_tokens = _t5_tokens(i) if i.text_encoder_3 is not None else None  # refuses a long prompt, encodes nothing
         l_hidden, _ = encode(i.text_encoder, i.tokenizer, i.text, 0, "penultimate")  # (1, 77·n, C_l)
         g_hidden, g_pooled = encode(i.text_encoder_2, i.tokenizer_2, i.text, 0, "penultimate", 0)  # (1, 77·n, C_g)
         if g_pooled is None:
@@ -56,16 +58,8 @@ class ComfySD3TextEncode(Node):
         l_pooled = _unprojected_pooled(i.text_encoder, first)  # (1, C_l)
         length = min(l_hidden.shape[1], g_hidden.shape[1])
         clip = torch.cat([l_hidden[:, :length], g_hidden[:, :length]], dim=-1).float()  # (1, 77·n, C_l + C_g)
-        if i.text_encoder_3 is not None:  # without T5 the transformer call pads the features (comfy/flow.py)
-            if i.tokenizer_3 is None:
-                raise ValueError("`tokenizer_3`: give T5's tokenizer with its encoder")
-            plain = plain_text(i.text)
-            if plain is None:  # weighted: word by word, each weighted state moved against the empty prompt's
-                ids, weights, empty = t5_weighted_tokens(i.text, i.tokenizer_3, T5_MIN_TOKENS, T5_MAX_TOKENS)
-                t5 = t5_weighted_encode(i.text_encoder_3, ids, weights, empty)  # (1, t, 4096)
-            else:
-                t5 = _t5_states(i.text_encoder_3, i.tokenizer_3, plain)  # (1, t, 4096)
-            t5 = t5.float().to(ctx.device)
+        if t5_tokens is not None:  # without T5 the transformer call pads the features (comfy/flow.py)
+            t5 = _t5_encode(i.text_encoder_3, t5_tokens).float().to(ctx.device)  # (1, t, 4096)
             if clip.shape[-1] > t5.shape[-1]:
                 raise ValueError(f"`text_encoder_3`: T5's states are {t5.shape[-1]} wide, narrower than the CLIP "
                                  f"features ({clip.shape[-1]}); these text encoders are not one SD3 model's")
@@ -76,6 +70,51 @@ class ComfySD3TextEncode(Node):
                 "pooled": pooled.to(dtype=ctx.dtype, device=ctx.device)}
 
 
+def _check_clip_length(i) -> None:
+    """Refuse a prompt over CLIP_MAX_TOKENS CLIP tokens (in either tokenizer) before any encoder runs: each 75
+    tokens add 77 to the transformer's joint sequence, whose attention grows with the square of its length."""
+    from nodegraph.comfy.text import clip_token_count
+
+    for name, tokenizer in (("tokenizer", i.tokenizer), ("tokenizer_2", i.tokenizer_2)):
+        count = clip_token_count(i.text, tokenizer, CLIP_MAX_TOKENS)
+        if count > CLIP_MAX_TOKENS:
+            raise ValueError(f"`text`: the prompt is {count} CLIP tokens or more (`{name}`), over {CLIP_MAX_TOKENS}, "
+                             f"the most this import encodes (every 75 CLIP tokens add 77 to the SD3 transformer's "
+                             f"joint sequence, whose attention grows with the square of its length); shorten the "
+                             f"prompt")
+
+
+def _t5_tokens(i):
+    """(ids (1, t), weights (1, t) or None, empty ids or None) of the prompt for T5; over T5_MAX_TOKENS refused."""
+    from nodegraph.comfy.text import plain_text, t5_weighted_tokens
+    from nodegraph.nodes.comfy_flow import T5_MAX_TOKENS
+
+    if i.tokenizer_3 is None:
+        raise ValueError("`tokenizer_3`: give T5's tokenizer with its encoder")
+    plain = plain_text(i.text)
+    if plain is None:  # weighted: word by word, each weighted state moved against the empty prompt's
+        return t5_weighted_tokens(i.text, i.tokenizer_3, T5_MIN_TOKENS, T5_MAX_TOKENS)
+    tokenizer = i.tokenizer_3
+    if tokenizer.dropped([plain], T5_MAX_TOKENS)[0]:
+        raise ValueError(f"`text`: the prompt ({len(plain)} characters) is longer than {T5_MAX_TOKENS} T5 tokens, the "
+                         f"most this import encodes (T5's attention grows with the square of the length); shorten it")
+    ids, mask = tokenizer([plain], T5_MAX_TOKENS)  # (1, T5_MAX_TOKENS), the padding last
+    return ids[:, :max(T5_MIN_TOKENS, int(mask.sum()))], None, None
+
+
+def _t5_encode(encoder, tokens):
+    """T5's last hidden state of the `_t5_tokens` ids: plain, or with ComfyUI's weighting. (1, t, C)"""
+    import torch
+
+    from nodegraph.comfy.text import t5_weighted_encode
+
+    ids, weights, empty = tokens
+    if weights is not None:
+        return t5_weighted_encode(encoder, ids, weights, empty)
+    with torch.no_grad():
+        return encoder(ids.to(encoder.device))  # (1, t, C)
+
+
 def _unprojected_pooled(encoder, ids):
     """CLIP-L's pooled state (the final-normed end token) before any text projection: (1, C)."""
     import torch
@@ -83,21 +122,6 @@ def _unprojected_pooled(encoder, ids):
     model = getattr(encoder, "text_model", encoder)  # CLIPTextModelWithProjection wraps a CLIPTextModel
     with torch.no_grad():
         return model(ids.to(encoder.device)).pooler_output
-
-
-def _t5_states(encoder, tokenizer, text: str):
-    """T5's last hidden state of the prompt's tokens and `</s>`, padded to at least 77: (1, max(77, n), C)."""
-    import torch
-
-    from nodegraph.nodes.comfy_flow import T5_MAX_TOKENS
-
-    if tokenizer.dropped([text], T5_MAX_TOKENS)[0]:
-        raise ValueError(f"`text`: the prompt ({len(text)} characters) is longer than {T5_MAX_TOKENS} T5 tokens, the "
-                         f"most this import encodes (T5's attention grows with the square of the length); shorten it")
-    ids, mask = tokenizer([text], T5_MAX_TOKENS)  # (1, T5_MAX_TOKENS), the padding last
-    ids = ids[:, :max(T5_MIN_TOKENS, int(mask.sum()))]
-    with torch.no_grad():
-        return encoder(ids.to(encoder.device))  # (1, L, C)
 
 
 @node("ComfyFluxShift", version=1)

@@ -71,3 +71,36 @@ def test_t5_prompt_over_the_cap_is_refused_naming_the_input_before_the_encoder_r
 def test_the_cap_keeps_t5_xxl_position_bias_under_1_gib():
     heads, fp32 = 64, 4  # T5-XXL (Flux's text_encoder_2): num_heads 64
     assert heads * T5_MAX_TOKENS**2 * fp32 < 2**30
+
+
+class CountingTokenizer:
+    """The T5 tokenizer, keeping how many ids each call could allocate: padded calls (texts × length) and the words
+    read unpadded."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.pad_token_id = tokenizer, tokenizer.pad_token_id
+        self.padded: list[int] = []
+        self.words_read = 0
+
+    def __call__(self, texts, max_length):
+        self.padded.append(len(texts) * max_length)
+        return self.tokenizer(texts, max_length)
+
+    def unpadded(self, texts):
+        self.words_read += len(texts)
+        return self.tokenizer.unpadded(texts)
+
+
+def test_a_huge_weighted_t5_prompt_is_refused_after_reading_about_the_caps_worth_of_words(tokenizer):
+    """ComfyUI's weighted T5 prompt is tokenized word by word: a 100,000-word prompt is refused once the count passes
+    the cap, no word padded (each used to be padded to the cap first: GBs before the refusal)."""
+    from nodegraph.comfy.text import WORD_BATCH, t5_weighted_tokens
+
+    counting = CountingTokenizer(tokenizer)
+    with pytest.raises(ValueError, match=rf"`text`: the prompt is {T5_MAX_TOKENS + 1} T5 tokens or more, over "
+                                         rf"{T5_MAX_TOKENS}.*shorten the prompt"):
+        t5_weighted_tokens("(fox:1.2) " * 100_000, counting, 256, T5_MAX_TOKENS)
+    assert max(counting.padded) == 1  # only "" (its </s>)
+    assert counting.words_read <= T5_MAX_TOKENS + WORD_BATCH
+    ids, weights, _ = t5_weighted_tokens("(fox:1.2) " * (T5_MAX_TOKENS - 1), counting, 256, T5_MAX_TOKENS)
+    assert ids.shape == weights.shape == (1, T5_MAX_TOKENS) and float(weights[0, 0]) == pytest.approx(1.2)

@@ -15,6 +15,7 @@ ComfyUI's 16 latent channels (its VAE shrinks 4×: the template at 64×64 is the
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -366,3 +367,23 @@ def test_sampler_custom_advanced_with_cfg_guider_on_sd3_equals_the_ksampler(sd3_
     assert main(["run", str(workflow), "--models", str(sd3_models[1]), "--out", str(out), "-q",
                  *[a for s in sets for a in ("--set", s)]]) == 0
     assert np.array_equal(np.asarray(Image.open(next(out.rglob("*.png"))).convert("RGB")).astype(int), seed5[0])
+
+
+def test_a_huge_prompt_is_refused_naming_the_node_before_any_text_encoder_runs(sd3_models, tmp_path, capsys,
+                                                                              monkeypatch):
+    """A shared workflow's 100 kB prompt would add 77 tokens to the joint sequence per 75 CLIP tokens: refused over
+    1024 CLIP tokens, counted without encoding (the encoders here fail the test if called), exit 1, no traceback."""
+    from nodegraph.cli import main
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("a text encoder ran")
+
+    monkeypatch.setattr("nodegraph.comfy.text.encode", no_encoding)
+    prompt = "a red fox in fresh snow " * 4_200  # ~100 kB, 25,200 words
+    args = [a for s in (f"config={sd3_models[0]}", f"16.text={prompt}", f"4.ckpt_name={PLAIN}") for a in ("--set", s)]
+    code = main(["run", str(TEMPLATE), "--models", str(sd3_models[1]), "--out", str(tmp_path), "-q", *args])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert re.search(r"16.*`text`: the prompt is \d{4} CLIP tokens or more \(`tokenizer`\), over 1024, the most this "
+                     r"import encodes .*shorten the prompt", err), err
+    assert not list(tmp_path.rglob("*.png"))
