@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 import comfyui_workflow_templates_json as templates_json
-from tests.sd3.test_sd3_lora import lora_files  # noqa: F401  (a module fixture: kohya, peft and ComfyUI-named LoRAs)
+from tests.sd3.sd3_loras import write_lora_files
 
 TEMPLATES = Path(templates_json.__file__).parent / "templates"
 TEMPLATE = TEMPLATES / "sd3.5_simple_example.json"
@@ -124,6 +124,12 @@ def pipeline_image(folder, seed: int, cfg: float = 4.01, shift: float = 3.0, pro
                guidance_scale=cfg, max_sequence_length=77, generator=torch.Generator("cpu").manual_seed(seed),
                output_type="np")
     return np.round(out.images[0] * 255).astype(int)
+
+
+@pytest.fixture(scope="module")
+def lora_files(tmp_path_factory):
+    """kohya, peft and ComfyUI-named files of one random LoRA of the tiny SD3 folder (tests/sd3/sd3_loras.py)."""
+    return write_lora_files(tmp_path_factory.mktemp("sd3_lora"))
 
 
 @pytest.fixture(scope="module")
