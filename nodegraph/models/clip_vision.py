@@ -83,45 +83,97 @@ def vision_state(state: dict, shown: str) -> dict:
     return keep
 
 
+# Sizes a CLIP-vision file may declare: bigG is 1664 wide, 48 layers, 8192 in its MLP, 257 positions; well above
+# them, a file's sizes are refused before a model of that size is even described
+MAX_WIDTH, MAX_LAYERS, MAX_INTERMEDIATE, MAX_SIDE, MAX_PATCH, MAX_PROJECTION = 4096, 64, 16384, 64, 64, 4096
+
+
+def _size(state: dict, key: str, ndim: int, axis: int, shown: str) -> int:
+    """Dimension `axis` of tensor `key`, which must have `ndim` dimensions (VisionFileError otherwise)."""
+    value = state.get(key)
+    if value is None or value.dim() != ndim:
+        got = "missing" if value is None else f"of shape {tuple(value.shape)}"
+        raise VisionFileError(f"{shown}: `{key}` is {got}, not a {ndim}-D tensor as in a CLIP-vision tower")
+    return int(value.shape[axis])
+
+
 def vision_shape(state: dict, shown: str) -> VisionShape:
-    """The tower's sizes, read from its weights' shapes (heads and activation: see the module)."""
-    hidden = state[f"{_PREFIX}embeddings.class_embedding"].shape[0]
-    patch = state[f"{_PREFIX}embeddings.patch_embedding.weight"].shape[-1]
-    positions = state[f"{_PREFIX}embeddings.position_embedding.weight"].shape[0]
-    side = round((positions - 1) ** 0.5)
+    """The tower's sizes, read from its weights' shapes (heads and activation: see the module), each bounded."""
+    hidden = _size(state, f"{_PREFIX}embeddings.class_embedding", 1, 0, shown)
+    patch = _size(state, f"{_PREFIX}embeddings.patch_embedding.weight", 4, -1, shown)
+    positions = _size(state, f"{_PREFIX}embeddings.position_embedding.weight", 2, 0, shown)
+    side = round(max(positions - 1, 0) ** 0.5)
     layers = len({k.split(".")[3] for k in state if k.startswith(f"{_PREFIX}encoder.layers.")})
-    if side * side != positions - 1 or layers == 0:
+    if side * side != positions - 1 or side == 0 or layers == 0:
         raise VisionFileError(f"{shown}: {positions} positions and {layers} layers are not a square-image CLIP tower")
+    intermediate = _size(state, f"{_PREFIX}encoder.layers.0.mlp.fc1.weight", 2, 0, shown)
+    projection = _size(state, "visual_projection.weight", 2, 0, shown)
+    for what, value, most in (("width", hidden, MAX_WIDTH), ("layer count", layers, MAX_LAYERS),
+                              ("MLP width", intermediate, MAX_INTERMEDIATE), ("patch size", patch, MAX_PATCH),
+                              ("patches per side", side, MAX_SIDE), ("projection width", projection, MAX_PROJECTION)):
+        if not 0 < value <= most:
+            raise VisionFileError(f"{shown}: a CLIP tower's {what} of {value} is outside 1..{most} (clip_vision_g "
+                                  f"is 1664 wide with 48 layers); the file is damaged or not a CLIP-vision model")
     heads, activation = _KNOWN.get(hidden, (hidden // 64, "gelu"))
     if hidden not in _KNOWN and hidden % 64:
         raise VisionFileError(f"{shown}: a CLIP tower {hidden} wide has no known head count (known widths: "
                               f"{', '.join(map(str, _KNOWN))}, or a multiple of 64)")
-    intermediate = state[f"{_PREFIX}encoder.layers.0.mlp.fc1.weight"].shape[0]
-    return VisionShape(hidden, layers, intermediate, patch, side * patch,
-                       state["visual_projection.weight"].shape[0], heads, activation)
+    return VisionShape(hidden, layers, intermediate, patch, side * patch, projection, heads, activation)
 
 
-def load_clip_vision(state: dict, shown: str = "the file"):
-    """A float32 CLIPVisionModelWithProjection holding `state` (a CLIP-vision file's tensors), in eval mode."""
+def header_state(tensors: dict, shown: str) -> dict:
+    """Shape-only stand-ins (meta tensors, no memory) for a safetensors header's tensors {name: info.shape}, so a
+    file's layout is checked before its data is read."""
+    import torch
+
+    try:
+        return {k: torch.empty(tuple(info.shape), device="meta") for k, info in tensors.items()}
+    except (RuntimeError, ValueError, OverflowError) as exc:
+        raise VisionFileError(f"{shown} declares a tensor shape torch cannot hold ({exc})") from None
+
+
+def check_clip_vision(state: dict, shown: str = "the file"):
+    """(tower weights under transformers' names, the tower built on the meta device): every key and shape of the
+    tower its sizes describe checked against `state` (real or meta tensors) before any weight is allocated."""
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    state = vision_state(state, shown)
+    try:
+        state = vision_state(state, shown)
+    except (RuntimeError, IndexError) as exc:  # an OpenCLIP qkv or projection of the wrong rank
+        raise VisionFileError(f"{shown}: its OpenCLIP tensors are not shaped as a CLIP tower's ({exc})") from None
     shape = vision_shape(state, shown)
     config = CLIPVisionConfig(
         hidden_size=shape.hidden, intermediate_size=shape.intermediate, num_hidden_layers=shape.layers,
         num_attention_heads=shape.heads, patch_size=shape.patch, image_size=shape.image_size,
         projection_dim=shape.projection, hidden_act=shape.activation, layer_norm_eps=1e-5)
-    model = CLIPVisionModelWithProjection(config)
+    with torch.device("meta"):  # sizes only: nothing is allocated before the file is checked against them
+        model = CLIPVisionModelWithProjection(config)
     own = model.state_dict()
     problems = [f"`{k}` is {tuple(v.shape)}, not {tuple(own[k].shape)}" for k, v in state.items()
                 if k in own and own[k].shape != v.shape]
     problems += [f"`{k}` is missing" for k in own if k not in state and not k.endswith("position_ids")]
     problems += [f"`{k}` is not part of the tower" for k in state if k not in own]
     if problems:
-        raise VisionFileError(f"{shown}: its CLIP-vision weights do not fit the tower their shapes describe "
-                              f"({len(problems)} problems, e.g. {problems[0]})")
-    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=False)
+        raise VisionFileError(f"{shown}: its CLIP-vision weights do not fit the {shape.layers}-layer, "
+                              f"{shape.hidden}-wide tower their shapes describe ({len(problems)} problems: "
+                              f"{'; '.join(problems[:3])}{'; …' if len(problems) > 3 else ''})")
+    return state, model
+
+
+def load_clip_vision(state: dict, shown: str = "the file"):
+    """A float32 CLIPVisionModelWithProjection holding `state` (a CLIP-vision file's tensors), in eval mode;
+    checked first (check_clip_vision), then the file's tensors assigned into the meta-built tower."""
+    import torch
+
+    state, model = check_clip_vision(state, shown)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=False, assign=True)
+    for name, buffer in list(model.named_buffers()):  # buffers no file holds (position_ids), made on the CPU
+        if buffer.is_meta:
+            owner, _, attr = name.rpartition(".")
+            if attr != "position_ids":
+                raise RuntimeError(f"CLIP-vision buffer `{name}` has no value (transformers changed its layout)")
+            setattr(model.get_submodule(owner), attr, torch.arange(buffer.shape[-1]).expand(buffer.shape))
     return model.eval()
 
 

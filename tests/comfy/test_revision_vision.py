@@ -101,3 +101,54 @@ def test_files_that_are_not_clip_vision_towers_are_refused_by_name(tmp_path):
     torch.save({"x": torch.zeros(1)}, tmp_path / "vision.pth")
     with pytest.raises(ValueError, match=r"vision.pth is a pickle.*allow_pickle=true"):
         encode(tmp_path / "vision.pth", torch.zeros((1, 3, 8, 8)))
+
+
+def _crafted_tower(path):
+    """A 1.3 MB file declaring a 1024-wide, 60-layer tower (a real one would be ~3 GB in fp32): each layer one
+    one-element tensor, only layer 0's MLP weight sized (4096 × 1) so the tower's sizes can be read."""
+    from safetensors.torch import save_file
+
+    p = "vision_model."
+    state = {f"{p}embeddings.class_embedding": torch.zeros(1024, dtype=torch.float16),
+             f"{p}embeddings.patch_embedding.weight": torch.zeros((1024, 3, 14, 14), dtype=torch.float16),
+             f"{p}embeddings.position_embedding.weight": torch.zeros((257, 1), dtype=torch.float16),
+             "visual_projection.weight": torch.zeros((8, 1), dtype=torch.float16),
+             f"{p}encoder.layers.0.mlp.fc1.weight": torch.zeros((4096, 1), dtype=torch.float16)}
+    state.update({f"{p}encoder.layers.{n}.layer_norm1.weight": torch.zeros(1) for n in range(1, 60)})
+    save_file(state, path)
+
+
+def test_a_crafted_file_declaring_a_huge_tower_is_refused_before_any_weight_is_allocated(tmp_path, monkeypatch):
+    """The tower its sizes describe is only ever built on the meta device; the key/shape check refuses it."""
+    import transformers
+
+    built_on = []
+
+    class Spy(transformers.CLIPVisionModelWithProjection):
+        def __init__(self, config):
+            built_on.append(torch.empty(0).device.type)  # the default device the constructor allocates on
+            assert built_on[-1] == "meta", "the tower was built in real memory before its file was checked"
+            super().__init__(config)
+
+    monkeypatch.setattr(transformers, "CLIPVisionModelWithProjection", Spy)
+    _crafted_tower(tmp_path / "huge.safetensors")
+    with pytest.raises(ValueError, match=r"`model`: huge.safetensors: its CLIP-vision weights do not fit the "
+                                         r"60-layer, 1024-wide tower .*problems: `vision_model"):
+        encode(tmp_path / "huge.safetensors", torch.zeros((1, 3, 8, 8)))
+    assert built_on == ["meta"]  # described once, on meta, then refused
+
+
+def test_a_tower_over_the_size_bounds_is_refused_naming_the_bound():
+    from nodegraph.models.clip_vision import MAX_LAYERS, VisionFileError, vision_shape
+
+    p = "vision_model."
+    meta = {f"{p}embeddings.class_embedding": (1024,), f"{p}embeddings.patch_embedding.weight": (1024, 3, 14, 14),
+            f"{p}embeddings.position_embedding.weight": (257, 1024), "visual_projection.weight": (8, 1024),
+            **{f"{p}encoder.layers.{n}.mlp.fc1.weight": (4096, 1024) for n in range(MAX_LAYERS + 1)}}
+    state = {k: torch.empty(shape, device="meta") for k, shape in meta.items()}
+    with pytest.raises(VisionFileError, match=f"layer count of {MAX_LAYERS + 1} is outside 1..{MAX_LAYERS}"):
+        vision_shape(state, "big.safetensors")
+    del state[f"{p}encoder.layers.0.mlp.fc1.weight"]
+    with pytest.raises(VisionFileError, match=r"`vision_model.encoder.layers.0.mlp.fc1.weight` is missing, not a "
+                                              r"2-D tensor"):
+        vision_shape(state, "big.safetensors")
