@@ -35,26 +35,40 @@ class LoadCLIPVision(Node):
         import torch
 
         from nodegraph.models.clip_vision import VisionFileError, load_clip_vision
+        from nodegraph.models.errors import CheckpointError
         from nodegraph.models.weight_files import PICKLES
+        from nodegraph.spec.limits import InputRefused
+        from nodegraph.spec.reading import open_regular
 
         name = os.path.basename(i.model)
-        if os.path.splitext(i.model)[1].lower() in PICKLES:
-            if not i.allow_pickle:
-                raise ValueError(f"`model`: {name} is a pickle, which can run code when loaded; {_PICKLE_HINT}")
-            state = torch.load(i.model, map_location="cpu", weights_only=True)
-        else:
-            from safetensors import SafetensorError
-            from safetensors.torch import load_file
-
-            try:
-                state = load_file(i.model)
-            except (SafetensorError, OSError) as exc:
-                raise ValueError(f"`model`: {name} cannot be read as safetensors ({exc})") from None
         try:
+            if os.path.splitext(i.model)[1].lower() in PICKLES:
+                if not i.allow_pickle:
+                    raise ValueError(f"`model`: {name} is a pickle, which can run code when loaded; {_PICKLE_HINT}")
+                with open_regular(i.model, name) as f:  # a FIFO or device is refused, never opened to block
+                    state = torch.load(f, map_location="cpu", weights_only=True)
+            else:
+                state = _read_safetensors(i.model, name)
             model = load_clip_vision(state, name)
-        except VisionFileError as exc:
+        except (CheckpointError, InputRefused, VisionFileError) as exc:
             raise ValueError(f"`model`: {exc}") from None
         return {"clip_vision": model.to(device=ctx.device)}
+
+
+def _read_safetensors(path: str, name: str) -> dict:
+    """The file's tensors, read only once its header (checked reader: a regular file, sizes within spec/limits.py)
+    describes a CLIP-vision tower whose every key and shape it holds (models/clip_vision.py check_clip_vision)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from nodegraph.models.clip_vision import check_clip_vision, header_state
+    from nodegraph.models.weight_files import read_safetensors_header
+
+    check_clip_vision(header_state(read_safetensors_header(path, name).tensors, name), name)
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"`model`: {name} cannot be read as safetensors ({exc})") from None
 
 
 @node("CLIPVisionEncode", version=1)

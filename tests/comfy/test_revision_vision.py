@@ -152,3 +152,39 @@ def test_a_tower_over_the_size_bounds_is_refused_naming_the_bound():
     with pytest.raises(VisionFileError, match=r"`vision_model.encoder.layers.0.mlp.fc1.weight` is missing, not a "
                                               r"2-D tensor"):
         vision_shape(state, "big.safetensors")
+
+
+def test_a_fifo_or_a_missing_file_as_the_clip_vision_file_is_refused_at_once_naming_the_node(tmp_path, capsys):
+    """A FIFO is refused by the checked reader (never opened to block): `nodegraph run` ends within the timeout."""
+    import os
+    import subprocess
+    import sys
+
+    from nodegraph.cli import main
+
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    graph = tmp_path / "load.yaml"
+    graph.write_text("nodegraph: 1\ninputs:\n  vision: {type: str, default: x.safetensors}\nnodes:\n  vision:\n"
+                     "    type: LoadCLIPVision\n    model: $inputs.vision\noutputs:\n  vision: $vision.clip_vision\n")
+    done = subprocess.run([sys.executable, "-m", "nodegraph.cli", "run", str(graph), "--set", f"vision={fifo}",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "node `vision` (LoadCLIPVision@1) failed" in done.stderr, done.stderr
+    assert "pipe.safetensors is a pipe, not a regular file" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    graph.write_text(graph.read_text().replace("\n    model:", "\n    allow_pickle: true\n    model:"))
+    for missing in ("none.safetensors", "none.pth"):  # the pickle path is read through the checked opener too
+        assert main(["run", str(graph), "--set", f"vision={tmp_path / missing}", "--out", str(tmp_path / "out"),
+                     "-q"]) == 1
+        err = capsys.readouterr().err
+        assert f"`model`: no such file: {missing}" in err and "LoadCLIPVision@1" in err and "Traceback" not in err
+
+
+def test_a_crafted_file_is_refused_from_its_header_before_its_tensors_are_read(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "load_file", lambda *a, **k: pytest.fail("the tensors were read"))
+    _crafted_tower(tmp_path / "huge.safetensors")
+    with pytest.raises(ValueError, match=r"`model`: huge.safetensors: its CLIP-vision weights do not fit"):
+        encode(tmp_path / "huge.safetensors", torch.zeros((1, 3, 8, 8)))
