@@ -16,6 +16,9 @@ leaves `cancel_between_blocks`. A run that is not cancelled therefore pays nothi
 slow call path (about 4 µs a call on a CPU: 2.4 µs a module call without hooks, 6.1 µs with one), and hooks
 kept on all the time cost a warm 25-step `builtin:digits` server run 5-7 ms of its ~165 ms. A block already
 running when the cancel comes stops at its next checked child.
+Adding hooks to a module that another thread is running relies on CPython's GIL: torch's call path copies a
+module's hook dicts in one step (`(*_global_forward_pre_hooks.items(), *self._forward_pre_hooks.items())`), which
+the GIL makes atomic against our insert; a free-threaded build (3.13t) would race here.
 The hook reads the calling thread's token, so another thread's run of the same model goes on, and raises the
 token's own error (RunCancelledError) from the forward; everything above unwinds as for a cancel between steps.
 A model made outside the component cache is not instrumented: it stops at the next node or step, as before.
@@ -69,42 +72,67 @@ def _models(value: Any, depth: int = 0):
 
 class _Checks:
     """The checks one `cancel_between_blocks` added: hooks go on when its token is cancelled, off when it ends.
-    Two runs cancelled at once on one model share its hooks (counted), so the first to end keeps the other's."""
+    Two runs cancelled at once on one model share its hooks (counted), so the first to end keeps the other's.
 
-    _lock = threading.Lock()
+    `add` runs in the cancelling thread, which may be the main thread's Ctrl-C handler landing while this same
+    thread is inside `add`/`close`: the lock is re-entrant (no deadlock) and such an `add` is queued and run by
+    the interrupted call once its own change of the tables is whole (`_exclusive`)."""
+
+    _lock = threading.RLock()
+    _busy = False  # True while one call changes the tables (under _lock)
+    _deferred: list = []  # work that a signal handler on the changing thread queued
     _hooked: dict[int, list] = {}  # id(model) -> [runs using its hooks, handles]
 
     def __init__(self, components):
         self.components, self.models, self.closed = components, [], False
 
+    @classmethod
+    def _exclusive(cls, work) -> None:
+        with cls._lock:
+            if cls._busy:  # only this thread can be inside: a handler interrupted the change
+                cls._deferred.append(work)
+                return
+            while work is not None:
+                cls._busy = True
+                try:
+                    work()
+                finally:
+                    cls._busy = False
+                # a handler landing from here on sees _busy False and does its own work whole
+                work = cls._deferred.pop(0) if cls._deferred else None
+
     def add(self) -> None:
         """Instrument the models the component cache holds now (from the cancelling thread)."""
-        with self._lock:
-            if self.closed or self.components is None:
-                return
-            held = {id(model) for model in self.models}
-            for value in list(getattr(self.components, "_items", {}).values()):  # ComponentCache's components
-                for model in _models(value):
-                    if id(model) in held:
-                        continue
-                    held.add(id(model))
-                    self.models.append(model)  # kept alive until close(): its id stays its own
-                    entry = self._hooked.setdefault(id(model), [0, None])
-                    if entry[0] == 0:
-                        entry[1] = instrument(model)
-                    entry[0] += 1
+        self._exclusive(self._add)
+
+    def _add(self) -> None:
+        if self.closed or self.components is None:
+            return
+        held = {id(model) for model in self.models}
+        for value in list(getattr(self.components, "_items", {}).values()):  # ComponentCache's components
+            for model in _models(value):
+                if id(model) in held:
+                    continue
+                held.add(id(model))
+                self.models.append(model)  # kept alive until close(): its id stays its own
+                entry = self._hooked.setdefault(id(model), [0, None])
+                if entry[0] == 0:
+                    entry[1] = instrument(model)
+                entry[0] += 1
 
     def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            for model in self.models:
-                entry = self._hooked[id(model)]
-                entry[0] -= 1
-                if entry[0] == 0:
-                    for handle in entry[1]:
-                        handle.remove()
-                    del self._hooked[id(model)]
-            self.models.clear()
+        self._exclusive(self._close)
+
+    def _close(self) -> None:
+        self.closed = True
+        for model in self.models:
+            entry = self._hooked[id(model)]
+            entry[0] -= 1
+            if entry[0] == 0:
+                for handle in entry[1]:
+                    handle.remove()
+                del self._hooked[id(model)]
+        self.models.clear()
 
 
 def hooked_models() -> int:

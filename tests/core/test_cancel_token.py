@@ -22,3 +22,43 @@ def test_a_callback_added_to_a_cancelled_token_runs_at_once():
     token.cancel()
     token.on_cancel(lambda: ran.append(1))()  # its take-back does nothing
     assert ran == [1]
+
+
+def test_a_failing_callback_is_logged_and_neither_breaks_the_cancel_nor_skips_the_others(caplog):
+    token, ran = CancelToken(), []
+
+    def broken():
+        raise RuntimeError("broken callback")
+
+    token.on_cancel(broken)
+    token.on_cancel(lambda: ran.append(1))
+    token.cancel()  # must not raise: DELETE /runs/{id} calls it
+    assert ran == [1] and token.cancelled
+    assert "broken callback" in caplog.text
+
+
+def test_a_cancel_landing_between_registering_and_its_check_loses_no_callback():
+    token, ran = CancelToken(), []
+
+    class CancelledOnAppend(list):  # a cancel (e.g. a Ctrl-C handler) landing inside on_cancel, at its append
+        def append(self, item):
+            token.cancel()
+            super().append(item)
+
+    token._callbacks = CancelledOnAppend()
+    token.on_cancel(lambda: ran.append(1))
+    token.cancel()
+    assert ran == [1]  # run once: not lost, not twice
+
+
+def test_a_cancel_from_a_signal_handler_runs_its_callbacks():
+    import signal
+
+    token, ran = CancelToken(), []
+    token.on_cancel(lambda: ran.append(threading.current_thread() is threading.main_thread()))
+    previous = signal.signal(signal.SIGUSR1, lambda *_: token.cancel())
+    try:
+        signal.raise_signal(signal.SIGUSR1)  # the handler runs before raise_signal returns
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert token.cancelled and ran == [True]

@@ -97,3 +97,34 @@ def test_two_cancelled_runs_on_one_model_share_its_checks_until_the_last_one_end
     first_ended.set()
     thread.join()
     assert seen == [7] and _hooked(model) == set()
+
+
+def test_a_ctrl_c_cancel_landing_while_this_thread_adds_checks_is_run_after_that_add_without_deadlock():
+    import signal
+
+    from nodegraph.exec.hooks import CancelToken
+    from nodegraph.exec.interrupt import cancel_between_blocks, hooked_models
+
+    first_token, second_token = CancelToken(), CancelToken()
+    landed = []
+
+    class Interrupted(Model):
+        def register_forward_pre_hook(self, hook, **kwargs):  # called by the first token's add, lock held
+            handle = super().register_forward_pre_hook(hook, **kwargs)
+            if not landed:
+                landed.append(1)
+                signal.raise_signal(signal.SIGUSR1)  # its handler runs here, before raise_signal returns
+            return handle
+
+    first, second = Interrupted(), Model()
+    previous = signal.signal(signal.SIGUSR1, lambda *_: second_token.cancel())
+    try:
+        with cancel_between_blocks(second_token, _cached(second)):
+            with cancel_between_blocks(first_token, _cached(first)):
+                first_token.cancel()  # a plain lock would deadlock here: the handler's add waits for this add
+                assert landed and hooked_models() == 2
+                assert _hooked(second) == _hooked(first) == {"", "conv_in", "blocks", "blocks.0", "blocks.1",
+                                                            "blocks.0.net.0", "blocks.1.net.0"}
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert hooked_models() == 0 and _hooked(first) == _hooked(second) == set()
