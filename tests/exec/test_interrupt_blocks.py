@@ -128,3 +128,40 @@ def test_a_ctrl_c_cancel_landing_while_this_thread_adds_checks_is_run_after_that
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert hooked_models() == 0 and _hooked(first) == _hooked(second) == set()
+
+
+def test_a_cancel_arriving_while_a_forward_runs_stops_it_at_its_next_checked_child():
+    import threading
+
+    import pytest
+
+    from nodegraph.exec.hooks import CancelToken, RunCancelledError
+    from nodegraph.exec.interrupt import cancel_between_blocks
+
+    entered, cancelled, ran = threading.Event(), threading.Event(), []
+
+    class Waiting(Model):  # its forward is in flight (past blocks[0]) when the cancel comes from another thread
+        def forward(self, x):
+            x = self.blocks[0](x)
+            entered.set()
+            assert cancelled.wait(60)  # the canceller has returned: the checks went on during this forward
+            ran.append("after wait")
+            x = self.blocks[1](x)  # checked: raises before it runs
+            ran.append("blocks.1")
+            return self.conv_in(x)
+
+    model, token = Waiting(), CancelToken()
+    model.blocks[1].norm.register_forward_hook(lambda *_: ran.append("blocks.1.norm"))
+
+    def canceller():
+        assert entered.wait(60)
+        token.cancel()
+        cancelled.set()
+
+    thread = threading.Thread(target=canceller)
+    thread.start()
+    with cancel_between_blocks(token, _cached(model)):
+        with pytest.raises(RunCancelledError):
+            model(torch.zeros(1, 2))
+    thread.join()
+    assert ran == ["after wait"]  # the same forward went on to its next checked child, which raised
