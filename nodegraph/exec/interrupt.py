@@ -12,10 +12,9 @@ ModuleList/Sequential inside it that has layers of its own (down/up/mid blocks, 
 transformer blocks; 92 for an SD 1.5 UNet; single layers in lists such as `to_out.0`, `ff.net.2` or a Dropout
 are not blocks). They are added only when the token is cancelled, by the cancelling thread, to the models the
 run's component cache holds then (a model loaded later stops at the next node), and taken off when the run
-leaves `cancel_between_blocks`. A run that is not cancelled therefore pays nothing: a hooked module takes torch's
-slow call path (about 4 µs a call on a CPU: 2.4 µs a module call without hooks, 6.1 µs with one), and hooks
-kept on all the time cost a warm 25-step `builtin:digits` server run 5-7 ms of its ~165 ms. A block already
-running when the cancel comes stops at its next checked child.
+leaves `cancel_between_blocks`. A run that is not cancelled therefore keeps torch's fast module call path (a
+module with any hook takes the slower one, on every call of every hooked block). A block already running when
+the cancel comes stops at its next checked child (tests/exec/test_interrupt_blocks.py).
 Adding hooks to a module that another thread is running relies on CPython's GIL: torch's call path copies a
 module's hook dicts in one step (`(*_global_forward_pre_hooks.items(), *self._forward_pre_hooks.items())`), which
 the GIL makes atomic against our insert; a free-threaded build (3.13t) would race here.

@@ -19,6 +19,10 @@ class UNetStep(Node):
     `cache: deepcache` (DeepCache, Ma et al. 2023; models/deepcache.py): on a `refresh` step (see
     StepCacheSchedule) the whole UNet runs, with the same numbers as without a cache, and its deep up-path
     features are output; on the other steps only the shallow skip branch runs, on the `features` given.
+
+    The UNet runs under `torch.inference_mode()`, so `noise_pred` and `features` are inference tensors: read
+    them anywhere, but an in-place op on them outside inference mode raises ("Inplace update to inference
+    tensor outside InferenceMode"). A node taking them writes `x = x * s`, not `x.mul_(s)` (or `.clone()`s first).
     """
 
     class Inputs(Ports):
