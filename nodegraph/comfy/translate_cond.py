@@ -33,6 +33,9 @@ class ConditioningTranslations:
         if cond.get("control"):
             raise ComfyError(f"{self.where(node_id, name)}: a ControlNet on area-conditioned prompts is not covered "
                              f"yet; apply it after ConditioningCombine, or to prompts without areas")
+        if cond.get("unclip"):  # its image embeddings would be dropped: refused rather than ignored
+            raise ComfyError(f"{self.where(node_id, name)}: unCLIP (image) conditioning on area-conditioned prompts "
+                             f"is not covered yet")
         self.nodes[nid] = {"type": "ComfyConditioning", "embeddings": cond["embeddings"],
                            **{key: cond[key] for key in ("pooled", "size") if cond.get(key)}}
         return f"${nid}.conditioning"

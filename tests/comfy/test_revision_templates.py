@@ -178,3 +178,19 @@ def test_revision_zero_positive_follows_the_images(tmp_path, revision):
     assert max_diff(ours, diffusers_image(folder, "", "", pooled=pooled["ours"], zero_positive=True)) <= 1
     # another pair of pictures is another image
     assert max_diff(ours, diffusers_image(folder, "", "", pooled=pooled["other"], zero_positive=True)) > 5
+
+
+def test_unclip_conditioning_into_an_area_is_refused_not_dropped(revision):
+    from nodegraph.comfy.errors import ComfyError
+    from nodegraph.comfy.models import ModelPaths
+    from nodegraph.comfy.reader import read_workflow
+    from nodegraph.comfy.translate import translate
+
+    _, models, _, images, _ = revision
+    workflow = read_workflow(template("sdxl_revision_text_prompts"))
+    workflow.api["90"] = {"class_type": "ConditioningSetArea", "inputs": {
+        "conditioning": ["37", 0], "width": 64, "height": 64, "x": 0, "y": 0, "strength": 1.0}}
+    workflow.api["3"]["inputs"]["positive"] = ["90", 0]
+    with pytest.raises(ComfyError, match=r"node 90 \(ConditioningSetArea\) input `conditioning`: unCLIP \(image\) "
+                                         r"conditioning on area-conditioned prompts is not covered yet"):
+        translate(workflow, ModelPaths([models], inputs=[images]))
