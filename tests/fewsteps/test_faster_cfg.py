@@ -7,6 +7,8 @@ the unconditional half was skipped (counted as calls of batch 1 at the patch emb
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -45,11 +47,17 @@ def sample(call):
     return torch.stack(outs)
 
 
+@contextmanager
 def single_calls(model):
-    """A list that counts the model's calls on a batch of one (the unconditional half skipped)."""
+    """A list that counts the model's calls on a batch of one (the unconditional half skipped); the counting hook
+    is removed on leaving, so the module-scoped model is left as it was."""
     calls = []
-    model.pos_embed.register_forward_pre_hook(lambda m, args: calls.append(1) if args[0].shape[0] == 1 else None)
-    return calls
+    handle = model.pos_embed.register_forward_pre_hook(
+        lambda m, args: calls.append(1) if args[0].shape[0] == 1 else None)
+    try:
+        yield calls
+    finally:
+        handle.remove()
 
 
 def test_faster_cache_with_cfg_matches_diffusers_hook(sd3):
@@ -69,12 +77,13 @@ def test_faster_cache_with_cfg_matches_diffusers_hook(sd3):
         attention_weight_callback=lambda _: 0.5,
         _unconditional_conditional_input_kwargs_identifiers=["hidden_states", "encoder_hidden_states",
                                                              "pooled_projections", "timestep"]))
-    their_single = single_calls(theirs)
-    expected = sample(their_call)
-    cache, our_single = FasterCacheCFG(), single_calls(ours)
+    with single_calls(theirs) as their_single:
+        expected = sample(their_call)
+    cache = FasterCacheCFG()
     modules = sd3_attention_modules(ours)
     assert len(modules) == len(TINY["medium"]["dual_attention_layers"]) + TINY["medium"]["num_layers"]
-    got = sample(lambda *a: cache.call(ours, modules, *a))
+    with single_calls(ours) as our_single:
+        got = sample(lambda *a: cache.call(ours, modules, *a))
     assert len(our_single) == len(their_single) == cache.decisions.count(False) == 10, cache.decisions  # t < 641, not k % 5
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert (got - plain).abs().max() > 1e-2, "the cache must change the output"
