@@ -12,7 +12,8 @@ the rest of the model stays resident, and a plain read into a fixed buffer costs
 
 Bit for bit the resident model's numbers: the same bytes, cast per call to the input's dtype as a load casts them
 (a bf16 file in an fp32 run). A layer whose weight was replaced (a fused LoRA clones the layer with its own weight)
-computes with that weight. The idea is diffusers' group offloading at block level (`offload_type="block_level"`)
+computes with that weight; adapters read the layer's `compute_dtype` (the run's, where its parameter is the stored
+bf16 view), so a LoRA fuses into and adds in the held model's dtype. The idea is diffusers' group offloading at block level (`offload_type="block_level"`)
 and stable-diffusion.cpp's streamed layers, kept to a share of the blocks so that the run's time barely moves.
 """
 
@@ -73,6 +74,7 @@ class FileLinear(nn.Linear):
     file_reads: FileReads
     file_source: tuple[Path, int, int, torch.dtype, tuple[int, ...]]
     file_weight: nn.Parameter  # the parameter installed at load: while `weight` is it, the file is read
+    compute_dtype: torch.dtype  # the run's dtype, not the stored one: what adapters (a LoRA) fuse into and add in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight is not self.file_weight:  # a clone given its own weight (a fused LoRA) computes with that
@@ -112,7 +114,7 @@ def install_partial(model: nn.Module, entries: dict[str, Any], compute_dtype: to
         install_weights(model, {key: view})
         layer = modules[key.rpartition(".")[0]]
         layer.__class__ = FileLinear
-        layer.file_reads, layer.file_weight = reads, layer.weight
+        layer.file_reads, layer.file_weight, layer.compute_dtype = reads, layer.weight, compute_dtype
         layer.file_source = (entry.local, entry.start, entry.end, entry.dtype, tuple(entry.shape))
     install_weights(model, read_tensors(rest, compute_dtype, device))
     model.compute_dtype = compute_dtype

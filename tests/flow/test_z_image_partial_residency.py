@@ -159,3 +159,44 @@ def test_the_default_run_reads_a_share_from_the_file_and_draws_the_held_models_i
     held, held_image = _transformer_of_run(tiny_z_image)
     assert not hasattr(held, "file_reads") and not any(isinstance(m, FileLinear) for m in held.modules())
     assert torch.equal(png_pixels(image), png_pixels(held_image))
+
+
+@pytest.fixture(scope="module")
+def bf16_folder(tmp_path_factory):
+    """Z-Image ships bf16 files; a CPU run computes in fp32: the layers read from the file are stored bf16."""
+    torch.manual_seed(0)
+    reference = perturb(diffusers.ZImageTransformer2DModel(**CONFIG), seed=4).to(torch.bfloat16)
+    path = tmp_path_factory.mktemp("z-partial-bf16") / "transformer"
+    reference.save_pretrained(path)
+    return path
+
+
+def _with_lora(model, fuse: bool):
+    from nodegraph.models.adapters.lora import LoraLayer, adaptable_layers, apply_lora
+
+    layers, g = adaptable_layers(model), torch.Generator().manual_seed(5)
+    matched = {}
+    for path in ("layers.1.feed_forward.w2", "layers.1.attention.to_q", "noise_refiner.0.adaLN_modulation.0"):
+        layer = layers[path]
+        lora = LoraLayer(torch.randn(4, layer.in_features, generator=g) * 0.2,
+                         torch.randn(layer.out_features, 4, generator=g) * 0.2, alpha=2.0)
+        matched[path] = (layer, lora)
+    return apply_lora(model, matched, 0.8, fuse)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_lora_on_a_bf16_file_read_in_fp32_gives_the_held_models_numbers(bf16_folder, monkeypatch, fuse):
+    held = load_component(bf16_folder, "transformer", dtype=torch.float32)  # what NODEGRAPH_FILE_READS=0 loads
+    partial = _load(bf16_folder, 1.0, monkeypatch)
+    readers = [m for m in partial.modules() if isinstance(m, FileLinear)]
+    assert readers and all(m.file_source[3] == torch.bfloat16 for m in readers)  # stored bf16, computed fp32
+    x, t, caps = _inputs()
+    with torch.no_grad():
+        plain = held(x, t, caps)[0]
+        expected = _with_lora(held, fuse)(x, t, caps)[0]
+        got = _with_lora(partial, fuse)(x, t, caps)[0]
+    assert (expected - plain).abs().max() > 1e-3  # the LoRA moves the output: the comparison is sensitive
+    assert got.dtype == torch.float32 and torch.equal(got, expected), (got - expected).abs().max()
+    if fuse:  # the fused layers hold their own fp32 weight: no longer read from the file
+        fused = dict(_with_lora(partial, True).named_modules())["layers.1.feed_forward.w2"]
+        assert fused.weight.dtype == torch.float32 and fused.weight is not fused.file_weight

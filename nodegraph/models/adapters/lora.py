@@ -348,19 +348,23 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
     for path, (layer, lora) in matched.items():
         scale = strength * lora.scale
         weight = _innermost(layer).weight
-        wide = weight.dtype if weight.dtype.itemsize > 1 else torch.float32  # float8 layers (models/fp8.py): A, B wide
+        # a layer read from the file (models/partial_residency.py) computes in the run's dtype, not its stored one
+        dtype = getattr(_innermost(layer), "compute_dtype", weight.dtype)
+        wide = dtype if dtype.itemsize > 1 else torch.float32  # float8 layers (models/fp8.py): A, B wide
         down = lora.down.to(device=weight.device, dtype=wide)
         up = lora.up.to(device=weight.device, dtype=wide)
         if fuse and not isinstance(layer, LoraWrapped):
-            replacements[path] = with_weight(layer, _fused(layer.weight, lora, scale, getattr(layer, "weight_scale",
-                                                                                               None)))
+            fused = _fused(layer.weight, lora, scale, getattr(layer, "weight_scale", None), dtype)
+            replacements[path] = with_weight(layer, fused)
         else:
             replacements[path] = LoraWrapped(layer, down, up, scale)
     return replace_modules(model, replacements)
 
 
-def _fused(weight: torch.Tensor, lora: LoraLayer, scale: float, weight_scale: float | None = None) -> torch.Tensor:
-    """W + scale · (B ⊗ A) in a new tensor, accumulated in float32: for a k×k conv, Σ_r B[o, r] · A[r, i, :, :].
+def _fused(weight: torch.Tensor, lora: LoraLayer, scale: float, weight_scale: float | None = None,
+           dtype: torch.dtype | None = None) -> torch.Tensor:
+    """W + scale · (B ⊗ A) in a new tensor of `dtype` (default W's), accumulated in float32: for a k×k conv,
+    Σ_r B[o, r] · A[r, i, :, :].
     One GEMM that reads W and writes the result (`addmm`): no copy of W and no temporary of its size. A scaled-fp8
     layer's weight (models/scaled_fp8.py) is W·s: the sum is (W·s + ΔW) / s, stored back on the same scale,
     rounded to nearest (e4m3fn saturating at 448·s). That is only approximately ComfyUI's: its current
@@ -371,5 +375,5 @@ def _fused(weight: torch.Tensor, lora: LoraLayer, scale: float, weight_scale: fl
     base = weight.to(torch.float32, memory_format=torch.contiguous_format)  # a view for contiguous fp32 weights
     fused = torch.addmm(base.flatten(1), up, down, alpha=scale / (weight_scale or 1.0)).view(weight.shape)
     if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
-        return fused.to(weight.dtype, memory_format=torch.channels_last)  # keep a channels-last model's layout
-    return fused.to(weight.dtype)
+        return fused.to(dtype or weight.dtype, memory_format=torch.channels_last)  # keep a channels-last layout
+    return fused.to(dtype or weight.dtype)
