@@ -143,8 +143,9 @@ class StepCacheTransformer(Node):
     class Inputs(Ports):
         transformer: Transformer
         method: TRANSFORMER_CACHES = Field("none", description="none | first_block | taylorseer | mag | faster | pab")
-        threshold: float = Field(0.05, ge=0.0, le=1.0, description="first_block: relative change of the first "
-                                 "block's residual (default 0.05); mag: accumulated error (diffusers' default 0.06)")
+        threshold: float = Field(0.0, ge=0.0, le=1.0, description="first_block: relative change of the first "
+                                 "block's residual; mag: accumulated error (0 = the method's diffusers default: "
+                                 "first_block 0.05, mag 0.06)")
         interval: int = Field(0, ge=0, le=50, description="taylorseer / faster / pab: one full call every N (0 = "
                               "the method's default: taylorseer 5, faster and pab 2)")
         steps: int = Field(28, ge=1, le=1000, description="mag: the run's number of transformer calls")
@@ -158,7 +159,7 @@ class StepCacheTransformer(Node):
                                                   interval=i.interval, steps=i.steps, mag_ratios=i.mag_ratios)}
 
 
-def cached_transformer(transformer, method: str, ctx, *, threshold: float = 0.05, interval: int = 0, steps: int = 28,
+def cached_transformer(transformer, method: str, ctx, *, threshold: float = 0.0, interval: int = 0, steps: int = 28,
                        mag_ratios: str = ""):
     """`transformer` with its calls through a fresh cache of `method` (none: itself); each call sends a
     StepCacheDecision from `ctx`'s node."""
@@ -197,7 +198,8 @@ class StepCacheNegative(Node):
         method: TRANSFORMER_CACHES = Field("none", description="the positive calls' cache (StepCacheTransformer)")
         interval: int = Field(0, ge=0, le=50, description="taylorseer: one full call every N (0 = 5)")
         true_cfg_off: bool = Field(True, description="true CFG is off: no negative calls (FluxTrueCFGOff)")
-        threshold: float = Field(0.05, ge=0.0, le=1.0, description="first_block / mag: as StepCacheTransformer's")
+        threshold: float = Field(0.0, ge=0.0, le=1.0, description="first_block / mag: as StepCacheTransformer's "
+                                 "(0 = the method's diffusers default)")
         steps: int = Field(28, ge=1, le=1000, description="mag: the run's number of negative calls")
         mag_ratios: str = Field("flux", description=RATIOS_HELP)
 

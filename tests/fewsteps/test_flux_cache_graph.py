@@ -158,15 +158,20 @@ def mag(pipe):
 
 
 # first_block: the first block's residual on this tiny random model changes by tens of percent a step, so
-# diffusers' 0.05 would skip nothing; mag: diffusers' default 0.06 with its FLUX_MAG_RATIOS (`cache_mag_ratios`'s
-# default `flux`)
+# diffusers' 0.05 would skip nothing; mag: no `cache_threshold` given (None), so the graph's default must be
+# MagCacheConfig's own (0.06), with its FLUX_MAG_RATIOS (`cache_mag_ratios`'s default `flux`)
 BLOCK_THRESHOLD = 0.4
-BLOCK_CACHES = [("first_block", first_block, BLOCK_THRESHOLD), ("mag", mag, 0.06)]
+BLOCK_CACHES = [("first_block", first_block, BLOCK_THRESHOLD), ("mag", mag, None)]
+
+
+def given(threshold: float | None) -> dict:
+    """The graph inputs setting `cache_threshold` (none: the graph's default)."""
+    return {} if threshold is None else {"cache_threshold": threshold}
 
 
 @pytest.mark.parametrize("method, hook, threshold", BLOCK_CACHES)
 def test_flux_graph_block_caches_match_flux_pipeline_with_the_hook(dev, plain, method, hook, threshold):
-    assert_same(run_ours(dev, cache=method, cache_threshold=threshold), run_theirs(dev, hook), plain)
+    assert_same(run_ours(dev, cache=method, **given(threshold)), run_theirs(dev, hook), plain)
 
 
 @pytest.mark.parametrize("method, hook, threshold", BLOCK_CACHES)
@@ -176,5 +181,5 @@ def test_flux_graph_block_caches_with_true_cfg_keep_a_state_per_call_as_diffuser
     from tests.graphs.tiny_pipelines import png_pixels
 
     uncached = png_pixels(run_graph(GRAPH, inputs={"model": str(dev), **SETTINGS, **CFG})["image"]).int()
-    assert_same(run_ours(dev, cache=method, cache_threshold=threshold, **CFG), run_theirs(dev, hook, **CFG),
+    assert_same(run_ours(dev, cache=method, **given(threshold), **CFG), run_theirs(dev, hook, **CFG),
                 uncached, calls_per_step=2)

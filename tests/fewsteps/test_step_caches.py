@@ -187,3 +187,20 @@ def test_step_cache_refresh_needs_the_cached_transformer_of_the_same_method():
     inputs = StepCacheRefresh.Inputs(transformer=torch.nn.Linear(2, 2), method="pab", refresh=False)
     with pytest.raises(ValueError, match=r"`method` 'pab' needs the transformer made by StepCacheTransformer"):
         node.run(inputs, None)
+
+
+@pytest.mark.parametrize("graph", ["flux.yaml", "z_image.yaml"])
+def test_the_graphs_default_threshold_is_each_methods_diffusers_default(graph):
+    """`--set cache=mag` alone runs MagCache at MagCacheConfig's threshold, `cache=first_block` alone at
+    FirstBlockCacheConfig's: the graph's default reaches make_cache as the method's own, not one shared value."""
+    from pathlib import Path
+
+    from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig
+
+    from nodegraph.spec.loader import load_graph
+
+    default = load_graph(Path(__file__).parents[2] / "graphs" / graph).inputs["cache_threshold"].default
+    theirs_mag = MagCacheConfig(num_inference_steps=STEPS, mag_ratios=[1.0] * STEPS).threshold
+    assert make_cache("mag", threshold=default, mag_ratios=[1.0]).threshold == theirs_mag == 0.06
+    assert make_cache("first_block", threshold=default).cache.threshold == FirstBlockCacheConfig().threshold == 0.05
+    assert make_cache("mag", threshold=0.2, mag_ratios=[1.0]).threshold == 0.2  # a value given is kept

@@ -33,10 +33,21 @@ class _FirstBlock:
         return self.cache.applied(model.layers)
 
 
-def make_cache(method: str, *, threshold: float = 0.05, interval: int | None = None, steps: int = 28,
+# The thresholds of diffusers 0.42.1's FirstBlockCacheConfig and MagCacheConfig, used when none is given (0).
+DEFAULT_THRESHOLDS = {"first_block": 0.05, "mag": 0.06}
+
+
+def resolved_threshold(method: str, threshold: float = 0.0) -> float:
+    """`threshold`, or (0 / unset) the method's diffusers default: first_block 0.05, mag 0.06."""
+    return threshold or DEFAULT_THRESHOLDS.get(method, 0.0)
+
+
+def make_cache(method: str, *, threshold: float = 0.0, interval: int | None = None, steps: int = 28,
                mag_ratios: Sequence[float] | None = None):
-    """One run's cache. `threshold`: first_block's and mag's; `interval`: taylorseer's (default 5), faster's and
-    pab's (default 2); `steps` and `mag_ratios` (None = calibrate): mag's."""
+    """One run's cache. `threshold`: first_block's and mag's (0 = the method's diffusers default, see
+    resolved_threshold); `interval`: taylorseer's (default 5), faster's and pab's (default 2); `steps` and
+    `mag_ratios` (None = calibrate): mag's."""
+    threshold = resolved_threshold(method, threshold)
     if method == "first_block":
         return _FirstBlock(threshold)
     if method == "taylorseer":
