@@ -157,3 +157,18 @@ def test_block_caches_refuse_a_model_without_a_block_stack_naming_what_they_supp
     with pytest.raises(ValueError, match=r"step cache `first_block` supports transformers with a main stack "
                                          r"`layers` .*\(Z-Image\); Flux .*; this model is a Linear"):
         CachedTransformer(torch.nn.Linear(2, 2), make_cache("first_block"), "first_block")
+
+
+@pytest.mark.parametrize("method", ["first_block", "mag"])
+@pytest.mark.parametrize("doubles, singles", [(1, 0), (0, 2)])
+def test_block_caches_refuse_a_flux_without_a_double_block_and_a_second_block_naming_what_they_need(method, doubles,
+                                                                                                   singles):
+    from nodegraph.models.flux_transformer import FluxTransformer2DModel, FluxTransformerConfig
+
+    config = {**TINY, "num_layers": doubles, "num_single_layers": singles}
+    model = FluxTransformer2DModel(FluxTransformerConfig(**config))
+    with pytest.raises(ValueError, match=rf"step cache `{method}` on Flux needs at least one double-stream block "
+                                         rf".* at least two main blocks in all .*; this FluxTransformer2DModel has "
+                                         rf"{doubles} double and {singles} single blocks. Use `cache: none`"):
+        CachedTransformer(model, make_cache(method, mag_ratios=[1.0]), method)
+    CachedTransformer(model, make_cache("taylorseer"), "taylorseer")  # the attention caches need no stack

@@ -72,7 +72,8 @@ def make_cache(method: str, *, threshold: float = 0.0, interval: int | None = No
 def check_supported(model: object, method: str) -> None:
     """Raise a ValueError naming what the caches support when `model` is not one of them: every cache on
     Z-Image (a `layers` stack whose blocks have `attention`) and on Flux (`transformer_blocks`, then
-    `single_transformer_blocks`, blocks with `attn`; at least two blocks in all)."""
+    `single_transformer_blocks`, blocks with `attn`; for first_block and mag at least one double block and two
+    blocks in all, as flux_blocks takes the first block to decide and the last to record)."""
     from nodegraph.models.step_caches import flux_blocks
     from nodegraph.models.step_caches._forwards import attention_modules
 
@@ -81,8 +82,17 @@ def check_supported(model: object, method: str) -> None:
         isinstance(getattr(block, "attention", None), nn.Module) for block in layers)
     attention = isinstance(model, nn.Module) and isinstance(getattr(model, "transformer_blocks", None),
                                                             nn.ModuleList) and bool(attention_modules(model))
-    flux = attention and flux_blocks.is_flux(model) and len(flux_blocks.stack(model)) >= 2
-    if z_image or flux or (attention and method in ("taylorseer", "faster", "pab")):
+    if attention and method in ("taylorseer", "faster", "pab"):
+        return
+    if attention and flux_blocks.is_flux(model):
+        doubles, singles = len(model.transformer_blocks), len(model.single_transformer_blocks)
+        if doubles >= 1 and doubles + singles >= 2:
+            return
+        raise ValueError(f"step cache `{method}` on Flux needs at least one double-stream block "
+                         f"(`transformer_blocks`: the first block decides) and at least two main blocks in all "
+                         f"(the others are skipped or reused); this {type(model).__name__} has {doubles} double and "
+                         f"{singles} single blocks. Use `cache: none`, or taylorseer, faster or pab for it.")
+    if z_image:
         return
     what = SUPPORTED + "; Flux (`transformer_blocks`)"
     raise ValueError(f"step cache `{method}` supports {what}; this model is a {type(model).__name__}. "
