@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nodegraph.models.errors import CheckpointError
+
 
 class FileReads:
     """The open files of one partly resident model, the read buffer its file-read layers share, and counters."""
@@ -38,6 +40,7 @@ class FileReads:
         self.size = size  # bytes of the largest file-read weight: the buffer is allocated at the first read
         self.buffer: torch.Tensor | None = None
         self.fds: dict[Path, int] = {}
+        self.identity: dict[Path, tuple[int, int, int, int]] = {}  # (st_dev, st_ino, st_size, st_mtime_ns) at open
         self.lock = threading.Lock()  # one buffer: two threads calling the model take turns per layer
         self.reads = 0  # weights read so far (tests, reports)
         self.bytes_read = 0
@@ -46,21 +49,37 @@ class FileReads:
     def open(self, path: Path) -> None:
         if path not in self.fds:
             self.fds[path] = os.open(path, os.O_RDONLY)
+            self.identity[path] = _identity(self.fds[path])
+
+    def check(self, path: Path) -> None:
+        """CheckpointError unless `path` is the file opened at load (one fstat): a file rewritten in place (a
+        re-download, a re-save under the same name while `serve` holds the model) would give other weights, or
+        end early, or fault the map (SIGBUS) when truncated."""
+        if _identity(self.fds[path]) != self.identity[path]:
+            raise CheckpointError(f"{path} changed on disk while loaded (its weights are read from the file at each "
+                                  "call); reload the model (rerun, or restart the server) to use the new file")
 
     def read(self, source: tuple[Path, int, int, torch.dtype, tuple[int, ...]]) -> torch.Tensor:
         """The stored weight, in the shared buffer (valid until the next read; call under `lock`)."""
         path, start, end, dtype, shape = source
+        self.check(path)
         if self.buffer is None:
             self.buffer = torch.empty(self.size, dtype=torch.uint8)
         view, done = memoryview(self.buffer.numpy())[: end - start], 0
         while done < len(view):
             n = os.preadv(self.fds[path], [view[done:]], start + done)
             if n <= 0:
-                raise OSError(f"{path} ended early while reading a weight (was it changed while in use?)")
+                raise CheckpointError(f"{path} ended early while reading a weight: it changed on disk while loaded; "
+                                      "reload the model")
             done += n
         self.reads += 1
         self.bytes_read += end - start
         return self.buffer[: end - start].view(dtype).view(shape)
+
+
+def _identity(fd: int) -> tuple[int, int, int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _close_all(fds: dict[Path, int]) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
+import shutil
 
 import diffusers
 import pytest
@@ -200,3 +202,26 @@ def test_a_lora_on_a_bf16_file_read_in_fp32_gives_the_held_models_numbers(bf16_f
     if fuse:  # the fused layers hold their own fp32 weight: no longer read from the file
         fused = dict(_with_lora(partial, True).named_modules())["layers.1.feed_forward.w2"]
         assert fused.weight.dtype == torch.float32 and fused.weight is not fused.file_weight
+
+
+@pytest.mark.parametrize("change", ["truncated", "rewritten"])
+def test_a_file_changed_on_disk_after_load_is_refused_at_the_next_call(bf16_folder, tmp_path, monkeypatch, change):
+    from nodegraph.models.errors import CheckpointError
+
+    folder = tmp_path / "transformer"
+    shutil.copytree(bf16_folder, folder)
+    file = folder / "diffusion_pytorch_model.safetensors"
+    model = _load(folder, 1.0, monkeypatch)  # bf16 file, fp32 run: only the file-read layers still use the file
+    with torch.no_grad():
+        model(*_inputs())
+        if change == "truncated":
+            os.truncate(file, file.stat().st_size // 2)
+        else:  # a re-save under the same name: the same size, other bytes, a later modification time
+            data = bytearray(file.read_bytes())
+            data[-4096:] = bytes(4096)
+            file.write_bytes(data)
+            before = file.stat()
+            os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # not within the clock's tick
+        with pytest.raises(CheckpointError, match=r"diffusion_pytorch_model\.safetensors changed on disk while "
+                                                  r"loaded.*reload the model"):
+            model(*_inputs())
