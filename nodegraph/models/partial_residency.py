@@ -13,8 +13,9 @@ the rest of the model stays resident, and a plain read into a fixed buffer costs
 Bit for bit the resident model's numbers: the same bytes, cast per call to the input's dtype as a load casts them
 (a bf16 file in an fp32 run). A layer whose weight was replaced (a fused LoRA clones the layer with its own weight)
 computes with that weight; adapters read the layer's `compute_dtype` (the run's, where its parameter is the stored
-bf16 view), so a LoRA fuses into and adds in the held model's dtype. The idea is diffusers' group offloading at block level (`offload_type="block_level"`)
-and stable-diffusion.cpp's streamed layers, kept to a share of the blocks so that the run's time barely moves.
+bf16 view) and fuse into `adapter_weight()` (read from the file, checked), so a LoRA fuses into and adds in the held
+model's dtype. The idea is diffusers' group offloading at block level (`offload_type="block_level"`) and
+stable-diffusion.cpp's streamed layers, kept to a share of the blocks so that the run's time barely moves.
 """
 
 from __future__ import annotations
@@ -94,6 +95,14 @@ class FileLinear(nn.Linear):
     file_source: tuple[Path, int, int, torch.dtype, tuple[int, ...]]
     file_weight: nn.Parameter  # the parameter installed at load: while `weight` is it, the file is read
     compute_dtype: torch.dtype  # the run's dtype, not the stored one: what adapters (a LoRA) fuse into and add in
+
+    def adapter_weight(self) -> torch.Tensor:
+        """The weight an adapter fuses into: its own where it has one, else a copy read (checked) from the file, so
+        that a fuse never touches the map (a truncated file would fault it) nor brings its pages in."""
+        if self.weight is not self.file_weight:
+            return self.weight
+        with self.file_reads.lock:
+            return self.file_reads.read(self.file_source).clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight is not self.file_weight:  # a clone given its own weight (a fused LoRA) computes with that

@@ -225,3 +225,16 @@ def test_a_file_changed_on_disk_after_load_is_refused_at_the_next_call(bf16_fold
         with pytest.raises(CheckpointError, match=r"diffusion_pytorch_model\.safetensors changed on disk while "
                                                   r"loaded.*reload the model"):
             model(*_inputs())
+        with pytest.raises(CheckpointError, match="changed on disk while loaded"):  # a fuse reads it checked too
+            _with_lora(model, fuse=True)  # (touching the map past a truncated end would kill the process: SIGBUS)
+
+
+def test_two_loras_fused_in_turn_on_file_read_layers_give_the_held_models_numbers(bf16_folder, monkeypatch):
+    held = load_component(bf16_folder, "transformer", dtype=torch.float32)
+    partial = _load(bf16_folder, 1.0, monkeypatch)
+    with torch.no_grad():
+        once = _with_lora(held, True)(*_inputs())[0]
+        expected = _with_lora(_with_lora(held, True), True)(*_inputs())[0]
+        got = _with_lora(_with_lora(partial, True), True)(*_inputs())[0]
+    assert (expected - once).abs().max() > 1e-3  # the second LoRA counts: the first is not dropped nor read again
+    assert torch.equal(got, expected), (got - expected).abs().max()

@@ -354,7 +354,8 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
         down = lora.down.to(device=weight.device, dtype=wide)
         up = lora.up.to(device=weight.device, dtype=wide)
         if fuse and not isinstance(layer, LoraWrapped):
-            fused = _fused(layer.weight, lora, scale, getattr(layer, "weight_scale", None), dtype)
+            base = layer.adapter_weight() if hasattr(layer, "adapter_weight") else layer.weight  # file-read: checked
+            fused = _fused(base, lora, scale, getattr(layer, "weight_scale", None), dtype)
             replacements[path] = with_weight(layer, fused)
         else:
             replacements[path] = LoraWrapped(layer, down, up, scale)
