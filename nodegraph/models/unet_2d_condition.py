@@ -61,9 +61,12 @@ class UNet2DConditionModel(Model):
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float | int,
                 encoder_hidden_states: torch.Tensor | None = None, text_embeds: torch.Tensor | None = None,
                 time_ids: torch.Tensor | None = None, down_residuals: list[torch.Tensor] | None = None,
-                mid_residual: torch.Tensor | None = None, timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
+                mid_residual: torch.Tensor | None = None, timestep_cond: torch.Tensor | None = None,
+                adapter_residuals: list[torch.Tensor] | None = None) -> torch.Tensor:
         """`down_residuals` (one per skip state) and `mid_residual` are a ControlNet's outputs: added to the
         skip states after the whole down pass and to the mid block's output, as diffusers does.
+        `adapter_residuals` (one per down block) are a T2I-Adapter's features, added inside each down block
+        (`DownBlock`), as diffusers' `down_intrablock_additional_residuals` (SD1.x: one per block).
         `timestep_cond` (B, time_cond_proj_dim): an LCM-distilled UNet's guidance embedding (ignored by others,
         as in diffusers)."""
         c = self.config
@@ -91,8 +94,8 @@ class UNet2DConditionModel(Model):
 
         x = self.conv_in(sample)
         skips = [x]
-        for block in self.down_blocks:
-            x, states = block(x, temb, context)
+        for k, block in enumerate(self.down_blocks):
+            x, states = block(x, temb, context, None if adapter_residuals is None else adapter_residuals[k])
             skips += states
         if down_residuals is not None:
             skips = [s + r for s, r in zip(skips, down_residuals, strict=True)]

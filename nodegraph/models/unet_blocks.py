@@ -48,13 +48,17 @@ class DownBlock(nn.Module):
         self.downsamplers = nn.ModuleList([Downsample2D(out_channels, downsample_padding)]) \
             if downsample_padding is not None else None
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None, context: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None, context: torch.Tensor | None = None,
+                residual: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """`residual`: a T2I-Adapter's feature, added after the last resnet (+ attention), before its state is
+        kept and before the downsampler (diffusers' `additional_residuals`)."""
         states = []
         for i, resnet in enumerate(self.resnets):
             x = resnet(x, temb)
             if self.attentions is not None:
                 x = self.attentions[i](x, context)
+            if residual is not None and i == len(self.resnets) - 1:
+                x = x + residual
             states.append(x)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x)
