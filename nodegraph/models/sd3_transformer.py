@@ -198,7 +198,9 @@ class JointBlock(nn.Module):
 class SD3Transformer2DModel(Model):
     """Latents (B, in_channels, H, W), text states (B, S_txt, joint_attention_dim), pooled CLIP (B,
     pooled_projection_dim), timestep (B,) in [0, 1000] → velocity prediction (B, out_channels, H, W).
-    `skip_layers`: indices of blocks left out of this call (skip-layer guidance)."""
+    `skip_layers`: indices of blocks left out of this call (skip-layer guidance). `control`: a ControlNet's residual
+    per block (B, h·w, D) or None, added to the image stream after that block, the last one included (ComfyUI's
+    MMDiT; models/sd3_controlnet.py `per_block`)."""
 
     def __init__(self, config: SD3TransformerConfig):
         super().__init__()
@@ -213,7 +215,8 @@ class SD3Transformer2DModel(Model):
 
     def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 pooled_projections: torch.Tensor, timestep: torch.Tensor,
-                skip_layers: list[int] | tuple[int, ...] | None = None) -> torch.Tensor:
+                skip_layers: list[int] | tuple[int, ...] | None = None,
+                control: list[torch.Tensor | None] | None = None) -> torch.Tensor:
         B, _, H, W = hidden_states.shape
         p = self.config.patch_size
         img = self.pos_embed(hidden_states).contiguous()  # (B, h·w, D)
@@ -223,6 +226,8 @@ class SD3Transformer2DModel(Model):
         for index, block in enumerate(self.transformer_blocks):
             if index not in skip:
                 txt, img = block(img, txt, c)
+            if control is not None and index < len(control) and control[index] is not None:
+                img = img + control[index]
         out = self.proj_out(self.norm_out(img, c))  # (B, h·w, p·p·C)
         out = out.reshape(B, H // p, W // p, p, p, self.config.out_channels)
         return out.permute(0, 5, 1, 3, 2, 4).reshape(B, self.config.out_channels, H, W)
