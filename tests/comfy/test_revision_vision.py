@@ -120,17 +120,21 @@ def _crafted_tower(path):
 
 def test_a_crafted_file_declaring_a_huge_tower_is_refused_before_any_weight_is_allocated(tmp_path, monkeypatch):
     """The tower its sizes describe is only ever built on the meta device; the key/shape check refuses it."""
+    import sys
+
     import transformers
 
     built_on = []
+    real = transformers.CLIPVisionModelWithProjection  # this lazy access may swap sys.modules["transformers"]
 
-    class Spy(transformers.CLIPVisionModelWithProjection):
+    class Spy(real):
         def __init__(self, config):
             built_on.append(torch.empty(0).device.type)  # the default device the constructor allocates on
             assert built_on[-1] == "meta", "the tower was built in real memory before its file was checked"
             super().__init__(config)
 
-    monkeypatch.setattr(transformers, "CLIPVisionModelWithProjection", Spy)
+    # patch the module object the loader's `from transformers import ...` will read, not a stale one
+    monkeypatch.setattr(sys.modules["transformers"], "CLIPVisionModelWithProjection", Spy)
     _crafted_tower(tmp_path / "huge.safetensors")
     with pytest.raises(ValueError, match=r"`model`: huge.safetensors: its CLIP-vision weights do not fit the "
                                          r"60-layer, 1024-wide tower .*problems: `vision_model"):
