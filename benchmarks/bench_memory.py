@@ -1,10 +1,11 @@
 """Memory benchmark: an SDXL-size VAE decode of a large image, untiled vs nodegraph's exact tiling vs diffusers.
 
-    flock /tmp/nodegraph-heavy.lock .venv/bin/python benchmarks/bench_memory.py [--size 2048] [--tile 256]
+    flock /tmp/nodegraph-heavy.lock .venv/bin/python benchmarks/bench_memory.py [--size 2048] [--tile 256] [--dtype bf16]
 
 Builds an SDXL-architecture AutoencoderKL with random weights (diffusers' own init, saved once as fp32
 safetensors into a temporary folder), then decodes one seeded latent of size/8 in a fresh process per variant:
-nodegraph untiled, nodegraph tiled (models/vae_tiling.py), diffusers untiled and diffusers `enable_tiling()`.
+nodegraph untiled, nodegraph lean untiled (models/vae_lean.py), nodegraph tiled (models/vae_tiling.py), diffusers
+untiled and diffusers `enable_tiling()`; "identical" where the image equals nodegraph untiled's bit for bit.
 Each process reports its peak RSS from the OS (VmHWM), its RSS once the weights are loaded, and the decode
 time; the images are compared with nodegraph's untiled one in 1/255 steps of the [0, 1] image. Needs about
 3× the untiled decode's activations in free RAM at 2048² (check `free -g` first; the untiled runs are the big ones).
@@ -24,7 +25,7 @@ from pathlib import Path
 SDXL_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
                 up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, norm_num_groups=32,
                 latent_channels=4, sample_size=1024, scaling_factor=0.13025, force_upcast=True)
-VARIANTS = ("nodegraph-untiled", "nodegraph-tiled", "diffusers-untiled", "diffusers-enable_tiling")
+VARIANTS = ("nodegraph-untiled", "nodegraph-lean", "nodegraph-tiled", "diffusers-untiled", "diffusers-enable_tiling")
 
 
 def _vm(field: str) -> int:
@@ -32,33 +33,40 @@ def _vm(field: str) -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
 
 
-def child(variant: str, folder: str, size: int, tile: int, out: str) -> None:
+def child(variant: str, folder: str, size: int, tile: int, out: str, dtype_name: str = "fp32") -> None:
     import numpy as np
     import torch
 
     torch.set_grad_enabled(False)
-    z = torch.randn(1, 4, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    z = torch.randn(1, 4, size // 8, size // 8, generator=torch.Generator().manual_seed(0)).to(dtype)
     if variant.startswith("nodegraph"):
         from nodegraph.models.loading import load_component
+        from nodegraph.models.vae_lean import lean_decode
         from nodegraph.models.vae_tiling import tiled_decode
 
-        vae = load_component(folder, "vae")
+        vae = load_component(folder, "vae", dtype=dtype)
         loaded = _vm("VmRSS")
         start = time.perf_counter()
         from nodegraph.memory.usage import release_free_heap
 
-        image = tiled_decode(vae, z, tile, release_free_heap) if variant.endswith("-tiled") else vae.decode(z)
+        if variant.endswith("-tiled"):
+            image = tiled_decode(vae, z, tile, release_free_heap)
+        elif variant.endswith("-lean"):
+            image = lean_decode(vae, z)
+        else:
+            image = vae.decode(z)
     else:
         import diffusers
 
-        vae = diffusers.AutoencoderKL.from_pretrained(folder).eval()
+        vae = diffusers.AutoencoderKL.from_pretrained(folder, torch_dtype=dtype).eval()
         if variant.endswith("enable_tiling"):
             vae.enable_tiling()
         loaded = _vm("VmRSS")
         start = time.perf_counter()
         image = vae.decode(z).sample
     seconds = time.perf_counter() - start
-    np.save(out, (image / 2 + 0.5).clamp(0, 1).numpy())
+    np.save(out, (image.float() / 2 + 0.5).clamp(0, 1).numpy())
     print(json.dumps({"loaded": loaded, "peak": _vm("VmHWM"), "seconds": seconds}))
 
 
@@ -67,11 +75,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048, help="image side in pixels (a multiple of 8)")
     parser.add_argument("--tile", type=int, default=256, help="nodegraph's tile side")
     parser.add_argument("--only", nargs="*", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="weights and activations")
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        variant, folder, size, tile, out = args.child
-        return child(variant, folder, int(size), int(tile), out)
+        variant, folder, size, tile, out, dtype = args.child
+        return child(variant, folder, int(size), int(tile), out, dtype)
 
     import numpy as np
     import torch
@@ -82,7 +91,7 @@ def main() -> None:
     torch.manual_seed(0)
     diffusers.AutoencoderKL(**SDXL_VAE).save_pretrained(work / "vae")
     weights = (work / "vae" / "diffusion_pytorch_model.safetensors").stat().st_size
-    print(f"SDXL-size VAE decode, {args.size}² image, fp32 weights {weights / 2**20:.0f} MB, "
+    print(f"SDXL-size VAE decode, {args.size}² image, {args.dtype} compute, fp32 weights {weights / 2**20:.0f} MB, "
           f"{torch.get_num_threads()} threads", flush=True)
     results, images = {}, {}
     print(f"{'variant':<26}{'peak RSS':>10}{'above weights':>15}{'seconds':>9}{'max |Δ| (1/255)':>18}", flush=True)
@@ -90,19 +99,22 @@ def main() -> None:
     for variant in args.only:
         out = work / f"{variant}.npy"
         run = subprocess.run([sys.executable, __file__, "--child", variant, str(work / "vae"), str(args.size),
-                              str(args.tile), str(out)], capture_output=True, text=True, env=env)
+                              str(args.tile), str(out), args.dtype], capture_output=True, text=True, env=env)
         if run.returncode:
             print(f"{variant}: failed (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
             continue
         results[variant] = r = json.loads(run.stdout.strip().splitlines()[-1])
         images[variant] = np.load(out)
         base = images.get("nodegraph-untiled")
-        delta = f"{np.abs(images[variant] - base).max() * 255:.4f}" if base is not None else "-"
+        delta = "-" if base is None else ("identical" if np.array_equal(images[variant], base) else
+                                          f"{np.abs(images[variant] - base).max() * 255:.4f}")
         print(f"{variant:<26}{r['peak'] / 2**30:>9.2f}G{(r['peak'] - r['loaded']) / 2**30:>14.2f}G"
               f"{r['seconds']:>9.1f}{delta:>18}", flush=True)
-    if "nodegraph-tiled" in results and "nodegraph-untiled" in results:
-        t, u = results["nodegraph-tiled"], results["nodegraph-untiled"]
-        print(f"tiled / untiled: peak above weights {(t['peak'] - t['loaded']) / (u['peak'] - u['loaded']):.2f}×, "
+    for other in ("nodegraph-lean", "nodegraph-tiled"):
+        if other not in results or "nodegraph-untiled" not in results:
+            continue
+        t, u = results[other], results["nodegraph-untiled"]
+        print(f"{other[10:]} / untiled: peak above weights {(t['peak'] - t['loaded']) / (u['peak'] - u['loaded']):.2f}×, "
               f"time {t['seconds'] / u['seconds']:.2f}×")
 
 

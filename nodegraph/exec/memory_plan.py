@@ -19,9 +19,10 @@ __all__ = ["BudgetError", "check_budget", "estimate_run", "minimum_budget"]
 
 
 def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: tuple[str, ...] | None = None,
-                 tiled: bool = False) -> RunEstimate:
+                 tiled: bool = False, lean: bool = False) -> RunEstimate:
     """The estimate for running `graph` with graph inputs `values` (defaults fill the rest), in
-    `float_bytes`-byte floats (4: fp32, 2: fp16/bf16), the VAE passes untiled (or `tiled`). Reads file headers
+    `float_bytes`-byte floats (4: fp32, 2: fp16/bf16), the VAE passes untiled (or `tiled`, or the decodes `lean`,
+    models/vae_lean.py; encodes then count untiled). Reads file headers
     and configs only; loads nothing."""
     plan = graph.plan(outputs)
     bound = {name: spec.default for name, spec in graph.inputs.items() if not spec.required}
@@ -39,8 +40,8 @@ def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: t
             continue
         estimate.components.append(ComponentSize(step.node_id, component, sizes[0], held, sizes[1]))
     if vae is not None:
-        work = vae_work(vae, bound, float_bytes, tiled)
-        estimate.work = {index: work for index, kind in enumerate(_tick_types(plan.steps)) if kind in VAE_NODES}
+        work = {kind: vae_work(vae, bound, float_bytes, tiled, lean and kind == "VAEDecode") for kind in VAE_NODES}
+        estimate.work = {index: work[kind] for index, kind in enumerate(_tick_types(plan.steps)) if kind in VAE_NODES}
     estimate.peak, estimate.peak_step = peak(estimate.ticks, estimate.components, lambda c: c.bytes, estimate.work)
     return estimate
 
@@ -123,7 +124,8 @@ def check_budget(graph, values: dict[str, Any], mode, device: Any, outputs: tupl
 def planned_peak(graph, values: dict[str, Any], mode, device: Any, outputs: tuple[str, ...] | None = None) -> int:
     """The estimated peak of the run as `mode.max_memory` makes it go (the `-v` report's estimate): a UNet, VAE or
     transformer that does not fit the budget beside what is held when it loads streams (its largest layer
-    counted), and a VAE pass whose untiled activations do not fit beside the weights held then runs tiled.
+    counted), and a VAE pass whose untiled activations do not fit beside the weights held then runs lean (a
+    decode, models/vae_lean.py) or tiled.
     Without a budget: `estimate_run`'s peak."""
     estimate = estimate_run(graph, values, compute_size(mode.dtype), outputs)
     budget = mode.max_memory
@@ -144,5 +146,7 @@ def planned_peak(graph, values: dict[str, Any], mode, device: Any, outputs: tupl
         return c.largest_layer if id(c) in streamed else c.bytes
 
     tiled = estimate_run(graph, values, compute_size(mode.dtype), outputs, tiled=True).work
-    work = {i: w if BASELINE + held(i, cost) + w <= budget else tiled.get(i, w) for i, w in estimate.work.items()}
+    lean = estimate_run(graph, values, compute_size(mode.dtype), outputs, lean=True).work
+    work = {i: next((v for v in (w, lean.get(i, w)) if BASELINE + held(i, cost) + v <= budget), tiled.get(i, w))
+            for i, w in estimate.work.items()}
     return peak(estimate.ticks, estimate.components, cost, work)[0]

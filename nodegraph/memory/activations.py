@@ -71,10 +71,11 @@ def image_shape(values: dict[str, Any], config: dict) -> tuple[int, int, int]:
     return value("batch_size", 1), value("height", native), value("width", native)
 
 
-def vae_work(config: dict, values: dict[str, Any], float_bytes: int, tiled: bool) -> int:
-    """Bytes a VAEDecode / VAEEncode step adds over the weights (the encoder's are taken as the decoder's)."""
+def vae_work(config: dict, values: dict[str, Any], float_bytes: int, tiled: bool, lean: bool = False) -> int:
+    """Bytes a VAEDecode / VAEEncode step adds over the weights (the encoder's are taken as the decoder's; `lean`:
+    the lean untiled decode's)."""
     from nodegraph.models.vae_tiling import decode_bytes
 
     batch, height, width = image_shape(values, config)
     latent = (batch, 4, max(height // 8, 1), max(width // 8, 1))
-    return decode_bytes(tuple(config["block_out_channels"]), latent, float_bytes, tiled)
+    return decode_bytes(tuple(config["block_out_channels"]), latent, float_bytes, tiled, lean=lean)

@@ -266,13 +266,13 @@ def _resnet(block: ResnetBlock2D, x, tile: int, release: Callable[[], None] | No
 # ---- how much memory the activations take (the planner's estimate; weights not included) -----------------
 
 def decode_activation_bytes(vae: AutoencoderKL, latent_shape: tuple[int, ...], tiled: bool,
-                            tile: int = DEFAULT_TILE) -> int:
+                            tile: int = DEFAULT_TILE, lean: bool = False) -> int:
     """Estimated peak bytes of `vae`'s decode of latents of `latent_shape` (see decode_bytes)."""
-    return decode_bytes(tuple(vae.config.block_out_channels), latent_shape, vae.dtype.itemsize, tiled, tile)
+    return decode_bytes(tuple(vae.config.block_out_channels), latent_shape, vae.dtype.itemsize, tiled, tile, lean)
 
 
 def decode_bytes(block_out_channels: tuple[int, ...], latent_shape: tuple[int, ...], itemsize: int, tiled: bool,
-                 tile: int = DEFAULT_TILE) -> int:
+                 tile: int = DEFAULT_TILE, lean: bool = False) -> int:
     """Estimated peak bytes of a decode's activations, from the VAE's config alone.
 
     Untiled, the widest stage holds about its input, the normalised and activated copies and the convolution's
@@ -280,7 +280,12 @@ def decode_bytes(block_out_channels: tuple[int, ...], latent_shape: tuple[int, .
     (GroupNorm and the convolutions' buffers): times 1.2, measured on an SDXL-size VAE (fp32 2048²: 15.2 GB
     against 12.9 GB for the bare sum; bf16 512²: 0.79 GB against 0.92 GB estimated). Tiled, a stage holds its
     output and what is left of its input (after an upsampler, the input at half the size), plus one band's
-    float32 temporaries (measured: 3.06 GB at 2048² fp32, 0.47 GB at 512² bf16; this gives 3.5 and 0.39 GB)."""
+    float32 temporaries (measured: 3.06 GB at 2048² fp32, 0.47 GB at 512² bf16; this gives 3.5 and 0.39 GB).
+    `lean` (untiled, models/vae_lean.py): a resnet holds its input, the normalised copy, the convolution's copy of
+    its input (oneDNN reorders it: measured, a conv adds its output plus about its input) and conv1's output,
+    then the input, the activated copy, its conv copy and conv2's output; an upsampler the ×2 copy, its conv copy
+    and output; in the compute dtype (GroupNorm adds only its output, measured in bf16), times 1.25 (SDXL-size
+    1024² bf16: 2.14 GB measured, 2.19 GB estimated)."""
     B, _, h, w = latent_shape
     c = block_out_channels[::-1]
     peak, pixels, channels, upsampled = 0, h * w, c[0], False
@@ -290,11 +295,15 @@ def decode_bytes(block_out_channels: tuple[int, ...], latent_shape: tuple[int, .
             wide = max(channels, out)  # a band: about tile² · 128 values, at most the whole image
             band = 8 * (min(tile * tile * 128, wide * pixels) + 4 * int(pixels ** 0.5) * wide) * 4  # float32
             stage = held + band
+        elif lean:
+            stage = max(3 * channels + out, channels + 3 * out) * pixels * itemsize * 5 // 4
         else:
             stage = (2 * channels + 2 * out) * pixels * max(itemsize, 4) * 6 // 5
         peak = max(peak, stage)
         if i < len(c) - 1:  # the upsampler at the end of the block
-            if not tiled:
+            if lean:
+                peak = max(peak, 12 * out * pixels * itemsize * 5 // 4)
+            elif not tiled:
                 peak = max(peak, (out + 8 * out) * pixels * max(itemsize, 4) * 6 // 5)
             pixels *= 4
             upsampled = True

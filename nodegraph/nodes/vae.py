@@ -10,7 +10,8 @@ from nodegraph.core.types import VAE, Generator, Image, Latent
 
 TILING = Field("auto", description="exact tiled pass (models/vae_tiling.py: the untiled image within 1/255, less "
                                    "memory): on, off, or auto = when the untiled pass would not fit the run's "
-                                   "max_memory (else the free memory)")
+                                   "max_memory (else the free memory); a decode first tries the lean untiled "
+                                   "pass (models/vae_lean.py, the same bits)")
 TILE_SIZE = Field(256, ge=32, le=4096, multiple_of=8, description="tile side, in output pixels of each stage")
 
 
@@ -48,15 +49,26 @@ class VAEDecode(Node):
             vae = copy.deepcopy(vae).float()  # the cached fp16 VAE stays as it is for other users
         z = to_vae_space(i.latents.to(vae.dtype), vae.config)
         with torch.no_grad():
-            if _tiled(i, ctx, tuple(z.shape)):
-                from nodegraph.models.vae_tiling import tiled_decode
-
-                from nodegraph.memory.usage import release_free_heap
-
-                x = tiled_decode(vae, z, i.tile_size, release_free_heap)  # (B, 3, H, W) in ~[-1, 1]
-            else:
-                x = vae.decode(z)
+            x = _decode(i, ctx, vae, z)  # (B, 3, H, W) in ~[-1, 1]
         return {"image": (x / 2 + 0.5).clamp(0, 1).float().cpu()}
+
+
+def _decode(i, ctx, vae, z):
+    """The pass memory/vae.py `decode_pass` picks: plain untiled, lean untiled (the same bits in less memory), or
+    the exact tiled one."""
+    from nodegraph.memory.vae import decode_pass
+
+    kind = decode_pass(i.tiling, vae, tuple(z.shape), ctx.device, ctx.mode.max_memory, i.tile_size)
+    if kind == "plain":
+        return vae.decode(z)
+    if kind == "lean":
+        from nodegraph.models.vae_lean import lean_decode
+
+        return lean_decode(vae, z)
+    from nodegraph.memory.usage import release_free_heap
+    from nodegraph.models.vae_tiling import tiled_decode
+
+    return tiled_decode(vae, z, i.tile_size, release_free_heap)
 
 
 @node("VAEEncode", version=1)

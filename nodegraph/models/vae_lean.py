@@ -1,0 +1,65 @@
+"""Lean untiled decode for `AutoencoderKL`: the operations of `vae.decode(z)`, in the same order on the same
+whole-image tensors (so the same bits), holding fewer of them at once.
+
+The plain decode (`Decoder.forward` through `ResnetBlock2D.forward`) holds a resnet's input, its normalised copy,
+the activation of that copy and the convolution's output at once. Here the activation is applied in place
+(`silu_` on the normalised copy, which nothing else reads), each intermediate is dropped as soon as its reader has
+run, and the residual sum is written into the second convolution's output (a + b equals b + a bit for bit). The
+caller must hand over its only reference to `z`'s successors: the functions below drop theirs (`del`) as they go.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nodegraph.models.autoencoder_kl import AutoencoderKL
+from nodegraph.models.resnet import ResnetBlock2D, Upsample2D
+
+
+def lean_decode(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
+    """`vae.decode(z)` bit for bit, (B, C_out, H, W); fewer whole-image tensors alive at once."""
+    dec = vae.decoder
+    if vae.post_quant_conv is not None:
+        z = vae.post_quant_conv(z)
+    held = [dec.mid_block(dec.conv_in(z))]  # (B, C_top, h, w): small, at the latent size; the only reference
+    del z
+    for block in dec.up_blocks:
+        for resnet in block.resnets:
+            held.append(_resnet(held, resnet))
+        if block.upsamplers is not None:
+            held.append(_upsample(held, block.upsamplers[0]))
+    return _norm_act_conv(held, dec.conv_norm_out, dec.conv_act, dec.conv_out)
+
+
+def _act_(act, h: torch.Tensor) -> torch.Tensor:
+    """The activation in place where torch has one (silu, relu, mish); gelu out of place."""
+    if act in (F.silu, F.relu, F.mish):
+        return act(h, inplace=True)
+    return act(h)
+
+
+def _norm_act_conv(held: list[torch.Tensor], norm, act, conv) -> torch.Tensor:
+    """conv(act(norm(x))) taking `held` = [x] and emptying it, so x is freed once normalised."""
+    h = norm(held.pop())  # x freed here when the caller held no other reference
+    h = _act_(act, h)
+    return conv(h)
+
+
+def _resnet(held: list[torch.Tensor], block: ResnetBlock2D) -> torch.Tensor:
+    """ResnetBlock2D.forward without a time embedding (the VAE's): shortcut + conv2(act(norm2(conv1(act(norm1 x)))))."""
+    x = held.pop()
+    h = block.conv1(_act_(block.act, block.norm1(x)))  # (B, C_out, H, W); the normalised copy is freed
+    h = _act_(block.act, block.norm2(h))  # conv1's output freed once normalised
+    h = block.conv2(h)
+    if block.conv_shortcut is not None:
+        x = block.conv_shortcut(x)  # the input freed once projected
+    if block.output_scale_factor != 1.0:
+        return (x + h) / block.output_scale_factor
+    return h.add_(x)  # shortcut + h, written into conv2's output
+
+
+def _upsample(held: list[torch.Tensor], layer: Upsample2D) -> torch.Tensor:
+    """Nearest ×2 then the 3×3 conv; the input freed once interpolated."""
+    x = F.interpolate(held.pop(), scale_factor=2.0, mode="nearest")
+    return layer.conv(x)
