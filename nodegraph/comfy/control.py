@@ -1,4 +1,5 @@
-"""ComfyUI's ControlNetApplyAdvanced at sampling time: which σ a ControlNet acts on, its hint, its residuals.
+"""ComfyUI's ControlNetApplyAdvanced at sampling time: which σ a ControlNet acts on, its hint, its residuals;
+T2I-Adapters (which ComfyUI's ControlNetLoader also loads) likewise, their features added in the down blocks.
 
 Facts from ComfyUI (nodes.py `ControlNetApplyAdvanced`, comfy/controlnet.py `ControlNet.get_control` and
 `ControlBase.control_merge`, comfy/model_sampling.py `percent_to_sigma`, comfy/utils.py `common_upscale`):
@@ -84,18 +85,38 @@ def hint(image, latent_height: int, latent_width: int):
 
 
 def residuals(control: ComfyControl, x_in, t, context, sigma: float, added: dict, groups: int = 1):
-    """(down residuals, mid residual) of the chain on x_in (N, C, h, w) at σ, or None when no apply acts at σ.
+    """The UNet's residual arguments from the chain on x_in (N, C, h, w) at σ — `down_residuals` and
+    `mid_residual` (ControlNets), `adapter_residuals` (T2I-Adapters) — or None when no apply acts at σ.
 
     `groups` is how many CFG halves x_in holds: a batch-1 image serves each sample of each half."""
-    down, mid = None, None
+    out = {}
     for entry in control.chain():
         if not acts_at(entry, sigma):
             continue
         image = _broadcast(entry.hint_for(x_in), x_in.shape[0], groups)
+        if getattr(entry.controlnet, "is_t2i_adapter", False):
+            features = [f * entry.strength for f in adapter_features(entry, image)]
+            out["adapter_residuals"] = _sum(out.get("adapter_residuals"), features)
+            continue
         d, m = entry.controlnet(x_in, t, context, image, entry.strength, **added)
-        down = d if down is None else [a + b for a, b in zip(down, d)]
-        mid = m if mid is None else mid + m
-    return None if down is None else (down, mid)
+        out["down_residuals"] = _sum(out.get("down_residuals"), d)
+        out["mid_residual"] = m if "mid_residual" not in out else out["mid_residual"] + m
+    return out or None
+
+
+def _sum(earlier, later):
+    return later if earlier is None else [a + b for a, b in zip(earlier, later)]
+
+
+def adapter_features(entry: ComfyControl, image):
+    """A T2I-Adapter's features of its hint (N, 3, 8h, 8w), computed once per hint (comfy/controlnet.py
+    `T2IAdapter.get_control` keeps them for every step): a one-channel adapter reads the channels' mean."""
+    key = ("t2i", *image.shape, image.device, image.dtype)
+    if key not in entry.hints:
+        if entry.controlnet.in_channels == 1:
+            image = image.mean(dim=1, keepdim=True)  # (N, 1, 8h, 8w)
+        entry.hints[key] = entry.controlnet(image)
+    return entry.hints[key]
 
 
 def _broadcast(image, batch: int, groups: int):
@@ -116,4 +137,15 @@ def check_family(control: ComfyControl, unet) -> None:
     from nodegraph.models.controlnet import check_family as check
 
     for entry in control.chain():
-        check(entry.controlnet, unet)
+        if getattr(entry.controlnet, "is_t2i_adapter", False):
+            _check_adapter(entry.controlnet, unet)
+        else:
+            check(entry.controlnet, unet)
+
+
+def _check_adapter(adapter, unet) -> None:
+    """An SD1.x adapter's four feature widths must be the UNet's four down-block widths."""
+    widths = list(getattr(unet.config, "block_out_channels", []))
+    if widths != adapter.channels:
+        raise ValueError(f"this T2I-Adapter's features have {adapter.channels} channels, but the UNet's down blocks "
+                         f"have {widths}: use a T2I-Adapter made for this model family (SD1.x adapters for SD1.x)")

@@ -102,7 +102,8 @@ def _time_ids(unet, x, sizes: list, pooled_width: int):
 
 
 def _control_residuals(unet, controls, x_batch, t, context, sigma: float, extra: dict) -> dict:
-    """The UNet's `down_residuals` / `mid_residual` from the prompts' ControlNet chains ({} when none acts).
+    """The UNet's `down_residuals` / `mid_residual` (ControlNets) and `adapter_residuals` (T2I-Adapters) from the
+    prompts' ControlNet chains ({} when none acts).
 
     Prompts sharing one chain (one ControlNetApplyAdvanced on both) run it once over their halves, as
     ComfyUI batches them; a prompt without a chain gets zero residuals in its half."""
@@ -115,19 +116,21 @@ def _control_residuals(unet, controls, x_batch, t, context, sigma: float, extra:
     for control in {id(c): c for c in controls if c is not None}.values():
         check_family(control, unet)
     if all(c is controls[0] for c in controls):
-        got = residuals(controls[0], x_batch, t, context, sigma, extra, groups=len(controls))
-        return {} if got is None else {"down_residuals": got[0], "mid_residual": got[1]}
+        return residuals(controls[0], x_batch, t, context, sigma, extra, groups=len(controls)) or {}
     halves = []
     for k, (control, x, ctx) in enumerate(zip(controls, x_batch.chunk(len(controls)), context.chunk(len(controls)))):
         part = {name: v.chunk(len(controls))[k] for name, v in extra.items()}
-        halves.append(None if control is None else residuals(control, x, t, ctx, sigma, part))
-    present = [h for h in halves if h is not None]
-    if not present:
-        return {}
-    zeros = ([torch.zeros_like(r) for r in present[0][0]], torch.zeros_like(present[0][1]))
-    halves = [zeros if h is None else h for h in halves]
-    down = [torch.cat(parts) for parts in zip(*(h[0] for h in halves))]
-    return {"down_residuals": down, "mid_residual": torch.cat([h[1] for h in halves])}
+        halves.append((None if control is None else residuals(control, x, t, ctx, sigma, part)) or {})
+    names = {name: present[name] for present in halves for name in present}  # one example of each argument
+    out = {}
+    for name, example in names.items():
+        parts = [h.get(name) for h in halves]
+        if name == "mid_residual":
+            out[name] = torch.cat([torch.zeros_like(example) if p is None else p for p in parts])
+        else:
+            zeros = [torch.zeros_like(r) for r in example]
+            out[name] = [torch.cat(layer) for layer in zip(*(zeros if p is None else p for p in parts))]
+    return out
 
 
 def _same_length(conds):

@@ -1,8 +1,7 @@
 """`nodegraph import-comfy --report WORKFLOW|FOLDER`: for each workflow, whether nodegraph runs it or the parts that
 refuse it (the same check `nodegraph run` makes before anything runs: node classes, subgraphs, sampler and
 scheduler names), as a table; nothing is imported or written. Model files are not looked up here (a run names any
-that are missing), except that with `--models` a ControlNetLoader file that is a T2I-Adapter is named; a FOLDER is
-every `*.json` workflow in it (ComfyUI's template package: its `templates/`)."""
+that are missing); a FOLDER is every `*.json` workflow in it (ComfyUI's template package: its `templates/`)."""
 
 from __future__ import annotations
 
@@ -19,22 +18,14 @@ def add_report_option(parser) -> None:
 
 
 def check(path: pathlib.Path, paths=None) -> list[str]:
-    """The parts of the workflow at `path` that nodegraph does not run yet ([] when it runs). With `paths` (the
-    `--models` folders), ControlNetLoader files that are T2I-Adapters are named too."""
+    """The parts of the workflow at `path` that nodegraph does not run yet ([] when it runs). `paths` (the
+    `--models` folders) is accepted for the command's sake: no model file refuses a workflow here (T2I-Adapters
+    run since ComfyUI's ControlNetLoader loads them)."""
     from nodegraph.comfy.reader import read_workflow
     from nodegraph.comfy.translate import refusals
 
     api = read_workflow(path).api
-    refused = refusals(api)
-    for node_id, entry in api.items():
-        name = entry["inputs"].get("control_net_name")
-        if paths is not None and entry["class_type"] == "ControlNetLoader" and isinstance(name, str):
-            from nodegraph.comfy.checkpoints import is_t2i_adapter
-
-            found = [folder / name for folder in paths.folders("controlnet") if (folder / name).is_file()]
-            if found and is_t2i_adapter(found[0]):
-                refused.append(f"node {node_id}: T2I-Adapter {name}")
-    return refused
+    return refusals(api)
 
 
 def workflows(target: pathlib.Path) -> list[pathlib.Path]:

@@ -1,5 +1,5 @@
 """ComfyUI's ControlNet nodes → nodegraph nodes: the part of the workflow translation (translate.py) that loads
-ControlNets and chains them onto conditionings. A mixin of translate.py's translator, whose `literal`, `link`,
+ControlNets (and T2I-Adapters, which ComfyUI's ControlNetLoader also loads) and chains them onto conditionings. A mixin of translate.py's translator, whose `literal`, `link`,
 `inputs`, `nodes` and `api` it uses."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 from nodegraph.comfy.checkpoints import is_t2i_adapter
-from nodegraph.comfy.errors import ComfyError
 
 
 def node_suffix(node_id: str) -> str:
@@ -20,10 +19,9 @@ class ControlTranslations:
     def _ControlNetLoader(self, node_id, nid):
         model = self.literal(node_id, "control_net_name")
         path = Path(self.inputs[model.split(".", 1)[1]]["default"])
-        if is_t2i_adapter(path):
-            raise ComfyError(f"{self.where(node_id, 'control_net_name')}: {path.name} is a T2I-Adapter, not a "
-                             f"ControlNet; nodegraph does not run T2I-Adapters yet (nothing was run). Use a "
-                             f"ControlNet of the same kind (e.g. a depth ControlNet) in ControlNetLoader")
+        if is_t2i_adapter(path):  # ComfyUI's ControlNetLoader loads T2I-Adapters too (`load_t2i_adapter`)
+            self.nodes[nid] = {"type": "LoadT2IAdapter", "model": model}
+            return (f"${nid}.controlnet",)
         # a diffusers ControlNet kept as ComfyUI sees it (`name/diffusion_pytorch_model.safetensors`) takes the
         # config.json beside it; an original-layout file infers its config from its weights
         beside = path.parent / "config.json"

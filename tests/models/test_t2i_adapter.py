@@ -4,31 +4,16 @@ diffusers' UNet with `down_intrablock_additional_residuals`; without them the UN
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 from tiny_checkpoints import perturbed
+
+from tests.models.t2i_files import tencentarc_layout
 
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.t2i_adapter import load_t2i_adapter
 
 CHANNELS = [8, 16, 32, 32]
-
-
-def tencentarc_layout(state: dict) -> dict:
-    """diffusers' `adapter.body.L.resnets.B.*` / `adapter.body.L.in_conv.*` → TencentARC's `body.(2L+B).*`,
-    the in_conv on the level's first block (written out here, independently of the loader's renaming)."""
-    out = {}
-    for key, value in state.items():
-        if m := re.match(r"adapter\.body\.(\d+)\.resnets\.(\d+)\.(.*)", key):
-            key = f"body.{2 * int(m[1]) + int(m[2])}.{m[3]}"
-        elif m := re.match(r"adapter\.body\.(\d+)\.in_conv\.(.*)", key):
-            key = f"body.{2 * int(m[1])}.in_conv.{m[2]}"
-        else:
-            key = key.removeprefix("adapter.")
-        out[key] = value.contiguous()
-    return out
 
 
 @pytest.fixture(scope="module")
