@@ -78,3 +78,16 @@ def test_a_file_that_is_not_a_full_sd1_adapter_is_refused_by_name(tmp_path):
     save_file({"body.0.in_conv.weight": torch.zeros(4, 192, 1, 1)}, str(tmp_path / "light.safetensors"))
     with pytest.raises(CheckpointError, match="light T2I-Adapter"):
         load_t2i_adapter(tmp_path / "light.safetensors")
+
+
+def test_odd_sides_pool_as_comfyui_zero_padded_and_counted():
+    """ComfyUI's Downsample pads an odd side by one zero on both ends and counts it in the 2×2 mean (diffusers'
+    ceil_mode pooling does not): the arithmetic written out here on a 3×5 map."""
+    from nodegraph.models.t2i_adapter import Downsample
+
+    x = torch.arange(15.0).reshape(1, 1, 3, 5) + 1
+    padded = torch.zeros(1, 1, 5, 7)
+    padded[..., 1:4, 1:6] = x
+    expected = torch.stack([torch.stack([padded[0, 0, 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean() for j in range(3)])
+                            for i in range(2)])
+    torch.testing.assert_close(Downsample(1, use_conv=False)(x)[0, 0], expected)
