@@ -61,11 +61,12 @@ def _decode(i, ctx, vae, z):
     kind = decode_pass(i.tiling, vae, tuple(z.shape), ctx.device, ctx.mode.max_memory, i.tile_size)
     if kind == "plain":
         return vae.decode(z)
+    from nodegraph.memory.usage import release_free_heap
+
     if kind == "lean":
         from nodegraph.models.vae_lean import lean_decode
 
-        return lean_decode(vae, z)
-    from nodegraph.memory.usage import release_free_heap
+        return lean_decode(vae, z, release_free_heap)
     from nodegraph.models.vae_tiling import tiled_decode
 
     return tiled_decode(vae, z, i.tile_size, release_free_heap)
