@@ -96,3 +96,26 @@ def test_depth_t2i_adapter_template_equals_diffusers_adapter_pipeline_and_is_sen
     assert max_diff(image, theirs(adapter_models, hint)) <= 1
     assert max_diff(image, ours(tmp_path, adapter_models, hint, "zero", n45_strength=0)) > 5
     assert max_diff(image, ours(tmp_path, adapter_models, other, "other")) > 5
+
+
+def test_a_one_channel_adapter_reads_the_hints_channel_mean_once_for_every_step():
+    """ComfyUI's T2IAdapter: `channels_in` 1 → torch.mean over the hint's channels; the features are computed once
+    and reused at every σ (here: the adapter is called once for two steps), × strength."""
+    from nodegraph.comfy.control import ComfyControl, residuals
+    from nodegraph.models.t2i_adapter import T2IAdapter
+
+    torch.manual_seed(0)
+    adapter = T2IAdapter(in_channels=1, channels=4).eval()
+    calls = []
+    adapter.register_forward_hook(lambda *_: calls.append(1))
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    control = ComfyControl(adapter, image, 0.5, 0.0, 1.0)
+    x = torch.zeros(2, 4, 2, 2)
+    with torch.no_grad():
+        first = residuals(control, x, None, None, 14.6, {}, groups=2)["adapter_residuals"]
+        second = residuals(control, x, None, None, 1.0, {}, groups=2)["adapter_residuals"]
+        expected = [0.5 * f.expand(2, -1, -1, -1) for f in adapter(image.mean(dim=1, keepdim=True))]
+    assert len(calls) == 2  # once for both steps, once for `expected`
+    for a, b, e in zip(first, second, expected):
+        torch.testing.assert_close(a, e)
+        torch.testing.assert_close(b, e)
