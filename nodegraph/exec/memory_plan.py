@@ -10,8 +10,9 @@ from typing import Any
 
 from nodegraph.exec.prefetch import _loads
 from nodegraph.exec.steps import SubgraphStep
-from nodegraph.memory.activations import VAE_NODES, vae_config, vae_work
+from nodegraph.memory.activations import VAE_NODES, image_shape, vae_config, vae_work
 from nodegraph.memory.budget import STREAMABLE, BudgetError, compute_size
+from nodegraph.memory.denoiser import DENOISER_NODES, denoiser_bytes, denoiser_config
 from nodegraph.memory.estimate import BASELINE, ComponentSize, RunEstimate, component_bytes, peak
 from nodegraph.memory.sizes import format_flag, format_size
 
@@ -30,10 +31,12 @@ def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: t
     known = {slot: bound[name] for name, slot in plan.input_slots.items() if name in bound}
     estimate = RunEstimate()
     last = sum(_span(step) for step in plan.steps) - 1
-    vae, seen = None, False
+    vae, seen, denoiser = None, False, None
     for step, (model, component, options), held in _held_loads(plan.steps, known, 0, last, estimate.ticks, ""):
         if component == "vae" and not seen:  # the first VAE the run loads sizes its passes
             vae, seen = vae_config(model, **options), True
+        if component in ("unet", "transformer") and denoiser is None:  # the first denoiser sizes the steps
+            denoiser = (denoiser_config(model, component, **options) or {}, component)
         sizes = component_bytes(model, component, float_bytes, **options)
         if sizes is None:
             estimate.unknown.append(f"{step.node_id}.{component} ({model})")
@@ -42,8 +45,44 @@ def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: t
     if vae is not None:
         work = {kind: vae_work(vae, bound, float_bytes, tiled, lean and kind == "VAEDecode") for kind in VAE_NODES}
         estimate.work = {index: work[kind] for index, kind in enumerate(_tick_types(plan.steps)) if kind in VAE_NODES}
+    if denoiser is not None and denoiser[0]:
+        work = _denoiser_work(denoiser[0], denoiser[1], vae, bound, float_bytes)
+        for index, runs in enumerate(_denoiser_ticks(plan.steps)):
+            if runs:
+                estimate.work[index] = max(estimate.work.get(index, 0), work)
     estimate.peak, estimate.peak_step = peak(estimate.ticks, estimate.components, lambda c: c.bytes, estimate.work)
     return estimate
+
+
+def _denoiser_work(config: dict, component: str, vae: dict | None, bound: dict, float_bytes: int) -> int:
+    """Bytes one denoiser call adds: the latent from the graph's image size and the VAE's downsampling (2 per
+    VAE block after the first, else 8), the batch doubled for classifier-free guidance (`guidance_scale` > 1) on a
+    UNet or on a transformer without distilled guidance (Flux's `guidance_embeds`)."""
+    batch, height, width = image_shape(bound, vae or {"sample_size": 8 * int(config.get("sample_size") or 128)})
+    factor = 2 ** (len((vae or {}).get("block_out_channels", [0] * 4)) - 1)
+    scale = bound.get("guidance_scale")
+    cfg = isinstance(scale, (int, float)) and scale > 1 and not config.get("guidance_embeds")
+    latent = (batch * (2 if cfg else 1), max(height // factor, 1), max(width // factor, 1))
+    return denoiser_bytes(config, component, latent, float_bytes)
+
+
+def _denoiser_ticks(steps: list):
+    """For each point of the timeline (`_held_loads`' order): whether its step calls the denoiser (its node, or
+    a node of the repeat body / included graph it runs)."""
+    for step in steps:
+        if isinstance(step, SubgraphStep):
+            yield from _denoiser_ticks(step.plan.steps)
+        else:
+            yield _calls_denoiser(step)
+
+
+def _calls_denoiser(step) -> bool:
+    body = getattr(step, "body", None)
+    if body is not None:
+        return any(_calls_denoiser(inner) for inner in body.steps)
+    if isinstance(step, SubgraphStep):
+        return any(_calls_denoiser(inner) for inner in step.plan.steps)
+    return getattr(getattr(getattr(step, "node_type", None), "cls", None), "__name__", "") in DENOISER_NODES
 
 
 def _tick_types(steps: list):
@@ -116,9 +155,8 @@ def check_budget(graph, values: dict[str, Any], mode, device: Any, outputs: tupl
         raise BudgetError(
             f"`max_memory` {format_size(mode.max_memory)} is below the least this run can use: "
             f"{format_size(minimum)} (the process itself ~{format_size(BASELINE)}, plus the weights that must be "
-            f"resident at once, streaming what can be streamed, plus the tiled VAE pass's activations at this "
-            f"image size; the UNet's come on top). Give --max-memory {format_flag(minimum)} or more (more leaves "
-            f"room for the UNet's activations).")
+            f"resident at once, streaming what can be streamed, plus the tiled VAE pass's and the denoiser's "
+            f"activations at this image size). Give --max-memory {format_flag(minimum)} or more.")
 
 
 def planned_peak(graph, values: dict[str, Any], mode, device: Any, outputs: tuple[str, ...] | None = None) -> int:

@@ -21,6 +21,15 @@ def _values(size: int) -> dict:
     return {"model": "builtin:digits", "prompt": "7", "steps": 1, "seed": 3, "height": size, "width": size}
 
 
+@pytest.fixture(autouse=True)
+def vae_alone(monkeypatch):
+    """These tests are about the VAE pass: the denoiser's activations (tests/memory/test_denoiser_activations.py)
+    are left out of the plan here, so the decode is the largest work, as it is on real-size models."""
+    from nodegraph.exec import memory_plan
+
+    monkeypatch.setattr(memory_plan, "_denoiser_ticks", lambda steps: iter(()))
+
+
 @pytest.fixture(scope="module")
 def graph():
     return load_graph(GRAPHS / "stable_diffusion.yaml")
