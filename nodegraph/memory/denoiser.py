@@ -129,5 +129,7 @@ def denoiser_bytes(config: dict, component: str, latent: tuple[int, int, int], i
     batch, h, w = latent
     if component == "unet":
         return int(batch * unet_walk(config, (h, w)) * itemsize * UNET_CALIBRATION)
-    patch = int(config.get("patch_size") or 2)
+    patch = int(config.get("patch_size") or 2)  # SD3's 2; Z-Image's `all_patch_size` [2]
+    if patch == 1 and int(config.get("in_channels") or 0) >= 64:  # Flux: patch 1 over latents packed 2×2 (64 ch)
+        patch = 2
     return batch * flow_walk(config, max(h // patch, 1) * max(w // patch, 1)) * itemsize

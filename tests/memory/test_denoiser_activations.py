@@ -15,7 +15,7 @@ import pytest
 from nodegraph import RunMode, load_graph, run_graph
 from nodegraph.exec.memory_plan import estimate_run, minimum_budget
 from nodegraph.memory.budget import BudgetError
-from nodegraph.memory.denoiser import unet_walk
+from nodegraph.memory.denoiser import denoiser_bytes, unet_walk
 
 REPO = Path(__file__).parents[2]
 DIGITS_UNET = REPO / "nodegraph" / "builtin" / "digits" / "unet" / "config.json"
@@ -53,6 +53,16 @@ def test_the_walk_holds_every_skip_connection_down_to_the_mid_block():
     assert unet_walk(config, (h, w)) >= skips + mid
     deeper = dict(config, layers_per_block=3)
     assert unet_walk(deeper, (h, w)) > unet_walk(config, (h, w))  # more skips held
+
+
+def test_flow_transformers_count_one_token_per_2x2_latent_patch_flux_packed_or_not():
+    flux = {"num_attention_heads": 2, "attention_head_dim": 8, "patch_size": 1, "in_channels": 64}  # packed 2×2
+    sd3 = {"num_attention_heads": 2, "attention_head_dim": 8, "patch_size": 2, "in_channels": 16}
+    z_image = {"dim": 16, "all_patch_size": [2], "in_channels": 16}
+    sizes = {denoiser_bytes(c, "transformer", (1, 128, 128), 2) for c in (flux, sd3, z_image)}
+    assert len(sizes) == 1
+    (size,) = sizes
+    assert size == (2 * 4 + 8) * 16 * (64 * 64 + 512) * 2  # 4096 image tokens + 512 text tokens, 16 x width, bf16
 
 
 def test_a_budget_the_weights_fit_but_not_the_unets_forward_is_refused_before_anything_loads(graph, monkeypatch):
