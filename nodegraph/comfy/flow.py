@@ -78,21 +78,23 @@ def start_latents(latents, noise, sigma: float):
 
 
 def flow_denoise(transformer, x, sigma: float, positive, negative=None, cfg: float = 1.0, multiplier: float = 1.0,
-                 pooled=(None, None), guidance=(FLUX_GUIDANCE, FLUX_GUIDANCE)):
+                 pooled=(None, None), guidance=(FLUX_GUIDANCE, FLUX_GUIDANCE), control=(None, None)):
     """The guided x₀ estimate of a flow transformer at σ: x (B, C, h, w) float32 → x₀ (B, C, h, w) float32.
 
     `positive` / `negative`: (B', L, D) caption features (a batch of one is used for every image); `pooled` and
-    `guidance`: Flux's (SD3's) pooled CLIP embeddings and Flux's guidance values, (positive's, negative's)."""
+    `guidance`: Flux's (SD3's) pooled CLIP embeddings and Flux's guidance values, `control`: SD3.5 ControlNet
+    chains (nodegraph/comfy/sd3_control.py), each (positive's, negative's)."""
     import torch
 
     guided = negative is not None and not math.isclose(cfg, 1.0)
     kind = type(transformer).__name__
-    sides = [(positive, pooled[0], guidance[0])] + ([(negative, pooled[1], guidance[1])] if guided else [])
+    sides = [(positive, pooled[0], guidance[0], control[0])] + \
+        ([(negative, pooled[1], guidance[1], control[1])] if guided else [])
     with torch.no_grad():
         if kind == "FluxTransformer2DModel":
-            velocity = torch.cat([_flux_velocity(transformer, x, sigma, *side) for side in sides])
+            velocity = torch.cat([_flux_velocity(transformer, x, sigma, *side[:3]) for side in sides])
         elif kind == "SD3Transformer2DModel":
-            velocity = torch.cat([_sd3_velocity(transformer, x, sigma, side[0], side[1], multiplier)
+            velocity = torch.cat([_sd3_velocity(transformer, x, sigma, side[0], side[1], multiplier, side[3])
                                   for side in sides])
         else:
             velocity = _z_image_velocity(transformer, x, sigma, [side[0] for side in sides], multiplier)
@@ -137,10 +139,11 @@ def _flux_velocity(transformer, x, sigma: float, context, pooled, guidance: floa
     return out.reshape(b, c, h, w)
 
 
-def _sd3_velocity(transformer, x, sigma: float, context, pooled, multiplier: float):
+def _sd3_velocity(transformer, x, sigma: float, context, pooled, multiplier: float, control=None):
     """The MMDiT's v for one side at timestep σ·multiplier (comfy/model_base.py `SD3`: context and pooled `y`):
     x (B, C, h, w) → (B, C, h, w) float32; a context / pooled batch of one serves every image. A context without
-    T5 (the CLIP features alone, 2048 wide) is zero-padded to the transformer's width, as SD3ClipModel pads it."""
+    T5 (the CLIP features alone, 2048 wide) is zero-padded to the transformer's width, as SD3ClipModel pads it.
+    `control`: the side's SD3.5 ControlNet chain, its residuals added after the blocks."""
     import torch
 
     if pooled is None:
@@ -153,5 +156,8 @@ def _sd3_velocity(transformer, x, sigma: float, context, pooled, multiplier: flo
         raise ValueError(f"the prompt's features are {context.shape[-1]} wide, but this SD3 transformer takes {width} "
                          f"(joint_attention_dim): its text encoders do not belong to it")
     context = torch.nn.functional.pad(context, (0, width - context.shape[-1]))  # (B', L, width)
-    out = transformer(x.to(transformer.dtype), pick(context), pick(pooled), timestep)  # (B, C, h, w)
+    from nodegraph.comfy.sd3_control import sd3_residuals
+
+    residuals = sd3_residuals(control, transformer, x, sigma, pick(pooled), timestep)
+    out = transformer(x.to(transformer.dtype), pick(context), pick(pooled), timestep, control=residuals)
     return out.float()

@@ -28,18 +28,32 @@ def flow_refusals(api: dict[str, dict]) -> list[str]:
     """Refused by name before anything loads: the flow-model nodes of a workflow with no flow model (no UNETLoader,
     no CheckpointLoaderSimple: SD3.5 and Flux all-in-one files run, translate_sd3.py), ModelSamplingAuraFlow on a
     checkpoint (Lumina 2 / AuraFlow files: not covered yet), the ControlNets of a workflow on a flow model's
-    latents (EmptySD3LatentImage). (Weighted Flux prompts run: ComfyT5Encode `weighted`.)"""
+    latents (EmptySD3LatentImage) without a checkpoint (an SD3.5 checkpoint's run: `_sd3_controls`). (Weighted Flux prompts run: ComfyT5Encode `weighted`.)"""
     out, loaders = [], {entry["class_type"] for entry in api.values()}
     if "UNETLoader" not in loaders:  # with a checkpoint: SD3.5 / Flux files (AuraFlow's shift is Lumina's, AuraFlow's)
         flow_only = FLOW_ONLY if "CheckpointLoaderSimple" not in loaders else ("ModelSamplingAuraFlow",)
         out += [f"node {node_id} ({entry['class_type']}): needs a Z-Image or Flux model from UNETLoader, or an SD3.5 "
                 f"or Flux checkpoint; other flow-matching models are not covered yet" for node_id, entry in api.items()
                 if entry["class_type"] in flow_only]
-    if any(entry["class_type"] == "EmptySD3LatentImage" for entry in api.values()):  # a flow model's latents
+    if any(entry["class_type"] == "EmptySD3LatentImage" for entry in api.values()) and \
+            "CheckpointLoaderSimple" not in loaders:  # a flow model's latents (SD3.5 checkpoints: see _sd3_controls)
         out += [f"node {node_id} ({entry['class_type']}): ControlNets of flow-matching models (SD3.5, Flux) are not "
                 f"covered yet" for node_id, entry in api.items()
                 if entry["class_type"] in ("ControlNetApply", "ControlNetApplyAdvanced")]
     return out
+
+
+def _sai_sd35(path: str) -> bool:
+    """Whether a ControlNetLoader's file is SAI's SD3.5 layout, by its header; an unreadable file passes (the
+    ControlNet loader names the problem when it opens it)."""
+    from nodegraph.models.errors import CheckpointError
+    from nodegraph.models.sd3_controlnet import is_sai_sd35
+    from nodegraph.models.single_file.loader import opened
+
+    try:
+        return is_sai_sd35(opened(path).shapes)
+    except CheckpointError:
+        return True
 
 
 class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-one checkpoints
@@ -221,6 +235,29 @@ class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-o
                                   self.link(node_id, "latent_image", "LATENT"))
         return latents + (None,)
 
+    def _sd3_controls(self, node_id, model, control: str) -> None:
+        """The ControlNetApplyAdvanced nodes of a prompt's chain on an SD3 model become ComfySD3ControlNetApply
+        (with the apply's `vae` and the model's shift), refused unless each ControlNet is SAI's SD3.5 layout."""
+        from nodegraph.comfy.translate_control import node_suffix
+
+        refuse = f"{self.where(node_id)}: ControlNets of flow-matching models are covered for SD3.5 with SAI's " \
+                 f"SD3.5 ControlNet files (ControlNetApplyAdvanced with a VAE) only"
+        name = control[1:].split(".")[0]
+        while name:
+            apply = self.nodes[name]
+            if apply["type"] != "ComfySD3ControlNetApply":
+                loader = self.nodes.get(apply["controlnet"][1:].split(".")[0], {})
+                source = self.inputs.get(str(loader.get("model", "")).split(".", 1)[-1], {}).get("default", "")
+                api_id = next((k for k, e in self.api.items() if e["class_type"] == "ControlNetApplyAdvanced"
+                               and name in (f"control{node_suffix(k)}", f"control{node_suffix(k)}_positive",
+                                            f"control{node_suffix(k)}_negative")), None)
+                if model["family"] != "sd3" or loader.get("type") != "LoadControlNet" or api_id is None or \
+                        "vae" not in self.api[api_id]["inputs"] or not _sai_sd35(source):
+                    raise ComfyError(refuse)
+                apply.update(type="ComfySD3ControlNetApply", vae=self.link(api_id, "vae", "VAE"),
+                             shift=model["shift"])
+            name = apply.get("control", "")[1:].split(".")[0]
+
     def _flow_loop(self, node_id, nid, guider, sampler, sigmas, seed, latent):
         """ComfyFlowNoise (no noise when `seed` is None: DisableNoise) → a repeat of ComfyFlowDenoise →
         ComfyFlowSamplerStep over the steps of the ComfyFlowSigmas node `sigmas`."""
@@ -232,8 +269,7 @@ class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-o
                                  f"encoded with its own text encoders (Z-Image: CLIPLoader type lumina2; Flux: "
                                  f"DualCLIPLoader type flux or its checkpoint's CLIP; SD3: its checkpoint's CLIP)")
             if cond.get("control"):
-                raise ComfyError(f"{self.where(node_id)}: ControlNets of flow-matching models (SD3.5, Flux) are not "
-                                 f"covered yet")
+                self._sd3_controls(node_id, model, cond["control"])
         loader = model["transformer"][1:].split(".")[0]
         if self.nodes.get(loader, {}).get("type") == "LoadTransformer":  # declared after the prompts' encoders, so
             self.nodes[loader] = self.nodes.pop(loader)  # the plan loads it once they ran and were freed
@@ -254,6 +290,8 @@ class FlowTranslations(CheckpointFlowTranslations):  # + the SD3 / Flux all-in-o
         guide = {"transformer": model["transformer"], "cfg": guider["cfg"], "multiplier": model["multiplier"]}
         for side, cond in sides.items():  # Flux: pooled CLIP-L and the guidance FluxGuidance set (3.5 if none)
             guide[side] = cond["embeddings"]
+            if cond.get("control"):
+                guide[f"{side}_control"] = cond["control"]
             if cond.get("pooled") and model["family"] == "sd3":  # SD3: pooled CLIP-L + bigG, no guidance
                 guide[f"{side}_pooled"] = cond["pooled"]
             elif cond.get("pooled"):

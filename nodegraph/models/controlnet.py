@@ -161,6 +161,11 @@ def load_controlnet(source: str | os.PathLike, *, dtype: torch.dtype = torch.flo
 
     if is_single_file(source):
         from nodegraph.models.adapters.controlnet import load_controlnet_file
+        from nodegraph.models.sd3_controlnet import is_sai_sd35, load_sai_file
+        from nodegraph.models.single_file.loader import opened
+
+        if is_sai_sd35(opened(source, allow_pickle).shapes):  # SAI's SD3.5 Large blur / canny / depth
+            return load_sai_file(source, default_dtype(dtype), device)
 
         return load_controlnet_file(source, config=config, dtype=default_dtype(dtype), device=device,
                                     allow_pickle=allow_pickle)

@@ -160,3 +160,32 @@ def sai_to_ours(state: dict[str, torch.Tensor], head_dim: int = 64) -> tuple[dic
                                  pooled_projection_dim=width[1],
                                  control_type=-1 if control_type is None else round(float(control_type)))
     return out, config
+
+
+SAI_KEYS = ("controlnet_blocks.0.weight", "pos_embed_input.proj.weight", "transformer_blocks.0.adaLN_modulation.1.bias")
+
+
+def is_sai_sd35(shapes) -> bool:
+    """Whether a file's keys are SAI's SD3.5 ControlNet layout (comfy/controlnet.py `load_controlnet_sd35`)."""
+    return all(key in shapes for key in SAI_KEYS)
+
+
+def load_sai_file(path, dtype: torch.dtype = torch.float32, device="cpu") -> SD3ControlNet:
+    """An SD3ControlNet from SAI's single file, read through the project's single-file index; every key is checked."""
+    from nodegraph.models.base import install_weights
+    from nodegraph.models.checkpoint import read_tensors
+    from nodegraph.models.errors import CheckpointError
+    from nodegraph.models.single_file.loader import opened
+
+    ckpt = opened(path)
+    width = ckpt.shapes["time_text_embed.text_embedder.linear_1.weight"][0]
+    # heads of 64 as ComfyUI infers them; a file narrower than one such head (a test's) is one head
+    state, config = sai_to_ours(read_tensors(ckpt.entries, dtype, torch.device(device)), head_dim=min(64, width))
+    with torch.device("meta"):
+        model = SD3ControlNet(config)
+    expected = set(model.state_dict())
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state))[:3], sorted(set(state) - expected)[:3]
+        raise CheckpointError(f"{ckpt.path} is not a complete SD3.5 ControlNet: missing {missing}, unexpected {extra}")
+    install_weights(model, state)
+    return model.eval()

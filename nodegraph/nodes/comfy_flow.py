@@ -175,6 +175,8 @@ class _Model(Ports):
     negative_pooled: Optional[Embeddings] = None
     positive_guidance: float = Field(3.5, ge=0.0, le=100.0, description="Flux dev: the prompt's guidance")
     negative_guidance: float = Field(3.5, ge=0.0, le=100.0)
+    positive_control: Optional[Any] = Field(None, description="SD3.5: the prompt's ControlNet chain")
+    negative_control: Optional[Any] = None
 
     def denoiser(self):
         """`(x, σ) → x₀` with these ports."""
@@ -182,7 +184,8 @@ class _Model(Ports):
 
         return lambda x, sigma: flow_denoise(self.transformer, x, sigma, self.positive, self.negative, self.cfg,
                                              self.multiplier, (self.positive_pooled, self.negative_pooled),
-                                             (self.positive_guidance, self.negative_guidance))
+                                             (self.positive_guidance, self.negative_guidance),
+                                             (self.positive_control, self.negative_control))
 
 
 @node("ComfyFlowDenoise", version=1)

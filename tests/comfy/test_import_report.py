@@ -16,7 +16,8 @@ def test_report_over_the_template_package_lists_each_template(tmp_path, capsys, 
             if line.startswith("| ") and not line.startswith("| workflow")}
     for name in ("default", "image2image", "area_composition", "hiresfix_latent_workflow", "sdxlturbo_example",
                  "embedding_example", "esrgan_example", "gligen_textbox_example", "sdxl_revision_text_prompts",
-                 "sdxl_revision_zero_positive", "flux_schnell_full_text_to_image"):
+                 "sdxl_revision_zero_positive", "flux_schnell_full_text_to_image", "sd3.5_large_blur",
+                 "sd3.5_large_canny_controlnet_example"):
         assert rows[name] == "runs", name
     runs = sum(v == "runs" for v in rows.values())
     assert f"{runs} of {len(rows)} run" in out and len(rows) > 100

@@ -103,7 +103,8 @@ def expected_refusals(doc: dict) -> set[str]:
         out |= {f"node {node_id} ({kind}): needs a Z-Image or Flux model from UNETLoader, or an SD3.5 or Flux "
                 f"checkpoint; other flow-matching models are not covered yet" for node_id, kind in kinds.items()
                 if kind in refused}
-    if "EmptySD3LatentImage" in kinds.values():  # a flow model's latents: its ControlNets are not covered
+    if "EmptySD3LatentImage" in kinds.values() and "CheckpointLoaderSimple" not in kinds.values():  # a flow model's
+        # latents: its ControlNets are not covered (an SD3.5 checkpoint's are: SAI's files, by their keys)
         out |= {f"node {node_id} ({kind}): ControlNets of flow-matching models (SD3.5, Flux) are not covered yet"
                 for node_id, kind in kinds.items() if kind in ("ControlNetApply", "ControlNetApplyAdvanced")}
     return out
