@@ -15,6 +15,7 @@ StableDiffusion3ControlNetPipeline given ComfyUI's semantics, where ComfyUI diff
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -92,10 +93,12 @@ class ComfyInput(torch.nn.Module):
         return tokens + comfy_sincos_written_out(tokens.shape[-1], (x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2)
 
 
-def pipeline_blur(folder, controlnet, image: np.ndarray) -> np.ndarray:
+def pipeline_blur(folder, controlnet, image: np.ndarray, prompt: str = PROMPT, cfg: float = 4.0,
+                  scale: float = 1.0) -> np.ndarray:
+    """The pipeline's 32×32 image with `image` (H, W, 3) in [0, 1] as the (already preprocessed) control image."""
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3ControlNetPipeline
 
-    pipe = StableDiffusion3ControlNetPipeline.from_pretrained(folder, controlnet=controlnet)
+    pipe = StableDiffusion3ControlNetPipeline.from_pretrained(folder, controlnet=copy.deepcopy(controlnet))
     pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=3.0)
     pipe.controlnet.pos_embed = ComfyInput(pipe.transformer.pos_embed.proj)
     encode = pipe.vae.encode
@@ -115,13 +118,13 @@ def pipeline_blur(folder, controlnet, image: np.ndarray) -> np.ndarray:
     pipe.transformer.forward = keep
     pipe.transformer.transformer_blocks[-1].register_forward_hook(last)
     with torch.no_grad():
-        embeds, _, pooled, _ = pipe.encode_prompt(PROMPT, PROMPT, PROMPT, do_classifier_free_guidance=False,
+        embeds, _, pooled, _ = pipe.encode_prompt(prompt, prompt, prompt, do_classifier_free_guidance=False,
                                                   max_sequence_length=77)
     control = torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1  # (1, 3, 32, 32) in [-1, 1]
     out = pipe(prompt_embeds=embeds, pooled_prompt_embeds=pooled, negative_prompt_embeds=torch.zeros_like(embeds),
                negative_pooled_prompt_embeds=torch.zeros_like(pooled), control_image=control,
-               controlnet_conditioning_scale=1.0, height=32, width=32, sigmas=[1.0, 0.75, 0.5, 0.25],
-               guidance_scale=4.0, generator=torch.Generator("cpu").manual_seed(5), output_type="np")
+               controlnet_conditioning_scale=scale, height=32, width=32, sigmas=[1.0, 0.75, 0.5, 0.25],
+               guidance_scale=cfg, generator=torch.Generator("cpu").manual_seed(5), output_type="np")
     return np.round(out.images[0] * 255).astype(int)
 
 
@@ -148,3 +151,33 @@ def test_a_controlnet_file_not_in_sais_sd35_layout_is_refused_on_sd3(sd3_models,
     with pytest.raises(ComfyError, match=r"node 3 \(KSampler\): ControlNets of flow-matching models are covered for "
                                          r"SD3.5 with SAI's SD3.5 ControlNet files"):
         translate(read_workflow(BLUR), ModelPaths([tmp_path / "models", sd3_models[1]], inputs=[blur[1]]))
+
+
+def test_sd35_canny_template_equals_the_pipeline_given_comfyuis_canny_preprocess(sd3_models, blur, tmp_path):  # noqa
+    """sd3.5_large_canny_controlnet_example (ImageScale to 32² → Canny → apply at 0.66, cfg 4.5), a control_type 1
+    file: the pipeline is given the template's own Canny preview as control image after ComfyUI's canny preprocess
+    a·255·0.5 + 0.5 (written out here; diffusers has no such step)."""
+    from safetensors.torch import save_file
+
+    from nodegraph.cli import main
+
+    canny = TEMPLATES / "sd3.5_large_canny_controlnet_example.json"
+    save_file(to_sai(blur[0].state_dict(), 1.0), sd3_models[1] / "controlnet" /
+              "sd3.5_large_controlnet_canny.safetensors")
+    from nodegraph.comfy.reader import read_workflow
+
+    name = read_workflow(canny).api["45"]["inputs"]["image"]  # LoadImage's file
+    Image.fromarray((blur[2] * 255).round().astype(np.uint8)).save(blur[1] / name)
+    args = [a for s in (f"config={sd3_models[0]}", "33.width=64", "33.height=64", f"3.steps={STEPS}", "3.seed=5",
+                        "48.width=32", "48.height=32", f"6.text={PROMPT}", f"4.ckpt_name={PLAIN}")
+            for a in ("--set", s)]
+    assert main(["run", str(canny), "--models", str(sd3_models[1]), "--input", str(blur[1]), "--out",
+                 str(tmp_path), "-q", *args]) == 0
+    images = {p.name: np.asarray(Image.open(p).convert("RGB")).astype(int) for p in tmp_path.rglob("*.png")}
+    (got,) = [v for k, v in images.items() if k.startswith("sd3.5_canny_controlnet")]
+    (edges,) = [v for k, v in images.items() if not k.startswith("sd3.5_canny_controlnet")]
+    want = pipeline_blur(sd3_models[0], blur[0], (edges / 255 * 255 * 0.5 + 0.5).astype(np.float32), cfg=4.5,
+                         scale=0.66)
+    assert np.abs(got - want).max() <= 1
+    assert np.abs(pipeline_blur(sd3_models[0], blur[0], (edges / 255).astype(np.float32), cfg=4.5, scale=0.66)
+                  - want).max() > 5  # the preprocess matters
