@@ -70,18 +70,9 @@ def acts_at(control: ComfyControl, sigma: float) -> bool:
 
 def hint(image, latent_height: int, latent_width: int):
     """(B, 3, H, W) image → (B, 3, 8h, 8w): center-cropped to the latent's aspect, nearest-exact resized."""
-    import torch
+    from nodegraph.comfy.resize import common_upscale
 
-    height, width = COMPRESSION * latent_height, COMPRESSION * latent_width
-    old_h, old_w = image.shape[-2:]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    cropped = image[..., y:old_h - y, x:old_w - x]
-    return torch.nn.functional.interpolate(cropped, size=(height, width), mode="nearest-exact")
+    return common_upscale(image, COMPRESSION * latent_width, COMPRESSION * latent_height, "nearest-exact", "center")
 
 
 def residuals(control: ComfyControl, x_in, t, context, sigma: float, added: dict, groups: int = 1):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodegraph.comfy.flow import SD3_LATENT, SD3_SHIFT
+from nodegraph.comfy.resize import common_upscale
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def hint_latents(vae, image, control_type: int, latent_height: int, latent_width
     import torch
 
     ratio = 2 ** (len(vae.config.block_out_channels) - 1)  # the VAE's downscale (8; ComfyUI's compression)
-    pixels = _center_resize(image.float(), ratio * latent_height, ratio * latent_width)  # (B, 3, 8h, 8w)
+    height, width = ratio * latent_height, ratio * latent_width
+    pixels = common_upscale(image.float(), width, height, "nearest-exact", "center")  # (B, 3, 8h, 8w)
     if control_type == 1:  # canny (sic: ComfyUI's preprocess maps [0, 1] to [0.5, 128])
         pixels = pixels * 255 * 0.5 + 0.5
     elif control_type == 2:  # depth
@@ -62,21 +64,6 @@ def hint_latents(vae, image, control_type: int, latent_height: int, latent_width
         z = vae.encode(pixels.to(device=vae.device, dtype=vae.dtype) * 2 - 1).mode().float()
     scale, shift = SD3_LATENT
     return (z - shift) * scale
-
-
-def _center_resize(image, height: int, width: int):
-    """ComfyUI's common_upscale(…, "nearest-exact", "center"): cropped to the new aspect, then resized."""
-    import torch
-
-    old_h, old_w = image.shape[-2:]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    cropped = image[..., y:old_h - y, x:old_w - x]
-    return torch.nn.functional.interpolate(cropped, size=(height, width), mode="nearest-exact")
 
 
 def percent_to_sigma(percent: float, shift: float) -> float:
