@@ -26,27 +26,12 @@ from PIL import Image
 
 from tests.comfy.test_sd3_templates import PLAIN, PROMPT, TEMPLATES, sd3_models  # noqa: F401 (fixture)
 from tests.sd3.test_sd3_controlnet import comfy_sincos_written_out
+from tests.sd3.sd3_files import controlnet_to_sai as to_sai
 from tests.sd3.tiny_sd3 import perturb
 
 BLUR = TEMPLATES / "sd3.5_large_blur.json"
 CN_FILE, IMAGE_FILE = "sd3.5_large_controlnet_blur.safetensors", "sd3.5_large_blur_input_image.png"
 CN_LAYERS, DIM, STEPS = 2, 32, 4  # the tiny transformer: 4 blocks of 2 heads × 16
-
-
-def to_sai(state: dict[str, torch.Tensor], control_type: float) -> dict[str, torch.Tensor]:
-    """diffusers' SD3ControlNetModel weights in SAI's file layout (fused qkv, attn.proj, mlp.fc1/fc2,
-    adaLN_modulation.1, control_type), as diffusers' converter reads them."""
-    sai = {k: v for k, v in state.items() if not k.startswith("transformer_blocks.")}
-    for i in range(CN_LAYERS):
-        b = f"transformer_blocks.{i}."
-        for leaf in ("weight", "bias"):
-            sai[f"{b}attn.qkv.{leaf}"] = torch.cat([state[f"{b}attn.to_{n}.{leaf}"] for n in "qkv"])
-            sai[f"{b}attn.proj.{leaf}"] = state[f"{b}attn.to_out.0.{leaf}"]
-            sai[f"{b}mlp.fc1.{leaf}"] = state[f"{b}ff.net.0.proj.{leaf}"]
-            sai[f"{b}mlp.fc2.{leaf}"] = state[f"{b}ff.net.2.{leaf}"]
-            sai[f"{b}adaLN_modulation.1.{leaf}"] = state[f"{b}norm1.linear.{leaf}"]
-    sai["control_type"] = torch.tensor(control_type)
-    return {k: v.contiguous() for k, v in sai.items()}
 
 
 @pytest.fixture(scope="module")

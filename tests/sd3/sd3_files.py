@@ -78,3 +78,20 @@ def write_sd3_file(folder: Path, path: Path, text_encoders: bool = True) -> Path
             state.update({f"text_encoders.{prefix}.transformer.{k}": v for k, v in encoder.items()})
     save_file({k: v.contiguous() for k, v in state.items()}, path)
     return path
+
+
+def controlnet_to_sai(state: dict, control_type: float) -> dict:
+    """diffusers' SD3ControlNetModel weights in SAI's SD3.5 ControlNet file layout (fused qkv, attn.proj, mlp.fc1/fc2,
+    adaLN_modulation.1, control_type), as diffusers' converter reads them."""
+    sai = {k: v for k, v in state.items() if not k.startswith("transformer_blocks.")}
+    layers = len({k.split(".")[1] for k in state if k.startswith("transformer_blocks.")})
+    for i in range(layers):
+        b = f"transformer_blocks.{i}."
+        for leaf in ("weight", "bias"):
+            sai[f"{b}attn.qkv.{leaf}"] = torch.cat([state[f"{b}attn.to_{n}.{leaf}"] for n in "qkv"])
+            sai[f"{b}attn.proj.{leaf}"] = state[f"{b}attn.to_out.0.{leaf}"]
+            sai[f"{b}mlp.fc1.{leaf}"] = state[f"{b}ff.net.0.proj.{leaf}"]
+            sai[f"{b}mlp.fc2.{leaf}"] = state[f"{b}ff.net.2.{leaf}"]
+            sai[f"{b}adaLN_modulation.1.{leaf}"] = state[f"{b}norm1.linear.{leaf}"]
+    sai["control_type"] = torch.tensor(control_type)
+    return {k: v.contiguous() for k, v in sai.items()}

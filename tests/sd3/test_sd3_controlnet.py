@@ -95,19 +95,11 @@ def test_sai_file_layout_loads_to_the_same_model(controlnets):
     """SAI's keys (fused qkv, attn.proj, mlp.fc1/fc2, adaLN_modulation.1, control_type), as diffusers'
     scripts/convert_sd3_controlnet_to_diffusers.py reads them, written here from diffusers' weights."""
     from nodegraph.models.sd3_controlnet import SD3ControlNet, sai_to_ours
+    from tests.sd3.sd3_files import controlnet_to_sai
 
     theirs, ours, patch = controlnets
     state = theirs.state_dict()
-    sai = {k: v for k, v in state.items() if not k.startswith("transformer_blocks.")}
-    for i in range(LAYERS):
-        b = f"transformer_blocks.{i}."
-        for leaf in ("weight", "bias"):
-            sai[f"{b}attn.qkv.{leaf}"] = torch.cat([state[f"{b}attn.to_{n}.{leaf}"] for n in "qkv"])
-            sai[f"{b}attn.proj.{leaf}"] = state[f"{b}attn.to_out.0.{leaf}"]
-            sai[f"{b}mlp.fc1.{leaf}"] = state[f"{b}ff.net.0.proj.{leaf}"]
-            sai[f"{b}mlp.fc2.{leaf}"] = state[f"{b}ff.net.2.{leaf}"]
-            sai[f"{b}adaLN_modulation.1.{leaf}"] = state[f"{b}norm1.linear.{leaf}"]
-    sai["control_type"] = torch.tensor(1.0)
+    sai = controlnet_to_sai(state, 1.0)
     converted, config = sai_to_ours(sai, head_dim=HEAD_DIM)
     assert (config.num_layers, config.num_attention_heads, config.in_channels, config.pooled_projection_dim,
             config.control_type) == (LAYERS, HEADS, CHANNELS, POOLED, 1)
