@@ -16,6 +16,7 @@ StableDiffusion3ControlNetPipeline given ComfyUI's semantics, where ComfyUI diff
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from types import SimpleNamespace
 
@@ -78,12 +79,24 @@ class ComfyInput(torch.nn.Module):
         return tokens + comfy_sincos_written_out(tokens.shape[-1], (x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2)
 
 
+@functools.lru_cache(maxsize=1)
+def folder_parts(folder: str) -> dict:
+    """The tiny folder's pipeline components, read once (a pipeline copies the parts it patches)."""
+    from diffusers import StableDiffusion3Pipeline
+
+    return StableDiffusion3Pipeline.from_pretrained(folder).components
+
+
 def pipeline_blur(folder, controlnet, image: np.ndarray, prompt: str = PROMPT, cfg: float = 4.0,
-                  scale: float = 1.0) -> np.ndarray:
-    """The pipeline's 32×32 image with `image` (H, W, 3) in [0, 1] as the (already preprocessed) control image."""
+                  scale: float = 1.0, sigmas: tuple = (1.0, 0.75, 0.5, 0.25)) -> np.ndarray:
+    """The pipeline's 32×32 image with `image` (H, W, 3) in [0, 1] as the (already preprocessed) control image;
+    `sigmas` before the shift (default: "simple" at 4 steps)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3ControlNetPipeline
 
-    pipe = StableDiffusion3ControlNetPipeline.from_pretrained(folder, controlnet=copy.deepcopy(controlnet))
+    parts = folder_parts(str(folder))
+    pipe = StableDiffusion3ControlNetPipeline(**{**parts, "transformer": copy.deepcopy(parts["transformer"]),
+                                                 "vae": copy.deepcopy(parts["vae"])},
+                                              controlnet=copy.deepcopy(controlnet))
     pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=3.0)
     pipe.controlnet.pos_embed = ComfyInput(pipe.transformer.pos_embed.proj)
     encode = pipe.vae.encode
@@ -108,7 +121,7 @@ def pipeline_blur(folder, controlnet, image: np.ndarray, prompt: str = PROMPT, c
     control = torch.from_numpy(image).permute(2, 0, 1)[None] * 2 - 1  # (1, 3, 32, 32) in [-1, 1]
     out = pipe(prompt_embeds=embeds, pooled_prompt_embeds=pooled, negative_prompt_embeds=torch.zeros_like(embeds),
                negative_pooled_prompt_embeds=torch.zeros_like(pooled), control_image=control,
-               controlnet_conditioning_scale=scale, height=32, width=32, sigmas=[1.0, 0.75, 0.5, 0.25],
+               controlnet_conditioning_scale=scale, height=32, width=32, sigmas=list(sigmas),
                guidance_scale=cfg, generator=torch.Generator("cpu").manual_seed(5), output_type="np")
     return np.round(out.images[0] * 255).astype(int)
 
@@ -166,3 +179,40 @@ def test_sd35_canny_template_equals_the_pipeline_given_comfyuis_canny_preprocess
     assert np.abs(got - want).max() <= 1
     assert np.abs(pipeline_blur(sd3_models[0], blur[0], (edges / 255).astype(np.float32), cfg=4.5, scale=0.66)
                   - want).max() > 5  # the preprocess matters
+
+
+def comfy_normal(steps: int, shift: float = 3.0) -> list[float]:
+    """ComfyUI's "normal" on SD3's discrete flow (comfy/samplers.py `normal_scheduler`), before the shift the
+    pipeline's scheduler applies: timesteps linspace(t(σ_max), t(σ_min), steps) / 1000 with t(σ) = 1000·σ, so the
+    last u is σ_min = σ(t = 1) of the 1000-entry table; σ there is not 0, so a 0 is appended (the pipeline does)."""
+    u_min = shift * 0.001 / (1 + (shift - 1) * 0.001)
+    return np.linspace(1.0, u_min, steps).tolist()
+
+
+def test_sd35_depth_template_equals_the_pipeline_given_comfyuis_depth_preprocess(sd3_models, blur, tmp_path):  # noqa
+    """sd3.5_large_depth as comfyui-workflow-templates 0.1.95 ships it (LoadImage example.png straight into
+    ControlNetApplyAdvanced at 0.7, KSampler euler/normal cfg 8), a control_type 2 file: the pipeline is given
+    ComfyUI's depth preprocess 1 − a (written out here; diffusers has no such step) as control image. The same
+    pipeline given the image itself differs, so the depth hint moves the image and its preprocess is checked."""
+    from safetensors.torch import save_file
+
+    from nodegraph.cli import main
+    from tests.comfy.templates import template
+
+    depth = template("sd3.5_large_depth")
+    save_file(to_sai(blur[0].state_dict(), 2.0), sd3_models[1] / "controlnet" /
+              "sd3.5_large_controlnet_depth.safetensors")
+    folder = tmp_path / "input"
+    folder.mkdir()
+    Image.fromarray((blur[2] * 255).round().astype(np.uint8)).save(folder / "example.png")
+    args = [a for s in (f"config={sd3_models[0]}", "33.width=64", "33.height=64", f"56.steps={STEPS}", "56.seed=5",
+                        f"57.text={PROMPT}", f"4.ckpt_name={PLAIN}") for a in ("--set", s)]
+    assert main(["run", str(depth), "--models", str(sd3_models[1]), "--input", str(folder), "--out",
+                 str(tmp_path / "out"), "-q", *args]) == 0
+    (png,) = sorted((tmp_path / "out").rglob("*.png"))
+    got = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    want = pipeline_blur(sd3_models[0], blur[0], 1 - blur[2], cfg=8.0, scale=0.7, sigmas=comfy_normal(STEPS))
+    assert got.shape == want.shape == (32, 32, 3)
+    assert np.abs(got - want).max() <= 1
+    assert np.abs(pipeline_blur(sd3_models[0], blur[0], blur[2], cfg=8.0, scale=0.7, sigmas=comfy_normal(STEPS))
+                  - want).max() > 5  # the hint steers, and 1 − a is not a
