@@ -10,8 +10,9 @@ back at memory speed. The numbers are those of the resident model, bit for bit: 
 a load would cast them, with the float8 layers of models/fp8.py). The inspiration is stable-diffusion.cpp's
 layer streaming and diffusers' group offloading at block level, without a second copy in host memory.
 
-Weights are never written (LoRA and fast mode make copies), which the release relies on: a written page of
-a private map would be discarded by it.
+Weights are never written (fast mode makes copies; a LoRA is fused into a streamed layer at each call, never
+held: adapters/streamed_lora.py), which the release relies on: a written page of a private map would be
+discarded by it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def install_streamed(model: nn.Module, entries: dict[str, Any], compute_dtype: t
 
         install_weights(model, read_tensors(entries, compute_dtype, torch.device("cpu")))
         stream_to_device(model, torch.device(device), unit_bytes)
+        _mark_streamed(model, {name for name, _ in model.named_parameters()}, compute_dtype)
         return model
     if torch.device(device).type != "cpu":
         raise ValueError("weights stream from the file on the CPU and from pinned host memory on CUDA; on "
@@ -82,9 +84,23 @@ def install_streamed(model: nn.Module, entries: dict[str, Any], compute_dtype: t
     install_weights(model, read_tensors(rest, compute_dtype, device))
     enable_fp8(model, kinds=_other_float_dtypes(compute_dtype))  # per-layer cast of weights kept in the file dtype
     model.compute_dtype = compute_dtype
+    _mark_streamed(model, set(streamed.ranges), compute_dtype)
     _hook_units(model, streamed, unit_bytes or UNIT_BYTES)
     model.streamed_weights = streamed
     return model
+
+
+def _mark_streamed(model: nn.Module, keys: set[str], compute_dtype: torch.dtype) -> None:
+    """Tell adapters which Linear/Conv layers stream their weight: a LoRA fuses into those at each call
+    (adapters/streamed_lora.py), in the dtype the resident model would hold them in (`compute_dtype`, where the
+    layer's stored weight is a bf16 view in an fp32 run; a float8 weight stays float8 resident too)."""
+    from nodegraph.models.fp8 import fp8_dtypes
+
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) and (f"{name}.weight" if name else "weight") in keys:
+            module.streamed_weight = True
+            if module.weight.dtype not in fp8_dtypes():
+                module.compute_dtype = compute_dtype
 
 
 def _other_float_dtypes(compute: torch.dtype) -> tuple[torch.dtype, ...]:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nodegraph.models.adapters.patch import replace_modules, with_weight
+from nodegraph.models.adapters.streamed_lora import fuse_on_call, streams
 from nodegraph.models.errors import CheckpointError
 from nodegraph.models.weight_files import read_safetensors_header
 
@@ -348,12 +349,15 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
     for path, (layer, lora) in matched.items():
         scale = strength * lora.scale
         weight = _innermost(layer).weight
-        # a layer read from the file (models/partial_residency.py) computes in the run's dtype, not its stored one
+        # a layer read from the file (models/partial_residency.py) or streamed from it (models/streaming.py)
+        # computes in the run's dtype, not its stored one
         dtype = getattr(_innermost(layer), "compute_dtype", weight.dtype)
         wide = dtype if dtype.itemsize > 1 else torch.float32  # float8 layers (models/fp8.py): A, B wide
         down = lora.down.to(device=weight.device, dtype=wide)
         up = lora.up.to(device=weight.device, dtype=wide)
-        if fuse and not isinstance(layer, LoraWrapped):
+        if fuse and streams(layer):  # a streamed layer: fused at each call, never held (streamed_lora.py)
+            replacements[path] = fuse_on_call(layer, lora.down, lora.up, scale, dtype)
+        elif fuse and not isinstance(layer, LoraWrapped):
             base = layer.adapter_weight() if hasattr(layer, "adapter_weight") else layer.weight  # file-read: checked
             fused = _fused(base, lora, scale, getattr(layer, "weight_scale", None), dtype)
             replacements[path] = with_weight(layer, fused)

@@ -1,0 +1,148 @@
+"""A LoRA on a model streamed from its file (models/streaming.py, the `--max-memory` path) gives the resident
+model's numbers with the same LoRA, bit for bit, fused and unfused, and keeps no fused copy of the weights
+(models/adapters/streamed_lora.py). The files are bf16, the run fp32: the resident model holds fp32 weights, the
+streamed one bf16 views of the file, so a LoRA fused into the stored dtype would round it (today's fault)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from nodegraph.models import streaming
+from nodegraph.models.adapters.lora import LoraLayer, adaptable_layers, apply_lora, match_layers, read_lora
+from nodegraph.models.loading import load_component
+
+
+def _as_bf16(source, target):
+    """A copy of a component folder whose weight file stores bf16 (as SDXL / Flux / Z-Image files ship)."""
+    target.mkdir(parents=True)
+    shutil.copy(source / "config.json", target / "config.json")
+    name = "diffusion_pytorch_model.safetensors"
+    save_file({k: v.to(torch.bfloat16) for k, v in load_file(source / name).items()}, target / name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def bf16_unet(tiny_sd, tmp_path_factory):
+    return _as_bf16(tiny_sd / "unet", tmp_path_factory.mktemp("bf16-unet") / "unet")
+
+
+def _unet_call(model):
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 77, 32, generator=g)
+    with torch.no_grad():
+        return model(x, torch.tensor(500), ctx)
+
+
+def _loaded(folder, component="unet"):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streaming, "UNIT_BYTES", 16 << 10)  # many small units, released after each
+        return (load_component(folder, component, dtype=torch.float32),
+                load_component(folder, component, dtype=torch.float32, stream=True))
+
+
+@pytest.fixture(scope="module")
+def unets(bf16_unet):
+    """(resident, streamed) UNets of the bf16 file in an fp32 run, loaded once for the module."""
+    return _loaded(bf16_unet)
+
+
+@pytest.fixture(scope="module")
+def resident_outputs(unets, loras):
+    """The resident UNet's outputs: plain, and with the kohya LoRA at 0.7 fused / unfused (computed once)."""
+    resident, lora = unets[0], read_lora(str(loras["kohya"]))
+    return {"plain": _unet_call(resident), True: _unet_call(_patched(resident, lora, True)),
+            False: _unet_call(_patched(resident, lora, False))}
+
+
+def _patched(model, lora, fuse, part="unet"):
+    return apply_lora(model, match_layers(lora, part, model, "the model"), 0.7, fuse)
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_a_lora_on_a_streamed_bf16_unet_gives_the_resident_unets_numbers(unets, loras, resident_outputs, fuse):
+    streamed, expected = unets[1], resident_outputs[fuse]
+    lora = read_lora(str(loras["kohya"]))  # attention, feed-forward, resnet convs, down/upsamplers
+    released = streamed.streamed_weights.released
+    got = _unet_call(_patched(streamed, lora, fuse))
+    assert (expected - resident_outputs["plain"]).abs().max() > 1e-2  # the LoRA moves the output: sensitive
+    assert torch.equal(got, expected), (got - expected).abs().max()
+    assert streamed.streamed_weights.released > released + 10  # still streamed: blocks given back as they ran
+
+
+def test_a_fused_lora_keeps_the_streamed_weights_and_holds_no_copy_of_them(unets, loras):
+    from nodegraph.models.adapters.streamed_lora import FusedOnCall
+
+    streamed = unets[1]
+    matched = match_layers(read_lora(str(loras["kohya"])), "unet", streamed, "the UNet")
+    patched = apply_lora(streamed, matched, 0.7, True)
+    before = {id(p) for p in streamed.parameters()}
+    added = [p for p in patched.parameters() if id(p) not in before]
+    assert not added, f"{len(added)} parameters added: a fused copy would hold them for the run"
+    layers = adaptable_layers(patched)
+    for path, (layer, _) in matched.items():
+        assert isinstance(layers[path], FusedOnCall) and layers[path].fuse_dtype == torch.float32
+        assert layers[path].weight is layer.weight and layer.weight.dtype == torch.bfloat16  # the file's view
+    factors = sum(d.numel() + u.numel() for layer in layers.values() for d, u, _ in getattr(layer, "fused_loras", ()))
+    assert 0 < factors * 4 < 0.2 * sum(p.numel() * 2 for p in streamed.parameters())
+    _unet_call(patched)  # W' is built in each layer's call and dropped after it: nothing of its size is kept
+    assert not [v for path in matched for v in vars(layers[path]).values() if isinstance(v, torch.Tensor)]
+
+
+def test_two_loras_fused_in_turn_into_a_streamed_unet_equal_the_resident_ones(unets, loras, resident_outputs):
+    resident, streamed = unets
+    first, second = read_lora(str(loras["kohya"])), read_lora(str(loras["peft"]))
+    expected = _unet_call(_patched(_patched(resident, first, True), second, True))
+    got = _unet_call(_patched(_patched(streamed, first, True), second, True))
+    assert (expected - resident_outputs[True]).abs().max() > 1e-2  # the second LoRA counts
+    assert torch.equal(got, expected), (got - expected).abs().max()
+
+
+@pytest.fixture(scope="module")
+def bf16_flux(tmp_path_factory):
+    """A tiny Flux.1 transformer (tests/flow/tiny_flux.py's size) saved in bf16 by diffusers."""
+    import diffusers
+    from tests.flow.tiny_flux import TRANSFORMER, perturb
+
+    torch.manual_seed(0)
+    model = perturb(diffusers.FluxTransformer2DModel(**TRANSFORMER, guidance_embeds=False), 33)
+    folder = tmp_path_factory.mktemp("bf16-flux") / "transformer"
+    model.to(torch.bfloat16).save_pretrained(folder)
+    return folder
+
+
+def _flux_lora(model):
+    """Random LoRA factors (fp32, as a file would hold them) on every Linear of the first double and single block
+    and the context embedder."""
+    g, found = torch.Generator().manual_seed(5), {}
+    for path, layer in adaptable_layers(model).items():
+        if path.startswith(("transformer_blocks.0.", "single_transformer_blocks.1.", "context_embedder")):
+            found[path] = LoraLayer(torch.randn(4, layer.in_features, generator=g) * 0.3,
+                                    torch.randn(layer.out_features, 4, generator=g) * 0.3, alpha=2.0)
+    return found
+
+
+def _flux_call(model, fuse):
+    layers = adaptable_layers(model)
+    patched = apply_lora(model, {p: (layers[p], lora) for p, lora in _flux_lora(model).items()}, 0.8, fuse) \
+        if fuse is not None else model
+    g = torch.Generator().manual_seed(1)
+    x, text = torch.randn(1, 16, 16, generator=g), torch.randn(1, 5, 40, generator=g)
+    img_ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(4.), torch.arange(4.), indexing="ij"),
+                          -1).reshape(16, 3)
+    with torch.no_grad():
+        return patched(hidden_states=x, encoder_hidden_states=text, pooled_projections=torch.randn(1, 24, generator=g),
+                       timestep=torch.tensor([0.5]), img_ids=img_ids, txt_ids=torch.zeros(5, 3))
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_a_lora_on_a_streamed_bf16_flux_transformer_gives_the_resident_numbers(bf16_flux, fuse):
+    resident, streamed = _loaded(bf16_flux, "transformer")
+    expected = _flux_call(resident, fuse)
+    assert (expected - _flux_call(resident, None)).abs().max() > 1e-2
+    got = _flux_call(streamed, fuse)
+    assert torch.equal(got, expected), (got - expected).abs().max()
