@@ -121,6 +121,8 @@ def stream_to_device(model: nn.Module, device: torch.device, unit_bytes: int | N
         unit.register_forward_pre_hook(lambda module, args, _i=i: streamer.before(_i))
         unit.register_forward_hook(lambda module, args, output, _i=i: streamer.after(_i))
         for layer in unit.modules():  # a layer called on its own (a cached projection) brings its unit in and out
+            if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d)):  # a LoRA fuses at each call, on the device
+                layer.streamed_weight, layer.compute_device = True, torch.device(device)  # (adapters/streamed_lora.py)
             if layer is not unit and any(True for _ in layer.parameters(recurse=False)):
                 layer.register_forward_pre_hook(lambda module, args, _i=i: _borrow(streamer, _i, module))
                 layer.register_forward_hook(lambda module, args, output, _i=i: _give_back(streamer, _i, module))

@@ -61,7 +61,6 @@ def install_streamed(model: nn.Module, entries: dict[str, Any], compute_dtype: t
 
         install_weights(model, read_tensors(entries, compute_dtype, torch.device("cpu")))
         stream_to_device(model, torch.device(device), unit_bytes)
-        _mark_streamed(model, {name for name, _ in model.named_parameters()}, compute_dtype)
         return model
     if torch.device(device).type != "cpu":
         raise ValueError("weights stream from the file on the CPU and from pinned host memory on CUDA; on "

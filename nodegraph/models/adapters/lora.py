@@ -353,8 +353,8 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
         # computes in the run's dtype, not its stored one
         dtype = getattr(_innermost(layer), "compute_dtype", weight.dtype)
         wide = dtype if dtype.itemsize > 1 else torch.float32  # float8 layers (models/fp8.py): A, B wide
-        down = lora.down.to(device=weight.device, dtype=wide)
-        up = lora.up.to(device=weight.device, dtype=wide)
+        device = getattr(_innermost(layer), "compute_device", weight.device)  # CUDA-streamed: the host holds W
+        down, up = lora.down.to(device=device, dtype=wide), lora.up.to(device=device, dtype=wide)
         if fuse and streams(layer):  # a streamed layer: fused at each call, never held (streamed_lora.py)
             replacements[path] = fuse_on_call(layer, lora.down, lora.up, scale, dtype)
         elif fuse and not isinstance(layer, LoraWrapped):

@@ -146,3 +146,36 @@ def test_a_lora_on_a_streamed_bf16_flux_transformer_gives_the_resident_numbers(b
     assert (expected - _flux_call(resident, None)).abs().max() > 1e-2
     got = _flux_call(streamed, fuse)
     assert torch.equal(got, expected), (got - expected).abs().max()
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_a_lora_on_a_unet_streamed_from_host_memory_gives_the_resident_numbers(bf16_unet, unets, loras,
+                                                                               resident_outputs, fuse):
+    """The CUDA path's schedule (models/cuda_streaming.py) with a CPU stand-in for the device copies: the fused
+    layers compute from the unit's copy while it is "on the device", and add no weight the host would hold."""
+    from nodegraph.models.cuda_streaming import HostTransfer, stream_to_device
+
+    model = load_component(bf16_unet, "unet", dtype=torch.float32)
+    streamer = stream_to_device(model, torch.device("cpu"), 16 << 10, transfer=HostTransfer())
+    host = {id(p) for p in model.parameters()}
+    patched = _patched(model, read_lora(str(loras["kohya"])), fuse)
+    assert fuse is False or all(id(p) in host for p in patched.parameters())
+    assert torch.equal(_unet_call(patched), resident_outputs[fuse])
+    assert streamer.most_on_device <= 2 and streamer.loads > 10 and not streamer.resident
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_a_lora_on_a_unet_streamed_to_cuda_gives_the_resident_cuda_numbers(bf16_unet, loras, fuse):
+    from nodegraph.models.cuda_streaming import stream_to_device
+
+    lora = read_lora(str(loras["kohya"]))
+    resident = load_component(bf16_unet, "unet", dtype=torch.float32, device="cuda")
+    model = load_component(bf16_unet, "unet", dtype=torch.float32)
+    stream_to_device(model, torch.device("cuda"), 16 << 10)
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(2, 4, 8, 8, generator=g).cuda(), torch.randn(2, 77, 32, generator=g).cuda()
+    with torch.no_grad():
+        expected = _patched(resident, lora, fuse)(x, torch.tensor(500, device="cuda"), ctx)
+        got = _patched(model, lora, fuse)(x, torch.tensor(500, device="cuda"), ctx)
+    assert torch.equal(got, expected), (got - expected).abs().max()
