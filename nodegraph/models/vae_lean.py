@@ -38,8 +38,9 @@ def lean_decode(vae: AutoencoderKL, z: torch.Tensor, release: Callable[[], None]
     return _norm_act_conv(held, dec.conv_norm_out, dec.conv_act, dec.conv_out, done)
 
 
-def _act_(act, h: torch.Tensor) -> torch.Tensor:
-    """The activation in place where torch has one (silu, relu, mish); gelu out of place."""
+def act_inplace(act, h: torch.Tensor) -> torch.Tensor:
+    """`act(h)` written into h where torch has an in-place form (silu, relu, mish: the same bits); gelu out of
+    place. h must be a tensor nothing else reads."""
     if act in (F.silu, F.relu, F.mish):
         return act(h, inplace=True)
     return act(h)
@@ -49,16 +50,16 @@ def _norm_act_conv(held: list[torch.Tensor], norm, act, conv, done: Callable[[],
     """conv(act(norm(x))) taking `held` = [x] and emptying it, so x is freed once normalised."""
     h = norm(held.pop())  # x freed here when the caller held no other reference
     done()
-    h = _act_(act, h)
+    h = act_inplace(act, h)
     return conv(h)
 
 
 def _resnet(held: list[torch.Tensor], block: ResnetBlock2D, done: Callable[[], None]) -> torch.Tensor:
     """ResnetBlock2D.forward without a time embedding (the VAE's): shortcut + conv2(act(norm2(conv1(act(norm1 x)))))."""
     x = held.pop()
-    h = block.conv1(_act_(block.act, block.norm1(x)))  # (B, C_out, H, W); the normalised copy is freed
+    h = block.conv1(act_inplace(block.act, block.norm1(x)))  # (B, C_out, H, W); the normalised copy is freed
     done()
-    h = _act_(block.act, block.norm2(h))  # conv1's output freed once normalised
+    h = act_inplace(block.act, block.norm2(h))  # conv1's output freed once normalised
     done()
     h = block.conv2(h)
     done()

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from nodegraph.models.autoencoder_kl import AutoencoderKL, DiagonalGaussian
 from nodegraph.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
+from nodegraph.models.vae_lean import act_inplace
 
 DEFAULT_TILE = 256  # a band holds about tile² output pixels at each stage (fewer at more than 128 channels)
 
@@ -166,7 +167,7 @@ def group_stats(x, norm: torch.nn.GroupNorm, rows: int = 16) -> tuple[torch.Tens
         for s in range(0, band.shape[2], 16):
             part = band[:, :, s:s + 16].to(torch.float64).reshape(B, G, -1)  # (B, G, C/G · 16 · W)
             total += part.sum(-1)
-            squares += part.square().sum(-1)
+            squares += part.square_().sum(-1)  # in place: one float64 copy at a time
     count = C // G * H * W
     mean = total / count
     var = (squares / count - mean.square()).clamp_min(0)  # biased variance, as GroupNorm uses
@@ -174,12 +175,15 @@ def group_stats(x, norm: torch.nn.GroupNorm, rows: int = 16) -> tuple[torch.Tens
 
 
 def _normalise(t: torch.Tensor, norm: torch.nn.GroupNorm, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """GroupNorm of band `t` (B, C, h, w) with the whole image's statistics, in float32, back in t's dtype."""
+    """GroupNorm of band `t` (B, C, h, w) with the whole image's statistics, in float32, back in t's dtype. One
+    band-sized float32 tensor is made (the subtraction's, read from t in place even where t is a strided view of
+    its rows or bf16), the rest is in place."""
     mean, rstd = stats
     B, C, h, w = t.shape
     G = norm.num_groups
-    y = (t.float().reshape(B, G, -1) - mean[:, :, None]).mul_(rstd[:, :, None])  # one band-sized temporary
-    y = y.reshape(B, C, h, w)
+    y = torch.empty((B, G, C // G, h, w), dtype=torch.float32, device=t.device)  # contiguous whatever t's layout
+    torch.sub(t.unflatten(1, (G, C // G)), mean[:, :, None, None, None], out=y)
+    y = y.mul_(rstd[:, :, None, None, None]).flatten(1, 2)  # (B, C, h, w), a view
     if norm.affine:
         y.mul_(norm.weight.float()[None, :, None, None]).add_(norm.bias.float()[None, :, None, None])
     return y.to(t.dtype)
@@ -227,7 +231,8 @@ def _band_map(x, channels: int, kind: str, tile: int, op, release: Callable[[], 
 
 def _norm_act_conv(norm, act, conv, x, tile: int, release: Callable[[], None] | None = None) -> Rows:
     stats = group_stats(x, norm, band_rows(x.shape[3], tile, x.shape[1]))
-    return _band_map(x, conv.out_channels, "same", tile, lambda t: conv(act(_normalise(t, norm, stats))), release)
+    return _band_map(x, conv.out_channels, "same", tile,
+                     lambda t: conv(act_inplace(act, _normalise(t, norm, stats))), release)
 
 
 def _resnet(block: ResnetBlock2D, x, tile: int, release: Callable[[], None] | None = None) -> Rows:
@@ -238,7 +243,7 @@ def _resnet(block: ResnetBlock2D, x, tile: int, release: Callable[[], None] | No
     stats1 = group_stats(x, block.norm1, rows)
 
     def first(t: torch.Tensor) -> torch.Tensor:  # conv1 over rows of x: (B, C1, rows, W)
-        return block.conv1(block.act(_normalise(t, block.norm1, stats1)))
+        return block.conv1(act_inplace(block.act, _normalise(t, block.norm1, stats1)))
 
     def first_rows(lo: int, hi: int) -> torch.Tensor:  # conv1's output rows [lo, hi)
         a, b, o = _source_span("same", lo, hi, H)
@@ -250,12 +255,21 @@ def _resnet(block: ResnetBlock2D, x, tile: int, release: Callable[[], None] | No
     for lo in range(0, H, rows):
         hi = min(lo + rows, H)
         ha, hb, _ = _source_span("same", lo, hi, H)  # conv1 rows conv2 reads
-        a, b, _ = _source_span("same", ha, hb, H)  # x rows conv1 reads; they include the shortcut's core
+        a, b, _ = _source_span("same", ha, hb, H)  # x rows conv1 reads
         xs = x[:, :, a:b]
+        # the shortcut: projected now, or x's held rows read again below (a view where one chunk holds them);
+        # an upsampler's rows are kept instead, not computed a fourth time
+        if block.conv_shortcut is not None:
+            shortcut = block.conv_shortcut(xs[:, :, lo - a:hi - a])
+        else:
+            shortcut = None if isinstance(x, Rows) else xs[:, :, lo - a:hi - a]
         h = first(xs)[:, :, ha - a:hb - a]
-        y = block.conv2(block.act(_normalise(h, block.norm2, stats2)))[:, :, lo - ha:hi - ha]
-        core = xs[:, :, lo - a:hi - a]
-        y = y + (block.conv_shortcut(core) if block.conv_shortcut is not None else core)
+        del xs  # each band-sized temporary is freed once read: x's rows once conv1 ran,
+        g = act_inplace(block.act, _normalise(h, block.norm2, stats2))
+        del h  # conv1's output once normalised
+        y = block.conv2(g)[:, :, lo - ha:hi - ha]  # (B, C_out, hi − lo, W), a view of conv2's rows ha..hb
+        del g
+        y = y + (x[:, :, lo:hi] if shortcut is None else shortcut)
         out.append(y if block.output_scale_factor == 1.0 else y / block.output_scale_factor)
         x.drop_before(max(hi - 2, 0))  # the next band reads x from its rows' halo of conv1's halo on
         if release is not None:
