@@ -1,14 +1,26 @@
 """Memory benchmark: an SDXL-size VAE decode of a large image, untiled vs nodegraph's exact tiling vs diffusers.
 
     flock /tmp/nodegraph-heavy.lock .venv/bin/python benchmarks/bench_memory.py [--size 2048] [--tile 256] [--dtype bf16]
+        [--only VARIANT ...] [--work DIR]
 
 Builds an SDXL-architecture AutoencoderKL with random weights (diffusers' own init, saved once as fp32
 safetensors into a temporary folder), then decodes one seeded latent of size/8 in a fresh process per variant:
 nodegraph untiled, nodegraph lean untiled (models/vae_lean.py), nodegraph tiled (models/vae_tiling.py), diffusers
 untiled and diffusers `enable_tiling()`; "identical" where the image equals nodegraph untiled's bit for bit.
-Each process reports its peak RSS from the OS (VmHWM), its RSS once the weights are loaded, and the decode
-time; the images are compared with nodegraph's untiled one in 1/255 steps of the [0, 1] image. Needs about
+Each process reports its peak RSS from the OS (VmHWM), its RSS once the weights are loaded and resident, and the
+decode time; the images are compared with nodegraph's untiled one in 1/255 steps of the [0, 1] image. Needs about
 3× the untiled decode's activations in free RAM at 2048² (check `free -g` first; the untiled runs are the big ones).
+
+"Above the weights" is the peak minus the RSS with every weight resident: nodegraph maps an fp32 file's tensors
+without reading them (models/checkpoint.py read_tensors), so right after loading they are not yet in the RSS and the
+decode would page them in (319 MB here) and count them as its own; each process reads every weight once before
+the decode starts (diffusers' copies are resident already). The column "above load" is the peak minus the RSS right
+after loading, the figure this benchmark printed before.
+
+`--work DIR` keeps the weights and each variant's image and figures (DIR/results.jsonl) between commands, so one
+long variant a command fits the shared lock's hold: e.g. `--work /tmp/nodegraph-bench-vae --only nodegraph-tiled`,
+then `--only nodegraph-untiled` in another hold; the differences are then printed against the untiled image from
+whichever command made it.
 """
 
 from __future__ import annotations
@@ -41,33 +53,32 @@ def child(variant: str, folder: str, size: int, tile: int, out: str, dtype_name:
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     z = torch.randn(1, 4, size // 8, size // 8, generator=torch.Generator().manual_seed(0)).to(dtype)
     if variant.startswith("nodegraph"):
+        from nodegraph.memory.usage import release_free_heap
         from nodegraph.models.loading import load_component
         from nodegraph.models.vae_lean import lean_decode
         from nodegraph.models.vae_tiling import tiled_decode
 
         vae = load_component(folder, "vae", dtype=dtype)
-        loaded = _vm("VmRSS")
-        start = time.perf_counter()
-        from nodegraph.memory.usage import release_free_heap
-
-        if variant.endswith("-tiled"):
-            image = tiled_decode(vae, z, tile, release_free_heap)
-        elif variant.endswith("-lean"):
-            image = lean_decode(vae, z)
-        else:
-            image = vae.decode(z)
+        decode = {"tiled": lambda: tiled_decode(vae, z, tile, release_free_heap), "lean": lambda: lean_decode(vae, z),
+                  "untiled": lambda: vae.decode(z)}[variant.split("-", 1)[1]]
     else:
         import diffusers
 
         vae = diffusers.AutoencoderKL.from_pretrained(folder, torch_dtype=dtype).eval()
         if variant.endswith("enable_tiling"):
             vae.enable_tiling()
-        loaded = _vm("VmRSS")
-        start = time.perf_counter()
-        image = vae.decode(z).sample
+
+        def decode():
+            return vae.decode(z).sample
+    after_load = _vm("VmRSS")
+    for t in (*vae.parameters(), *vae.buffers()):  # page every weight in (a mapped file's are not yet resident)
+        t.sum()
+    loaded = _vm("VmRSS")
+    start = time.perf_counter()
+    image = decode()
     seconds = time.perf_counter() - start
     np.save(out, (image.float() / 2 + 0.5).clamp(0, 1).numpy())
-    print(json.dumps({"loaded": loaded, "peak": _vm("VmHWM"), "seconds": seconds}))
+    print(json.dumps({"after_load": after_load, "loaded": loaded, "peak": _vm("VmHWM"), "seconds": seconds}))
 
 
 def main() -> None:
@@ -76,46 +87,61 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=256, help="nodegraph's tile side")
     parser.add_argument("--only", nargs="*", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="weights and activations")
+    parser.add_argument("--work", help="folder kept between commands (weights, images, results.jsonl)")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         variant, folder, size, tile, out, dtype = args.child
         return child(variant, folder, int(size), int(tile), out, dtype)
 
-    import numpy as np
     import torch
 
-    work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    import diffusers
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    if not (work / "vae" / "diffusion_pytorch_model.safetensors").exists():
+        import diffusers
 
-    torch.manual_seed(0)
-    diffusers.AutoencoderKL(**SDXL_VAE).save_pretrained(work / "vae")
+        torch.manual_seed(0)
+        diffusers.AutoencoderKL(**SDXL_VAE).save_pretrained(work / "vae")
     weights = (work / "vae" / "diffusion_pytorch_model.safetensors").stat().st_size
     print(f"SDXL-size VAE decode, {args.size}² image, {args.dtype} compute, fp32 weights {weights / 2**20:.0f} MB, "
           f"{torch.get_num_threads()} threads", flush=True)
-    results, images = {}, {}
-    print(f"{'variant':<26}{'peak RSS':>10}{'above weights':>15}{'seconds':>9}{'max |Δ| (1/255)':>18}", flush=True)
+    print(f"{'variant':<26}{'peak RSS':>10}{'above weights':>15}{'above load':>12}{'seconds':>9}"
+          f"{'max |Δ| (1/255)':>18}", flush=True)
+    results = {}
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
     for variant in args.only:
-        out = work / f"{variant}.npy"
+        out = work / f"{variant}-{args.size}-{args.dtype}.npy"
         run = subprocess.run([sys.executable, __file__, "--child", variant, str(work / "vae"), str(args.size),
                               str(args.tile), str(out), args.dtype], capture_output=True, text=True, env=env)
         if run.returncode:
             print(f"{variant}: failed (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
             continue
         results[variant] = r = json.loads(run.stdout.strip().splitlines()[-1])
-        images[variant] = np.load(out)
-        base = images.get("nodegraph-untiled")
-        delta = "-" if base is None else ("identical" if np.array_equal(images[variant], base) else
-                                          f"{np.abs(images[variant] - base).max() * 255:.4f}")
+        with open(work / "results.jsonl", "a") as f:
+            f.write(json.dumps(dict(r, variant=variant, size=args.size, dtype=args.dtype, tile=args.tile)) + "\n")
         print(f"{variant:<26}{r['peak'] / 2**30:>9.2f}G{(r['peak'] - r['loaded']) / 2**30:>14.2f}G"
-              f"{r['seconds']:>9.1f}{delta:>18}", flush=True)
+              f"{(r['peak'] - r['after_load']) / 2**30:>11.2f}G{r['seconds']:>9.1f}"
+              f"{_delta(work, variant, args.size, args.dtype):>18}", flush=True)
     for other in ("nodegraph-lean", "nodegraph-tiled"):
         if other not in results or "nodegraph-untiled" not in results:
             continue
         t, u = results[other], results["nodegraph-untiled"]
         print(f"{other[10:]} / untiled: peak above weights {(t['peak'] - t['loaded']) / (u['peak'] - u['loaded']):.2f}×, "
               f"time {t['seconds'] / u['seconds']:.2f}×")
+
+
+def _delta(work: Path, variant: str, size: int, dtype: str) -> str:
+    """Largest difference from nodegraph's untiled image of the same size and dtype (this command's or an earlier
+    one's in --work), in 1/255 steps; "-" where there is none."""
+    import numpy as np
+
+    base = work / f"nodegraph-untiled-{size}-{dtype}.npy"
+    if variant == "nodegraph-untiled" or not base.exists():
+        return "-"
+    image, reference = np.load(work / f"{variant}-{size}-{dtype}.npy"), np.load(base)
+    if np.array_equal(image, reference):
+        return "identical"
+    return f"{np.abs(image - reference).max() * 255:.4f}"
 
 
 if __name__ == "__main__":
