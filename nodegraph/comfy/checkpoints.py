@@ -121,11 +121,20 @@ def _tensor(ckpt, key: str):
 _T2I_KEYS = ("body.0.block1.weight", "body.0.in_conv.weight", "adapter.body.0.resnets.0.block1.weight")
 
 
-def is_t2i_adapter(path: Path) -> bool:
-    """Whether a ControlNetLoader's .safetensors file is a T2I-Adapter (its header only; pickles are not read)."""
-    if path.suffix.lower() in PICKLES or not path.is_file():
+def is_t2i_adapter(path: Path, allow_pickle: bool = False) -> bool:
+    """Whether a ControlNetLoader's file is a T2I-Adapter: a .safetensors file by its header; a pickle only when
+    allowed, by the names torch.load(weights_only=True, memory-mapped) finds in it (False when not allowed)."""
+    if not path.is_file() or (path.suffix.lower() in PICKLES and not allow_pickle):
         return False
     try:
+        if path.suffix.lower() in PICKLES:
+            from nodegraph.models.errors import CheckpointError
+            from nodegraph.models.single_file.loader import opened
+
+            try:
+                return any(key.endswith(_T2I_KEYS) for key in opened(path, allow_pickle=True).shapes)
+            except CheckpointError:  # the loader names the problem when it opens the file
+                return False
         return any(key.endswith(_T2I_KEYS) for key in _shapes(path))
     except ComfyError:  # unreadable: the ControlNet loader says so when it opens the file
         return False

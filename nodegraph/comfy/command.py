@@ -50,7 +50,10 @@ def model_paths(args, workflow_path: str | None = None):
     if not inputs and workflow_path:
         here = pathlib.Path(workflow_path).parent
         inputs = [here / "input", here]
-    return ModelPaths([pathlib.Path(d) for d in getattr(args, "models", []) or []], extra, inputs)
+    plain = split_sets(getattr(args, "set", []) or [])[1]
+    allowed = any(s.partition("=")[0].strip() == "allow_pickle" and s.partition("=")[2].strip().lower() == "true"
+                  for s in plain)
+    return ModelPaths([pathlib.Path(d) for d in getattr(args, "models", []) or []], extra, inputs, allowed)
 
 
 def split_sets(sets: list[str]) -> tuple[list[str], list[str]]:

@@ -23,6 +23,7 @@ class ModelPaths:
     extra: dict[str, list[Path]] = field(default_factory=dict)  # kind → folders, from extra_model_paths.yaml
 
     inputs: list[Path] = field(default_factory=list)  # where LoadImage's files are (ComfyUI's input/ folder)
+    allow_pickle: bool = False  # the run's `--set allow_pickle=true`: a ControlNetLoader's pickle may be read
 
     def folders(self, kind: str) -> list[Path]:
         if kind == "input":

@@ -19,10 +19,10 @@ class ConditioningTranslations:
 
     def allow_pickle(self) -> str:
         """The graph input `allow_pickle` (default false), shared by every node reading a file that may be a pickle
-        (`embedding:` prompts' files, upscale models)."""
+        (`embedding:` prompts' files, upscale models, ControlNetLoader's files)."""
         self.inputs.setdefault("allow_pickle", {"type": "bool", "default": False, "description": (
             "Read pickled model files (.pt, .pth, .bin: embeddings named by `embedding:` in prompts, upscale "
-            "models) with torch.load(weights_only=True); only for files you trust.")})
+            "models, ControlNets and T2I-Adapters) with torch.load(weights_only=True); only for files you trust.")})
         return "$inputs.allow_pickle"
 
     def _as_list(self, node_id, name: str, nid: str) -> str:

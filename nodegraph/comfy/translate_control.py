@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 from nodegraph.comfy.checkpoints import is_t2i_adapter
+from nodegraph.comfy.errors import ComfyError
+from nodegraph.models.weight_files import PICKLES
 
 
 def node_suffix(node_id: str) -> str:
@@ -19,8 +21,15 @@ class ControlTranslations:
     def _ControlNetLoader(self, node_id, nid):
         model = self.literal(node_id, "control_net_name")
         path = Path(self.inputs[model.split(".", 1)[1]]["default"])
-        if is_t2i_adapter(path):  # ComfyUI's ControlNetLoader loads T2I-Adapters too (`load_t2i_adapter`)
-            self.nodes[nid] = {"type": "LoadT2IAdapter", "model": model}
+        pickle = {}
+        if path.suffix.lower() in PICKLES:  # the pickle rule of checkpoints and upscalers, checked before any load
+            if not self.paths.allow_pickle:
+                raise ComfyError(f"{self.where(node_id, 'control_net_name')}: {path.name} is a pickle, which can run "
+                                 f"code when loaded; if you trust it, run with `--set allow_pickle=true` (it is then "
+                                 f"read with torch.load(weights_only=True)), or convert it to .safetensors")
+            pickle = {"allow_pickle": self.allow_pickle()}
+        if is_t2i_adapter(path, self.paths.allow_pickle):  # ComfyUI's ControlNetLoader loads T2I-Adapters too
+            self.nodes[nid] = {"type": "LoadT2IAdapter", "model": model, **pickle}
             return (f"${nid}.controlnet",)
         # a diffusers ControlNet kept as ComfyUI sees it (`name/diffusion_pytorch_model.safetensors`) takes the
         # config.json beside it; an original-layout file infers its config from its weights
@@ -29,7 +38,7 @@ class ControlTranslations:
         self.inputs[config] = {"type": "str", "default": str(path.parent) if beside.is_file() else "",
                                "description": f"Node {node_id}'s ControlNet only: a diffusers ControlNet folder "
                                               f"whose config.json describes the file (empty = inferred)."}
-        self.nodes[nid] = {"type": "LoadControlNet", "model": model, "config": f"$inputs.{config}"}
+        self.nodes[nid] = {"type": "LoadControlNet", "model": model, "config": f"$inputs.{config}", **pickle}
         return (f"${nid}.controlnet",)
 
     def _ControlNetApplyAdvanced(self, node_id, nid):

@@ -89,13 +89,47 @@ def theirs(adapter_models, pixels) -> np.ndarray:
     return (out.images[0] * 255).round().astype(np.uint8)
 
 
-def test_depth_t2i_adapter_template_equals_diffusers_adapter_pipeline_and_is_sensitive(tmp_path, adapter_models):
+@pytest.fixture(scope="module")
+def hinted(adapter_models, tmp_path_factory):
+    """(a random hint, the template's image with it and the .safetensors adapter), shared by the tests below."""
     hint = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    return hint, ours(tmp_path_factory.mktemp("t2i-image"), adapter_models, hint, "a")
+
+
+def test_depth_t2i_adapter_template_equals_diffusers_adapter_pipeline_and_is_sensitive(tmp_path, adapter_models,
+                                                                                        hinted):
+    hint, image = hinted
     other = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    image = ours(tmp_path, adapter_models, hint, "a")
     assert max_diff(image, theirs(adapter_models, hint)) <= 1
     assert max_diff(image, ours(tmp_path, adapter_models, hint, "zero", n45_strength=0)) > 5
     assert max_diff(image, ours(tmp_path, adapter_models, other, "other")) > 5
+
+
+def test_a_pth_t2i_adapter_runs_with_allow_pickle_and_is_refused_before_anything_loads_without(
+        tmp_path, adapter_models, hinted, capsys, monkeypatch):
+    """The same adapter saved with torch.save as `.pth` (TencentARC's own format) under node 31's name: without
+    `--set allow_pickle=true` the run stops while translating (no loader ran) naming the node, the file and the
+    fix; with it, the pickle is read with weights_only, recognised as a T2I-Adapter and gives the .safetensors
+    file's image."""
+    from nodegraph.cli import main
+    from nodegraph.nodes import loaders
+    from tests.models.t2i_files import tencentarc_layout
+
+    folder, models, adapter = adapter_models
+    torch.save(tencentarc_layout(adapter.state_dict()), models / "controlnet" / "t2i_depth.pth")
+    loads = []
+    monkeypatch.setattr(loaders, "get_or_load_model", lambda *a, **k: loads.append(a) or pytest.fail("loaded"))
+    (tmp_path / "input").mkdir()
+    Image.fromarray(hinted[0]).save(tmp_path / "input" / "depth-t2i-adapter_input.png")
+    code = main(["run", str(template("depth_t2i_adapter")), "--models", str(models), "--input", str(tmp_path / "input"),
+                 "--out", str(tmp_path / "refused"), "-q", "--set", f"config={folder}",
+                 *sets(n31_control_net_name="t2i_depth.pth")])
+    err = capsys.readouterr().err
+    assert code == 2 and loads == [] and not (tmp_path / "refused").exists()
+    assert "node 31" in err and "t2i_depth.pth is a pickle" in err and "--set allow_pickle=true" in err
+    monkeypatch.undo()
+    image = ours(tmp_path, adapter_models, hinted[0], "pth", n31_control_net_name="t2i_depth.pth", allow_pickle=True)
+    assert max_diff(image, hinted[1]) == 0
 
 
 def test_a_one_channel_adapter_reads_the_hints_channel_mean_once_for_every_step():
