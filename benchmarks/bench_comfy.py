@@ -27,7 +27,9 @@ Goal (issue 19): the import costs nothing measurable — time-to-image ratio 1.0
 `sdxl_simple_example` template: CheckpointLoaderSimple, two CLIPTextEncode, EmptyLatentImage, KSampler euler/normal
 cfg 8, VAEDecode — on an SDXL-size single file written once from the cache's random bf16 SDXL base folder
 (`sdxl-base-random-bf16`, its configs given to both sides), against its hand-written twin (HAND_WRITTEN_SDXL).
-`--dtype bf16` runs both children in bf16. A real-size step fits the heavy lock as one process per command:
+`--sdxl --refiner` runs the whole `sdxl_simple_example` template as shipped (base KSamplerAdvanced to steps // 2 with
+leftover noise, the refiner's from there, the refiner's VAE) on the SDXL file and a refiner-size random bf16 file
+(written once beside it), against HAND_WRITTEN_SDXL_REFINER. `--dtype bf16` runs both children in bf16. A real-size step fits the heavy lock as one process per command:
 `--only workflow|hand --round R --results FILE` runs one child and appends its line to FILE; `--summary FILE`
 prints the medians and ratio of the lines gathered there (see docs/comfyui.md for the command sequence).
 """
@@ -48,19 +50,26 @@ sys.path.insert(0, str(REPO))
 from tests.comfy.workflows import HAND_WRITTEN, api  # noqa: E402  (the tests' default workflow and its twin)
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from comfy_sdxl_twin import HAND_WRITTEN_SDXL, sdxl_model_files  # noqa: E402  (--sdxl)
+from comfy_sdxl_twin import (HAND_WRITTEN_SDXL, HAND_WRITTEN_SDXL_REFINER, refiner_workflow_json,  # noqa: E402
+                             sdxl_model_files, sdxl_refiner_file)  # (--sdxl, --refiner)
 
 PROMPT, CFG = "a photograph of an astronaut riding a horse", 8.0  # ComfyUI's default graph's cfg
+NEGATIVE = "text, watermark"  # --refiner: sdxl_simple_example's negative prompt
 
 
 def workflow_json(args) -> str:
     """ComfyUI's default graph at the benchmark's size and steps, on checkpoints/model.safetensors."""
+    if args.refiner:
+        return refiner_workflow_json(args, PROMPT, NEGATIVE, CFG)
     return json.dumps(api(n3_steps=args.steps, n3_cfg=CFG, n4_ckpt_name="model.safetensors", n5_width=args.size,
                           n5_height=args.size, n6_text=PROMPT))
 
 
 def hand_inputs(args) -> dict:
     """HAND_WRITTEN's inputs for the same computation as `workflow_json` (model and config come apart)."""
+    if args.refiner:
+        return {"prompt": PROMPT, "negative": NEGATIVE, "cfg": CFG, "size": args.size, "steps": args.steps,
+                "switch": args.steps // 2}
     return {"prompt": PROMPT, "cfg": CFG, "size": args.size, "steps": args.steps}
 
 
@@ -104,9 +113,13 @@ def whole_process(args, models: Path, config: str) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-comfy-process-"))
     (work / "workflow.json").write_text(workflow_json(args))
-    (work / "hand.yaml").write_text(HAND_WRITTEN_SDXL if args.sdxl else HAND_WRITTEN)
+    (work / "hand.yaml").write_text(HAND_WRITTEN_SDXL_REFINER if args.refiner else HAND_WRITTEN_SDXL if args.sdxl
+                                    else HAND_WRITTEN)
     checkpoint = models / "checkpoints" / "model.safetensors"
+    refiner = dict(zip(("refiner", "refiner_config"), sdxl_refiner_file(args, Path(config)))) if args.refiner else {}
     config_set = ["--set", f"config={config}"] if config else []
+    workflow_config = ["--set", f"config_4={config}", "--set", f"config_12={refiner['refiner_config']}"] \
+        if args.refiner else config_set  # two checkpoints
     dtype = ["--dtype", args.dtype] if args.dtype else []
     cli = [sys.executable, "-m", "nodegraph.cli", "run"]
     if args.phases:
@@ -115,18 +128,19 @@ def whole_process(args, models: Path, config: str) -> None:
 
     def command(side: str, out: Path) -> list[str]:
         if side == "workflow":
-            return [*cli, str(work / "workflow.json"), "--models", str(models), *config_set, *dtype, "--out", str(out),
-                    "-q"]
-        sets = {"model": checkpoint, **hand_inputs(args)}
+            return [*cli, str(work / "workflow.json"), "--models", str(models), *workflow_config, *dtype, "--out",
+                    str(out), "-q"]
+        sets = {"model": checkpoint, **refiner, **hand_inputs(args)}
         return [*cli, str(work / "hand.yaml"), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
                 *config_set, *dtype, "--out", str(out), "-q"]
 
     if args.cold and not can_drop_page_cache():
         return
     if not args.cold:
-        with open(checkpoint, "rb") as f:  # this file only (its folder holds every benchmark's models, 30+ GB)
-            while f.read(1 << 24):
-                pass
+        for path in (checkpoint, *([refiner["refiner"]] if refiner else [])):  # these only (their folder holds every benchmark's models)
+            with open(path, "rb") as f:
+                while f.read(1 << 24):
+                    pass
     runs: dict[str, list[tuple[float, int, float]]] = {"workflow": [], "hand": []}
     rounds = [args.round] if args.only else range(args.repeats)
     for r in rounds:
@@ -162,6 +176,9 @@ def report(args, runs: dict[str, list[tuple]], diff: int) -> None:
 
     model = ("tiny SDXL (tests)" if args.tiny else "SDXL-size random bf16 single file") if args.sdxl else \
         ("tiny SD1 (tests)" if args.tiny else "SD1.5-size random single file")
+    if args.refiner:
+        model = f"sdxl_simple_example (base + refiner, {args.steps // 2} + {args.steps - args.steps // 2} steps) on " \
+                f"{'tiny SDXL files (tests)' if args.tiny else 'SDXL-size and refiner-size random bf16 single files'}"
     print(f"\nwhole process, {model}, {args.size}px, {args.steps} steps, euler/normal, cfg 8, "
           f"{args.dtype or 'fp32'}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
           f"{min(len(r) for r in runs.values())} alternated runs each, "
@@ -303,6 +320,8 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true",
                         help="--whole-process: also time each phase of the children (through a small driver)")
     parser.add_argument("--sdxl", action="store_true", help="SDXL: the default graph on an SDXL-size single file")
+    parser.add_argument("--refiner", action="store_true",
+                        help="with --sdxl: the whole sdxl_simple_example template, base then refiner (2 files)")
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="--whole-process: children's")
     parser.add_argument("--only", choices=["workflow", "hand"], help="--whole-process: run one child only")
     parser.add_argument("--round", type=int, default=0, help="--only: the round number it is")
