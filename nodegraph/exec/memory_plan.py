@@ -12,7 +12,7 @@ from nodegraph.exec.prefetch import _loads
 from nodegraph.exec.steps import SubgraphStep
 from nodegraph.memory.activations import VAE_NODES, image_shape, vae_config, vae_work
 from nodegraph.memory.budget import STREAMABLE, BudgetError, compute_size
-from nodegraph.memory.denoiser import DENOISER_NODES, denoiser_bytes, denoiser_config
+from nodegraph.memory.denoiser import DENOISER_NODES, HEAP_SLACK, denoiser_bytes, denoiser_config
 from nodegraph.memory.estimate import BASELINE, ComponentSize, RunEstimate, component_bytes, peak
 from nodegraph.memory.sizes import format_flag, format_size
 
@@ -20,11 +20,12 @@ __all__ = ["BudgetError", "check_budget", "estimate_run", "minimum_budget"]
 
 
 def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: tuple[str, ...] | None = None,
-                 tiled: bool = False, lean: bool = False) -> RunEstimate:
+                 tiled: bool = False, lean: bool = False, heap: bool = True) -> RunEstimate:
     """The estimate for running `graph` with graph inputs `values` (defaults fill the rest), in
     `float_bytes`-byte floats (4: fp32, 2: fp16/bf16), the VAE passes untiled (or `tiled`, or the decodes `lean`,
-    models/vae_lean.py; encodes then count untiled). Reads file headers
-    and configs only; loads nothing."""
+    models/vae_lean.py; encodes then count untiled). `heap=False`: the denoiser's live tensors alone, without
+    the C heap's slack around them (HEAP_SLACK: what the process's RSS adds). Reads file headers and configs
+    only; loads nothing."""
     plan = graph.plan(outputs)
     bound = {name: spec.default for name, spec in graph.inputs.items() if not spec.required}
     bound.update(values)
@@ -47,6 +48,7 @@ def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: t
         estimate.work = {index: work[kind] for index, kind in enumerate(_tick_types(plan.steps)) if kind in VAE_NODES}
     if denoiser is not None and denoiser[0]:
         work = _denoiser_work(denoiser[0], denoiser[1], vae, bound, float_bytes)
+        work = int(work * HEAP_SLACK) if heap and denoiser[1] == "unet" else work  # measured on UNets
         for index, runs in enumerate(_denoiser_ticks(plan.steps)):
             if runs:
                 estimate.work[index] = max(estimate.work.get(index, 0), work)

@@ -1,32 +1,33 @@
 """The denoiser's activations (a UNet or a flow transformer), estimated from its config.json and the latent size
 before anything loads; exec/memory_plan.py adds them at the step that runs the denoiser.
 
-UNet (Ronneberger et al. 2015, as in diffusers' `UNet2DConditionModel`): walk the forward as it allocates. The
-down path keeps every block output for the skip connections (conv_in's, each layer's, each downsampler's); the up
-path pops them. At each layer what is alive is the skips held, the hidden state, and the layer's own work:
-- a resnet: its input, two intermediates (GroupNorm → SiLU → conv, the widest of in/out channels) and its output;
-- a spatial transformer (GEGLU feed-forward, ×4): the input, the 8c projection, the 4c gate and the 4c product
-  (the feed-forward is the larger half; attention's q/k/v/out are 4c, and torch's CPU SDPA kernel (blocked flash)
-  never materialises the (N × N) score matrix: digits at 512² calls it at 16,384 tokens, 2 × 4 heads, where the
-  scores would be 8.6 GB; the whole UNet step measured +160 MB);
-- an upsampler: its input and the ×2 interpolation, then the conv's output.
-The sum, in elements of the run's dtype, times `UNET_CALIBRATION` = 2.5 for what the walk does not see (oneDNN's
-reordered weight and activation buffers, float32 temporaries of bf16 ops, the heap's fragments). Calibrated on
-one forward each, fresh processes, the nodegraph command's heap reuse on, VmHWM reset (/proc/self/clear_refs)
-just before the call, the first (cold) call and a second (warm) one, random weights, CFG batch 2:
+UNet (Ronneberger et al. 2015; our models/unet_2d_condition.py, diffusers' `UNet2DConditionModel`): the forward is
+walked as it allocates, op by op. The down path keeps every block output for the skip connections (conv_in's, each
+layer's, each downsampler's); the up path pops one per layer and concatenates it to the hidden state. Beside the
+skips held and the hidden state, each layer allocates (per pixel, in channels; `_resnet`, `_transformer`):
+- a resnet: norm1 and its activation, then conv1's output, the time-embedding sum, norm2 and its activation,
+  conv2's output, the shortcut and the sum (the widest of those moments);
+- a spatial transformer block: the block's input and running state, then attention's norm, q, k, v and output
+  (torch's CPU flash kernel never materialises the N × N scores: it works in 256 × 512 blocks per thread; in
+  bf16 it adds a float32 output), or the GEGLU feed-forward's norm, 8c projection, 4c GELU and 4c product;
+- every convolution: its output plus the copy oneDNN reorders into (profiled: fp32 adds max(in, out) channels,
+  bf16 max(in, 2·out)); an upsampler: its input, the ×2 copy and the conv.
+Checked against torch's profiler (CPU allocations, `profile_memory=True`: the peak of the live bytes during one
+forward), random weights, CFG batch 2 (tests/memory/test_denoiser_activations.py runs the tiny ones):
 
-| UNet (block_out_channels, layers) | latent, dtype | estimate | cold | warm | estimate vs cold |
-|---|---|---|---|---|---|
-| digits (32, 64), 1 | 128², fp32 | 180 MB | 168 MB | 126 MB | +7 % |
-| digits, batch 1 | 128², fp32 | 90 MB | 92 MB | 57 MB | -2 % |
-| SD-like (128, 256, 512), 2, attention at 1/1, 1/2 | 64², fp32 | 190 MB | 187 MB | 187 MB | +2 % |
-| the same | 64², bf16 | 95 MB | 130 MB | 88 MB | -27 % |
-| SDXL-like (64, 128, 256), 2, attention at 1/2, 1/4 (depth 2) | 128², fp32 | 245 MB | 390 MB | 161 MB | -37 % |
-| the same | 128², bf16 | 122 MB | 148 MB | 127 MB | -18 % |
-| SDXL-size, real channels (docs/memory.md, earlier session) | 128², bf16 | 0.60 GB | ~0.77 GB | — | -22 % |
+| UNet (block_out_channels, layers per block) | fp32, 32² latent | fp32, 64² | bf16, 32² | bf16, 64² |
+|---|---|---|---|---|
+| digits (32, 64), 1 | 5.8 / 5.9 MB (-2 %) | 23.0 / 23.5 (-2 %) | 3.1 / 3.1 (0 %) | 11.5 / 11.8 (-2 %) |
+| tiny SD (32, 64), 1 | 3.2 / 3.5 (-7 %) | 13.0 / 13.6 (-4 %) | 1.6 / 2.0 (-17 %) | 6.5 / 7.1 (-9 %) |
+| SDXL-like (64, 128, 256), 2, depths 1,2,2 | 7.4 / 7.9 (-7 %) | 29.5 / 30.5 (-3 %) | 3.7 / 5.3 (-31 %) | 14.8 / 16.3 (-9 %) |
 
-So the calibration error is -37 % to +7 % against the first call (the one a run's peak sees), -23 % to +26 % against
-later calls; a whole digits 512² run is estimated 440 MB against 481 MB measured (-9 %).
+(Walk / profiled; below a 32² latent the megabyte-sized figures are off by up to 36 %.) The process's resident
+memory grows by more than the live tensors: glibc's heap keeps freed blocks of other sizes (the nodegraph command
+keeps freed memory for reuse, exec/heap.py), and a first call touches fresh pages. The RSS a first forward added
+(the earlier calibration's figures: VmHWM reset just before the call, fresh processes) over the profiled tensor
+peak of the same forward (128² taken as 4× the 64² figure): digits 128² fp32 1.70× (batch 1: 1.87×), SD-like
+(128, 256, 512) 64² fp32 1.91×, bf16 2.65×, SDXL-like 128² fp32 3.2×, bf16 2.3×; later calls 1.2-2.0×. The plan
+multiplies the walk by the median, `HEAP_SLACK` = 2.1 (`estimate_run(heap=False)` leaves it out).
 
 Flow transformers (Flux, SD3, Z-Image): the token stream (image patches + text tokens) × width, with the MLP's
 hidden (×`mlp_ratio`, default 4) and its activation, q/k/v/out and the residual stream: 16 × width × tokens.
@@ -40,7 +41,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-UNET_CALIBRATION = 2.5  # measured / walk (table above)
+HEAP_SLACK = 2.1  # RSS a first (cold) forward adds / its live tensors' peak: 1.7-3.2, median 2.1 (module docstring)
 FLOW_TEXT_TOKENS = 512  # T5 / Qwen prompt length the flow graphs pad to at most
 DENOISER_NODES = ("UNetStep", "SDXLUNetStep", "ControlNetUNetStep", "ComfyDenoise", "ComfySamplerStep",
                   "FluxTransformerStep", "SD3TransformerStep", "ZImageTransformerStep", "ComfyFlowDenoise",
@@ -70,47 +71,80 @@ def _per_block(value: Any, n: int, default: int) -> list[int]:
     return [default] * n
 
 
-def unet_walk(config: dict, latent: tuple[int, int]) -> int:
-    """Largest number of activation values alive at once in one forward, per batch item (module docstring)."""
+def _conv(cin: int, cout: int, bf16: bool) -> int:
+    """Values (per pixel) a convolution allocates: its output and the copy oneDNN reorders into (profiled: fp32
+    adds max(in, out) channels, bf16 max(in, 2 × out))."""
+    return cout + (max(cin, 2 * cout) if bf16 else max(cin, cout))
+
+
+def _resnet(cin: int, cout: int, bf16: bool) -> int:
+    """Values (per pixel) a ResnetBlock2D allocates over its input, at its widest moment (models/resnet.py):
+    norm1 and its activation; the activation and conv1; the time-embedding sum beside conv1's output; norm2 and
+    its activation; the activation and conv2; conv2's output, the shortcut and their sum."""
+    steps = [2 * cin, cin + _conv(cin, cout, bf16), 2 * cout, cout + _conv(cout, cout, bf16)]
+    steps += [cout + _conv(cin, cout, bf16), 3 * cout] if cin != cout else [2 * cout]
+    return max(steps)
+
+
+def _transformer(c: int, bf16: bool) -> tuple[int, int]:
+    """Values (per pixel) a Transformer2D allocates over its input (models/attention.py) while attention runs and
+    while the feed-forward runs: the block's input and running state, then attention's norm, q, k, v and output
+    (bf16: the kernel's float32 output too), or the feed-forward's norm, GEGLU projection (8c), GELU of the gate
+    (4c) and product (4c)."""
+    return 2 * c + 5 * c + (2 * c if bf16 else 0), 2 * c + c + 8 * c + 4 * c + 4 * c
+
+
+def unet_walk(config: dict, latent: tuple[int, int], bf16: bool = False, kernel: int = 0) -> int:
+    """Largest number of activation values alive at once in one forward, per batch item (module docstring):
+    the skip states held (the down path's outputs, popped by the up path), the hidden state, and the running
+    layer's own allocations; `kernel`: values the attention kernel's work blocks add while attention runs."""
     ch = [int(c) for c in config.get("block_out_channels", [320, 640, 1280, 1280])]
     n = len(ch)
     layers = _per_block(config.get("layers_per_block", 2), n, 2)
     attn = ["CrossAttn" in str(t) for t in config.get("down_block_types", ["CrossAttnDownBlock2D"] * n)]
     depth = _per_block(config.get("transformer_layers_per_block", 1), n, 1)
     h, w = latent
-    pixels = [max(h >> i, 1) * max(w >> i, 1) for i in range(n)]
-    skips: list[int] = [ch[0] * pixels[0]]  # conv_in's output
-    worst = 0
+    px = [max(h >> i, 1) * max(w >> i, 1) for i in range(n)]
+    skips: list[int] = [ch[0] * px[0]]  # conv_in's output
+    worst = (4 + _conv(4, ch[0], bf16)) * px[0]
 
-    def resnet(cin: int, cout: int, px: int) -> int:
-        return (cin + 2 * max(cin, cout) + cout) * px
+    def layer(held: int, given: int, kept: bool, cin: int, c: int, i: int) -> int:
+        """Peak of one resnet on `given` values (beside `held`), then its attention on the resnet's output;
+        `kept`: the input stays alive through the attention (a skip state)."""
+        peak = held + given + _resnet(cin, c, bf16) * px[i]
+        if attn[i] and depth[i] > 0:
+            attention, feed_forward = _transformer(c, bf16)
+            peak = max(peak, held + (given if kept else 0) + c * px[i] + max(attention * px[i] + kernel,
+                                                                            feed_forward * px[i]))
+        return peak
 
-    def transformer(c: int, px: int) -> int:
-        return (1 + 8 + 4 + 4) * c * px  # input, GEGLU projection, gate, product
-
-    for i in range(n):  # down path
+    for i in range(n):  # down path: each layer's input is the last skip state
         cin = ch[max(i - 1, 0)]
         for _ in range(layers[i]):
-            held = sum(skips)
-            worst = max(worst, held + resnet(cin, ch[i], pixels[i]))
-            if attn[i] and depth[i]:
-                worst = max(worst, held + transformer(ch[i], pixels[i]))
-            skips.append(ch[i] * pixels[i])
+            worst = max(worst, layer(sum(skips[:-1]), skips[-1], True, cin, ch[i], i))
+            skips.append(ch[i] * px[i])
             cin = ch[i]
-        if i < n - 1:
-            skips.append(ch[i] * pixels[i + 1])  # the downsampler's output
-    worst = max(worst, sum(skips) + resnet(ch[-1], ch[-1], pixels[-1]) + transformer(ch[-1], pixels[-1]))
-    hidden = ch[-1]
-    for i in reversed(range(n)):  # up path: block n-1-i mirrors down block i, with one more layer
+        if i < n - 1:  # the downsampler: its input held, output and reorder copy at the next size
+            worst = max(worst, sum(skips) + _conv(ch[i], ch[i], bf16) * px[i + 1])
+            skips.append(ch[i] * px[i + 1])
+    c = ch[-1]
+    mid = sum(skips) + c * px[-1]  # the mid block's running state beside the skips (its input is the last skip)
+    attention, feed_forward = _transformer(c, bf16)
+    worst = max(worst, sum(skips) + _resnet(c, c, bf16) * px[-1], mid + attention * px[-1] + kernel,
+                mid + feed_forward * px[-1], mid + _resnet(c, c, bf16) * px[-1])
+    hidden = c
+    for i in reversed(range(n)):  # up path: one more layer than the down block, each takes a popped skip
+        entry = 0  # the block's input, which the UNet's frame holds until the block returns
         for _ in range(layers[i] + 1):
-            skip = skips.pop() // pixels[i]
-            held = sum(skips)
-            worst = max(worst, held + resnet(hidden + skip, ch[i], pixels[i]))
-            if attn[i] and depth[i]:
-                worst = max(worst, held + transformer(ch[i], pixels[i]))
+            skip = skips.pop() // px[i]
+            held = sum(skips) + entry
+            worst = max(worst, held + 2 * (hidden + skip) * px[i])  # the state, the skip and their concatenation
+            entry = entry or hidden * px[i]
+            worst = max(worst, layer(sum(skips) + entry, (hidden + skip) * px[i], False, hidden + skip, ch[i], i))
             hidden = ch[i]
-        if i > 0:  # the upsampler to stage i-1: input, ×2 copy, conv output
-            worst = max(worst, sum(skips) + hidden * (pixels[i] + 2 * pixels[i - 1]))
+        if i > 0:  # the upsampler: its input, the ×2 copy, the conv at the size above
+            worst = max(worst, sum(skips) + entry + hidden * (px[i] + px[i - 1])
+                        + _conv(hidden, hidden, bf16) * px[i - 1])
     return worst
 
 
@@ -124,11 +158,28 @@ def flow_walk(config: dict, image_tokens: int) -> int:
     return int((2 * mlp + 8) * width * (image_tokens + text))
 
 
+def _attention_tokens(config: dict, latent: tuple[int, int]) -> int:
+    """Positions the widest self-attention of a UNet attends over (its first block with attention)."""
+    kinds = config.get("down_block_types", ["CrossAttnDownBlock2D"])
+    level = next((i for i, t in enumerate(kinds) if "CrossAttn" in str(t)), len(kinds) - 1)
+    return max(latent[0] >> level, 1) * max(latent[1] >> level, 1)
+
+
+def _sdpa_buffers(tokens: int, bf16: bool) -> int:
+    """The CPU attention kernel's work blocks, per thread (torch's flash kernel: a q-block of 256 / 64 / 32 rows
+    by a kv-block of up to 512 keys of float32 scores, and a bf16 copy of them in bf16), one thread a core."""
+    import os
+
+    rows = 256 if tokens >= 768 else 64 if tokens >= 192 else 32
+    return rows * min(tokens, 512) * (6 if bf16 else 4) * (os.cpu_count() or 1)
+
+
 def denoiser_bytes(config: dict, component: str, latent: tuple[int, int, int], itemsize: int) -> int:
     """Bytes one denoiser call adds over its weights: `latent` = (batch as called, incl. CFG's doubling, h, w)."""
     batch, h, w = latent
     if component == "unet":
-        return int(batch * unet_walk(config, (h, w)) * itemsize * UNET_CALIBRATION)
+        kernel = _sdpa_buffers(_attention_tokens(config, (h, w)), itemsize == 2) // (batch * itemsize)
+        return batch * unet_walk(config, (h, w), itemsize == 2, kernel) * itemsize
     patch = int(config.get("patch_size") or 2)  # SD3's 2; Z-Image's `all_patch_size` [2]
     if patch == 1 and int(config.get("in_channels") or 0) >= 64:  # Flux: patch 1 over latents packed 2×2 (64 ch)
         patch = 2

@@ -15,7 +15,7 @@ import pytest
 from nodegraph import RunMode, load_graph, run_graph
 from nodegraph.exec.memory_plan import estimate_run, minimum_budget
 from nodegraph.memory.budget import BudgetError
-from nodegraph.memory.denoiser import denoiser_bytes, unet_walk
+from nodegraph.memory.denoiser import HEAP_SLACK, denoiser_bytes, unet_walk
 
 REPO = Path(__file__).parents[2]
 DIGITS_UNET = REPO / "nodegraph" / "builtin" / "digits" / "unet" / "config.json"
@@ -35,14 +35,21 @@ def _denoise(estimate) -> int:
     return work
 
 
+def tensors(graph, values, **options):
+    """The estimate with the denoiser's live tensors alone (no heap slack)."""
+    return estimate_run(graph, values, heap=False, **options)
+
+
 def test_the_unets_activations_are_counted_at_the_denoise_step_and_follow_latent_batch_and_guidance(graph):
-    small, large = estimate_run(graph, _values(256)), estimate_run(graph, _values(512))
+    small, large = tensors(graph, _values(256)), tensors(graph, _values(512))
     assert 3.5 < _denoise(large) / _denoise(small) <= 4  # 4x the latent pixels (the skips and layers all scale)
     assert large.peak_step == "denoise" and large.peak > small.peak
-    unguided = estimate_run(graph, _values(512, guidance_scale=1.0))
+    unguided = tensors(graph, _values(512, guidance_scale=1.0))
     assert _denoise(unguided) * 2 == _denoise(large)  # CFG doubles the batch the UNet is called with
-    assert _denoise(estimate_run(graph, _values(512, batch_size=2))) == _denoise(large) * 2
-    assert _denoise(estimate_run(graph, _values(512), float_bytes=2)) * 2 == _denoise(large)
+    assert _denoise(tensors(graph, _values(512, batch_size=2))) == _denoise(large) * 2
+    assert _denoise(tensors(graph, _values(512), float_bytes=2)) * 2 == _denoise(large)
+    heap = estimate_run(graph, _values(512))  # the plan: the tensors and the C heap's slack around them
+    assert _denoise(heap) == int(_denoise(large) * HEAP_SLACK)
 
 
 def test_the_walk_holds_every_skip_connection_down_to_the_mid_block():
@@ -74,8 +81,8 @@ def test_a_budget_the_weights_fit_but_not_the_unets_forward_is_refused_before_an
     monkeypatch.setattr(memory_plan, "_denoiser_ticks", lambda steps: iter(()))  # the plan without the UNet's
     without, _ = minimum_budget(graph, values)
     monkeypatch.undo()
-    # digits at 512²: a 128² latent, batch 2 (CFG): 180 MB at the denoise step, where the least without it is set
-    # by the tiled decode's 142 MB
+    # digits at 512²: a 128² latent, batch 2 (CFG): 92 MB of tensors, 193 MB with the heap's slack at the denoise
+    # step, where the least without it is set by the tiled decode's 142 MB
     assert least > without + (32 << 20)
     monkeypatch.setattr(loading, "load_component", lambda *a, **k: pytest.fail("a model was loaded"))
     with pytest.raises(BudgetError, match="denoiser's") as error:
@@ -102,3 +109,39 @@ def test_a_digits_run_at_512_given_the_least_budget_plus_96mb_stays_within_it(gr
     measured, estimate = float(line[1]), float(line[2])
     assert measured <= budget_mb, (measured, budget_mb)
     assert estimate == pytest.approx(measured, rel=0.20), (measured, estimate)
+
+
+TINY_UNETS = {  # digits (the builtin), the tests' tiny SD, and an SDXL-like one (linear projections, depth 2)
+    "digits": json.loads(DIGITS_UNET.read_text()),
+    "tiny-sd": dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=2,
+                    norm_num_groups=16, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")),
+    "sdxl-like": dict(block_out_channels=(16, 32, 64), layers_per_block=2, cross_attention_dim=32,
+                      attention_head_dim=(2, 4, 8), norm_num_groups=8, transformer_layers_per_block=(1, 2, 2),
+                      use_linear_projection=True, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D",
+                                                                    "CrossAttnDownBlock2D"),
+                      up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
+}
+
+
+@pytest.mark.parametrize("name, dtype", [("digits", "float32"), ("digits", "bfloat16"), ("tiny-sd", "float32"),
+                                         ("sdxl-like", "bfloat16")])
+def test_the_walk_is_within_20_percent_of_a_profiled_unet_forward(name, dtype):
+    """The estimate (live tensors, no heap slack) against torch's profiler: the peak of the bytes the CPU
+    allocator held during one forward (CFG batch 2, a 48² latent), after a warm-up call."""
+    import torch
+
+    from nodegraph.models.unet_2d_condition import UNet2DConditionModel
+    from tests.memory.profiled import peak_allocated
+
+    config = TINY_UNETS[name]
+    kind = getattr(torch, dtype)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(config).to(kind).eval()
+    x = torch.randn(2, 4, 48, 48, dtype=kind)
+    text = torch.randn(2, 77, config["cross_attention_dim"], dtype=kind)
+    with torch.inference_mode():
+        unet(x, torch.tensor([10, 10]), text)
+        measured = peak_allocated(lambda: unet(x, torch.tensor([10, 10]), text))
+    estimate = denoiser_bytes(config, "unet", (2, 48, 48), kind.itemsize)
+    assert estimate == pytest.approx(measured, rel=0.20), (estimate, measured)
