@@ -37,7 +37,9 @@ from pathlib import Path
 SDXL_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
                 up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, norm_num_groups=32,
                 latent_channels=4, sample_size=1024, scaling_factor=0.13025, force_upcast=True)
-VARIANTS = ("nodegraph-untiled", "nodegraph-lean", "nodegraph-tiled", "diffusers-untiled", "diffusers-enable_tiling")
+VARIANTS = ("nodegraph-untiled", "nodegraph-lean", "nodegraph-tiled", "diffusers-untiled", "diffusers-enable_tiling",
+            "nodegraph-tiled-head", "nodegraph-tiled-tail")
+HALVES = {"nodegraph-tiled-head", "nodegraph-tiled-tail"}  # the tiled decode in two processes (see _tiled_head)
 
 
 def _vm(field: str) -> int:
@@ -59,8 +61,11 @@ def child(variant: str, folder: str, size: int, tile: int, out: str, dtype_name:
         from nodegraph.models.vae_tiling import tiled_decode
 
         vae = load_component(folder, "vae", dtype=dtype)
+        state = Path(out).with_name(f"tiled-head-state-{size}-{dtype_name}.pt")
         decode = {"tiled": lambda: tiled_decode(vae, z, tile, release_free_heap), "lean": lambda: lean_decode(vae, z),
-                  "untiled": lambda: vae.decode(z)}[variant.split("-", 1)[1]]
+                  "untiled": lambda: vae.decode(z),
+                  "tiled-head": lambda: _tiled_head(vae, z, tile, release_free_heap, state),
+                  "tiled-tail": lambda: _tiled_tail(vae, tile, release_free_heap, state)}[variant.split("-", 1)[1]]
     else:
         import diffusers
 
@@ -77,15 +82,56 @@ def child(variant: str, folder: str, size: int, tile: int, out: str, dtype_name:
     start = time.perf_counter()
     image = decode()
     seconds = time.perf_counter() - start
-    np.save(out, (image.float() / 2 + 0.5).clamp(0, 1).numpy())
+    if image is not None:
+        np.save(out, (image.float() / 2 + 0.5).clamp(0, 1).numpy())
     print(json.dumps({"after_load": after_load, "loaded": loaded, "peak": _vm("VmHWM"), "seconds": seconds}))
+
+
+def _tiled_head(vae, z, tile: int, release, state: Path) -> None:
+    """The first part of `tiled_decode` (same steps, vae_tiling's own functions), up to the last up block: saves the
+    rows held there (the last upsampler's input) to `state`. With `_tiled_tail` in another process it is the
+    tiled decode in two commands, each short enough for one hold of the shared lock at 2048² under load; the peak
+    of the two is the decode's (the tail starts from exactly what the whole decode holds at that point)."""
+    import torch
+
+    from nodegraph.models import vae_tiling as vt
+
+    dec = vae.decoder
+    if vae.post_quant_conv is not None:
+        z = vae.post_quant_conv(z)
+    x = vt.Rows.whole(dec.mid_block(dec.conv_in(z)))
+    *head, last = dec.up_blocks
+    for i, block in enumerate(head):
+        for resnet in block.resnets:
+            x = vt._resnet(resnet, x, tile, release)
+        if i < len(head) - 1:
+            x = vt.Upsampled(block.upsamplers[0], x)
+    torch.save({"shape": tuple(x.shape), "chunks": x.chunks}, state)
+
+
+def _tiled_tail(vae, tile: int, release, state: Path):
+    """The rest of `tiled_decode` from `_tiled_head`'s rows: the last upsampler, the last up block, the output conv."""
+    import torch
+
+    from nodegraph.models import vae_tiling as vt
+
+    dec = vae.decoder
+    assert dec.up_blocks[-1].upsamplers is None, "the last up block of an AutoencoderKL has no upsampler"
+    saved = torch.load(state)
+    x = vt.Rows(saved["shape"], saved["chunks"][0][1].dtype, saved["chunks"][0][1].device)
+    for _, chunk in saved.pop("chunks"):
+        x.append(chunk)
+    x = vt.Upsampled(dec.up_blocks[-2].upsamplers[0], x)
+    for resnet in dec.up_blocks[-1].resnets:
+        x = vt._resnet(resnet, x, tile, release)
+    return vt._norm_act_conv(dec.conv_norm_out, dec.conv_act, dec.conv_out, x, tile, release).tensor()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048, help="image side in pixels (a multiple of 8)")
     parser.add_argument("--tile", type=int, default=256, help="nodegraph's tile side")
-    parser.add_argument("--only", nargs="*", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--only", nargs="*", choices=VARIANTS, default=[v for v in VARIANTS if v not in HALVES])
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="weights and activations")
     parser.add_argument("--work", help="folder kept between commands (weights, images, results.jsonl)")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
@@ -122,6 +168,7 @@ def main() -> None:
         print(f"{variant:<26}{r['peak'] / 2**30:>9.2f}G{(r['peak'] - r['loaded']) / 2**30:>14.2f}G"
               f"{(r['peak'] - r['after_load']) / 2**30:>11.2f}G{r['seconds']:>9.1f}"
               f"{_delta(work, variant, args.size, args.dtype):>18}", flush=True)
+    _halves(work, args.size, args.dtype)
     for other in ("nodegraph-lean", "nodegraph-tiled"):
         if other not in results or "nodegraph-untiled" not in results:
             continue
@@ -130,13 +177,24 @@ def main() -> None:
               f"time {t['seconds'] / u['seconds']:.2f}×")
 
 
+def _halves(work: Path, size: int, dtype: str) -> None:
+    """The tiled decode run as head and tail (the latest of each in results.jsonl): its peak is the larger one."""
+    with open(work / "results.jsonl") as f:
+        latest = {r["variant"]: r for r in map(json.loads, f) if r["size"] == size and r["dtype"] == dtype}
+    if HALVES <= set(latest):
+        h, t = latest["nodegraph-tiled-head"], latest["nodegraph-tiled-tail"]
+        print(f"nodegraph-tiled in two processes: peak above weights {max(h['peak'] - h['loaded'], t['peak'] - t['loaded']) / 2**30:.2f}G "
+              f"(head {(h['peak'] - h['loaded']) / 2**30:.2f}G, tail {(t['peak'] - t['loaded']) / 2**30:.2f}G), "
+              f"{h['seconds'] + t['seconds']:.1f} s")
+
+
 def _delta(work: Path, variant: str, size: int, dtype: str) -> str:
     """Largest difference from nodegraph's untiled image of the same size and dtype (this command's or an earlier
     one's in --work), in 1/255 steps; "-" where there is none."""
     import numpy as np
 
     base = work / f"nodegraph-untiled-{size}-{dtype}.npy"
-    if variant == "nodegraph-untiled" or not base.exists():
+    if variant == "nodegraph-untiled" or not base.exists() or not (work / f"{variant}-{size}-{dtype}.npy").exists():
         return "-"
     image, reference = np.load(work / f"{variant}-{size}-{dtype}.npy"), np.load(base)
     if np.array_equal(image, reference):
