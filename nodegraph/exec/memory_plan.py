@@ -65,7 +65,10 @@ def _denoiser_work(config: dict, component: str, vae: dict | None, bound: dict, 
     scale = bound.get("guidance_scale")
     cfg = isinstance(scale, (int, float)) and scale > 1 and not config.get("guidance_embeds")
     latent = (batch * (2 if cfg else 1), max(height // factor, 1), max(width // factor, 1))
-    return denoiser_bytes(config, component, latent, float_bytes)
+    text = bound.get("max_sequence_length")  # a flow graph's T5 / Qwen prompt length (0: the checkpoint's)
+    prompt = bound.get("prompt")  # Z-Image attends to the prompt's own tokens only
+    return denoiser_bytes(config, component, latent, float_bytes, text if isinstance(text, int) else None,
+                          prompt if isinstance(prompt, str) else None)
 
 
 def _denoiser_ticks(steps: list):

@@ -4,8 +4,8 @@ Counted: the VAE decode and encode (models/vae_tiling.py `decode_bytes`: untiled
 budget makes the node choose), which on real-size models is the largest activation of a text-to-image run
 (SDXL-size, 1024², bf16: 3.6 GB estimated untiled, 0.66 GB tiled). The size comes from the graph's `height` /
 `width` / `batch_size` inputs, else the VAE's native `sample_size`; the VAE's channels from its config.json beside
-the weights (a single-file checkpoint: the SD/SDXL VAE's). Not counted yet: the UNet's and text encoders'
-activations (docs/memory.md says what they measured).
+the weights (a single-file checkpoint: the SD/SDXL VAE's), the latent the image over the VAE's downsampling (2 a
+block after the first: 8 for SD's four blocks, 4 for digits' three). The denoiser's are in memory/denoiser.py.
 """
 
 from __future__ import annotations
@@ -77,5 +77,6 @@ def vae_work(config: dict, values: dict[str, Any], float_bytes: int, tiled: bool
     from nodegraph.models.vae_tiling import decode_bytes
 
     batch, height, width = image_shape(values, config)
-    latent = (batch, 4, max(height // 8, 1), max(width // 8, 1))
+    factor = 2 ** (len(config["block_out_channels"]) - 1)  # each block but the last halves the size (digits': 4)
+    latent = (batch, 4, max(height // factor, 1), max(width // factor, 1))
     return decode_bytes(tuple(config["block_out_channels"]), latent, float_bytes, tiled, lean=lean)

@@ -19,7 +19,7 @@ forward), random weights, CFG batch 2 (tests/memory/test_denoiser_activations.py
 |---|---|---|---|---|
 | digits (32, 64), 1 | 5.8 / 5.9 MB (-2 %) | 23.0 / 23.5 (-2 %) | 3.1 / 3.1 (0 %) | 11.5 / 11.8 (-2 %) |
 | tiny SD (32, 64), 1 | 3.2 / 3.5 (-7 %) | 13.0 / 13.6 (-4 %) | 1.6 / 2.0 (-17 %) | 6.5 / 7.1 (-9 %) |
-| SDXL-like (64, 128, 256), 2, depths 1,2,2 | 7.4 / 7.9 (-7 %) | 29.5 / 30.5 (-3 %) | 3.7 / 5.3 (-31 %) | 14.8 / 16.3 (-9 %) |
+| SDXL-like (64,128,256), 2, depth 1,2,2 | 7.4 / 7.9 (-7 %) | 29.5 / 30.5 (-3 %) | 3.7 / 5.3 (-31 %) | 14.8 / 16.3 (-9 %) |
 
 (Walk / profiled; below a 32² latent the megabyte-sized figures are off by up to 36 %.) The process's resident
 memory grows by more than the live tensors: glibc's heap keeps freed blocks of other sizes (the nodegraph command
@@ -29,10 +29,23 @@ peak of the same forward (128² taken as 4× the 64² figure): digits 128² fp32
 (128, 256, 512) 64² fp32 1.91×, bf16 2.65×, SDXL-like 128² fp32 3.2×, bf16 2.3×; later calls 1.2-2.0×. The plan
 multiplies the walk by the median, `HEAP_SLACK` = 2.1 (`estimate_run(heap=False)` leaves it out).
 
-Flow transformers (Flux, SD3, Z-Image): the token stream (image patches + text tokens) × width, with the MLP's
-hidden (×`mlp_ratio`, default 4) and its activation, q/k/v/out and the residual stream: 16 × width × tokens.
-Not calibrated against a measurement (no flow model was measured here); the text token count is the family's
-maximum (512) when the config does not say.
+Flow transformers (Flux, SD3, Z-Image): the token stream (image patches + text tokens) × width at a block's
+widest moment, the feed-forward: the residual stream, its modulated copy, the MLP's hidden (× `mlp_ratio`: 4, Z-Image's
+SwiGLU 8/3) and its activation; the single-stream blocks (Flux, Z-Image) also hold attention's q/k/v/out and the
+concatenation beside it: (2 · mlp + 8) × width × tokens; SD3's joint blocks (2 · mlp + 2). Text tokens: the graph's
+`max_sequence_length` (Flux's checkpoint default: dev 512, schnell 256; SD3 plus CLIP's 77); Z-Image attends to the
+prompt's own tokens only, bounded from the prompt's length (`flow_text_tokens`). Checked against torch's profiler:
+the denoise step's allocation peak in a whole run (tests/memory/test_estimate_per_graph.py), 1 step, fp32:
+
+| transformer (width) | image | tokens (image + text) | estimate / profiled |
+|---|---|---|---|
+| tiny Z-Image (48) | 512² | 4096 + 32 | 10.2 / 11.8 MB (-14 %) |
+| mid-size Z-Image (480) | 512² | 4096 + 32 | 101.6 / 103.2 MB (-2 %) |
+| tiny Flux dev (32) | 256², 512² | 1024 / 4096 + 512 | 3.0 / 3.4 MB (-11 %), 9.0 / 9.3 MB (-3 %) |
+| mid-size Flux dev (384) | 512² | 4096 + 512 | 108.0 / 102.1 MB (+6 %) |
+| tiny SD3 (32, CFG batch 2) | 128² | 256 + 333 | 1.43 / 1.63 MB (-12 %) |
+
+The UNet's heap slack is not applied to them (not measured on flow models).
 """
 
 from __future__ import annotations
@@ -148,14 +161,26 @@ def unet_walk(config: dict, latent: tuple[int, int], bf16: bool = False, kernel:
     return worst
 
 
-def flow_walk(config: dict, image_tokens: int) -> int:
-    """Activation values alive in one flow-transformer block, per batch item (module docstring)."""
+def flow_text_tokens(config: dict, max_sequence_length: int | None = None, prompt: str | None = None) -> int:
+    """Text tokens a flow transformer attends over: the graph's `max_sequence_length` (0 or None: the checkpoint's,
+    Flux dev 512, schnell 256), SD3 adding CLIP's 77. Z-Image attends to the prompt's own tokens only (padding
+    dropped, then padded to a multiple of 32): bounded by half a token a character plus the chat template's 16."""
+    if not isinstance(max_sequence_length, int) or isinstance(max_sequence_length, bool) or max_sequence_length < 1:
+        guided = config.get("guidance_embeds")
+        max_sequence_length = (512 if guided else 256) if guided is not None else FLOW_TEXT_TOKENS
+    if "cap_feat_dim" in config and prompt is not None:
+        return min(max_sequence_length, -(-(len(prompt) // 2 + 16) // 32) * 32)
+    return max_sequence_length + (77 if "caption_projection_dim" in config else 0)
+
+
+def flow_walk(config: dict, image_tokens: int, text_tokens: int) -> int:
+    """Activation values alive at a flow-transformer block's widest moment, per batch item (module docstring)."""
     heads, head_dim = config.get("num_attention_heads"), config.get("attention_head_dim")
     width = heads * head_dim if isinstance(heads, int) and isinstance(head_dim, int) else \
         int(config.get("dim") or config.get("hidden_size") or 3072)
-    mlp = float(config.get("mlp_ratio", 4.0))
-    text = int(config.get("max_sequence_length") or FLOW_TEXT_TOKENS)
-    return int((2 * mlp + 8) * width * (image_tokens + text))
+    mlp = float(config.get("mlp_ratio", 8 / 3 if "cap_feat_dim" in config else 4.0))  # Z-Image: SwiGLU, 8/3
+    joint_only = "caption_projection_dim" in config  # SD3: joint blocks only, no single-stream block
+    return int((2 * mlp + (2 if joint_only else 8)) * width * (image_tokens + text_tokens))
 
 
 def _attention_tokens(config: dict, latent: tuple[int, int]) -> int:
@@ -174,13 +199,17 @@ def _sdpa_buffers(tokens: int, bf16: bool) -> int:
     return rows * min(tokens, 512) * (6 if bf16 else 4) * (os.cpu_count() or 1)
 
 
-def denoiser_bytes(config: dict, component: str, latent: tuple[int, int, int], itemsize: int) -> int:
-    """Bytes one denoiser call adds over its weights: `latent` = (batch as called, incl. CFG's doubling, h, w)."""
+def denoiser_bytes(config: dict, component: str, latent: tuple[int, int, int], itemsize: int,
+                   text_tokens: int | None = None, prompt: str | None = None) -> int:
+    """Bytes one denoiser call adds over its weights: `latent` = (batch as called, incl. CFG's doubling, h, w);
+    `text_tokens`: a flow graph's `max_sequence_length`, where it sets one; `prompt`: its prompt (Z-Image)."""
     batch, h, w = latent
     if component == "unet":
         kernel = _sdpa_buffers(_attention_tokens(config, (h, w)), itemsize == 2) // (batch * itemsize)
         return batch * unet_walk(config, (h, w), itemsize == 2, kernel) * itemsize
     patch = int(config.get("patch_size") or 2)  # SD3's 2; Z-Image's `all_patch_size` [2]
-    if patch == 1 and int(config.get("in_channels") or 0) >= 64:  # Flux: patch 1 over latents packed 2×2 (64 ch)
+    flux = config.get("_class_name") == "FluxTransformer2DModel" or int(config.get("in_channels") or 0) >= 64
+    if patch == 1 and flux:  # Flux: patch 1 over latents packed 2×2 (64 channels)
         patch = 2
-    return batch * flow_walk(config, max(h // patch, 1) * max(w // patch, 1)) * itemsize
+    tokens = max(h // patch, 1) * max(w // patch, 1)
+    return batch * flow_walk(config, tokens, flow_text_tokens(config, text_tokens, prompt)) * itemsize
