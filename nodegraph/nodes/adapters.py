@@ -66,9 +66,23 @@ class LoadLoRA(Node):
                              f"this node; connect it, or set its strength to 0 to leave that part out")
         out = {}
         for part, model, strength, what in targets:
-            out[part] = model if model is None else apply_lora(model, match_layers(lora, part, model, what),
-                                                                strength, i.fuse)
+            if model is None:
+                out[part] = model
+                continue
+            matched = match_layers(lora, part, model, what)
+            out[part] = apply_lora(model, matched, strength, i.fuse, _fuse_on_call(ctx, matched) if i.fuse else False)
         return out
+
+
+def _fuse_on_call(ctx, matched) -> bool:
+    """Under `--max-memory`, fuse at each call (the same numbers, no copies) when the fused copies of the touched
+    layers would not fit what the budget leaves; streamed layers always fuse at call time (docs/memory.md)."""
+    if ctx.mode.max_memory is None:
+        return False
+    from nodegraph.memory.usage import headroom
+    from nodegraph.models.adapters.streamed_lora import held_copy_bytes
+
+    return held_copy_bytes(matched) > headroom(ctx.device, ctx.mode.max_memory)
 
 
 @node("LoadEmbedding", version=1)

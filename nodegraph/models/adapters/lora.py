@@ -341,8 +341,10 @@ def _layer_shape(layer: nn.Module) -> str:
 
 
 def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]], strength: float,
-               fuse: bool) -> nn.Module:
-    """A patched copy of `model` (which is left as it was); strength 0 or no layers returns `model` itself."""
+               fuse: bool, on_call: bool = False) -> nn.Module:
+    """A patched copy of `model` (which is left as it was); strength 0 or no layers returns `model` itself.
+    Fused into a streamed layer, or into any plain layer with `on_call` (a budget the copies would break), the
+    LoRA is fused at each call instead of into a held copy: the same numbers (adapters/streamed_lora.py)."""
     if strength == 0 or not matched:
         return model
     replacements = {}
@@ -355,7 +357,7 @@ def apply_lora(model: nn.Module, matched: dict[str, tuple[nn.Module, LoraLayer]]
         wide = dtype if dtype.itemsize > 1 else torch.float32  # float8 layers (models/fp8.py): A, B wide
         device = getattr(_innermost(layer), "compute_device", weight.device)  # CUDA-streamed: the host holds W
         down, up = lora.down.to(device=device, dtype=wide), lora.up.to(device=device, dtype=wide)
-        if fuse and streams(layer):  # a streamed layer: fused at each call, never held (streamed_lora.py)
+        if fuse and streams(layer, on_call):  # fused at each call, never held (streamed_lora.py)
             replacements[path] = fuse_on_call(layer, lora.down, lora.up, scale, dtype)
         elif fuse and not isinstance(layer, LoraWrapped):
             base = layer.adapter_weight() if hasattr(layer, "adapter_weight") else layer.weight  # file-read: checked

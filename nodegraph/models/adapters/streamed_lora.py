@@ -26,9 +26,20 @@ from torch import nn
 _PLAIN = (nn.Linear.forward, nn.Conv2d.forward, nn.Conv1d.forward)
 
 
-def streams(layer: nn.Module) -> bool:
-    """Whether `layer` is a streamed Linear/Conv layer whose LoRA is fused at call time."""
-    return getattr(layer, "streamed_weight", False) and _base_forward(layer) is not None
+def streams(layer: nn.Module, on_call: bool = False) -> bool:
+    """Whether a LoRA is fused into `layer` at call time: a streamed Linear/Conv layer, or (`on_call`) any plain one."""
+    return (on_call or getattr(layer, "streamed_weight", False)) and _base_forward(layer) is not None
+
+
+def held_copy_bytes(matched: dict) -> int:
+    """What fusing into copies would hold: the touched layers that do not stream, each in the dtype the fuse
+    writes (lora.py: the layer's `compute_dtype`, else its weight's)."""
+    total = 0
+    for layer, _ in matched.values():
+        weight = getattr(layer, "weight", None)  # None: a LoRA-wrapped layer, wrapped again (no copy)
+        if weight is not None and not getattr(layer, "streamed_weight", False):
+            total += weight.numel() * getattr(layer, "compute_dtype", weight.dtype).itemsize
+    return total
 
 
 def _base_forward(layer: nn.Module):

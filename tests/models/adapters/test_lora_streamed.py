@@ -179,3 +179,43 @@ def test_a_lora_on_a_unet_streamed_to_cuda_gives_the_resident_cuda_numbers(bf16_
         expected = _patched(resident, lora, fuse)(x, torch.tensor(500, device="cuda"), ctx)
         got = _patched(model, lora, fuse)(x, torch.tensor(500, device="cuda"), ctx)
     assert torch.equal(got, expected), (got - expected).abs().max()
+
+
+def test_fused_at_call_time_on_a_resident_unet_gives_the_fused_copies_numbers(unets, loras, resident_outputs):
+    resident = unets[0]
+    matched = match_layers(read_lora(str(loras["kohya"])), "unet", resident, "the UNet")
+    patched = apply_lora(resident, matched, 0.7, True, on_call=True)
+    assert {id(p) for p in patched.parameters()} <= {id(p) for p in resident.parameters()}
+    assert torch.equal(_unet_call(patched), resident_outputs[True])
+
+
+def _lora_graph(tmp_path, unet_folder, lora_file):
+    graph = tmp_path / "lora.yaml"
+    graph.write_text(f"nodegraph: 1\nnodes:\n  load: {{type: LoadUNet, model: '{unet_folder}'}}\n"
+                     f"  lora: {{type: LoadLoRA, unet: $load.unet, lora: '{lora_file}', strength_model: 0.7, "
+                     f"strength_clip: 0}}\noutputs:\n  unet: $lora.unet\n")
+    return graph
+
+
+def test_under_a_budget_load_lora_fuses_at_call_time_where_copies_would_not_fit(bf16_unet, loras, tmp_path,
+                                                                               monkeypatch, resident_outputs):
+    from nodegraph import RunMode, run_graph
+    from nodegraph.core.context import ComponentCache
+    from nodegraph.memory import usage
+    from nodegraph.models.adapters.streamed_lora import FusedOnCall
+
+    graph = _lora_graph(tmp_path, bf16_unet, loras["kohya"])
+
+    def unet(max_memory, room):
+        monkeypatch.setattr(usage, "headroom", lambda device, limit: room)
+        mode = RunMode(device="cpu", dtype="fp32", max_memory=max_memory)
+        return run_graph(graph, mode=mode, components=ComponentCache())["unet"]
+
+    plain = unet(None, 0)  # no budget: copies, as before
+    assert not any(isinstance(m, FusedOnCall) for m in plain.modules())
+    roomy = unet(8 << 30, 4 << 30)  # the UNet and the copies fit what is left: copies
+    assert not any(isinstance(m, FusedOnCall) for m in roomy.modules())
+    tight = unet(8 << 30, 1 << 10)  # nothing fits: the UNet streams, the LoRA fuses at each call
+    assert hasattr(tight, "streamed_weights") and any(isinstance(m, FusedOnCall) for m in tight.modules())
+    assert torch.equal(_unet_call(tight), resident_outputs[True])
+    assert torch.equal(_unet_call(plain), resident_outputs[True])
