@@ -44,6 +44,13 @@ class LoadLoRA(Node):
         text_encoder: Optional[TextEncoder] = None
         text_encoder_2: Optional[TextEncoder] = None
 
+    @classmethod
+    def model_reads(cls, known):
+        """The LoRA file, so the memory plan counts what the patched models keep while they are held: its factors
+        (the fused copies too when no budget asks otherwise; under one they are fused at call time)."""
+        strengths = (known.get("strength_model", 1.0), known.get("strength_clip", 1.0))
+        return [(known["lora"], "lora", {})] if known.get("lora") and any(strengths) else []
+
     def run(self, i, ctx):
         from nodegraph.models.adapters.lora import apply_lora, match_layers, read_lora
 

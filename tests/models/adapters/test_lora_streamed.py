@@ -219,3 +219,18 @@ def test_under_a_budget_load_lora_fuses_at_call_time_where_copies_would_not_fit(
     assert hasattr(tight, "streamed_weights") and any(isinstance(m, FusedOnCall) for m in tight.modules())
     assert torch.equal(_unet_call(tight), resident_outputs[True])
     assert torch.equal(_unet_call(plain), resident_outputs[True])
+
+
+def test_the_memory_plan_counts_the_lora_while_the_patched_models_are_held(tiny_sd, loras):
+    from nodegraph import load_graph
+    from nodegraph.exec.memory_plan import estimate_run
+
+    graph = load_graph("graphs/stable_diffusion.yaml")
+    with_lora = estimate_run(graph, {"model": str(tiny_sd), "lora": str(loras["kohya"])}, 4)
+    (lora,) = [c for c in with_lora.components if c.component == "lora"]
+    assert lora.bytes == sum(t.numel() * 4 for t in load_file(loras["kohya"]).values())  # its factors, fp32
+    unet = next(c for c in with_lora.components if c.component == "unet")
+    denoise = with_lora.ticks.index("denoise")
+    assert lora.held[0] < unet.held[1] and lora.held[1] >= denoise  # held while the patched UNet steps
+    without = estimate_run(graph, {"model": str(tiny_sd), "lora": str(loras["kohya"]), "lora_scale": 0.0}, 4)
+    assert not [c for c in without.components if c.component == "lora"]  # strength 0 passes the models through
