@@ -234,3 +234,26 @@ def test_the_memory_plan_counts_the_lora_while_the_patched_models_are_held(tiny_
     assert lora.held[0] < unet.held[1] and lora.held[1] >= denoise  # held while the patched UNet steps
     without = estimate_run(graph, {"model": str(tiny_sd), "lora": str(loras["kohya"]), "lora_scale": 0.0}, 4)
     assert not [c for c in without.components if c.component == "lora"]  # strength 0 passes the models through
+
+
+@pytest.fixture(scope="module")
+def fp8_flux(bf16_flux, tmp_path_factory):
+    """The same transformer with its Linear weights stored float8_e4m3fn (Flux fp8 releases): resident, those stay
+    float8 and a fused LoRA is rounded back to float8 (models/fp8.py); streamed, the same at each call."""
+    folder = tmp_path_factory.mktemp("fp8-flux") / "transformer"
+    folder.mkdir()
+    shutil.copy(bf16_flux / "config.json", folder / "config.json")
+    name = "diffusion_pytorch_model.safetensors"
+    tensors = load_file(bf16_flux / name)
+    save_file({k: v.to(torch.float8_e4m3fn) if k.endswith(".weight") and v.dim() == 2 else v
+               for k, v in tensors.items()}, folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_a_lora_on_a_streamed_fp8_flux_transformer_gives_the_resident_fp8_numbers(fp8_flux, fuse):
+    resident, streamed = _loaded(fp8_flux, "transformer")
+    assert resident.transformer_blocks[0].attn.to_q.weight.dtype == torch.float8_e4m3fn
+    expected = _flux_call(resident, fuse)
+    assert (expected - _flux_call(resident, None)).abs().max() > 1e-2
+    assert torch.equal(_flux_call(streamed, fuse), expected)
