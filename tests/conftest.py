@@ -1,15 +1,27 @@
 """Shared test settings.
 
 Two cores are all a developer or CI machine has: torch's intra-op threads are capped so that the test
-process never oversubscribes them (oversubscription makes torch 8-10x slower on these machines).
+processes never oversubscribe them (oversubscription makes torch 8-10x slower on these machines). One process
+gets both cores; under pytest-xdist (`-n 2 --dist loadfile`) each worker gets one, and so does every process a
+test starts from a worker.
 """
 
 import os
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+_CORES = 2
+_THREADS_GIVEN = "OMP_NUM_THREADS" in os.environ
+os.environ.setdefault("OMP_NUM_THREADS", str(_CORES))
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def pytest_configure(config):
+    """Split the cores between xdist's workers: set here, in the controller, before it starts them (they inherit
+    its environment), unless the caller chose OMP_NUM_THREADS."""
+    workers = getattr(config.option, "numprocesses", None) or 0
+    if workers and not _THREADS_GIVEN:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, _CORES // int(workers)))
 
 
 @pytest.fixture
