@@ -15,6 +15,7 @@ from nodegraph.memory.budget import STREAMABLE, BudgetError, compute_size
 from nodegraph.memory.denoiser import DENOISER_NODES, HEAP_SLACK, denoiser_bytes, denoiser_config
 from nodegraph.memory.estimate import BASELINE, ComponentSize, RunEstimate, component_bytes, peak
 from nodegraph.memory.sizes import format_flag, format_size
+from nodegraph.memory.text import text_work
 
 __all__ = ["BudgetError", "check_budget", "estimate_run", "minimum_budget"]
 
@@ -32,12 +33,14 @@ def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: t
     known = {slot: bound[name] for name, slot in plan.input_slots.items() if name in bound}
     estimate = RunEstimate()
     last = sum(_span(step) for step in plan.steps) - 1
-    vae, seen, denoiser = None, False, None
+    vae, seen, denoiser, encoders = None, False, None, []
     for step, (model, component, options), held in _held_loads(plan.steps, known, 0, last, estimate.ticks, ""):
         if component == "vae" and not seen:  # the first VAE the run loads sizes its passes
             vae, seen = vae_config(model, **options), True
         if component in ("unet", "transformer") and denoiser is None:  # the first denoiser sizes the steps
             denoiser = (denoiser_config(model, component, **options) or {}, component)
+        if component.startswith("text_encoder"):  # their activations at the encode steps (memory/text.py)
+            encoders.append((held, denoiser_config(model, component, **options) or {}))
         sizes = component_bytes(model, component, float_bytes, **options)
         if sizes is None:
             estimate.unknown.append(f"{step.node_id}.{component} ({model})")
@@ -52,6 +55,9 @@ def estimate_run(graph, values: dict[str, Any], float_bytes: int = 4, outputs: t
         for index, runs in enumerate(_denoiser_ticks(plan.steps)):
             if runs:
                 estimate.work[index] = max(estimate.work.get(index, 0), work)
+    texts = text_work([(h, c) for h, c in encoders if c], list(_tick_types(plan.steps)), bound, float_bytes)
+    for index, extra in texts.items():
+        estimate.work[index] = max(estimate.work.get(index, 0), extra)
     estimate.peak, estimate.peak_step = peak(estimate.ticks, estimate.components, lambda c: c.bytes, estimate.work)
     return estimate
 

@@ -61,14 +61,17 @@ def _read_config(config: Path) -> dict[str, Any]:
 
 
 def image_shape(values: dict[str, Any], config: dict) -> tuple[int, int, int]:
-    """(batch, height, width) of the run's images: the graph inputs of those names, else the VAE's native size."""
+    """(batch, height, width) of the run's largest images: the graph inputs of those names, else the VAE's native
+    size; times `upscale` where the graph has one (graphs/hires_fix.yaml's second pass runs at that size)."""
     native = int(config.get("sample_size") or 1024)
 
     def value(name: str, default: int) -> int:
         v = values.get(name)
         return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else default
 
-    return value("batch_size", 1), value("height", native), value("width", native)
+    scale = values.get("upscale")
+    scale = float(scale) if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 1 else 1.0
+    return value("batch_size", 1), int(value("height", native) * scale), int(value("width", native) * scale)
 
 
 def vae_work(config: dict, values: dict[str, Any], float_bytes: int, tiled: bool, lean: bool = False) -> int:

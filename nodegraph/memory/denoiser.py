@@ -54,6 +54,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+CALL_BYTES = 256 << 10  # what a UNet call allocates whatever its size (profiled: ~0.25 MB at 16² latents)
 HEAP_SLACK = 2.1  # RSS a first (cold) forward adds / its live tensors' peak: 1.7-3.2, median 2.1 (module docstring)
 FLOW_TEXT_TOKENS = 512  # T5 / Qwen prompt length the flow graphs pad to at most
 DENOISER_NODES = ("UNetStep", "SDXLUNetStep", "ControlNetUNetStep", "ComfyDenoise", "ComfySamplerStep",
@@ -114,7 +115,9 @@ def unet_walk(config: dict, latent: tuple[int, int], bf16: bool = False, kernel:
     ch = [int(c) for c in config.get("block_out_channels", [320, 640, 1280, 1280])]
     n = len(ch)
     layers = _per_block(config.get("layers_per_block", 2), n, 2)
-    attn = ["CrossAttn" in str(t) for t in config.get("down_block_types", ["CrossAttnDownBlock2D"] * n)]
+    kinds = [str(t) for t in config.get("down_block_types", ["CrossAttnDownBlock2D"] * n)]
+    attn = ["CrossAttn" in t for t in kinds]
+    spatial = ["Attn" in t and "CrossAttn" not in t for t in kinds]  # UNet2DModel's single-head self-attention
     depth = _per_block(config.get("transformer_layers_per_block", 1), n, 1)
     h, w = latent
     px = [max(h >> i, 1) * max(w >> i, 1) for i in range(n)]
@@ -125,6 +128,8 @@ def unet_walk(config: dict, latent: tuple[int, int], bf16: bool = False, kernel:
         """Peak of one resnet on `given` values (beside `held`), then its attention on the resnet's output;
         `kept`: the input stays alive through the attention (a skip state)."""
         peak = held + given + _resnet(cin, c, bf16) * px[i]
+        if spatial[i]:  # the resnet's output, norm, q, k, v, attention's output, to_out's
+            peak = max(peak, held + (given if kept else 0) + 7 * c * px[i] + kernel)
         if attn[i] and depth[i] > 0:
             attention, feed_forward = _transformer(c, bf16)
             peak = max(peak, held + (given if kept else 0) + c * px[i] + max(attention * px[i] + kernel,
@@ -164,12 +169,12 @@ def unet_walk(config: dict, latent: tuple[int, int], bf16: bool = False, kernel:
 def flow_text_tokens(config: dict, max_sequence_length: int | None = None, prompt: str | None = None) -> int:
     """Text tokens a flow transformer attends over: the graph's `max_sequence_length` (0 or None: the checkpoint's,
     Flux dev 512, schnell 256), SD3 adding CLIP's 77. Z-Image attends to the prompt's own tokens only (padding
-    dropped, then padded to a multiple of 32): bounded by half a token a character plus the chat template's 16."""
+    dropped, then padded to a multiple of 32): bounded by a token a character plus 32 for the chat template."""
     if not isinstance(max_sequence_length, int) or isinstance(max_sequence_length, bool) or max_sequence_length < 1:
         guided = config.get("guidance_embeds")
         max_sequence_length = (512 if guided else 256) if guided is not None else FLOW_TEXT_TOKENS
     if "cap_feat_dim" in config and prompt is not None:
-        return min(max_sequence_length, -(-(len(prompt) // 2 + 16) // 32) * 32)
+        return min(max_sequence_length, -(-(len(prompt) + 32) // 32) * 32)
     return max_sequence_length + (77 if "caption_projection_dim" in config else 0)
 
 
@@ -186,7 +191,7 @@ def flow_walk(config: dict, image_tokens: int, text_tokens: int) -> int:
 def _attention_tokens(config: dict, latent: tuple[int, int]) -> int:
     """Positions the widest self-attention of a UNet attends over (its first block with attention)."""
     kinds = config.get("down_block_types", ["CrossAttnDownBlock2D"])
-    level = next((i for i, t in enumerate(kinds) if "CrossAttn" in str(t)), len(kinds) - 1)
+    level = next((i for i, t in enumerate(kinds) if "Attn" in str(t)), len(kinds) - 1)
     return max(latent[0] >> level, 1) * max(latent[1] >> level, 1)
 
 
@@ -206,7 +211,7 @@ def denoiser_bytes(config: dict, component: str, latent: tuple[int, int, int], i
     batch, h, w = latent
     if component == "unet":
         kernel = _sdpa_buffers(_attention_tokens(config, (h, w)), itemsize == 2) // (batch * itemsize)
-        return batch * unet_walk(config, (h, w), itemsize == 2, kernel) * itemsize
+        return batch * unet_walk(config, (h, w), itemsize == 2, kernel) * itemsize + CALL_BYTES
     patch = int(config.get("patch_size") or 2)  # SD3's 2; Z-Image's `all_patch_size` [2]
     flux = config.get("_class_name") == "FluxTransformer2DModel" or int(config.get("in_channels") or 0) >= 64
     if patch == 1 and flux:  # Flux: patch 1 over latents packed 2×2 (64 channels)
