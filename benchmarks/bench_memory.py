@@ -38,8 +38,9 @@ SDXL_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("Down
                 up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, norm_num_groups=32,
                 latent_channels=4, sample_size=1024, scaling_factor=0.13025, force_upcast=True)
 VARIANTS = ("nodegraph-untiled", "nodegraph-lean", "nodegraph-tiled", "diffusers-untiled", "diffusers-enable_tiling",
-            "nodegraph-tiled-head", "nodegraph-tiled-tail")
+            "nodegraph-tiled-head", "nodegraph-tiled-tail", "nodegraph-tiled-last")
 HALVES = {"nodegraph-tiled-head", "nodegraph-tiled-tail"}  # the tiled decode in two processes (see _tiled_head)
+# nodegraph-tiled-last: memory only, the tail from random rows of the shape the decode holds there (_random_rows)
 
 
 def _vm(field: str) -> int:
@@ -65,7 +66,9 @@ def child(variant: str, folder: str, size: int, tile: int, out: str, dtype_name:
         decode = {"tiled": lambda: tiled_decode(vae, z, tile, release_free_heap), "lean": lambda: lean_decode(vae, z),
                   "untiled": lambda: vae.decode(z),
                   "tiled-head": lambda: _tiled_head(vae, z, tile, release_free_heap, state),
-                  "tiled-tail": lambda: _tiled_tail(vae, tile, release_free_heap, state)}[variant.split("-", 1)[1]]
+                  "tiled-tail": lambda: _tiled_tail(vae, tile, release_free_heap, state),
+                  "tiled-last": lambda: _tiled_tail(vae, tile, release_free_heap, None, size) is None,
+                  }[variant.split("-", 1)[1]]
     else:
         import diffusers
 
@@ -82,7 +85,7 @@ def child(variant: str, folder: str, size: int, tile: int, out: str, dtype_name:
     start = time.perf_counter()
     image = decode()
     seconds = time.perf_counter() - start
-    if image is not None:
+    if isinstance(image, torch.Tensor):
         np.save(out, (image.float() / 2 + 0.5).clamp(0, 1).numpy())
     print(json.dumps({"after_load": after_load, "loaded": loaded, "peak": _vm("VmHWM"), "seconds": seconds}))
 
@@ -109,15 +112,33 @@ def _tiled_head(vae, z, tile: int, release, state: Path) -> None:
     torch.save({"shape": tuple(x.shape), "chunks": x.chunks}, state)
 
 
-def _tiled_tail(vae, tile: int, release, state: Path):
-    """The rest of `tiled_decode` from `_tiled_head`'s rows: the last upsampler, the last up block, the output conv."""
+def _random_rows(vae, tile: int, size: int) -> dict:
+    """Random rows shaped as what `tiled_decode` holds at the last up block's input: (1, C, size/2, size/2) in the
+    chunks of band_rows rows the previous resnet writes. Memory and time of the convolutions and GroupNorms do not
+    depend on the values, so the tail's peak from these is the whole decode's there (the image is not compared)."""
+    import torch
+
+    from nodegraph.models.vae_tiling import band_rows
+
+    block = vae.decoder.up_blocks[-2]
+    c, side = block.resnets[-1].conv2.out_channels, size // 2
+    rows = band_rows(side, tile, max(c, block.resnets[-1].conv1.in_channels))
+    g = torch.Generator().manual_seed(0)
+    chunks = [(r, torch.randn(1, c, min(rows, side - r), side, generator=g, dtype=vae.dtype))
+              for r in range(0, side, rows)]
+    return {"shape": (1, c, side, side), "chunks": chunks}
+
+
+def _tiled_tail(vae, tile: int, release, state: Path | None, size: int = 0):
+    """The rest of `tiled_decode` from `_tiled_head`'s rows: the last upsampler, the last up block, the output conv.
+    Without `state`: from random rows of the same shape (`_random_rows`), for the memory figure alone."""
     import torch
 
     from nodegraph.models import vae_tiling as vt
 
     dec = vae.decoder
     assert dec.up_blocks[-1].upsamplers is None, "the last up block of an AutoencoderKL has no upsampler"
-    saved = torch.load(state)
+    saved = torch.load(state) if state is not None else _random_rows(vae, tile, size)
     x = vt.Rows(saved["shape"], saved["chunks"][0][1].dtype, saved["chunks"][0][1].device)
     for _, chunk in saved.pop("chunks"):
         x.append(chunk)
@@ -131,7 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048, help="image side in pixels (a multiple of 8)")
     parser.add_argument("--tile", type=int, default=256, help="nodegraph's tile side")
-    parser.add_argument("--only", nargs="*", choices=VARIANTS, default=[v for v in VARIANTS if v not in HALVES])
+    parser.add_argument("--only", nargs="*", choices=VARIANTS, default=VARIANTS[:5])
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="weights and activations")
     parser.add_argument("--work", help="folder kept between commands (weights, images, results.jsonl)")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
