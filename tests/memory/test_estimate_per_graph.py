@@ -102,7 +102,7 @@ def cases(t: dict[str, str]) -> dict[str, dict]:
 # graphs: two steps, of which their strength runs one)
 MEASURED = sorted(cases(dict.fromkeys(("sd", "sdxl", "refiner", "ddpm", "cn", "cn2", "cn_xl", "inpaint", "sdxl_inpaint",
                                       "z", "flux", "sd3", "image", "mask"), "")))
-SMALL = dict(width=64, height=64)  # where a graph's default size is larger
+SMALL = dict(width=64, height=64)  # where a graph's default size is larger (128²: 2.4 min, 18 of 19 within 20 %)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
