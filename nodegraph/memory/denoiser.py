@@ -19,7 +19,7 @@ forward), random weights, CFG batch 2 (tests/memory/test_denoiser_activations.py
 |---|---|---|---|---|
 | digits (32, 64), 1 | 5.8 / 5.9 MB (-2 %) | 23.0 / 23.5 (-2 %) | 3.1 / 3.1 (0 %) | 11.5 / 11.8 (-2 %) |
 | tiny SD (32, 64), 1 | 3.2 / 3.5 (-7 %) | 13.0 / 13.6 (-4 %) | 1.6 / 2.0 (-17 %) | 6.5 / 7.1 (-9 %) |
-| SDXL-like (64,128,256), 2, depth 1,2,2 | 7.4 / 7.9 (-7 %) | 29.5 / 30.5 (-3 %) | 3.7 / 5.3 (-31 %) | 14.8 / 16.3 (-9 %) |
+| SDXL-like (64,128,256), 2, depth 1,2,2| 7.4 / 7.9 (-7 %)| 29.5 / 30.5 (-3 %) | 3.7 / 5.3 (-31 %)| 14.8 / 16.3 (-9 %) |
 
 (Walk / profiled; below a 32² latent the megabyte-sized figures are off by up to 36 %.) The process's resident
 memory grows by more than the live tensors: glibc's heap keeps freed blocks of other sizes (the nodegraph command
@@ -35,15 +35,16 @@ SwiGLU 8/3) and its activation; the single-stream blocks (Flux, Z-Image) also ho
 concatenation beside it: (2 · mlp + 8) × width × tokens; SD3's joint blocks (2 · mlp + 2). Text tokens: the graph's
 `max_sequence_length` (Flux's checkpoint default: dev 512, schnell 256; SD3 plus CLIP's 77); Z-Image attends to the
 prompt's own tokens only, bounded from the prompt's length (`flow_text_tokens`). Checked against torch's profiler:
-the denoise step's allocation peak in a whole run (tests/memory/test_estimate_per_graph.py), 1 step, fp32:
+the denoise step's allocation peak in a whole run (tests/memory/test_estimate_per_graph.py runs the tiny
+ones), 1 step, fp32:
 
 | transformer (width) | image | tokens (image + text) | estimate / profiled |
 |---|---|---|---|
-| tiny Z-Image (48) | 512² | 4096 + 32 | 10.2 / 11.8 MB (-14 %) |
-| mid-size Z-Image (480) | 512² | 4096 + 32 | 101.6 / 103.2 MB (-2 %) |
+| tiny Z-Image (48) | 512² | 4096 + 96 | 10.2 / 11.8 MB (-13 %) |
+| mid-size Z-Image (480) | 512² | 4096 + 96 | 102.3 / 103.2 MB (-1 %) |
 | tiny Flux dev (32) | 256², 512² | 1024 / 4096 + 512 | 3.0 / 3.4 MB (-11 %), 9.0 / 9.3 MB (-3 %) |
 | mid-size Flux dev (384) | 512² | 4096 + 512 | 108.0 / 102.1 MB (+6 %) |
-| tiny SD3 (32, CFG batch 2) | 128² | 256 + 333 | 1.43 / 1.63 MB (-12 %) |
+| tiny SD3 (32, CFG batch 2) | 128² | 256 + 333 | 1.44 / 1.63 MB (-12 %) |
 
 The UNet's heap slack is not applied to them (not measured on flow models).
 """
