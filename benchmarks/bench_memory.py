@@ -13,14 +13,17 @@ decode time; the images are compared with nodegraph's untiled one in 1/255 steps
 
 "Above the weights" is the peak minus the RSS with every weight resident: nodegraph maps an fp32 file's tensors
 without reading them (models/checkpoint.py read_tensors), so right after loading they are not yet in the RSS and the
-decode would page them in (319 MB here) and count them as its own; each process reads every weight once before
-the decode starts (diffusers' copies are resident already). The column "above load" is the peak minus the RSS right
-after loading, the figure this benchmark printed before.
+decode would page them in (319 MB here) and count them as its own (diffusers' loading maps them too); each process
+reads every weight once before the decode starts. The column "above load" is the peak minus the RSS right after
+loading, the figure this benchmark printed before.
 
 `--work DIR` keeps the weights and each variant's image and figures (DIR/results.jsonl) between commands, so one
 long variant a command fits the shared lock's hold: e.g. `--work /tmp/nodegraph-bench-vae --only nodegraph-tiled`,
 then `--only nodegraph-untiled` in another hold; the differences are then printed against the untiled image from
-whichever command made it.
+whichever command made it. Where one tiled 2048² decode outlasts a hold (the machine's other jobs taking a core),
+`--only nodegraph-tiled-head`, then `--only nodegraph-tiled-tail` runs it in two processes (the tail's image is
+compared); `--only nodegraph-tiled-last` runs the tail alone from random rows of the held shape, for its memory
+(the decode's peak: the last up block holds the widest full-size activation) without the image.
 """
 
 from __future__ import annotations
