@@ -217,7 +217,7 @@ def summary(args) -> None:
 # Phases of a run, in order: (name, the mark that ends it). Marks are seconds since the process started.
 PHASES = [("start → nodegraph imported", "imported"), ("→ graph ready (read, translate, validate)", "run start"),
           ("→ run finished (nodes below)", "run end"), ("→ PNG written, report printed", "main returned")]
-NODE_GROUPS = {"LoadUNet": "load UNet", "LoadCLIP": "load CLIP", "LoadVAE": "load VAE",
+NODE_GROUPS = {"LoadUNet": "load UNet", "LoadCLIP": "load CLIP", "LoadSDXLCLIP": "load CLIP", "LoadVAE": "load VAE",
                "ComfyTextEncode": "encode prompts", "repeat": "sampling loop", "VAEDecode": "decode"}
 
 
@@ -257,19 +257,21 @@ def child_phases(out: str, argv: list[str]) -> None:
                 spent[0] += event.seconds
                 spent[1] += cpu() - began
 
-    import nodegraph.exec.executor as executor
+    from nodegraph.runner.run import Runner  # `nodegraph run` goes through the runner (nodegraph/runner/run.py)
 
-    run_graph = executor.run_graph
+    context, run = Runner.context, Runner.run
 
-    def timed_run_graph(*a, **kw):
+    def timed_context(self, hooks=(), cancel=None):
+        return context(self, (*hooks, hook), cancel)
+
+    def timed_run(self, *a, **kw):
         mark("run start")
-        kw["hooks"] = [*(kw.get("hooks") or []), hook]
         try:
-            return run_graph(*a, **kw)
+            return run(self, *a, **kw)
         finally:
             mark("run end")
 
-    executor.run_graph = timed_run_graph
+    Runner.context, Runner.run = timed_context, timed_run
     from nodegraph.cli import main
 
     mark("imported")
