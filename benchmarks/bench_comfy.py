@@ -297,8 +297,8 @@ def print_phases(records: dict[str, list[dict]]) -> None:
             return end[0] - start[0], end[1] - start[1]
         rows.append((name, span))
         previous = mark
-    groups = [g for g in [*NODE_GROUPS.values(), "other nodes"] if any(g in r["nodes"] for rs in records.values()
-                                                                      for r in rs)]
+    groups = [g for g in dict.fromkeys([*NODE_GROUPS.values(), "other nodes"])
+              if any(g in r["nodes"] for rs in records.values() for r in rs)]
     rows[3:3] = [(f"    {g}", lambda r, g=g: tuple(r["nodes"].get(g, (0.0, 0.0)))) for g in groups]
     rows.append(("total (process start → exit of main)", lambda r: tuple(r["marks"]["main returned"])))
     print("\nphases, median seconds (wall / CPU)      workflow           hand-written       workflow − hand (wall)")
