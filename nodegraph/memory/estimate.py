@@ -6,8 +6,9 @@ the run's compute dtype (float8 tensors stay one byte: models/fp8.py keeps them 
 plan: a model is held from its loader step until the step after which the executor frees the loader's output
 (the run-scoped cache of `nodegraph run` drops it then). The estimate is the largest sum of models held at one
 step, plus the process's own baseline (Python, torch), plus what the step running then computes with (`work`:
-the VAE decode's and encode's activations, memory/activations.py; the UNet's and text encoders' are not counted). A model a node rebuilds (a LoRA copy) or keeps alive past its slot is
-not seen; a hub repo not yet downloaded counts 0 and is named in `unknown`.
+the VAE decode's and encode's activations, memory/activations.py; the denoiser's, memory/denoiser.py; the text
+encoders', memory/text.py). A model a node rebuilds (a LoRA copy) or keeps alive past its slot is not seen; a
+hub repo not yet downloaded counts 0 and is named in `unknown`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class RunEstimate:
     def lines(self) -> list[str]:
         from nodegraph.memory.sizes import format_size
 
-        out = ["memory estimate (weights from file headers, the process baseline, the VAE's activations):"]
+        out = ["memory estimate (weights from file headers, the process baseline, the activations of the VAE, "
+               "denoiser and text encoders):"]
         for c in self.components:
             out.append(f"  {c.node_id}.{c.component}: {format_size(c.bytes)}")
         for index, extra in sorted(self.work.items()):
