@@ -103,9 +103,12 @@ _SWAPS = ((nn.Linear, Fp8Linear), (nn.Conv2d, Fp8Conv2d), (nn.Conv1d, Fp8Conv1d)
 
 
 def _fp8_class(module: nn.Module) -> type | None:
-    """The float8 class for a plain Linear / Conv layer (subclasses with their own forward are left alone)."""
+    """The float8 class for a plain Linear / Conv layer (subclasses with their own forward are left alone, but for
+    models/base.py's Conv2d, whose forward is torch's own conv2d call)."""
+    from nodegraph.models.base import Conv2d
+
     for base, fp8 in _SWAPS:
-        if isinstance(module, base) and type(module).forward is base.forward:
+        if isinstance(module, base) and type(module).forward in (base.forward, Conv2d.forward):
             return fp8
     return None
 

@@ -27,8 +27,10 @@ _PLAIN = (nn.Linear.forward, nn.Conv2d.forward, nn.Conv1d.forward)
 
 
 def streams(layer: nn.Module, on_call: bool = False) -> bool:
-    """Whether a LoRA is fused into `layer` at call time: a streamed Linear/Conv layer, or (`on_call`) any plain one."""
-    return (on_call or getattr(layer, "streamed_weight", False)) and _base_forward(layer) is not None
+    """Whether a LoRA is fused into `layer` at call time: a streamed Linear/Conv layer, one that already fuses at call
+    time (the next LoRA goes after the last, as into a copy), or (`on_call`) any plain one."""
+    marked = on_call or getattr(layer, "streamed_weight", False) or isinstance(layer, FusedOnCall)
+    return marked and _base_forward(layer) is not None
 
 
 def held_copy_bytes(matched: dict) -> int:
@@ -43,11 +45,12 @@ def held_copy_bytes(matched: dict) -> int:
 
 
 def _base_forward(layer: nn.Module):
+    from nodegraph.models.base import Conv2d
     from nodegraph.models.fp8 import Fp8Conv1d, Fp8Conv2d, Fp8Linear
 
-    forward = type(layer).forward
+    forward = type(layer).forward  # models/base.py's Conv2d: torch.conv2d with nn.Conv2d's arguments
     if isinstance(layer, FusedOnCall) or forward in _PLAIN \
-            or forward in (Fp8Linear.forward, Fp8Conv2d.forward, Fp8Conv1d.forward):
+            or forward in (Conv2d.forward, Fp8Linear.forward, Fp8Conv2d.forward, Fp8Conv1d.forward):
         return forward
     return None  # a layer with its own forward: lora.py copies its weight as for a resident layer
 

@@ -257,3 +257,15 @@ def test_a_lora_on_a_streamed_fp8_flux_transformer_gives_the_resident_fp8_number
     expected = _flux_call(resident, fuse)
     assert (expected - _flux_call(resident, None)).abs().max() > 1e-2
     assert torch.equal(_flux_call(streamed, fuse), expected)
+
+
+def test_a_second_lora_on_a_layer_fused_at_call_time_goes_after_the_first(unets, loras):
+    from nodegraph.models.adapters.streamed_lora import FusedOnCall
+
+    resident = unets[0]
+    first, second = read_lora(str(loras["kohya"])), read_lora(str(loras["peft"]))
+    on_call = apply_lora(resident, match_layers(first, "unet", resident, "the UNet"), 0.7, True, on_call=True)
+    both = _patched(on_call, second, True)  # no budget now: still at call time, after the first
+    layers = [m for m in both.modules() if isinstance(m, FusedOnCall)]
+    assert layers and max(len(m.fused_loras) for m in layers) == 2
+    assert torch.equal(_unet_call(both), _unet_call(_patched(_patched(resident, first, True), second, True)))
