@@ -5,10 +5,12 @@ batch's."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,9 +64,12 @@ def ray_cluster(tmp_path_factory):
     import ray
 
     folder = tmp_path_factory.mktemp("ray")
+    # Ray's AF_UNIX sockets live under --temp-dir and their paths must stay under 108 bytes: a short folder of
+    # its own, since tmp_path_factory's is longer under pytest-xdist (.../popen-gw0/...)
+    sockets = tempfile.mkdtemp(prefix="ray-")
     address = f"127.0.0.1:{_free_port()}"
     nodes = [_node("--head", f"--port={address.split(':')[1]}", "--include-dashboard=false",
-                   f"--temp-dir={folder / 't'}", log=folder / "head.log")]
+                   f"--temp-dir={sockets}", log=folder / "head.log")]
     try:
         _wait_for_port(address, nodes[0], folder / "head.log")
         nodes.append(_node(f"--address={address}", log=folder / "worker.log"))
@@ -79,6 +84,7 @@ def ray_cluster(tmp_path_factory):
             ray.shutdown()
         for node in reversed(nodes):
             _stop(node)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def test_killed_actors_items_run_elsewhere_at_most_retries_times_each_item_once(ray_cluster, reference_batch,

@@ -32,24 +32,40 @@ def reference(src, out):
     return f"${src}.{out}"
 
 
+def validated(page):
+    """The number of the page's last answered validation: each edit asks for one 250 ms later, and its answer can
+    move the boxes (an error shown makes a box taller), so the next drag waits for it."""
+    return page.locator("#editor").get_attribute("data-checked") or ""
+
+
+def wait_validated(page, before):
+    page.wait_for_function("(before) => (document.querySelector('#editor').dataset.checked || '') !== before", arg=before)
+
+
 def drag(page, src, out, dst, port):
+    before = validated(page)
     dot(page, src, "output", out).hover()
     page.mouse.down()
     dot(page, dst, "input", port).hover()
     page.mouse.up()
     expect(page.locator("#ed-message")).to_have_text(f"Connected {reference(src, out)} to {dst}.{port}.")
+    wait_validated(page, before)
 
 
 def type_in(page, key, port, text):
+    before = validated(page)
     field = box(page, key).locator(f'input.lit[data-port="{port}"]')
     field.fill(text)
     field.press("Tab")
+    wait_validated(page, before)
 
 
 def add(page, node_type, expected_id):
+    before = validated(page)
     page.fill("#ed-add", node_type)
     page.press("#ed-add", "Enter")
     expect(page.locator("#ed-message")).to_have_text(f"Added {expected_id} ({node_type}).")
+    wait_validated(page, before)
 
 
 def test_the_sd_text_to_image_graph_built_on_an_empty_canvas_runs(browser, server):
@@ -85,8 +101,10 @@ def test_the_sd_text_to_image_graph_built_on_an_empty_canvas_runs(browser, serve
                                 ("loadvae", "vae", "vaedecode", "vae")]:
         drag(page, src, out, dst, port)
     box(page, "repeat").locator("button.open").click()  # the body: one denoising step a loop item
+    before = validated(page)
     page.fill("#ed-new-input", "latents")
     page.press("#ed-new-input", "Enter")
+    wait_validated(page, before)
     add(page, "./sd_denoise_step.yaml", "sd_denoise_step")
     expect(box(page, "sd_denoise_step").locator('.row.in[data-port="unet"]')).to_have_count(1)
     for port, ref in [("unet", "$loadunet.unet"), ("scheduler", "$schedulersettimesteps.scheduler"),
@@ -98,8 +116,10 @@ def test_the_sd_text_to_image_graph_built_on_an_empty_canvas_runs(browser, serve
     page.locator("#ed-path button").first.click()
     drag(page, "randomlatent", "latents", "repeat", "state.latents")
     drag(page, "repeat", "latents", "vaedecode", "latents")
+    before = validated(page)
     page.fill("#ed-new-output", "image")
     page.press("#ed-new-output", "Enter")
+    wait_validated(page, before)
     drag(page, "vaedecode", "image", "@outputs", "image")
     expect(page.locator("#ed-count")).to_have_text("(none)")
     page.click("#ed-fit")
