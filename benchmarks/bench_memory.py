@@ -41,9 +41,10 @@ SDXL_VAE = dict(block_out_channels=(128, 256, 512, 512), down_block_types=("Down
                 up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, norm_num_groups=32,
                 latent_channels=4, sample_size=1024, scaling_factor=0.13025, force_upcast=True)
 VARIANTS = ("nodegraph-untiled", "nodegraph-lean", "nodegraph-tiled", "diffusers-untiled", "diffusers-enable_tiling",
-            "nodegraph-tiled-head", "nodegraph-tiled-tail", "nodegraph-tiled-last")
+            "nodegraph-tiled-head", "nodegraph-tiled-tail", "nodegraph-tiled-last", "nodegraph-tiled-widest")
 HALVES = {"nodegraph-tiled-head", "nodegraph-tiled-tail"}  # the tiled decode in two processes (see _tiled_head)
-# nodegraph-tiled-last: memory only, the tail from random rows of the shape the decode holds there (_random_rows)
+# nodegraph-tiled-last: memory only, the tail from random rows of the shape the decode holds there (_random_rows);
+# nodegraph-tiled-widest: memory only, the last resnet and the output conv from random rows (_widest)
 
 
 def _vm(field: str) -> int:
@@ -65,12 +66,14 @@ def child(variant: str, folder: str, size: int, tile: int, out: str, dtype_name:
         from nodegraph.models.vae_tiling import tiled_decode
 
         vae = load_component(folder, "vae", dtype=dtype)
+        release = _progress(Path(out).with_name(f"progress-{variant}-{size}-{dtype_name}.json"), release_free_heap)
         state = Path(out).with_name(f"tiled-head-state-{size}-{dtype_name}.pt")
-        decode = {"tiled": lambda: tiled_decode(vae, z, tile, release_free_heap), "lean": lambda: lean_decode(vae, z),
+        decode = {"tiled": lambda: tiled_decode(vae, z, tile, release), "lean": lambda: lean_decode(vae, z),
                   "untiled": lambda: vae.decode(z),
-                  "tiled-head": lambda: _tiled_head(vae, z, tile, release_free_heap, state),
-                  "tiled-tail": lambda: _tiled_tail(vae, tile, release_free_heap, state),
-                  "tiled-last": lambda: _tiled_tail(vae, tile, release_free_heap, None, size) is None,
+                  "tiled-head": lambda: _tiled_head(vae, z, tile, release, state),
+                  "tiled-tail": lambda: _tiled_tail(vae, tile, release, state),
+                  "tiled-last": lambda: _tiled_tail(vae, tile, release, None, size) is None,
+                  "tiled-widest": lambda: _widest(vae, tile, release, size) is None,
                   }[variant.split("-", 1)[1]]
     else:
         import diffusers
@@ -82,15 +85,52 @@ def child(variant: str, folder: str, size: int, tile: int, out: str, dtype_name:
         def decode():
             return vae.decode(z).sample
     after_load = _vm("VmRSS")
+    global _LOADED, _START
     for t in (*vae.parameters(), *vae.buffers()):  # page every weight in (a mapped file's are not yet resident)
         t.sum()
-    loaded = _vm("VmRSS")
-    start = time.perf_counter()
+    loaded = _LOADED = _vm("VmRSS")
+    start = _START = time.perf_counter()
     image = decode()
     seconds = time.perf_counter() - start
     if isinstance(image, torch.Tensor):
         np.save(out, (image.float() / 2 + 0.5).clamp(0, 1).numpy())
     print(json.dumps({"after_load": after_load, "loaded": loaded, "peak": _vm("VmHWM"), "seconds": seconds}))
+
+
+_LOADED, _START = 0, 0.0
+
+
+def _progress(path: Path, release):
+    """`release` that also writes the peak so far above the loaded weights and the seconds to `path` after every
+    band, so a decode stopped by the hold's timeout still tells how far it got and what it had used."""
+    bands = [0]
+
+    def call() -> None:
+        release()
+        bands[0] += 1
+        path.write_text(json.dumps({"bands": bands[0], "peak_above_weights": _vm("VmHWM") - _LOADED,
+                                    "seconds": time.perf_counter() - _START}))
+    return call
+
+
+def _widest(vae, tile: int, release, size: int):
+    """The last resnet and the output conv (GroupNorm, act, conv to RGB) from random rows of their input's shape,
+    (1, C, size, size) in band chunks: the widest full-size activation the tiled decode holds (128 channels at
+    full size for SDXL's VAE), in a quarter of the last up block's time. Memory only."""
+    import torch
+
+    from nodegraph.models import vae_tiling as vt
+
+    dec = vae.decoder
+    resnet = dec.up_blocks[-1].resnets[-1]
+    c = resnet.conv1.in_channels
+    rows = vt.band_rows(size, tile, c)
+    g = torch.Generator().manual_seed(0)
+    x = vt.Rows((1, c, size, size), vae.dtype, torch.device("cpu"))
+    for r in range(0, size, rows):
+        x.append(torch.randn(1, c, min(rows, size - r), size, generator=g, dtype=vae.dtype))
+    x = vt._resnet(resnet, x, tile, release)
+    return vt._norm_act_conv(dec.conv_norm_out, dec.conv_act, dec.conv_out, x, tile, release).tensor()
 
 
 def _tiled_head(vae, z, tile: int, release, state: Path) -> None:
