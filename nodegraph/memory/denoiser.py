@@ -21,9 +21,12 @@ forward), random weights, CFG batch 2 (tests/memory/test_denoiser_activations.py
 | tiny SD (32, 64), 1 | 3.2 / 3.5 (-7 %) | 13.0 / 13.6 (-4 %) | 1.6 / 2.0 (-17 %) | 6.5 / 7.1 (-9 %) |
 | SDXL-like (64,128,256), 2, depth 1,2,2| 7.4 / 7.9 (-7 %)| 29.5 / 30.5 (-3 %) | 3.7 / 5.3 (-31 %)| 14.8 / 16.3 (-9 %) |
 
-(Walk / profiled; below a 32² latent the megabyte-sized figures are off by up to 36 %.) The process's resident
-memory grows by more than the live tensors: glibc's heap keeps freed blocks of other sizes (the nodegraph command
-keeps freed memory for reuse, exec/heap.py), and a first call touches fresh pages. The RSS a first forward added
+Real size: the SDXL base UNet (bf16 random weights) at a 64² latent, CFG batch 2: profiled 136.0 MB; the walk
+74.0 MB plus the largest convolution weight, which oneDNN reorders for each call (59 MB: `_reordered_weight`),
+130.3 MB (-4 %). (The table was taken before that term, which adds 0.07-0.3 MB to these tiny UNets; below a 32²
+latent the megabyte-sized figures are off by up to 36 %.) The process's resident memory grows by more than the
+live tensors: glibc's heap keeps freed blocks of other sizes (the nodegraph command keeps freed memory for reuse,
+exec/heap.py), and a first call touches fresh pages. The RSS a first forward added
 (the earlier calibration's figures: VmHWM reset just before the call, fresh processes) over the profiled tensor
 peak of the same forward (128² taken as 4× the 64² figure): digits 128² fp32 1.70× (batch 1: 1.87×), SD-like
 (128, 256, 512) 64² fp32 1.91×, bf16 2.65×, SDXL-like 128² fp32 3.2×, bf16 2.3×; later calls 1.2-2.0×. The plan
@@ -205,6 +208,14 @@ def _sdpa_buffers(tokens: int, bf16: bool) -> int:
     return rows * min(tokens, 512) * (6 if bf16 else 4) * (os.cpu_count() or 1)
 
 
+def _reordered_weight(config: dict) -> int:
+    """Values of the largest convolution weight, which oneDNN copies into its own layout for each call: the first
+    up-path resnet's conv1 at the deepest level, (skip + state channels) × channels × 3 × 3 (SDXL-size: 59 MB in
+    bf16, measured as the gap between the walk and a profiled forward)."""
+    ch = [int(c) for c in config.get("block_out_channels", [320, 640, 1280, 1280])]
+    return max((ch[min(i + 1, len(ch) - 1)] + c) * c * 9 for i, c in enumerate(ch))
+
+
 def denoiser_bytes(config: dict, component: str, latent: tuple[int, int, int], itemsize: int,
                    text_tokens: int | None = None, prompt: str | None = None) -> int:
     """Bytes one denoiser call adds over its weights: `latent` = (batch as called, incl. CFG's doubling, h, w);
@@ -212,7 +223,9 @@ def denoiser_bytes(config: dict, component: str, latent: tuple[int, int, int], i
     batch, h, w = latent
     if component == "unet":
         kernel = _sdpa_buffers(_attention_tokens(config, (h, w)), itemsize == 2) // (batch * itemsize)
-        return batch * unet_walk(config, (h, w), itemsize == 2, kernel) * itemsize + CALL_BYTES
+        return batch * unet_walk(config, (h, w), itemsize == 2, kernel) * itemsize + CALL_BYTES + \
+            _reordered_weight(config) * itemsize
+
     patch = int(config.get("patch_size") or 2)  # SD3's 2; Z-Image's `all_patch_size` [2]
     flux = config.get("_class_name") == "FluxTransformer2DModel" or int(config.get("in_channels") or 0) >= 64
     if patch == 1 and flux:  # Flux: patch 1 over latents packed 2×2 (64 channels)
