@@ -203,9 +203,12 @@ def _sdpa_buffers(tokens: int, bf16: bool) -> int:
     """The CPU attention kernel's work blocks, per thread (torch's flash kernel: a q-block of 256 / 64 / 32 rows
     by a kv-block of up to 512 keys of float32 scores, and a bf16 copy of them in bf16), one thread a core."""
     import os
+    import sys
 
+    torch = sys.modules.get("torch")  # its thread count where a run has loaded it (the planner imports no torch)
+    threads = torch.get_num_threads() if torch is not None else os.cpu_count() or 1
     rows = 256 if tokens >= 768 else 64 if tokens >= 192 else 32
-    return rows * min(tokens, 512) * (6 if bf16 else 4) * (os.cpu_count() or 1)
+    return rows * min(tokens, 512) * (6 if bf16 else 4) * threads
 
 
 def _reordered_weight(config: dict) -> int:
