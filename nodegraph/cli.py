@@ -72,7 +72,7 @@ def _run(args, scratch: pathlib.Path) -> int:
     from nodegraph.runner import Runner, interactive, is_comfy_target, open_target, prepare_process
 
     comfy = is_comfy_target(args.graph)
-    prepare_process(heap_reuse=not args.no_heap_reuse)
+    prepare_process(heap_reuse=not args.no_heap_reuse, memory_budget=bool(args.max_memory))
     try:
         target = open_target(args.graph, scratch, allow_includes_outside=args.allow_includes_outside,
                              comfy_options=args)

@@ -173,12 +173,13 @@ def unet_walk(config: dict, latent: tuple[int, int], bf16: bool = False, kernel:
 def flow_text_tokens(config: dict, max_sequence_length: int | None = None, prompt: str | None = None) -> int:
     """Text tokens a flow transformer attends over: the graph's `max_sequence_length` (0 or None: the checkpoint's,
     Flux dev 512, schnell 256), SD3 adding CLIP's 77. Z-Image attends to the prompt's own tokens only (padding
-    dropped, then padded to a multiple of 32): bounded by a token a character plus 32 for the chat template."""
+    dropped, then padded to a multiple of 32): Qwen's tokenizer is byte-level BPE, so at most a token a UTF-8 byte, plus
+    32 for the chat template."""
     if not isinstance(max_sequence_length, int) or isinstance(max_sequence_length, bool) or max_sequence_length < 1:
         guided = config.get("guidance_embeds")
         max_sequence_length = (512 if guided else 256) if guided is not None else FLOW_TEXT_TOKENS
     if "cap_feat_dim" in config and prompt is not None:
-        return min(max_sequence_length, -(-(len(prompt) + 32) // 32) * 32)
+        return min(max_sequence_length, -(-(len(prompt.encode("utf-8")) + 32) // 32) * 32)
     return max_sequence_length + (77 if "caption_projection_dim" in config else 0)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 
 
-def prepare_process(*, heap_reuse: bool = True) -> None:
+def prepare_process(*, heap_reuse: bool = True, memory_budget: bool = False) -> None:
     """PNG metadata on image outputs (the recipe to re-run them); with `heap_reuse` the C allocator keeps freed
-    tensor memory for reuse (exec/heap.py; before anything is loaded)."""
+    tensor memory for reuse, and under a `memory_budget` in one arena for all threads (exec/heap.py; before
+    anything is loaded)."""
     from nodegraph.exec import png_metadata
 
     png_metadata.install()
@@ -15,6 +16,10 @@ def prepare_process(*, heap_reuse: bool = True) -> None:
         from nodegraph.exec.heap import reuse_freed_heap
 
         reuse_freed_heap()
+    if memory_budget:
+        from nodegraph.exec.heap import one_heap_arena
+
+        one_heap_arena()
 
 
 @contextlib.contextmanager
