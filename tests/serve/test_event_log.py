@@ -2,6 +2,7 @@
 clients happen to run in on a loaded machine (each order is made here on purpose, nothing waits on a clock)."""
 
 import asyncio
+import threading
 
 from nodegraph.serve.events import EventLog
 
@@ -15,6 +16,24 @@ def a_run_with_previews(log: EventLog, steps: int = 3) -> None:
 
 def previews(events: list[dict]) -> list[bool]:
     return ["preview" in e for e in events if e["type"] == "progress"]
+
+
+def run(scenario) -> None:
+    """`asyncio.run(scenario())` on a thread of its own: a test before this one in the same process may still hold
+    an event loop running in the main thread (the web tests' session-wide Playwright browser, under pytest-xdist)."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(scenario())
+        except BaseException as exc:  # re-raised in the test's thread, so pytest reports the assertion
+            failure.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 async def read(stream, count: int) -> list[dict]:
@@ -34,7 +53,7 @@ def test_a_live_client_far_behind_still_gets_every_preview_and_the_drop_waits_fo
         assert [e["type"] for e in seen][-1] == "finished" and previews(seen) == [True, True, True]
         assert previews(log.events) == [False, False, True]  # the last client left: dropped, the last kept
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_a_client_arriving_after_the_end_gets_only_the_last_preview_even_before_the_drop():
@@ -50,7 +69,7 @@ def test_a_client_arriving_after_the_end_gets_only_the_last_preview_even_before_
         assert previews(again) == [False, False, True] and previews(log.events) == [False, False, True]
         assert [e["seq"] for e in again] == list(range(len(again)))
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 def test_without_clients_the_previews_are_dropped_at_once():
@@ -83,7 +102,7 @@ def test_progress_events_close_together_reach_a_client_with_the_next_wake_and_no
         assert [(e["type"], e.get("index")) for e in seen] == [("progress", 1), ("progress", 2), ("progress", 3),
                                                              ("node_finished", None), ("finished", None)]
 
-    asyncio.run(scenario())
+    run(scenario)
 
 
 async def _until(stream, last: str, log: EventLog):
