@@ -292,9 +292,15 @@ def decode_bytes(block_out_channels: tuple[int, ...], latent_shape: tuple[int, .
     Untiled, the widest stage holds about its input, the normalised and activated copies and the convolution's
     output (an upsampler: its input, the ×2 copy and the conv output), with float32 temporaries even in bf16/fp16
     (GroupNorm and the convolutions' buffers): times 1.2, measured on an SDXL-size VAE (fp32 2048²: 15.2 GB
-    against 12.9 GB for the bare sum; bf16 512²: 0.79 GB against 0.92 GB estimated). Tiled, a stage holds its
-    output and what is left of its input (after an upsampler, the input at half the size), plus one band's
-    float32 temporaries (measured: 3.06 GB at 2048² fp32, 0.47 GB at 512² bf16; this gives 3.5 and 0.39 GB).
+    against 12.9 GB for the bare sum; bf16 512²: 0.79 GB against 0.92 GB estimated). Tiled (since c2665a1), a
+    stage's widest moment is the end of a resnet: its output whole while the last of its input is freed (after an
+    upsampler the input is held at half the size: the larger of the two, not their sum), times 1.2 for the
+    allocator's slack around the freed row chunks, plus one band's temporaries, 24.5 bytes a band value (float32
+    normalised copies, conv outputs, oneDNN's buffers; a band is about tile² · 128 values and a 4-row halo). bf16
+    measured about as much as fp32, so it is counted at 4 bytes a value too. Fitted on the SDXL-size VAE, tile
+    256, peak RSS above the resident weights (bench_memory.py, 2026-12-07 at 59a4b38; repeated runs vary by up to
+    20 %: the C heap's arenas), GiB measured / estimated: fp32 256² 0.199-0.222 / 0.235, 512² 0.352 / 0.353,
+    2048² 2.30 / 2.64; bf16 256² 0.205-0.215 / 0.235, 512² 0.305-0.364 / 0.353.
     `lean` (untiled, models/vae_lean.py): a resnet holds its input, the normalised copy, the convolution's copy of
     its input (oneDNN reorders it: measured, a conv adds its output plus about its input) and conv1's output,
     then the input, the activated copy, its conv copy and conv2's output; an upsampler the ×2 copy, its conv copy
@@ -304,11 +310,11 @@ def decode_bytes(block_out_channels: tuple[int, ...], latent_shape: tuple[int, .
     c = block_out_channels[::-1]
     peak, pixels, channels, upsampled = 0, h * w, c[0], False
     for i, out in enumerate(c):
-        if tiled:
-            held = (channels // 4 + out if upsampled else max(channels, out)) * pixels * itemsize
-            wide = max(channels, out)  # a band: about tile² · 128 values, at most the whole image
-            band = 8 * (min(tile * tile * 128, wide * pixels) + 4 * int(pixels ** 0.5) * wide) * 4  # float32
-            stage = held + band
+        if tiled:  # the output whole and the last of the input's rows, then one band's temporaries
+            held = max(channels // 4 if upsampled else channels, out) * pixels * max(itemsize, 4) * 6 // 5
+            wide = max(channels, out)  # a band (band_rows): tile² pixels, fewer above 128 channels; + a 4-row halo
+            values = min(tile * tile * 128 * wide // max(wide, 128), wide * pixels) + 4 * int(pixels ** 0.5) * wide
+            stage = held + values * 49 // 2  # 24.5 bytes a band value
         elif lean:
             stage = max(3 * channels + out, channels + 3 * out) * pixels * itemsize * 5 // 4
         else:
