@@ -43,7 +43,8 @@ def one_heap_arena() -> bool:
 
     Why: under a memory budget the kept heap must be shared. glibc gives threads their own arenas, and memory that
     torch's worker threads freed in theirs is not reused by the others: the same digits 512² run under
-    `--max-memory` peaked anywhere between 441 and 694 MB (10 runs), against 454-494 MB with one arena (5 runs).
+    `--max-memory` peaked anywhere between 441 and 694 MB (10 runs), against 441-512 MB with one arena (11 runs:
+    5 with MALLOC_ARENA_MAX=1, 6 through this function). Only the `nodegraph` command applies it.
     Call it before the worker threads first allocate (before anything is loaded)."""
     mallopt = _mallopt()
     return bool(mallopt and mallopt(M_ARENA_MAX, 1))
