@@ -57,4 +57,4 @@ def test_inpaint_graph_matches_diffusers(tiny_sd, tiny_sd_inpaint, picture_and_m
     # sensitive to the mask: with everything kept (an all-black mask) diffusers gives another image
     black = mask.parent / "black.png"
     PIL.Image.new("L", (24, 16)).save(black)
-    assert (diffusers_inpaint(model, picture, black, strength).int() - theirs.int()).abs().max() > 20
+    assert (diffusers_inpaint(model, picture, black, strength).int() - theirs.int()).abs().max() > 10  # ten times the tolerance
