@@ -77,8 +77,10 @@ class Attention(nn.Module):
         """to_k(context), to_v(context). The text context is the same tensor at every denoising step, so without
         autograd they are computed once and reused for as long as the very same context object, unmodified, meets
         the very same, unmodified weights: the same operation on the same inputs, so the same bits (issue 20)."""
-        if torch.is_grad_enabled() or context.is_inference() or not _plain_linear(self.to_k, self.to_v):
-            # inference tensors keep no version counter; a wrapped layer (unfused LoRA) has more than a weight
+        if (torch.is_grad_enabled() or context.is_inference() or not _plain_linear(self.to_k, self.to_v)
+                or torch.jit.is_tracing()):
+            # inference tensors keep no version counter; a wrapped layer (unfused LoRA) has more than a weight; a
+            # trace (models/warm_trace.py) must record the projections, not freeze this call's k and v
             return self.to_k(context), self.to_v(context)
         key = (context._version, self.to_k.weight, self.to_k.weight._version, self.to_v.weight,
                self.to_v.weight._version)

@@ -42,6 +42,8 @@ class UNetStep(Node):
     def run(self, i, ctx):
         import torch
 
+        from nodegraph.models import warm_trace
+
         x = i.latents  # (B, C, h, w)
         if i.cache != "none":
             from nodegraph.models.deepcache import check_supported
@@ -49,16 +51,16 @@ class UNetStep(Node):
             check_supported(i.unet)
         with torch.inference_mode():  # as no_grad, with no version counters or view tracking: the same kernels
             if i.embeddings is None:
-                return {"noise_pred": i.unet(x, i.t), "features": torch.empty(0)}
+                return {"noise_pred": warm_trace.call(i.unet, x, i.t), "features": torch.empty(0)}
             if i.embeddings.shape[0] == 2 * x.shape[0]:
                 x = torch.cat([x, x])  # (2B, C, h, w): unconditional and conditional in one call
             elif i.embeddings.shape[0] != x.shape[0]:
                 raise ValueError(f"`embeddings` batch {i.embeddings.shape[0]} does not fit `latents` batch "
                                  f"{x.shape[0]}; it must be equal (no guidance) or twice (guidance)")
-            extra = {} if i.timestep_cond is None else {"timestep_cond": i.timestep_cond}
-            if i.cache == "none":
-                out = i.unet(x, i.t, encoder_hidden_states=i.embeddings, **extra)
+            if i.cache == "none":  # many short calls run from a trace, same bits (models/warm_trace.py)
+                out = warm_trace.call(i.unet, x, i.t, encoder_hidden_states=i.embeddings, timestep_cond=i.timestep_cond)
                 return {"noise_pred": out, "features": torch.empty(0)}
+            extra = {} if i.timestep_cond is None else {"timestep_cond": i.timestep_cond}
             return _deepcache_step(i, x, extra, ctx)
 
 
