@@ -4,7 +4,8 @@ Why: on a small model the Python side of a forward (module calls, argument parsi
 a third of the call: `builtin:digits`' UNet takes 6.4 ms eager and 4.2 ms traced (1 thread, batch 2, 8×8
 latents). A trace replays the same aten ops in the same order, so the numbers are the same bits; only the
 Python between them is gone. Large models gain nothing worth having (their Python is a fraction of a percent)
-and keep between-block cancellation, so only calls shorter than `SHORT_CALL_SECONDS` are traced.
+and keep between-block cancellation, so only a model whose fastest eager call took under `SHORT_CALL_SECONDS`
+is traced (the fastest: what the machine can do, not how loaded it was).
 
 When: a trace costs about 35 eager calls of the digits UNet (recording, then the TorchScript executor's two
 profiling runs), and saves about a third of each later call. A signature (the model, its input shapes, dtypes
@@ -51,7 +52,7 @@ class _Entry:
     """One model and signature: its eager calls so far, then its trace (or None once the trace was dropped)."""
 
     def __init__(self):
-        self.calls, self.seconds = 0, 0.0
+        self.calls, self.fastest = 0, float("inf")
         self.traced: _Traced | None = None
         self.dropped = False
 
@@ -61,49 +62,48 @@ class _Entry:
         start = time.perf_counter()
         out = model(*args, **kwargs)
         self.calls += 1
-        self.seconds += time.perf_counter() - start
+        self.fastest = min(self.fastest, time.perf_counter() - start)  # the machine's, not its load's
         if (not self.dropped and self.traced is None and self.calls >= TRACE_AFTER_CALLS
-                and self.seconds / self.calls < SHORT_CALL_SECONDS):
-            self.traced = _Traced.of(model, args, kwargs)
-            self.dropped = self.traced is None
+                and self.fastest < SHORT_CALL_SECONDS):
+            traced = _Traced(model)
+            if traced.still_matches(model):  # (with hooks on, what they do would be recorded or lost: later)
+                self.traced = traced if traced.trace(model, args, kwargs) else None
+                self.dropped = self.traced is None
         return out
 
 
 class _Traced:
     """A trace of `model` and what it was traced from."""
 
-    def __init__(self, module: torch.jit.ScriptModule | None, model: nn.Module):
-        self.module, self.verified = module, 0
-        self.modules = [(m, type(m)) for m in model.modules()]
+    def __init__(self, model: nn.Module):
+        self.module: torch.jit.ScriptModule | None = None
+        self.verified = 0
+        self.root_class = type(model)  # the model itself is not held: a dropped model is freed with its trace
+        self.modules = [(m, type(m)) for m in model.modules() if m is not model]
         self.children = [(m._modules, name, child) for m in model.modules() for name, child in m._modules.items()]
         stores = [store for m in model.modules() for store in (m._parameters, m._buffers)]
         self.stores = [(store, len(store)) for store in stores]
         self.tensors = [(store, name, t, t.dtype, t.device) for store in stores for name, t in store.items()
                         if t is not None]
 
-    @staticmethod
-    def of(model: nn.Module, args: tuple, kwargs: dict) -> "_Traced | None":
-        traced = _Traced(None, model)
-        if not traced.still_matches(model):
-            return None  # hooks now: what they do would be recorded or lost
+    def trace(self, model: nn.Module, args: tuple, kwargs: dict) -> bool:
+        """Trace `model` on this call's inputs; False when the tracer cannot follow it or the trace would hold
+        weights as constants (read from outside the module's tensors: a file, a layer fused per call)."""
         wrapper = _Positional(model, len(args), list(kwargs))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TracerWarnings on shape-derived Python values: the signature
                 # fixes every shape, and the verification catches anything that depended on the data
-                traced.module = torch.jit.trace(wrapper, (*args, *kwargs.values()), check_trace=False)
+                self.module = torch.jit.trace(wrapper, (*args, *kwargs.values()), check_trace=False)
+            return _constant_bytes(self.module) <= MAX_CONSTANT_BYTES
         except Exception:  # noqa: BLE001 - a model the tracer cannot follow simply stays eager
-            return None
-        if _constant_bytes(traced.module) > MAX_CONSTANT_BYTES:
-            return None  # weights read from outside the module's tensors (a file, a layer fused per call) would
-            # be frozen into the trace
-        return traced
+            return False
 
     def still_matches(self, model: nn.Module) -> bool:
-        if _global_hooks():
+        if _global_hooks() or not _plain(model, self.root_class):
             return False
         for m, cls in self.modules:
-            if type(m) is not cls or m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__:
+            if not _plain(m, cls):
                 return False
         for store, name, child in self.children:
             if store.get(name) is not child:
@@ -121,7 +121,7 @@ class _Traced:
         if self.verified >= VERIFY_CALLS:
             return out
         eager = model(*args, **kwargs)
-        if not torch.equal(out, eager):
+        if not (isinstance(out, torch.Tensor) and isinstance(eager, torch.Tensor) and torch.equal(out, eager)):
             entry.traced, entry.dropped = None, True
         self.verified += 1
         return eager
@@ -159,6 +159,11 @@ def _signature(model, args: tuple, kwargs: dict) -> tuple | None:
         return None  # CPU only: CUDA would need its own checks (streams, graphs), and nothing here measures it
     return (len(args), tuple(kwargs), tuple((t.shape, t.dtype) for t in tensors), torch.get_num_threads(),
             torch.is_inference_mode_enabled())
+
+
+def _plain(m: nn.Module, cls: type) -> bool:
+    """Still of class `cls`, with no forward hooks and no forward of its own instance."""
+    return type(m) is cls and not m._forward_hooks and not m._forward_pre_hooks and "forward" not in m.__dict__
 
 
 def _global_hooks() -> bool:
