@@ -79,9 +79,10 @@ class _Traced:
         self.module: torch.jit.ScriptModule | None = None
         self.verified = 0
         self.root_class = type(model)  # the model itself is not held: a dropped model is freed with its trace
-        self.modules = [(m, type(m)) for m in model.modules() if m is not model]
-        self.children = [(m._modules, name, child) for m in model.modules() for name, child in m._modules.items()]
-        stores = [store for m in model.modules() for store in (m._parameters, m._buffers)]
+        modules = list(model.modules())  # one walk of the tree for all three records
+        self.modules = [(m, type(m)) for m in modules if m is not model]
+        self.children = [(m._modules, name, child) for m in modules for name, child in m._modules.items()]
+        stores = [store for m in modules for store in (m._parameters, m._buffers)]
         self.stores = [(store, len(store)) for store in stores]
         self.tensors = [(store, name, t, t.dtype, t.device) for store in stores for name, t in store.items()
                         if t is not None]
